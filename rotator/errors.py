@@ -1,0 +1,61 @@
+"""rotator's exception tree. Core module: standard library only.
+
+::
+
+    RotatorError                 (abstract; never raised directly)
+    ├── ConfigError              the config file or the environment is wrong; exit 2
+    └── UpstreamError            GitLab or Infisical refused or failed; exit 1
+        ├── GitLabError          mapped from python-gitlab/requests in the GitLab adapter only
+        └── InfisicalError       mapped from httpx in the Infisical adapter only
+
+Every error names where it happened (``target``, ``step``); upstream errors also carry the HTTP
+``status`` (``None`` for a network failure) and whether the request was definitely **not applied**,
+which is what decides between "nothing happened, safe to undo" and "outcome unknown, roll forward".
+Messages never contain a token value: adapters pass upstream messages through redaction first.
+"""
+
+from dataclasses import dataclass
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose."""
+
+
+@dataclass(eq=False)
+class ConfigError(RotatorError):
+    """A bad config file or environment; ``key`` is the dotted path or variable name at fault."""
+
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        """``key: problem``, the line the CLI prints before exiting 2."""
+        return f"{self.key}: {self.problem}"
+
+
+@dataclass(eq=False)
+class UpstreamError(RotatorError):
+    """An upstream call failed; see the module docstring for the fields."""
+
+    upstream: str
+    route: str
+    status: int | None
+    message: str
+    not_applied: bool
+    target: str | None = None
+    step: str | None = None
+
+    def __str__(self) -> str:
+        """One line naming target, step, upstream, route and status."""
+        where = " ".join(f"{k}={v}" for k, v in (("target", self.target), ("step", self.step)) if v)
+        status = self.status if self.status is not None else "no response"
+        prefix = f"{where} " if where else ""
+        return f"{prefix}{self.upstream} {self.route} -> {status}: {self.message}"
+
+
+class GitLabError(UpstreamError):
+    """A GitLab call failed."""
+
+
+class InfisicalError(UpstreamError):
+    """An Infisical call failed."""

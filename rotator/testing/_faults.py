@@ -1,0 +1,142 @@
+"""Scriptable faults for the fake servers.
+
+A test arms faults on a route (``"POST /api/v4/projects/:id/access_tokens"``, or a glob such as
+``"*access_tokens*"``); each request to a matching route consumes at most one armed fault, oldest
+first. Kinds:
+
+``fail``
+    Answer ``status`` without running the handler (nothing is applied). The body and headers are the
+    server's own canned ones for that status and ``shape`` unless given.
+``drop_before``
+    Close the connection without applying the request or answering (a proxy dying, a reset).
+``drop_after``
+    Apply the request, then close the connection without answering (a lost response).
+``hang``
+    Hold the request open for ``seconds`` (or until the server stops), then close it unanswered
+    without applying it, so the client hits its read timeout.
+``latency``
+    Sleep ``seconds`` before handling; does not count against ``times`` unless ``times`` is set.
+
+Latency that should apply to every call of a route is a separate, persistent setting
+(:meth:`Faults.set_latency`), so benchmarks can add a fixed delay per upstream call.
+"""
+
+import fnmatch
+import threading
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+FaultKind = Literal["fail", "drop_before", "drop_after", "hang", "latency"]
+KINDS: tuple[FaultKind, ...] = ("fail", "drop_before", "drop_after", "hang", "latency")
+
+
+@dataclass(slots=True)
+class Fault:
+    """One armed fault; ``times`` is how many more requests it will hit (``None``: forever)."""
+
+    route: str
+    kind: FaultKind
+    status: int = 500
+    shape: str | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    times: int | None = 1
+
+    def matches(self, route: str) -> bool:
+        """Whether this fault applies to ``route`` (exact name or glob)."""
+        return self.route == route or fnmatch.fnmatchcase(route, self.route)
+
+
+class Faults:
+    """The armed faults and persistent latencies of one fake server; thread-safe."""
+
+    def __init__(self) -> None:
+        """Start with nothing armed."""
+        self._lock = threading.Lock()
+        self._armed: list[Fault] = []
+        self._latency: dict[str, float] = {}
+
+    def add(self, fault: Fault) -> Fault:
+        """Arm ``fault`` and return it."""
+        if fault.kind not in KINDS:
+            msg = f"unknown fault kind {fault.kind!r}; expected one of {', '.join(KINDS)}"
+            raise ValueError(msg)
+        if fault.times is not None and fault.times < 1:
+            msg = "times must be at least 1 (or None for every request)"
+            raise ValueError(msg)
+        with self._lock:
+            self._armed.append(fault)
+        return fault
+
+    def fail(  # noqa: PLR0913 - every field of a fault is worth setting
+        self,
+        route: str,
+        status: int,
+        *,
+        times: int | None = 1,
+        shape: str | None = None,
+        body: Any = None,  # noqa: ANN401 - any JSON value, or bytes/str for a raw body
+        headers: dict[str, str] | None = None,
+    ) -> Fault:
+        """Answer the next ``times`` requests to ``route`` with ``status``, applying nothing."""
+        return self.add(
+            Fault(route, "fail", status, shape, body, dict(headers or {}), times=times),
+        )
+
+    def drop_before(self, route: str, *, times: int | None = 1) -> Fault:
+        """Close the next ``times`` connections to ``route`` unanswered, applying nothing."""
+        return self.add(Fault(route, "drop_before", times=times))
+
+    def drop_after(self, route: str, *, times: int | None = 1) -> Fault:
+        """Apply the next ``times`` requests to ``route``, then close without answering."""
+        return self.add(Fault(route, "drop_after", times=times))
+
+    def hang(self, route: str, *, seconds: float = 3600.0, times: int | None = 1) -> Fault:
+        """Hold the next ``times`` requests to ``route`` open for ``seconds``, then drop them."""
+        return self.add(Fault(route, "hang", seconds=seconds, times=times))
+
+    def delay(self, route: str, seconds: float, *, times: int | None = 1) -> Fault:
+        """Delay the next ``times`` requests to ``route`` by ``seconds``, then handle normally."""
+        return self.add(Fault(route, "latency", seconds=seconds, times=times))
+
+    def set_latency(self, route: str, seconds: float) -> None:
+        """Add ``seconds`` to every request of ``route`` (a glob; ``"*"`` for all) until cleared."""
+        with self._lock:
+            if seconds <= 0:
+                self._latency.pop(route, None)
+            else:
+                self._latency[route] = seconds
+
+    def latency_for(self, route: str) -> float:
+        """The persistent latency of ``route``: the largest matching setting."""
+        with self._lock:
+            return max(
+                (s for r, s in self._latency.items() if fnmatch.fnmatchcase(route, r)),
+                default=0.0,
+            )
+
+    def take(self, route: str) -> Fault | None:
+        """Consume and return the oldest armed fault matching ``route``, if any."""
+        with self._lock:
+            for index, fault in enumerate(self._armed):
+                if fault.matches(route):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            del self._armed[index]
+                    return fault
+        return None
+
+    def pending(self) -> list[Fault]:
+        """The faults still armed, oldest first."""
+        with self._lock:
+            return list(self._armed)
+
+    def clear(self) -> None:
+        """Disarm every fault and drop every persistent latency."""
+        with self._lock:
+            self._armed.clear()
+            self._latency.clear()

@@ -1,0 +1,234 @@
+"""The fake GitLab's data: users, projects, groups, tokens, and who may do what.
+
+Modelled on GitLab's own code as summarised in ``reference/gitlab.md``: every project or group
+access token is a personal access token of its own bot user, which is a member of the resource at
+the token's ``access_level``; a token is dead from 00:00 UTC on its ``expires_at`` date; revoked and
+expired tokens stay listed as ``active: false``; rotation links the new token to the old one through
+``previous_id``, which is what reuse detection walks.
+"""
+
+import secrets
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+
+ResourceKind = Literal["project", "group"]
+
+GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 15, 20, 30, 40, 50
+ACCESS_LEVELS = (GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER)
+
+#: Scopes a project or group access token may have: GitLab's ``resource_bot_scopes``
+#: (every non-admin scope except ``read_user``; registry ones assume the registry is enabled).
+RESOURCE_BOT_SCOPES = frozenset(
+    {
+        "api", "read_api", "create_runner", "manage_runner", "k8s_proxy", "self_rotate",
+        "read_repository", "write_repository", "read_registry", "write_registry",
+        "read_virtual_registry", "write_virtual_registry", "read_observability",
+        "write_observability", "ai_features",
+    },
+)  # fmt: skip
+
+MAX_LIFETIME_DAYS = 365
+ROTATE_DEFAULT_DAYS = 7
+LAST_USED_CADENCE = timedelta(minutes=10)
+
+
+def iso_ms(when: datetime) -> str:
+    """GitLab's timestamp format: ``2021-01-20T22:11:48.151Z``."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+@dataclass(slots=True)
+class User:
+    """A human or a bot user."""
+
+    id: int
+    username: str
+    name: str
+    bot: bool = False
+    admin: bool = False
+
+    def as_json(self, base_url: str) -> dict[str, Any]:
+        """What ``GET /user`` shows; ``base_url`` is the instance's external URL."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "name": self.name,
+            "state": "active",
+            "bot": self.bot,
+            "is_admin": self.admin,
+            "web_url": f"{base_url}/{self.username}",
+        }
+
+
+@dataclass(slots=True)
+class Resource:
+    """A project or a group, with direct members (user id → access level)."""
+
+    id: int
+    kind: ResourceKind
+    path: str
+    parent_id: int | None = None  # a project's or subgroup's group
+    members: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Token:
+    """A personal access token record; resource tokens carry ``resource``."""
+
+    id: int
+    name: str
+    user_id: int
+    scopes: list[str]
+    expires_at: date | None
+    created_at: datetime
+    value: str = field(repr=False)
+    revoked: bool = False
+    last_used_at: datetime | None = None
+    description: str | None = None
+    access_level: int | None = None
+    resource: Resource | None = None
+    previous_id: int | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """Dead from 00:00 UTC on ``expires_at`` (GitLab: ``expires_at <= Time.current``)."""
+        return self.expires_at is not None and self.expires_at <= now.date()
+
+    def active(self, now: datetime) -> bool:
+        """Neither revoked nor expired."""
+        return not self.revoked and not self.expired(now)
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        """The API entity, never with the token value."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "revoked": self.revoked,
+            "created_at": iso_ms(self.created_at),
+            "description": self.description,
+            "scopes": list(self.scopes),
+            "user_id": self.user_id,
+            "last_used_at": iso_ms(self.last_used_at) if self.last_used_at else None,
+            "active": self.active(now),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+        if self.resource is not None:
+            data["access_level"] = self.access_level
+            data["resource_type"] = self.resource.kind
+            data["resource_id"] = self.resource.id
+        return data
+
+
+@dataclass(slots=True)
+class GitLabState:
+    """Everything the fake GitLab knows; mutate only under the server's lock."""
+
+    host: str = "gitlab.example.com"
+    users: dict[int, User] = field(default_factory=dict)
+    resources: dict[tuple[ResourceKind, int], Resource] = field(default_factory=dict)
+    tokens: dict[int, Token] = field(default_factory=dict)
+    require_expiry: bool = True
+    _next_id: dict[str, int] = field(default_factory=dict)
+
+    def next_id(self, kind: str) -> int:
+        """A fresh id per kind, as a database sequence would give."""
+        self._next_id[kind] = self._next_id.get(kind, 0) + 1
+        return self._next_id[kind]
+
+    # ---- seeding ------------------------------------------------------------------------------
+
+    def add_user(self, username: str, *, admin: bool = False, bot: bool = False) -> User:
+        """Create a user."""
+        user = User(self.next_id("user"), username, username, bot=bot, admin=admin)
+        self.users[user.id] = user
+        return user
+
+    def add_resource(self, kind: ResourceKind, path: str, *, parent: Resource | None = None) -> Resource:
+        """Create a project or group, optionally inside a group."""
+        resource = Resource(self.next_id(kind), kind, path, parent.id if parent else None)
+        self.resources[(kind, resource.id)] = resource
+        return resource
+
+    def add_token(  # noqa: PLR0913 - mirrors the API's parameters
+        self,
+        user: User,
+        name: str,
+        scopes: list[str],
+        expires_at: date | None,
+        now: datetime,
+        *,
+        resource: Resource | None = None,
+        access_level: int | None = None,
+        description: str | None = None,
+        previous_id: int | None = None,
+    ) -> Token:
+        """Mint a token for ``user`` with a fresh ``glpat-`` value."""
+        token = Token(
+            id=self.next_id("token"),
+            name=name,
+            user_id=user.id,
+            scopes=list(scopes),
+            expires_at=expires_at,
+            created_at=now,
+            value="glpat-" + secrets.token_urlsafe(15),
+            description=description,
+            access_level=access_level,
+            resource=resource,
+            previous_id=previous_id,
+        )
+        self.tokens[token.id] = token
+        return token
+
+    def add_bot(self, resource: Resource, name: str, access_level: int) -> User:
+        """A new bot user for a new resource token, a member of ``resource`` at ``access_level``."""
+        bot = self.add_user(f"{resource.kind}_{resource.id}_bot_{secrets.token_hex(16)}", bot=True)
+        bot.name = name
+        resource.members[bot.id] = access_level
+        return bot
+
+    # ---- lookups ------------------------------------------------------------------------------
+
+    def token_by_value(self, value: str) -> Token | None:
+        """The token whose secret is ``value``."""
+        return next((t for t in self.tokens.values() if secrets.compare_digest(t.value, value)), None)
+
+    def find_resource(self, kind: ResourceKind, ref: str) -> Resource | None:
+        """A resource by numeric id or full path."""
+        if ref.isdigit():
+            return self.resources.get((kind, int(ref)))
+        return next((r for (k, _), r in self.resources.items() if k == kind and r.path == ref), None)
+
+    def access_level(self, user: User, resource: Resource) -> int:
+        """``user``'s effective role on ``resource``: direct or inherited from parent groups."""
+        if user.admin:
+            return OWNER
+        level = resource.members.get(user.id, 0)
+        parent = resource.parent_id
+        while parent is not None:
+            group = self.resources[("group", parent)]
+            level = max(level, group.members.get(user.id, 0))
+            parent = group.parent_id
+        return level
+
+    def resource_tokens(self, resource: Resource) -> list[Token]:
+        """The tokens of ``resource``, oldest first."""
+        return [t for t in self.tokens.values() if t.resource is resource]
+
+    def revoke_family(self, token: Token) -> list[int]:
+        """Reuse detection: revoke every active descendant of ``token``; return their ids."""
+        revoked: list[int] = []
+        frontier = {token.id}
+        while frontier:
+            children = [t for t in self.tokens.values() if t.previous_id in frontier]
+            for child in children:
+                if not child.revoked:
+                    child.revoked = True
+                    revoked.append(child.id)
+            frontier = {c.id for c in children}
+        return revoked
+
+    def max_expiry(self, now: datetime) -> date:
+        """The last allowed ``expires_at``: today (UTC) + 365 days."""
+        return now.date() + timedelta(days=MAX_LIFETIME_DAYS)

@@ -1,0 +1,464 @@
+"""The HTTP plumbing shared by the fake servers: routing, fault injection, call counting.
+
+Each fake is a real ``ThreadingHTTPServer`` on loopback speaking HTTP/1.1 with keep-alive, so the
+product's real clients (python-gitlab over requests, httpx) talk to it unchanged. A subclass of
+:class:`FakeServer` registers routes (``"GET /api/v4/projects/:id"``) and supplies the canned error
+bodies of the server it imitates; this module knows nothing about GitLab or Infisical.
+
+Every request to a registered route is counted under its route name and User-Agent before any
+fault is applied, so tests and benchmarks can count what a client sent, including requests that
+were dropped. Routes under ``/_fake/`` are the test-only control API and are never counted.
+"""
+
+import contextlib
+import json
+import re
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+from rotator.testing._clock import FakeClock
+from rotator.testing._faults import Fault, Faults
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed request; ``path`` is still percent-encoded, as routing needs it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    client: str
+    host: str
+    args: dict[str, str] = field(default_factory=dict)  # path parameters, percent-decoded
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header, or an empty string."""
+        return self.headers.get("user-agent", "")
+
+    def json(self) -> Any:  # noqa: ANN401 - any JSON value
+        """The body parsed as JSON; raises ``ValueError`` when it is not JSON."""
+        return json.loads(self.body) if self.body else None
+
+    def form(self) -> dict[str, Any]:
+        """Query string and body merged, as a Rails/Grape server sees its params."""
+        params: dict[str, Any] = {}
+        for key, values in self.query.items():
+            params[key.removesuffix("[]")] = values if key.endswith("[]") else values[-1]
+        ctype = self.headers.get("content-type", "")
+        if self.body and "json" in ctype:
+            parsed = self.json()
+            if isinstance(parsed, dict):
+                params.update(parsed)
+        elif self.body:
+            for key, values in urllib.parse.parse_qs(self.body.decode(), keep_blank_values=True).items():
+                params[key.removesuffix("[]")] = values if key.endswith("[]") else values[-1]
+        return params
+
+
+@dataclass(slots=True)
+class Response:
+    """What a handler answers; ``body`` is JSON-able, or ``str``/``bytes`` sent as-is."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> tuple[bytes, str]:
+        """The body bytes and their content type."""
+        if self.body is None:
+            return b"", "application/json"
+        if isinstance(self.body, bytes):
+            return self.body, self.headers.get("Content-Type", "application/octet-stream")
+        if isinstance(self.body, str):
+            return self.body.encode(), self.headers.get("Content-Type", "text/plain")
+        return json.dumps(self.body, separators=(",", ":")).encode(), "application/json"
+
+
+class HTTPError(Exception):
+    """Raised by a handler to answer with ``response`` (an error status and body)."""
+
+    def __init__(self, response: Response) -> None:
+        """Carry ``response`` up to the dispatcher."""
+        super().__init__(response.status)
+        self.response = response
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A method, a path template with ``:name`` segments, and its handler."""
+
+    method: str
+    template: str
+    handler: Handler
+    pattern: re.Pattern[str]
+
+    @property
+    def name(self) -> str:
+        """The route's name, used for counting and fault matching."""
+        return f"{self.method} {self.template}"
+
+    @classmethod
+    def build(cls, method: str, template: str, handler: Handler) -> "Route":
+        """Compile ``template`` into a matcher; ``:name`` matches one encoded segment."""
+        regex = re.sub(r":(\w+)", r"(?P<\1>[^/]+)", re.escape(template).replace(r"\:", ":"))
+        return cls(method, template, handler, re.compile(f"^{regex}$"))
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request the fake received on a registered route."""
+
+    route: str
+    path: str
+    user_agent: str
+
+
+class FixedWindowLimiter:
+    """A fixed-window request counter per key, on the fake clock.
+
+    @fastify/rate-limit (Infisical) and Rack::Attack (GitLab) both count in fixed windows.
+    """
+
+    def __init__(self, limit: int, clock: FakeClock, window: timedelta = timedelta(minutes=1)) -> None:
+        """Allow ``limit`` requests per key per ``window``."""
+        self.limit = limit
+        self._clock = clock
+        self._window = window.total_seconds()
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, int], int] = {}
+
+    def hit(self, key: str) -> tuple[bool, int, float]:
+        """Count one request; return (allowed, remaining, seconds until the window resets)."""
+        now = self._clock.now().timestamp()
+        window = int(now // self._window)
+        reset_in = (window + 1) * self._window - now
+        with self._lock:
+            count = self._counts.get((key, window), 0) + 1
+            self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
+            self._counts[(key, window)] = count
+        return count <= self.limit, max(0, self.limit - count), reset_in
+
+
+class FakeServer:
+    """A fake upstream on 127.0.0.1; subclasses register routes and canned error bodies."""
+
+    #: Set by subclasses: the upstream's name in logs and ``/_fake/`` answers.
+    upstream: ClassVar[str] = "fake"
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        """Create the server (not yet listening); see :meth:`start`."""
+        self.clock = clock or FakeClock()
+        self.faults = Faults()
+        self.lock = threading.RLock()  # guards the fake's state; handlers run under it
+        self._routes: list[Route] = []
+        self._calls: list[Call] = []
+        self._calls_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._register_control_routes()
+
+    # ---- routing ------------------------------------------------------------------------------
+
+    def route(self, method: str, template: str, handler: Handler) -> None:
+        """Register ``handler`` for ``method`` on ``template``; first registration wins."""
+        self._routes.append(Route.build(method, template, handler))
+
+    @property
+    def route_names(self) -> list[str]:
+        """Every registered route name, control routes excluded."""
+        return [r.name for r in self._routes if not r.template.startswith("/_fake/")]
+
+    def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self._routes:
+            if route.method != method:
+                continue
+            found = route.pattern.match(path)
+            if found:
+                return route, {k: urllib.parse.unquote(v) for k, v in found.groupdict().items()}
+        return None
+
+    # ---- hooks for subclasses -----------------------------------------------------------------
+
+    def canned_error(self, status: int, shape: str | None, request: Request) -> Response:
+        """The body and headers this upstream sends with ``status`` (overridden per server)."""
+        del shape, request
+        return Response(status, {"message": HTTPStatus(status).phrase})
+
+    def not_found(self, request: Request) -> Response:
+        """The answer for a path no route matches."""
+        return Response(404, {"message": f"no route for {request.method} {request.path}"})
+
+    def internal_error(self, request: Request) -> Response:
+        """The answer when a handler raises unexpectedly."""
+        return self.canned_error(500, None, request)
+
+    # ---- counting -----------------------------------------------------------------------------
+
+    def calls(self, route: str | None = None, *, user_agent: str | None = None) -> list[Call]:
+        """The calls received, optionally only of ``route`` and with a User-Agent prefix."""
+        with self._calls_lock:
+            return [
+                c
+                for c in self._calls
+                if (route is None or c.route == route)
+                and (user_agent is None or c.user_agent.startswith(user_agent))
+            ]
+
+    def call_counts(self, *, user_agent: str | None = None) -> dict[str, int]:
+        """Calls received per route name."""
+        return dict(Counter(c.route for c in self.calls(user_agent=user_agent)))
+
+    def reset_calls(self) -> None:
+        """Forget every counted call."""
+        with self._calls_lock:
+            self._calls.clear()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` once started."""
+        if self._httpd is None:
+            msg = f"the fake {self.upstream} is not started"
+            raise RuntimeError(msg)
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "FakeServer":
+        """Listen on ``host:port`` (0: an ephemeral port) in a background thread."""
+        server = self
+
+        class _Handler(_RequestHandler):
+            fake = server
+
+        self._stopping.clear()
+        self._httpd = _Server((host, port), _Handler)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-{self.upstream}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and release hung requests."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @contextmanager
+    def running(self) -> Iterator["FakeServer"]:
+        """Start for the duration of a ``with`` block."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    # ---- dispatch -----------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response | None:
+        """Handle one request; ``None`` means: close the connection without answering."""
+        matched = self._match(request.method, request.path)
+        if matched is None:
+            return self.not_found(request)
+        route, args = matched
+        request = Request(**{**_fields(request), "args": args})
+        control = route.template.startswith("/_fake/")
+        if not control:
+            with self._calls_lock:
+                self._calls.append(Call(route.name, request.path, request.user_agent))
+            refused, headers = self.gate(request)
+            response = refused or self._faulty(route, request)
+            if response is not None:
+                response.headers = {**headers, **response.headers}
+            return response
+        return self._run(route, request)
+
+    def gate(self, request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Run front-door checks (a rate limiter) before faults and handlers.
+
+        Returns an answer that refuses the request, or ``None``, and headers to add to whatever
+        is answered.
+        """
+        del request
+        return None, {}
+
+    def _faulty(self, route: Route, request: Request) -> Response | None:
+        delay = self.faults.latency_for(route.name)
+        if delay:
+            time.sleep(delay)
+        fault = self.faults.take(route.name)
+        if fault is not None:
+            outcome = self._apply_fault(fault, route, request)
+            if outcome is not _CONTINUE:
+                return outcome  # type: ignore[return-value]
+        return self._run(route, request)
+
+    def _apply_fault(self, fault: Fault, route: Route, request: Request) -> object:
+        if fault.kind == "latency":
+            time.sleep(fault.seconds)
+            return _CONTINUE
+        if fault.kind == "fail":
+            canned = self.canned_error(fault.status, fault.shape, request)
+            body = canned.body if fault.body is None else fault.body
+            return Response(fault.status, body, {**canned.headers, **fault.headers})
+        if fault.kind == "drop_after":
+            self._run(route, request)
+            return None
+        if fault.kind == "hang":
+            self._stopping.wait(fault.seconds)
+        return None  # drop_before, and a hang that has run its course
+
+    def _run(self, route: Route, request: Request) -> Response:
+        try:
+            with self.lock:
+                return route.handler(request)
+        except HTTPError as error:
+            return error.response
+        except Exception:  # noqa: BLE001 - a fake answers 500 as the real server would
+            return self.internal_error(request)
+
+    # ---- the test-only control API ------------------------------------------------------------
+
+    def _register_control_routes(self) -> None:
+        self.route("GET", "/_fake/calls", self._control_calls)
+        self.route("DELETE", "/_fake/calls", self._control_reset_calls)
+        self.route("GET", "/_fake/faults", self._control_list_faults)
+        self.route("POST", "/_fake/faults", self._control_add_fault)
+        self.route("DELETE", "/_fake/faults", self._control_clear_faults)
+        self.route("GET", "/_fake/clock", self._control_clock)
+        self.route("POST", "/_fake/clock", self._control_move_clock)
+
+    def _control_calls(self, request: Request) -> Response:
+        user_agent = request.query.get("user_agent", [None])[-1]
+        return Response(200, {"counts": self.call_counts(user_agent=user_agent)})
+
+    def _control_reset_calls(self, _request: Request) -> Response:
+        self.reset_calls()
+        return Response(204)
+
+    def _control_list_faults(self, _request: Request) -> Response:
+        faults = [
+            {"route": f.route, "kind": f.kind, "status": f.status, "times": f.times}
+            for f in self.faults.pending()
+        ]
+        return Response(200, {"faults": faults})
+
+    def _control_add_fault(self, request: Request) -> Response:
+        spec = request.json()
+        if not isinstance(spec, dict) or "route" not in spec or "kind" not in spec:
+            return Response(400, {"message": "a fault needs at least 'route' and 'kind'"})
+        if "latency_all" in spec:
+            self.faults.set_latency(spec["route"], float(spec["latency_all"]))
+            return Response(201, {"ok": True})
+        try:
+            self.faults.add(
+                Fault(
+                    route=spec["route"],
+                    kind=spec["kind"],
+                    status=int(spec.get("status", 500)),
+                    shape=spec.get("shape"),
+                    body=spec.get("body"),
+                    headers=dict(spec.get("headers", {})),
+                    seconds=float(spec.get("seconds", 0.0)),
+                    times=spec.get("times", 1),
+                ),
+            )
+        except (TypeError, ValueError) as error:
+            return Response(400, {"message": str(error)})
+        return Response(201, {"ok": True})
+
+    def _control_clear_faults(self, _request: Request) -> Response:
+        self.faults.clear()
+        return Response(204)
+
+    def _control_clock(self, _request: Request) -> Response:
+        return Response(200, {"now": self.clock.now().isoformat()})
+
+    def _control_move_clock(self, request: Request) -> Response:
+        spec = request.json() or {}
+        self.clock.advance(timedelta(seconds=float(spec.get("advance_seconds", 0))))
+        return Response(200, {"now": self.clock.now().isoformat()})
+
+
+_CONTINUE = object()
+
+
+def _fields(request: Request) -> dict[str, Any]:
+    return {name: getattr(request, name) for name in Request.__slots__}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Turns http.server's callbacks into :meth:`FakeServer.dispatch` calls."""
+
+    fake: ClassVar[FakeServer]
+    protocol_version = "HTTP/1.1"
+    server_version = "fake"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        """Stay quiet: the fakes run inside test processes and demos."""
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        split = urllib.parse.urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=split.path,
+            query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            client=str(self.client_address[0]),
+            host=self.headers.get("Host", ""),
+        )
+        response = self.fake.dispatch(request)
+        if response is None:
+            self.close_connection = True
+            # RST rather than FIN where the platform allows, so the client sees a dropped
+            # connection at once instead of waiting on a half-closed socket.
+            with contextlib.suppress(OSError):  # a platform without SO_LINGER just closes
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        payload, ctype = response.encode()
+        self.send_response(response.status)
+        headers = {"Content-Type": ctype, **response.headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _handle  # noqa: N815 - http.server's names

@@ -1,0 +1,448 @@
+"""A fake GitLab: the access-token REST API, faithful down to statuses, bodies and headers.
+
+What it serves (under ``/api/v4``), for projects and groups alike (``:kind`` below):
+
+* ``GET /:kind/:id/access_tokens`` (offset pagination, ``state``/``revoked``/``search``/``sort``),
+  ``GET …/:token_id``, ``POST …`` (201), ``POST …/:token_id/rotate``, ``POST …/self/rotate``,
+  ``DELETE …/:token_id`` (204);
+* ``GET /personal_access_tokens/self``, ``GET /user``, ``GET /projects/:id``, ``GET /groups/:id``,
+  ``GET /version``.
+
+The rules and error bodies follow ``reference/gitlab.md`` §1-§4 and are described where they are
+implemented. The fake's clock (:class:`~rotator.testing.FakeClock`) decides expiry and
+``last_used_at``; :attr:`FakeGitLab.state` is the test-only view of everything, token values
+included.
+"""
+
+import datetime as dt
+import math
+
+from collections.abc import Callable
+from typing import Any
+
+from rotator.testing import _gitlab_auth as auth
+from rotator.testing._clock import FakeClock
+from rotator.testing._gitlab_errors import canned_error, error, message
+from rotator.testing._gitlab_state import (
+    ACCESS_LEVELS,
+    MAINTAINER,
+    OWNER,
+    RESOURCE_BOT_SCOPES,
+    ROTATE_DEFAULT_DAYS,
+    GitLabState,
+    Resource,
+    ResourceKind,
+    Token,
+    User,
+)
+from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Response
+
+
+API = "/api/v4"
+_KINDS: dict[str, ResourceKind] = {"projects": "project", "groups": "group"}
+#: The role needed to read, create, rotate and revoke a resource's tokens.
+_ADMIN_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
+
+
+class FakeGitLab(FakeServer):
+    """A GitLab instance on loopback; see the module docstring."""
+
+    upstream = "gitlab"
+
+    def __init__(
+        self,
+        clock: FakeClock | None = None,
+        *,
+        requests_per_minute: int | None = None,
+        supports_token_filters: bool = True,
+    ) -> None:
+        """Create an empty instance.
+
+        ``requests_per_minute`` turns on a Rack::Attack-style per-user limiter (429 plain text
+        ``Retry later`` with ``Retry-After`` and ``RateLimit-*`` headers, the latter on every
+        response). ``supports_token_filters=False`` imitates servers older than 17.2, which ignore
+        ``state``, ``search`` and the other list filters.
+        """
+        super().__init__(clock)
+        self.state = GitLabState()
+        self.supports_token_filters = supports_token_filters
+        self._limiter = FixedWindowLimiter(requests_per_minute, self.clock) if requests_per_minute else None
+        self.route("GET", f"{API}/version", self._version)
+        self.route("GET", f"{API}/user", self._user)
+        self.route("GET", f"{API}/personal_access_tokens/self", self._token_self)
+        for plural in _KINDS:
+            base = f"{API}/{plural}/:id"
+            self.route("GET", base, self._resource_get)
+            self.route("GET", f"{base}/access_tokens", self._list)
+            self.route("POST", f"{base}/access_tokens", self._create)
+            self.route("POST", f"{base}/access_tokens/self/rotate", self._self_rotate)
+            self.route("GET", f"{base}/access_tokens/:token_id", self._get)
+            self.route("POST", f"{base}/access_tokens/:token_id/rotate", self._rotate)
+            self.route("DELETE", f"{base}/access_tokens/:token_id", self._revoke)
+
+    # ---- server hooks -------------------------------------------------------------------------
+
+    def canned_error(self, status: int, shape: str | None, request: Request) -> Response:
+        """GitLab's body for ``status`` (``shape`` picks a variant, e.g. ``invalid_token``)."""
+        return canned_error(status, shape, self.clock.now(), request)
+
+    def not_found(self, request: Request) -> Response:
+        """Grape's catch-all 404."""
+        del request
+        return Response(404, {"error": "404 Not Found"})
+
+    def gate(self, request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Rack::Attack sits in front of the API: throttle per credential (or IP) when enabled."""
+        if self._limiter is None:
+            return None, {}
+        allowed, remaining, reset_in = self._limiter.hit(auth.credential(request) or request.client)
+        reset_at = self.clock.now() + dt.timedelta(seconds=reset_in)
+        headers = {
+            "RateLimit-Name": "throttle_authenticated_api",
+            "RateLimit-Limit": str(self._limiter.limit),
+            "RateLimit-Observed": str(self._limiter.limit - remaining),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(math.ceil(reset_at.timestamp())),
+            "RateLimit-ResetTime": reset_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        }
+        if allowed:
+            return None, headers
+        throttled = Response(429, "Retry later\n", {"Retry-After": str(math.ceil(reset_in))})
+        return throttled, headers
+
+    # ---- test-only helpers --------------------------------------------------------------------
+
+    def seed_user(self, username: str, *, admin: bool = False) -> User:
+        """Create a human user."""
+        with self.lock:
+            return self.state.add_user(username, admin=admin)
+
+    def seed_resource(self, kind: ResourceKind, path: str, *, parent: Resource | None = None) -> Resource:
+        """Create a project or group."""
+        with self.lock:
+            return self.state.add_resource(kind, path, parent=parent)
+
+    def seed_member(self, resource: Resource, user: User, access_level: int) -> None:
+        """Make ``user`` a member of ``resource``."""
+        with self.lock:
+            resource.members[user.id] = access_level
+
+    def seed_personal_token(
+        self, user: User, scopes: list[str], *, days: int | None = 365, name: str = "token"
+    ) -> Token:
+        """Mint a personal access token for ``user`` (value in ``.value``)."""
+        with self.lock:
+            now = self.clock.now()
+            expires = now.date() + dt.timedelta(days=days) if days is not None else None
+            return self.state.add_token(user, name, scopes, expires, now)
+
+    def seed_resource_token(
+        self,
+        resource: Resource,
+        name: str,
+        scopes: list[str],
+        *,
+        days: int = 30,
+        access_level: int = MAINTAINER,
+    ) -> Token:
+        """Mint a project or group access token directly, bypassing the API."""
+        with self.lock:
+            now = self.clock.now()
+            bot = self.state.add_bot(resource, name, access_level)
+            expires = now.date() + dt.timedelta(days=days)
+            return self.state.add_token(
+                bot, name, scopes, expires, now, resource=resource, access_level=access_level
+            )
+
+    def test_only_token(self, token_id: int) -> Token:
+        """TEST ONLY: the full record of a token, value included."""
+        with self.lock:
+            return self.state.tokens[token_id]
+
+    def test_only_minted_values(self) -> list[str]:
+        """TEST ONLY: every token value this instance ever minted, to scan output for leaks."""
+        with self.lock:
+            return [t.value for t in self.state.tokens.values()]
+
+    # ---- shared steps -------------------------------------------------------------------------
+
+    def _auth(self, request: Request, scopes: frozenset[str] | None = None) -> tuple[User, Token]:
+        return auth.authenticate(self.state, request, self.clock.now(), scopes)
+
+    def _resource(self, request: Request) -> tuple[ResourceKind, Resource]:
+        plural = request.path.removeprefix(f"{API}/").split("/", 1)[0]
+        kind = _KINDS[plural]
+        resource = self.state.find_resource(kind, request.args["id"])
+        return kind, resource if resource is not None else _missing(kind)
+
+    def _visible(self, user: User, resource: Resource) -> None:
+        # The fake's projects and groups are private: members only; others get GitLab's 404.
+        if self.state.access_level(user, resource) == 0:
+            _missing(resource.kind)
+
+    def _find_token(self, resource: Resource, token_id: str) -> Token | None:
+        if not token_id.isdigit():
+            return None
+        token = self.state.tokens.get(int(token_id))
+        return token if token is not None and token.resource is resource else None
+
+    # ---- handlers -----------------------------------------------------------------------------
+
+    def _version(self, request: Request) -> Response:
+        self._auth(request)
+        return Response(200, {"version": "18.6.0-ee", "revision": "fake", "enterprise": True})
+
+    def _user(self, request: Request) -> Response:
+        user, _ = self._auth(request, auth.USER_SCOPES)
+        return Response(200, user.as_json(f"http://{request.host}"))
+
+    def _token_self(self, request: Request) -> Response:
+        _, token = self._auth(request, auth.ANY_SCOPE)
+        return Response(200, token.as_json(self.clock.now()))
+
+    def _resource_get(self, request: Request) -> Response:
+        user, _ = self._auth(request)
+        kind, resource = self._resource(request)
+        self._visible(user, resource)
+        level = self.state.access_level(user, resource)
+        key = "project_access" if kind == "project" else "group_access"
+        return Response(
+            200,
+            {
+                "id": resource.id,
+                "path_with_namespace" if kind == "project" else "full_path": resource.path,
+                "name": resource.path.rsplit("/", 1)[-1],
+                "permissions": {key: {"access_level": level, "notification_level": 3}},
+            },
+        )
+
+    def _list(self, request: Request) -> Response:
+        user, _ = self._auth(request)
+        kind, resource = self._resource(request)
+        self._visible(user, resource)
+        if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
+            error(401, "401 Unauthorized")
+        now = self.clock.now()
+        params = request.form()
+        tokens = self.state.resource_tokens(resource)
+        if self.supports_token_filters:
+            tokens = _filter(tokens, params, now)
+        return _paginate(request, params, [t.as_json(now) for t in tokens])
+
+    def _get(self, request: Request) -> Response:
+        user, _ = self._auth(request)
+        kind, resource = self._resource(request)
+        self._visible(user, resource)
+        if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
+            error(401, "401 Unauthorized")
+        token = self._find_token(resource, request.args["token_id"])
+        if token is None:
+            error(404, f"404 {kind} Access Token Not Found")
+        return Response(200, token.as_json(self.clock.now()))
+
+    def _create(self, request: Request) -> Response:
+        user, _ = self._auth(request)
+        params = request.form()
+        name, scopes, level, expires = _create_params(params)
+        kind, resource = self._resource(request)
+        self._visible(user, resource)
+        now = self.clock.now()
+        caller_level = self.state.access_level(user, resource)
+        if user.bot or caller_level < _ADMIN_ROLE[kind]:
+            error(
+                400,
+                f"400 Bad request - User does not have permission to create {kind} access token",
+            )
+        if level > caller_level:
+            error(
+                400,
+                "400 Bad request - Access level of the token contains permissions not held by the"
+                " creating user",
+            )
+        if expires is None and self.state.require_expiry:
+            expires = self.state.max_expiry(now)
+        self._check_expiry(expires, now)
+        if not scopes:
+            error(400, "400 Bad request - Scopes can't be blank")
+        bot = self.state.add_bot(resource, name, level)
+        description = params.get("description")
+        token = self.state.add_token(
+            bot,
+            name,
+            scopes,
+            expires,
+            now,
+            resource=resource,
+            access_level=level,
+            description=description if isinstance(description, str) else None,
+        )
+        return Response(201, {**token.as_json(now), "token": token.value})
+
+    def _rotate(self, request: Request) -> Response:
+        user, _ = self._auth(request)
+        expires = _date_param(request.form(), "expires_at")
+        kind, resource = self._resource(request)
+        self._visible(user, resource)
+        caller_level = self.state.access_level(user, resource)
+        # A project/group token may not manage other tokens (``project_bot_access``).
+        accessible = not user.bot and caller_level >= _ADMIN_ROLE[kind]
+        token = self._find_token(resource, request.args["token_id"]) if accessible else None
+        if token is None:
+            # "Only admins should be informed if the token doesn't exist"
+            error(*((404, "404 Not Found") if user.admin else (401, "401 Unauthorized")))
+        if (token.access_level or 0) > caller_level:
+            error(
+                400,
+                "400 Bad request - Not eligible to rotate tokens with permissions not held by the user",
+            )
+        return self._rotate_token(token, expires)
+
+    def _self_rotate(self, request: Request) -> Response:
+        user, caller = self._auth(request, auth.SELF_ROTATE_SCOPES)
+        if not user.bot:
+            error(405, "405 Method Not Allowed")
+        expires = _date_param(request.form(), "expires_at")
+        _, resource = self._resource(request)
+        self._visible(user, resource)
+        if caller.resource is not resource:
+            error(401, "401 Unauthorized")
+        return self._rotate_token(caller, expires)
+
+    def _rotate_token(self, token: Token, expires: dt.date | None) -> Response:
+        now = self.clock.now()
+        if token.revoked:
+            error(400, "400 Bad request - Token already revoked")
+        if expires is None and self.state.require_expiry:
+            expires = now.date() + dt.timedelta(days=ROTATE_DEFAULT_DAYS)
+        self._check_expiry(expires, now)
+        # Old token revoked and new one created in one transaction, same bot user and role.
+        token.revoked = True
+        new = self.state.add_token(
+            self.state.users[token.user_id],
+            token.name,
+            token.scopes,
+            expires,
+            now,
+            resource=token.resource,
+            access_level=token.access_level,
+            description=token.description,
+            previous_id=token.id,
+        )
+        return Response(200, {**new.as_json(now), "token": new.value})
+
+    def _revoke(self, request: Request) -> Response:
+        user, _ = self._auth(request)
+        kind, resource = self._resource(request)
+        self._visible(user, resource)
+        token = self._find_token(resource, request.args["token_id"])
+        if token is None:
+            error(404, f"404 {kind} Access Token Not Found")
+        if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
+            bot = self.state.users[token.user_id]
+            error(400, f"400 Bad request - {user.username} cannot delete {bot.username}")
+        token.revoked = True  # revoking twice is a no-op that still answers 204
+        return Response(204)
+
+    def _check_expiry(self, expires: dt.date | None, now: dt.datetime) -> None:
+        limit = self.state.max_expiry(now)
+        if expires is not None and expires > limit:
+            error(400, f"400 Bad request - Expires at must be before {limit.isoformat()}")
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def _missing(kind: ResourceKind) -> Any:  # noqa: ANN401 - never returns
+    error(404, f"404 {kind.capitalize()} Not Found")
+
+
+def _date_param(params: dict[str, Any], key: str) -> dt.date | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return message(400, {"error": f"{key} is invalid"})
+
+
+def _create_params(params: dict[str, Any]) -> tuple[str, list[str], int, dt.date | None]:
+    """Grape's declared-params validation, in declaration order."""
+    name = params.get("name")
+    if name is None or name == "":
+        message(400, {"error": "name is missing"})
+    scopes = params.get("scopes")
+    if scopes is None:
+        message(400, {"error": "scopes is missing"})
+    scopes = [scopes] if isinstance(scopes, str) else scopes
+    if not isinstance(scopes, list) or any(s not in RESOURCE_BOT_SCOPES for s in scopes):
+        message(400, {"error": "scopes does not have a valid value"})
+    level = params.get("access_level", MAINTAINER)
+    try:
+        level = int(level)
+    except (TypeError, ValueError):
+        level = -1
+    if level not in ACCESS_LEVELS:
+        message(400, {"error": "access_level does not have a valid value"})
+    return str(name), [str(s) for s in scopes], level, _date_param(params, "expires_at")
+
+
+_SORTS: dict[str, Callable[[Token], Any]] = {
+    "created": lambda t: t.created_at,
+    "expires": lambda t: t.expires_at or dt.date.max,
+    "last_used": lambda t: t.last_used_at or dt.datetime.min.replace(tzinfo=dt.UTC),
+    "name": lambda t: t.name,
+}
+
+
+def _filter(tokens: list[Token], params: dict[str, Any], now: dt.datetime) -> list[Token]:
+    state, search, revoked = params.get("state"), params.get("search"), params.get("revoked")
+    if state in {"active", "inactive"}:
+        tokens = [t for t in tokens if t.active(now) == (state == "active")]
+    elif state is not None:
+        message(400, {"error": "state does not have a valid value"})
+    if revoked is not None:
+        wanted = str(revoked).lower() == "true"
+        tokens = [t for t in tokens if t.revoked == wanted]
+    if search:
+        tokens = [t for t in tokens if str(search).lower() in t.name.lower()]
+    sort = str(params.get("sort", ""))
+    field, _, direction = sort.rpartition("_")
+    if field in _SORTS and direction in {"asc", "desc"}:
+        tokens = sorted(tokens, key=_SORTS[field], reverse=direction == "desc")
+    return tokens
+
+
+def _paginate(request: Request, params: dict[str, Any], items: list[Any]) -> Response:
+    """Offset pagination: ``page``/``per_page`` (20, at most 100) and GitLab's headers."""
+    try:
+        page = max(1, int(params.get("page", 1)))
+        per_page = min(100, max(1, int(params.get("per_page", 20))))
+    except (TypeError, ValueError):
+        return message(400, {"error": "page is invalid"})
+    total = len(items)
+    pages = max(1, math.ceil(total / per_page))
+    chunk = items[(page - 1) * per_page : page * per_page]
+    base = f"http://{request.host}{request.path}"
+
+    def link(number: int) -> str:
+        query = {k: v for k, v in params.items() if not isinstance(v, list)}
+        query.update({"page": str(number), "per_page": str(per_page)})
+        return base + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+    links = []
+    if page > 1:
+        links.append(f'<{link(page - 1)}>; rel="prev"')
+    if page < pages:
+        links.append(f'<{link(page + 1)}>; rel="next"')
+    links += [f'<{link(1)}>; rel="first"', f'<{link(pages)}>; rel="last"']
+    headers = {
+        "X-Page": str(page),
+        "X-Per-Page": str(per_page),
+        "X-Total": str(total),
+        "X-Total-Pages": str(pages),
+        "X-Next-Page": str(page + 1) if page < pages else "",
+        "X-Prev-Page": str(page - 1) if page > 1 else "",
+        "Link": ", ".join(links),
+    }
+    return Response(200, chunk, headers)

@@ -1,0 +1,81 @@
+"""The rotator command line: --version, --help, and `rotator fakes` as a real subprocess."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+
+
+def _rotator(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    """`rotator --version` prints 'rotator <version>' and exits 0."""
+    result = _rotator("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("rotator ")
+
+
+def test_missing_command_is_a_usage_error() -> None:
+    """No command is exit 2 with usage on stderr."""
+    result = _rotator()
+    assert result.returncode == 2
+    assert "usage: rotator" in result.stderr
+
+
+def test_fakes_help_teaches_the_ports() -> None:
+    """`rotator fakes --help` explains ports and the seed."""
+    result = _rotator("fakes", "--help")
+    assert result.returncode == 0
+    assert "--port 0" in result.stdout
+    assert "config/example.yaml" in result.stdout
+
+
+def test_fakes_command_serves_the_seed_and_stops_on_sigterm() -> None:
+    """`rotator fakes --port 0 --json` prints a working seed and exits 0 on SIGTERM."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "rotator", "fakes", "--port", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stdout is not None
+            seed = json.loads(process.stdout.readline())
+            user = httpx.get(
+                f"{seed['gitlab_url']}/api/v4/user",
+                headers={"PRIVATE-TOKEN": seed["manager_token"]},
+            )
+            assert user.json()["username"] == "rotator-manager"
+            conn = httpx.get(
+                f"{seed['infisical_url']}/api/v1/app-connections/gitlab/{seed['connection_ids'][0]}",
+                headers={"Authorization": f"Bearer {seed['infisical_token']}"},
+            )
+            assert conn.json()["appConnection"]["credentials"]["instanceUrl"] == seed["gitlab_url"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()
+
+
+def test_fakes_on_a_busy_port_is_a_clear_error() -> None:
+    """A port already in use is exit 1 with a message naming the address."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _rotator("fakes", "--port", str(port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

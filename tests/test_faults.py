@@ -1,0 +1,179 @@
+"""Fault injection on the fakes: fail, drop before/after applying, hang, latency; and call counts."""
+
+import time
+
+import gitlab
+import httpx
+import pytest
+import requests
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotator.testing import Fakes, Faults
+
+
+CREATE = "POST /api/v4/projects/:id/access_tokens"
+PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+
+
+def _create(fakes: Fakes) -> requests.Response:
+    return requests.post(
+        f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens",
+        headers={"PRIVATE-TOKEN": fakes.seed.manager_token},
+        json={"name": "f", "scopes": ["api"]},
+        timeout=5,
+    )
+
+
+def _token_count(fakes: Fakes) -> int:
+    return len(fakes.gitlab.state.tokens)
+
+
+def test_fail_n_times_applies_nothing_then_recovers(fakes: Fakes) -> None:
+    """fail(route, 503, times=2) refuses two creates without creating, then the third succeeds."""
+    fakes.gitlab.faults.fail(CREATE, 503, times=2)
+    before = _token_count(fakes)
+    assert [_create(fakes).status_code for _ in range(3)] == [503, 503, 201]
+    assert _token_count(fakes) == before + 1
+    assert fakes.gitlab.call_counts()[CREATE] == 3
+
+
+def test_502_is_an_html_page_and_python_gitlab_raises(fakes: Fakes, gl: gitlab.Gitlab) -> None:
+    """An injected 502 is nginx's HTML page; python-gitlab raises GitlabCreateError with code 502."""
+    fakes.gitlab.faults.fail(CREATE, 502)
+    with pytest.raises(gitlab.GitlabCreateError) as raised:
+        gl.projects.get("acme/app", lazy=True).access_tokens.create({"name": "x", "scopes": ["api"]})
+    assert raised.value.response_code == 502
+    assert b"<html>" in (raised.value.response_body or b"")
+
+
+def test_invalid_token_shape_is_an_authentication_error(fakes: Fakes, gl: gitlab.Gitlab) -> None:
+    """A 401 of shape invalid_token is the own-credential body; python-gitlab raises an auth error."""
+    fakes.gitlab.faults.fail("GET /api/v4/user", 401, shape="invalid_token")
+    with pytest.raises(gitlab.GitlabAuthenticationError) as raised:
+        gl.auth()
+    assert raised.value.error_message == "invalid_token"
+
+
+def test_drop_before_applies_nothing(fakes: Fakes) -> None:
+    """drop_before closes the connection unanswered and creates no token."""
+    fakes.gitlab.faults.drop_before(CREATE)
+    before = _token_count(fakes)
+    with pytest.raises(requests.ConnectionError):
+        _create(fakes)
+    assert _token_count(fakes) == before
+
+
+def test_drop_after_applies_then_loses_the_response(fakes: Fakes) -> None:
+    """drop_after creates the token, then the client sees a dropped connection."""
+    fakes.gitlab.faults.drop_after(CREATE)
+    before = _token_count(fakes)
+    with pytest.raises(requests.ConnectionError):
+        _create(fakes)
+    assert _token_count(fakes) == before + 1
+
+
+def test_drop_after_on_patch_stores_the_token(fakes: Fakes, infisical: httpx.Client) -> None:
+    """A lost PATCH response still leaves the new token stored in the connection."""
+    project = fakes.gitlab.state.find_resource("project", "acme/app")
+    assert project is not None
+    token = fakes.gitlab.seed_resource_token(project, "lost", ["api"]).value
+    fakes.infisical.faults.drop_after(PATCH)
+    connection = fakes.seed.connection_ids[0]
+    with pytest.raises(httpx.RemoteProtocolError):
+        infisical.patch(
+            f"/api/v1/app-connections/gitlab/{connection}",
+            json={
+                "credentials": {
+                    "accessToken": token,
+                    "accessTokenType": "project",
+                    "instanceUrl": fakes.seed.gitlab_url,
+                }
+            },
+        )
+    assert fakes.infisical.test_only_held_token(connection) == token
+
+
+def test_hang_makes_the_client_time_out_and_applies_nothing(fakes: Fakes) -> None:
+    """Hang holds the request past the client's read timeout; nothing is created."""
+    fakes.gitlab.faults.hang(CREATE, seconds=5)
+    before = _token_count(fakes)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens",
+            headers={"PRIVATE-TOKEN": fakes.seed.manager_token},
+            json={"name": "f", "scopes": ["api"]},
+            timeout=0.3,
+        )
+    assert _token_count(fakes) == before
+
+
+def test_persistent_latency_delays_every_call(fakes: Fakes) -> None:
+    """set_latency adds its delay to every matching call until cleared."""
+    fakes.gitlab.faults.set_latency("GET /api/v4/user", 0.2)
+    headers = {"PRIVATE-TOKEN": fakes.seed.manager_token}
+    started = time.monotonic()
+    for _ in range(2):
+        requests.get(f"{fakes.seed.gitlab_url}/api/v4/user", headers=headers, timeout=5)
+    assert time.monotonic() - started >= 0.4
+    fakes.gitlab.faults.clear()
+    assert fakes.gitlab.faults.latency_for("GET /api/v4/user") == 0
+
+
+def test_calls_are_counted_per_route_and_user_agent(fakes: Fakes) -> None:
+    """Counts split by route, and can be restricted to one client's User-Agent."""
+    headers = {"PRIVATE-TOKEN": fakes.seed.manager_token}
+    requests.get(
+        f"{fakes.seed.gitlab_url}/api/v4/user",
+        headers={**headers, "User-Agent": "rotator/0.1"},
+        timeout=5,
+    )
+    requests.get(f"{fakes.seed.gitlab_url}/api/v4/user", headers=headers, timeout=5)
+    assert fakes.gitlab.call_counts() == {"GET /api/v4/user": 2}
+    assert fakes.gitlab.call_counts(user_agent="rotator/") == {"GET /api/v4/user": 1}
+
+
+def test_control_api_arms_faults_and_moves_the_clock_over_http(fakes: Fakes) -> None:
+    """The /_fake/ routes let another process arm faults, read counts and move the clock."""
+    base = fakes.seed.gitlab_url
+    armed = httpx.post(f"{base}/_fake/faults", json={"route": CREATE, "kind": "fail", "status": 500})
+    assert armed.status_code == 201
+    assert httpx.get(f"{base}/_fake/faults").json()["faults"][0]["route"] == CREATE
+    assert _create(fakes).status_code == 500
+    assert httpx.get(f"{base}/_fake/calls").json() == {"counts": {CREATE: 1}}
+    before = fakes.clock.now()
+    httpx.post(f"{base}/_fake/clock", json={"advance_seconds": 86400})
+    assert (fakes.clock.now() - before).days == 1
+    assert httpx.post(f"{base}/_fake/faults", json={"route": CREATE, "kind": "nope"}).status_code == 400
+    assert httpx.delete(f"{base}/_fake/faults").status_code == 204
+
+
+@given(
+    times=st.integers(min_value=1, max_value=20),
+    requests_made=st.integers(min_value=0, max_value=40),
+)
+def test_a_fault_hits_exactly_times_requests(times: int, requests_made: int) -> None:
+    """A fault armed for N requests hits min(N, requests made) of them, then is gone."""
+    faults = Faults()
+    faults.fail("GET /x", 500, times=times)
+    hits = sum(faults.take("GET /x") is not None for _ in range(requests_made))
+    assert hits == min(times, requests_made)
+    assert (faults.pending() == []) == (requests_made >= times)
+
+
+@given(route=st.sampled_from(["GET /a", "POST /a", "GET /b/1"]))
+def test_globs_match_and_exact_names_do_not_leak(route: str) -> None:
+    """A glob arms every matching route; an exact name arms only itself."""
+    faults = Faults()
+    faults.fail("GET *", 500, times=None)
+    faults.fail("POST /a", 503, times=None)
+    fault = faults.take(route)
+    assert fault is not None
+    assert fault.status == (503 if route == "POST /a" else 500)
+
+
+def test_invalid_fault_arguments_are_refused() -> None:
+    """Arming with times < 1 is a ValueError naming the rule."""
+    with pytest.raises(ValueError, match="times must be at least 1"):
+        Faults().fail("GET /x", 500, times=0)

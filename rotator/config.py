@@ -1,0 +1,287 @@
+"""The configuration file and the secret environment, validated; every error names its key.
+
+:func:`load_config` reads one YAML file; :func:`parse_config` validates a mapping (tests call it
+with dicts). ``defaults`` merge into each target per key, ``token`` included, so a target's
+``token.lifetime`` keeps ``defaults.token.scopes``. Secrets never come from the file:
+:func:`load_secrets` reads them from the environment (each also as ``NAME_FILE``).
+"""
+
+import re
+import uuid
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rotator.durations import parse_duration
+from rotator.errors import ConfigError
+
+
+ACCESS_LEVELS = {"guest": 10, "planner": 15, "reporter": 20, "developer": 30, "maintainer": 40, "owner": 50}
+#: What GitLab accepts for a project access token (``resource_bot_scopes``).
+TOKEN_SCOPES = frozenset(
+    {
+        "api", "read_api", "create_runner", "manage_runner", "k8s_proxy", "self_rotate",
+        "read_repository", "write_repository", "read_registry", "write_registry",
+        "read_virtual_registry", "write_virtual_registry", "read_observability",
+        "write_observability", "ai_features",
+    },
+)  # fmt: skip
+_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _access_level(value: object) -> object:
+    if isinstance(value, str) and not value.isdigit():
+        if value not in ACCESS_LEVELS:
+            msg = f"{value!r} is not a role; use one of {', '.join(ACCESS_LEVELS)} or 10..50"
+            raise ValueError(msg)
+        return ACCESS_LEVELS[value]
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        msg = "must be an http(s) URL such as https://gitlab.example.com"
+        raise ValueError(msg)
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class GitLabSettings(_Strict):
+    """``gitlab:``: where GitLab is and how hard rotator may press it."""
+
+    url: HttpUrl
+    timeout: Duration = timedelta(seconds=30)
+    requests_per_minute: int = Field(default=600, ge=1)
+
+
+class InfisicalSettings(_Strict):
+    """``infisical:``: where Infisical is, and its rate limits."""
+
+    url: HttpUrl = "https://app.infisical.com"
+    timeout: Duration = timedelta(seconds=30)
+    reads_per_minute: int = Field(default=60, ge=1)
+    writes_per_minute: int = Field(default=200, ge=1)
+
+
+class StateSettings(_Strict):
+    """``state:``: the journal's location."""
+
+    url: str = "sqlite:///rotator-state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            msg = "must start with sqlite:/// (a file) or postgresql://"
+            raise ValueError(msg)
+        return value
+
+
+class TokenSpec(_Strict):
+    """``token:``: what each new token looks like."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    scopes: tuple[str, ...]
+    access_level: Annotated[Literal[10, 15, 20, 30, 40, 50], BeforeValidator(_access_level)] = 40
+    lifetime: Duration = timedelta(days=30)
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - TOKEN_SCOPES)
+        if unknown:
+            accepted = ", ".join(sorted(TOKEN_SCOPES))
+            msg = f"unknown scope(s) {', '.join(unknown)}; project tokens accept {accepted}"
+            raise ValueError(msg)
+        if not {"api", "read_api"} & set(value):
+            msg = "must include api or read_api: Infisical validates a token by calling GET /user"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("lifetime")
+    @classmethod
+    def _whole_days(cls, value: timedelta) -> timedelta:
+        if value % timedelta(days=1) or not timedelta(days=2) <= value <= timedelta(days=365):
+            msg = "must be whole days, from 2d to 365d (GitLab expiry is a calendar date)"
+            raise ValueError(msg)
+        return value
+
+
+class Target(_Strict):
+    """One entry of ``targets:``, with ``defaults`` already merged in."""
+
+    name: str
+    project: int | str
+    connection_id: uuid.UUID
+    token: TokenSpec
+    rotate_every: Duration | None = None
+    rotate_before: Duration | None = None
+    grace: Duration = timedelta(hours=1)
+    adopt_token_id: int | None = Field(default=None, ge=1)
+    hold_revoke_if_used: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            msg = "must be lowercase letters, digits and hyphens, like app-deploy"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            msg = "a numeric project id is at least 1"
+            raise ValueError(msg)
+        if isinstance(value, str) and not (value.isdigit() or _PATH.match(value)):
+            msg = 'must be a numeric id or a "group/project" path'
+            raise ValueError(msg)
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @property
+    def renew_before(self) -> timedelta:
+        """``rotate_before``, defaulting to a third of the lifetime."""
+        return self.rotate_before if self.rotate_before is not None else self.token.lifetime / 3
+
+    @property
+    def token_base_name(self) -> str:
+        """The base of each new token's name."""
+        return self.token.name or self.name
+
+    @model_validator(mode="after")
+    def _timings(self) -> "Target":
+        if self.renew_before >= self.token.lifetime:
+            msg = "rotate_before: must be shorter than token.lifetime"
+            raise ValueError(msg)
+        between = self.rotate_every or (self.token.lifetime - self.renew_before)
+        if self.grace >= between:
+            msg = (
+                "grace: must be shorter than the time between rotations"
+                " (rotate_every, or lifetime - rotate_before)"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    gitlab: GitLabSettings
+    infisical: InfisicalSettings = InfisicalSettings()
+    state: StateSettings = StateSettings()
+    max_concurrent_rotations: int = Field(default=4, ge=1, le=64)
+    targets: tuple[Target, ...] = Field(min_length=1)
+    base_dir: Path = Path()
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Config":
+        _no_duplicates(self.targets, lambda t: t.name, "name")
+        _no_duplicates(self.targets, lambda t: str(t.connection_id), "connection_id")
+        _no_duplicates(self.targets, lambda t: (str(t.project), t.token_base_name), "token.name")
+        _no_duplicates(
+            [t for t in self.targets if t.adopt_token_id], lambda t: t.adopt_token_id, "adopt_token_id"
+        )
+        return self
+
+
+def _no_duplicates(targets: Any, key: Any, field: str) -> None:  # noqa: ANN401 - a small internal helper
+    seen: dict[object, int] = {}
+    for index, target in enumerate(targets):
+        value = key(target)
+        if value in seen:
+            msg = f"targets[{index}].{field}: repeats targets[{seen[value]}]"
+            raise ValueError(msg)
+        seen[value] = index
+
+
+_DEFAULTS_FORBIDDEN = ("name", "project", "connection_id", "adopt_token_id")
+
+
+def _merge(defaults: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**defaults, **target}
+    if isinstance(defaults.get("token"), Mapping) and isinstance(target.get("token"), Mapping):
+        merged["token"] = {**defaults["token"], **target["token"]}
+    return merged
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(file)"
+
+
+def parse_config(data: object, *, base_dir: Path = Path()) -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` naming the first bad key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("(file)", "must be a mapping with gitlab:, targets: and optional sections")
+    raw = dict(data)
+    defaults = raw.pop("defaults", None) or {}
+    if not isinstance(defaults, Mapping):
+        raise ConfigError("defaults", "must be a mapping of target fields")
+    for forbidden in _DEFAULTS_FORBIDDEN:
+        if forbidden in defaults:
+            raise ConfigError(f"defaults.{forbidden}", "is per target; it cannot be a default")
+    targets = raw.get("targets")
+    if isinstance(targets, list):
+        raw["targets"] = [_merge(defaults, t) if isinstance(t, Mapping) else t for t in targets]
+    try:
+        return Config.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as error:
+        first = error.errors()[0]
+        key, problem = _key(tuple(first["loc"])), str(first["msg"]).removeprefix("Value error, ")
+        # Cross-field rules raise "field: problem" so the key can name the field itself.
+        named = re.match(r"^([\w.\[\]]+): (.+)$", problem)
+        if named:
+            key = named.group(1) if key == "(file)" else f"{key}.{named.group(1)}"
+            problem = named.group(2)
+        raise ConfigError(key, problem) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the YAML file at ``path``."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError("--config", f"{path}: no such file") from None
+    except OSError as error:
+        raise ConfigError("--config", f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("--config", f"{path}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("--config", f"{path}: not valid YAML{where}") from None
+    return parse_config(data, base_dir=path.resolve().parent)

@@ -1,0 +1,27 @@
+"""Durations as users write them: ``45s``, ``10m``, ``12h``, ``30d``. Core module: standard library only."""
+
+import re
+
+from datetime import timedelta
+
+
+_PATTERN = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``<digits><s|m|h|d>``; raise ``ValueError`` with a teaching message otherwise."""
+    found = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    if found is None:
+        msg = f"{text!r} is not a duration; write a whole number and a unit, like 45s, 10m, 12h or 30d"
+        raise ValueError(msg)
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact ``<n><unit>`` spelling of ``value`` (whole seconds)."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,83 @@
+"""Secrets from the environment: each variable ``NAME`` may also be given as ``NAME_FILE``.
+
+Rules (any breach is a :class:`ConfigError` naming the variable, exit 2): ``NAME`` and
+``NAME_FILE`` are not both set; a ``*_FILE`` must be readable UTF-8 (one trailing newline is
+dropped); a value is not empty; Infisical takes ``ROTATOR_INFISICAL_TOKEN`` **or**
+``ROTATOR_INFISICAL_CLIENT_ID`` + ``ROTATOR_INFISICAL_CLIENT_SECRET``, never both modes.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rotator.errors import ConfigError
+from rotator.secret import Secret
+
+
+GITLAB_TOKEN = "ROTATOR_GITLAB_TOKEN"  # noqa: S105 - a variable's name
+INFISICAL_TOKEN = "ROTATOR_INFISICAL_TOKEN"  # noqa: S105 - a variable's name
+INFISICAL_CLIENT_ID = "ROTATOR_INFISICAL_CLIENT_ID"
+INFISICAL_CLIENT_SECRET = "ROTATOR_INFISICAL_CLIENT_SECRET"  # noqa: S105 - a variable's name
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The credentials rotator acts with."""
+
+    gitlab_token: Secret
+    infisical_token: Secret | None
+    infisical_client_id: str | None
+    infisical_client_secret: Secret | None
+
+
+def read_variable(environ: Mapping[str, str], name: str) -> str | None:
+    """``name`` from ``environ`` or from the file ``name_FILE`` points at; ``None`` if neither."""
+    direct, file_name = environ.get(name), environ.get(f"{name}_FILE")
+    if direct is not None and file_name is not None:
+        raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
+    if file_name is not None:
+        try:
+            value = Path(file_name).read_bytes().decode("utf-8")
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE", f"cannot read {file_name}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}_FILE", f"{file_name} is not UTF-8 text") from None
+        value = value.removesuffix("\n").removesuffix("\r")
+        if not value.strip():
+            raise ConfigError(f"{name}_FILE", f"{file_name} is empty")
+        return value
+    if direct is not None and not direct.strip():
+        raise ConfigError(name, "is set but empty")
+    return direct
+
+
+def load_secrets(environ: Mapping[str, str]) -> Secrets:
+    """Read and check every secret variable; see the module docstring."""
+    gitlab = read_variable(environ, GITLAB_TOKEN)
+    if gitlab is None:
+        raise ConfigError(
+            GITLAB_TOKEN, "is not set: the GitLab token rotator acts with (api scope, Maintainer+)"
+        )
+    token = read_variable(environ, INFISICAL_TOKEN)
+    client_id = read_variable(environ, INFISICAL_CLIENT_ID)
+    client_secret = read_variable(environ, INFISICAL_CLIENT_SECRET)
+    if token is not None and (client_id is not None or client_secret is not None):
+        raise ConfigError(
+            INFISICAL_TOKEN, f"set either {INFISICAL_TOKEN} or the client id and secret, not both"
+        )
+    if token is None and (client_id is None) != (client_secret is None):
+        missing = INFISICAL_CLIENT_SECRET if client_secret is None else INFISICAL_CLIENT_ID
+        raise ConfigError(
+            missing, "is not set; Universal Auth needs both the client id and the client secret"
+        )
+    if token is None and client_id is None:
+        raise ConfigError(
+            INFISICAL_TOKEN,
+            f"is not set: give {INFISICAL_TOKEN}, or {INFISICAL_CLIENT_ID} and {INFISICAL_CLIENT_SECRET}",
+        )
+    return Secrets(
+        gitlab_token=Secret(gitlab),
+        infisical_token=Secret(token) if token is not None else None,
+        infisical_client_id=client_id,
+        infisical_client_secret=Secret(client_secret) if client_secret is not None else None,
+    )

@@ -1,0 +1,34 @@
+"""Durations: the accepted spellings, the refused ones, and the round trip."""
+
+from datetime import timedelta
+
+import pytest
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotator.durations import format_duration, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("45s", timedelta(seconds=45)), ("10m", timedelta(minutes=10)), ("12h", timedelta(hours=12)),
+     ("30d", timedelta(days=30)), ("0s", timedelta(0))],
+)  # fmt: skip
+def test_accepted_spellings(text: str, expected: timedelta) -> None:
+    """Each unit parses to its timedelta."""
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "10", "1.5h", "-1d", "10 m", "1w", "h", "10M"])
+def test_refused_spellings_teach_the_format(text: str) -> None:
+    """Anything else is a ValueError that shows the right format."""
+    with pytest.raises(ValueError, match="like 45s, 10m, 12h or 30d"):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=0, max_value=10**7))
+def test_format_then_parse_round_trips(seconds: int) -> None:
+    """format_duration's output parses back to the same duration."""
+    value = timedelta(seconds=seconds)
+    assert parse_duration(format_duration(value)) == value

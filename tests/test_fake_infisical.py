@@ -108,8 +108,14 @@ def test_renew_past_max_ttl_is_refused() -> None:
     with fake.running():
         fake.clock.advance(dt.timedelta(seconds=50))
         response = httpx.post(f"{fake.url}/api/v1/auth/token/renew", json={"accessToken": token})
+        reuse = httpx.get(
+            f"{fake.url}/api/v1/app-connections/gitlab/{fake.org_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
     body = _assert_error(response, 401, "UnauthorizedError")
-    assert body["message"] == "Failed to renew MI access token due to Max TTL expiration"
+    assert body["message"] == "Failed to renew MI access token past its Max TTL expiration"
+    gone = _assert_error(reuse, 401, "UnauthorizedError")
+    assert gone["message"] == "No identity access token found"
 
 
 def test_missing_bad_and_revoked_tokens(fakes: Fakes) -> None:
@@ -199,7 +205,7 @@ def test_patch_without_access_token_type_is_422(fakes: Fakes, infisical: httpx.C
         ({"description": "x" * 257}, ["description"]),
         (
             {"credentials": {"accessToken": "t", "accessTokenType": "project", "instanceUrl": ""}},
-            ["credentials"],
+            ["credentials", "instanceUrl"],
         ),
     ],
 )

@@ -111,12 +111,13 @@ class IdentityAuth:
     def renew(self, token: str, now: datetime) -> dict[str, Any]:
         """Renew: verify the JWT, check the row and the max TTL, answer a new JWT."""
         row = self._row(token, now)
-        if row.max_ttl and now + timedelta(seconds=row.ttl) > row.created_at + timedelta(seconds=row.max_ttl):
-            fail(
-                401,
-                "UnauthorizedError",
-                "Failed to renew MI access token due to Max TTL expiration",
-            )
+        if row.max_ttl:
+            max_end = row.created_at + timedelta(seconds=row.max_ttl)
+            if now >= max_end:
+                fail(401, "UnauthorizedError", "Failed to renew MI access token due to Max TTL expiration")
+            if now + timedelta(seconds=row.ttl) > max_end:
+                del self.rows[row.id]  # Infisical deletes the token when renewal would pass its max TTL
+                fail(401, "UnauthorizedError", "Failed to renew MI access token past its Max TTL expiration")
         row.renewed_at = now
         return self._response(row, now)
 
@@ -126,7 +127,9 @@ class IdentityAuth:
 
     def authenticate(self, authorization: str | None, now: datetime) -> Identity:
         """The identity behind an ``Authorization: Bearer`` header, or Infisical's error."""
-        if not authorization or not authorization.startswith("Bearer ") or len(authorization) <= 7:
+        # verify-auth.ts: only an absent header is "Token missing"; anything else is sliced after
+        # "Bearer " and verified as a JWT, so a malformed header is 403 TokenError.
+        if not authorization:
             fail(401, "UnauthorizedError", "Token missing")
         row = self._row(authorization[7:], now)
         return self.identities[row.identity_id]

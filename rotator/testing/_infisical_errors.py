@@ -42,7 +42,7 @@ def canned(status: int, shape: str | None) -> Response:
     if status == 403 and shape == "permission":
         return Response(
             403,
-            body(403, "PermissionDenied", "You are not allowed to edit on AppConnections", details=[]),
+            body(403, "PermissionDenied", "You are not allowed to edit on app-connections", details=[]),
         )
     if status == 401 and shape == "missing":
         return Response(401, body(401, "UnauthorizedError", "Token missing"))

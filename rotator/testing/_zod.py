@@ -18,6 +18,7 @@ Path = list[str | int]
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _NOT_SUPPORTED = "Not supported for GitLab Connections"
+_NON_FATAL = frozenset({"too_small", "too_big", "invalid_string"})
 
 
 def _type_name(value: object) -> str:
@@ -143,6 +144,12 @@ def parse_credentials(creds: object, *, accept_group: bool) -> tuple[str, dict[s
     for shape, value, found in attempts:
         if not found:
             return shape, value, []
+    # zod's union returns the first "dirty" option as it is: one whose only failures are
+    # refinements (min length, url), which do not abort parsing. Only when every option aborted
+    # (a missing key, a wrong type, a bad enum) does it answer invalid_union.
+    for _, _, found in attempts:
+        if all(issue["code"] in _NON_FATAL for issue in found):
+            return "", {}, found
     union = {
         "code": "invalid_union",
         "unionErrors": [{"issues": found, "name": "ZodError"} for _, _, found in attempts],
@@ -206,8 +213,20 @@ def _unsupported_issues(body: dict[str, Any]) -> list[Issue]:
         for key in ("isPlatformManagedCredentials", "isAutoRotationEnabled")
         if key in body and body[key] is not False
     ]
+    # gatewayId and rotation are z.undefined().or(z.null()): anything else fails both branches.
     issues.extend(
-        {"code": "custom", "path": [key], "message": _NOT_SUPPORTED}
+        {
+            "code": "invalid_union",
+            "unionErrors": [
+                {
+                    "issues": [{"code": "custom", "path": [key], "message": _NOT_SUPPORTED}],
+                    "name": "ZodError",
+                },
+                {"issues": [_invalid_type([key], "null", body[key])], "name": "ZodError"},
+            ],
+            "path": [key],
+            "message": "Invalid input",
+        }
         for key in ("gatewayId", "rotation")
         if body.get(key) is not None
     )
@@ -229,7 +248,7 @@ def parse_update(body: object, *, accept_group: bool) -> tuple[dict[str, Any], l
         description = body["description"]
         parsed["description"] = description.strip() if isinstance(description, str) else None
     issues += _unsupported_issues(body)
-    if body.get("credentials") is not None:
+    if "credentials" in body:  # optional, not nullable: null is a type error
         shape, value, found = parse_credentials(body["credentials"], accept_group=accept_group)
         issues += found
         parsed["credentials"] = (shape, value)

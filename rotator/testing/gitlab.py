@@ -16,6 +16,7 @@ included.
 
 import datetime as dt
 import math
+import urllib.parse
 
 from collections.abc import Callable
 from typing import Any
@@ -299,9 +300,9 @@ class FakeGitLab(FakeServer):
 
     def _self_rotate(self, request: Request) -> Response:
         user, caller = self._auth(request, auth.SELF_ROTATE_SCOPES)
+        expires = _date_param(request.form(), "expires_at")  # Grape validates params first
         if not user.bot:
             error(405, "405 Method Not Allowed")
-        expires = _date_param(request.form(), "expires_at")
         _, resource = self._resource(request)
         self._visible(user, resource)
         if caller.resource is not resource:
@@ -339,7 +340,7 @@ class FakeGitLab(FakeServer):
             error(404, f"404 {kind} Access Token Not Found")
         if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
             bot = self.state.users[token.user_id]
-            error(400, f"400 Bad request - {user.username} cannot delete {bot.username}")
+            error(400, f"400 Bad request - {user.name} cannot delete {bot.name}")
         token.revoked = True  # revoking twice is a no-op that still answers 204
         return Response(204)
 
@@ -398,18 +399,56 @@ _SORTS: dict[str, Callable[[Token], Any]] = {
 def _filter(tokens: list[Token], params: dict[str, Any], now: dt.datetime) -> list[Token]:
     state, search, revoked = params.get("state"), params.get("search"), params.get("revoked")
     if state in {"active", "inactive"}:
-        tokens = [t for t in tokens if t.active(now) == (state == "active")]
+        # The SQL scopes compare dates: inactive is "revoked OR expires_at < CURRENT_DATE", so on
+        # its expiry day a token is already refused yet still listed under state=active.
+        today = now.date()
+        tokens = [
+            t
+            for t in tokens
+            if (t.revoked or (t.expires_at is not None and t.expires_at < today)) == (state == "inactive")
+        ]
     elif state is not None:
         message(400, {"error": "state does not have a valid value"})
     if revoked is not None:
         wanted = str(revoked).lower() == "true"
         tokens = [t for t in tokens if t.revoked == wanted]
+    tokens = _date_filters(tokens, params)
     if search:
         tokens = [t for t in tokens if str(search).lower() in t.name.lower()]
     sort = str(params.get("sort", ""))
     field, _, direction = sort.rpartition("_")
     if field in _SORTS and direction in {"asc", "desc"}:
         tokens = sorted(tokens, key=_SORTS[field], reverse=direction == "desc")
+    return tokens
+
+
+_DATE_FILTERS: dict[str, tuple[Callable[[Token], Any], bool]] = {
+    "created": (lambda t: t.created_at, True),
+    "last_used": (lambda t: t.last_used_at, True),
+    "expires": (lambda t: t.expires_at, False),
+}
+
+
+def _date_filters(tokens: list[Token], params: dict[str, Any]) -> list[Token]:
+    """``created_*``, ``last_used_*`` (timestamps) and ``expires_*`` (dates), ``_before``/``_after``."""
+    for field, (getter, is_time) in _DATE_FILTERS.items():
+        for side in ("before", "after"):
+            raw = params.get(f"{field}_{side}")
+            if raw is None:
+                continue
+            try:
+                bound: Any = (
+                    dt.datetime.fromisoformat(str(raw)) if is_time else dt.date.fromisoformat(str(raw))
+                )
+            except ValueError:
+                message(400, {"error": f"{field}_{side} is invalid"})
+            if is_time and bound.tzinfo is None:
+                bound = bound.replace(tzinfo=dt.UTC)
+            tokens = [
+                t
+                for t in tokens
+                if getter(t) is not None and (getter(t) <= bound if side == "before" else getter(t) >= bound)
+            ]
     return tokens
 
 
@@ -428,7 +467,7 @@ def _paginate(request: Request, params: dict[str, Any], items: list[Any]) -> Res
     def link(number: int) -> str:
         query = {k: v for k, v in params.items() if not isinstance(v, list)}
         query.update({"page": str(number), "per_page": str(per_page)})
-        return base + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+        return base + "?" + urllib.parse.urlencode(query)
 
     links = []
     if page > 1:

@@ -3,13 +3,13 @@
 :func:`load_config` reads one YAML file; :func:`parse_config` validates a mapping (tests call it
 with dicts). ``defaults`` merge into each target per key, ``token`` included, so a target's
 ``token.lifetime`` keeps ``defaults.token.scopes``. Secrets never come from the file:
-:func:`load_secrets` reads them from the environment (each also as ``NAME_FILE``).
+:func:`rotator.environment.load_secrets` reads them from the environment.
 """
 
 import re
 import uuid
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -214,7 +214,7 @@ class Config(_Strict):
         return self
 
 
-def _no_duplicates(targets: Any, key: Any, field: str) -> None:  # noqa: ANN401 - a small internal helper
+def _no_duplicates(targets: Sequence[Target], key: Callable[[Target], object], field: str) -> None:
     seen: dict[object, int] = {}
     for index, target in enumerate(targets):
         value = key(target)

@@ -75,9 +75,7 @@ def is_due(policy: Policy, history: History, now: datetime) -> Due:
     if not candidates:
         return Due(due=False, reason="no-rule", next_due=None)
     when, reason = min(candidates)
-    if now >= when:
-        return Due(due=True, reason=reason, next_due=when)
-    return Due(due=False, reason=reason, next_due=when)
+    return Due(due=now >= when, reason=reason, next_due=when)
 
 
 def requested_expiry(now: datetime, lifetime: timedelta) -> date:

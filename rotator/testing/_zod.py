@@ -44,6 +44,11 @@ def _invalid_type(path: Path, expected: str, value: object) -> Issue:
 _MISSING = object()
 
 
+def required(key: str) -> Issue:
+    """The issue of a missing required string field ``key``."""
+    return _invalid_type([key], "string", _MISSING)
+
+
 def uuid_issues(value: str) -> list[Issue]:
     """The issues of the ``connectionId`` path parameter."""
     if _UUID.match(value):

@@ -34,7 +34,7 @@ from rotator.testing._clock import FakeClock
 from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Response
 from rotator.testing._infisical_auth import Identity, IdentityAuth
 from rotator.testing._infisical_errors import canned, fail
-from rotator.testing._zod import parse_update, uuid_issues
+from rotator.testing._zod import parse_update, required, uuid_issues
 
 
 CONNECTIONS = "/api/v1/app-connections/gitlab"
@@ -227,10 +227,13 @@ class FakeInfisical(FakeServer):
             )
         return headers
 
-    def _connection(self, request: Request, identity: Identity, *, edit: bool) -> Connection:
+    def _check_params(self, request: Request) -> None:
+        # Fastify validates params first and stops there, before the body.
         issues = uuid_issues(request.args["connectionId"])
         if issues:
             fail(422, "ValidationFailure", issues)
+
+    def _connection(self, request: Request, identity: Identity, *, edit: bool) -> Connection:
         conn = self.connections.get(request.args["connectionId"])
         if conn is None:
             fail(
@@ -278,7 +281,7 @@ class FakeInfisical(FakeServer):
     def _login(self, request: Request) -> Response:
         headers = self._limit(self._writes, request)
         data = _json_object(request)
-        issues = [_required(k) for k in ("clientId", "clientSecret") if not isinstance(data.get(k), str)]
+        issues = [required(k) for k in ("clientId", "clientSecret") if not isinstance(data.get(k), str)]
         if issues:
             fail(422, "ValidationFailure", issues)
         result = self.auth.login(data["clientId"].strip(), data["clientSecret"].strip(), self.clock.now())
@@ -288,20 +291,21 @@ class FakeInfisical(FakeServer):
         headers = self._limit(self._writes, request)
         data = _json_object(request)
         if not isinstance(data.get("accessToken"), str):
-            fail(422, "ValidationFailure", [_required("accessToken")])
+            fail(422, "ValidationFailure", [required("accessToken")])
         return Response(200, self.auth.renew(data["accessToken"].strip(), self.clock.now()), headers)
 
     def _revoke(self, request: Request) -> Response:
         headers = self._limit(self._writes, request)
         data = _json_object(request)
         if not isinstance(data.get("accessToken"), str):
-            fail(422, "ValidationFailure", [_required("accessToken")])
+            fail(422, "ValidationFailure", [required("accessToken")])
         self.auth.revoke(data["accessToken"].strip(), self.clock.now())
         return Response(200, {"message": "Successfully revoked access token"}, headers)
 
     def _get(self, request: Request) -> Response:
         identity = self.auth.authenticate(request.headers.get("authorization"), self.clock.now())
         headers = self._limit(self._reads, request)
+        self._check_params(request)
         conn = self._connection(request, identity, edit=False)
         if conn.app != "gitlab":
             fail(400, "BadRequest", f'App Connection with ID {conn.id} is not for App "gitlab"')
@@ -310,10 +314,7 @@ class FakeInfisical(FakeServer):
     def _patch(self, request: Request) -> Response:
         identity = self.auth.authenticate(request.headers.get("authorization"), self.clock.now())
         headers = self._limit(self._writes, request)
-        # Fastify validates params first and stops there, then the body.
-        issues = uuid_issues(request.args["connectionId"])
-        if issues:
-            fail(422, "ValidationFailure", issues)
+        self._check_params(request)
         try:
             parsed, body_issues = parse_update(request.json(), accept_group=self.accept_group_tokens)
         except ValueError:
@@ -371,13 +372,3 @@ def _json_object(request: Request) -> dict[str, Any]:
     except ValueError:
         fail(400, "BadRequest", "Body is not valid JSON")
     return data if isinstance(data, dict) else {}
-
-
-def _required(key: str) -> dict[str, Any]:
-    return {
-        "code": "invalid_type",
-        "expected": "string",
-        "received": "undefined",
-        "path": [key],
-        "message": "Required",
-    }

@@ -4,6 +4,7 @@
 
     RotatorError                 (abstract; never raised directly)
     ├── ConfigError              the config file or the environment is wrong; exit 2
+    ├── LeaseLostError           another worker holds the target; stop acting on it
     └── UpstreamError            GitLab or Infisical refused or failed; exit 1
         ├── GitLabError          mapped from python-gitlab/requests in the GitLab adapter only
         └── InfisicalError       mapped from httpx in the Infisical adapter only
@@ -59,3 +60,7 @@ class GitLabError(UpstreamError):
 
 class InfisicalError(UpstreamError):
     """An Infisical call failed."""
+
+
+class LeaseLostError(RotatorError):
+    """Another worker took the target's lease; this one must send nothing more upstream."""

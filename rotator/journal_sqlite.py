@@ -1,0 +1,222 @@
+"""The embedded journal: one SQLite file (mode 0600), WAL, ``synchronous=FULL``, fenced writes.
+
+Durability is the point: the engine records each step *before* the side effect that follows, so
+a write must be on disk when :meth:`SQLiteJournal.write` returns (``synchronous=FULL``). Every
+write runs in one ``BEGIN IMMEDIATE`` transaction that first checks the caller's lease is still the
+target's current one (holder and fencing number), so a worker that lost its lease to another
+process cannot record anything more. Records are stored as JSON documents beside a few key
+columns (see :mod:`rotator.records`).
+"""
+
+import json
+import os
+import sqlite3
+import threading
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rotator.errors import ConfigError, LeaseLostError
+from rotator.model import Change, Lease, RotationRecord, TargetKey, TargetState, TokenRecord, Tombstone
+from rotator.records import from_json, to_json
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS targets (
+    key TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL, lease_until TEXT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rotations (
+    id TEXT PRIMARY KEY, key TEXT NOT NULL, planned_at TEXT NOT NULL, outcome TEXT NOT NULL,
+    data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rotations_by_key ON rotations (key, planned_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    key TEXT NOT NULL, token_id INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, token_id));
+CREATE TABLE IF NOT EXISTS tombstones (
+    key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
+CREATE TABLE IF NOT EXISTS projects (
+    gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, project_id INTEGER NOT NULL, PRIMARY KEY (gitlab_url, ref));
+"""
+
+
+def sqlite_path(url: str, base_dir: Path) -> Path:
+    """``sqlite:///rel`` is relative to the config's folder; ``sqlite:////abs`` is absolute."""
+    rest = url.removeprefix("sqlite:///")
+    if not rest:
+        raise ConfigError("state.url", "names no file; use sqlite:///rotator-state.db")
+    path = Path(rest)
+    return path if path.is_absolute() else base_dir / path
+
+
+class SQLiteJournal:
+    """The :class:`rotator.ports.Journal` on one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        """Open (creating with mode 0600 if needed) the journal at ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file ourselves so it is never world-readable, even for an instant.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Take the lease if free, expired or already ours; every acquisition bumps the fence."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT holder, fence, lease_until FROM targets WHERE key = ?", (str(key),)
+            ).fetchone()
+            until = now + ttl
+            if row is None:
+                state = to_json(TargetState(key=key, name=name))
+                db.execute(
+                    "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, 1, ?, ?)",
+                    (str(key), holder, until.isoformat(), json.dumps(state)),
+                )
+                return Lease(key, holder, 1, until)
+            current, fence, lease_until = row
+            if current not in (None, holder) and lease_until and datetime.fromisoformat(lease_until) > now:
+                return None
+            db.execute(
+                "UPDATE targets SET holder = ?, fence = ?, lease_until = ? WHERE key = ?",
+                (holder, fence + 1, until.isoformat(), str(key)),
+            )
+            return Lease(key, holder, fence + 1, until)
+
+    def _check(self, db: sqlite3.Connection, lease: Lease) -> None:
+        row = db.execute("SELECT holder, fence FROM targets WHERE key = ?", (str(lease.key),)).fetchone()
+        if row is None or tuple(row) != (lease.holder, lease.fence):
+            msg = f"lease on {lease.key} lost (fence {lease.fence})"
+            raise LeaseLostError(msg)
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend the lease; raise LeaseLostError if another worker took it."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            until = now + ttl
+            db.execute(
+                "UPDATE targets SET lease_until = ? WHERE key = ?", (until.isoformat(), str(lease.key))
+            )
+            return replace(lease, expires=until)
+
+    def release(self, lease: Lease) -> None:
+        """Free the lease if it is still ours."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE targets SET holder = NULL, lease_until = NULL"
+                " WHERE key = ? AND holder = ? AND fence = ?",
+                (str(lease.key), lease.holder, lease.fence),
+            )
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Record ``change`` in one transaction, after checking the lease."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            key = str(lease.key)
+            if change.rotation is not None:
+                r = change.rotation
+                db.execute(
+                    "INSERT OR REPLACE INTO rotations (id, key, planned_at, outcome, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (r.id, key, r.planned_at.isoformat(), r.outcome.value, _dump(r)),
+                )
+            for token in change.tokens:
+                db.execute(
+                    "INSERT OR REPLACE INTO tokens (key, token_id, data) VALUES (?, ?, ?)",
+                    (key, token.token_id, _dump(token)),
+                )
+            if change.target is not None:
+                db.execute("UPDATE targets SET data = ? WHERE key = ?", (_dump(change.target), key))
+            for stone in change.tombstones:
+                db.execute(
+                    "INSERT OR REPLACE INTO tombstones (key, name, data) VALUES (?, ?, ?)",
+                    (key, stone.name, _dump(stone)),
+                )
+            for name in change.drop_tombstones:
+                db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(row[0]) for row in self._db.execute(sql, args).fetchall()]
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """The target's bookkeeping, or None."""
+        rows = self._rows("SELECT data FROM targets WHERE key = ?", (str(key),))
+        return from_json(TargetState, rows[0]) if rows else None
+
+    def targets(self) -> list[TargetState]:
+        """Every target the journal knows."""
+        return [
+            from_json(TargetState, row) for row in self._rows("SELECT data FROM targets ORDER BY key", ())
+        ]
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The target's tracked tokens, oldest (lowest id) first."""
+        rows = self._rows("SELECT data FROM tokens WHERE key = ? ORDER BY token_id", (str(key),))
+        return [from_json(TokenRecord, row) for row in rows]
+
+    def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
+        """Rotations newest first."""
+        if key is None:
+            rows = self._rows(
+                "SELECT data FROM rotations ORDER BY planned_at DESC, rowid DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._rows(
+                "SELECT data FROM rotations WHERE key = ? ORDER BY planned_at DESC, rowid DESC LIMIT ?",
+                (str(key), limit),
+            )
+        return [from_json(RotationRecord, row) for row in rows]
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The rotation still in progress, if any."""
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress' ORDER BY planned_at DESC",
+            (str(key),),
+        )
+        return from_json(RotationRecord, rows[0]) if rows else None
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check."""
+        rows = self._rows("SELECT data FROM tombstones WHERE key = ? ORDER BY name", (str(key),))
+        return [from_json(Tombstone, row) for row in rows]
+
+    def project_id(self, gitlab_url: str, project: str) -> int | None:
+        """A project path resolved before."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT project_id FROM projects WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
+        """Record a resolved project path."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO projects (gitlab_url, ref, project_id) VALUES (?, ?, ?)",
+                (gitlab_url, project, project_id),
+            )
+
+
+def _dump(record: object) -> str:
+    return json.dumps(to_json(record), sort_keys=True)

@@ -1,0 +1,216 @@
+"""The values rotator reasons about: tokens, connections, journal records. Core: standard library only.
+
+Everything here is a frozen, slotted dataclass or a string enum, so records can be compared,
+copied with :func:`dataclasses.replace` and stored without surprises. No field ever holds a token
+value except :attr:`NewToken.value`, a :class:`~rotator.secret.Secret`, which never reaches the
+journal.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+from rotator.secret import Secret
+
+
+#: Hash prefixes shown in logs, status and history (architecture §5).
+HASH_PREFIX = 12
+
+
+def short_hash(value: str | None) -> str | None:
+    """The 12-character prefix of a ``credentialsHash``, or ``None``."""
+    return value[:HASH_PREFIX] if value else None
+
+
+class Step(StrEnum):
+    """The last step a rotation recorded; see ``architecture.md`` §1."""
+
+    PLANNED = "PLANNED"
+    CREATED = "CREATED"
+    PUSHING = "PUSHING"
+    PUSHED = "PUSHED"
+    VERIFIED = "VERIFIED"
+
+
+class Outcome(StrEnum):
+    """How a rotation ended; also the metric label values."""
+
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    SUPERSEDED = "superseded"
+    DRIFT = "drift"
+
+
+class Role(StrEnum):
+    """What a token we track is to its target."""
+
+    CANDIDATE = "candidate"  # created by a running rotation, not yet pushed
+    POSSIBLY_HELD = "possibly_held"  # pushed with an unknown outcome
+    CURRENT = "current"  # held by the connection, as far as the journal knows
+    PENDING_REVOKE = "pending_revoke"  # retired; revoked once its grace has passed
+    REVOKED = "revoked"
+    ABANDONED = "abandoned"  # created by us but no longer revocable (project gone, 403)
+
+
+class Origin(StrEnum):
+    """Where a tracked token came from."""
+
+    CREATED = "created"
+    ADOPTED = "adopted"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A project access token as GitLab describes it (never its value)."""
+
+    id: int
+    name: str
+    active: bool
+    revoked: bool
+    expires_at: date | None
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    access_level: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token just created: its description and, in memory only, its value."""
+
+    info: TokenInfo
+    value: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """What to ask GitLab for when creating a token."""
+
+    name: str
+    scopes: tuple[str, ...]
+    access_level: int
+    expires_at: date
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """An Infisical GitLab app connection as read (the response never carries the token)."""
+
+    id: str
+    name: str
+    app: str
+    method: str
+    instance_url: str | None  # exactly as stored; None means https://gitlab.com
+    access_token_type: str | None
+    credentials_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKey:
+    """What identifies a target in the journal: nothing a rename can change."""
+
+    gitlab_url: str
+    project_id: int
+    connection_id: str
+
+    def __str__(self) -> str:
+        """``url|project|connection``, the journal's primary key."""
+        return f"{self.gitlab_url}|{self.project_id}|{self.connection_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to act on one target, until ``expires``; ``fence`` grows with every acquisition."""
+
+    key: TargetKey
+    holder: str
+    fence: int
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    """One rotation, as the journal holds it (architecture §4)."""
+
+    id: str
+    key: TargetKey
+    target: str
+    trigger: str
+    actor: str
+    step: Step
+    outcome: Outcome
+    token_name: str
+    requested_expiry: date
+    planned_at: datetime
+    old_token_id: int | None = None
+    new_token_id: int | None = None
+    expires_at: date | None = None
+    created_at: datetime | None = None
+    pre_hash: str | None = None
+    pushing_at: datetime | None = None
+    patch_hash: str | None = None
+    pushed_at: datetime | None = None
+    reread_hash: str | None = None
+    verified_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token the journal tracks for a target."""
+
+    key: TargetKey
+    token_id: int
+    name: str
+    origin: Origin
+    role: Role
+    expires_at: date | None
+    rotation_id: str | None = None  # the rotation that created it
+    retired_by: str | None = None  # the rotation whose verified push retired it
+    push_hash: str | None = None
+    revoke_after: datetime | None = None
+    revoked_at: datetime | None = None
+    evidence: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """Per-target bookkeeping: the latest verified push, drift, backoff, holds."""
+
+    key: TargetKey
+    name: str
+    verified_hash: str | None = None
+    verified_at: datetime | None = None
+    verified_start: datetime | None = None
+    observed_hash: str | None = None
+    observed_at: datetime | None = None
+    drift_since: datetime | None = None
+    failures: int = 0
+    backoff_until: datetime | None = None
+    last_error: str | None = None
+    hold_since: datetime | None = None
+    last_run_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """The exact name of a create whose outcome was unknown; re-checked until ``until``."""
+
+    key: TargetKey
+    name: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Everything one journal write records, atomically and under one lease."""
+
+    rotation: RotationRecord | None = None
+    tokens: tuple[TokenRecord, ...] = ()
+    target: TargetState | None = None
+    tombstones: tuple[Tombstone, ...] = ()
+    drop_tombstones: tuple[str, ...] = ()

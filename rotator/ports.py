@@ -1,0 +1,117 @@
+"""The interfaces the engine talks to; adapters and stores implement them. Core: standard library only.
+
+The engine imports these Protocols, never python-gitlab, httpx or sqlite3, so tests can hand it a
+store or an adapter pointed at a loopback fake, and a PostgreSQL store can drop in beside SQLite.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from rotator.model import (
+    Change,
+    Connection,
+    Lease,
+    NewToken,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenInfo,
+    TokenRecord,
+    TokenRequest,
+    Tombstone,
+)
+from rotator.secret import Secret
+
+
+class GitLabPort(Protocol):
+    """GitLab, as the manager token sees it. Errors are :class:`rotator.errors.GitLabError`."""
+
+    def project_id(self, project: int | str) -> int:
+        """The numeric id of a project given by id or ``group/project`` path."""
+
+    def manager_access_level(self, project_id: int) -> int | None:
+        """The manager token's user's access level on the project, or ``None`` if not a member."""
+
+    def manager_self(self) -> TokenInfo:
+        """The manager token itself (``GET /personal_access_tokens/self``)."""
+
+    def list_tokens(self, project_id: int) -> list[TokenInfo]:
+        """Every project access token of the project, all pages, revoked ones included."""
+
+    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
+        """One token of that project, or ``None`` when GitLab answers 404."""
+
+    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+        """Create a token; never retried on 5xx or timeout (only 429, which GitLab refused)."""
+
+    def token_self(self, value: Secret) -> TokenInfo:
+        """Authenticate with ``value`` and describe it (``GET /personal_access_tokens/self``)."""
+
+    def delete_token(self, project_id: int, token_id: int) -> None:
+        """Revoke a token (204); other answers raise with their status for the engine to judge."""
+
+
+class InfisicalPort(Protocol):
+    """Infisical's GitLab app connections. Errors are :class:`rotator.errors.InfisicalError`."""
+
+    def get_connection(self, connection_id: str) -> Connection:
+        """Read a connection (``GET /api/v1/app-connections/gitlab/{id}``)."""
+
+    def push_token(self, connection: Connection, value: Secret) -> str:
+        """PATCH the full credentials with a new token; return the new ``credentialsHash``.
+
+        Raises :class:`rotator.errors.InfisicalError` whose ``not_applied`` is true only when
+        no attempt had an unknown outcome and the last answer was a refusal before storage.
+        """
+
+    def access_token_expiry(self) -> datetime | None:
+        """When the Infisical access token in use expires (``None``: never, or unknown)."""
+
+
+class Journal(Protocol):
+    """The durable record of rotations, tokens and targets; every write is fenced by a lease."""
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Take the target's lease if it is free or expired; ``None`` if someone else holds it."""
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend a lease still held; raise :class:`rotator.errors.LeaseLostError` otherwise."""
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up (no-op if already lost)."""
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Record ``change`` atomically, if ``lease`` is still the current one; else LeaseLostError."""
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """A target's bookkeeping, or ``None`` if the journal has never seen it."""
+
+    def targets(self) -> list[TargetState]:
+        """Every target the journal knows, including ones removed from the config."""
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The tokens tracked for a target, oldest first."""
+
+    def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
+        """Rotations, newest first, of one target or all."""
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The target's rotation still ``in_progress``, if any."""
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check for a late create."""
+
+    def project_id(self, gitlab_url: str, project: str) -> int | None:
+        """A project path's numeric id as resolved before, so idle runs need no upstream call."""
+
+    def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
+        """Record a resolved project path."""
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+def holders(records: Sequence[TokenRecord], *roles: str) -> list[TokenRecord]:
+    """The records whose role is one of ``roles``."""
+    return [r for r in records if r.role in roles]

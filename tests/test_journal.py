@@ -1,0 +1,214 @@
+"""The journal contract, run against every store (today: SQLite)."""
+
+import sqlite3
+import stat
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotator.errors import ConfigError, LeaseLostError
+from rotator.journal_sqlite import SQLiteJournal, sqlite_path
+from rotator.model import (
+    Change,
+    Origin,
+    Outcome,
+    Role,
+    RotationRecord,
+    Step,
+    TargetKey,
+    TargetState,
+    TokenRecord,
+    Tombstone,
+)
+from rotator.ports import Journal
+from rotator.records import from_json, to_json
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+KEY = TargetKey("https://gitlab.example.com", 42, "3c90c3cc-0d44-4b50-8888-8dd25736052a")
+TTL = timedelta(minutes=10)
+
+
+@pytest.fixture(params=["sqlite"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    """Each store, empty."""
+    assert request.param == "sqlite"
+    store = SQLiteJournal(tmp_path / "state.db")
+    yield store
+    store.close()
+
+
+def _rotation(
+    rotation_id: str = "r1", *, at: datetime = NOW, outcome: Outcome = Outcome.IN_PROGRESS
+) -> RotationRecord:
+    return RotationRecord(
+        id=rotation_id,
+        key=KEY,
+        target="app-deploy",
+        trigger="run-once",
+        actor="host:1",
+        step=Step.PLANNED,
+        outcome=outcome,
+        token_name="app-deploy-20261125-abcdef01",
+        requested_expiry=date(2026, 12, 25),
+        planned_at=at,
+    )
+
+
+def test_write_then_read_back_every_record(journal: Journal) -> None:
+    """A fenced write records a rotation, tokens, the target state and a tombstone atomically."""
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    token = TokenRecord(KEY, 7, "app-deploy-x", Origin.CREATED, Role.CANDIDATE, date(2026, 12, 25), "r1")
+    state = TargetState(KEY, "app-deploy", verified_hash="ab" * 32, verified_at=NOW)
+    stone = Tombstone(KEY, "app-deploy-x", NOW + timedelta(days=3))
+    journal.write(lease, Change(rotation=_rotation(), tokens=(token,), target=state, tombstones=(stone,)))
+    assert journal.rotations(KEY) == [_rotation()]
+    assert journal.tokens(KEY) == [token]
+    assert journal.target(KEY) == state
+    assert journal.tombstones(KEY) == [stone]
+    assert journal.unfinished(KEY) == _rotation()
+    journal.write(lease, Change(drop_tombstones=("app-deploy-x",)))
+    assert journal.tombstones(KEY) == []
+
+
+def test_a_second_worker_is_refused_while_the_lease_lives(journal: Journal) -> None:
+    """Only one worker holds a target; another gets None until the lease expires."""
+    assert journal.acquire(KEY, "app-deploy", "w1", NOW, TTL) is not None
+    assert journal.acquire(KEY, "app-deploy", "w2", NOW + timedelta(minutes=5), TTL) is None
+    later = journal.acquire(KEY, "app-deploy", "w2", NOW + timedelta(minutes=11), TTL)
+    assert later is not None
+    assert later.holder == "w2"
+
+
+def test_a_worker_that_lost_its_lease_records_nothing(journal: Journal) -> None:
+    """Fencing: after another worker takes over, the old lease's writes and renewals fail."""
+    old = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert old is not None
+    new = journal.acquire(KEY, "app-deploy", "w2", NOW + TTL + timedelta(seconds=1), TTL)
+    assert new is not None
+    assert new.fence > old.fence
+    with pytest.raises(LeaseLostError):
+        journal.write(old, Change(rotation=_rotation()))
+    with pytest.raises(LeaseLostError):
+        journal.renew(old, NOW, TTL)
+    assert journal.rotations(KEY) == []
+    journal.write(new, Change(rotation=_rotation()))
+    assert len(journal.rotations(KEY)) == 1
+
+
+def test_release_frees_the_target(journal: Journal) -> None:
+    """A released lease can be taken at once by another worker, with a higher fence."""
+    first = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert first is not None
+    journal.release(first)
+    second = journal.acquire(KEY, "app-deploy", "w2", NOW, TTL)
+    assert second is not None
+    assert second.fence == first.fence + 1
+
+
+def test_renew_extends_the_lease(journal: Journal) -> None:
+    """A renewed lease keeps other workers out past the original expiry."""
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    renewed = journal.renew(lease, NOW + timedelta(minutes=9), TTL)
+    assert journal.acquire(KEY, "app-deploy", "w2", NOW + timedelta(minutes=12), TTL) is None
+    journal.write(renewed, Change(rotation=_rotation()))
+
+
+def test_rotations_are_newest_first_and_limited(journal: Journal) -> None:
+    """History lists newest first; ``unfinished`` finds only the in-progress one."""
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    for day in range(5):
+        outcome = Outcome.IN_PROGRESS if day == 4 else Outcome.SUCCEEDED
+        journal.write(
+            lease, Change(rotation=_rotation(f"r{day}", at=NOW + timedelta(days=day), outcome=outcome))
+        )
+    assert [r.id for r in journal.rotations(KEY, limit=3)] == ["r4", "r3", "r2"]
+    assert [r.id for r in journal.rotations(None, limit=10)] == ["r4", "r3", "r2", "r1", "r0"]
+    unfinished = journal.unfinished(KEY)
+    assert unfinished is not None
+    assert unfinished.id == "r4"
+
+
+def test_project_paths_are_remembered(journal: Journal) -> None:
+    """A resolved path is found again without asking GitLab."""
+    assert journal.project_id(KEY.gitlab_url, "acme/app") is None
+    journal.remember_project(KEY.gitlab_url, "acme/app", 42)
+    assert journal.project_id(KEY.gitlab_url, "acme/app") == 42
+    assert journal.project_id("https://other.example.com", "acme/app") is None
+
+
+def test_records_survive_reopening(tmp_path: Path) -> None:
+    """What one process wrote, the next one reads."""
+    path = tmp_path / "state.db"
+    first = SQLiteJournal(path)
+    lease = first.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    first.write(lease, Change(rotation=_rotation()))
+    first.close()
+    second = SQLiteJournal(path)
+    assert second.unfinished(KEY) == _rotation()
+    assert [t.name for t in second.targets()] == ["app-deploy"]
+    second.close()
+
+
+def test_sqlite_file_is_private_and_durable(tmp_path: Path) -> None:
+    """The file is mode 0600 and runs in WAL mode; writes are synchronous=FULL."""
+    path = tmp_path / "sub" / "state.db"
+    store = SQLiteJournal(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # noqa: SLF001 - 2 is FULL
+    store.close()
+
+
+def test_sqlite_paths_follow_the_config_folder(tmp_path: Path) -> None:
+    """Three slashes are relative to the config's folder, four are absolute, none is an error."""
+    assert sqlite_path("sqlite:///state.db", tmp_path) == tmp_path / "state.db"
+    assert sqlite_path("sqlite:////var/lib/rotator/state.db", tmp_path) == Path("/var/lib/rotator/state.db")
+    with pytest.raises(ConfigError, match=r"state\.url"):
+        sqlite_path("sqlite:///", tmp_path)
+
+
+_times = (
+    st.datetimes(
+        min_value=datetime(2020, 1, 1),  # noqa: DTZ001 - hypothesis wants naive bounds
+        max_value=datetime(2100, 1, 1),  # noqa: DTZ001 - hypothesis wants naive bounds
+        timezones=st.just(UTC),
+    )
+    | st.none()
+)
+
+
+@given(
+    step=st.sampled_from(Step),
+    outcome=st.sampled_from(Outcome),
+    new_id=st.integers(min_value=1) | st.none(),
+    verified=_times,
+    error=st.text() | st.none(),
+)
+def test_codec_round_trips_rotations(
+    step: Step, outcome: Outcome, new_id: int | None, verified: datetime | None, error: str | None
+) -> None:
+    """Every rotation record survives to_json/from_json unchanged."""
+    record = replace(
+        _rotation(), step=step, outcome=outcome, new_token_id=new_id, verified_at=verified, error=error
+    )
+    assert from_json(RotationRecord, to_json(record)) == record
+
+
+@given(role=st.sampled_from(Role), origin=st.sampled_from(Origin), revoke_after=_times)
+def test_codec_round_trips_tokens(role: Role, origin: Origin, revoke_after: datetime | None) -> None:
+    """Every token record survives to_json/from_json unchanged."""
+    record = TokenRecord(KEY, 3, "n", origin, role, None, revoke_after=revoke_after)
+    assert from_json(TokenRecord, to_json(record)) == record

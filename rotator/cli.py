@@ -40,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep GitLab project access tokens fresh inside Infisical, without lockouts or leaks.",
     )
     parser.add_argument("--version", action="version", version=f"rotator {_version()}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the YAML configuration (default: $ROTATOR_CONFIG; there is no default path)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_target_commands(commands)
     fakes = commands.add_parser(
         "fakes",
         help="start a fake GitLab and a fake Infisical on loopback, seeded for config/example.yaml",
@@ -57,6 +63,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fakes.add_argument("--json", action="store_true", help="print the seed as one JSON object")
     return parser
+
+
+def _run_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--take-over", action="store_true", help="accept the connection's current hash after drift"
+    )
+    command.add_argument(
+        "--revoke-anyway", action="store_true", help="revoke pending tokens even if GitLab saw them used"
+    )
+
+
+def _add_target_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    run = commands.add_parser(
+        "run-once",
+        help="resume, revoke past grace, rotate what is due, then exit (the CronJob mode)",
+        description=_RUN_ONCE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
+    run.add_argument("--force", action="store_true", help="rotate the selected targets even if not due")
+    run.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing (= plan)")
+    _run_flags(run)
+    run.set_defaults(trigger="run-once")
+    rotate = commands.add_parser(
+        "rotate", help="rotate one target now (= run-once --target NAME --force)", description=_ROTATE
+    )
+    rotate.add_argument("name", metavar="NAME", help="the target to rotate")
+    _run_flags(rotate)
+    rotate.set_defaults(trigger="rotate", force=True, dry_run=False)
+    plan = commands.add_parser(
+        "plan", help="what run-once would do, per target, with reasons; sends no mutation upstream"
+    )
+    plan.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
+    plan.set_defaults(trigger="plan", force=False, dry_run=True, take_over=False, revoke_anyway=False)
+    status = commands.add_parser(
+        "status", help="per target: token, expiry, last rotation, next due, pending revokes, drift (offline)"
+    )
+    status.add_argument("--json", action="store_true", help='print {"as_of": ..., "targets": [...]}')
+    history = commands.add_parser("history", help="the audit trail, one row per rotation, newest first")
+    history.add_argument("--target", metavar="NAME", help="only this target")
+    history.add_argument(
+        "--limit", type=int, default=20, help="at most this many rows (default: %(default)s)"
+    )
+    history.add_argument("--json", action="store_true", help="print a JSON array")
+    commands.add_parser(
+        "check", help="preflight without side effects: config, credentials, roles, connections"
+    )
+
+
+_RUN_ONCE = """\
+Resume any unfinished rotation, revoke old tokens whose grace has passed, rotate every due target
+(every selected target with --force), then exit. A run with nothing to do calls nothing upstream.
+
+exit codes: 0 all fine or nothing due; 1 a target failed, is frozen by drift, holds a revoke, or is
+backing off; 2 bad config or usage.
+
+examples:
+  rotator --config rotator.yaml run-once
+  rotator --config rotator.yaml run-once --target app-deploy --force
+  rotator --config rotator.yaml run-once --dry-run
+"""
+_ROTATE = (
+    "Rotate one target now, finishing any unfinished rotation first."
+    " The same as run-once --target NAME --force."
+)
 
 
 def _run_fakes(args: argparse.Namespace) -> int:
@@ -103,5 +174,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "fakes":
         return _run_fakes(args)
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse rejects it first
-    return EXIT_USAGE  # pragma: no cover
+    return _target_command(args)
+
+
+def _target_command(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415 - the target commands' imports are paid only by them
+
+    from rotator import commands, runtime  # noqa: PLC0415
+    from rotator.errors import ConfigError  # noqa: PLC0415
+
+    if args.command == "rotate":
+        args.target = [args.name]
+    handlers = {
+        "run-once": commands.run_once,
+        "rotate": commands.run_once,
+        "plan": commands.run_once,
+        "status": commands.status,
+        "history": commands.history,
+        "check": commands.check,
+    }
+    try:
+        config = runtime.load(args.config, os.environ)
+        return handlers[args.command](args, config)
+    except ConfigError as error:
+        print(f"rotator: error: {error}", file=sys.stderr)
+        return EXIT_USAGE

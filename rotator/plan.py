@@ -21,6 +21,8 @@ than the 8th, whatever minute it started at last time. A target that is not due 
 will be (``next_due``), the earliest of the rules that can fire.
 """
 
+import re
+
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -92,3 +94,73 @@ def token_name(base: str, now: datetime, rotation_id: str) -> str:
     """A fresh, exact name per attempt: ``<base>-<yyyymmdd>-<short id>``."""
     short = rotation_id.replace("-", "")[:SHORT_ID_LENGTH]
     return f"{base}-{now.astimezone(UTC):%Y%m%d}-{short}"
+
+
+_EXPIRY_LIMIT = re.compile(r"must be before (\d{4}-\d{2}-\d{2})")
+#: A name this tool made for ``base``: ``<base>-<yyyymmdd>-<8 hex>`` (checked for "journal lost?").
+_OUR_NAME = r"-\d{8}-[0-9a-f]{8}"
+
+
+def expiry_limit(message: str) -> date | None:
+    """The date D in GitLab's 400 "Expires at must be before D", or ``None``."""
+    match = _EXPIRY_LIMIT.search(message)
+    return date.fromisoformat(match.group(1)) if match else None
+
+
+def is_our_name(base: str, name: str) -> bool:
+    """Whether ``name`` looks like one rotator made for this base name."""
+    return re.fullmatch(re.escape(base) + _OUR_NAME, name) is not None
+
+
+def backoff_until(now: datetime, failures: int, base: timedelta, cap: timedelta) -> datetime:
+    """When a target that failed ``failures`` times in a row may be tried again: base * 2**(n-1), capped."""
+    return now + min(cap, base * (1 << min(30, max(0, failures - 1))))
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """What the journal says about a target, reduced to what :func:`decide` needs."""
+
+    due: Due
+    unfinished: bool
+    frozen: bool
+    holding: bool
+    backoff_until: datetime | None
+    revoke_afters: tuple[datetime, ...]
+    tombstones_until: tuple[datetime, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What one run does for one target, and whether the target is in a failing state."""
+
+    resume: bool
+    rotate: bool
+    revoke: bool
+    recheck: bool
+    blocked: str | None  # why a due rotation is not attempted: "drift" or "backoff"
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send upstream."""
+        return not (self.resume or self.rotate or self.revoke or self.recheck)
+
+
+def decide(situation: Situation, now: datetime, *, force: bool, take_over: bool) -> Work:
+    """The work of a run for one target (architecture §5 "Due" and "Idle runs").
+
+    An unfinished rotation is always resumed. A drift freeze blocks creating and revoking until
+    ``take_over``; a failure backoff blocks a due rotation unless forced. Pending revokes past
+    their grace and tombstones still in their window are checked on every run.
+    """
+    frozen = situation.frozen and not take_over
+    backing_off = situation.backoff_until is not None and now < situation.backoff_until and not force
+    wants = force or situation.due.due
+    blocked = "drift" if frozen and wants else ("backoff" if backing_off and wants else None)
+    return Work(
+        resume=situation.unfinished and not frozen,
+        rotate=wants and not frozen and not backing_off,
+        revoke=not frozen and any(after <= now for after in situation.revoke_afters),
+        recheck=any(until > now for until in situation.tombstones_until),
+        blocked=blocked,
+    )

@@ -1,0 +1,160 @@
+"""The commands that act on targets: ``run-once``, ``rotate``, ``plan``, ``status``, ``history``, ``check``.
+
+Each returns its exit code: 0 fine (or nothing due, or ``plan`` listing due work), 1 any selected
+target failed, is frozen, holds a revoke or backs off, 2 bad config or usage (raised as
+:class:`ConfigError` and mapped by :mod:`rotator.cli`). stdout carries only the result.
+"""
+
+import argparse
+import json
+import os
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from rotator import report, runtime
+from rotator.config import Config, Target
+from rotator.engine import RunOptions, TargetReport
+from rotator.errors import UpstreamError
+from rotator.logs import configure
+from rotator.worker import check_connection
+
+
+EXIT_OK, EXIT_FAILED = 0, 1
+_MAINTAINER = 40
+_IN_USE_MARGIN = timedelta(minutes=15)
+
+
+def _print_reports(reports: list[TargetReport]) -> int:
+    for r in reports:
+        print(f"{r.name}: {r.status}: {r.detail}")
+    return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
+
+def run_once(args: argparse.Namespace, config: Config) -> int:
+    """``run-once`` and ``rotate``: the CronJob mode and the on-demand trigger."""
+    configure()
+    rt = runtime.build(config, os.environ)
+    try:
+        names = tuple(args.target or ())
+        options = RunOptions(
+            names=names,
+            force=args.force,
+            dry_run=args.dry_run,
+            take_over=args.take_over,
+            revoke_anyway=args.revoke_anyway,
+            trigger=args.trigger,
+        )
+        if (options.take_over or options.revoke_anyway) and not names:
+            from rotator.errors import ConfigError  # noqa: PLC0415 - only on this error path
+
+            raise ConfigError("--take-over", "--take-over and --revoke-anyway need --target NAME")
+        return _print_reports(rt.engine.run(options))
+    finally:
+        rt.close()
+
+
+def status(args: argparse.Namespace, config: Config) -> int:
+    """``status``: offline, from the journal."""
+    journal = runtime.open_journal(config)
+    try:
+        data = report.status(config, journal, runtime.clock(config, os.environ))
+    finally:
+        journal.close()
+    print(json.dumps(data, indent=2) if args.json else report.status_table(data))
+    return EXIT_FAILED if any(t["failing"] for t in data["targets"]) else EXIT_OK
+
+
+def history(args: argparse.Namespace, config: Config) -> int:
+    """``history``: the audit trail, newest first."""
+    journal = runtime.open_journal(config)
+    try:
+        rows = report.history(journal, config, args.target, args.limit)
+    finally:
+        journal.close()
+    print(json.dumps(rows, indent=2) if args.json else report.history_table(rows))
+    return EXIT_OK
+
+
+def check(_args: argparse.Namespace, config: Config) -> int:
+    """``check``: a preflight with no side effects; every problem is one line."""
+    configure()
+    rt = runtime.build(config, os.environ)
+    problems: list[str] = []
+
+    def item(what: str, probe: Callable[[], str | None]) -> None:
+        try:
+            problem = probe()
+        except UpstreamError as error:
+            problem = str(error)
+        print(
+            f"{'ok     ' if problem is None else 'PROBLEM'} {what}{'' if problem is None else ': ' + problem}"
+        )
+        if problem is not None:
+            problems.append(problem)
+
+    try:
+        print(f"ok      config: {len(config.targets)} target(s)")
+        item("gitlab: manager token", lambda: _manager(rt))
+        item("infisical: credentials", lambda: _infisical(rt))
+        for target in config.targets:
+            _check_target(rt, target, item)
+    finally:
+        rt.close()
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _check_target(
+    rt: runtime.Runtime, target: Target, item: Callable[[str, Callable[[], str | None]], None]
+) -> None:
+    project_ids: list[int] = []
+
+    def project() -> str | None:
+        key = rt.engine.key(target, resolve=True)
+        if key is None:  # pragma: no cover - resolve=True yields a key or raises
+            return "cannot resolve the project"
+        project_ids.append(key.project_id)
+        level = rt.gitlab.manager_access_level(key.project_id)
+        return None if (level or 0) >= _MAINTAINER else f"the manager's role {level} is below maintainer (40)"
+
+    def connection() -> str | None:
+        return check_connection(
+            rt.infisical.get_connection(str(target.connection_id)), rt.config.gitlab.url, target
+        )
+
+    item(f"{target.name}: project {target.project}", project)
+    item(f"{target.name}: connection {target.connection_id}", connection)
+    if "api" not in target.token.scopes:
+        print(f"warn    {target.name}: token.scopes lack api; Infisical's GitLab syncs need it")
+    if target.grace < _IN_USE_MARGIN and target.hold_revoke_if_used:
+        print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
+    adopt = target.adopt_token_id
+    if adopt is not None and project_ids:
+        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, project_ids[0], adopt))
+
+
+def _manager(rt: runtime.Runtime) -> str | None:
+    me = rt.gitlab.manager_self()
+    if not me.active:
+        return "the manager token is not active"
+    if "api" not in me.scopes:
+        return f"the manager token lacks the api scope (has {', '.join(me.scopes)})"
+    left = f"expires {me.expires_at}" if me.expires_at else "never expires"
+    print(f"info    gitlab: manager token {me.id} ({me.name}) {left}")
+    return None
+
+
+def _infisical(rt: runtime.Runtime) -> str | None:
+    first = rt.config.targets[0]
+    rt.infisical.get_connection(str(first.connection_id))
+    expiry = rt.infisical.access_token_expiry()
+    if expiry is not None:
+        print(f"info    infisical: access token expires in {expiry - datetime.now(UTC)}")
+    return None
+
+
+def _adoptable(rt: runtime.Runtime, project_id: int, token_id: int) -> str | None:
+    info = rt.gitlab.get_token(project_id, token_id)
+    if info is None:
+        return f"token {token_id} is not in this project"
+    return None if info.active else f"token {token_id} is not active"

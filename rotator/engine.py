@@ -1,0 +1,245 @@
+"""The one room every door leads into: a run over some targets, each isolated, each under a lease.
+
+``run-once``, ``rotate``, the daemon's scheduled jobs and its HTTP trigger all call
+:meth:`Engine.run`. Per target it reads the journal, asks :func:`rotator.plan.decide` what to do,
+and (only if there is work) takes the target's lease and resumes, rotates, revokes and re-checks
+tombstones, in that order. One target's failure never stops another's; the report says which
+failed, so the CLI can exit 1.
+"""
+
+import threading
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Self
+
+import structlog
+
+from rotator.config import Config, Target
+from rotator.errors import ConfigError, LeaseLostError, UpstreamError
+from rotator.model import Lease, Role, Step, TargetKey, TargetState
+from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
+from rotator.rotation import TargetRun
+from rotator.worker import Context, Recorder, TargetFailedError, upstream_message
+
+
+log = structlog.get_logger("rotator")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What a run was asked to do."""
+
+    names: tuple[str, ...] = ()
+    force: bool = False
+    dry_run: bool = False
+    take_over: bool = False
+    revoke_anyway: bool = False
+    trigger: str = "run-once"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReport:
+    """What a run did (or, dry, would do) for one target."""
+
+    name: str
+    status: str  # idle | planned | done | failed | busy
+    failed: bool
+    detail: str
+    actions: tuple[str, ...] = ()
+
+
+def policy(target: Target) -> Policy:
+    """A target's timing rules for the planner."""
+    return Policy(target.token.lifetime, target.renew_before, target.rotate_every)
+
+
+class Engine:
+    """Runs targets against the ports in a :class:`Context`."""
+
+    def __init__(self, config: Config, ctx: Context) -> None:
+        """Act on ``config``'s targets through ``ctx``."""
+        self.config, self.ctx = config, ctx
+
+    def select(self, names: Sequence[str]) -> list[Target]:
+        """The named targets (all if none); an unknown name is a usage error."""
+        known = {t.name: t for t in self.config.targets}
+        for name in names:
+            if name not in known:
+                raise ConfigError("--target", f"no target named {name!r}; known: {', '.join(known)}")
+        return [known[n] for n in names] if names else list(self.config.targets)
+
+    def run(self, options: RunOptions) -> list[TargetReport]:
+        """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
+        targets = self.select(options.names)
+        with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
+            return list(pool.map(lambda t: self._guarded(t, options), targets))
+
+    def key(self, target: Target, *, resolve: bool) -> TargetKey | None:
+        """The journal key: the project path's id from the journal, or from GitLab if ``resolve``."""
+        url = self.config.gitlab.url
+        if isinstance(target.project, int):
+            project_id: int | None = target.project
+        else:
+            project_id = self.ctx.journal.project_id(url, target.project)
+            if project_id is None and resolve:
+                project_id = self.ctx.gitlab.project_id(target.project)
+                self.ctx.journal.remember_project(url, target.project, project_id)
+        return TargetKey(url, project_id, str(target.connection_id)) if project_id is not None else None
+
+    def situation(self, target: Target, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
+        """What the journal says about the target, offline."""
+        state = self.ctx.journal.target(key) if key else None
+        tokens = self.ctx.journal.tokens(key) if key else []
+        current = [t for t in tokens if t.role is Role.CURRENT]
+        history = History(
+            state.verified_start if state else None, current[-1].expires_at if current else None
+        )
+        due: Due = is_due(policy(target), history, self.ctx.clock())
+        return (
+            Situation(
+                due=due,
+                unfinished=bool(key and self.ctx.journal.unfinished(key)),
+                frozen=bool(state and state.drift_since),
+                holding=bool(state and state.hold_since),
+                backoff_until=state.backoff_until if state else None,
+                revoke_afters=tuple(
+                    t.revoke_after for t in tokens if t.role is Role.PENDING_REVOKE and t.revoke_after
+                ),
+                tombstones_until=tuple(s.until for s in self.ctx.journal.tombstones(key)) if key else (),
+            ),
+            state,
+        )
+
+    def _guarded(self, target: Target, options: RunOptions) -> TargetReport:
+        try:
+            return self._one(target, options)
+        except UpstreamError as error:
+            message = upstream_message(replace(error, target=target.name), "prepare")
+            log.error("target.alert", target=target.name, reason="failed", error=message)
+            return TargetReport(target.name, "failed", failed=True, detail=message)
+        except LeaseLostError as error:
+            log.error("target.alert", target=target.name, reason="failed", error=str(error))
+            return TargetReport(target.name, "failed", failed=True, detail=str(error))
+
+    def _one(self, target: Target, options: RunOptions) -> TargetReport:
+        key = self.key(target, resolve=False)
+        situation, state = self.situation(target, key)
+        work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
+        failing = _failing(situation, work, state)
+        if options.dry_run:
+            return TargetReport(
+                target.name, "planned", failing is not None, describe(work, situation, failing)
+            )
+        if work.idle:
+            return TargetReport(
+                target.name, "idle", failing is not None, failing or describe(work, situation, None)
+            )
+        key = key or self.key(target, resolve=True)
+        if key is None:  # pragma: no cover - resolve=True always yields a key or raises
+            raise AssertionError
+        lease = self.ctx.journal.acquire(
+            key, target.name, self.ctx.actor, self.ctx.clock(), self.ctx.settings.lease_ttl
+        )
+        if lease is None:
+            return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
+        try:
+            with _Renewer(self.ctx, lease):
+                return self._work(target, options, lease, work)
+        finally:
+            self.ctx.journal.release(lease)
+
+    def _work(self, target: Target, options: RunOptions, lease: Lease, work: Work) -> TargetReport:
+        rec = Recorder(self.ctx, lease, target)
+        run = TargetRun(self.ctx, rec, target, lease.key.project_id, options.trigger)
+        run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
+        try:
+            roll_forward = False
+            verified_by_resume = False
+            if work.resume:
+                unfinished = self.ctx.journal.unfinished(lease.key)
+                if unfinished is not None:
+                    roll_forward = run.resume(unfinished)
+                    verified_by_resume = unfinished.step is Step.PUSHED
+            due_now = self.situation(target, lease.key)[0].due.due
+            wanted = roll_forward or (work.rotate and (due_now or (options.force and not verified_by_resume)))
+            # An unknown push outcome rolls forward at once, once per run; a second one fails.
+            if wanted and run.rotate() and run.rotate():
+                raise run.rec.failed(
+                    "failed", f"{target.name}: push: outcome unknown twice; tokens possibly held"
+                )
+            run.revoke_pending()
+            if work.recheck:
+                run.recheck_tombstones()
+        except TargetFailedError as error:
+            return TargetReport(
+                target.name, "failed", failed=True, detail=error.message, actions=tuple(run.scratch.actions)
+            )
+        except UpstreamError as error:
+            message = upstream_message(replace(error, target=target.name), "run")
+            rec.failed("failed", message)
+            return TargetReport(
+                target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
+            )
+        return TargetReport(
+            target.name, "done", failed=False, detail="; ".join(run.scratch.actions) or "nothing to do"
+        )
+
+
+def _failing(situation: Situation, work: Work, state: TargetState | None) -> str | None:
+    """Why an idle or planned target still counts as failing (exit 1), or None."""
+    if situation.frozen and state is not None and state.drift_since is not None:
+        return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
+    if situation.holding:
+        return "a revoke is held: the old token is still in use"
+    if work.blocked == "backoff":
+        return f"backing off after a failure until {situation.backoff_until:%Y-%m-%d %H:%M}Z"
+    return None
+
+
+def describe(work: Work, situation: Situation, failing: str | None) -> str:
+    """One line saying what a run does for a target, and why."""
+    parts = []
+    if work.resume:
+        parts.append("resume the unfinished rotation")
+    if work.rotate:
+        parts.append(f"rotate ({situation.due.reason})" if situation.due.due else "rotate (forced)")
+    if work.revoke:
+        parts.append("revoke tokens past their grace")
+    if work.recheck:
+        parts.append("re-check tombstoned names")
+    if failing:
+        parts.append(failing)
+    if not parts:
+        when = situation.due.next_due
+        parts.append(
+            f"nothing due; next {situation.due.reason} at {when:%Y-%m-%d %H:%M}Z" if when else "nothing due"
+        )
+    return "; ".join(parts)
+
+
+class _Renewer:
+    """Renews a lease in the background; a failed renewal marks the lease lost."""
+
+    def __init__(self, ctx: Context, lease: Lease) -> None:
+        self.ctx, self.lease = ctx, lease
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        interval = self.ctx.settings.lease_renew.total_seconds()
+        while not self.stop.wait(interval):
+            try:
+                self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
+            except LeaseLostError:
+                log.error("lease.lost", key=str(self.lease.key))
+                return

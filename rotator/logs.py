@@ -1,0 +1,92 @@
+"""structlog set up for rotator: JSON off a terminal, readable on one, and a last-line scrubber.
+
+The scrubber is the final processor before rendering: whatever an event carries, any live token
+value registered with :func:`watch` and anything shaped like a GitLab token (``glpat-…``) or a JWT
+is replaced by ``[REDACTED]``. Tracebacks are rendered without local variables, so a token held in
+a frame never reaches the log.
+"""
+
+import logging
+import re
+import sys
+import threading
+
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import structlog
+
+from structlog.tracebacks import ExceptionDictTransformer
+
+from rotator.secret import Secret
+
+
+_PATTERNS = re.compile(r"glpat-[\w.-]+|\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|\bgl(?:oas|ft|rt|cbt|soat)-[\w.-]+")
+REDACTED = "[REDACTED]"
+_live: set[str] = set()
+_live_lock = threading.Lock()
+
+
+@contextmanager
+def watch(secret: Secret) -> Iterator[None]:
+    """While inside, the scrubber also removes this exact value (whatever its shape) from events."""
+    value = secret.reveal()
+    with _live_lock:
+        _live.add(value)
+    try:
+        yield
+    finally:
+        with _live_lock:
+            _live.discard(value)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with live values and token-shaped strings replaced by ``[REDACTED]``."""
+    with _live_lock:
+        live = list(_live)
+    for value in live:
+        text = text.replace(value, REDACTED)
+    return _PATTERNS.sub(REDACTED, text)
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def scrub(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor, the last one before the renderer."""
+    return {key: _scrub(value) for key, value in event.items()}
+
+
+def configure(*, stream: TextIO | None = None, json: bool | None = None, level: int = logging.INFO) -> None:
+    """Send structlog events to ``stream`` (stderr): JSON unless it is a terminal."""
+    stream = stream or sys.stderr
+    as_json = not stream.isatty() if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # structlog's dict tracebacks show locals by default: a token in a frame would leak.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+            if as_json
+            else structlog.processors.format_exc_info,
+            scrub,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,162 @@
+"""``status`` and ``history``: what the journal knows, offline, as a table or JSON.
+
+Both read only the journal (no secrets, no upstream call), so they answer instantly and work
+while GitLab or Infisical is down. ``status`` applies the exit-1 rule from the journal: a target
+frozen by drift, holding a revoke, or backing off after a failure.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from rotator.config import Config
+from rotator.engine import Engine, describe
+from rotator.model import Role, RotationRecord, TokenRecord, short_hash
+from rotator.plan import decide
+from rotator.ports import Journal
+from rotator.worker import Context
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+
+
+def _offline_engine(config: Config, journal: Journal, clock: Callable[[], datetime]) -> Engine:
+    # status never calls upstream: the ports are absent, and Engine.key(resolve=False) never uses them.
+    ports = cast("Any", None)
+    ctx = Context(ports, ports, journal, clock, lambda _s: None, config.gitlab.url, "status")
+    return Engine(config, ctx)
+
+
+def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Any]:
+    """``{"as_of": …, "targets": […]}`` with one entry per configured target."""
+    engine = _offline_engine(config, journal, clock)
+    now = clock()
+    rows = []
+    for target in config.targets:
+        key = engine.key(target, resolve=False)
+        situation, state = engine.situation(target, key)
+        tokens = journal.tokens(key) if key else []
+        current = [t for t in tokens if t.role is Role.CURRENT]
+        last = journal.rotations(key, limit=1) if key else []
+        work = decide(situation, now, force=False, take_over=False)
+        failing = bool(state and (state.drift_since or state.hold_since or state.failures))
+        rows.append(
+            {
+                "target": target.name,
+                "token_id": current[-1].token_id if current else None,
+                "expires_at": current[-1].expires_at.isoformat()
+                if current and current[-1].expires_at
+                else None,
+                "last_rotation": _iso(last[0].planned_at) if last else None,
+                "last_outcome": last[0].outcome.value if last else None,
+                "next_due": _iso(situation.due.next_due),
+                "due_reason": situation.due.reason,
+                "would": describe(work, situation, None),
+                "pending_revokes": [
+                    {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                    for t in tokens
+                    if t.role is Role.PENDING_REVOKE
+                ],
+                "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
+                "drift": None
+                if not (state and state.drift_since)
+                else {
+                    "since": _iso(state.drift_since),
+                    "expected": short_hash(state.verified_hash),
+                    "observed": short_hash(state.observed_hash),
+                },
+                "holding_revoke_since": _iso(state.hold_since) if state else None,
+                "backoff_until": _iso(state.backoff_until) if state and state.failures else None,
+                "last_error": state.last_error if state else None,
+                "failing": failing,
+            }
+        )
+    return {"as_of": _iso(now), "targets": rows}
+
+
+def status_table(report: dict[str, Any]) -> str:
+    """The human form of :func:`status`."""
+    lines = [f"as of {report['as_of']}"]
+    header = ("TARGET", "TOKEN", "EXPIRES", "LAST", "NEXT DUE", "PENDING", "DRIFT", "LAST ERROR")
+    rows = [header]
+    for t in report["targets"]:
+        pending = ",".join(f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}" for p in t["pending_revokes"])
+        drift = f"since {t['drift']['since'][:16]}" if t["drift"] else "-"
+        rows.append(
+            (
+                t["target"],
+                str(t["token_id"] or "-"),
+                t["expires_at"] or "-",
+                t["last_outcome"] or "never",
+                f"{(t['next_due'] or '-')[:16]} ({t['due_reason']})",
+                pending or "-",
+                drift,
+                (t["last_error"] or "-")[:80],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def history(journal: Journal, config: Config, name: str | None, limit: int) -> list[dict[str, Any]]:
+    """Rotations newest first; each row lists the tokens it retired and how they were revoked."""
+    names = {str(t.connection_id): t.name for t in config.targets}
+    rotations: list[RotationRecord] = journal.rotations(None, limit=10_000 if name else limit)
+    rows = []
+    tokens_by_key: dict[str, list[TokenRecord]] = {}
+    for r in rotations:
+        target = names.get(r.key.connection_id, r.target)
+        if name and target != name:
+            continue
+        tokens = tokens_by_key.setdefault(str(r.key), journal.tokens(r.key))
+        rows.append(
+            {
+                "rotation": r.id,
+                "target": target,
+                "trigger": r.trigger,
+                "started": _iso(r.planned_at),
+                "finished": _iso(r.finished_at),
+                "outcome": r.outcome.value,
+                "step": r.step.value,
+                "old_token_id": r.old_token_id,
+                "new_token_id": r.new_token_id,
+                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                "pre_hash": short_hash(r.pre_hash),
+                "patch_hash": short_hash(r.patch_hash),
+                "reread_hash": short_hash(r.reread_hash),
+                "retired": [
+                    {"token_id": t.token_id, "revoked_at": _iso(t.revoked_at), "evidence": t.evidence}
+                    for t in tokens
+                    if t.retired_by == r.id
+                ],
+                "error": r.error,
+            }
+        )
+    return rows[:limit]
+
+
+def history_table(rows: list[dict[str, Any]]) -> str:
+    """The human form of :func:`history`."""
+    header = ("STARTED", "TARGET", "ROTATION", "OUTCOME", "STEP", "OLD>NEW", "HASH", "RETIRED", "ERROR")
+    table = [header]
+    for r in rows:
+        retired = ",".join(f"{t['token_id']}{'(revoked)' if t['revoked_at'] else ''}" for t in r["retired"])
+        table.append(
+            (
+                (r["started"] or "")[:19],
+                r["target"],
+                r["rotation"][:8],
+                r["outcome"],
+                r["step"],
+                f"{r['old_token_id'] or '-'}>{r['new_token_id'] or '-'}",
+                r["patch_hash"] or "-",
+                retired or "-",
+                (r["error"] or "-")[:60],
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    )

@@ -1,0 +1,159 @@
+"""Retiring tokens: idempotent revokes, pending revokes after grace, tombstones, and the drift freeze.
+
+A revoke counts as done only on GitLab's word for that token in its project: 204, or a re-read
+showing it revoked or inactive, or 404 from that same project. A 400 or 404 on DELETE is
+re-checked by reading the token, never assumed. A pending token is revoked only when the
+connection still holds our latest verified push (rule 1) and, unless the target opts out, when
+GitLab has not seen the token used since it was retired (rule 2).
+"""
+
+from dataclasses import replace
+from datetime import datetime
+
+import structlog
+
+from rotator.config import Target
+from rotator.errors import GitLabError
+from rotator.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
+from rotator.worker import Context, Recorder, Scratch, TargetFailedError
+
+
+log = structlog.get_logger("rotator")
+_RECHECK_STATUSES = (400, 404)
+
+
+class Retirer:
+    """The revoke side of a target's run; :class:`rotator.rotation.TargetRun` adds the rotation."""
+
+    def __init__(
+        self, ctx: Context, rec: Recorder, target: Target, project_id: int, scratch: Scratch
+    ) -> None:
+        """Act on ``target`` under the recorder's lease."""
+        self.ctx, self.rec, self.target, self.project_id, self.scratch = ctx, rec, target, project_id, scratch
+
+    def read_connection(self, *, fresh: bool = False) -> Connection:
+        """The connection, read once per run (reads are shared) unless ``fresh``."""
+        if fresh or self.scratch.connection is None:
+            self.scratch.connection = self.ctx.infisical.get_connection(self.rec.key.connection_id)
+        return self.scratch.connection
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """The project's tokens, listed once per run."""
+        if self.scratch.tokens_listed is None:
+            self.scratch.tokens_listed = self.ctx.gitlab.list_tokens(self.project_id)
+        return self.scratch.tokens_listed
+
+    def tokens(self, role: Role) -> list[TokenRecord]:
+        """The journal's tokens of this target in ``role``."""
+        return [t for t in self.ctx.journal.tokens(self.rec.key) if t.role is role]
+
+    def freeze(self, observed: str) -> TargetFailedError:
+        """Drift: someone else wrote the connection. Freeze the target and raise."""
+        now = self.ctx.clock()
+        state = self.rec.state()
+        self.rec.write(
+            Change(
+                target=replace(
+                    state, drift_since=state.drift_since or now, observed_hash=observed, observed_at=now
+                )
+            )
+        )
+        message = (
+            f"{self.target.name}: drift: the connection holds {short_hash(observed)}, not our verified push"
+            f" {short_hash(state.verified_hash)}; nothing is created or revoked until"
+            f" `rotator rotate {self.target.name} --take-over`"
+        )
+        raise self.rec.failed("drift", message, backoff=False)
+
+    # -- revoking ---------------------------------------------------------------------------
+    def _revoke(self, token_id: int) -> str:
+        """Revoke idempotently; return the evidence GitLab gave."""
+        try:
+            self.ctx.gitlab.delete_token(self.project_id, token_id)
+        except GitLabError as error:
+            if error.status not in _RECHECK_STATUSES:
+                raise
+            info = self.ctx.gitlab.get_token(self.project_id, token_id)
+            if info is None:
+                return f"DELETE {error.status}, then 404 on read"
+            if info.revoked or not info.active:
+                return f"DELETE {error.status}, then read revoked={info.revoked} active={info.active}"
+            raise
+        return "DELETE 204"
+
+    def _record_revoked(self, token_id: int, name: str, evidence: str) -> None:
+        known = {t.token_id: t for t in self.ctx.journal.tokens(self.rec.key)}
+        record = known.get(token_id) or TokenRecord(
+            self.rec.key, token_id, name, Origin.CREATED, Role.REVOKED, None
+        )
+        done = replace(record, role=Role.REVOKED, revoked_at=self.ctx.clock(), evidence=evidence)
+        self.rec.write(Change(tokens=(done,)), "REVOKED")
+        log.info("token.revoked", target=self.target.name, token_id=token_id, evidence=evidence)
+        self.scratch.actions.append(f"revoked token {token_id}")
+
+    def revoke_now(self, token_id: int, why: str) -> None:
+        """Revoke a token we created and never had held (rollback paths)."""
+        log.info("token.revoke", target=self.target.name, token_id=token_id, why=why)
+        self._record_revoked(token_id, "", self._revoke(token_id))
+
+    def recheck_name(self, name: str) -> int:
+        """Revoke every active token with exactly this name (``search`` is a substring match)."""
+        matches = [t for t in self.list_tokens() if t.name == name and t.active]
+        for token in matches:
+            self._record_revoked(token.id, token.name, self._revoke(token.id))
+        return len(matches)
+
+    def tombstone(self, name: str) -> None:
+        """Keep re-checking ``name`` for a few days, for a create that completes late."""
+        until = self.ctx.clock() + self.ctx.settings.tombstone_life
+        self.rec.write(Change(tombstones=(Tombstone(self.rec.key, name, until),)))
+
+    def recheck_tombstones(self) -> None:
+        """Re-check each live tombstone; forget the expired ones."""
+        now = self.ctx.clock()
+        for stone in self.ctx.journal.tombstones(self.rec.key):
+            if stone.until <= now:
+                self.rec.write(Change(drop_tombstones=(stone.name,)))
+            elif self.recheck_name(stone.name):
+                log.warning("token.late_create_revoked", target=self.target.name, name=stone.name)
+
+    def revoke_pending(self) -> None:
+        """Revoke every pending token whose grace has passed, under rules 1 and 2."""
+        now = self.ctx.clock()
+        pending = [t for t in self.tokens(Role.PENDING_REVOKE) if t.revoke_after and t.revoke_after <= now]
+        if not pending:
+            return
+        state = self.rec.state()
+        observed = self.read_connection().credentials_hash
+        if state.verified_hash is None or observed != state.verified_hash:
+            self.freeze(observed)
+        for token in pending:
+            if not self._clear_to_revoke(token, now):
+                continue
+            self.rec.checkpoint("GRACE-CHECKED")
+            self._record_revoked(token.token_id, token.name, self._revoke(token.token_id))
+        if state.hold_since is not None:
+            self.rec.write(Change(target=replace(self.rec.state(), hold_since=None)))
+
+    def _clear_to_revoke(self, token: TokenRecord, now: datetime) -> bool:
+        """Rule 2: read the token unless it cannot have been used since it was retired."""
+        if not self.target.hold_revoke_if_used or token.revoke_after is None:
+            return True
+        retired_at = token.revoke_after - self.target.grace
+        since = retired_at + self.ctx.settings.in_use_margin
+        if now <= since:
+            return True  # GitLab updates last_used_at at most every ~10 minutes: it cannot fire yet
+        info = self.ctx.gitlab.get_token(self.project_id, token.token_id)
+        if info is None or not info.active:
+            evidence = "read: 404" if info is None else f"read: revoked={info.revoked} active={info.active}"
+            self._record_revoked(token.token_id, token.name, evidence)
+            return False
+        if info.last_used_at is not None and info.last_used_at > since and not self.scratch.revoke_anyway:
+            state = self.rec.state()
+            self.rec.write(Change(target=replace(state, hold_since=state.hold_since or now)))
+            message = (
+                f"{self.target.name}: token {token.token_id} was used at {info.last_used_at.isoformat()},"
+                f" after it was retired; revoke held (`rotator rotate {self.target.name} --revoke-anyway`)"
+            )
+            raise self.rec.failed("in_use", message, backoff=False)
+        return True

@@ -1,0 +1,337 @@
+"""One rotation of one target: PLANNED → CREATED → PUSHING → PUSHED → VERIFIED, and its recovery.
+
+Each step is recorded before the side effect that follows it (architecture §1), so a crash
+anywhere leaves the journal saying exactly what may have happened:
+
+- PLANNED: the create may have happened; recovery lists the project's tokens by exact name,
+  revokes any match and keeps the name as a tombstone.
+- CREATED: the PATCH was never sent; recovery revokes the new token.
+- PUSHING: unknown; the value is gone, so recovery rolls forward with a fresh rotation, and the
+  token stays "possibly held" until a later push is verified.
+- PUSHED: recovery re-reads the connection: our hash means VERIFIED, another one means drift.
+
+A 200 from the PATCH means stored: from then on this rotation never revokes the new token.
+"""
+
+import socket
+import time
+import uuid
+
+from dataclasses import replace
+
+import structlog
+
+from rotator.config import Target
+from rotator.errors import GitLabError, InfisicalError
+from rotator.model import (
+    Change,
+    NewToken,
+    Origin,
+    Outcome,
+    Role,
+    RotationRecord,
+    Step,
+    TokenRecord,
+    TokenRequest,
+    short_hash,
+)
+from rotator.plan import clamped_expiry, expiry_limit, is_our_name, requested_expiry, token_name
+from rotator.retire import Retirer
+from rotator.secret import Secret
+from rotator.worker import Context, Recorder, Scratch, check_connection, upstream_message
+
+
+log = structlog.get_logger("rotator")
+
+
+class TargetRun(Retirer):
+    """The rotation steps for one target under one lease (the revoke side is :class:`Retirer`)."""
+
+    def __init__(self, ctx: Context, rec: Recorder, target: Target, project_id: int, trigger: str) -> None:
+        """Prepare to act on ``target`` (project ``project_id``) for a run started by ``trigger``."""
+        super().__init__(ctx, rec, target, project_id, Scratch())
+        self.trigger = trigger
+
+    # -- connection -------------------------------------------------------------------------
+    def connection_checked(self, *, fresh: bool = False) -> str:
+        """Read (once per run unless ``fresh``) and vet the connection; return its hash."""
+        conn = self.read_connection(fresh=fresh)
+        problem = check_connection(conn, self.ctx.gitlab_url, self.target)
+        if problem:
+            raise self.rec.failed("connection", f"{self.target.name}: connection_id: {problem}")
+        return conn.credentials_hash
+
+    # -- resume -----------------------------------------------------------------------------
+    def resume(self, rotation: RotationRecord) -> bool:
+        """Carry an unfinished rotation forward; return True when a fresh rotation must follow now."""
+        log.info("rotation.resume", target=self.target.name, rotation=rotation.id, step=rotation.step.value)
+        if rotation.step is Step.PLANNED:
+            self.recheck_name(rotation.token_name)
+            self.tombstone(rotation.token_name)
+            self.finish(rotation, Outcome.ROLLED_BACK, "resumed at PLANNED: nothing was pushed")
+            return False
+        if rotation.step is Step.CREATED:
+            if rotation.new_token_id is not None:
+                self.revoke_now(rotation.new_token_id, "resumed at CREATED: never pushed")
+            self.finish(rotation, Outcome.ROLLED_BACK, "resumed at CREATED: revoked the unpushed token")
+            return False
+        if rotation.step is Step.PUSHING:
+            self.finish(rotation, Outcome.SUPERSEDED, "resumed at PUSHING: outcome unknown, rolling forward")
+            return True
+        if rotation.step is Step.PUSHED:
+            self.verify(rotation)
+        return False
+
+    def finish(self, rotation: RotationRecord, outcome: Outcome, error: str | None = None) -> None:
+        """Close a rotation with ``outcome`` and log its one ``rotation.finished`` line."""
+        now = self.ctx.clock()
+        done = replace(rotation, outcome=outcome, finished_at=now, error=error or rotation.error)
+        self.rec.write(Change(rotation=done))
+        self._finished_line(done)
+
+    def _finished_line(self, r: RotationRecord) -> None:
+        ended = r.finished_at or self.ctx.clock()
+        log.info(
+            "rotation.finished",
+            target=self.target.name,
+            rotation=r.id,
+            trigger=r.trigger,
+            outcome=r.outcome.value,
+            step=r.step.value,
+            old_token_id=r.old_token_id,
+            new_token_id=r.new_token_id,
+            expires_at=r.expires_at.isoformat() if r.expires_at else None,
+            pre_hash=short_hash(r.pre_hash),
+            patch_hash=short_hash(r.patch_hash),
+            reread_hash=short_hash(r.reread_hash),
+            duration_s=round((ended - r.planned_at).total_seconds(), 3),
+            error=r.error,
+        )
+
+    # -- a fresh rotation -------------------------------------------------------------------
+    def rotate(self) -> bool:
+        """One full rotation; True if the push's outcome was unknown and a fresh rotation must follow.
+
+        Raises TargetFailedError when the target must stop for this run.
+        """
+        pre_hash = self.connection_checked()
+        self._drift_before_push(pre_hash)
+        self._first_rotation_checks()
+        now = self.ctx.clock()
+        rotation_id = str(uuid.uuid4())
+        current = self.tokens(Role.CURRENT)
+        rotation = RotationRecord(
+            id=rotation_id,
+            key=self.rec.key,
+            target=self.target.name,
+            trigger=self.trigger,
+            actor=f"{socket.gethostname()}:{_pid()}",
+            step=Step.PLANNED,
+            outcome=Outcome.IN_PROGRESS,
+            token_name=token_name(self.target.token_base_name, now, rotation_id),
+            requested_expiry=requested_expiry(now, self.target.token.lifetime),
+            planned_at=now,
+            old_token_id=current[-1].token_id if current else None,
+            pre_hash=pre_hash,
+        )
+        self.rec.write(Change(rotation=rotation), "PLANNED")
+        new, rotation = self._create(rotation)
+        rotation = replace(
+            rotation,
+            step=Step.CREATED,
+            new_token_id=new.info.id,
+            expires_at=new.info.expires_at,
+            created_at=now,
+        )
+        candidate = TokenRecord(
+            self.rec.key,
+            new.info.id,
+            new.info.name,
+            Origin.CREATED,
+            Role.CANDIDATE,
+            new.info.expires_at,
+            rotation_id,
+        )
+        self.rec.write(Change(rotation=rotation, tokens=(candidate,)), "CREATED")
+        self._self_check(rotation, new)
+        rotation = replace(rotation, step=Step.PUSHING, pushing_at=self.ctx.clock())
+        held = replace(candidate, role=Role.POSSIBLY_HELD)
+        self.rec.write(Change(rotation=rotation, tokens=(held,)), "PUSHING")
+        patch_hash = self._push(rotation, new.value)
+        if patch_hash is None:
+            return True
+        rotation = replace(rotation, step=Step.PUSHED, patch_hash=patch_hash, pushed_at=self.ctx.clock())
+        self.rec.write(Change(rotation=rotation, tokens=(replace(held, push_hash=patch_hash),)), "PUSHED")
+        self.verify(rotation)
+        return False
+
+    def _drift_before_push(self, observed: str) -> None:
+        state = self.rec.state()
+        if state.verified_hash is None or observed == state.verified_hash:
+            return
+        if self.tokens(Role.POSSIBLY_HELD) or self.scratch.take_over:
+            # A lost PATCH may have landed (or the operator took over): not drift; the push follows.
+            log.info("connection.changed", target=self.target.name, observed=short_hash(observed))
+            return
+        self.freeze(observed)
+
+    def _first_rotation_checks(self) -> None:
+        if self.rec.state().verified_hash is not None or self.ctx.journal.tokens(self.rec.key):
+            return
+        adopt = self.target.adopt_token_id
+        if adopt is None:
+            ours = [
+                t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
+            ]
+            if ours:
+                ids = ", ".join(str(t.id) for t in ours)
+                raise self.rec.failed(
+                    "journal_lost",
+                    f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
+                    " but the journal has no history; set adopt_token_id to the one the connection holds",
+                    backoff=False,
+                )
+            return
+        info = self.ctx.gitlab.get_token(self.project_id, adopt)
+        if info is None or not info.active:
+            raise self.rec.failed(
+                "failed",
+                f"{self.target.name}: adopt_token_id: token {adopt} is not an active token of this project",
+                backoff=False,
+            )
+        record = TokenRecord(self.rec.key, info.id, info.name, Origin.ADOPTED, Role.CURRENT, info.expires_at)
+        self.rec.write(Change(tokens=(record,)))
+
+    def _create(self, rotation: RotationRecord) -> tuple[NewToken, RotationRecord]:
+        spec = self.target.token
+        for attempt in range(2):
+            request = TokenRequest(
+                rotation.token_name, spec.scopes, spec.access_level, rotation.requested_expiry
+            )
+            try:
+                return self.ctx.gitlab.create_token(self.project_id, request), rotation
+            except GitLabError as error:
+                limit = expiry_limit(error.message) if error.status == 400 else None  # noqa: PLR2004
+                if limit is not None and attempt == 0:
+                    # Nothing was created; ask again for the last day GitLab allows.
+                    rotation = replace(rotation, requested_expiry=clamped_expiry(limit))
+                    self.rec.write(Change(rotation=rotation))
+                    log.warning(
+                        "token.expiry_clamped",
+                        target=self.target.name,
+                        expires_at=str(rotation.requested_expiry),
+                    )
+                    continue
+                message = upstream_message(replace(error, target=self.target.name), "create")
+                if error.not_applied:
+                    self.finish(rotation, Outcome.FAILED, message)
+                else:
+                    # The create may have happened (or may still): find it by exact name, now and later.
+                    self.tombstone(rotation.token_name)
+                    self.recheck_name(rotation.token_name)
+                    self.finish(rotation, Outcome.ROLLED_BACK, message)
+                raise self.rec.failed("failed", message) from None
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _self_check(self, rotation: RotationRecord, new: NewToken) -> None:
+        deadline = time.monotonic() + self.ctx.settings.self_check_window.total_seconds()
+        while True:
+            try:
+                info = self.ctx.gitlab.token_self(new.value)
+                if info.id == new.info.id and info.active:
+                    return
+                problem = f"token {info.id} active={info.active}, expected {new.info.id} active"
+            except GitLabError as error:
+                problem = upstream_message(replace(error, target=self.target.name), "self-check")
+            if time.monotonic() >= deadline:
+                break
+            # A fresh token can lag on GitLab's read replicas.
+            self.ctx.sleep(min(1.0, self.ctx.settings.poll_interval))
+        self.revoke_now(rotation.new_token_id or new.info.id, "failed its self-check")
+        self.finish(rotation, Outcome.ROLLED_BACK, f"self-check: {problem}")
+        raise self.rec.failed("failed", f"{self.target.name}: the new token failed its self-check: {problem}")
+
+    def _push(self, rotation: RotationRecord, value: Secret) -> str | None:
+        """PATCH the new token; its hash, or None when the outcome is unknown (roll forward)."""
+        conn = self.read_connection()
+        try:
+            patch_hash = self.ctx.infisical.push_token(conn, value)
+        except InfisicalError as error:
+            message = upstream_message(replace(error, target=self.target.name), "push")
+            if error.not_applied:
+                # Refused before storage: the old token stays current; the new one must not live on.
+                self.revoke_now(rotation.new_token_id or 0, "the push was refused")
+                self.finish(rotation, Outcome.FAILED, message)
+                raise self.rec.failed("failed", message) from None
+            # Infisical may have stored it: never revoke it on this evidence; a fresh push decides.
+            self.finish(rotation, Outcome.SUPERSEDED, f"{message} (outcome unknown; token possibly held)")
+            return None
+        if patch_hash == rotation.pre_hash:
+            self.finish(rotation, Outcome.SUPERSEDED, "push: the PATCH returned the pre-PATCH hash")
+            return None
+        return patch_hash
+
+    def verify(self, rotation: RotationRecord) -> None:
+        """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED."""
+        deadline = time.monotonic() + self.ctx.settings.reread_window.total_seconds()
+        while True:
+            try:
+                observed = self.connection_checked(fresh=True)
+            except InfisicalError as error:
+                message = upstream_message(replace(error, target=self.target.name), "verify")
+                raise self.rec.failed("failed", f"{message}; the rotation stays at PUSHED") from None
+            if observed == rotation.patch_hash:
+                break
+            if observed != rotation.pre_hash:
+                self.finish(
+                    replace(rotation, reread_hash=observed), Outcome.DRIFT, "re-read shows another hash"
+                )
+                self.freeze(observed)
+            if time.monotonic() >= deadline:
+                message = (
+                    f"{self.target.name}: verify: the re-read still shows the pre-PATCH hash; stays at PUSHED"
+                )
+                raise self.rec.failed("failed", message)
+            self.ctx.sleep(self.ctx.settings.poll_interval)
+        self._verified(rotation, observed)
+
+    def _verified(self, rotation: RotationRecord, observed: str) -> None:
+        now = self.ctx.clock()
+        after = now + self.target.grace
+        retiring = [
+            replace(t, role=Role.PENDING_REVOKE, revoke_after=after, retired_by=rotation.id)
+            for t in self.ctx.journal.tokens(self.rec.key)
+            if t.role in (Role.CURRENT, Role.POSSIBLY_HELD, Role.CANDIDATE)
+            and t.token_id != rotation.new_token_id
+        ]
+        new = next(t for t in self.ctx.journal.tokens(self.rec.key) if t.token_id == rotation.new_token_id)
+        state = replace(
+            self.rec.state(),
+            verified_hash=observed,
+            verified_at=now,
+            verified_start=rotation.planned_at,
+            observed_hash=observed,
+            observed_at=now,
+            drift_since=None,
+            failures=0,
+            backoff_until=None,
+            last_error=None,
+        )
+        done = replace(
+            rotation,
+            step=Step.VERIFIED,
+            outcome=Outcome.SUCCEEDED,
+            reread_hash=observed,
+            verified_at=now,
+            finished_at=now,
+        )
+        current = replace(new, role=Role.CURRENT, push_hash=rotation.patch_hash)
+        self.rec.write(Change(rotation=done, tokens=(current, *retiring), target=state), "VERIFIED")
+        self.scratch.actions.append(f"rotated: token {rotation.new_token_id} expires {rotation.expires_at}")
+        self._finished_line(done)
+
+
+def _pid() -> int:
+    import os  # noqa: PLC0415 - only for the actor string
+
+    return os.getpid()

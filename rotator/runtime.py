@@ -1,0 +1,157 @@
+"""Builds the real parts for a command: config, clock, journal, adapters, engine. Only the CLI calls it.
+
+Two test hooks live here, honoured only when both upstream URLs are loopback (so they can never
+act on a real GitLab or Infisical), each announced on stderr when used:
+``ROTATOR_TEST_CLOCK_OFFSET`` (a duration such as ``20m`` or ``-2d``, added to rotator's clock) and
+``ROTATOR_TEST_CRASH_AFTER`` (a step name: the process exits right after recording it).
+"""
+
+import os
+import socket
+import sys
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+
+from rotator.config import Config, load_config
+from rotator.durations import parse_duration
+from rotator.engine import Engine
+from rotator.environment import load_secrets
+from rotator.errors import ConfigError
+from rotator.gitlab_api import GitLabAPI
+from rotator.infisical_api import InfisicalAPI, InfisicalAuth
+from rotator.journal_sqlite import SQLiteJournal, sqlite_path
+from rotator.ports import Journal
+from rotator.worker import Context, Settings
+
+
+CONFIG_VARIABLE = "ROTATOR_CONFIG"
+CLOCK_OFFSET = "ROTATOR_TEST_CLOCK_OFFSET"
+CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+log = structlog.get_logger("rotator")
+
+
+def config_path(option: str | None, environ: Mapping[str, str]) -> Path:
+    """``--config``, else ``ROTATOR_CONFIG``; there is no default path."""
+    value = option or environ.get(CONFIG_VARIABLE)
+    if not value:
+        raise ConfigError("--config", f"no configuration: pass --config PATH or set {CONFIG_VARIABLE}")
+    return Path(value)
+
+
+def user_agent() -> str:
+    """``rotator/<version>``, on every request (rule 9)."""
+    from rotator import __version__  # noqa: PLC0415 - lazy metadata lookup
+
+    return f"rotator/{__version__}"
+
+
+def _loopback(config: Config) -> bool:
+    return all(urlsplit(url).hostname in _LOOPBACK for url in (config.gitlab.url, config.infisical.url))
+
+
+def _test_hook(config: Config, environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    if not value:
+        return None
+    if not _loopback(config):
+        print(
+            f"rotator: ignoring {name}: gitlab.url and infisical.url are not both loopback", file=sys.stderr
+        )
+        return None
+    print(f"rotator: warning: test hook {name}={value} is in effect", file=sys.stderr)
+    return value
+
+
+def clock(config: Config, environ: Mapping[str, str]) -> Callable[[], datetime]:
+    """The real clock, shifted by ``ROTATOR_TEST_CLOCK_OFFSET`` where allowed."""
+    raw = _test_hook(config, environ, CLOCK_OFFSET)
+    offset = timedelta(0)
+    if raw is not None:
+        try:
+            offset = -parse_duration(raw[1:]) if raw.startswith("-") else parse_duration(raw)
+        except ValueError as error:
+            raise ConfigError(CLOCK_OFFSET, str(error)) from None
+    return lambda: datetime.now(UTC) + offset
+
+
+def open_journal(config: Config) -> Journal:
+    """The journal the config names (SQLite today)."""
+    if not config.state.url.startswith("sqlite:///"):
+        raise ConfigError("state.url", "only sqlite:/// is supported in this version")
+    return SQLiteJournal(sqlite_path(config.state.url, config.base_dir))
+
+
+@dataclass
+class Runtime:
+    """The parts a command uses; :meth:`close` releases them."""
+
+    config: Config
+    journal: Journal
+    engine: Engine
+    gitlab: GitLabAPI
+    infisical: InfisicalAPI
+
+    def close(self) -> None:
+        """Close clients and the journal."""
+        self.gitlab.close()
+        self.infisical.close()
+        self.journal.close()
+
+
+def load(option: str | None, environ: Mapping[str, str]) -> Config:
+    """The validated config (exit 2 on any error)."""
+    return load_config(config_path(option, environ))
+
+
+def build(config: Config, environ: Mapping[str, str], settings: Settings | None = None) -> Runtime:
+    """Everything an upstream-calling command needs; secrets are read here and nowhere else."""
+    secrets = load_secrets(environ)
+    now = clock(config, environ)
+    agent = user_agent()
+    gitlab = GitLabAPI(
+        config.gitlab.url,
+        secrets.gitlab_token,
+        timeout=config.gitlab.timeout.total_seconds(),
+        user_agent=agent,
+        requests_per_minute=config.gitlab.requests_per_minute,
+    )
+    auth = (
+        InfisicalAuth.token(secrets.infisical_token)
+        if secrets.infisical_token is not None
+        else InfisicalAuth.universal(secrets.infisical_client_id or "", secrets.infisical_client_secret)  # type: ignore[arg-type]
+    )
+    infisical = InfisicalAPI(
+        config.infisical.url,
+        auth,
+        timeout=config.infisical.timeout.total_seconds(),
+        user_agent=agent,
+        reads_per_minute=config.infisical.reads_per_minute,
+        writes_per_minute=config.infisical.writes_per_minute,
+        clock=now,
+    )
+    journal = open_journal(config)
+    ctx = Context(
+        gitlab=gitlab,
+        infisical=infisical,
+        journal=journal,
+        clock=now,
+        sleep=_sleep,
+        gitlab_url=config.gitlab.url,
+        actor=f"{socket.gethostname()}:{os.getpid()}",
+        settings=settings or Settings(),
+        crash_after=_test_hook(config, environ, CRASH_AFTER),
+    )
+    return Runtime(config, journal, Engine(config, ctx), gitlab, infisical)
+
+
+def _sleep(seconds: float) -> None:
+    import time  # noqa: PLC0415 - kept beside its only use
+
+    time.sleep(seconds)

@@ -1,0 +1,145 @@
+"""Shared plumbing for one target's run: the context, the journal writes, failures and alerts.
+
+:class:`TargetRun` (in :mod:`rotator.rotation`) does the protocol; this module holds what every
+step needs: fenced, crash-testable journal writes, connection reads shared within a run, the
+connection checks of rule 5, and the bookkeeping for failures and backoff.
+"""
+
+import os
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import structlog
+
+from rotator.config import Target
+from rotator.errors import RotatorError, UpstreamError
+from rotator.model import Change, Connection, Lease, TargetKey, TargetState, TokenInfo
+from rotator.plan import backoff_until
+from rotator.ports import GitLabPort, InfisicalPort, Journal
+
+
+log = structlog.get_logger("rotator")
+#: The fixed list of alert reasons (also metric label values).
+ALERT_REASONS = ("drift", "in_use", "failed", "journal_lost", "connection", "lockout")
+GITLAB_COM = "https://gitlab.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Timings of the protocol; tests shorten the waits."""
+
+    lease_ttl: timedelta = timedelta(minutes=10)
+    lease_renew: timedelta = timedelta(seconds=30)
+    reread_window: timedelta = timedelta(minutes=1)
+    self_check_window: timedelta = timedelta(seconds=10)
+    in_use_margin: timedelta = timedelta(minutes=15)
+    tombstone_life: timedelta = timedelta(days=3)
+    backoff_base: timedelta = timedelta(minutes=5)
+    backoff_cap: timedelta = timedelta(hours=4)
+    poll_interval: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a target's run talks to."""
+
+    gitlab: GitLabPort
+    infisical: InfisicalPort
+    journal: Journal
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None]
+    gitlab_url: str
+    actor: str
+    settings: Settings = Settings()
+    crash_after: str | None = None  # test hook: exit right after recording this step
+
+
+class TargetFailedError(RotatorError):
+    """This target cannot proceed in this run; ``reason`` is one of :data:`ALERT_REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        """Fail with an alert reason and a message naming what went wrong."""
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+@dataclass
+class Scratch:
+    """What one run has learnt about a target so far (reads shared within the run)."""
+
+    connection: Connection | None = None
+    tokens_listed: list[TokenInfo] | None = None
+    actions: list[str] = field(default_factory=list)
+    take_over: bool = False
+    revoke_anyway: bool = False
+
+
+class Recorder:
+    """Fenced journal writes for one target, with the crash hook the step tests use."""
+
+    def __init__(self, ctx: Context, lease: Lease, target: Target) -> None:
+        """Write under ``lease``."""
+        self.ctx, self.lease, self.target = ctx, lease, target
+
+    @property
+    def key(self) -> TargetKey:
+        """The target's journal key."""
+        return self.lease.key
+
+    def write(self, change: Change, point: str | None = None) -> None:
+        """Record ``change``; then, if this is the test's crash point, stop dead."""
+        self.ctx.journal.write(self.lease, change)
+        if point is not None and point == self.ctx.crash_after:
+            log.warning("test.crash", target=self.target.name, after=point)
+            os._exit(70)
+
+    def checkpoint(self, point: str) -> None:
+        """A crash point with nothing to record (between a check and the call it licenses)."""
+        if point == self.ctx.crash_after:
+            log.warning("test.crash", target=self.target.name, after=point)
+            os._exit(70)
+
+    def state(self) -> TargetState:
+        """The target's current bookkeeping."""
+        return self.ctx.journal.target(self.key) or TargetState(self.key, self.target.name)
+
+    def failed(self, reason: str, message: str, *, backoff: bool = True) -> TargetFailedError:
+        """Record a failure (and its backoff), alert, and return the error to raise."""
+        now = self.ctx.clock()
+        state = self.state()
+        failures = state.failures + 1
+        until = backoff_until(now, failures, self.ctx.settings.backoff_base, self.ctx.settings.backoff_cap)
+        self.write(
+            Change(
+                target=replace(
+                    state,
+                    failures=failures if backoff else state.failures,
+                    backoff_until=until if backoff else state.backoff_until,
+                    last_error=message,
+                )
+            )
+        )
+        log.error("target.alert", target=self.target.name, reason=reason, error=message)
+        return TargetFailedError(reason, message)
+
+
+def upstream_message(error: UpstreamError, step: str) -> str:
+    """An upstream error as one line naming the step."""
+    return str(replace(error, step=step)) if error.step is None else str(error)
+
+
+def check_connection(conn: Connection, gitlab_url: str, target: Target) -> str | None:
+    """Rule 5: why this connection must not be written to, or ``None`` if it is fine."""
+    if conn.app != "gitlab":
+        return f"connection {conn.id} is for app {conn.app!r}, not gitlab"
+    if conn.method != "access-token":
+        return f"connection {conn.id} uses method {conn.method!r}; rotator needs access-token"
+    if not conn.access_token_type:
+        return f"connection {conn.id} has no accessTokenType"
+    held = (conn.instance_url or GITLAB_COM).rstrip("/")
+    if held != gitlab_url.rstrip("/"):
+        return f"connection {conn.id} points at {held}, not the configured gitlab.url {gitlab_url}"
+    del target
+    return None

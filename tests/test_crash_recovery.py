@@ -1,0 +1,122 @@
+"""A run stopped dead right after each recorded step converges on the next run (architecture §1, §5)."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rotator.testing import Fakes
+from tests.cli_harness import Harness
+
+
+pytestmark = pytest.mark.slow
+CRASHED = 70
+DELETE = "DELETE /api/v4/projects/:id/access_tokens/:token_id"
+CREATE = "POST /api/v4/projects/:id/access_tokens"
+PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+
+
+@pytest.fixture
+def h(fakes: Fakes, tmp_path: Path) -> Harness:
+    """One target (app-deploy), grace 1h."""
+    return Harness(fakes, tmp_path, targets=1)
+
+
+def _invariant(h: Harness) -> None:
+    """Infisical holds a live token; active ≤ 1 + pending revokes + possibly held, never more than 3."""
+    assert h.held_works(0)
+    target = h.run("status", "--json").json()["targets"][0]
+    allowed = 1 + len(target["pending_revokes"]) + len(target["possibly_held"])
+    assert len(h.active_tokens(0)) <= min(allowed, 3)
+
+
+def _lease_expires(h: Harness) -> None:
+    """The crashed run's lease (10 minutes) must lapse before another run may act: the next CronJob run."""
+    h.fakes.clock.advance(timedelta(minutes=11))
+
+
+def _after_grace_exactly_one(h: Harness) -> None:
+    h.fakes.clock.advance(timedelta(minutes=61))
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert h.held_works(0)
+    assert len(h.active_tokens(0)) == 1
+
+
+@pytest.mark.parametrize("step", ["PLANNED", "CREATED", "PUSHING", "PUSHED", "VERIFIED"])
+def test_crash_after_each_rotation_step_converges(h: Harness, step: str) -> None:
+    """Killed right after recording STEP, the next run finishes or undoes it; then grace ends with 1 token."""
+    crashed = h.run("run-once", crash_after=step)
+    assert crashed.code == CRASHED, crashed.stderr
+    assert h.held_works(0)
+    early = h.run("run-once")
+    assert early.code == 0
+    assert ("idle" if step == "VERIFIED" else "busy") in early.stdout
+    _lease_expires(h)
+    resumed = h.run("run-once")
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    _invariant(h)
+    assert h.run("status").code == 0
+    _after_grace_exactly_one(h)
+
+
+@pytest.mark.parametrize("point", ["GRACE-CHECKED", "REVOKED"])
+def test_crash_in_the_grace_revoke_converges(h: Harness, point: str) -> None:
+    """Killed after the pre-revoke checks or after the DELETE's evidence, the next run ends with 1 token."""
+    assert h.run("run-once").code == 0
+    h.fakes.clock.advance(timedelta(minutes=61))
+    crashed = h.run("run-once", crash_after=point)
+    assert crashed.code == CRASHED, crashed.stderr
+    assert h.held_works(0)
+    _lease_expires(h)
+    resumed = h.run("run-once")
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    assert len(h.active_tokens(0)) == 1
+    assert h.held_works(0)
+
+
+@pytest.mark.parametrize("fault", ["drop_before", "drop_after"])
+def test_a_delete_lost_before_or_after_applying_still_converges(h: Harness, fault: str) -> None:
+    """A DELETE whose connection drops, before or after GitLab applied it, is retried and proven."""
+    assert h.run("run-once").code == 0
+    h.fakes.clock.advance(timedelta(minutes=61))
+    getattr(h.fakes.gitlab.faults, fault)(DELETE)
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert len(h.active_tokens(0)) == 1
+    evidence = h.run("history", "--json").json()[0]["retired"][0]["evidence"]
+    assert evidence.startswith("DELETE")
+
+
+def test_a_create_whose_answer_is_lost_is_found_by_name_and_revoked(h: Harness) -> None:
+    """GitLab creates the token but the answer is lost: no retry, the token is found and revoked."""
+    h.fakes.gitlab.faults.drop_after(CREATE)
+    failed = h.run("run-once")
+    assert failed.code == 1
+    assert h.fakes.gitlab.call_counts(user_agent="rotator/")[CREATE] == 1
+    assert h.active_tokens(0) == [h.fakes.seed.adopt_token_ids[0]]
+    assert h.held_works(0)
+    forced = h.run("rotate", "app-deploy")
+    assert forced.code == 0, forced.stdout + forced.stderr
+    _after_grace_exactly_one(h)
+
+
+def test_an_unknown_push_rolls_forward_in_the_same_run(h: Harness) -> None:
+    """Every PATCH attempt of the first push fails with 500: a fresh rotation follows at once and succeeds."""
+    h.fakes.infisical.faults.fail(PATCH, 500, times=5)
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    _invariant(h)
+    history = h.run("history", "--json").json()
+    assert [r["outcome"] for r in history] == ["succeeded", "superseded"]
+    _after_grace_exactly_one(h)
+
+
+def test_a_refused_push_revokes_the_new_token_at_once(h: Harness) -> None:
+    """A 400 before storage: the new token is revoked now, the old stays held, the run exits 1."""
+    h.fakes.infisical.faults.fail(PATCH, 400)
+    result = h.run("run-once")
+    assert result.code == 1
+    assert h.active_tokens(0) == [h.fakes.seed.adopt_token_ids[0]]
+    assert h.held_works(0)
+    assert h.run("history", "--json").json()[0]["outcome"] == "failed"

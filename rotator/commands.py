@@ -79,7 +79,7 @@ def history(args: argparse.Namespace, config: Config) -> int:
 def check(_args: argparse.Namespace, config: Config) -> int:
     """``check``: a preflight with no side effects; every problem is one line."""
     configure()
-    rt = runtime.build(config, os.environ)
+    rt = runtime.build(config, os.environ, journal=False)
     problems: list[str] = []
 
     def item(what: str, probe: Callable[[], str | None]) -> None:

@@ -55,9 +55,10 @@ class SQLiteJournal:
 
     def __init__(self, path: Path) -> None:
         """Open (creating with mode 0600 if needed) the journal at ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Create the file ourselves so it is never world-readable, even for an instant.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Create the file ourselves so it is never world-readable, even for an instant.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -93,16 +93,17 @@ class Runtime:
     """The parts a command uses; :meth:`close` releases them."""
 
     config: Config
-    journal: Journal
     engine: Engine
     gitlab: GitLabAPI
     infisical: InfisicalAPI
+    journal: Journal | None
 
     def close(self) -> None:
         """Close clients and the journal."""
         self.gitlab.close()
         self.infisical.close()
-        self.journal.close()
+        if self.journal is not None:
+            self.journal.close()
 
 
 def load(option: str | None, environ: Mapping[str, str]) -> Config:
@@ -110,8 +111,13 @@ def load(option: str | None, environ: Mapping[str, str]) -> Config:
     return load_config(config_path(option, environ))
 
 
-def build(config: Config, environ: Mapping[str, str], settings: Settings | None = None) -> Runtime:
-    """Everything an upstream-calling command needs; secrets are read here and nowhere else."""
+def build(
+    config: Config, environ: Mapping[str, str], settings: Settings | None = None, *, journal: bool = True
+) -> Runtime:
+    """Everything an upstream-calling command needs; secrets are read here and nowhere else.
+
+    ``journal=False`` (``check``) leaves the state file alone: a preflight creates nothing.
+    """
     secrets = load_secrets(environ)
     now = clock(config, environ)
     agent = user_agent()
@@ -136,11 +142,11 @@ def build(config: Config, environ: Mapping[str, str], settings: Settings | None 
         writes_per_minute=config.infisical.writes_per_minute,
         clock=now,
     )
-    journal = open_journal(config)
+    store = open_journal(config) if journal else _NoJournal()
     ctx = Context(
         gitlab=gitlab,
         infisical=infisical,
-        journal=journal,
+        journal=store,
         clock=now,
         sleep=_sleep,
         gitlab_url=config.gitlab.url,
@@ -148,7 +154,14 @@ def build(config: Config, environ: Mapping[str, str], settings: Settings | None 
         settings=settings or Settings(),
         crash_after=_test_hook(config, environ, CRASH_AFTER),
     )
-    return Runtime(config, journal, Engine(config, ctx), gitlab, infisical)
+    return Runtime(config, Engine(config, ctx), gitlab, infisical, store if journal else None)
+
+
+class _NoJournal(SQLiteJournal):
+    """An in-memory journal for commands that must not touch the state file."""
+
+    def __init__(self) -> None:
+        super().__init__(Path(":memory:"))
 
 
 def _sleep(seconds: float) -> None:

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+from pathlib import Path
+
 import httpx
 
 
@@ -79,3 +81,57 @@ def test_fakes_on_a_busy_port_is_a_clear_error() -> None:
         result = _rotator("fakes", "--port", str(port))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_example_config_passes_check_against_the_fakes_command(tmp_path: Path) -> None:
+    """`rotator fakes` on its default ports and config/example.yaml: `check` exits 0 and creates no file."""
+    example = Path(__file__).parent.parent / "config" / "example.yaml"
+    config = tmp_path / "example.yaml"
+    config.write_text(example.read_text())
+    with subprocess.Popen(
+        [sys.executable, "-m", "rotator", "fakes", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as fakes:
+        try:
+            assert fakes.stdout is not None
+            seed = json.loads(fakes.stdout.readline())
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
+                "ROTATOR_GITLAB_TOKEN": seed["manager_token"],
+                "ROTATOR_INFISICAL_CLIENT_ID": seed["infisical_client_id"],
+                "ROTATOR_INFISICAL_CLIENT_SECRET": seed["infisical_client_secret"],
+                "ROTATOR_CONFIG": str(config),
+            }
+            result = subprocess.run(
+                [sys.executable, "-m", "rotator", "check"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=env,
+            )
+        finally:
+            fakes.send_signal(signal.SIGTERM)
+            fakes.wait(timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PROBLEM" not in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example.yaml"]
+
+
+def test_no_config_is_exit_2_naming_the_option() -> None:
+    """Without --config or ROTATOR_CONFIG a target command exits 2 and says how to give one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "--config" in result.stderr
+    assert "ROTATOR_CONFIG" in result.stderr

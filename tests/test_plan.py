@@ -8,11 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotator.plan import (
+    Due,
     History,
     Policy,
+    Situation,
+    backoff_until,
     clamped_expiry,
+    decide,
     expiry_instant,
+    expiry_limit,
     is_due,
+    is_our_name,
     requested_expiry,
     token_name,
 )
@@ -105,3 +111,134 @@ def test_due_is_monotonic_in_time(start: datetime, elapsed: timedelta) -> None:
     first = is_due(POLICY, history, start + elapsed)
     later = is_due(POLICY, history, start + elapsed + timedelta(hours=1))
     assert not first.due or later.due
+
+
+# -- decide: what a run does for one target ------------------------------------------------------
+
+_DUE = Due(due=True, reason="expiring", next_due=NOW)
+_NOT_DUE = Due(due=False, reason="rotate-every", next_due=NOW + timedelta(days=1))
+
+
+def _situation(**changes: object) -> Situation:
+    base: dict[str, object] = {
+        "due": _NOT_DUE,
+        "unfinished": False,
+        "frozen": False,
+        "holding": False,
+        "backoff_until": None,
+        "revoke_afters": (),
+        "tombstones_until": (),
+    }
+    return Situation(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("situation", "force", "take_over", "expected"),
+    [
+        (_situation(), False, False, (False, False, False, False, None)),
+        (_situation(due=_DUE), False, False, (False, True, False, False, None)),
+        (_situation(), True, False, (False, True, False, False, None)),
+        (_situation(due=_DUE, frozen=True), True, False, (False, False, False, False, "drift")),
+        (_situation(due=_DUE, frozen=True), True, True, (False, True, False, False, None)),
+        (
+            _situation(due=_DUE, backoff_until=NOW + timedelta(minutes=5)),
+            False,
+            False,
+            (False, False, False, False, "backoff"),
+        ),
+        (
+            _situation(due=_DUE, backoff_until=NOW + timedelta(minutes=5)),
+            True,
+            False,
+            (False, True, False, False, None),
+        ),
+        (_situation(unfinished=True), False, False, (True, False, False, False, None)),
+        (_situation(unfinished=True, frozen=True), False, False, (False, False, False, False, None)),
+        (_situation(revoke_afters=(NOW,)), False, False, (False, False, True, False, None)),
+        (
+            _situation(revoke_afters=(NOW + timedelta(seconds=1),)),
+            False,
+            False,
+            (False, False, False, False, None),
+        ),
+        (_situation(revoke_afters=(NOW,), frozen=True), False, False, (False, False, False, False, None)),
+        (
+            _situation(tombstones_until=(NOW + timedelta(days=1),)),
+            False,
+            False,
+            (False, False, False, True, None),
+        ),
+        (_situation(tombstones_until=(NOW,)), False, False, (False, False, False, False, None)),
+    ],
+)
+def test_decide_table(
+    situation: Situation, force: bool, take_over: bool, expected: tuple[object, ...]
+) -> None:
+    """Resume, rotate, revoke, re-check and the blocking reason for each journal situation."""
+    work = decide(situation, NOW, force=force, take_over=take_over)
+    assert (work.resume, work.rotate, work.revoke, work.recheck, work.blocked) == expected
+
+
+@given(
+    due=st.booleans(),
+    unfinished=st.booleans(),
+    frozen=st.booleans(),
+    force=st.booleans(),
+    take_over=st.booleans(),
+    backoff_minutes=st.integers(min_value=-60, max_value=60) | st.none(),
+    revoke_minutes=st.lists(st.integers(min_value=-120, max_value=120), max_size=3),
+)
+def test_decide_never_acts_on_a_frozen_target(  # noqa: PLR0913, PLR0917 - Hypothesis passes one per field
+    due: bool,
+    unfinished: bool,
+    frozen: bool,
+    force: bool,
+    take_over: bool,
+    backoff_minutes: int | None,
+    revoke_minutes: list[int],
+) -> None:
+    """Frozen without --take-over: no create, no revoke, whatever else holds; idle means no work at all."""
+    situation = _situation(
+        due=_DUE if due else _NOT_DUE,
+        unfinished=unfinished,
+        frozen=frozen,
+        backoff_until=None if backoff_minutes is None else NOW + timedelta(minutes=backoff_minutes),
+        revoke_afters=tuple(NOW + timedelta(minutes=m) for m in revoke_minutes),
+    )
+    work = decide(situation, NOW, force=force, take_over=take_over)
+    if frozen and not take_over:
+        assert not work.rotate
+        assert not work.revoke
+        assert not work.resume
+    if not (due or force) or (frozen and not take_over):
+        assert not work.rotate
+
+
+@given(st.integers(min_value=1, max_value=200))
+def test_backoff_grows_and_is_capped(failures: int) -> None:
+    """Backoff doubles per failure from 5 minutes and never exceeds the 4-hour cap."""
+    base, cap = timedelta(minutes=5), timedelta(hours=4)
+    wait = backoff_until(NOW, failures, base, cap) - NOW
+    assert base <= wait <= cap
+    assert wait <= backoff_until(NOW, failures + 1, base, cap) - NOW
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("400 Bad request - Expires at must be before 2027-05-01", date(2027, 5, 1)),
+        ("expires_at must be before 2027-11-25", date(2027, 11, 25)),
+        ("400 Bad request - Token already revoked", None),
+    ],
+)
+def test_expiry_limit_reads_both_message_shapes(message: str, expected: date | None) -> None:
+    """The date is found in the string and in the flattened-dict form of the 400."""
+    assert expiry_limit(message) == expected
+
+
+def test_our_names_are_recognised_exactly() -> None:
+    """Only `<base>-<yyyymmdd>-<8 hex>` counts as ours, so a journal-lost check cannot misfire on a prefix."""
+    assert is_our_name("app-deploy", "app-deploy-20261125-abcdef01")
+    assert not is_our_name("app-deploy", "app-deploy")
+    assert not is_our_name("app", "app-deploy-20261125-abcdef01")
+    assert not is_our_name("app-deploy", "app-deploy-20261125-abcdef012")

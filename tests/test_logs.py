@@ -1,0 +1,66 @@
+"""Logging: JSON lines, the scrubber as the last processor, tracebacks without locals."""
+
+import io
+import json
+
+import structlog
+
+from rotator.logs import REDACTED, configure, scrub_text, watch
+from rotator.secret import Secret
+
+
+def _capture() -> io.StringIO:
+    stream = io.StringIO()
+    configure(stream=stream, json=True)
+    return stream
+
+
+def test_events_are_json_lines_with_level_and_time() -> None:
+    """Off a terminal each event is one JSON object with event, level and an ISO timestamp."""
+    stream = _capture()
+    structlog.get_logger("rotator").info("rotation.finished", target="app-deploy", outcome="succeeded")
+    event = json.loads(stream.getvalue())
+    assert event["event"] == "rotation.finished"
+    assert event["level"] == "info"
+    assert event["timestamp"].endswith("Z")
+
+
+def test_token_shaped_strings_and_watched_values_are_scrubbed() -> None:
+    """glpat- values, JWTs and any watched live value never reach the output, even nested."""
+    stream = _capture()
+    live = Secret("s3cr3t-value-without-prefix")
+    with watch(live):
+        structlog.get_logger("rotator").error(
+            "oops",
+            message="bad glpat-AbCdEf123456_x token",
+            nested={"jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3OCJ9.c2lnbmF0dXJl"},
+            raw=f"value={live.reveal()}",
+        )
+    out = stream.getvalue()
+    assert "glpat-" not in out
+    assert "eyJhbGci" not in out
+    assert "s3cr3t-value" not in out
+    assert out.count(REDACTED) == 3
+
+
+def test_a_value_is_no_longer_watched_after_its_block() -> None:
+    """Outside `watch`, a plain string is left alone (the scrubber holds no value longer than needed)."""
+    with watch(Secret("plain-words")):
+        assert scrub_text("plain-words") == REDACTED
+    assert scrub_text("plain-words") == "plain-words"
+
+
+def _fail_holding(token: str) -> None:
+    raise ValueError(len(token))
+
+
+def test_tracebacks_do_not_show_locals() -> None:
+    """An exception logged with its traceback shows no local variable, so a token in a frame stays put."""
+    stream = _capture()
+    try:
+        _fail_holding("tokenvalue-in-a-local")
+    except ValueError:
+        structlog.get_logger("rotator").exception("failed")
+    out = stream.getvalue()
+    assert "ValueError" in out
+    assert "tokenvalue-in-a-local" not in out

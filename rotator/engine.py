@@ -8,15 +8,17 @@ failed, so the CLI can exit 1.
 """
 
 import threading
+import uuid
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Self
 
 import structlog
 
-from rotator.config import Config, Target
+from rotator.config import Config, Target, TokenSpec
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
 from rotator.model import Lease, Role, Step, TargetKey, TargetState
 from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
@@ -25,6 +27,8 @@ from rotator.worker import Context, Recorder, TargetFailedError, upstream_messag
 
 
 log = structlog.get_logger("rotator")
+#: Suffix of the stand-in for a target removed from the config (see :meth:`Engine.removed_targets`).
+REMOVED = " (removed)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +77,47 @@ class Engine:
     def run(self, options: RunOptions) -> list[TargetReport]:
         """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
         targets = self.select(options.names)
+        if not options.names:
+            targets += self.removed_targets()
         with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
             return list(pool.map(lambda t: self._guarded(t, options), targets))
+
+    def removed_targets(self) -> list[Target]:
+        """Targets gone from the config whose pending revokes must still be carried out (rule 8).
+
+        Each becomes a revoke-only stand-in: never due (no rotation rule), grace as recorded.
+        """
+        configured = {str(t.connection_id) for t in self.config.targets}
+        stand_ins = []
+        for state in self.ctx.journal.targets():
+            key = state.key
+            if key.gitlab_url != self.config.gitlab.url or key.connection_id in configured:
+                continue
+            pending = [
+                t for t in self.ctx.journal.tokens(key) if t.role is Role.PENDING_REVOKE and t.revoke_after
+            ]
+            if not pending or state.verified_at is None:
+                continue
+            grace = max(
+                timedelta(0), min(t.revoke_after for t in pending if t.revoke_after) - state.verified_at
+            )
+            token = TokenSpec.model_construct(
+                name=None, scopes=("api",), access_level=40, lifetime=timedelta(days=365)
+            )
+            stand_ins.append(
+                Target.model_construct(
+                    name=f"{state.name}{REMOVED}",
+                    project=key.project_id,
+                    connection_id=uuid.UUID(key.connection_id),
+                    token=token,
+                    rotate_every=None,
+                    rotate_before=timedelta(days=1),
+                    grace=grace,
+                    adopt_token_id=None,
+                    hold_revoke_if_used=True,
+                )
+            )
+        return stand_ins
 
     def key(self, target: Target, *, resolve: bool) -> TargetKey | None:
         """The journal key: the project path's id from the journal, or from GitLab if ``resolve``."""
@@ -127,6 +170,9 @@ class Engine:
         key = self.key(target, resolve=False)
         situation, state = self.situation(target, key)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
+        if target.name.endswith(REMOVED):
+            # Only the retiring side of a target gone from the config: never create for it.
+            work = replace(work, rotate=False, resume=False, blocked=None)
         failing = _failing(situation, work, state)
         if options.dry_run:
             return TargetReport(

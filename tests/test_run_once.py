@@ -186,3 +186,18 @@ def test_no_token_value_reaches_any_output(h: Harness) -> None:
     assert all("glpat-" not in o.stdout + o.stderr for o in outputs)
     journal = (h.folder / "state.db").read_bytes()
     assert b"glpat-" not in journal
+
+
+def test_a_removed_target_still_gets_its_pending_revoke(h: Harness) -> None:
+    """Drop api-deploy from the config during grace: the run after grace still revokes its old token."""
+    assert h.run("run-once").code == 0
+    assert len(h.active_tokens(1)) == 2
+    h.write_config(targets=1)
+    h.fakes.clock.advance(timedelta(minutes=61))
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "api-deploy (removed)" in result.stdout
+    assert len(h.active_tokens(1)) == 1
+    assert h.held_works(1)
+    h.fakes.clock.advance(timedelta(days=25))
+    assert "api-deploy" not in h.run("run-once").stdout

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Self
 
 import structlog
@@ -165,6 +165,11 @@ class Engine:
         except LeaseLostError as error:
             log.error("target.alert", target=target.name, reason="failed", error=str(error))
             return TargetReport(target.name, "failed", failed=True, detail=str(error))
+        except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
+            # The type only: an unexpected exception's text is not known to be free of secrets.
+            message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
+            log.error("target.alert", target=target.name, reason="failed", error=message)
+            return TargetReport(target.name, "failed", failed=True, detail=message)
 
     def _one(self, target: Target, options: RunOptions) -> TargetReport:
         key = self.key(target, resolve=False)
@@ -173,7 +178,7 @@ class Engine:
         if target.name.endswith(REMOVED):
             # Only the retiring side of a target gone from the config: never create for it.
             work = replace(work, rotate=False, resume=False, blocked=None)
-        failing = _failing(situation, work, state)
+        failing = failing_reason(situation, state, self.ctx.clock())
         if options.dry_run:
             return TargetReport(
                 target.name, "planned", failing is not None, describe(work, situation, failing)
@@ -185,19 +190,21 @@ class Engine:
         key = key or self.key(target, resolve=True)
         if key is None:  # pragma: no cover - resolve=True always yields a key or raises
             raise AssertionError
+        # One holder per acquisition, so two runs in one process never share a lease.
+        holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
         lease = self.ctx.journal.acquire(
-            key, target.name, self.ctx.actor, self.ctx.clock(), self.ctx.settings.lease_ttl
+            key, target.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
         )
         if lease is None:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
         try:
-            with _Renewer(self.ctx, lease):
-                return self._work(target, options, lease, work)
+            with _Renewer(self.ctx, lease) as renewer:
+                return self._work(target, options, Recorder(self.ctx, lease, target, renewer.lost), work)
         finally:
             self.ctx.journal.release(lease)
 
-    def _work(self, target: Target, options: RunOptions, lease: Lease, work: Work) -> TargetReport:
-        rec = Recorder(self.ctx, lease, target)
+    def _work(self, target: Target, options: RunOptions, rec: Recorder, work: Work) -> TargetReport:
+        lease = rec.lease
         run = TargetRun(self.ctx, rec, target, lease.key.project_id, options.trigger)
         run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
         try:
@@ -228,19 +235,27 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        return TargetReport(
-            target.name, "done", failed=False, detail="; ".join(run.scratch.actions) or "nothing to do"
+        state = self.ctx.journal.target(lease.key)
+        now = self.ctx.clock()
+        failing = state is not None and bool(
+            state.drift_since or state.hold_since or (state.backoff_until and state.backoff_until > now)
         )
+        detail = "; ".join(run.scratch.actions) or "nothing to do"
+        if failing and state is not None:
+            detail += f"; still failing: {state.last_error}"
+        return TargetReport(target.name, "done", failed=failing, detail=detail)
 
 
-def _failing(situation: Situation, work: Work, state: TargetState | None) -> str | None:
+def failing_reason(situation: Situation, state: TargetState | None, now: datetime) -> str | None:
     """Why an idle or planned target still counts as failing (exit 1), or None."""
-    if situation.frozen and state is not None and state.drift_since is not None:
+    if state is None:
+        return None
+    if state.drift_since is not None:
         return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
     if situation.holding:
-        return "a revoke is held: the old token is still in use"
-    if work.blocked == "backoff":
-        return f"backing off after a failure until {situation.backoff_until:%Y-%m-%d %H:%M}Z"
+        return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
+    if state.failures and state.backoff_until is not None and state.backoff_until > now:
+        return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
     return None
 
 
@@ -270,7 +285,7 @@ class _Renewer:
 
     def __init__(self, ctx: Context, lease: Lease) -> None:
         self.ctx, self.lease = ctx, lease
-        self.stop = threading.Event()
+        self.stop, self.lost = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
 
     def __enter__(self) -> Self:
@@ -286,6 +301,7 @@ class _Renewer:
         while not self.stop.wait(interval):
             try:
                 self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
-            except LeaseLostError:
-                log.error("lease.lost", key=str(self.lease.key))
+            except Exception as error:  # noqa: BLE001 - any failure to renew means the lease may be gone
+                self.lost.set()
+                log.error("lease.lost", key=str(self.lease.key), error=type(error).__name__)
                 return

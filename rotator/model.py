@@ -171,6 +171,7 @@ class TokenRecord:
     expires_at: date | None
     rotation_id: str | None = None  # the rotation that created it
     retired_by: str | None = None  # the rotation whose verified push retired it
+    retired_at: datetime | None = None  # when that push was verified (the still-in-use baseline)
     push_hash: str | None = None
     revoke_after: datetime | None = None
     revoked_at: datetime | None = None

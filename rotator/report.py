@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from rotator.config import Config
-from rotator.engine import Engine, describe
+from rotator.engine import Engine, describe, failing_reason
 from rotator.model import Role, RotationRecord, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
@@ -40,7 +40,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         current = [t for t in tokens if t.role is Role.CURRENT]
         last = journal.rotations(key, limit=1) if key else []
         work = decide(situation, now, force=False, take_over=False)
-        failing = bool(state and (state.drift_since or state.hold_since or state.failures))
+        failing = failing_reason(situation, state, now)
         rows.append(
             {
                 "target": target.name,
@@ -69,7 +69,8 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                 "holding_revoke_since": _iso(state.hold_since) if state else None,
                 "backoff_until": _iso(state.backoff_until) if state and state.failures else None,
                 "last_error": state.last_error if state else None,
-                "failing": failing,
+                "failing": failing is not None,
+                "failing_reason": failing,
             }
         )
     return {"as_of": _iso(now), "targets": rows}

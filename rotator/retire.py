@@ -37,9 +37,9 @@ class Retirer:
             self.scratch.connection = self.ctx.infisical.get_connection(self.rec.key.connection_id)
         return self.scratch.connection
 
-    def list_tokens(self) -> list[TokenInfo]:
-        """The project's tokens, listed once per run."""
-        if self.scratch.tokens_listed is None:
+    def list_tokens(self, *, fresh: bool = False) -> list[TokenInfo]:
+        """The project's tokens, listed once per run unless ``fresh``."""
+        if fresh or self.scratch.tokens_listed is None:
             self.scratch.tokens_listed = self.ctx.gitlab.list_tokens(self.project_id)
         return self.scratch.tokens_listed
 
@@ -68,6 +68,7 @@ class Retirer:
     # -- revoking ---------------------------------------------------------------------------
     def _revoke(self, token_id: int) -> str:
         """Revoke idempotently; return the evidence GitLab gave."""
+        self.rec.ensure_lease()
         try:
             self.ctx.gitlab.delete_token(self.project_id, token_id)
         except GitLabError as error:
@@ -98,7 +99,8 @@ class Retirer:
 
     def recheck_name(self, name: str) -> int:
         """Revoke every active token with exactly this name (``search`` is a substring match)."""
-        matches = [t for t in self.list_tokens() if t.name == name and t.active]
+        # Fresh: a create whose answer was lost happened after any earlier listing.
+        matches = [t for t in self.list_tokens(fresh=True) if t.name == name and t.active]
         for token in matches:
             self._record_revoked(token.id, token.name, self._revoke(token.id))
         return len(matches)
@@ -139,7 +141,7 @@ class Retirer:
         """Rule 2: read the token unless it cannot have been used since it was retired."""
         if not self.target.hold_revoke_if_used or token.revoke_after is None:
             return True
-        retired_at = token.revoke_after - self.target.grace
+        retired_at = token.retired_at or token.revoke_after - self.target.grace
         since = retired_at + self.ctx.settings.in_use_margin
         if now <= since:
             return True  # GitLab updates last_used_at at most every ~10 minutes: it cannot fire yet

@@ -24,6 +24,7 @@ import structlog
 
 from rotator.config import Target
 from rotator.errors import GitLabError, InfisicalError
+from rotator.logs import watch
 from rotator.model import (
     Change,
     NewToken,
@@ -143,7 +144,13 @@ class TargetRun(Retirer):
             pre_hash=pre_hash,
         )
         self.rec.write(Change(rotation=rotation), "PLANNED")
+        self.rec.ensure_lease()
         new, rotation = self._create(rotation)
+        with watch(new.value):  # the scrubber knows this exact value while it is in memory
+            return self._push_new(rotation, new)
+
+    def _push_new(self, rotation: RotationRecord, new: NewToken) -> bool:
+        now = rotation.planned_at
         rotation = replace(
             rotation,
             step=Step.CREATED,
@@ -158,7 +165,7 @@ class TargetRun(Retirer):
             Origin.CREATED,
             Role.CANDIDATE,
             new.info.expires_at,
-            rotation_id,
+            rotation.id,
         )
         self.rec.write(Change(rotation=rotation, tokens=(candidate,)), "CREATED")
         self._warn_if_short(new.info.expires_at)
@@ -166,7 +173,8 @@ class TargetRun(Retirer):
         rotation = replace(rotation, step=Step.PUSHING, pushing_at=self.ctx.clock())
         held = replace(candidate, role=Role.POSSIBLY_HELD)
         self.rec.write(Change(rotation=rotation, tokens=(held,)), "PUSHING")
-        patch_hash = self._push(rotation, new.value)
+        self.rec.ensure_lease()
+        patch_hash = self._push(rotation, new.value, candidate)
         if patch_hash is None:
             return True
         rotation = replace(rotation, step=Step.PUSHED, patch_hash=patch_hash, pushed_at=self.ctx.clock())
@@ -273,7 +281,7 @@ class TargetRun(Retirer):
         self.finish(rotation, Outcome.ROLLED_BACK, f"self-check: {problem}")
         raise self.rec.failed("failed", f"{self.target.name}: the new token failed its self-check: {problem}")
 
-    def _push(self, rotation: RotationRecord, value: Secret) -> str | None:
+    def _push(self, rotation: RotationRecord, value: Secret, candidate: TokenRecord) -> str | None:
         """PATCH the new token; its hash, or None when the outcome is unknown (roll forward)."""
         conn = self.read_connection()
         try:
@@ -281,13 +289,18 @@ class TargetRun(Retirer):
         except InfisicalError as error:
             message = upstream_message(replace(error, target=self.target.name), "push")
             if error.not_applied:
-                # Refused before storage: the old token stays current; the new one must not live on.
-                self.revoke_now(rotation.new_token_id or 0, "the push was refused")
-                self.finish(rotation, Outcome.FAILED, message)
+                # Refused before storage: back to CREATED (a crash now means "revoke it"), then revoke.
+                created = replace(rotation, step=Step.CREATED)
+                self.rec.write(Change(rotation=created, tokens=(candidate,)))
+                self.revoke_now(candidate.token_id, "the push was refused")
+                self.finish(created, Outcome.FAILED, message)
                 raise self.rec.failed("failed", message) from None
             # Infisical may have stored it: never revoke it on this evidence; a fresh push decides.
             self.finish(rotation, Outcome.SUPERSEDED, f"{message} (outcome unknown; token possibly held)")
             return None
+        finally:
+            # Whatever happened, the connection may have changed: later steps must read it afresh.
+            self.scratch.connection = None
         if patch_hash == rotation.pre_hash:
             self.finish(rotation, Outcome.SUPERSEDED, "push: the PATCH returned the pre-PATCH hash")
             return None
@@ -320,8 +333,17 @@ class TargetRun(Retirer):
     def _verified(self, rotation: RotationRecord, observed: str) -> None:
         now = self.ctx.clock()
         after = now + self.target.grace
+        # A possibly-held token's PATCH may still be committing inside Infisical: give it time to
+        # land (and show up as drift) before it can be revoked, whatever the grace.
+        settle = now + self.ctx.settings.possibly_held_settle
         retiring = [
-            replace(t, role=Role.PENDING_REVOKE, revoke_after=after, retired_by=rotation.id)
+            replace(
+                t,
+                role=Role.PENDING_REVOKE,
+                revoke_after=max(after, settle) if t.role is Role.POSSIBLY_HELD else after,
+                retired_by=rotation.id,
+                retired_at=now,
+            )
             for t in self.ctx.journal.tokens(self.rec.key)
             if t.role in (Role.CURRENT, Role.POSSIBLY_HELD, Role.CANDIDATE)
             and t.token_id != rotation.new_token_id

@@ -6,6 +6,7 @@ connection checks of rule 5, and the bookkeeping for failures and backoff.
 """
 
 import os
+import threading
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from rotator.config import Target
-from rotator.errors import RotatorError, UpstreamError
+from rotator.errors import LeaseLostError, RotatorError, UpstreamError
 from rotator.model import Change, Connection, Lease, TargetKey, TargetState, TokenInfo
 from rotator.plan import backoff_until
 from rotator.ports import GitLabPort, InfisicalPort, Journal
@@ -36,6 +37,7 @@ class Settings:
     self_check_window: timedelta = timedelta(seconds=10)
     in_use_margin: timedelta = timedelta(minutes=15)
     tombstone_life: timedelta = timedelta(days=3)
+    possibly_held_settle: timedelta = timedelta(minutes=15)
     backoff_base: timedelta = timedelta(minutes=5)
     backoff_cap: timedelta = timedelta(hours=4)
     poll_interval: float = 2.0
@@ -79,9 +81,12 @@ class Scratch:
 class Recorder:
     """Fenced journal writes for one target, with the crash hook the step tests use."""
 
-    def __init__(self, ctx: Context, lease: Lease, target: Target) -> None:
-        """Write under ``lease``."""
+    def __init__(
+        self, ctx: Context, lease: Lease, target: Target, lost: threading.Event | None = None
+    ) -> None:
+        """Write under ``lease``; ``lost`` is set by the renewer when the lease cannot be kept."""
         self.ctx, self.lease, self.target = ctx, lease, target
+        self.lost = lost or threading.Event()
 
     @property
     def key(self) -> TargetKey:
@@ -94,6 +99,13 @@ class Recorder:
         if point is not None and point == self.ctx.crash_after:
             log.warning("test.crash", target=self.target.name, after=point)
             os._exit(70)
+
+    def ensure_lease(self) -> None:
+        """Before a mutation: prove (with a fenced write) that this worker still holds the target."""
+        if self.lost.is_set():
+            msg = f"lease on {self.lease.key} lost; sending nothing more"
+            raise LeaseLostError(msg)
+        self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
 
     def checkpoint(self, point: str) -> None:
         """A crash point with nothing to record (between a check and the call it licenses)."""

@@ -120,3 +120,36 @@ def test_a_refused_push_revokes_the_new_token_at_once(h: Harness) -> None:
     assert h.active_tokens(0) == [h.fakes.seed.adopt_token_ids[0]]
     assert h.held_works(0)
     assert h.run("history", "--json").json()[0]["outcome"] == "failed"
+
+
+def test_a_possibly_held_token_outlives_a_zero_grace(h: Harness) -> None:
+    """With grace 0s, a token whose PATCH outcome was unknown is not revoked in the same run, but later."""
+    h.write_config(targets=1, grace="0s")
+    h.fakes.infisical.faults.fail(PATCH, 500, times=5)
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    history = h.run("history", "--json").json()
+    lost = history[1]["new_token_id"]
+    assert lost in h.active_tokens(0)
+    assert h.fakes.seed.adopt_token_ids[0] not in h.active_tokens(0)
+    assert h.run("run-once").code == 0
+    assert lost in h.active_tokens(0)
+    h.fakes.clock.advance(timedelta(minutes=16))
+    assert h.run("run-once").code == 0
+    assert len(h.active_tokens(0)) == 1
+    assert h.held_works(0)
+
+
+def test_a_failed_forced_rotation_keeps_exiting_1_while_backing_off(h: Harness) -> None:
+    """After a failure, later runs exit 1 (backing off) even though nothing is due; status agrees."""
+    h.write_config(targets=1, grace="0s")
+    assert h.run("run-once").code == 0
+    h.fakes.infisical.faults.fail(PATCH, 400)
+    assert h.run("rotate", "app-deploy").code == 1
+    later = h.run("run-once")
+    assert later.code == 1
+    assert "backing off" in later.stdout
+    assert h.run("plan").code == 1
+    assert h.run("status").code == 1
+    assert h.run("rotate", "app-deploy").code == 0
+    assert h.run("run-once").code == 0

@@ -118,9 +118,7 @@ def _check_target(
         return None if (level or 0) >= _MAINTAINER else f"the manager's role {level} is below maintainer (40)"
 
     def connection() -> str | None:
-        return check_connection(
-            rt.infisical.get_connection(str(target.connection_id)), rt.config.gitlab.url, target
-        )
+        return check_connection(rt.infisical.get_connection(str(target.connection_id)), rt.config.gitlab.url)
 
     item(f"{target.name}: project {target.project}", project)
     item(f"{target.name}: connection {target.connection_id}", connection)

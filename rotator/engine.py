@@ -178,7 +178,7 @@ class Engine:
         if target.name.endswith(REMOVED):
             # Only the retiring side of a target gone from the config: never create for it.
             work = replace(work, rotate=False, resume=False, blocked=None)
-        failing = failing_reason(situation, state, self.ctx.clock())
+        failing = failing_reason(state, self.ctx.clock())
         if options.dry_run:
             return TargetReport(
                 target.name, "planned", failing is not None, describe(work, situation, failing)
@@ -222,7 +222,10 @@ class Engine:
                 raise run.rec.failed(
                     "failed", f"{target.name}: push: outcome unknown twice; tokens possibly held"
                 )
-            run.revoke_pending()
+            # Revoke only when the plan said so (never on a frozen target), or right after a
+            # rotation (grace 0 retires and revokes in the same run).
+            if work.revoke or wanted:
+                run.revoke_pending()
             if work.recheck:
                 run.recheck_tombstones()
         except TargetFailedError as error:
@@ -235,24 +238,20 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        state = self.ctx.journal.target(lease.key)
-        now = self.ctx.clock()
-        failing = state is not None and bool(
-            state.drift_since or state.hold_since or (state.backoff_until and state.backoff_until > now)
-        )
+        failing = failing_reason(self.ctx.journal.target(lease.key), self.ctx.clock())
         detail = "; ".join(run.scratch.actions) or "nothing to do"
-        if failing and state is not None:
-            detail += f"; still failing: {state.last_error}"
-        return TargetReport(target.name, "done", failed=failing, detail=detail)
+        if failing:
+            detail += f"; still failing: {failing}"
+        return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
 
-def failing_reason(situation: Situation, state: TargetState | None, now: datetime) -> str | None:
-    """Why an idle or planned target still counts as failing (exit 1), or None."""
+def failing_reason(state: TargetState | None, now: datetime) -> str | None:
+    """Why a target counts as failing (exit 1): frozen, holding a revoke, or backing off; else None."""
     if state is None:
         return None
     if state.drift_since is not None:
         return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
-    if situation.holding:
+    if state.hold_since is not None:
         return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
         return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"

@@ -40,7 +40,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         current = [t for t in tokens if t.role is Role.CURRENT]
         last = journal.rotations(key, limit=1) if key else []
         work = decide(situation, now, force=False, take_over=False)
-        failing = failing_reason(situation, state, now)
+        failing = failing_reason(state, now)
         rows.append(
             {
                 "target": target.name,

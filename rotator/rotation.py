@@ -13,7 +13,6 @@ anywhere leaves the journal saying exactly what may have happened:
 A 200 from the PATCH means stored: from then on this rotation never revokes the new token.
 """
 
-import socket
 import time
 import uuid
 
@@ -65,7 +64,7 @@ class TargetRun(Retirer):
     def connection_checked(self, *, fresh: bool = False) -> str:
         """Read (once per run unless ``fresh``) and vet the connection; return its hash."""
         conn = self.read_connection(fresh=fresh)
-        problem = check_connection(conn, self.ctx.gitlab_url, self.target)
+        problem = check_connection(conn, self.ctx.gitlab_url)
         if problem:
             raise self.rec.failed("connection", f"{self.target.name}: connection_id: {problem}")
         return conn.credentials_hash
@@ -134,7 +133,7 @@ class TargetRun(Retirer):
             key=self.rec.key,
             target=self.target.name,
             trigger=self.trigger,
-            actor=f"{socket.gethostname()}:{_pid()}",
+            actor=self.ctx.actor,
             step=Step.PLANNED,
             outcome=Outcome.IN_PROGRESS,
             token_name=token_name(self.target.token_base_name, now, rotation_id),
@@ -373,9 +372,3 @@ class TargetRun(Retirer):
         self.rec.write(Change(rotation=done, tokens=(current, *retiring), target=state), "VERIFIED")
         self.scratch.actions.append(f"rotated: token {rotation.new_token_id} expires {rotation.expires_at}")
         self._finished_line(done)
-
-
-def _pid() -> int:
-    import os  # noqa: PLC0415 - only for the actor string
-
-    return os.getpid()

@@ -96,9 +96,8 @@ class Recorder:
     def write(self, change: Change, point: str | None = None) -> None:
         """Record ``change``; then, if this is the test's crash point, stop dead."""
         self.ctx.journal.write(self.lease, change)
-        if point is not None and point == self.ctx.crash_after:
-            log.warning("test.crash", target=self.target.name, after=point)
-            os._exit(70)
+        if point is not None:
+            self.checkpoint(point)
 
     def ensure_lease(self) -> None:
         """Before a mutation: prove (with a fenced write) that this worker still holds the target."""
@@ -142,7 +141,7 @@ def upstream_message(error: UpstreamError, step: str) -> str:
     return str(replace(error, step=step)) if error.step is None else str(error)
 
 
-def check_connection(conn: Connection, gitlab_url: str, target: Target) -> str | None:
+def check_connection(conn: Connection, gitlab_url: str) -> str | None:
     """Rule 5: why this connection must not be written to, or ``None`` if it is fine."""
     if conn.app != "gitlab":
         return f"connection {conn.id} is for app {conn.app!r}, not gitlab"
@@ -153,5 +152,4 @@ def check_connection(conn: Connection, gitlab_url: str, target: Target) -> str |
     held = (conn.instance_url or GITLAB_COM).rstrip("/")
     if held != gitlab_url.rstrip("/"):
         return f"connection {conn.id} points at {held}, not the configured gitlab.url {gitlab_url}"
-    del target
     return None

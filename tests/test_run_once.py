@@ -1,11 +1,14 @@
 """The real CLI as a subprocess against the fakes: rotation, grace, force, dry runs, drift, config errors."""
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from rotator.journal_sqlite import SQLiteJournal
+from rotator.model import Change, Tombstone
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness
 
@@ -201,3 +204,28 @@ def test_a_removed_target_still_gets_its_pending_revoke(h: Harness) -> None:
     assert h.held_works(1)
     h.fakes.clock.advance(timedelta(days=25))
     assert "api-deploy" not in h.run("run-once").stdout
+
+
+def test_a_frozen_target_revokes_nothing_even_when_other_work_runs(h: Harness) -> None:
+    """Frozen (drift recorded) but with a tombstone to re-check: the run does that, never the revoke."""
+    assert h.run("run-once").code == 0
+    adopted = h.fakes.seed.adopt_token_ids[0]
+    journal = SQLiteJournal(h.folder / "state.db")
+    state = next(s for s in journal.targets() if s.name == "app-deploy")
+    now = datetime.now(UTC) + h.fakes.clock.offset
+    lease = journal.acquire(state.key, state.name, "test", now, timedelta(seconds=1))
+    assert lease is not None
+    journal.write(
+        lease,
+        Change(
+            target=replace(state, drift_since=now),
+            tombstones=(Tombstone(state.key, "app-deploy-20260101-00000000", now + timedelta(days=3)),),
+        ),
+    )
+    journal.release(lease)
+    journal.close()
+    h.fakes.clock.advance(timedelta(minutes=61))
+    result = h.run("run-once")
+    assert result.code == 1
+    assert "drift" in result.stdout
+    assert adopted in h.active_tokens(0)

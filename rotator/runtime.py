@@ -9,6 +9,7 @@ act on a real GitLab or Infisical), each announced on stderr when used:
 import os
 import socket
 import sys
+import time
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,14 +97,13 @@ class Runtime:
     engine: Engine
     gitlab: GitLabAPI
     infisical: InfisicalAPI
-    journal: Journal | None
+    journal: Journal
 
     def close(self) -> None:
         """Close clients and the journal."""
         self.gitlab.close()
         self.infisical.close()
-        if self.journal is not None:
-            self.journal.close()
+        self.journal.close()
 
 
 def load(option: str | None, environ: Mapping[str, str]) -> Config:
@@ -142,29 +142,17 @@ def build(
         writes_per_minute=config.infisical.writes_per_minute,
         clock=now,
     )
-    store = open_journal(config) if journal else _NoJournal()
+    # In memory for check: a preflight must not create the state file.
+    store = open_journal(config) if journal else SQLiteJournal(Path(":memory:"))
     ctx = Context(
         gitlab=gitlab,
         infisical=infisical,
         journal=store,
         clock=now,
-        sleep=_sleep,
+        sleep=time.sleep,
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
         settings=settings or Settings(),
         crash_after=_test_hook(config, environ, CRASH_AFTER),
     )
-    return Runtime(config, Engine(config, ctx), gitlab, infisical, store if journal else None)
-
-
-class _NoJournal(SQLiteJournal):
-    """An in-memory journal for commands that must not touch the state file."""
-
-    def __init__(self) -> None:
-        super().__init__(Path(":memory:"))
-
-
-def _sleep(seconds: float) -> None:
-    import time  # noqa: PLC0415 - kept beside its only use
-
-    time.sleep(seconds)
+    return Runtime(config, Engine(config, ctx), gitlab, infisical, store)

@@ -109,6 +109,40 @@ def test_hang_makes_the_client_time_out_and_applies_nothing(fakes: Fakes) -> Non
     assert _token_count(fakes) == before
 
 
+def test_hang_after_applies_then_holds_and_signals_reached(fakes: Fakes) -> None:
+    """hang_after creates the token, sets ``reached`` only then, and the client times out."""
+    fault = fakes.gitlab.faults.hang_after(CREATE, seconds=5)
+    before = _token_count(fakes)
+    assert not fault.reached.is_set()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens",
+            headers={"PRIVATE-TOKEN": fakes.seed.manager_token},
+            json={"name": "f", "scopes": ["api"]},
+            timeout=0.3,
+        )
+    assert fault.reached.is_set()
+    assert _token_count(fakes) == before + 1
+
+
+def test_calls_record_the_requested_name(fakes: Fakes) -> None:
+    """A create's ``name`` parameter is in the call log, so a blind retry shows as a repeated name."""
+    _create(fakes)
+    assert [c.name for c in fakes.gitlab.calls(CREATE)] == ["f"]
+
+
+def test_a_revoked_token_on_a_rotate_path_is_logged_as_reuse(fakes: Fakes) -> None:
+    """Presenting a revoked token on …/rotate is recorded, so a campaign can prove it never happened."""
+    created = _create(fakes).json()
+    base = f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens"
+    manager = {"PRIVATE-TOKEN": fakes.seed.manager_token}
+    assert requests.delete(f"{base}/{created['id']}", headers=manager, timeout=5).status_code == 204
+    assert fakes.gitlab.test_only_reuse_detections() == []
+    replay = requests.post(f"{base}/self/rotate", headers={"PRIVATE-TOKEN": created["token"]}, timeout=5)
+    assert replay.status_code == 401
+    assert fakes.gitlab.test_only_reuse_detections() == [created["id"]]
+
+
 def test_persistent_latency_delays_every_call(fakes: Fakes) -> None:
     """set_latency adds its delay to every matching call until cleared."""
     fakes.gitlab.faults.set_latency("GET /api/v4/user", 0.2)

@@ -14,8 +14,14 @@ first. Kinds:
 ``hang``
     Hold the request open for ``seconds`` (or until the server stops), then close it unanswered
     without applying it, so the client hits its read timeout.
+``hang_after``
+    Apply the request, then hold it open for ``seconds`` and close it unanswered: the moment
+    between a server applying a request and its client hearing so (a crash lands here).
 ``latency``
     Sleep ``seconds`` before handling; does not count against ``times`` unless ``times`` is set.
+
+Each fault's ``reached`` event is set once a request has hit it (for ``drop_after`` and
+``hang_after``: once the request has been applied), so a test can act at exactly that moment.
 
 Latency that should apply to every call of a route is a separate, persistent setting
 (:meth:`Faults.set_latency`), so benchmarks can add a fixed delay per upstream call.
@@ -28,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
-FaultKind = Literal["fail", "drop_before", "drop_after", "hang", "latency"]
-KINDS: tuple[FaultKind, ...] = ("fail", "drop_before", "drop_after", "hang", "latency")
+FaultKind = Literal["fail", "drop_before", "drop_after", "hang", "hang_after", "latency"]
+KINDS: tuple[FaultKind, ...] = ("fail", "drop_before", "drop_after", "hang", "hang_after", "latency")
 
 
 @dataclass(slots=True)
@@ -44,6 +50,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     times: int | None = 1
+    reached: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def matches(self, route: str) -> bool:
         """Whether this fault applies to ``route`` (exact name or glob)."""
@@ -97,6 +104,10 @@ class Faults:
     def hang(self, route: str, *, seconds: float = 3600.0, times: int | None = 1) -> Fault:
         """Hold the next ``times`` requests to ``route`` open for ``seconds``, then drop them."""
         return self.add(Fault(route, "hang", seconds=seconds, times=times))
+
+    def hang_after(self, route: str, *, seconds: float = 3600.0, times: int | None = 1) -> Fault:
+        """Apply the next ``times`` requests to ``route``, then hold them open and drop them."""
+        return self.add(Fault(route, "hang_after", seconds=seconds, times=times))
 
     def delay(self, route: str, seconds: float, *, times: int | None = 1) -> Fault:
         """Delay the next ``times`` requests to ``route`` by ``seconds``, then handle normally."""

@@ -130,6 +130,8 @@ class GitLabState:
     resources: dict[tuple[ResourceKind, int], Resource] = field(default_factory=dict)
     tokens: dict[int, Token] = field(default_factory=dict)
     require_expiry: bool = True
+    #: Ids of revoked tokens presented on a rotate path (each one revoked its whole family).
+    reuse_detections: list[int] = field(default_factory=list)
     _next_id: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, kind: str) -> int:
@@ -218,6 +220,7 @@ class GitLabState:
 
     def revoke_family(self, token: Token) -> list[int]:
         """Reuse detection: revoke every active descendant of ``token``; return their ids."""
+        self.reuse_detections.append(token.id)
         revoked: list[int] = []
         frontier = {token.id}
         while frontier:

@@ -129,6 +129,8 @@ class Call:
     route: str
     path: str
     user_agent: str
+    #: The request's ``name`` parameter, if any: tells a retried token create from a new one.
+    name: str | None = None
 
 
 class FixedWindowLimiter:
@@ -293,7 +295,7 @@ class FakeServer:
         control = route.template.startswith("/_fake/")
         if not control:
             with self._calls_lock:
-                self._calls.append(Call(route.name, request.path, request.user_agent))
+                self._calls.append(Call(route.name, request.path, request.user_agent, _name(request)))
             refused, headers = self.gate(request)
             response = refused or self._faulty(route, request)
             if response is not None:
@@ -323,18 +325,20 @@ class FakeServer:
 
     def _apply_fault(self, fault: Fault, route: Route, request: Request) -> object:
         if fault.kind == "latency":
+            fault.reached.set()
             time.sleep(fault.seconds)
             return _CONTINUE
         if fault.kind == "fail":
+            fault.reached.set()
             canned = self.canned_error(fault.status, fault.shape, request)
             body = canned.body if fault.body is None else fault.body
             return Response(fault.status, body, {**canned.headers, **fault.headers})
-        if fault.kind == "drop_after":
+        if fault.kind in {"drop_after", "hang_after"}:
             self._run(route, request)
-            return None
-        if fault.kind == "hang":
+        fault.reached.set()
+        if fault.kind in {"hang", "hang_after"}:
             self._stopping.wait(fault.seconds)
-        return None  # drop_before, and a hang that has run its course
+        return None  # drop_before, drop_after, and a hang that has run its course
 
     def _run(self, route: Route, request: Request) -> Response:
         try:
@@ -409,6 +413,14 @@ class FakeServer:
 
 
 _CONTINUE = object()
+
+
+def _name(request: Request) -> str | None:
+    try:
+        name = request.form().get("name")
+    except ValueError:  # a malformed body: the handler will answer it
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _fields(request: Request) -> dict[str, Any]:

@@ -165,6 +165,11 @@ class FakeGitLab(FakeServer):
         with self.lock:
             return [t.value for t in self.state.tokens.values()]
 
+    def test_only_reuse_detections(self) -> list[int]:
+        """TEST ONLY: ids of revoked tokens someone presented on a rotate path (family revoked)."""
+        with self.lock:
+            return list(self.state.reuse_detections)
+
     # ---- shared steps -------------------------------------------------------------------------
 
     def _auth(self, request: Request, scopes: frozenset[str] | None = None) -> tuple[User, Token]:

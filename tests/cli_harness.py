@@ -41,12 +41,23 @@ class Harness:
         self.fakes, self.folder = fakes, folder
         self.write_config(**target_fields)
 
-    def write_config(self, *, targets: int = 2, **defaults: Any) -> None:  # noqa: ANN401
-        """(Re)write the config: the example's targets, ``defaults`` merged over grace 1h, scopes [api]."""
+    def write_config(
+        self,
+        *,
+        targets: int = 2,
+        timeout: str = "10s",
+        urls: tuple[str, str] | None = None,
+        **defaults: Any,  # noqa: ANN401
+    ) -> None:
+        """(Re)write the config: the example's targets, ``defaults`` merged over grace 1h, scopes [api].
+
+        ``urls`` replaces the GitLab and Infisical addresses (to point one at a closed port).
+        """
         seed = self.fakes.seed
+        gitlab_url, infisical_url = urls or (seed.gitlab_url, seed.infisical_url)
         config = {
-            "gitlab": {"url": seed.gitlab_url, "timeout": "10s"},
-            "infisical": {"url": seed.infisical_url, "timeout": "10s"},
+            "gitlab": {"url": gitlab_url, "timeout": timeout},
+            "infisical": {"url": infisical_url, "timeout": timeout},
             "state": {"url": "sqlite:///state.db"},
             "defaults": {"grace": "1h", "token": {"scopes": ["api"], "lifetime": "30d"}, **defaults},
             "targets": [

@@ -1,0 +1,71 @@
+"""Every upstream call rotator makes, where in a rotation's life it makes it, and how to get there.
+
+A :class:`Call` names the fake's route and the phase of the cycle in which the call happens, plus
+how many earlier requests to the same route come first in that phase (the connection is read
+twice in a rotation: before the PATCH and after it). ``reach`` brings a fresh :class:`Case` to
+the moment just before the phase's run.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from rotator.testing import FakeGitLab, FakeInfisical, Fault
+from tests.faults.campaign import CRASHED, Case
+
+
+PROJECT = "GET /api/v4/projects/:id"
+LIST = "GET /api/v4/projects/:id/access_tokens"
+TOKEN = "GET /api/v4/projects/:id/access_tokens/:token_id"
+CREATE = "POST /api/v4/projects/:id/access_tokens"
+SELF = "GET /api/v4/personal_access_tokens/self"
+DELETE = "DELETE /api/v4/projects/:id/access_tokens/:token_id"
+LOGIN = "POST /api/v1/auth/universal-auth/login"
+RENEW = "POST /api/v1/auth/token/renew"
+CONNECTION = "GET /api/v1/app-connections/gitlab/:connectionId"
+PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One upstream call at one point of the cycle."""
+
+    label: str
+    route: str
+    phase: str  # "first" run, the "grace" run that revokes, or the "recovery" run after a crash
+    skip: int = 0  # earlier requests to the route in the same run
+
+    def server(self, case: Case) -> FakeGitLab | FakeInfisical:
+        """The fake that serves this call."""
+        return case.fakes.gitlab if self.route.split()[1].startswith("/api/v4") else case.fakes.infisical
+
+    def reach(self, case: Case) -> None:
+        """Bring ``case`` to just before the run that makes this call."""
+        if self.phase == "grace":
+            assert case.run("run-once").code == 0
+            case.fakes.clock.advance(timedelta(minutes=61))
+        elif self.phase == "recovery":
+            assert case.run("run-once", crash_after="PLANNED").code == CRASHED
+            case.fakes.clock.advance(timedelta(minutes=11))
+
+    def arm(self, case: Case, fault: Fault) -> Fault:
+        """Let ``skip`` requests through untouched, then arm ``fault`` on this call's route."""
+        faults = self.server(case).faults
+        if self.skip:
+            faults.delay(self.route, 0, times=self.skip)
+        return faults.add(fault)
+
+
+CALLS = (
+    Call("gitlab project lookup", PROJECT, "first"),
+    Call("gitlab adopted-token check", TOKEN, "first"),
+    Call("gitlab token create", CREATE, "first"),
+    Call("gitlab new-token self-check", SELF, "first"),
+    Call("infisical login", LOGIN, "first"),
+    Call("infisical read before push", CONNECTION, "first"),
+    Call("infisical patch", PATCH, "first"),
+    Call("infisical re-read after push", CONNECTION, "first", skip=1),
+    Call("gitlab old-token check before revoke", TOKEN, "grace"),
+    Call("infisical read before revoke", CONNECTION, "grace"),
+    Call("gitlab revoke", DELETE, "grace"),
+    Call("gitlab list by name after a crash", LIST, "recovery"),
+)

@@ -1,0 +1,223 @@
+"""One fault case: the real ``rotator`` process against the fakes, with the invariants checked.
+
+:class:`Case` wraps :class:`~tests.cli_harness.Harness`. Every run's output is scanned for token
+values, and after every run the invariants of the campaign are checked from the outside: what
+the fakes hold (through their test-only views) and what the journal says (through the same
+``status``/``history`` functions the CLI prints).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rotator import report, runtime
+from rotator.testing import Fakes, Fault
+from tests.cli_harness import CONNECTIONS, UA, Harness, Result
+from tests.faults import ledger
+
+
+CREATE = "POST /api/v4/projects/:id/access_tokens"
+CRASHED = 70
+#: How a failure line looks: ``target=<name> step=<step> <upstream> <route> -> <status or cause>``.
+FAILURE_LINE = re.compile(
+    r"target=(?P<target>\S+) step=(?P<step>\S+) (?P<upstream>gitlab|infisical) .+ -> \S+"
+)
+
+
+class Case:
+    """A config with ``targets`` targets for running fakes, and the campaign's checks."""
+
+    def __init__(
+        self,
+        fakes: Fakes,
+        folder: Path,
+        *,
+        targets: int = 1,
+        timeout: str = "10s",
+        **defaults: Any,  # noqa: ANN401
+    ) -> None:
+        """Write the config; ``defaults`` go into the config's ``defaults`` (grace 1h unless given)."""
+        self.fakes, self.folder, self.targets = fakes, folder, targets
+        self.settings: dict[str, Any] = {"targets": targets, "timeout": timeout, **defaults}
+        self.h = Harness(fakes, folder, **self.settings)
+        self.names = [f"{path.rsplit('/', 1)[-1]}-deploy" for path in fakes.seed.project_paths[:targets]]
+        ledger.count("cases")
+
+    def rewrite(self, **changes: Any) -> None:  # noqa: ANN401
+        """Rewrite the config with ``changes`` to the settings it was written with."""
+        self.h.write_config(**{**self.settings, **changes})
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def run(self, *args: str, crash_after: str | None = None, env: dict[str, str] | None = None) -> Result:
+        """Run ``rotator ARGS``, scan its output, check the invariants."""
+        result = self.h.run(*args, crash_after=crash_after, extra_env=env)
+        ledger.count("runs")
+        if crash_after and result.code == CRASHED:
+            ledger.count("crashes")
+        self.scan(result.stdout + result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        self.check()
+        return result
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> "subprocess.Popen[str]":
+        """Start ``rotator ARGS`` without waiting for it."""
+        ledger.count("runs")
+        return subprocess.Popen(
+            [sys.executable, "-m", "rotator", "--config", str(self.folder / "rotator.yaml"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environment(env),
+        )
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment :meth:`Harness.run` gives a process, for processes started here."""
+        offset = int(self.fakes.clock.offset.total_seconds())
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
+            **self.fakes.seed.environment(),
+            "ROTATOR_TEST_CLOCK_OFFSET": f"{offset}s" if offset >= 0 else f"-{-offset}s",
+            **(extra or {}),
+        }
+
+    def finish(self, process: "subprocess.Popen[str]", timeout: float = 120) -> Result:
+        """Wait for a started process, scan its output, check the invariants."""
+        stdout, stderr = process.communicate(timeout=timeout)
+        self.scan(stdout + stderr)
+        assert "Traceback" not in stderr, stderr
+        self.check()
+        return Result(process.returncode, stdout, stderr)
+
+    def kill_at(self, fault: Fault, *args: str, env: dict[str, str] | None = None) -> Result:
+        """Start ``rotator ARGS``, SIGKILL it the moment a request reaches ``fault``, check."""
+        process = self.start(*args, env=env)
+        reached = fault.reached.wait(60)
+        process.send_signal(signal.SIGKILL)
+        result = self.finish(process)
+        assert reached, f"the run never reached {fault.route}: {result.stdout} {result.stderr}"
+        assert result.code == -signal.SIGKILL
+        ledger.count("crashes")
+        return result
+
+    # ---- invariants -------------------------------------------------------------------------
+
+    def scan(self, text: str) -> None:
+        """No token value in ``text``, nor in the state files as they are now."""
+        blobs = [text.encode()]
+        blobs += [p.read_bytes() for p in self.folder.glob("state.db*")]
+        secrets = [*self.fakes.gitlab.test_only_minted_values(), self.fakes.seed.infisical_client_secret]
+        for blob in blobs:
+            ledger.count("bytes_scanned", len(blob))
+            for value in secrets:
+                if value.encode() in blob:
+                    ledger.count("leaks")
+                    msg = f"a token value leaked ({len(blob)} bytes scanned)"
+                    raise AssertionError(msg)
+
+    def check(self) -> None:
+        """The invariants that hold after every run, converged or not."""
+        for index in range(self.targets):
+            if not self.h.held_works(index):
+                ledger.count("lockouts")
+                msg = f"lockout: Infisical holds a token GitLab refuses for {self.names[index]}"
+                raise AssertionError(msg)
+        assert self.fakes.gitlab.test_only_reuse_detections() == [], "a revoked token hit a rotate path"
+        ours = self.fakes.gitlab.calls(user_agent=UA)
+        assert not [c for c in ours if c.route.endswith("/rotate")], "rotator called a rotate route"
+        names = Counter(c.name for c in ours if c.route == CREATE)
+        assert all(n == 1 for n in names.values()), f"a token create was retried: {names}"
+        journal = self.journal()
+        for index, row in enumerate(journal["status"]["targets"]):
+            # The held token, the journal's pending and possibly-held ones, and the token an
+            # unfinished rotation may have created (known to the journal by its exact name).
+            unfinished = row.get("last_outcome") == "in_progress"
+            allowed = 1 + len(row["pending_revokes"]) + len(row["possibly_held"]) + unfinished
+            active = self.h.active_tokens(index)
+            assert len(active) <= allowed, (row, active)
+        ledger.count("invariant_checks")
+
+    def journal(self) -> dict[str, Any]:
+        """``status`` and ``history`` as the CLI computes them (no state file: an empty status)."""
+        config = runtime.load(str(self.folder / "rotator.yaml"), {})
+        if not (self.folder / "state.db").exists():
+            return {"status": {"targets": [_empty() for _ in self.names]}, "history": [], "known": set()}
+        journal = runtime.open_journal(config)
+        try:
+            now = datetime.now(UTC) + self.fakes.clock.offset
+            status = report.status(config, journal, lambda: now)
+            history = report.history(journal, config, None, 10_000)
+            known = {t.token_id for state in journal.targets() for t in journal.tokens(state.key)}
+            names = {s.name for state in journal.targets() for s in journal.tombstones(state.key)}
+        finally:
+            journal.close()
+        self.scan(json.dumps([status, history], default=str))
+        return {"status": status, "history": history, "known": known, "tombstones": names}
+
+    # ---- convergence ------------------------------------------------------------------------
+
+    def converge(self, *, max_runs: int = 8) -> Result:
+        """Clear every fault and run ``run-once``, moving the clock on, until all is settled.
+
+        Settled: exit 0, nothing pending or possibly held, exactly one active managed token per
+        target, Infisical holding it, and the journal knowing every active token.
+        """
+        self.fakes.gitlab.faults.clear()
+        self.fakes.infisical.faults.clear()
+        result = None
+        for _ in range(max_runs):
+            # Past any lease (10 min), backoff step (≤ 4 h) and grace (1 h) of the case.
+            self.fakes.clock.advance(timedelta(hours=4, minutes=1))
+            result = self.run("run-once")
+            if result.code == 0 and self.settled():
+                self.final_checks()
+                return result
+        msg = f"did not converge in {max_runs} runs: {result}"
+        raise AssertionError(msg)
+
+    def settled(self) -> bool:
+        """Nothing pending, and one active token per target."""
+        rows = self.journal()["status"]["targets"]
+        quiet = all(not r["pending_revokes"] and not r["possibly_held"] for r in rows)
+        return quiet and all(len(self.h.active_tokens(i)) == 1 for i in range(self.targets))
+
+    def final_checks(self) -> None:
+        """Once settled: the CLI's own status and history agree, leak nothing, know every token."""
+        for args in (("status", "--json"), ("history", "--json")):
+            shown = self.run(*args)
+            assert shown.code == 0, shown.stdout + shown.stderr
+        known = self.journal()["known"]
+        for index in range(self.targets):
+            active = self.h.active_tokens(index)
+            assert set(active) <= known, f"active tokens unknown to the journal: {set(active) - known}"
+
+    def failure_lines(self, result: Result) -> list[re.Match[str]]:
+        """The lines of ``result`` that name a target, a step, an upstream and a status."""
+        return [m for line in result.stdout.splitlines() if (m := FAILURE_LINE.search(line))]
+
+    def assert_reported(self, result: Result) -> None:
+        """Exit 1, and a line naming target, step, upstream and status (or cause)."""
+        assert result.code == 1, result.stdout + result.stderr
+        lines = self.failure_lines(result)
+        assert lines, result.stdout
+        assert {m["target"] for m in lines} <= set(self.names)
+
+    def adopted(self, index: int = 0) -> int:
+        """The token the config adopts for target ``index``."""
+        return self.fakes.seed.adopt_token_ids[index]
+
+    def connection(self, index: int = 0) -> str:
+        """The Infisical connection of target ``index``."""
+        return CONNECTIONS[index]
+
+
+def _empty() -> dict[str, Any]:
+    return {"pending_revokes": [], "possibly_held": []}

@@ -1,0 +1,51 @@
+"""A run stopped dead right after recording each step converges on later runs (architecture §1, §5)."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rotator.testing import Fakes
+from tests.faults.campaign import CRASHED, Case
+
+
+pytestmark = pytest.mark.slow
+ROTATION_STEPS = ("PLANNED", "CREATED", "PUSHING", "PUSHED", "VERIFIED")
+GRACE_POINTS = ("GRACE-CHECKED", "REVOKED")
+
+
+@pytest.mark.parametrize("targets", [1, 2])
+@pytest.mark.parametrize("step", ROTATION_STEPS)
+def test_crash_after_each_rotation_step_converges(
+    fakes: Fakes, tmp_path: Path, step: str, targets: int
+) -> None:
+    """Killed right after recording STEP, a run inside the lease waits; later runs finish or undo it."""
+    case = Case(fakes, tmp_path, targets=targets)
+    assert case.run("run-once", crash_after=step).code == CRASHED
+    early = case.run("run-once")
+    assert early.code == 0, early.stdout + early.stderr
+    assert ("idle" if step == "VERIFIED" else "busy") in early.stdout.splitlines()[0]
+    case.converge()
+
+
+@pytest.mark.parametrize("point", GRACE_POINTS)
+def test_crash_while_revoking_after_grace_converges(fakes: Fakes, tmp_path: Path, point: str) -> None:
+    """Killed after the pre-revoke checks, or after the DELETE's evidence, the next runs end with 1 token."""
+    case = Case(fakes, tmp_path)
+    assert case.run("run-once").code == 0
+    case.fakes.clock.advance(timedelta(minutes=61))
+    assert case.run("run-once", crash_after=point).code == CRASHED
+    case.converge()
+
+
+@pytest.mark.parametrize("second", ROTATION_STEPS)
+@pytest.mark.parametrize("first", ["PLANNED", "PUSHING"])
+def test_a_crash_during_recovery_from_a_crash_converges(
+    fakes: Fakes, tmp_path: Path, first: str, second: str
+) -> None:
+    """Killed at FIRST, then again at SECOND in the run that recovers: still no lockout, no leak."""
+    case = Case(fakes, tmp_path)
+    assert case.run("run-once", crash_after=first).code == CRASHED
+    case.fakes.clock.advance(timedelta(minutes=11))
+    assert case.run("run-once", crash_after=second).code in {0, CRASHED}
+    case.converge()

@@ -210,11 +210,18 @@ class TargetRun(Retirer):
             return
         info = self.ctx.gitlab.get_token(self.project_id, adopt)
         if info is None or not info.active:
-            raise self.rec.failed(
-                "failed",
-                f"{self.target.name}: adopt_token_id: token {adopt} is not an active token of this project",
-                backoff=False,
+            # Named like any upstream failure (target, step, route, status), so alerts can parse it.
+            refusal = GitLabError(
+                "gitlab",
+                "GET /projects/:id/access_tokens/:token_id",
+                404 if info is None else 200,
+                f"adopt_token_id: token {adopt} is "
+                + ("not a token of this project" if info is None else "revoked or expired"),
+                not_applied=True,
+                target=self.target.name,
+                step="adopt",
             )
+            raise self.rec.failed("failed", str(refusal), backoff=False)
         record = TokenRecord(self.rec.key, info.id, info.name, Origin.ADOPTED, Role.CURRENT, info.expires_at)
         self.rec.write(Change(tokens=(record,)))
 
@@ -295,13 +302,24 @@ class TargetRun(Retirer):
                 self.finish(created, Outcome.FAILED, message)
                 raise self.rec.failed("failed", message) from None
             # Infisical may have stored it: never revoke it on this evidence; a fresh push decides.
+            self.scratch.unknown_push = message
             self.finish(rotation, Outcome.SUPERSEDED, f"{message} (outcome unknown; token possibly held)")
             return None
         finally:
             # Whatever happened, the connection may have changed: later steps must read it afresh.
             self.scratch.connection = None
         if patch_hash == rotation.pre_hash:
-            self.finish(rotation, Outcome.SUPERSEDED, "push: the PATCH returned the pre-PATCH hash")
+            unchanged = InfisicalError(
+                "infisical",
+                "PATCH /api/v1/app-connections/gitlab/:connectionId",
+                200,
+                "the PATCH returned the pre-PATCH credentialsHash",
+                not_applied=False,
+                target=self.target.name,
+                step="push",
+            )
+            self.scratch.unknown_push = str(unchanged)
+            self.finish(rotation, Outcome.SUPERSEDED, str(unchanged))
             return None
         return patch_hash
 

@@ -76,6 +76,7 @@ class Scratch:
     actions: list[str] = field(default_factory=list)
     take_over: bool = False
     revoke_anyway: bool = False
+    unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
 
 
 class Recorder:

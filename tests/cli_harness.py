@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from rotator.testing import Fakes
@@ -109,20 +108,10 @@ class Harness:
         return len(self.fakes.gitlab.calls(user_agent=UA)) + len(self.fakes.infisical.calls(user_agent=UA))
 
     def held_works(self, index: int = 0) -> bool:
-        """Whether the token Infisical holds for this connection is active in GitLab."""
+        """Whether GitLab accepts the token Infisical holds for this connection (test-only views)."""
         held = self.fakes.infisical.test_only_held_token(CONNECTIONS[index])
-        answer = httpx.get(
-            f"{self.fakes.seed.gitlab_url}/api/v4/personal_access_tokens/self",
-            headers={"PRIVATE-TOKEN": held},
-        )
-        return answer.status_code == 200 and bool(answer.json()["active"])
+        return self.fakes.gitlab.test_only_accepts(held)
 
     def active_tokens(self, index: int = 0) -> list[int]:
-        """Ids of the project's active access tokens."""
-        project = self.fakes.seed.project_ids[index]
-        answer = httpx.get(
-            f"{self.fakes.seed.gitlab_url}/api/v4/projects/{project}/access_tokens",
-            params={"per_page": 100},
-            headers={"PRIVATE-TOKEN": self.fakes.seed.manager_token},
-        )
-        return [t["id"] for t in answer.json() if t["active"]]
+        """Ids of the project's active access tokens (the fake's test-only view: no fault applies)."""
+        return self.fakes.gitlab.test_only_active_token_ids(self.fakes.seed.project_ids[index])

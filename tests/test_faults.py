@@ -125,10 +125,15 @@ def test_hang_after_applies_then_holds_and_signals_reached(fakes: Fakes) -> None
     assert _token_count(fakes) == before + 1
 
 
-def test_calls_record_the_requested_name(fakes: Fakes) -> None:
-    """A create's ``name`` parameter is in the call log, so a blind retry shows as a repeated name."""
+def test_calls_record_the_requested_name_and_the_answer(fakes: Fakes) -> None:
+    """A create's ``name`` and answered status are logged, so a blind retry shows as a repeated name."""
+    fakes.gitlab.faults.fail(CREATE, 429)
+    fakes.gitlab.faults.drop_after(CREATE)
     _create(fakes)
-    assert [c.name for c in fakes.gitlab.calls(CREATE)] == ["f"]
+    with pytest.raises(requests.ConnectionError):
+        _create(fakes)
+    _create(fakes)
+    assert [(c.name, c.status) for c in fakes.gitlab.calls(CREATE)] == [("f", 429), ("f", None), ("f", 201)]
 
 
 def test_a_revoked_token_on_a_rotate_path_is_logged_as_reuse(fakes: Fakes) -> None:
@@ -211,3 +216,12 @@ def test_invalid_fault_arguments_are_refused() -> None:
     """Arming with times < 1 is a ValueError naming the rule."""
     with pytest.raises(ValueError, match="times must be at least 1"):
         Faults().fail("GET /x", 500, times=0)
+
+
+def test_refusing_closes_the_port_then_listens_again_with_state_kept(fakes: Fakes) -> None:
+    """Inside ``refusing()`` a connection is refused; after it, the same port answers, state intact."""
+    before = _token_count(fakes)
+    with fakes.gitlab.refusing(), pytest.raises(requests.ConnectionError):
+        _create(fakes)
+    assert _create(fakes).status_code == 201
+    assert _token_count(fakes) == before + 1

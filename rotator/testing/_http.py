@@ -122,15 +122,17 @@ class Route:
         return cls(method, template, handler, re.compile(f"^{regex}$"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One request the fake received on a registered route."""
+    """One request the fake received on a registered route (logged on arrival)."""
 
     route: str
     path: str
     user_agent: str
     #: The request's ``name`` parameter, if any: tells a retried token create from a new one.
     name: str | None = None
+    #: The status answered, once answered; ``None`` while in flight or if the connection dropped.
+    status: int | None = None
 
 
 class FixedWindowLimiter:
@@ -275,6 +277,22 @@ class FakeServer:
             self._thread.join(timeout=5)
 
     @contextmanager
+    def refusing(self) -> Iterator["FakeServer"]:
+        """Refuse connections for a ``with`` block, keeping all state; then listen again.
+
+        Nothing listens on the port meanwhile: an upstream that is down, as a client sees it.
+        """
+        if self._httpd is None:
+            msg = f"the fake {self.upstream} is not started"
+            raise RuntimeError(msg)
+        host, port = self._httpd.server_address[:2]
+        FakeServer.stop(self)  # not a subclass's stop: that would also release its own clients
+        try:
+            yield self
+        finally:
+            FakeServer.start(self, str(host), int(port))
+
+    @contextmanager
     def running(self) -> Iterator["FakeServer"]:
         """Start for the duration of a ``with`` block."""
         self.start()
@@ -294,12 +312,14 @@ class FakeServer:
         request = Request(**{**_fields(request), "args": args})
         control = route.template.startswith("/_fake/")
         if not control:
+            call = Call(route.name, request.path, request.user_agent, _name(request))
             with self._calls_lock:
-                self._calls.append(Call(route.name, request.path, request.user_agent, _name(request)))
+                self._calls.append(call)
             refused, headers = self.gate(request)
             response = refused or self._faulty(route, request)
             if response is not None:
                 response.headers = {**headers, **response.headers}
+                call.status = response.status
             return response
         return self._run(route, request)
 

@@ -165,6 +165,19 @@ class FakeGitLab(FakeServer):
         with self.lock:
             return [t.value for t in self.state.tokens.values()]
 
+    def test_only_accepts(self, value: str) -> bool:
+        """TEST ONLY: whether GitLab would accept ``value`` as a credential now (known, active)."""
+        with self.lock:
+            token = self.state.token_by_value(value)
+            return token is not None and token.active(self.clock.now())
+
+    def test_only_active_token_ids(self, project_id: int) -> list[int]:
+        """TEST ONLY: ids of a project's active access tokens, past any fault or rate limit."""
+        with self.lock:
+            now = self.clock.now()
+            project = self.state.resources.get(("project", project_id))
+            return [t.id for t in self.state.resource_tokens(project) if t.active(now)] if project else []
+
     def test_only_reuse_detections(self) -> list[int]:
         """TEST ONLY: ids of revoked tokens someone presented on a rotate path (family revoked)."""
         with self.lock:

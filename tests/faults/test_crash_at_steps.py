@@ -24,7 +24,11 @@ def test_crash_after_each_rotation_step_converges(
     assert case.run("run-once", crash_after=step).code == CRASHED
     early = case.run("run-once")
     assert early.code == 0, early.stdout + early.stderr
-    assert ("idle" if step == "VERIFIED" else "busy") in early.stdout.splitlines()[0]
+    lines = early.stdout.splitlines()
+    if targets == 1:
+        assert ("idle" if step == "VERIFIED" else "busy") in lines[0]
+    else:  # targets run side by side: either may be the one that crashed mid-way
+        assert not [line for line in lines if "failed" in line], lines
     case.converge()
 
 

@@ -1,0 +1,191 @@
+"""A Hypothesis state machine interleaving runs, crashes, failing calls, time and a foreign writer.
+
+Every rule runs the real ``rotator`` process (or changes the world around it); :class:`Case`
+checks the invariants after each run, and the teardown proves the target still converges.
+``FAULT_CAMPAIGN_EXAMPLES`` sets the number of examples (the exhaustive variant runs six times as many).
+"""
+
+import os
+import signal
+import tempfile
+import time
+
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from rotator.testing import Fault, start_fakes
+from tests.faults import ledger
+from tests.faults.calls import CALLS
+from tests.faults.campaign import CRASHED, Case
+from tests.faults.test_upstream_failures import MODES
+
+
+pytestmark = pytest.mark.slow
+CRASH_POINTS = ("PLANNED", "CREATED", "PUSHING", "PUSHED", "VERIFIED", "GRACE-CHECKED", "REVOKED")
+ROUTES = sorted({c.route for c in CALLS})
+EXAMPLES = int(os.environ.get("FAULT_CAMPAIGN_EXAMPLES", "10"))
+
+
+class RotatorMachine(RuleBasedStateMachine):
+    """One target, grace 30 min, 1 s timeouts; fresh fakes and state per example."""
+
+    def __init__(self) -> None:
+        """Start the fakes and write the config."""
+        super().__init__()
+        self.stack = ExitStack()
+        fakes = self.stack.enter_context(start_fakes())
+        folder = Path(self.stack.enter_context(tempfile.TemporaryDirectory()))
+        self.case = Case(fakes, folder, timeout="1s", grace="30m")
+        self.drifted = False
+        self.since_run = timedelta()  # a CronJob runs at least weekly; tokens live 30 days
+
+    def teardown(self) -> None:
+        """Whatever happened, the target converges once faults stop (after a take-over if drifted)."""
+        try:
+            if self.drifted:
+                self.case.fakes.gitlab.faults.clear()
+                self.case.fakes.infisical.faults.clear()
+                self.case.fakes.clock.advance(timedelta(hours=5))
+                taken = self.case.run("rotate", "app-deploy", "--take-over")
+                assert taken.code == 0, taken.stdout + taken.stderr
+            self.case.converge()
+        finally:
+            self.stack.close()
+
+    def _outcome(self, code: int, stdout: str) -> None:
+        self.since_run = timedelta()
+        assert code in {0, 1, CRASHED}, stdout
+        if code == 1:
+            # Every failing target is named at the start of its line, with the reason.
+            assert any(line.startswith("app-deploy: ") for line in stdout.splitlines()), stdout
+
+    @rule()
+    def run_once(self) -> None:
+        """A scheduled run."""
+        result = self.case.run("run-once")
+        self._outcome(result.code, result.stdout)
+
+    @rule()
+    def rotate_now(self) -> None:
+        """An on-demand rotation."""
+        result = self.case.run("rotate", "app-deploy")
+        self._outcome(result.code, result.stdout)
+
+    @rule(point=st.sampled_from(CRASH_POINTS))
+    def crash_after(self, point: str) -> None:
+        """A run that dies right after recording POINT, if it gets there."""
+        result = self.case.run("run-once", crash_after=point)
+        self._outcome(result.code, result.stdout)
+
+    @rule(route=st.sampled_from(ROUTES), applied=st.booleans())
+    def killed_during_a_call(self, route: str, applied: bool) -> None:
+        """SIGKILL the run while ROUTE is in flight (applied or not), if the run makes that call."""
+        server = self.case.fakes.gitlab if "/api/v4" in route else self.case.fakes.infisical
+        fault = server.faults.add(Fault(route, "hang_after" if applied else "hang", seconds=2))
+        process = self.case.start("run-once")
+        while process.poll() is None and not fault.reached.is_set():
+            time.sleep(0.01)
+        if fault.reached.is_set():
+            process.send_signal(signal.SIGKILL)
+            ledger.count("crashes")
+        server.faults.clear()
+        result = self.case.finish(process)
+        self.since_run = timedelta()
+        if result.code != -signal.SIGKILL:
+            self._outcome(result.code, result.stdout)
+
+    @rule(route=st.sampled_from(ROUTES), mode=st.sampled_from(list(MODES)), times=st.sampled_from([1, 3]))
+    def fail_call(self, route: str, mode: str, times: int) -> None:
+        """Arm MODE on the next TIMES requests to ROUTE (later runs may meet it)."""
+        kind, status, shape = MODES[mode]
+        server = self.case.fakes.gitlab if "/api/v4" in route else self.case.fakes.infisical
+        if "/api/v1" in route and shape == "invalid_token":
+            shape = "missing"
+        server.faults.add(Fault(route, kind, status or 500, shape, seconds=3.0, times=times))  # type: ignore[arg-type]
+        ledger.count("faults")
+
+    @rule(minutes=st.sampled_from([1, 11, 16, 31, 61, 241, 60 * 24 * 21]))
+    def advance_clock(self, minutes: int) -> None:
+        """Time passes: a lease, the settle time, grace, a backoff, or weeks (with a weekly run)."""
+        step = timedelta(minutes=minutes)
+        if self.since_run + step > timedelta(days=7):
+            # Without any run for longer than a token lives, expiry would be the test's doing.
+            self.run_once()
+        self.case.fakes.clock.advance(step)
+        self.since_run += step
+
+    @rule()
+    def someone_else_writes_the_connection(self) -> None:
+        """A person fixes things by hand: a new token of their own, pushed into the connection."""
+        fakes = self.case.fakes
+        project = fakes.gitlab.state.find_resource("project", "acme/app")
+        assert project is not None
+        # A year: longer than any example's clock can run, so a frozen target never sees it expire.
+        token = fakes.gitlab.seed_resource_token(project, "hand-made", ["api"], days=365)
+        self.case.foreign.add(token.id)
+        armed = fakes.infisical.faults.pending()  # faults are for rotator: the person's call passes
+        fakes.infisical.faults.clear()
+        with httpx.Client(base_url=fakes.seed.infisical_url, timeout=10) as client:
+            login = client.post(
+                "/api/v1/auth/universal-auth/login",
+                json={
+                    "clientId": fakes.seed.infisical_client_id,
+                    "clientSecret": fakes.seed.infisical_client_secret,
+                },
+            ).json()
+            answer = client.patch(
+                f"/api/v1/app-connections/gitlab/{self.case.connection()}",
+                headers={"Authorization": f"Bearer {login['accessToken']}"},
+                json={
+                    "credentials": {
+                        "accessToken": token.value,
+                        "accessTokenType": "project",
+                        "instanceUrl": fakes.seed.gitlab_url,
+                    }
+                },
+            )
+        for fault in armed:
+            fakes.infisical.faults.add(fault)
+        assert answer.status_code == 200, answer.text
+        self.drifted = True
+
+    @precondition(lambda self: self.drifted)
+    @rule()
+    def operator_takes_over(self) -> None:
+        """The operator accepts the hand-made token; rotator rotates from it."""
+        result = self.case.run("rotate", "app-deploy", "--take-over")
+        self._outcome(result.code, result.stdout)
+        if result.code == 0:
+            self.drifted = False
+
+
+def _settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=15,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+class LongRotatorMachine(RotatorMachine):
+    """The same machine, many more examples: the exhaustive job's run."""
+
+
+RotatorMachine.TestCase.settings = _settings(EXAMPLES)
+# Each example runs a dozen processes: far past the suite's per-test timeout, by design.
+RotatorMachine.TestCase.pytestmark = [pytest.mark.timeout(1800)]  # type: ignore[attr-defined]
+test_rotator_under_interleaved_faults = RotatorMachine.TestCase
+test_rotator_under_interleaved_faults.__doc__ = "Runs, crashes, faults, time and a foreign writer interleave."
+LongRotatorMachine.TestCase.settings = _settings(EXAMPLES * 6)
+LongRotatorMachine.TestCase.pytestmark = [pytest.mark.exhaustive, pytest.mark.timeout(3600)]  # type: ignore[attr-defined]
+test_rotator_under_interleaved_faults_at_length = LongRotatorMachine.TestCase
+test_rotator_under_interleaved_faults_at_length.__doc__ = "The state machine with six times the examples."

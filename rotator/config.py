@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -45,11 +46,29 @@ _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
 
 
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):  # YAML reads yes/no/on/off as booleans; pydantic would count True as 1
+        msg = f"must be a number, not {str(value).lower()}"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports only ValueError as a field error
+    return value
+
+
 def _duration(value: object) -> object:
-    return parse_duration(value) if isinstance(value, str) else value
+    if isinstance(value, bool):  # as above; parse_duration then explains what a duration looks like
+        value = str(value).lower()
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value)
+    except OverflowError:
+        msg = f"{value!r} is too long to be a duration"
+        raise ValueError(msg) from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
+#: An HTTP timeout: at most a day (the socket layer overflows on 999999999d).
+Timeout = Annotated[Duration, Field(le=timedelta(days=1))]
 
 
 def _access_level(value: object) -> object:
@@ -66,8 +85,16 @@ class _Strict(BaseModel):
 
 
 def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        msg = "must be an http(s) URL such as https://gitlab.example.com"
+    msg = "must be an http(s) URL such as https://gitlab.example.com (ASCII: write a domain as xn--...)"
+    # ASCII and printable: httpx refuses a non-IDNA host (http://µ) with InvalidURL, not a connect error.
+    if not re.match(r"^https?://[^/\s]+", value) or not value.isascii() or not value.isprintable():
+        raise ValueError(msg)
+    try:
+        parts = urlsplit(value)  # http://[::1 raises ValueError
+        _ = parts.port  # so does a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(msg) from None
+    if not parts.hostname or " " in value:
         raise ValueError(msg)
     return value.rstrip("/")
 
@@ -79,17 +106,17 @@ class GitLabSettings(_Strict):
     """``gitlab:``: where GitLab is and how hard rotator may press it."""
 
     url: HttpUrl
-    timeout: Duration = timedelta(seconds=30)
-    requests_per_minute: int = Field(default=600, ge=1)
+    timeout: Timeout = timedelta(seconds=30)
+    requests_per_minute: Count = Field(default=600, ge=1)
 
 
 class InfisicalSettings(_Strict):
     """``infisical:``: where Infisical is, and its rate limits."""
 
     url: HttpUrl = "https://app.infisical.com"
-    timeout: Duration = timedelta(seconds=30)
-    reads_per_minute: int = Field(default=60, ge=1)
-    writes_per_minute: int = Field(default=200, ge=1)
+    timeout: Timeout = timedelta(seconds=30)
+    reads_per_minute: Count = Field(default=60, ge=1)
+    writes_per_minute: Count = Field(default=200, ge=1)
 
 
 class StateSettings(_Strict):
@@ -146,27 +173,38 @@ class Target(_Strict):
     rotate_every: Duration | None = None
     rotate_before: Duration | None = None
     grace: Duration = timedelta(hours=1)
-    adopt_token_id: int | None = Field(default=None, ge=1)
+    adopt_token_id: Count | None = Field(default=None, ge=1)
     hold_revoke_if_used: bool = True
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):  # match: $ also matches before a final newline
             msg = "must be lowercase letters, digits and hyphens, like app-deploy"
             raise ValueError(msg)
+        return value
+
+    @field_validator("project", mode="before")
+    @classmethod
+    def _project_type(cls, value: object) -> object:
+        # Before the int | str union, whose errors would name a member (project.int), not the key.
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            msg = 'must be a numeric id or a "group/project" path'
+            raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
         return value
 
     @field_validator("project")
     @classmethod
     def _project(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.isdecimal():  # "0" is checked as the number it is
+            value = int(value)
         if isinstance(value, int) and value < 1:
             msg = "a numeric project id is at least 1"
             raise ValueError(msg)
-        if isinstance(value, str) and not (value.isdigit() or _PATH.match(value)):
+        if isinstance(value, str) and not _PATH.fullmatch(value):
             msg = 'must be a numeric id or a "group/project" path'
             raise ValueError(msg)
-        return int(value) if isinstance(value, str) and value.isdigit() else value
+        return value
 
     @property
     def renew_before(self) -> timedelta:
@@ -183,7 +221,9 @@ class Target(_Strict):
         if self.renew_before >= self.token.lifetime:
             msg = "rotate_before: must be shorter than token.lifetime"
             raise ValueError(msg)
-        between = self.rotate_every or (self.token.lifetime - self.renew_before)
+        between = (  # not `or`: a rotate_every of 0s is a value (and too short), not an absence
+            self.rotate_every if self.rotate_every is not None else self.token.lifetime - self.renew_before
+        )
         if self.grace >= between:
             msg = (
                 "grace: must be shorter than the time between rotations"
@@ -199,7 +239,7 @@ class Config(_Strict):
     gitlab: GitLabSettings
     infisical: InfisicalSettings = InfisicalSettings()
     state: StateSettings = StateSettings()
-    max_concurrent_rotations: int = Field(default=4, ge=1, le=64)
+    max_concurrent_rotations: Count = Field(default=4, ge=1, le=64)
     targets: tuple[Target, ...] = Field(min_length=1)
     base_dir: Path = Path()
 
@@ -208,9 +248,7 @@ class Config(_Strict):
         _no_duplicates(self.targets, lambda t: t.name, "name")
         _no_duplicates(self.targets, lambda t: str(t.connection_id), "connection_id")
         _no_duplicates(self.targets, lambda t: (str(t.project), t.token_base_name), "token.name")
-        _no_duplicates(
-            [t for t in self.targets if t.adopt_token_id], lambda t: t.adopt_token_id, "adopt_token_id"
-        )
+        _no_duplicates(self.targets, lambda t: t.adopt_token_id, "adopt_token_id")
         return self
 
 
@@ -218,6 +256,8 @@ def _no_duplicates(targets: Sequence[Target], key: Callable[[Target], object], f
     seen: dict[object, int] = {}
     for index, target in enumerate(targets):
         value = key(target)
+        if value is None:  # unset (adopt_token_id); filtering first would renumber the targets
+            continue
         if value in seen:
             msg = f"targets[{index}].{field}: repeats targets[{seen[value]}]"
             raise ValueError(msg)
@@ -246,7 +286,10 @@ def parse_config(data: object, *, base_dir: Path = Path()) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError("(file)", "must be a mapping with gitlab:, targets: and optional sections")
     raw = dict(data)
-    defaults = raw.pop("defaults", None) or {}
+    if "base_dir" in raw:  # the model's field for the file's folder, not a key of the file
+        raise ConfigError("base_dir", "Extra inputs are not permitted")
+    defaults = raw.pop("defaults", None)
+    defaults = {} if defaults is None else defaults
     if not isinstance(defaults, Mapping):
         raise ConfigError("defaults", "must be a mapping of target fields")
     for forbidden in _DEFAULTS_FORBIDDEN:
@@ -284,4 +327,8 @@ def load_config(path: Path) -> Config:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError("--config", f"{path}: not valid YAML{where}") from None
+    except Exception as error:  # noqa: BLE001 - PyYAML raises more than YAMLError on some documents:
+        # ValueError for 2024-13-45 or 5000 digits, KeyError/IndexError/AttributeError for a bad !!bool,
+        # !!int or !!timestamp, RecursionError for deep nesting.
+        raise ConfigError("--config", f"{path}: not valid YAML ({type(error).__name__}: {error})") from None
     return parse_config(data, base_dir=path.resolve().parent)

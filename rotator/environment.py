@@ -48,6 +48,11 @@ def read_variable(environ: Mapping[str, str], name: str) -> str | None:
         return value
     if direct is not None and not direct.strip():
         raise ConfigError(name, "is set but empty")
+    if direct is not None:
+        try:
+            direct.encode("utf-8")  # Python hands non-UTF-8 bytes over as lone surrogates
+        except UnicodeEncodeError:
+            raise ConfigError(name, "is not UTF-8 text") from None
     return direct
 
 

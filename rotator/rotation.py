@@ -87,7 +87,7 @@ class TargetRun(Retirer):
             self.finish(rotation, Outcome.SUPERSEDED, "resumed at PUSHING: outcome unknown, rolling forward")
             return True
         if rotation.step is Step.PUSHED:
-            self.verify(rotation)
+            return self.verify(rotation)
         return False
 
     def finish(self, rotation: RotationRecord, outcome: Outcome, error: str | None = None) -> None:
@@ -178,8 +178,7 @@ class TargetRun(Retirer):
             return True
         rotation = replace(rotation, step=Step.PUSHED, patch_hash=patch_hash, pushed_at=self.ctx.clock())
         self.rec.write(Change(rotation=rotation, tokens=(replace(held, push_hash=patch_hash),)), "PUSHED")
-        self.verify(rotation)
-        return False
+        return self.verify(rotation)
 
     def _drift_before_push(self, observed: str) -> None:
         state = self.rec.state()
@@ -323,8 +322,12 @@ class TargetRun(Retirer):
             return None
         return patch_hash
 
-    def verify(self, rotation: RotationRecord) -> None:
-        """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED."""
+    def verify(self, rotation: RotationRecord) -> bool:
+        """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED.
+
+        Returns True when a fresh rotation must follow: under ``--take-over``, a re-read showing
+        someone else's write means our push was overwritten, not that the target drifted.
+        """
         deadline = time.monotonic() + self.ctx.settings.reread_window.total_seconds()
         while True:
             try:
@@ -335,6 +338,12 @@ class TargetRun(Retirer):
             if observed == rotation.patch_hash:
                 break
             if observed != rotation.pre_hash:
+                if self.scratch.take_over:
+                    # The operator accepts the connection as it is. Our token was held for a while,
+                    # so it stays possibly held (retired after grace and settle); a fresh push follows.
+                    reason = "re-read shows another hash; taken over, rolling forward"
+                    self.finish(replace(rotation, reread_hash=observed), Outcome.SUPERSEDED, reason)
+                    return True
                 self.finish(
                     replace(rotation, reread_hash=observed), Outcome.DRIFT, "re-read shows another hash"
                 )
@@ -346,6 +355,7 @@ class TargetRun(Retirer):
                 raise self.rec.failed("failed", message)
             self.ctx.sleep(self.ctx.settings.poll_interval)
         self._verified(rotation, observed)
+        return False
 
     def _verified(self, rotation: RotationRecord, observed: str) -> None:
         now = self.ctx.clock()

@@ -1,12 +1,24 @@
-"""Shared fixtures: both fakes on loopback, seeded, and python-gitlab / httpx clients for them."""
+"""Shared fixtures: both fakes on loopback, seeded, and python-gitlab / httpx clients for them.
+
+Also the fault campaign's tally (``tests/faults/ledger.py``): printed after the run and kept in
+``build/reliability.json`` (``FAULT_CAMPAIGN_TALLY`` names another file). The hooks live here, not
+in ``tests/faults/``, because pytest-xdist's controller loads only this conftest; each worker
+writes its own tally and the controller adds them up.
+"""
+
+import json
+import os
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import gitlab
 import httpx
 import pytest
 
 from rotator.testing import Fakes, start_fakes
+from tests.faults import ledger
+from tests.faults.campaign import identity_client
 
 
 @pytest.fixture
@@ -25,13 +37,34 @@ def gl(fakes: Fakes) -> gitlab.Gitlab:
 @pytest.fixture
 def infisical(fakes: Fakes) -> Iterator[httpx.Client]:
     """An httpx client for the fake Infisical, logged in with the seeded identity."""
-    with httpx.Client(base_url=fakes.seed.infisical_url, timeout=10) as client:
-        login = client.post(
-            "/api/v1/auth/universal-auth/login",
-            json={
-                "clientId": fakes.seed.infisical_client_id,
-                "clientSecret": fakes.seed.infisical_client_secret,
-            },
-        )
-        client.headers["Authorization"] = f"Bearer {login.json()['accessToken']}"
+    with identity_client(fakes) as client:
         yield client
+
+
+BUILD = Path(__file__).parents[2] / "build"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A fresh tally per session (the controller clears the workers' old files)."""
+    if not hasattr(session.config, "workerinput"):
+        for old in BUILD.glob("reliability-gw*.json"):
+            old.unlink()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker leaves its tally for the controller."""
+    worker = getattr(session.config, "workerinput", None)
+    if worker is not None and ledger.TALLY["cases"]:
+        ledger.write(BUILD / f"reliability-{worker['workerid']}.json")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per figure, when any fault case ran."""
+    for part in BUILD.glob("reliability-gw*.json"):
+        ledger.TALLY.update(json.loads(part.read_text()))
+    if not ledger.TALLY["cases"]:
+        return
+    terminalreporter.section("fault campaign")
+    for label, figure in ledger.summary().items():
+        terminalreporter.write_line(f"{figure:>10,}  {label}")
+    ledger.write(Path(os.environ.get("FAULT_CAMPAIGN_TALLY", BUILD / "reliability.json")))

@@ -6,6 +6,7 @@ the fakes hold (through their test-only views) and what the journal says (throug
 ``status``/``history`` functions the CLI prints).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -13,9 +14,12 @@ import signal
 import subprocess
 import sys
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from rotator import report, runtime
 from rotator.testing import Fakes, Fault
@@ -107,6 +111,37 @@ class Case:
         assert result.code == -signal.SIGKILL
         ledger.count("crashes")
         return result
+
+    def foreign_write(self, index: int = 0) -> int:
+        """A person fixes things by hand: a token of their own, pushed into the connection.
+
+        Armed faults are meant for rotator, so they are set aside for this one call. The token
+        lives a year, longer than any case's clock runs, and rotator never manages it.
+        """
+        fakes = self.fakes
+        project = fakes.gitlab.state.find_resource("project", fakes.seed.project_paths[index])
+        assert project is not None
+        token = fakes.gitlab.seed_resource_token(project, "hand-made", ["api"], days=365)
+        self.foreign.add(token.id)
+        armed = fakes.infisical.faults.pending()
+        fakes.infisical.faults.clear()
+        try:
+            with identity_client(fakes) as client:
+                answer = client.patch(
+                    f"/api/v1/app-connections/gitlab/{self.connection(index)}",
+                    json={
+                        "credentials": {
+                            "accessToken": token.value,
+                            "accessTokenType": "project",
+                            "instanceUrl": fakes.seed.gitlab_url,
+                        }
+                    },
+                )
+        finally:
+            for fault in armed:
+                fakes.infisical.faults.add(fault)
+        assert answer.status_code == 200, answer.text
+        return token.id
 
     # ---- invariants -------------------------------------------------------------------------
 
@@ -231,3 +266,18 @@ class Case:
 
 def _empty() -> dict[str, Any]:
     return {"pending_revokes": [], "possibly_held": []}
+
+
+@contextlib.contextmanager
+def identity_client(fakes: Fakes) -> Iterator[httpx.Client]:
+    """An httpx client for the fake Infisical, logged in as the seeded identity (not as rotator)."""
+    with httpx.Client(base_url=fakes.seed.infisical_url, timeout=10) as client:
+        login = client.post(
+            "/api/v1/auth/universal-auth/login",
+            json={
+                "clientId": fakes.seed.infisical_client_id,
+                "clientSecret": fakes.seed.infisical_client_secret,
+            },
+        )
+        client.headers["Authorization"] = f"Bearer {login.json()['accessToken']}"
+        yield client

@@ -63,7 +63,8 @@ def test_two_run_once_at_the_same_time_rotate_each_target_once(fakes: Fakes, tmp
 def test_a_rotate_while_a_scheduled_rotation_runs_is_refused_as_busy(fakes: Fakes, tmp_path: Path) -> None:
     """`rotate` during run-once's rotation of the same target does not start a second one."""
     case = Case(fakes, tmp_path)
-    slow_patch = fakes.infisical.faults.delay(PATCH, 2.0)
+    # Long enough that the second process surely starts while the first still holds the target.
+    slow_patch = fakes.infisical.faults.delay(PATCH, 8.0)
     scheduled = case.start("run-once")
     _wait_for(slow_patch.reached.is_set)
     forced = case.run("rotate", "app-deploy")
@@ -80,7 +81,7 @@ def test_many_processes_racing_for_one_target_make_one_rotation(fakes: Fakes, tm
     case = Case(fakes, tmp_path, grace="0s")
     assert case.run("run-once").code == 0
     before = sum(_creates(fakes).values())
-    fakes.gitlab.faults.set_latency(CREATE, 0.5)
+    fakes.gitlab.faults.delay(CREATE, 8.0)  # the winner's create: every other racer starts meanwhile
     racers = [case.start("rotate", "app-deploy") for _ in range(4)]
     results = [case.finish(p) for p in racers]
     assert sum(_creates(fakes).values()) == before + 1

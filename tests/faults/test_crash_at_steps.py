@@ -53,3 +53,19 @@ def test_a_crash_during_recovery_from_a_crash_converges(
     case.fakes.clock.advance(timedelta(minutes=11))
     assert case.run("run-once", crash_after=second).code in {0, CRASHED}
     case.converge()
+
+
+def test_take_over_after_a_crash_at_pushed_and_a_foreign_write_rolls_forward(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Crash at PUSHED, then a person overwrites the connection: `--take-over` rotates, no freeze."""
+    case = Case(fakes, tmp_path)
+    assert case.run("run-once", crash_after="PUSHED").code == CRASHED
+    hand_made = case.foreign_write()
+    case.fakes.clock.advance(timedelta(minutes=11))
+    taken = case.run("rotate", "app-deploy", "--take-over")
+    assert taken.code == 0, taken.stdout + taken.stderr
+    assert hand_made not in case.managed()
+    outcomes = [r["outcome"] for r in case.journal()["history"]]
+    assert outcomes == ["succeeded", "superseded"], outcomes
+    case.converge()

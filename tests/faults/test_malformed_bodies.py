@@ -3,13 +3,12 @@
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from rotator.testing import Fakes
 from tests.faults import ledger
 from tests.faults.calls import CONNECTION, CREATE, LOGIN, PATCH, PROJECT, SELF, TOKEN
-from tests.faults.campaign import Case
+from tests.faults.campaign import Case, identity_client
 
 
 pytestmark = pytest.mark.slow
@@ -19,18 +18,8 @@ TRUNCATED = '{"appConnection": {"id": "3c90c3cc-0d44'
 
 def _connection_view(fakes: Fakes) -> dict[str, Any]:
     """What Infisical answers for the first connection right now (read as the seeded identity)."""
-    with httpx.Client(base_url=fakes.seed.infisical_url) as client:
-        login = client.post(
-            "/api/v1/auth/universal-auth/login",
-            json={
-                "clientId": fakes.seed.infisical_client_id,
-                "clientSecret": fakes.seed.infisical_client_secret,
-            },
-        ).json()
-        answer = client.get(
-            f"/api/v1/app-connections/gitlab/{fakes.seed.connection_ids[0]}",
-            headers={"Authorization": f"Bearer {login['accessToken']}"},
-        )
+    with identity_client(fakes) as client:
+        answer = client.get(f"/api/v1/app-connections/gitlab/{fakes.seed.connection_ids[0]}")
     view: dict[str, Any] = answer.json()
     return view
 

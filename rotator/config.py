@@ -68,7 +68,7 @@ def _duration(value: object) -> object:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 #: An HTTP timeout: at most a day (the socket layer overflows on 999999999d).
-Timeout = Annotated[Duration, Field(le=timedelta(days=1))]
+Timeout = Annotated[Duration, Field(gt=timedelta(0), le=timedelta(days=1))]
 
 
 def _access_level(value: object) -> object:
@@ -95,6 +95,10 @@ def _http_url(value: str) -> str:
     except ValueError:
         raise ValueError(msg) from None
     if not parts.hostname or " " in value:
+        raise ValueError(msg)
+    if parts.username is not None or parts.query or parts.fragment or value.endswith(":"):
+        # Credentials in a URL would land in the journal's keys and in messages; never accept them.
+        msg = "must be a plain http(s) URL: no user:password@, ?query, #fragment or empty port"
         raise ValueError(msg)
     return value.rstrip("/")
 
@@ -196,7 +200,9 @@ class Target(_Strict):
     @field_validator("project")
     @classmethod
     def _project(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and value.isdecimal():  # "0" is checked as the number it is
+        if (
+            isinstance(value, str) and value.isascii() and value.isdecimal()
+        ):  # "0" is checked as the number it is
             value = int(value)
         if isinstance(value, int) and value < 1:
             msg = "a numeric project id is at least 1"
@@ -330,5 +336,6 @@ def load_config(path: Path) -> Config:
     except Exception as error:  # noqa: BLE001 - PyYAML raises more than YAMLError on some documents:
         # ValueError for 2024-13-45 or 5000 digits, KeyError/IndexError/AttributeError for a bad !!bool,
         # !!int or !!timestamp, RecursionError for deep nesting.
-        raise ConfigError("--config", f"{path}: not valid YAML ({type(error).__name__}: {error})") from None
+        # The type only: the message would quote the offending value, which may be anything.
+        raise ConfigError("--config", f"{path}: not valid YAML ({type(error).__name__})") from None
     return parse_config(data, base_dir=path.resolve().parent)

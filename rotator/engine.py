@@ -220,7 +220,8 @@ class Engine:
             # An unknown push outcome rolls forward at once, once per run; a second one fails.
             if wanted and run.rotate() and run.rotate():
                 raise run.rec.failed(
-                    "failed", f"{run.scratch.unknown_push}; outcome unknown twice, tokens possibly held"
+                    "failed",
+                    f"{run.scratch.unknown_push}; a second push failed to land, tokens possibly held",
                 )
             # Revoke only when the plan said so (never on a frozen target), or right after a
             # rotation (grace 0 retires and revokes in the same run).

@@ -146,10 +146,12 @@ class Retirer:
         if now <= since:
             return True  # GitLab updates last_used_at at most every ~10 minutes: it cannot fire yet
         info = self.ctx.gitlab.get_token(self.project_id, token.token_id)
+        if info is None:
+            # One 404 is not proof (a proxy can answer it): look again, in a fresh listing, so a
+            # live token still gets its in-use check.
+            info = next((t for t in self.list_tokens(fresh=True) if t.id == token.token_id), None)
         if info is None or not info.active:
-            # Gone already, this read says; but one read is not proof (a proxy can answer 404).
-            # The DELETE that follows is idempotent and proves it either way.
-            return True
+            return True  # gone already; the idempotent DELETE that follows proves it either way
         if info.last_used_at is not None and info.last_used_at > since and not self.scratch.revoke_anyway:
             state = self.rec.state()
             self.rec.write(Change(target=replace(state, hold_since=state.hold_since or now)))

@@ -341,8 +341,17 @@ class TargetRun(Retirer):
                 if self.scratch.take_over:
                     # The operator accepts the connection as it is. Our token was held for a while,
                     # so it stays possibly held (retired after grace and settle); a fresh push follows.
-                    reason = "re-read shows another hash; taken over, rolling forward"
-                    self.finish(replace(rotation, reread_hash=observed), Outcome.SUPERSEDED, reason)
+                    overwritten = InfisicalError(
+                        "infisical",
+                        "GET /api/v1/app-connections/gitlab/:connectionId",
+                        200,
+                        "the re-read shows another credentialsHash: our push was overwritten",
+                        not_applied=False,
+                        target=self.target.name,
+                        step="verify",
+                    )
+                    self.scratch.unknown_push = str(overwritten)
+                    self.finish(replace(rotation, reread_hash=observed), Outcome.SUPERSEDED, str(overwritten))
                     return True
                 self.finish(
                     replace(rotation, reread_hash=observed), Outcome.DRIFT, "re-read shows another hash"

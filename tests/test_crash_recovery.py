@@ -6,6 +6,7 @@ Crashes at every step live in ``tests/faults/``.
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rotator.testing import Fakes
@@ -124,3 +125,38 @@ def test_a_failed_forced_rotation_keeps_exiting_1_while_backing_off(h: Harness) 
     assert h.run("status").code == 1
     assert h.run("rotate", "app-deploy").code == 0
     assert h.run("run-once").code == 0
+
+
+def _use_old_token_after_retirement(h: Harness) -> None:
+    """Rotate, then let a consumer use the old token 20 minutes later, then let grace pass."""
+    assert h.run("run-once").code == 0
+    h.fakes.clock.advance(timedelta(minutes=20))
+    old = h.fakes.gitlab.test_only_token(h.fakes.seed.adopt_token_ids[0]).value
+    assert (
+        httpx.get(
+            f"{h.fakes.seed.gitlab_url}/api/v4/personal_access_tokens/self", headers={"PRIVATE-TOKEN": old}
+        ).status_code
+        == 200
+    )
+    h.fakes.clock.advance(timedelta(minutes=41))
+
+
+def test_an_old_token_used_after_retirement_is_held_until_revoke_anyway(h: Harness) -> None:
+    """Rule 2: GitLab saw the old token used after it was retired: no revoke, exit 1, until told."""
+    _use_old_token_after_retirement(h)
+    held = h.run("run-once")
+    assert held.code == 1
+    assert "revoke held" in held.stdout
+    assert h.fakes.seed.adopt_token_ids[0] in h.active_tokens(0)
+    assert h.run("rotate", "app-deploy", "--revoke-anyway").code == 0
+    assert h.fakes.seed.adopt_token_ids[0] not in h.active_tokens(0)
+
+
+def test_a_stray_404_on_the_usage_read_still_holds_a_used_token(h: Harness) -> None:
+    """One 404 on the pre-revoke read is checked again in a listing; the used token is held, not revoked."""
+    _use_old_token_after_retirement(h)
+    h.fakes.gitlab.faults.fail("GET /api/v4/projects/:id/access_tokens/:token_id", 404)
+    held = h.run("run-once")
+    assert held.code == 1, held.stdout
+    assert "revoke held" in held.stdout
+    assert h.fakes.seed.adopt_token_ids[0] in h.active_tokens(0)

@@ -2,7 +2,7 @@
 
 Every rule runs the real ``rotator`` process (or changes the world around it); :class:`Case`
 checks the invariants after each run, and the teardown proves the target still converges.
-``FAULT_CAMPAIGN_EXAMPLES`` sets the number of examples (the exhaustive variant runs six times as many).
+``FAULT_CAMPAIGN_EXAMPLES`` sets the number of examples (the exhaustive variant runs three times as many).
 """
 
 import os
@@ -155,7 +155,7 @@ RotatorMachine.TestCase.settings = _settings(EXAMPLES)
 RotatorMachine.TestCase.pytestmark = [pytest.mark.timeout(1800)]  # type: ignore[attr-defined]
 test_rotator_under_interleaved_faults = RotatorMachine.TestCase
 test_rotator_under_interleaved_faults.__doc__ = "Runs, crashes, faults, time and a foreign writer interleave."
-LongRotatorMachine.TestCase.settings = _settings(EXAMPLES * 6)
+LongRotatorMachine.TestCase.settings = _settings(EXAMPLES * 3)
 LongRotatorMachine.TestCase.pytestmark = [pytest.mark.exhaustive, pytest.mark.timeout(3600)]  # type: ignore[attr-defined]
 test_rotator_under_interleaved_faults_at_length = LongRotatorMachine.TestCase
-test_rotator_under_interleaved_faults_at_length.__doc__ = "The state machine with six times the examples."
+test_rotator_under_interleaved_faults_at_length.__doc__ = "The state machine with three times the examples."

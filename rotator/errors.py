@@ -15,7 +15,13 @@ which is what decides between "nothing happened, safe to undo" and "outcome unkn
 Messages never contain a token value: adapters pass upstream messages through redaction first.
 """
 
+import re
+
 from dataclasses import dataclass
+
+
+#: Control characters, shown escaped in messages: a newline in a bad value must not forge a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RotatorError(Exception):
@@ -30,8 +36,8 @@ class ConfigError(RotatorError):
     problem: str
 
     def __str__(self) -> str:
-        """``key: problem``, the line the CLI prints before exiting 2."""
-        return f"{self.key}: {self.problem}"
+        """``key: problem``, the one line the CLI prints before exiting 2 (control characters escaped)."""
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"{self.key}: {self.problem}")
 
 
 @dataclass(eq=False)

@@ -32,3 +32,9 @@ def test_upstream_error_without_response_says_so() -> None:
     """A network failure has no status and says 'no response'."""
     error = UpstreamError("infisical", "PATCH /x", None, "read timeout", not_applied=False)
     assert str(error) == "infisical PATCH /x -> no response: read timeout"
+
+
+def test_a_config_error_is_one_line_whatever_the_input_held() -> None:
+    """A newline or other control character from a bad value is shown escaped, never as a new line."""
+    error = ConfigError("targets[0].token.scopes", "unknown scope(s) \n\x1b[31m; project tokens accept api")
+    assert str(error) == "targets[0].token.scopes: unknown scope(s) \\n\\x1b[31m; project tokens accept api"

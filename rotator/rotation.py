@@ -308,19 +308,28 @@ class TargetRun(Retirer):
             # Whatever happened, the connection may have changed: later steps must read it afresh.
             self.scratch.connection = None
         if patch_hash == rotation.pre_hash:
-            unchanged = InfisicalError(
-                "infisical",
-                "PATCH /api/v1/app-connections/gitlab/:connectionId",
-                200,
-                "the PATCH returned the pre-PATCH credentialsHash",
-                not_applied=False,
-                target=self.target.name,
-                step="push",
-            )
-            self.scratch.unknown_push = str(unchanged)
-            self.finish(rotation, Outcome.SUPERSEDED, str(unchanged))
+            self._not_landed(rotation, "PATCH", "push", "the PATCH returned the pre-PATCH credentialsHash")
             return None
         return patch_hash
+
+    def _not_landed(self, rotation: RotationRecord, method: str, step: str, problem: str) -> None:
+        """Infisical answered 200, yet our push is not what it holds: supersede the rotation.
+
+        The line is kept for the run's failure should the next push not land either.
+        """
+        line = str(
+            InfisicalError(
+                "infisical",
+                f"{method} /api/v1/app-connections/gitlab/:connectionId",
+                200,
+                problem,
+                not_applied=False,
+                target=self.target.name,
+                step=step,
+            )
+        )
+        self.scratch.unknown_push = line
+        self.finish(rotation, Outcome.SUPERSEDED, line)
 
     def verify(self, rotation: RotationRecord) -> bool:
         """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED.
@@ -341,17 +350,12 @@ class TargetRun(Retirer):
                 if self.scratch.take_over:
                     # The operator accepts the connection as it is. Our token was held for a while,
                     # so it stays possibly held (retired after grace and settle); a fresh push follows.
-                    overwritten = InfisicalError(
-                        "infisical",
-                        "GET /api/v1/app-connections/gitlab/:connectionId",
-                        200,
+                    self._not_landed(
+                        replace(rotation, reread_hash=observed),
+                        "GET",
+                        "verify",
                         "the re-read shows another credentialsHash: our push was overwritten",
-                        not_applied=False,
-                        target=self.target.name,
-                        step="verify",
                     )
-                    self.scratch.unknown_push = str(overwritten)
-                    self.finish(replace(rotation, reread_hash=observed), Outcome.SUPERSEDED, str(overwritten))
                     return True
                 self.finish(
                     replace(rotation, reread_hash=observed), Outcome.DRIFT, "re-read shows another hash"

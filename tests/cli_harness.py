@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from rotator.testing import Fakes
@@ -71,26 +72,29 @@ class Harness:
         }
         (self.folder / "rotator.yaml").write_text(yaml.safe_dump(config))
 
+    def command(self, *args: str) -> list[str]:
+        """``python -m rotator --config … ARGS``."""
+        return [sys.executable, "-m", "rotator", "--config", str(self.folder / "rotator.yaml"), *args]
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """This process's environment less ``ROTATOR_*``, plus the fakes' credentials and clock offset."""
+        offset = int(self.fakes.clock.offset.total_seconds())
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
+            **self.fakes.seed.environment(),
+            "ROTATOR_TEST_CLOCK_OFFSET": f"{offset}s" if offset >= 0 else f"-{-offset}s",
+            **(extra or {}),
+        }
+
     def run(
         self, *args: str, crash_after: str | None = None, extra_env: dict[str, str] | None = None
     ) -> Result:
         """Run ``rotator --config … ARGS`` with the fakes' clock offset and credentials."""
-        offset = int(self.fakes.clock.offset.total_seconds())
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
-            **self.fakes.seed.environment(),
-            "ROTATOR_TEST_CLOCK_OFFSET": f"{offset}s" if offset >= 0 else f"-{-offset}s",
-            **(extra_env or {}),
-        }
+        env = self.environment(extra_env)
         if crash_after:
             env["ROTATOR_TEST_CRASH_AFTER"] = crash_after
         done = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(self.folder / "rotator.yaml"), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=env,
+            self.command(*args), capture_output=True, text=True, timeout=120, check=False, env=env
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
@@ -115,3 +119,11 @@ class Harness:
     def active_tokens(self, index: int = 0) -> list[int]:
         """Ids of the project's active access tokens (the fake's test-only view: no fault applies)."""
         return self.fakes.gitlab.test_only_active_token_ids(self.fakes.seed.project_ids[index])
+
+
+def patch_by_hand(client: httpx.Client, gitlab_url: str, connection_id: str, value: str) -> httpx.Response:
+    """A person's PATCH of a connection to ``value`` (``client`` logged in as the seeded identity)."""
+    return client.patch(
+        f"/api/v1/app-connections/gitlab/{connection_id}",
+        json={"credentials": {"accessToken": value, "accessTokenType": "project", "instanceUrl": gitlab_url}},
+    )

@@ -26,6 +26,17 @@ def _create(fakes: Fakes) -> requests.Response:
     )
 
 
+def _create_timing_out(fakes: Fakes) -> None:
+    """A create whose client gives up after 0.3 s (the fault holds it longer)."""
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens",
+            headers={"PRIVATE-TOKEN": fakes.seed.manager_token},
+            json={"name": "f", "scopes": ["api"]},
+            timeout=0.3,
+        )
+
+
 def _token_count(fakes: Fakes) -> int:
     return len(fakes.gitlab.state.tokens)
 
@@ -99,13 +110,7 @@ def test_hang_makes_the_client_time_out_and_applies_nothing(fakes: Fakes) -> Non
     """Hang holds the request past the client's read timeout; nothing is created."""
     fakes.gitlab.faults.hang(CREATE, seconds=5)
     before = _token_count(fakes)
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens",
-            headers={"PRIVATE-TOKEN": fakes.seed.manager_token},
-            json={"name": "f", "scopes": ["api"]},
-            timeout=0.3,
-        )
+    _create_timing_out(fakes)
     assert _token_count(fakes) == before
 
 
@@ -114,13 +119,7 @@ def test_hang_after_applies_then_holds_and_signals_reached(fakes: Fakes) -> None
     fault = fakes.gitlab.faults.hang_after(CREATE, seconds=5)
     before = _token_count(fakes)
     assert not fault.reached.is_set()
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
-            f"{fakes.seed.gitlab_url}/api/v4/projects/acme%2Fapp/access_tokens",
-            headers={"PRIVATE-TOKEN": fakes.seed.manager_token},
-            json={"name": "f", "scopes": ["api"]},
-            timeout=0.3,
-        )
+    _create_timing_out(fakes)
     assert fault.reached.is_set()
     assert _token_count(fakes) == before + 1
 

@@ -10,7 +10,7 @@ import pytest
 from rotator.journal_sqlite import SQLiteJournal
 from rotator.model import Change, Tombstone
 from rotator.testing import Fakes
-from tests.cli_harness import CONNECTIONS, Harness
+from tests.cli_harness import CONNECTIONS, Harness, patch_by_hand
 
 
 pytestmark = pytest.mark.slow
@@ -142,16 +142,7 @@ def test_drift_freezes_the_target_and_revokes_nothing(h: Harness, infisical: htt
     assert h.run("run-once").code == 0
     before = h.active_tokens(0)
     other = h.fakes.gitlab.test_only_token(h.active_tokens(0)[-1])
-    answer = infisical.patch(
-        f"/api/v1/app-connections/gitlab/{CONNECTIONS[0]}",
-        json={
-            "credentials": {
-                "accessToken": other.value,
-                "accessTokenType": "project",
-                "instanceUrl": h.fakes.gitlab.url,
-            }
-        },
-    )
+    answer = patch_by_hand(infisical, h.fakes.gitlab.url, CONNECTIONS[0], other.value)
     assert answer.status_code == 200
     h.fakes.clock.advance(timedelta(minutes=61))
     result = h.run("run-once")

@@ -9,7 +9,7 @@ the moment just before the phase's run.
 from dataclasses import dataclass
 from datetime import timedelta
 
-from rotator.testing import FakeGitLab, FakeInfisical, Fault
+from rotator.testing import FakeGitLab, FakeInfisical, Fakes, Fault
 from tests.faults.campaign import CRASHED, Case
 
 
@@ -25,6 +25,11 @@ CONNECTION = "GET /api/v1/app-connections/gitlab/:connectionId"
 PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
 
 
+def server_for(fakes: Fakes, route: str) -> FakeGitLab | FakeInfisical:
+    """The fake that serves ``route`` (``"METHOD /path"``)."""
+    return fakes.gitlab if route.split()[1].startswith("/api/v4") else fakes.infisical
+
+
 @dataclass(frozen=True)
 class Call:
     """One upstream call at one point of the cycle."""
@@ -36,7 +41,7 @@ class Call:
 
     def server(self, case: Case) -> FakeGitLab | FakeInfisical:
         """The fake that serves this call."""
-        return case.fakes.gitlab if self.route.split()[1].startswith("/api/v4") else case.fakes.infisical
+        return server_for(case.fakes, self.route)
 
     def reach(self, case: Case) -> None:
         """Bring ``case`` to just before the run that makes this call."""

@@ -8,11 +8,9 @@ the fakes hold (through their test-only views) and what the journal says (throug
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,7 @@ import httpx
 
 from rotator import report, runtime
 from rotator.testing import Fakes, Fault
-from tests.cli_harness import CONNECTIONS, UA, Harness, Result
+from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
 
 
@@ -76,22 +74,12 @@ class Case:
         """Start ``rotator ARGS`` without waiting for it."""
         ledger.count("runs")
         return subprocess.Popen(
-            [sys.executable, "-m", "rotator", "--config", str(self.folder / "rotator.yaml"), *args],
+            self.h.command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=self.environment(env),
+            env=self.h.environment(env),
         )
-
-    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment :meth:`Harness.run` gives a process, for processes started here."""
-        offset = int(self.fakes.clock.offset.total_seconds())
-        return {
-            **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
-            **self.fakes.seed.environment(),
-            "ROTATOR_TEST_CLOCK_OFFSET": f"{offset}s" if offset >= 0 else f"-{-offset}s",
-            **(extra or {}),
-        }
 
     def finish(self, process: "subprocess.Popen[str]", timeout: float = 120) -> Result:
         """Wait for a started process, scan its output, check the invariants."""
@@ -127,16 +115,7 @@ class Case:
         fakes.infisical.faults.clear()
         try:
             with identity_client(fakes) as client:
-                answer = client.patch(
-                    f"/api/v1/app-connections/gitlab/{self.connection(index)}",
-                    json={
-                        "credentials": {
-                            "accessToken": token.value,
-                            "accessTokenType": "project",
-                            "instanceUrl": fakes.seed.gitlab_url,
-                        }
-                    },
-                )
+                answer = patch_by_hand(client, fakes.seed.gitlab_url, self.connection(index), token.value)
         finally:
             for fault in armed:
                 fakes.infisical.faults.add(fault)

@@ -7,7 +7,7 @@ import pytest
 
 from rotator.testing import Fakes
 from tests.faults import ledger
-from tests.faults.calls import CONNECTION, CREATE, LOGIN, PATCH, PROJECT, SELF, TOKEN
+from tests.faults.calls import CONNECTION, CREATE, LOGIN, PATCH, PROJECT, SELF, TOKEN, server_for
 from tests.faults.campaign import Case, identity_client
 
 
@@ -60,8 +60,7 @@ def test_a_malformed_answer_is_a_clear_error_and_revokes_nothing(
         body = _without_hash(fakes)
     elif body == "unchanged":
         body = _connection_view(fakes)
-    server = fakes.gitlab if route.split()[1].startswith("/api/v4") else fakes.infisical
-    fault = server.faults.fail(route, status, body=body, times=None)
+    fault = server_for(fakes, route).faults.fail(route, status, body=body, times=None)
     result = case.run("run-once")
     assert fault.reached.is_set()
     ledger.count("bad_inputs")

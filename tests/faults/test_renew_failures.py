@@ -12,10 +12,10 @@ import pytest
 from rotator.errors import InfisicalError
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
 from rotator.secret import Secret
-from rotator.testing import Fakes, Fault
+from rotator.testing import Fakes
 from tests.faults import ledger
 from tests.faults.calls import CONNECTION, LOGIN, RENEW
-from tests.faults.test_upstream_failures import MODES
+from tests.faults.test_upstream_failures import MODES, fault_for
 
 
 @pytest.fixture
@@ -44,10 +44,7 @@ def test_a_failing_renewal_never_stops_a_read(
     connection = fakes.seed.connection_ids[0]
     api.get_connection(connection)
     fakes.clock.advance(timedelta(seconds=7200 * 0.85))
-    kind, status, shape = MODES[mode]
-    fault = fakes.infisical.faults.add(
-        Fault(RENEW, kind, status or 500, "missing" if shape else None, seconds=3.0, times=times)  # type: ignore[arg-type]
-    )
+    fault = fakes.infisical.faults.add(fault_for(RENEW, mode, times))
     try:
         assert api.get_connection(connection).id == connection
     except InfisicalError as error:  # pragma: no cover - the assertion below explains it

@@ -22,9 +22,9 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from rotator.testing import Fault, start_fakes
 from tests.faults import ledger
-from tests.faults.calls import CALLS
+from tests.faults.calls import CALLS, server_for
 from tests.faults.campaign import CRASHED, Case
-from tests.faults.test_upstream_failures import MODES
+from tests.faults.test_upstream_failures import MODES, fault_for
 
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ class RotatorMachine(RuleBasedStateMachine):
     @rule(route=st.sampled_from(ROUTES), applied=st.booleans())
     def killed_during_a_call(self, route: str, applied: bool) -> None:
         """SIGKILL the run while ROUTE is in flight (applied or not), if the run makes that call."""
-        server = self.case.fakes.gitlab if "/api/v4" in route else self.case.fakes.infisical
+        server = server_for(self.case.fakes, route)
         fault = server.faults.add(Fault(route, "hang_after" if applied else "hang", seconds=2))
         process = self.case.start("run-once")
         while process.poll() is None and not fault.reached.is_set():
@@ -104,11 +104,7 @@ class RotatorMachine(RuleBasedStateMachine):
     @rule(route=st.sampled_from(ROUTES), mode=st.sampled_from(list(MODES)), times=st.sampled_from([1, 3]))
     def fail_call(self, route: str, mode: str, times: int) -> None:
         """Arm MODE on the next TIMES requests to ROUTE (later runs may meet it)."""
-        kind, status, shape = MODES[mode]
-        server = self.case.fakes.gitlab if "/api/v4" in route else self.case.fakes.infisical
-        if "/api/v1" in route and shape == "invalid_token":
-            shape = "missing"
-        server.faults.add(Fault(route, kind, status or 500, shape, seconds=3.0, times=times))  # type: ignore[arg-type]
+        server_for(self.case.fakes, route).faults.add(fault_for(route, mode, times))
         ledger.count("faults")
 
     @rule(minutes=st.sampled_from([1, 11, 16, 31, 61, 241, 60 * 24 * 21]))

@@ -54,11 +54,12 @@ def expected_exit(call: Call, mode: str, times: int | None) -> int:
     return 1 if mode in REFUSALS else 0
 
 
-def _fault(call: Call, mode: str, times: int | None) -> Fault:
+def fault_for(route: str, mode: str, times: int | None) -> Fault:
+    """The fault that makes ROUTE fail in MODE for the next TIMES requests (``None``: all)."""
     kind, status, shape = MODES[mode]
-    if call.route.split()[1].startswith("/api/v1") and shape == "invalid_token":
+    if route.split()[1].startswith("/api/v1") and shape == "invalid_token":
         shape = "missing"  # Infisical's second 401 shape: no token at all
-    return Fault(call.route, kind, status or 500, shape, seconds=3.0, times=times)  # type: ignore[arg-type]
+    return Fault(route, kind, status or 500, shape, seconds=3.0, times=times)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_a_failing_call_is_reported_and_converges(
     """CALL fails with MODE: no lockout, no leak, exit 1 naming target/step/status, then convergence."""
     case = Case(fakes, tmp_path, timeout="1s")
     call.reach(case)
-    fault = call.arm(case, _fault(call, mode, times))
+    fault = call.arm(case, fault_for(call.route, mode, times))
     result = case.run("run-once")
     assert fault.reached.is_set(), f"{call.label} was never made: {result.stdout}"
     ledger.count("faults")

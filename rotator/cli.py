@@ -110,6 +110,12 @@ def _add_target_commands(commands: "argparse._SubParsersAction[argparse.Argument
     commands.add_parser(
         "check", help="preflight without side effects: config, credentials, roles, connections"
     )
+    commands.add_parser(
+        "daemon",
+        help="run until stopped: rotate on schedule, serve /healthz /readyz /metrics and the HTTP trigger",
+        description=_DAEMON,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 _RUN_ONCE = """\
@@ -123,6 +129,25 @@ examples:
   rotator --config rotator.yaml run-once
   rotator --config rotator.yaml run-once --target app-deploy --force
   rotator --config rotator.yaml run-once --dry-run
+"""
+_DAEMON = """\
+Run until SIGTERM or SIGINT. Every target is checked every daemon.check_interval (default 5m, plus
+up to daemon.jitter), woken at its next due time or end of grace, and at each fire of its cron
+schedule; at most max_concurrent_rotations run at once. An HTTP server on daemon.listen (default
+0.0.0.0:8080) serves:
+
+  GET  /healthz /readyz /metrics /openapi.json     open
+  GET  /v1/targets  /v1/targets/NAME               Authorization: Bearer $ROTATOR_API_TOKEN
+  POST /v1/targets/NAME/rotate                     202 + id; 409 in flight or drift; 404; 401
+  GET  /v1/rotations/ID                            progress and outcome of a triggered rotation
+
+Without ROTATOR_API_TOKEN the /v1 routes answer 503; scheduled rotations still run. On SIGTERM the
+daemon takes no new work, lets rotations in flight finish (at most daemon.shutdown_timeout), and
+exits 0 (1 if one was still running: the journal lets the next start resume it).
+
+example:
+  ROTATOR_API_TOKEN=$(openssl rand -hex 32) rotator --config rotator.yaml daemon
+  curl -X POST -H "Authorization: Bearer $ROTATOR_API_TOKEN" localhost:8080/v1/targets/app-deploy/rotate
 """
 _ROTATE = (
     "Rotate one target now, finishing any unfinished rotation first."
@@ -192,6 +217,7 @@ def _target_command(args: argparse.Namespace) -> int:
         "status": commands.status,
         "history": commands.history,
         "check": commands.check,
+        "daemon": commands.daemon,
     }
     try:
         config = runtime.load(args.config, os.environ)

@@ -8,9 +8,14 @@ target failed, is frozen, holds a revoke or backs off, 2 bad config or usage (ra
 import argparse
 import json
 import os
+import signal
+import sys
+import threading
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+import structlog
 
 from rotator import report, runtime
 from rotator.config import Config, Target
@@ -23,6 +28,7 @@ from rotator.worker import check_connection
 EXIT_OK, EXIT_FAILED = 0, 1
 _MAINTAINER = 40
 _IN_USE_MARGIN = timedelta(minutes=15)
+log = structlog.get_logger("rotator")
 
 
 def _print_reports(reports: list[TargetReport]) -> int:
@@ -156,3 +162,54 @@ def _adoptable(rt: runtime.Runtime, project_id: int, token_id: int) -> str | Non
     if info is None:
         return f"token {token_id} is not in this project"
     return None if info.active else f"token {token_id} is not active"
+
+
+def daemon(_args: argparse.Namespace, config: Config) -> int:
+    """``daemon``: schedule every target, serve health, metrics and the trigger, until SIGTERM."""
+    # Imported here: the CronJob's run-once should not pay for FastAPI, uvicorn and APScheduler.
+    from rotator import web  # noqa: PLC0415
+    from rotator.config import split_listen  # noqa: PLC0415
+    from rotator.daemon import Daemon, on_signal  # noqa: PLC0415
+    from rotator.environment import api_token  # noqa: PLC0415
+    from rotator.metrics import Metrics  # noqa: PLC0415
+
+    configure()
+    token = api_token(os.environ)
+    metrics = Metrics()
+    rt = runtime.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)
+    service = Daemon(rt, metrics, trigger_enabled=token is not None)
+    host, port = split_listen(config.daemon.listen)
+    try:
+        server = web.Server(web.create_app(service, metrics.registry, token), host, int(port))
+    except OSError as error:
+        rt.close()
+        print(
+            f"rotator: error: daemon.listen: cannot listen on {config.daemon.listen}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal(stop))
+    server.start()
+    service.start()
+    log.info("daemon.started", url=server.url, targets=len(config.targets), trigger=token is not None)
+    if token is None:
+        log.warning(
+            "daemon.trigger_off",
+            hint="set ROTATOR_API_TOKEN to enable /v1/*; rotations still run on schedule",
+        )
+    stop.wait()
+    timeout = config.daemon.shutdown_timeout
+    log.info("daemon.stopping", in_flight=service.in_flight, timeout_s=timeout.total_seconds())
+    drained = service.stop(timeout)
+    server.stop()
+    if not drained:
+        # A rotation is still running: its journal records let the next start resume it. Exit now
+        # rather than wait on it (the pool's threads would hold the interpreter open).
+        log.error("daemon.shutdown_timeout", in_flight=service.in_flight)
+        sys.stderr.flush()
+        os._exit(EXIT_FAILED)
+    rt.close()
+    log.info("daemon.stopped")
+    return EXIT_OK

@@ -179,6 +179,8 @@ class Target(_Strict):
     grace: Duration = timedelta(hours=1)
     adopt_token_id: Count | None = Field(default=None, ge=1)
     hold_revoke_if_used: bool = True
+    #: A 5-field cron expression in UTC; checked in full by :func:`rotator.runtime.load`.
+    schedule: str | None = Field(default=None, min_length=9, max_length=200)
 
     @field_validator("name")
     @classmethod
@@ -239,12 +241,55 @@ class Target(_Strict):
         return self
 
 
+class DaemonSettings(_Strict):
+    """``daemon:``: the long-running mode's address and rhythm."""
+
+    listen: str = "0.0.0.0:8080"  # a container's port is reached through its Service
+    check_interval: Annotated[Duration, Field(ge=timedelta(seconds=1), le=timedelta(days=1))] = timedelta(
+        minutes=5
+    )
+    jitter: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(seconds=30)
+    shutdown_timeout: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(minutes=5)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, port = split_listen(value)
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # noqa: PLR2004 - TCP ports
+            msg = "must be HOST:PORT, such as 0.0.0.0:8080 or [::]:8080 (port 0: any free port)"
+            raise ValueError(msg)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, str]:
+    """``daemon.listen`` as (host, port); an IPv6 host is written in brackets."""
+    host, _, port = value.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def _webhook_url(value: str) -> str:
+    # Looser than HttpUrl: some receivers carry their credential in the query (?token=...).
+    parts = urlsplit(value) if value.isascii() and value.isprintable() else None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname or " " in value:
+        msg = "must be an http(s) URL, such as https://hooks.slack.com/services/..."
+        raise ValueError(msg)
+    return value
+
+
+class NotifySettings(_Strict):
+    """``notify:``: where failure notifications go (``ROTATOR_WEBHOOK_URL`` overrides)."""
+
+    webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+
+
 class Config(_Strict):
     """The whole file."""
 
     gitlab: GitLabSettings
     infisical: InfisicalSettings = InfisicalSettings()
     state: StateSettings = StateSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    notify: NotifySettings = NotifySettings()
     max_concurrent_rotations: Count = Field(default=4, ge=1, le=64)
     targets: tuple[Target, ...] = Field(min_length=1)
     base_dir: Path = Path()

@@ -7,10 +7,11 @@ tombstones, in that order. One target's failure never stops another's; the repor
 failed, so the CLI can exit 1.
 """
 
+import functools
 import threading
 import uuid
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from rotator.errors import ConfigError, LeaseLostError, UpstreamError
 from rotator.model import Lease, Role, Step, TargetKey, TargetState
 from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
 from rotator.rotation import TargetRun
-from rotator.worker import Context, Recorder, TargetFailedError, upstream_message
+from rotator.worker import Context, Recorder, TargetFailedError, alert, expiring_on, upstream_message
 
 
 log = structlog.get_logger("rotator")
@@ -54,9 +55,11 @@ class TargetReport:
     actions: tuple[str, ...] = ()
 
 
-def policy(target: Target) -> Policy:
-    """A target's timing rules for the planner."""
-    return Policy(target.token.lifetime, target.renew_before, target.rotate_every)
+def policy(target: Target, cron: Callable[[str, datetime], datetime | None]) -> Policy:
+    """A target's timing rules for the planner; ``cron`` evaluates its ``schedule``."""
+    schedule = target.schedule
+    next_fire = None if schedule is None else functools.partial(cron, schedule)
+    return Policy(target.token.lifetime, target.renew_before, target.rotate_every, next_fire)
 
 
 class Engine:
@@ -81,6 +84,10 @@ class Engine:
             targets += self.removed_targets()
         with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
             return list(pool.map(lambda t: self._guarded(t, options), targets))
+
+    def run_target(self, target: Target, options: RunOptions) -> TargetReport:
+        """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises."""
+        return self._guarded(target, options)
 
     def removed_targets(self) -> list[Target]:
         """Targets gone from the config whose pending revokes must still be carried out (rule 8).
@@ -139,7 +146,7 @@ class Engine:
         history = History(
             state.verified_start if state else None, current[-1].expires_at if current else None
         )
-        due: Due = is_due(policy(target), history, self.ctx.clock())
+        due: Due = is_due(policy(target, self.ctx.cron), history, self.ctx.clock())
         return (
             Situation(
                 due=due,
@@ -160,16 +167,17 @@ class Engine:
             return self._one(target, options)
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
-            log.error("target.alert", target=target.name, reason="failed", error=message)
-            return TargetReport(target.name, "failed", failed=True, detail=message)
         except LeaseLostError as error:
-            log.error("target.alert", target=target.name, reason="failed", error=str(error))
-            return TargetReport(target.name, "failed", failed=True, detail=str(error))
+            message = str(error)
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
-            log.error("target.alert", target=target.name, reason="failed", error=message)
-            return TargetReport(target.name, "failed", failed=True, detail=message)
+        try:
+            key = self.key(target, resolve=False)
+        except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
+            key = None
+        alert(self.ctx, target, key, "failed", message)
+        return TargetReport(target.name, "failed", failed=True, detail=message)
 
     def _one(self, target: Target, options: RunOptions) -> TargetReport:
         key = self.key(target, resolve=False)
@@ -184,6 +192,9 @@ class Engine:
                 target.name, "planned", failing is not None, describe(work, situation, failing)
             )
         if work.idle:
+            if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:
+                # Nothing will be tried before the backoff ends, and the token is running out.
+                alert(self.ctx, target, key, "expiring", f"{target.name}: not rotated: {failing}")
             return TargetReport(
                 target.name, "idle", failing is not None, failing or describe(work, situation, None)
             )

@@ -18,6 +18,8 @@ GITLAB_TOKEN = "ROTATOR_GITLAB_TOKEN"  # noqa: S105 - a variable's name
 INFISICAL_TOKEN = "ROTATOR_INFISICAL_TOKEN"  # noqa: S105 - a variable's name
 INFISICAL_CLIENT_ID = "ROTATOR_INFISICAL_CLIENT_ID"
 INFISICAL_CLIENT_SECRET = "ROTATOR_INFISICAL_CLIENT_SECRET"  # noqa: S105 - a variable's name
+WEBHOOK_URL = "ROTATOR_WEBHOOK_URL"
+API_TOKEN = "ROTATOR_API_TOKEN"  # noqa: S105 - a variable's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +88,18 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
         infisical_client_id=client_id,
         infisical_client_secret=Secret(client_secret) if client_secret is not None else None,
     )
+
+
+def webhook_url(environ: Mapping[str, str], configured: str | None) -> Secret | None:
+    """Where alerts are posted: ``ROTATOR_WEBHOOK_URL`` (or ``_FILE``) over ``notify.webhook_url``."""
+    value = read_variable(environ, WEBHOOK_URL)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ConfigError(WEBHOOK_URL, "must be an http(s) URL")
+    value = value if value is not None else configured
+    return Secret(value) if value is not None else None
+
+
+def api_token(environ: Mapping[str, str]) -> Secret | None:
+    """The bearer token of the daemon's trigger, ``ROTATOR_API_TOKEN`` (or ``_FILE``); ``None`` if unset."""
+    value = read_variable(environ, API_TOKEN)
+    return Secret(value) if value is not None else None

@@ -91,8 +91,13 @@ class GitLabAPI:
         session: requests.Session | None = None,
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
+        on_response: Callable[[str, str, str], None] | None = None,
     ) -> None:
-        """Talk to ``url`` with the manager ``token``; ``sleep`` waits out limits and backoff."""
+        """Talk to ``url`` with the manager ``token``; ``sleep`` waits out limits and backoff.
+
+        ``on_response(upstream, route, status)`` is told of every HTTP answer (status ``"error"``
+        when none came), for the daemon's request counter.
+        """
         self._url, self._token = url, token
         self._session = session or requests.Session()
         self._limiter = retrying.Limiter(requests_per_minute, sleep=sleep)
@@ -101,6 +106,9 @@ class GitLabAPI:
         # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:
         # remember the last response's headers (never its body) per thread.
         self._seen = threading.local()
+        self._on_response = on_response
+        #: Whether GitLab refused the manager token at its last use (the daemon's /readyz).
+        self.credential_refused = False
         self._session.hooks["response"].append(self._remember)
         self._gl = self._client(token)
 
@@ -218,6 +226,15 @@ class GitLabAPI:
 
     def _remember(self, response: requests.Response, *_args: object, **_kwargs: object) -> None:
         self._seen.headers = dict(response.headers)
+        request = response.request
+        if self._on_response is not None:
+            self._on_response(
+                "gitlab", _route_of(request.method or "", request.path_url), str(response.status_code)
+            )
+        if request.headers.get("PRIVATE-TOKEN") == self._token.reveal() and (
+            response.ok or response.status_code == HTTPStatus.UNAUTHORIZED
+        ):
+            self.credential_refused = not response.ok
 
     def _call(
         self, route: str, send: Callable[[], T], *, idempotent: bool, secrets: tuple[Secret, ...] = ()
@@ -225,6 +242,8 @@ class GitLabAPI:
         """Run ``send`` under the retry rules of the module docstring; failures leave as GitLabError."""
 
         def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, _NETWORK_ERRORS) and self._on_response is not None:
+                self._on_response("gitlab", route, "error")  # no answer: the response hook never ran
             status = exc.response_code if isinstance(exc, gitlab.exceptions.GitlabError) else None
             if status == HTTPStatus.TOO_MANY_REQUESTS:
                 return True
@@ -257,6 +276,17 @@ class GitLabAPI:
 
 
 # ---- mapping and parsing ------------------------------------------------------------------------
+
+
+def _route_of(method: str, path: str) -> str:
+    """A request's route with its ids replaced, e.g. ``GET /projects/:id/access_tokens/:token_id``.
+
+    Metric labels must stay few (one series per route, not per project) and carry no value.
+    """
+    path = path.split("?", 1)[0].split("/api/v4", 1)[-1]
+    path = re.sub(r"^/projects/[^/]+", "/projects/:id", path)
+    path = re.sub(r"/access_tokens/\d+", "/access_tokens/:token_id", path)
+    return f"{method} {path}"
 
 
 def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> GitLabError:

@@ -126,8 +126,13 @@ class InfisicalAPI:
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = _utcnow,
+        on_response: Callable[[str, str, str], None] | None = None,
     ) -> None:
-        """Talk to the Infisical at ``url``; no request is sent until a method needs one."""
+        """Talk to the Infisical at ``url``; no request is sent until a method needs one.
+
+        ``on_response(upstream, route, status)`` is told of every attempt's answer (status
+        ``"error"`` when none came), for the daemon's request counter.
+        """
         self._url = url.rstrip("/")
         self._auth = auth
         self._timeout = timeout
@@ -141,6 +146,9 @@ class InfisicalAPI:
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
         self._grant: _Grant | None = None
         self._login_refused: str | None = None
+        self._on_response = on_response
+        #: Whether Infisical refused our own credential at its last use (the daemon's /readyz).
+        self.credential_refused = False
 
     def close(self) -> None:
         """Close the HTTP client (also one passed in: the adapter owns it from construction)."""
@@ -203,10 +211,16 @@ class InfisicalAPI:
             used = self._authorize(headers, unknown=unknown) if call.auth else None
             call.limiter.acquire()
             response, failure, lost = self._send(call, headers)
-            if response is not None and response.is_success:
-                return _json(response)
             status = response.status_code if response is not None else None
+            if self._on_response is not None:
+                self._on_response("infisical", call.route, str(status or "error"))
+            if response is not None and response.is_success:
+                if call.auth or call.path == _LOGIN:
+                    self.credential_refused = False
+                return _json(response)
             payload = _json(response) if response is not None else None
+            if status == HTTPStatus.UNAUTHORIZED and (call.path == _LOGIN or _auth_refused(status, payload)):
+                self.credential_refused = True
             message = _render(payload, response) if response is not None else failure
             if used is not None and not reauthed and self._auth.client_id and _auth_refused(status, payload):
                 # Refused at the door (expired, revoked), so nothing was applied: log in, once more.

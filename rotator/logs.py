@@ -65,6 +65,14 @@ def scrub(_logger: object, _method: str, event: MutableMapping[str, Any]) -> Mut
     return {key: _scrub(value) for key, value in event.items()}
 
 
+class _Bridge(logging.Handler):
+    """Standard-library log records as structlog events (message text only, never exc_info)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        getattr(structlog.get_logger(record.name), level)("library.log", message=record.getMessage())
+
+
 def configure(*, stream: TextIO | None = None, json: bool | None = None, level: int = logging.INFO) -> None:
     """Send structlog events to ``stream`` (stderr): JSON unless it is a terminal."""
     stream = stream or sys.stderr
@@ -74,6 +82,14 @@ def configure(*, stream: TextIO | None = None, json: bool | None = None, level: 
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
+    # httpx logs each request's full URL at INFO; a webhook URL is a credential. Warnings only.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # APScheduler and uvicorn log through the standard library: their warnings join our stream
+    # as structlog events (scrubbed like ours), not as stray plain-text lines.
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _Bridge)]
+    root.addHandler(_Bridge(logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -14,15 +14,20 @@ reason                 condition
 ``never-rotated``      no verified rotation on record
 ``expiring``           now ≥ expiry_instant(current token's ``expires_at``) - ``rotate_before``
 ``rotate-every``       now ≥ start of the last verified rotation + ``rotate_every`` - 1 h tolerance
+``schedule``           a fire time of the target's cron ``schedule`` (UTC) has passed since that start
 =====================  ===========================================================================
 
 The one-hour tolerance makes a daily CronJob with ``rotate_every: 7d`` rotate on the 7th day rather
 than the 8th, whatever minute it started at last time. A target that is not due reports when it
 will be (``next_due``), the earliest of the rules that can fire.
+
+The planner stays pure by taking the cron schedule as a function (``Policy.next_fire``: the first
+fire time strictly after an instant); :mod:`rotator.cron` builds it from APScheduler's trigger.
 """
 
 import re
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -40,6 +45,8 @@ class Policy:
     lifetime: timedelta
     rotate_before: timedelta
     rotate_every: timedelta | None = None
+    #: The first fire time of the target's ``schedule`` strictly after an instant (None: no schedule).
+    next_fire: Callable[[datetime], datetime | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,10 @@ def is_due(policy: Policy, history: History, now: datetime) -> Due:
     if policy.rotate_every is not None:
         every = history.last_verified_start + policy.rotate_every - ROTATE_EVERY_TOLERANCE
         candidates.append((every, "rotate-every"))
+    if policy.next_fire is not None:
+        fire = policy.next_fire(history.last_verified_start)
+        if fire is not None:
+            candidates.append((fire, "schedule"))
     if not candidates:
         return Due(due=False, reason="no-rule", next_due=None)
     when, reason = min(candidates)

@@ -5,7 +5,8 @@ store or an adapter pointed at a loopback fake, and a PostgreSQL store can drop 
 """
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from rotator.model import (
@@ -115,3 +116,60 @@ class Journal(Protocol):
 def holders(records: Sequence[TokenRecord], *roles: str) -> list[TokenRecord]:
     """The records whose role is one of ``roles``."""
     return [r for r in records if r.role in roles]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something an operator must hear about: a failed rotation, drift, a token running out.
+
+    ``reason`` is one of :data:`rotator.worker.ALERT_REASONS`; ``message`` is one line already free
+    of token values (it names target, step, upstream, route and status where there is one).
+    """
+
+    target: str
+    reason: str
+    message: str
+    at: datetime
+    step: str = "prepare"
+    expires_at: date | None = None  # the current token's expiry, when it is inside rotate_before
+
+
+class Observer(Protocol):
+    """What the engine reports as it goes: metrics and notifications listen here.
+
+    Implementations must be quick and must never raise: the engine calls them from its worker
+    threads, in the middle of a rotation.
+    """
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """A rotation closed with ``outcome`` (an :class:`rotator.model.Outcome` value)."""
+
+    def alert(self, alert: Alert) -> None:
+        """An alert was raised."""
+
+
+class NoObserver:
+    """The observer of a run nobody watches."""
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Ignore it."""
+
+    def alert(self, alert: Alert) -> None:
+        """Ignore it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observers:
+    """Several observers as one (metrics and the webhook, in the daemon)."""
+
+    members: tuple[Observer, ...]
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.rotation_finished(target, outcome, seconds)
+
+    def alert(self, alert: Alert) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.alert(alert)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from rotator import cron
 from rotator.config import Config
 from rotator.engine import Engine, describe, failing_reason
 from rotator.model import Role, RotationRecord, TokenRecord, short_hash
@@ -24,7 +25,9 @@ def _iso(when: datetime | None) -> str | None:
 def _offline_engine(config: Config, journal: Journal, clock: Callable[[], datetime]) -> Engine:
     # status never calls upstream: the ports are absent, and Engine.key(resolve=False) never uses them.
     ports = cast("Any", None)
-    ctx = Context(ports, ports, journal, clock, lambda _s: None, config.gitlab.url, "status")
+    ctx = Context(
+        ports, ports, journal, clock, lambda _s: None, config.gitlab.url, "status", cron=cron.next_fire
+    )
     return Engine(config, ctx)
 
 

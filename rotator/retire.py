@@ -121,6 +121,7 @@ class Retirer:
 
     def revoke_pending(self) -> None:
         """Revoke every pending token whose grace has passed, under rules 1 and 2."""
+        self.rec.step = "revoke"
         now = self.ctx.clock()
         pending = [t for t in self.tokens(Role.PENDING_REVOKE) if t.revoke_after and t.revoke_after <= now]
         if not pending:

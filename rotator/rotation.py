@@ -99,6 +99,8 @@ class TargetRun(Retirer):
 
     def _finished_line(self, r: RotationRecord) -> None:
         ended = r.finished_at or self.ctx.clock()
+        seconds = (ended - r.planned_at).total_seconds()
+        self.ctx.observer.rotation_finished(self.target.name, r.outcome.value, seconds)
         log.info(
             "rotation.finished",
             target=self.target.name,
@@ -112,7 +114,7 @@ class TargetRun(Retirer):
             pre_hash=short_hash(r.pre_hash),
             patch_hash=short_hash(r.patch_hash),
             reread_hash=short_hash(r.reread_hash),
-            duration_s=round((ended - r.planned_at).total_seconds(), 3),
+            duration_s=round(seconds, 3),
             error=r.error,
         )
 

@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,15 +19,17 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from rotator import cron
 from rotator.config import Config, load_config
 from rotator.durations import parse_duration
 from rotator.engine import Engine
-from rotator.environment import load_secrets
+from rotator.environment import load_secrets, webhook_url
 from rotator.errors import ConfigError
 from rotator.gitlab_api import GitLabAPI
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
 from rotator.journal_sqlite import SQLiteJournal, sqlite_path
-from rotator.ports import Journal
+from rotator.notify import Webhook
+from rotator.ports import Journal, Observer, Observers
 from rotator.worker import Context, Settings
 
 
@@ -35,6 +37,8 @@ CONFIG_VARIABLE = "ROTATOR_CONFIG"
 CLOCK_OFFSET = "ROTATOR_TEST_CLOCK_OFFSET"
 CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+#: How long a command waits, at exit, for alerts still being delivered (architecture §5).
+WEBHOOK_FLUSH_SECONDS = 30.0
 log = structlog.get_logger("rotator")
 
 
@@ -98,27 +102,47 @@ class Runtime:
     gitlab: GitLabAPI
     infisical: InfisicalAPI
     journal: Journal
+    webhook: Webhook | None = None
 
     def close(self) -> None:
-        """Close clients and the journal."""
+        """Close clients and the journal; wait up to 30 s for alerts still being delivered."""
+        if self.webhook is not None:
+            self.webhook.close(timeout=WEBHOOK_FLUSH_SECONDS)
         self.gitlab.close()
         self.infisical.close()
         self.journal.close()
 
 
 def load(option: str | None, environ: Mapping[str, str]) -> Config:
-    """The validated config (exit 2 on any error)."""
-    return load_config(config_path(option, environ))
+    """The validated config (exit 2 on any error), cron schedules included."""
+    config = load_config(config_path(option, environ))
+    for index, target in enumerate(config.targets):
+        if target.schedule is not None:
+            try:
+                cron.trigger(target.schedule)
+            except ValueError as error:
+                raise ConfigError(f"targets[{index}].schedule", str(error)) from None
+    return config
 
 
-def build(
-    config: Config, environ: Mapping[str, str], settings: Settings | None = None, *, journal: bool = True
+def build(  # noqa: PLR0913 - each keyword is one command's need
+    config: Config,
+    environ: Mapping[str, str],
+    settings: Settings | None = None,
+    *,
+    journal: bool = True,
+    observers: Sequence[Observer] = (),
+    on_response: Callable[[str, str, str], None] | None = None,
 ) -> Runtime:
     """Everything an upstream-calling command needs; secrets are read here and nowhere else.
 
     ``journal=False`` (``check``) leaves the state file alone: a preflight creates nothing.
+    ``observers`` hear of finished rotations and alerts; the webhook, if configured, is added
+    here. ``on_response(upstream, route, status)`` sees every upstream answer (the metrics).
     """
     secrets = load_secrets(environ)
+    hook = webhook_url(environ, config.notify.webhook_url)
+    webhook = Webhook(hook, user_agent=user_agent()) if hook is not None else None
     now = clock(config, environ)
     agent = user_agent()
     gitlab = GitLabAPI(
@@ -127,6 +151,7 @@ def build(
         timeout=config.gitlab.timeout.total_seconds(),
         user_agent=agent,
         requests_per_minute=config.gitlab.requests_per_minute,
+        on_response=on_response,
     )
     auth = (
         InfisicalAuth.token(secrets.infisical_token)
@@ -141,6 +166,7 @@ def build(
         reads_per_minute=config.infisical.reads_per_minute,
         writes_per_minute=config.infisical.writes_per_minute,
         clock=now,
+        on_response=on_response,
     )
     # In memory for check: a preflight must not create the state file.
     store = open_journal(config) if journal else SQLiteJournal(Path(":memory:"))
@@ -154,5 +180,7 @@ def build(
         actor=f"{socket.gethostname()}:{os.getpid()}",
         settings=settings or Settings(),
         crash_after=_test_hook(config, environ, CRASH_AFTER),
+        cron=cron.next_fire,
+        observer=Observers((*observers, *([webhook] if webhook else []))),
     )
-    return Runtime(config, Engine(config, ctx), gitlab, infisical, store)
+    return Runtime(config, Engine(config, ctx), gitlab, infisical, store, webhook)

@@ -10,20 +10,20 @@ import threading
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 
 from rotator.config import Target
 from rotator.errors import LeaseLostError, RotatorError, UpstreamError
-from rotator.model import Change, Connection, Lease, TargetKey, TargetState, TokenInfo
-from rotator.plan import backoff_until
-from rotator.ports import GitLabPort, InfisicalPort, Journal
+from rotator.model import Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
+from rotator.plan import backoff_until, expiry_instant
+from rotator.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 
 
 log = structlog.get_logger("rotator")
 #: The fixed list of alert reasons (also metric label values).
-ALERT_REASONS = ("drift", "in_use", "failed", "journal_lost", "connection", "lockout")
+ALERT_REASONS = ("drift", "in_use", "failed", "journal_lost", "connection", "lockout", "expiring")
 GITLAB_COM = "https://gitlab.com"
 
 
@@ -43,6 +43,15 @@ class Settings:
     poll_interval: float = 2.0
 
 
+NO_OBSERVER: Observer = NoObserver()
+
+
+def _no_cron(expression: str, _after: datetime) -> datetime | None:
+    # Loud rather than silently never due: whoever builds a Context for scheduled targets passes one.
+    msg = f"no cron evaluator was given for schedule {expression!r}"
+    raise RuntimeError(msg)
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Everything a target's run talks to."""
@@ -56,6 +65,9 @@ class Context:
     actor: str
     settings: Settings = Settings()
     crash_after: str | None = None  # test hook: exit right after recording this step
+    #: A cron expression's first fire time after an instant (:func:`rotator.cron.next_fire`).
+    cron: Callable[[str, datetime], datetime | None] = _no_cron
+    observer: Observer = NO_OBSERVER
 
 
 class TargetFailedError(RotatorError):
@@ -88,6 +100,8 @@ class Recorder:
         """Write under ``lease``; ``lost`` is set by the renewer when the lease cannot be kept."""
         self.ctx, self.lease, self.target = ctx, lease, target
         self.lost = lost or threading.Event()
+        #: Where this target's run is, for alerts and the failures metric: a step or "revoke".
+        self.step = "prepare"
 
     @property
     def key(self) -> TargetKey:
@@ -97,6 +111,8 @@ class Recorder:
     def write(self, change: Change, point: str | None = None) -> None:
         """Record ``change``; then, if this is the test's crash point, stop dead."""
         self.ctx.journal.write(self.lease, change)
+        if change.rotation is not None:
+            self.step = change.rotation.step.value
         if point is not None:
             self.checkpoint(point)
 
@@ -133,8 +149,32 @@ class Recorder:
                 )
             )
         )
-        log.error("target.alert", target=self.target.name, reason=reason, error=message)
+        alert(self.ctx, self.target, self.key, reason, message, step=self.step)
         return TargetFailedError(reason, message)
+
+
+def alert(  # noqa: PLR0913 - one alert, each part named at the call site
+    ctx: Context, target: Target, key: TargetKey | None, reason: str, message: str, *, step: str = "prepare"
+) -> None:
+    """Raise an alert: one ``target.alert`` error event, and every observer (metrics, webhook) told.
+
+    The alert carries the current token's expiry when it is already inside ``rotate_before``:
+    a failure then is urgent, since the token will die unless a later rotation succeeds.
+    """
+    log.error("target.alert", target=target.name, reason=reason, step=step, error=message)
+    now = ctx.clock()
+    ctx.observer.alert(Alert(target.name, reason, message, now, step, expiring_on(ctx, target, key, now)))
+
+
+def expiring_on(ctx: Context, target: Target, key: TargetKey | None, now: datetime) -> date | None:
+    """The current token's ``expires_at`` if ``now`` is inside its ``rotate_before``, else ``None``."""
+    if key is None:
+        return None
+    current = [t for t in ctx.journal.tokens(key) if t.role is Role.CURRENT and t.expires_at is not None]
+    if not current or current[-1].expires_at is None:
+        return None
+    expires = current[-1].expires_at
+    return expires if now >= expiry_instant(expires) - target.renew_before else None
 
 
 def upstream_message(error: UpstreamError, step: str) -> str:

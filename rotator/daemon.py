@@ -1,0 +1,392 @@
+"""The long-running mode: APScheduler wakes each target; the HTTP trigger asks for a rotation now.
+
+Every wake-up goes through :meth:`rotator.engine.Engine.run_target`, the same door ``run-once``
+uses, so the daemon adds timing and nothing else. Per target there are up to three jobs:
+
+* ``check:NAME``: every ``daemon.check_interval`` (with ``jitter``), a run that is idle (journal
+  only, no upstream call) unless something is due. It catches everything the others might miss.
+* ``wake:NAME``: one shot at the target's next event (due time, end of a grace, end of a backoff),
+  re-planned after every run, so a revoke fires when its grace ends, not at the next check.
+* ``cron:NAME``: the target's ``schedule``, if it has one (the planner then finds it due).
+
+Jobs share one pool of ``max_concurrent_rotations`` threads, with ``coalesce`` and
+``max_instances=1``. A per-target lock, shared with the HTTP trigger, keeps two runs of one target
+from overlapping in this process; the journal's lease does the same across processes and replicas.
+
+Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
+shutdown timeout, and says whether they did.
+"""
+
+import threading
+import uuid
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from rotator import cron, report
+from rotator.config import Target
+from rotator.engine import RunOptions, TargetReport, failing_reason
+from rotator.errors import RotatorError
+from rotator.metrics import Metrics, TargetGauges
+from rotator.model import Role, TargetState
+from rotator.plan import expiry_instant
+from rotator.runtime import Runtime
+
+
+log = structlog.get_logger("rotator")
+#: How many trigger requests ``GET /v1/rotations/{id}`` remembers (oldest forgotten first).
+KEPT_RUNS = 1000
+#: How often the daemon re-reads its own credentials' expiry.
+CREDENTIAL_REFRESH = timedelta(hours=1)
+_WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
+
+
+@dataclass
+class TriggeredRun:
+    """One ``POST /v1/targets/{name}/rotate``, as ``GET /v1/rotations/{id}`` reports it."""
+
+    id: str
+    target: str
+    requested_at: datetime
+    status: str = "queued"  # queued | running | finished | cancelled
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str | None = None  # done | failed | busy | idle, as the engine reports
+    failed: bool | None = None
+    detail: str | None = None
+    rotations: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON body."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "status": self.status,
+            "requested_at": _iso(self.requested_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "outcome": self.outcome,
+            "failed": self.failed,
+            "detail": self.detail,
+            "rotations": self.rotations,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a trigger was not accepted: an HTTP status and a reason for the body."""
+
+    status: int
+    reason: str
+    detail: str
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+
+
+class Daemon:
+    """The scheduler, the trigger's bookkeeping, and what the HTTP endpoints read."""
+
+    def __init__(self, rt: Runtime, metrics: Metrics, *, trigger_enabled: bool) -> None:
+        """Drive ``rt``'s engine; ``metrics`` hears every run; the trigger is off without a token."""
+        self.rt, self.metrics, self.trigger_enabled = rt, metrics, trigger_enabled
+        self.config = rt.config
+        self.targets = {t.name: t for t in rt.config.targets}
+        self._locks = {name: threading.Lock() for name in self.targets}
+        self._runs: OrderedDict[str, TriggeredRun] = OrderedDict()
+        self._runs_lock = threading.Lock()
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self.draining = threading.Event()
+        self._credentials: dict[str, datetime | None] = {}
+        settings = rt.config.daemon
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(rt.config.max_concurrent_rotations)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(settings.check_interval.total_seconds()),
+            },
+            timezone=UTC,
+        )
+        metrics.start_targets(self.targets)
+        metrics.watch_targets(self.gauges)
+        metrics.watch_credentials(lambda: dict(self._credentials))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Schedule every target's jobs and start the scheduler; the first checks run at once."""
+        settings = self.config.daemon
+        now = datetime.now(UTC)
+        every = IntervalTrigger(
+            seconds=settings.check_interval.total_seconds(),
+            jitter=int(settings.jitter.total_seconds()) or None,
+            timezone=UTC,
+        )
+        for name, target in self.targets.items():
+            self.scheduler.add_job(
+                self._scheduled,
+                every,
+                args=[name],
+                id=f"check:{name}",
+                name=f"check {name}",
+                next_run_time=now,
+            )
+            if target.schedule is not None:
+                self.scheduler.add_job(
+                    self._scheduled,
+                    cron.trigger(target.schedule),
+                    args=[name],
+                    id=f"cron:{name}",
+                    name=f"schedule {name}",
+                )
+        # Pending revokes of targets removed from the config are still carried out (rule 8).
+        self.scheduler.add_job(
+            self._sweep_removed, every, id="removed", name="removed targets", next_run_time=now
+        )
+        self.scheduler.add_job(
+            self._refresh_credentials,
+            IntervalTrigger(seconds=CREDENTIAL_REFRESH.total_seconds(), timezone=UTC),
+            id="credentials",
+            name="own credentials",
+            next_run_time=now,
+        )
+        self.scheduler.start()
+
+    def stop(self, timeout: timedelta) -> bool:
+        """Take no new work; wait up to ``timeout`` for runs in flight; True if none is left."""
+        self.draining.set()
+        self.scheduler.pause()
+        with self._idle:
+            drained = self._idle.wait_for(lambda: self._inflight == 0, timeout.total_seconds())
+        self.scheduler.shutdown(wait=False)
+        return drained
+
+    @property
+    def in_flight(self) -> int:
+        """Runs executing now."""
+        with self._idle:
+            return self._inflight
+
+    # -- the HTTP trigger -----------------------------------------------------------------------
+    def trigger(self, name: str) -> TriggeredRun | Refusal:
+        """Queue a forced rotation of ``name``, or say why not (404, 409, 503)."""
+        target = self.targets.get(name)
+        if target is None:
+            return Refusal(404, "unknown_target", f"no target named {name!r}")
+        if self.draining.is_set():
+            return Refusal(503, "shutting_down", "the daemon is shutting down; retry on another replica")
+        state = self._state(target)
+        if state is not None and state.drift_since is not None:
+            return Refusal(
+                409,
+                "drift",
+                f"{name} is frozen by drift; run `rotator rotate {name} --take-over` after checking",
+            )
+        lock = self._locks[name]
+        if not lock.acquire(blocking=False):
+            return Refusal(409, "rotating", f"a run of {name} is in flight; see /v1/targets/{name}")
+        run = TriggeredRun(uuid.uuid4().hex, name, datetime.now(UTC))
+        with self._runs_lock:
+            self._runs[run.id] = run
+            while len(self._runs) > KEPT_RUNS:
+                self._runs.popitem(last=False)
+        try:
+            self.scheduler.add_job(
+                self._triggered, args=[run], id=f"trigger:{run.id}", name=f"trigger {name}"
+            )
+        except Exception:
+            lock.release()
+            raise
+        return run
+
+    def run(self, run_id: str) -> TriggeredRun | None:
+        """A trigger request by id, or ``None`` if unknown (or long forgotten)."""
+        with self._runs_lock:
+            return self._runs.get(run_id)
+
+    # -- what the endpoints read ----------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """``status --json``'s document."""
+        return report.status(self.config, self.rt.journal, self.rt.engine.ctx.clock)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready unless the journal is unreachable or an upstream refused our credential at last use."""
+        try:
+            self.rt.journal.targets()
+            journal = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure to read means not ready
+            journal = f"unreachable ({type(error).__name__})"
+        credentials = {
+            "gitlab": self.rt.gitlab.credential_refused,
+            "infisical": self.rt.infisical.credential_refused,
+        }
+        body = {
+            "journal": journal,
+            "gitlab": {
+                "credential": "refused" if credentials["gitlab"] else "ok",
+                "expires_at": _iso(self._credentials.get("gitlab_manager_token")),
+            },
+            "infisical": {
+                "credential": "refused" if credentials["infisical"] else "ok",
+                "expires_at": _iso(self._credentials.get("infisical_access_token")),
+            },
+            "draining": self.draining.is_set(),
+        }
+        ready = journal == "ok" and not any(credentials.values())
+        return ready, {"ready": ready, **body}
+
+    def gauges(self) -> list[TargetGauges]:
+        """The per-target gauges, from the journal."""
+        engine, now = self.rt.engine, self.rt.engine.ctx.clock()
+        rows = []
+        for target in self.config.targets:
+            key = engine.key(target, resolve=False)
+            situation, state = engine.situation(target, key)
+            tokens = self.rt.journal.tokens(key) if key else []
+            current = [t for t in tokens if t.role is Role.CURRENT and t.expires_at is not None]
+            expires = current[-1].expires_at if current else None
+            rows.append(
+                TargetGauges(
+                    target=target.name,
+                    token_expiry=expiry_instant(expires) if expires else None,
+                    next_rotation=situation.due.next_due,
+                    last_success=state.verified_start if state else None,
+                    drift=bool(state and state.drift_since),
+                    failing=failing_reason(state, now) is not None,
+                )
+            )
+        return rows
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def _scheduled(self, name: str) -> None:
+        lock = self._locks[name]
+        if self.draining.is_set() or not lock.acquire(blocking=False):
+            return  # the trigger (or another job) is running this target; it re-plans the wake-up
+        try:
+            self._execute(self.targets[name], RunOptions(names=(name,), trigger="schedule"))
+        finally:
+            lock.release()
+
+    def _triggered(self, run: TriggeredRun) -> None:
+        lock = self._locks[run.target]
+        try:
+            if self.draining.is_set():
+                run.status, run.finished_at = "cancelled", datetime.now(UTC)
+                return
+            run.status, run.started_at = "running", datetime.now(UTC)
+            since = self.rt.engine.ctx.clock()
+            outcome = self._execute(
+                self.targets[run.target], RunOptions(names=(run.target,), force=True, trigger="http")
+            )
+            run.rotations = self._rotations_since(self.targets[run.target], since)
+            run.outcome, run.failed, run.detail = outcome.status, outcome.failed, outcome.detail
+            run.status, run.finished_at = "finished", datetime.now(UTC)
+        finally:
+            lock.release()
+
+    def _sweep_removed(self) -> None:
+        if self.draining.is_set():
+            return
+        for stand_in in self.rt.engine.removed_targets():
+            self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
+
+    def _execute(self, target: Target, options: RunOptions, *, plan: bool = True) -> TargetReport:
+        with self._busy():
+            outcome = self.rt.engine.run_target(target, options)
+        if outcome.status != "idle":
+            log.info("daemon.run", target=target.name, trigger=options.trigger, status=outcome.status)
+        if plan:
+            self._plan_wake(target)
+        return outcome
+
+    def _plan_wake(self, target: Target) -> None:
+        """Schedule a one-shot run at the target's next event: due, a grace's end, a backoff's end."""
+        if self.draining.is_set():
+            return
+        try:
+            engine = self.rt.engine
+            situation, state = engine.situation(target, engine.key(target, resolve=False))
+        except Exception as error:  # noqa: BLE001 - the check job still runs on its interval
+            log.warning("daemon.wake_unplanned", target=target.name, error=type(error).__name__)
+            return
+        now = engine.ctx.clock()
+        events = [situation.due.next_due, *situation.revoke_afters, *situation.tombstones_until]
+        if state is not None and state.failures and state.backoff_until is not None:
+            events.append(state.backoff_until)
+        future = [when for when in events if when is not None and when > now]
+        if not future:
+            return
+        # The engine's clock may be shifted (test hook); APScheduler runs on the real one.
+        run_at = datetime.now(UTC) + (min(future) - now) + _WAKE_MARGIN
+        self.scheduler.add_job(
+            self._scheduled,
+            "date",
+            run_date=run_at,
+            args=[target.name],
+            id=f"wake:{target.name}",
+            name=f"wake {target.name}",
+            replace_existing=True,
+        )
+
+    def _refresh_credentials(self) -> None:
+        expiries: dict[str, datetime | None] = {}
+        try:
+            me = self.rt.gitlab.manager_self()
+            expiries["gitlab_manager_token"] = expiry_instant(me.expires_at) if me.expires_at else None
+        except RotatorError as error:
+            log.warning("daemon.credential_unread", credential="gitlab_manager_token", error=str(error))
+        try:
+            if self.config.targets:  # the access token is obtained by a first authenticated read
+                self.rt.infisical.get_connection(str(self.config.targets[0].connection_id))
+            expiries["infisical_access_token"] = self.rt.infisical.access_token_expiry()
+        except RotatorError as error:
+            log.warning("daemon.credential_unread", credential="infisical_access_token", error=str(error))
+        self._credentials.update(expiries)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @contextmanager
+    def _busy(self) -> Iterator[None]:
+        with self._idle:
+            self._inflight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def _state(self, target: Target) -> TargetState | None:
+        key = self.rt.engine.key(target, resolve=False)
+        return self.rt.journal.target(key) if key else None
+
+    def _rotations_since(self, target: Target, since: datetime) -> list[dict[str, Any]]:
+        key = self.rt.engine.key(target, resolve=False)
+        if key is None:
+            return []
+        return [
+            {"id": r.id, "outcome": r.outcome.value, "step": r.step.value, "new_token_id": r.new_token_id}
+            for r in reversed(self.rt.journal.rotations(key, limit=10))
+            if r.planned_at >= since
+        ]
+
+
+def on_signal(stop: threading.Event) -> Callable[[int, object], None]:
+    """A signal handler that asks the daemon to stop."""
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("daemon.signal", signal=signum)
+        stop.set()
+
+    return handler

@@ -1,0 +1,105 @@
+"""``schedule:``: cron expressions read as crontab(5) does, in UTC, and the planner's schedule rule."""
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotator import cron, runtime
+from rotator.errors import ConfigError
+from rotator.plan import History, Policy, is_due
+
+
+WEDNESDAY = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0 3 * * 1", datetime(2026, 11, 30, 3, 0, tzinfo=UTC)),  # Monday, not APScheduler's Tuesday
+        ("0 3 * * 0", datetime(2026, 11, 29, 3, 0, tzinfo=UTC)),  # Sunday
+        ("0 3 * * 7", datetime(2026, 11, 29, 3, 0, tzinfo=UTC)),  # Sunday again
+        ("0 3 * * mon-fri", datetime(2026, 11, 26, 3, 0, tzinfo=UTC)),
+        ("0 3 * * */2", datetime(2026, 11, 26, 3, 0, tzinfo=UTC)),  # Sun, Tue, Thu, Sat
+        ("*/15 * * * *", datetime(2026, 11, 25, 6, 15, tzinfo=UTC)),
+        ("0 0 1 * *", datetime(2026, 12, 1, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_next_fire_reads_days_as_crontab_does(expression: str, expected: datetime) -> None:
+    """Day-of-week numbers are cron's (0 and 7 = Sunday), times are UTC, and fires are strictly after."""
+    assert cron.next_fire(expression, WEDNESDAY) == expected
+
+
+def test_a_fire_at_the_instant_itself_is_not_after_it() -> None:
+    """``next_fire`` is strictly after its argument, so a rotation at a fire time is not due again."""
+    at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    assert cron.next_fire("0 3 * * 1", at) == at + timedelta(days=7)
+
+
+@given(day=st.integers(0, 7), start=st.datetimes(datetime(2026, 1, 1), datetime(2030, 1, 1)))  # noqa: DTZ001 - Hypothesis takes naive bounds; the test adds UTC
+def test_every_numeric_weekday_fires_on_that_crontab_day(day: int, start: datetime) -> None:
+    """For any day 0-7 and any start, the next fire falls on crontab's day (Sunday = 0 = 7)."""
+    fire = cron.next_fire(f"30 4 * * {day}", start.replace(tzinfo=UTC))
+    assert fire is not None
+    assert fire.isoweekday() % 7 == day % 7
+    assert timedelta(0) < fire - start.replace(tzinfo=UTC) <= timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("0 3 * *", "needs 5 fields"),
+        ("61 * * * *", "61"),
+        ("0 3 1 * 1", "both day-of-month and day-of-week"),
+        ("0 3 * * 8", "not 0-7"),
+        ("0 3 * * 5-2", "backwards"),
+    ],
+)
+def test_bad_expressions_say_what_is_wrong(expression: str, problem: str) -> None:
+    """Each mistake is named, so the config error can point at it."""
+    with pytest.raises(ValueError, match=problem):
+        cron.trigger(expression)
+
+
+def test_the_config_names_a_bad_schedule(tmp_path: Path) -> None:
+    """A bad ``schedule`` is a config error naming ``targets[0].schedule`` (exit 2 at the CLI)."""
+    path = tmp_path / "rotator.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "gitlab": {"url": "https://gitlab.example.com"},
+                "targets": [
+                    {
+                        "name": "app",
+                        "project": 1,
+                        "connection_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+                        "token": {"scopes": ["api"]},
+                        "schedule": "0 3 1 * 1",
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as error:
+        runtime.load(str(path), {})
+    assert error.value.key == "targets[0].schedule"
+
+
+def test_a_passed_fire_time_makes_a_target_due() -> None:
+    """Due by schedule once a fire time has passed since the last verified rotation's start."""
+    policy = Policy(
+        timedelta(days=30), timedelta(days=10), None, lambda after: cron.next_fire("0 3 * * 1", after)
+    )
+    history = History(WEDNESDAY, date(2026, 12, 25))
+    before = is_due(policy, history, datetime(2026, 11, 30, 2, 59, tzinfo=UTC))
+    assert (before.due, before.reason, before.next_due) == (
+        False,
+        "schedule",
+        datetime(2026, 11, 30, 3, tzinfo=UTC),
+    )
+    after = is_due(policy, history, datetime(2026, 11, 30, 3, 0, 1, tzinfo=UTC))
+    assert (after.due, after.reason) == (True, "schedule")

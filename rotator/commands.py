@@ -55,9 +55,18 @@ def run_once(args: argparse.Namespace, config: Config) -> int:
             from rotator.errors import ConfigError  # noqa: PLC0415 - only on this error path
 
             raise ConfigError("--take-over", "--take-over and --revoke-anyway need --target NAME")
+        # Like the daemon: on SIGTERM (a CronJob's pod being stopped) start no new target and let
+        # the ones in flight finish, so no rotation is cut between its steps by our own hand.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: _stop(rt))
         return _print_reports(rt.engine.run(options))
     finally:
         rt.close()
+
+
+def _stop(rt: runtime.Runtime) -> None:
+    log.warning("run.stopping", hint="finishing targets in flight; the rest wait for the next run")
+    rt.engine.stopping.set()
 
 
 def status(args: argparse.Namespace, config: Config) -> int:

@@ -167,6 +167,7 @@ class Daemon:
     def stop(self, timeout: timedelta) -> bool:
         """Take no new work; wait up to ``timeout`` for runs in flight; True if none is left."""
         self.draining.set()
+        self.rt.engine.stopping.set()
         self.scheduler.pause()
         with self._idle:
             drained = self._idle.wait_for(lambda: self._inflight == 0, timeout.total_seconds())

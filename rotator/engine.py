@@ -49,7 +49,7 @@ class TargetReport:
     """What a run did (or, dry, would do) for one target."""
 
     name: str
-    status: str  # idle | planned | done | failed | busy
+    status: str  # idle | planned | done | failed | busy | skipped
     failed: bool
     detail: str
     actions: tuple[str, ...] = ()
@@ -68,6 +68,8 @@ class Engine:
     def __init__(self, config: Config, ctx: Context) -> None:
         """Act on ``config``'s targets through ``ctx``."""
         self.config, self.ctx = config, ctx
+        #: Set on SIGTERM: targets not yet started are skipped; those in flight finish.
+        self.stopping = threading.Event()
 
     def select(self, names: Sequence[str]) -> list[Target]:
         """The named targets (all if none); an unknown name is a usage error."""
@@ -163,6 +165,8 @@ class Engine:
         )
 
     def _guarded(self, target: Target, options: RunOptions) -> TargetReport:
+        if self.stopping.is_set():
+            return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         try:
             return self._one(target, options)
         except UpstreamError as error:

@@ -231,3 +231,29 @@ def test_a_port_in_use_is_one_clear_line_and_exit_1(fakes: Fakes, tmp_path: Path
     assert f"daemon.listen: cannot listen on {listen}" in result.stderr
     assert "Traceback" not in result.stderr
     assert harness.fakes.infisical.call_counts(user_agent="rotator/").get(PATCH, 0) == 0
+
+
+def test_run_once_on_sigterm_finishes_the_rotation_in_flight_and_starts_no_other(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """A CronJob pod stopped mid-run: the target in flight completes, the next is skipped, exit 0."""
+    harness = Harness(fakes, tmp_path, grace="0s")
+    path = tmp_path / "rotator.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "max_concurrent_rotations": 1}))
+    slow = fakes.infisical.faults.delay(PATCH, 2.0)
+    process = subprocess.Popen(
+        harness.command("run-once"),
+        env=harness.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert slow.reached.wait(30)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "app-deploy: done: rotated" in stdout
+    assert "api-deploy: skipped: not started: stopping" in stdout
+    assert harness.held_works(0)
+    assert harness.held_works(1)  # untouched: still the token it held before
+    assert "run.stopping" in stderr

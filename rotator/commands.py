@@ -65,8 +65,9 @@ def run_once(args: argparse.Namespace, config: Config) -> int:
 
 
 def _stop(rt: runtime.Runtime) -> None:
-    log.warning("run.stopping", hint="finishing targets in flight; the rest wait for the next run")
+    log.warning("run.stopping", hint="finishing targets in flight; Ctrl-C again to quit at once")
     rt.engine.stopping.set()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C is a person insisting
 
 
 def status(args: argparse.Namespace, config: Config) -> int:

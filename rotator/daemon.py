@@ -21,8 +21,7 @@ import threading
 import uuid
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -166,7 +165,8 @@ class Daemon:
 
     def stop(self, timeout: timedelta) -> bool:
         """Take no new work; wait up to ``timeout`` for runs in flight; True if none is left."""
-        self.draining.set()
+        with self._idle:  # under the lock that admits runs, so none slips in after this
+            self.draining.set()
         self.rt.engine.stopping.set()
         self.scheduler.pause()
         with self._idle:
@@ -273,7 +273,7 @@ class Daemon:
     # -- jobs -----------------------------------------------------------------------------------
     def _scheduled(self, name: str) -> None:
         lock = self._locks[name]
-        if self.draining.is_set() or not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=False):
             return  # the trigger (or another job) is running this target; it re-plans the wake-up
         try:
             self._execute(self.targets[name], RunOptions(names=(name,), trigger="schedule"))
@@ -283,29 +283,36 @@ class Daemon:
     def _triggered(self, run: TriggeredRun) -> None:
         lock = self._locks[run.target]
         try:
-            if self.draining.is_set():
-                run.status, run.finished_at = "cancelled", datetime.now(UTC)
-                return
-            run.status, run.started_at = "running", datetime.now(UTC)
+            # Times before statuses: a poller never sees "running" without started_at.
+            run.started_at = datetime.now(UTC)
+            run.status = "running"
             since = self.rt.engine.ctx.clock()
             outcome = self._execute(
                 self.targets[run.target], RunOptions(names=(run.target,), force=True, trigger="http")
             )
+            if outcome is None:
+                run.finished_at = datetime.now(UTC)
+                run.status = "cancelled"
+                return
             run.rotations = self._rotations_since(self.targets[run.target], since)
             run.outcome, run.failed, run.detail = outcome.status, outcome.failed, outcome.detail
-            run.status, run.finished_at = "finished", datetime.now(UTC)
+            run.finished_at = datetime.now(UTC)
+            run.status = "finished"
         finally:
             lock.release()
 
     def _sweep_removed(self) -> None:
-        if self.draining.is_set():
-            return
         for stand_in in self.rt.engine.removed_targets():
             self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
 
-    def _execute(self, target: Target, options: RunOptions, *, plan: bool = True) -> TargetReport:
-        with self._busy():
+    def _execute(self, target: Target, options: RunOptions, *, plan: bool = True) -> TargetReport | None:
+        """Run one target unless the daemon is draining (``None`` then)."""
+        if not self._enter():
+            return None
+        try:
             outcome = self.rt.engine.run_target(target, options)
+        finally:
+            self._leave()
         if outcome.status != "idle":
             log.info("daemon.run", target=target.name, trigger=options.trigger, status=outcome.status)
         if plan:
@@ -342,6 +349,14 @@ class Daemon:
         )
 
     def _refresh_credentials(self) -> None:
+        if not self._enter():  # the clients are about to close
+            return
+        try:
+            self._read_credentials()
+        finally:
+            self._leave()
+
+    def _read_credentials(self) -> None:
         expiries: dict[str, datetime | None] = {}
         try:
             me = self.rt.gitlab.manager_self()
@@ -357,16 +372,18 @@ class Daemon:
         self._credentials.update(expiries)
 
     # -- helpers --------------------------------------------------------------------------------
-    @contextmanager
-    def _busy(self) -> Iterator[None]:
+    def _enter(self) -> bool:
+        """Admit a run (counted in flight) unless draining; the check and the count are one step."""
         with self._idle:
+            if self.draining.is_set():
+                return False
             self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._inflight -= 1
-                self._idle.notify_all()
+            return True
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            self._idle.notify_all()
 
     def _state(self, target: Target) -> TargetState | None:
         key = self.rt.engine.key(target, resolve=False)

@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rotator.secret import Secret
 
@@ -164,10 +165,14 @@ def create_app(service: Service, registry: CollectorRegistry, api_token: Secret 
         title="rotator",
         version=str(__version__),
         description="Health, metrics, status and the rotation trigger of `rotator daemon`.",
+        # No Swagger UI: it would load scripts from a CDN; /openapi.json is the document.
+        docs_url=None,
+        redoc_url=None,
     )
 
-    @app.exception_handler(HTTPException)
-    async def _as_problem(_request: Request, error: HTTPException) -> JSONResponse:
+    # Starlette's class, which FastAPI's subclasses: the router's own 404 and 405 come through too.
+    @app.exception_handler(StarletteHTTPException)
+    async def _as_problem(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         # One error shape everywhere (FastAPI's default nests it under "detail").
         body = (
             error.detail

@@ -1,0 +1,447 @@
+"""The daemon's HTTP face over real loopback HTTP: probes, auth, the trigger, status and metrics."""
+
+import time
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from rotator import runtime
+from rotator.daemon import Daemon
+from rotator.metrics import Metrics
+from rotator.secret import Secret
+from rotator.testing import Fakes
+from rotator.web import Server, create_app
+from tests.cli_harness import CONNECTIONS, Harness, patch_by_hand
+
+
+API_TOKEN = "test-api-token"
+APP, API = "app-deploy", "api-deploy"
+PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+#: Every route, as (method, path) with the path parameters filled in.
+V1_ROUTES = (
+    ("GET", "/v1/targets"),
+    ("GET", f"/v1/targets/{APP}"),
+    ("POST", f"/v1/targets/{APP}/rotate"),
+    ("GET", "/v1/rotations/0123456789abcdef"),
+)
+OPEN_ROUTES = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+
+
+@dataclass
+class Running:
+    """A daemon built in this process, its HTTP server, and the fakes behind it."""
+
+    fakes: Fakes
+    harness: Harness
+    rt: runtime.Runtime
+    daemon: Daemon
+    server: Server
+
+    def client(self, token: str | None = API_TOKEN) -> httpx.Client:
+        """An HTTP client for the server, sending ``Authorization: Bearer token`` unless ``None``."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.Client(base_url=self.server.url, headers=headers, timeout=10)
+
+    def held_works(self, index: int = 0) -> bool:
+        """Whether GitLab accepts the token Infisical now holds for the target at ``index``."""
+        return self.harness.held_works(index)
+
+
+def wait_until(ready: Callable[[], bool], seconds: float = 15, what: str = "condition") -> None:
+    """Poll ``ready`` until it is true, failing the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.02)
+    pytest.fail(f"{what} not met within {seconds}s")
+
+
+def _settled(daemon: Daemon) -> bool:
+    """The first scheduled pass is over: every target rotated, nothing running, credentials read."""
+    targets = daemon.status()["targets"]
+    _, body = daemon.readiness()
+    return (
+        all(t["last_outcome"] == "succeeded" for t in targets)
+        and daemon.in_flight == 0
+        and body["gitlab"]["expires_at"] is not None
+        and body["infisical"]["expires_at"] is not None
+    )
+
+
+@contextmanager
+def running_daemon(
+    fakes: Fakes, folder: Path, *, api_token: str | None = API_TOKEN, scheduled: bool = True
+) -> Iterator[Running]:
+    """A daemon for both example targets (grace 0s) serving on an ephemeral loopback port.
+
+    ``scheduled`` starts the scheduler and waits for its first pass (which rotates both
+    never-rotated targets and reads rotator's own credentials), so the tests start from a quiet,
+    rotated state; without it nothing runs, not even a triggered rotation.
+    """
+    harness = Harness(fakes, folder, grace="0s")
+    path = folder / "rotator.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["daemon"] = {"listen": "127.0.0.1:0", "check_interval": "1h", "jitter": "0s"}
+    path.write_text(yaml.safe_dump(document))
+    environ = dict(fakes.seed.environment())
+    config = runtime.load(str(path), environ)
+    metrics = Metrics()
+    rt = runtime.build(config, environ, observers=(metrics,), on_response=metrics.on_response)
+    daemon = Daemon(rt, metrics, trigger_enabled=api_token is not None)
+    token = Secret(api_token) if api_token is not None else None
+    server = Server(create_app(daemon, metrics.registry, token), "127.0.0.1", 0)
+    server.start()
+    try:
+        if scheduled:
+            daemon.start()
+            wait_until(lambda: _settled(daemon), what="the daemon's first scheduled pass")
+        yield Running(fakes, harness, rt, daemon, server)
+    finally:
+        if scheduled and not daemon.draining.is_set():
+            assert daemon.stop(timedelta(seconds=10)), "a run was still in flight at teardown"
+        server.stop()
+        rt.close()
+
+
+@pytest.fixture
+def running(fakes: Fakes, tmp_path: Path) -> Iterator[Running]:
+    """A scheduled daemon whose first pass has rotated both targets, with the trigger on."""
+    with running_daemon(fakes, tmp_path) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def client(running: Running) -> Iterator[httpx.Client]:
+    """An HTTP client for ``running`` carrying the right bearer token."""
+    with running.client() as http:
+        yield http
+
+
+def trigger(client: httpx.Client, name: str) -> httpx.Response:
+    """``POST /v1/targets/{name}/rotate``, retried while a scheduled idle check holds the target.
+
+    The scheduler's checks take the same per-target lock as the trigger, so a POST racing the tail
+    of one (it re-plans the wake-up after the run) may be told 409 ``rotating`` for a moment.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        answer = client.post(f"/v1/targets/{name}/rotate")
+        if answer.status_code != 409 or answer.json()["reason"] != "rotating" or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.02)
+
+
+def finished(client: httpx.Client, run_id: str, seconds: float = 15) -> dict[str, Any]:
+    """Poll ``/v1/rotations/{run_id}`` until the run is finished (or cancelled); its last state."""
+    state: dict[str, Any] = {}
+
+    def done() -> bool:
+        nonlocal state
+        answer = client.get(f"/v1/rotations/{run_id}")
+        assert answer.status_code == 200, answer.text
+        state = answer.json()
+        return state["status"] in {"finished", "cancelled"}
+
+    wait_until(done, seconds, what=f"rotation request {run_id} to finish")
+    return state
+
+
+def samples(scrape: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called ``name`` in a Prometheus text scrape, as (labels, value)."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+# -- the open routes ------------------------------------------------------------------------------
+def test_healthz_answers_ok(running: Running) -> None:
+    """/healthz is 200 {"status": "ok"} with no credential."""
+    with running.client(token=None) as http:
+        answer = http.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_readyz_is_200_with_every_field(running: Running) -> None:
+    """/readyz is 200 once running: journal ok, both credentials ok with their expiry, not draining."""
+    with running.client(token=None) as http:
+        answer = http.get("/readyz")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body == {
+        "ready": True,
+        "journal": "ok",
+        "gitlab": {"credential": "ok", "expires_at": body["gitlab"]["expires_at"]},
+        "infisical": {"credential": "ok", "expires_at": body["infisical"]["expires_at"]},
+        "draining": False,
+    }
+    # The seeded manager token lives 365 days; Infisical's access token hours: both in the future.
+    now = datetime.now(UTC)
+    for upstream in ("gitlab", "infisical"):
+        assert datetime.fromisoformat(body[upstream]["expires_at"]) > now
+
+
+def refuse_credential(running: Running, client: httpx.Client, upstream: str) -> None:
+    """Make ``upstream`` answer 401 to everything, and have a triggered run of app-deploy meet it."""
+    fake = running.fakes.gitlab if upstream == "gitlab" else running.fakes.infisical
+    fake.faults.fail("*", 401, times=None)
+    run = finished(client, trigger(client, APP).json()["id"])
+    assert run["outcome"] == "failed"
+    assert run["failed"] is True
+    fake.faults.clear()
+
+
+@pytest.mark.parametrize("upstream", ["gitlab", "infisical"])
+def test_readyz_is_503_after_an_upstream_refused_our_credential(
+    running: Running, client: httpx.Client, upstream: str
+) -> None:
+    """A 401 to rotator's own GitLab or Infisical credential makes /readyz 503, naming which one."""
+    refuse_credential(running, client, upstream)
+    with running.client(token=None) as http:
+        answer = http.get("/readyz")
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["ready"] is False
+    assert body["journal"] == "ok"
+    assert body[upstream]["credential"] == "refused"
+    other = "infisical" if upstream == "gitlab" else "gitlab"
+    assert body[other]["credential"] == "ok"
+
+
+def test_readyz_recovers_once_gitlab_accepts_the_manager_token_again(
+    running: Running, client: httpx.Client
+) -> None:
+    """Refused is as of the credential's last use: the next accepted GitLab call makes /readyz 200."""
+    refuse_credential(running, client, "gitlab")
+    assert client.get("/readyz").status_code == 503
+    assert finished(client, trigger(client, API).json()["id"])["outcome"] == "done"
+    again = client.get("/readyz")
+    assert again.status_code == 200, again.text
+    assert again.json()["gitlab"]["credential"] == "ok"
+
+
+def test_metrics_after_a_rotation_count_it_and_leak_no_token(running: Running, client: httpx.Client) -> None:
+    """/metrics counts rotations and upstream requests, shows expiry gauges, and holds no token value."""
+    assert finished(client, trigger(client, APP).json()["id"])["outcome"] == "done"
+    with running.client(token=None) as http:
+        answer = http.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    scrape = answer.text
+    rotations = {
+        (labels["target"], labels["outcome"]): value
+        for labels, value in samples(scrape, "rotator_rotations_total")
+    }
+    # The first scheduled pass rotated each target once; the trigger rotated app-deploy again.
+    assert rotations[APP, "succeeded"] == 2
+    assert rotations[API, "succeeded"] == 1
+    assert rotations[APP, "failed"] == 0
+    requests = {
+        (labels["upstream"], labels["route"], labels["status"]): value
+        for labels, value in samples(scrape, "rotator_upstream_requests_total")
+    }
+    assert requests["gitlab", "POST /projects/:id/access_tokens", "201"] == 3
+    assert requests["infisical", PATCH, "200"] == 3
+    expiry = {
+        labels["target"]: value for labels, value in samples(scrape, "rotator_token_expiry_timestamp_seconds")
+    }
+    for row in client.get("/v1/targets").json()["targets"]:
+        midnight = datetime.combine(date.fromisoformat(row["expires_at"]), day_time(), UTC)
+        assert expiry[row["target"]] == midnight.timestamp()
+    assert "glpat-" not in scrape
+    for value in running.fakes.gitlab.test_only_minted_values():
+        assert value not in scrape
+
+
+def test_openapi_lists_every_route(running: Running) -> None:
+    """/openapi.json documents every route, and the bearer scheme on exactly the /v1 ones."""
+    with running.client(token=None) as http:
+        answer = http.get("/openapi.json")
+    assert answer.status_code == 200
+    document = answer.json()
+    operations = {
+        (method.upper(), path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert set(operations) == {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/targets"),
+        ("GET", "/v1/targets/{name}"),
+        ("POST", "/v1/targets/{name}/rotate"),
+        ("GET", "/v1/rotations/{run_id}"),
+    }
+    schemes = document["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    for (_, path), operation in operations.items():
+        guarded = path.startswith("/v1/")
+        assert bool(operation.get("security")) == guarded, path
+        if guarded:
+            assert {"401", "503"} <= set(operation["responses"]), path
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/nope", 404), ("DELETE", "/v1/targets", 405)]
+)
+def test_router_errors_have_the_problem_shape(running: Running, method: str, path: str, status: int) -> None:
+    """An unknown path or method answers the same {"reason", "detail"} shape as every other error."""
+    with running.client() as http:
+        answer = http.request(method, path)
+    assert answer.status_code == status
+    assert set(answer.json()) == {"reason", "detail"}
+
+
+# -- authentication ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", f"Bearer {API_TOKEN}x", f"Basic {API_TOKEN}", API_TOKEN, "Bearer"],
+    ids=["absent", "wrong", "longer", "basic", "no-scheme", "empty"],
+)
+@pytest.mark.parametrize(("method", "path"), V1_ROUTES, ids=[f"{m} {p}" for m, p in V1_ROUTES])
+def test_v1_needs_the_bearer_token(
+    running: Running, method: str, path: str, authorization: str | None
+) -> None:
+    """Every /v1 route answers 401 with WWW-Authenticate: Bearer unless the exact token is sent."""
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    mutations = running.harness.mutations()
+    with running.client(token=None) as http:
+        answer = http.request(method, path, headers=headers)
+    assert answer.status_code == 401
+    assert running.harness.mutations() == mutations  # a refused POST rotates nothing
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.json() == {"reason": "unauthorized", "detail": "a valid bearer token is required"}
+
+
+def test_unknown_target_is_401_before_auth_and_404_after(running: Running, client: httpx.Client) -> None:
+    """Without the token an unknown target is 401 like any other; with it, 404 unknown_target."""
+    with running.client(token=None) as anonymous:
+        for method, path in (("GET", "/v1/targets/nope"), ("POST", "/v1/targets/nope/rotate")):
+            assert anonymous.request(method, path).status_code == 401
+    for method, path in (("GET", "/v1/targets/nope"), ("POST", "/v1/targets/nope/rotate")):
+        answer = client.request(method, path)
+        assert answer.status_code == 404
+        assert answer.json()["reason"] == "unknown_target"
+        assert "nope" in answer.json()["detail"]
+    unknown_run = client.get("/v1/rotations/0123456789abcdef")
+    assert unknown_run.status_code == 404
+    assert unknown_run.json()["reason"] == "unknown_rotation"
+
+
+def test_v1_is_503_trigger_off_without_an_api_token(fakes: Fakes, tmp_path: Path) -> None:
+    """Built without ROTATOR_API_TOKEN, every /v1 route is 503 trigger_off, any header; probes still work."""
+    with running_daemon(fakes, tmp_path, api_token=None, scheduled=False) as running:
+        for token in (None, API_TOKEN, "wrong"):
+            with running.client(token=token) as http:
+                for method, path in V1_ROUTES:
+                    answer = http.request(method, path)
+                    assert answer.status_code == 503, (method, path, token)
+                    assert answer.json()["reason"] == "trigger_off"
+        with running.client(token=None) as http:
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/readyz").status_code == 200
+    assert running.harness.mutations() == 0
+
+
+# -- the trigger ----------------------------------------------------------------------------------
+def test_rotate_is_202_then_finishes_done_with_a_working_token(
+    running: Running, client: httpx.Client
+) -> None:
+    """POST rotate is 202 with a run id; polled to finished it is done and Infisical holds a live token."""
+    before = client.get(f"/v1/targets/{APP}").json()["token_id"]
+    answer = trigger(client, APP)
+    assert answer.status_code == 202, answer.text
+    accepted = answer.json()
+    assert accepted["target"] == APP
+    assert accepted["status"] in {"queued", "running", "finished"}
+    assert answer.headers["location"] == f"/v1/rotations/{accepted['id']}"
+    run = finished(client, accepted["id"])
+    assert run["status"] == "finished"
+    assert run["outcome"] == "done"
+    assert run["failed"] is False
+    assert [r["outcome"] for r in run["rotations"]] == ["succeeded"]
+    after = client.get(f"/v1/targets/{APP}").json()
+    assert after["token_id"] == run["rotations"][0]["new_token_id"] != before
+    assert after["last_outcome"] == "succeeded"
+    held = running.fakes.infisical.test_only_held_token(CONNECTIONS[0])
+    assert running.fakes.gitlab.test_only_accepts(held)
+    assert running.fakes.gitlab.test_only_token(after["token_id"]).value == held
+
+
+def test_rotate_is_409_rotating_while_a_run_is_in_flight(running: Running, client: httpx.Client) -> None:
+    """A second POST while the first run's PATCH is held is 409 rotating; another target is still 202."""
+    slow = running.fakes.infisical.faults.delay("PATCH *", 2)
+    first = trigger(client, APP)
+    assert first.status_code == 202, first.text
+    assert slow.reached.wait(10)
+    second = client.post(f"/v1/targets/{APP}/rotate")
+    assert second.status_code == 409
+    assert second.json()["reason"] == "rotating"
+    assert client.get(f"/v1/targets/{APP}").status_code == 200  # status still answers meanwhile
+    other = client.post(f"/v1/targets/{API}/rotate")
+    assert other.status_code == 202, other.text
+    assert finished(client, first.json()["id"])["outcome"] == "done"
+    assert finished(client, other.json()["id"])["outcome"] == "done"
+    assert running.held_works(0)
+    assert running.held_works(1)
+
+
+def test_rotate_is_409_drift_on_a_frozen_target(
+    running: Running, client: httpx.Client, infisical: httpx.Client
+) -> None:
+    """After someone else PATCHes the connection, a run freezes the target and POST rotate is 409 drift."""
+    held = running.fakes.infisical.test_only_held_token(CONNECTIONS[0])
+    assert patch_by_hand(infisical, running.fakes.seed.gitlab_url, CONNECTIONS[0], held).status_code == 200
+    noticed = finished(client, trigger(client, APP).json()["id"])
+    assert noticed["outcome"] == "failed"
+    assert noticed["failed"] is True
+    row = client.get(f"/v1/targets/{APP}").json()
+    assert row["drift"] is not None
+    assert row["drift"]["since"] is not None
+    answer = client.post(f"/v1/targets/{APP}/rotate")
+    assert answer.status_code == 409
+    assert answer.json()["reason"] == "drift"
+    assert "--take-over" in answer.json()["detail"]
+    assert trigger(client, API).status_code == 202  # only the drifted target is frozen
+
+
+def test_trigger_is_503_shutting_down_once_the_daemon_drains(running: Running, client: httpx.Client) -> None:
+    """After stop() begins, POST rotate is 503 shutting_down and /readyz says draining."""
+    assert running.daemon.stop(timedelta(seconds=10))
+    answer = client.post(f"/v1/targets/{APP}/rotate")
+    assert answer.status_code == 503
+    assert answer.json()["reason"] == "shutting_down"
+    assert client.get("/readyz").json()["draining"] is True
+
+
+# -- status -----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_v1_targets_matches_status_json(running: Running, client: httpx.Client) -> None:
+    """/v1/targets has the same targets and keys as `rotator status --json`, and /v1/targets/NAME each row."""
+    api = client.get("/v1/targets")
+    assert api.status_code == 200
+    cli = running.harness.run("status", "--json")
+    assert cli.code == 0, cli.stderr
+    expected = cli.json()
+    body = api.json()
+    assert set(body) == set(expected)
+    assert [set(row) for row in body["targets"]] == [set(row) for row in expected["targets"]]
+    assert body["targets"] == expected["targets"]
+    for row in body["targets"]:
+        assert client.get(f"/v1/targets/{row['target']}").json() == row

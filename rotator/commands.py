@@ -218,6 +218,8 @@ def daemon(_args: argparse.Namespace, config: Config) -> int:
         # A rotation is still running: its journal records let the next start resume it. Exit now
         # rather than wait on it (the pool's threads would hold the interpreter open).
         log.error("daemon.shutdown_timeout", in_flight=service.in_flight)
+        if rt.webhook is not None:
+            rt.webhook.flush(5.0)
         sys.stderr.flush()
         os._exit(EXIT_FAILED)
     rt.close()

@@ -11,6 +11,8 @@ expressions are translated here rather than handed over as they are:
 """
 
 import functools
+import itertools
+import re
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -25,17 +27,22 @@ _FIELDS = 5
 
 
 def _day(text: str) -> int:
+    """A day as cron numbers it, 0-7 (both 0 and 7 are Sunday; names give 0-6)."""
     lowered = text.lower()
     if lowered in _DAYS:
         return _DAYS.index(lowered)
     if lowered.isdigit() and 0 <= int(lowered) <= 7:  # noqa: PLR2004 - cron allows 7 for Sunday
-        return int(lowered) % 7
+        return int(lowered)
     msg = f"day of week {text!r} is not 0-7 or sun..sat"
     raise ValueError(msg)
 
 
 def _weekdays(field: str) -> str:
-    """Cron's day-of-week field as APScheduler day names (see the module docstring)."""
+    """Cron's day-of-week field as APScheduler day names (see the module docstring).
+
+    Spans run over cron's 0-7 and are folded onto the week only at the end, as cronie does:
+    ``7-7`` is Sunday, ``1/2`` (= ``1-7/2``) is Mon, Wed, Fri and Sun.
+    """
     days: set[int] = set()
     for item in field.split(","):
         span, _, step_text = item.partition("/")
@@ -48,16 +55,19 @@ def _weekdays(field: str) -> str:
         elif "-" in span:
             low, high = span.split("-", 1)
             first, last = _day(low), _day(high)
-            last = 7 if last == 0 and high.strip() == "7" else last  # 1-7 runs through Sunday
         else:
-            first = last = _day(span)
-            if step is not None:  # "1/2": from Monday to the end of the week
-                last = 6
+            first = _day(span)
+            last = 7 if step is not None else first  # "N/step" runs to the end of the week
         if first > last:
             msg = f"range {span!r} runs backwards"
             raise ValueError(msg)
         days.update(day % 7 for day in range(first, last + 1, step or 1))
     return ",".join(_DAYS[day] for day in sorted(days))
+
+
+#: What crontab(5) allows in each of the other fields (APScheduler would also take "last", "L" ...).
+_NUMERIC = re.compile(r"^[\d*,/-]+$")
+_MONTHS = re.compile(r"^(?:[\d*,/-]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)+$", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,6 +81,15 @@ def trigger(expression: str) -> "CronTrigger":
     from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
 
     minute, hour, day, month, weekday = fields
+    for name, value, allowed in (
+        ("minute", minute, _NUMERIC),
+        ("hour", hour, _NUMERIC),
+        ("day of month", day, _NUMERIC),
+        ("month", month, _MONTHS),
+    ):
+        if not allowed.match(value):
+            msg = f"{name} {value!r} is not crontab syntax (numbers, *, ranges, lists, steps)"
+            raise ValueError(msg)
     try:
         days = _weekdays(weekday) if weekday != "*" else "*"
         built = CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=days, timezone=UTC)
@@ -87,3 +106,17 @@ def next_fire(expression: str, after: datetime) -> datetime | None:
     """The first fire time strictly after ``after`` (``None`` if it never fires again)."""
     fire: datetime | None = trigger(expression).get_next_fire_time(None, after + timedelta(microseconds=1))
     return fire.astimezone(UTC) if fire is not None else None
+
+
+def shortest_gap(expression: str, after: datetime, fires: int = 50) -> timedelta | None:
+    """The shortest time between two of the next ``fires`` fire times; ``None`` if it never fires."""
+    times: list[datetime] = []
+    when: datetime | None = after
+    while when is not None and len(times) < fires:
+        when = next_fire(expression, when)
+        if when is not None:
+            times.append(when)
+    if not times:
+        return None
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    return min(gaps) if gaps else timedelta.max

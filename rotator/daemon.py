@@ -34,7 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator import cron, report
 from rotator.config import Target
-from rotator.engine import RunOptions, TargetReport, failing_reason
+from rotator.engine import RunOptions, TargetReport
 from rotator.errors import RotatorError
 from rotator.metrics import Metrics, TargetGauges
 from rotator.model import Role, TargetState
@@ -48,6 +48,7 @@ KEPT_RUNS = 1000
 #: How often the daemon re-reads its own credentials' expiry.
 CREDENTIAL_REFRESH = timedelta(hours=1)
 _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
+_TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
 
 
 @dataclass
@@ -196,7 +197,8 @@ class Daemon:
                 f"{name} is frozen by drift; run `rotator rotate {name} --take-over` after checking",
             )
         lock = self._locks[name]
-        if not lock.acquire(blocking=False):
+        # A check with nothing due holds the lock for milliseconds: wait that out, not a rotation.
+        if not lock.acquire(timeout=_TRIGGER_WAIT):
             return Refusal(409, "rotating", f"a run of {name} is in flight; see /v1/targets/{name}")
         run = TriggeredRun(uuid.uuid4().hex, name, datetime.now(UTC))
         with self._runs_lock:
@@ -204,9 +206,21 @@ class Daemon:
             while len(self._runs) > KEPT_RUNS:
                 self._runs.popitem(last=False)
         try:
-            self.scheduler.add_job(
-                self._triggered, args=[run], id=f"trigger:{run.id}", name=f"trigger {name}"
-            )
+            with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
+                if self.draining.is_set():
+                    lock.release()
+                    return Refusal(
+                        503, "shutting_down", "the daemon is shutting down; retry on another replica"
+                    )
+                # misfire_grace_time=None: however long it waits for a free worker, it runs (and so
+                # releases the target's lock); a missed trigger would lock the target for good.
+                self.scheduler.add_job(
+                    self._triggered,
+                    args=[run],
+                    id=f"trigger:{run.id}",
+                    name=f"trigger {name}",
+                    misfire_grace_time=None,
+                )
         except Exception:
             lock.release()
             raise
@@ -250,7 +264,7 @@ class Daemon:
 
     def gauges(self) -> list[TargetGauges]:
         """The per-target gauges, from the journal."""
-        engine, now = self.rt.engine, self.rt.engine.ctx.clock()
+        engine = self.rt.engine
         rows = []
         for target in self.config.targets:
             key = engine.key(target, resolve=False)
@@ -265,7 +279,8 @@ class Daemon:
                     next_rotation=situation.due.next_due,
                     last_success=state.verified_start if state else None,
                     drift=bool(state and state.drift_since),
-                    failing=failing_reason(state, now) is not None,
+                    # Not failing_reason: it stops counting when a backoff ends, while the retry runs.
+                    failing=bool(state and (state.drift_since or state.hold_since or state.failures)),
                 )
             )
         return rows

@@ -83,7 +83,10 @@ class Engine:
         """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
         targets = self.select(options.names)
         if not options.names:
-            targets += self.removed_targets()
+            try:
+                targets += self.removed_targets()
+            except Exception as error:  # noqa: BLE001 - each configured target then fails and alerts
+                log.error("journal.unreadable", error=type(error).__name__)
         with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
             return list(pool.map(lambda t: self._guarded(t, options), targets))
 

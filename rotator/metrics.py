@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,6 +24,7 @@ from rotator.model import Outcome
 from rotator.ports import Alert
 
 
+log = structlog.get_logger("rotator")
 #: Seconds a rotation takes, from planned to verified: mostly the connection re-read window.
 DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -116,7 +119,12 @@ class _Gauges(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families = self._families()
-        for row in self.read():
+        try:
+            rows = self.read()
+        except Exception as error:  # noqa: BLE001 - the counters must still be scraped
+            log.warning("metrics.gauges_unread", error=type(error).__name__)
+            rows = []
+        for row in rows:
             values = (
                 _seconds(row.token_expiry),
                 _seconds(row.next_rotation),
@@ -139,7 +147,10 @@ class _Gauges(Collector):
             ("rotator_next_rotation_timestamp_seconds", "When the target is next due for rotation."),
             ("rotator_last_success_timestamp_seconds", "When the last verified rotation started."),
             ("rotator_drift", "1 while the target is frozen: its connection changed outside rotator."),
-            ("rotator_failing", "1 while the target is frozen, holding a revoke, or backing off a failure."),
+            (
+                "rotator_failing",
+                "1 while frozen, holding a revoke, or failed since the last verified rotation.",
+            ),
         )
         return [(GaugeMetricFamily(name, text, labels=["target"]), name) for name, text in specs]
 

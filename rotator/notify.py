@@ -283,6 +283,10 @@ class Webhook:
     def _failed(
         self, delivery: _Delivery, *, attempts: int, status: int | None = None, error: str | None = None
     ) -> None:
+        with self._changed:
+            # Not delivered, so it must not silence the same alert for an hour: the next may get through.
+            if self._recent.get(delivery.key) == delivery.queued_at:
+                del self._recent[delivery.key]
         fields: dict[str, object] = {"status": status} if status is not None else {"error": error or "closed"}
         log.warning(
             "notify.failed",

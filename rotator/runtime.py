@@ -117,11 +117,19 @@ def load(option: str | None, environ: Mapping[str, str]) -> Config:
     """The validated config (exit 2 on any error), cron schedules included."""
     config = load_config(config_path(option, environ))
     for index, target in enumerate(config.targets):
-        if target.schedule is not None:
-            try:
-                cron.trigger(target.schedule)
-            except ValueError as error:
-                raise ConfigError(f"targets[{index}].schedule", str(error)) from None
+        if target.schedule is None:
+            continue
+        try:
+            gap = cron.shortest_gap(target.schedule, datetime.now(UTC))
+        except ValueError as error:
+            raise ConfigError(f"targets[{index}].schedule", str(error)) from None
+        if gap is None:
+            raise ConfigError(f"targets[{index}].schedule", "never fires (such as February 31)")
+        if target.grace >= gap:
+            # Each fire is a rotation; a grace as long as the gap between them piles up old tokens.
+            raise ConfigError(
+                f"targets[{index}].grace", f"must be shorter than the schedule's shortest gap ({gap})"
+            )
     return config
 
 

@@ -163,7 +163,11 @@ def alert(  # noqa: PLR0913 - one alert, each part named at the call site
     """
     log.error("target.alert", target=target.name, reason=reason, step=step, error=message)
     now = ctx.clock()
-    ctx.observer.alert(Alert(target.name, reason, message, now, step, expiring_on(ctx, target, key, now)))
+    try:
+        expires = expiring_on(ctx, target, key, now)
+    except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
+        expires = None
+    ctx.observer.alert(Alert(target.name, reason, message, now, step, expires))
 
 
 def expiring_on(ctx: Context, target: Target, key: TargetKey | None, now: datetime) -> date | None:

@@ -103,3 +103,56 @@ def test_a_passed_fire_time_makes_a_target_due() -> None:
     )
     after = is_due(policy, history, datetime(2026, 11, 30, 3, 0, 1, tzinfo=UTC))
     assert (after.due, after.reason) == (True, "schedule")
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("7-7", "sun"),
+        ("1/2", "sun,mon,wed,fri"),
+        ("7/2", "sun"),
+        ("5-7", "sun,fri,sat"),
+        ("*/2", "sun,tue,thu,sat"),
+    ],
+)
+def test_weekday_spans_run_over_0_to_7_as_cronie_reads_them(field: str, days: str) -> None:
+    """Spans and steps are taken over cron's 0-7 and only then folded onto the week."""
+    assert cron.next_fire(f"0 3 * * {field}", WEDNESDAY) is not None
+    assert cron._weekdays(field) == days  # noqa: SLF001 - the translation is the unit under test
+
+
+@pytest.mark.parametrize("expression", ["0 3 last * *", "0 3 L * *", "0 3 * jan-foo *"])
+def test_apscheduler_extensions_are_not_crontab(expression: str) -> None:
+    """What APScheduler would accept beyond crontab(5) (``last``, ``L``) is refused."""
+    with pytest.raises(ValueError, match="not crontab syntax"):
+        cron.trigger(expression)
+
+
+def _config_with(tmp_path: Path, **target: object) -> Path:
+    path = tmp_path / "rotator.yaml"
+    entry = {
+        "name": "app",
+        "project": 1,
+        "connection_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+        "token": {"scopes": ["api"]},
+        **target,
+    }
+    path.write_text(yaml.safe_dump({"gitlab": {"url": "https://gitlab.example.com"}, "targets": [entry]}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("target", "key", "problem"),
+    [
+        ({"schedule": "0 3 31 2 *"}, "targets[0].schedule", "never fires"),
+        ({"schedule": "*/5 * * * *", "grace": "1h"}, "targets[0].grace", "shortest gap (0:05:00)"),
+    ],
+)
+def test_a_schedule_that_never_fires_or_outpaces_grace_is_refused(
+    tmp_path: Path, target: dict[str, str], key: str, problem: str
+) -> None:
+    """A schedule that never fires, or fires faster than grace lets old tokens go, is a config error."""
+    with pytest.raises(ConfigError) as error:
+        runtime.load(str(_config_with(tmp_path, **target)), {})
+    assert error.value.key == key
+    assert problem in error.value.problem

@@ -151,7 +151,7 @@ def test_daemon_schedules_triggers_counts_and_drains_on_sigterm(fakes: Fakes, tm
     assert metric(scrape, "rotator_upstream_requests_total", route=PATCH, status="200") == patches + 1
     assert metric(scrape, "rotator_token_expiry_timestamp_seconds", target="app-deploy") > time.time()
     # 3. SIGTERM while a PATCH is held at Infisical: the rotation finishes, then the daemon exits 0.
-    slow = fakes.infisical.faults.delay(PATCH, 2.0)
+    slow = fakes.infisical.faults.delay(PATCH, 4.0)
     inflight = d.client.post("/v1/targets/app-deploy/rotate", headers=AUTH)
     assert inflight.status_code == 202
     assert slow.reached.wait(30)

@@ -421,3 +421,14 @@ def test_any_message_becomes_valid_json_without_the_token(receiver: Receiver, ma
         assert "\n" not in body["text"]
 
     check()
+
+
+def test_a_failed_delivery_does_not_silence_its_repeat(receiver: Receiver, make_hook: MakeHook) -> None:
+    """An alert the receiver refused is sent again when it recurs, not held back for an hour."""
+    receiver.script[:] = [400, 200]
+    hook = make_hook(clock=Clock(), repeat_after=timedelta(hours=1))
+    hook.alert(alert("boom"))
+    assert hook.flush(5)
+    hook.alert(alert("boom"))
+    assert hook.flush(5)
+    assert [r.body["message"] for r in receiver.requests] == ["boom", "boom"]

@@ -81,8 +81,14 @@ def _settled(daemon: Daemon) -> bool:
 
 
 @contextmanager
-def running_daemon(
-    fakes: Fakes, folder: Path, *, api_token: str | None = API_TOKEN, scheduled: bool = True
+def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
+    fakes: Fakes,
+    folder: Path,
+    *,
+    api_token: str | None = API_TOKEN,
+    scheduled: bool = True,
+    check_interval: str = "1h",
+    workers: int = 4,
 ) -> Iterator[Running]:
     """A daemon for both example targets (grace 0s) serving on an ephemeral loopback port.
 
@@ -93,7 +99,8 @@ def running_daemon(
     harness = Harness(fakes, folder, grace="0s")
     path = folder / "rotator.yaml"
     document = yaml.safe_load(path.read_text())
-    document["daemon"] = {"listen": "127.0.0.1:0", "check_interval": "1h", "jitter": "0s"}
+    document["daemon"] = {"listen": "127.0.0.1:0", "check_interval": check_interval, "jitter": "0s"}
+    document["max_concurrent_rotations"] = workers
     path.write_text(yaml.safe_dump(document))
     environ = dict(fakes.seed.environment())
     config = runtime.load(str(path), environ)
@@ -445,3 +452,26 @@ def test_v1_targets_matches_status_json(running: Running, client: httpx.Client) 
     assert body["targets"] == expected["targets"]
     for row in body["targets"]:
         assert client.get(f"/v1/targets/{row['target']}").json() == row
+
+
+def test_a_trigger_queued_longer_than_a_check_interval_still_runs(fakes: Fakes, tmp_path: Path) -> None:
+    """One worker busy for 3 s, checks every 1 s: the queued trigger runs late, never is dropped."""
+    with running_daemon(fakes, tmp_path, check_interval="1s", workers=1) as running, running.client() as http:
+        slow = fakes.infisical.faults.delay(PATCH, 3.0)
+        first = http.post(f"/v1/targets/{APP}/rotate")
+        assert first.status_code == 202
+        assert slow.reached.wait(10)
+        queued = http.post("/v1/targets/api-deploy/rotate")
+        assert queued.status_code == 202
+
+        def finished(answer: httpx.Response) -> Callable[[], bool]:
+            url = f"/v1/rotations/{answer.json()['id']}"
+            return lambda: bool(http.get(url).json()["status"] == "finished")
+
+        for answer in (first, queued):
+            wait_until(finished(answer), 30)
+        # Its lock was released: the target can be triggered again.
+        again = http.post("/v1/targets/api-deploy/rotate")
+        assert again.status_code == 202
+        wait_until(finished(again), 30)
+        assert running.held_works(1)

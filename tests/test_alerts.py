@@ -1,0 +1,90 @@
+"""Alerts reach every observer and never raise, even when the journal is what failed."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from prometheus_client import generate_latest
+
+from rotator.config import parse_config
+from rotator.engine import Engine, RunOptions
+from rotator.journal_sqlite import SQLiteJournal
+from rotator.metrics import Metrics, TargetGauges
+from rotator.ports import Alert
+from rotator.worker import Context
+
+
+CONFIG = {
+    "gitlab": {"url": "https://gitlab.example.com"},
+    "targets": [
+        {
+            "name": "app-deploy",
+            "project": 42,
+            "connection_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+            "token": {"scopes": ["api"]},
+        }
+    ],
+}
+
+
+class Heard:
+    """An observer that remembers what it was told."""
+
+    def __init__(self) -> None:
+        """Nothing heard yet."""
+        self.alerts: list[Alert] = []
+        self.finished: list[tuple[str, str]] = []
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Remember a finished rotation."""
+        assert seconds >= 0
+        self.finished.append((target, outcome))
+
+    def alert(self, alert: Alert) -> None:
+        """Remember an alert."""
+        self.alerts.append(alert)
+
+
+def test_a_broken_journal_fails_the_target_with_an_alert_not_an_exception(tmp_path: Path) -> None:
+    """The journal raising on every read: the target is reported failed and observers hear of it."""
+    journal = SQLiteJournal(tmp_path / "state.db")
+    journal.close()  # every later read raises sqlite3.ProgrammingError
+    heard = Heard()
+    unused = cast("Any", None)  # no upstream call happens before the journal is read
+    ctx = Context(
+        unused, unused, journal, lambda: datetime.now(UTC), lambda _s: None, "x", "t", observer=heard
+    )
+    engine = Engine(parse_config(CONFIG), ctx)
+    [report] = engine.run(RunOptions())
+    assert (report.status, report.failed) == ("failed", True)
+    assert "unexpected ProgrammingError" in report.detail
+    [alert] = heard.alerts
+    assert (alert.target, alert.reason, alert.expires_at) == ("app-deploy", "failed", None)
+
+
+def test_a_scrape_survives_a_journal_that_cannot_be_read() -> None:
+    """The gauges' journal read failing leaves /metrics with its counters, not a 500."""
+    metrics = Metrics()
+    metrics.on_response("gitlab", "GET /projects/:id", "200")
+
+    def broken() -> list[TargetGauges]:
+        raise OSError
+
+    metrics.watch_targets(broken)
+    text = generate_latest(metrics.registry).decode()
+    assert (
+        'rotator_upstream_requests_total{route="GET /projects/:id",status="200",upstream="gitlab"} 1.0'
+        in text
+    )
+    assert "rotator_token_expiry_timestamp_seconds{" not in text
+
+
+def test_expiring_is_not_counted_as_a_failure() -> None:
+    """An ``expiring`` alert is a state (shown by the gauges), so the failures counter does not move."""
+    metrics = Metrics()
+    now = datetime.now(UTC)
+    metrics.alert(Alert("app-deploy", "expiring", "not rotated", now))
+    metrics.alert(Alert("app-deploy", "failed", "boom", now, step="PUSHING"))
+    text = generate_latest(metrics.registry).decode()
+    assert 'rotator_rotation_failures_total{reason="failed",step="PUSHING",target="app-deploy"} 1.0' in text
+    assert 'reason="expiring"' not in text

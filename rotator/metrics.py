@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rotator.model import Outcome
+from rotator.model import Change, Outcome
 from rotator.ports import Alert
 
 
@@ -90,6 +90,9 @@ class Metrics:
         """An :class:`rotator.ports.Observer` hook; ``expiring`` is a state, shown by the gauges."""
         if alert.reason != "expiring":
             self.failures.labels(alert.target, alert.step, alert.reason).inc()
+
+    def recorded(self, target: str, change: Change) -> None:
+        """An :class:`rotator.ports.Observer` hook; the gauges read the journal themselves."""
 
     def on_response(self, upstream: str, route: str, status: str) -> None:
         """The adapters' per-answer hook."""

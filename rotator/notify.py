@@ -35,6 +35,7 @@ import structlog
 
 from rotator import retrying
 from rotator.logs import scrub_text
+from rotator.model import Change
 from rotator.ports import Alert
 from rotator.secret import Secret
 
@@ -142,6 +143,9 @@ class Webhook:
 
     def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
         """Ignore it: a finished rotation is for metrics, not for a chat channel."""
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Ignore it: steps are for the log and the demo, not for a chat channel."""
 
     def alert(self, alert: Alert) -> None:
         """Queue ``alert`` for posting, unless it repeats a recent one; returns at once, never raises."""

@@ -147,6 +147,9 @@ class Observer(Protocol):
     def alert(self, alert: Alert) -> None:
         """An alert was raised."""
 
+    def recorded(self, target: str, change: Change) -> None:
+        """A journal write for ``target`` succeeded (a step reached, a token's role changed)."""
+
 
 class NoObserver:
     """The observer of a run nobody watches."""
@@ -155,6 +158,9 @@ class NoObserver:
         """Ignore it."""
 
     def alert(self, alert: Alert) -> None:
+        """Ignore it."""
+
+    def recorded(self, target: str, change: Change) -> None:
         """Ignore it."""
 
 
@@ -173,3 +179,8 @@ class Observers:
         """Tell every member."""
         for member in self.members:
             member.alert(alert)
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.recorded(target, change)

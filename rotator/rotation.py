@@ -44,9 +44,10 @@ from rotator.plan import (
     requested_expiry,
     token_name,
 )
+from rotator.protocol import RULES
 from rotator.retire import Retirer
 from rotator.secret import Secret
-from rotator.worker import Context, Recorder, Scratch, check_connection, upstream_message
+from rotator.worker import Context, Recorder, Scratch, check_connection, tell, upstream_message
 
 
 log = structlog.get_logger("rotator")
@@ -73,19 +74,15 @@ class TargetRun(Retirer):
     def resume(self, rotation: RotationRecord) -> bool:
         """Carry an unfinished rotation forward; return True when a fresh rotation must follow now."""
         log.info("rotation.resume", target=self.target.name, rotation=rotation.id, step=rotation.step.value)
+        rule = RULES[rotation.step]
         if rotation.step is Step.PLANNED:
             self.recheck_name(rotation.token_name)
             self.tombstone(rotation.token_name)
-            self.finish(rotation, Outcome.ROLLED_BACK, "resumed at PLANNED: nothing was pushed")
-            return False
-        if rotation.step is Step.CREATED:
-            if rotation.new_token_id is not None:
-                self.revoke_now(rotation.new_token_id, "resumed at CREATED: never pushed")
-            self.finish(rotation, Outcome.ROLLED_BACK, "resumed at CREATED: revoked the unpushed token")
-            return False
-        if rotation.step is Step.PUSHING:
-            self.finish(rotation, Outcome.SUPERSEDED, "resumed at PUSHING: outcome unknown, rolling forward")
-            return True
+        elif rotation.step is Step.CREATED and rotation.new_token_id is not None:
+            self.revoke_now(rotation.new_token_id, "resumed at CREATED: never pushed")
+        if rule.resume_outcome is not None:
+            self.finish(rotation, rule.resume_outcome, rule.resume)
+            return rule.rolls_forward
         if rotation.step is Step.PUSHED:
             return self.verify(rotation)
         return False
@@ -100,7 +97,9 @@ class TargetRun(Retirer):
     def _finished_line(self, r: RotationRecord) -> None:
         ended = r.finished_at or self.ctx.clock()
         seconds = (ended - r.planned_at).total_seconds()
-        self.ctx.observer.rotation_finished(self.target.name, r.outcome.value, seconds)
+        tell(
+            self.ctx, lambda observer: observer.rotation_finished(self.target.name, r.outcome.value, seconds)
+        )
         log.info(
             "rotation.finished",
             target=self.target.name,

@@ -113,6 +113,7 @@ class Recorder:
         self.ctx.journal.write(self.lease, change)
         if change.rotation is not None:
             self.step = change.rotation.step.value
+        tell(self.ctx, lambda observer: observer.recorded(self.target.name, change))
         if point is not None:
             self.checkpoint(point)
 
@@ -153,6 +154,14 @@ class Recorder:
         return TargetFailedError(reason, message)
 
 
+def tell(ctx: Context, call: Callable[[Observer], None]) -> None:
+    """Tell the observer something; its failure (a closed pipe, a full disk) never stops a rotation."""
+    try:
+        call(ctx.observer)
+    except Exception as error:  # noqa: BLE001 - observers are told, never relied on
+        log.warning("observer.failed", error=type(error).__name__)
+
+
 def alert(  # noqa: PLR0913 - one alert, each part named at the call site
     ctx: Context, target: Target, key: TargetKey | None, reason: str, message: str, *, step: str = "prepare"
 ) -> None:
@@ -167,7 +176,7 @@ def alert(  # noqa: PLR0913 - one alert, each part named at the call site
         expires = expiring_on(ctx, target, key, now)
     except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
         expires = None
-    ctx.observer.alert(Alert(target.name, reason, message, now, step, expires))
+    tell(ctx, lambda observer: observer.alert(Alert(target.name, reason, message, now, step, expires)))
 
 
 def expiring_on(ctx: Context, target: Target, key: TargetKey | None, now: datetime) -> date | None:

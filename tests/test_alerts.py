@@ -6,12 +6,16 @@ from typing import Any, cast
 
 from prometheus_client import generate_latest
 
+from rotator import runtime
 from rotator.config import parse_config
 from rotator.engine import Engine, RunOptions
 from rotator.journal_sqlite import SQLiteJournal
 from rotator.metrics import Metrics, TargetGauges
+from rotator.model import Change
 from rotator.ports import Alert
+from rotator.testing import start_fakes
 from rotator.worker import Context
+from tests.cli_harness import CONNECTIONS, Harness
 
 
 CONFIG = {
@@ -43,6 +47,10 @@ class Heard:
     def alert(self, alert: Alert) -> None:
         """Remember an alert."""
         self.alerts.append(alert)
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Nothing is recorded when the journal cannot be written."""
+        raise AssertionError((target, change))
 
 
 def test_a_broken_journal_fails_the_target_with_an_alert_not_an_exception(tmp_path: Path) -> None:
@@ -88,3 +96,35 @@ def test_expiring_is_not_counted_as_a_failure() -> None:
     text = generate_latest(metrics.registry).decode()
     assert 'rotator_rotation_failures_total{reason="failed",step="PUSHING",target="app-deploy"} 1.0' in text
     assert 'reason="expiring"' not in text
+
+
+class Broken:
+    """An observer whose every hook raises, like a narration writing to a closed pipe."""
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Raise."""
+        raise BrokenPipeError((target, outcome, seconds))
+
+    def alert(self, alert: Alert) -> None:
+        """Raise."""
+        raise BrokenPipeError(alert)
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Raise."""
+        raise BrokenPipeError((target, change))
+
+
+def test_an_observer_that_raises_never_stops_a_rotation(tmp_path: Path) -> None:
+    """Every hook raising: both targets still rotate, and Infisical holds tokens GitLab accepts."""
+    with start_fakes() as fakes:
+        Harness(fakes, tmp_path, grace="0s")
+        environ = fakes.seed.environment()
+        config = runtime.load(str(tmp_path / "rotator.yaml"), environ)
+        rt = runtime.build(config, environ, observers=(Broken(),))
+        try:
+            reports = rt.engine.run(RunOptions())
+        finally:
+            rt.close()
+        assert [(r.status, r.failed) for r in reports] == [("done", False), ("done", False)]
+        for connection in CONNECTIONS:
+            assert fakes.gitlab.test_only_accepts(fakes.infisical.test_only_held_token(connection))

@@ -12,7 +12,7 @@
 #     -e ROTATOR_GITLAB_TOKEN -e ROTATOR_INFISICAL_CLIENT_ID -e ROTATOR_INFISICAL_CLIENT_SECRET
 #     rotator
 # The configuration must put the journal on the state volume, by an absolute path:
-#   state: {url: "sqlite:////var/lib/rotator/rotator-state.db"}
+#   state: {url: "sqlite:////var/lib/rotator/state.db"}
 # (a relative sqlite path is resolved against the config file's folder, which is read-only here).
 # Secrets come from the environment at run time (or *_FILE variables); none is in any layer.
 

@@ -219,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             return demo.run(sys.stdout)
+        except KeyboardInterrupt:
+            print(
+                "rotator demo: interrupted; the fakes are stopped and the temporary folder removed",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         except BrokenPipeError:  # `rotator demo | head`: the reader left; so do we, quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_FAILED

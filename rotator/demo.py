@@ -24,7 +24,7 @@ from rotator import report, runtime
 from rotator.config import parse_config
 from rotator.engine import Engine, RunOptions
 from rotator.logs import configure
-from rotator.model import Change, Role, Step, short_hash
+from rotator.model import Change, Origin, Role, Step, short_hash
 from rotator.ports import Alert
 from rotator.testing import Fakes, start_fakes
 
@@ -60,9 +60,8 @@ class _Narrator:
         r = change.rotation
         if r is not None and (r.id, r.step.value, target) not in self.seen:
             self.seen.add((r.id, r.step.value, target))
-            name = f"{target}-{r.planned_at:%Y%m%d}-{r.id.replace('-', '')[:8]}"
             words = _STEP_WORDS[r.step].format(
-                name=name,
+                name=r.token_name,
                 new=r.new_token_id,
                 expires=r.expires_at,
                 pre=short_hash(r.pre_hash),
@@ -71,6 +70,9 @@ class _Narrator:
             )
             self.line(target, words)
         for token in change.tokens:
+            if token.origin is Origin.ADOPTED and (str(token.token_id), "adopted", target) not in self.seen:
+                self.seen.add((str(token.token_id), "adopted", target))
+                self.line(target, f"adopted  token {token.token_id}: the one the connection holds today")
             if (
                 token.role is Role.PENDING_REVOKE
                 and (str(token.token_id), "pending", target) not in self.seen
@@ -159,6 +161,12 @@ def _prove(fakes: Fakes, rt: runtime.Runtime, say: Callable[[str], None]) -> int
                 answers.append(f"{token_id}->{status.status_code}")
                 ok = ok and status.status_code == _DEAD
             say(f"  {target.name:<11} old tokens presented to GitLab: {', '.join(answers) or 'none'}")
+            project = fakes.seed.project_ids[fakes.seed.connection_ids.index(str(target.connection_id))]
+            active = fakes.gitlab.test_only_active_token_ids(project)
+            alone = [fakes.gitlab.test_only_token(i).value for i in active] == [held]
+            ok = ok and alone
+            verdict = "only the held one" if alone else "NOT only the held one"
+            say(f"  {target.name:<11} active tokens at GitLab: {active} ({verdict})")
     say(
         "\ndemo passed: rotated twice, old tokens dead, Infisical holds a live one" if ok else "\ndemo FAILED"
     )

@@ -56,9 +56,16 @@ class SQLiteJournal:
     def __init__(self, path: Path) -> None:
         """Open (creating with mode 0600 if needed) the journal at ``path``."""
         if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Create the file ourselves so it is never world-readable, even for an instant.
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Create the file ourselves so it is never world-readable, even for an instant.
+                os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            except OSError as error:
+                # The likeliest first mistake in a container: a relative sqlite:/// path resolves
+                # against the (read-only) config folder.
+                problem = f"cannot create the journal {path}: {error.strerror}"
+                hint = "; use an absolute path on a writable volume, e.g. sqlite:////var/lib/rotator/state.db"
+                raise ConfigError("state.url", problem + hint) from None
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -135,3 +135,25 @@ def test_no_config_is_exit_2_naming_the_option() -> None:
     assert result.returncode == 2
     assert "--config" in result.stderr
     assert "ROTATOR_CONFIG" in result.stderr
+
+
+def test_a_journal_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    """state.url under a path that cannot be a folder: exit 2 naming state.url, no traceback."""
+    (tmp_path / "afile").write_text("not a folder")
+    config = tmp_path / "rotator.yaml"
+    config.write_text(
+        "gitlab: {url: https://gitlab.example.com}\n"
+        "state: {url: 'sqlite:///afile/state.db'}\n"
+        "targets: [{name: app, project: 1, connection_id: 3c90c3cc-0d44-4b50-8888-8dd25736052a,"
+        " token: {scopes: [api]}}]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "state.url: cannot create the journal" in done.stderr
+    assert "Traceback" not in done.stderr

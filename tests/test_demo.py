@@ -30,6 +30,8 @@ def test_the_demo_rotates_twice_proves_it_and_leaves_nothing_behind(tmp_path: Pa
     for step in ("planned", "created", "pushing", "pushed", "verified", "retired", "revoked"):
         assert len(re.findall(rf"^  app-deploy\s+{step}\b", out, re.MULTILINE)) == 2, step
     assert out.count("Infisical holds a token GitLab accepts: yes") == 2
+    assert out.count("(only the held one)") == 2
+    assert len(re.findall(r"^  \S+\s+adopted  token \d+", out, re.MULTILINE)) == 2
     assert re.search(r"app-deploy\s+old tokens presented to GitLab: \d+->401, \d+->401$", out, re.MULTILINE)
     assert "TARGET" in out
     assert out.rstrip().endswith("demo passed: rotated twice, old tokens dead, Infisical holds a live one")

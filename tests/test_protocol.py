@@ -4,7 +4,7 @@ import itertools
 
 from pathlib import Path
 
-from rotator.model import Step
+from rotator.model import Outcome, Step
 from rotator.protocol import PROTOCOL, RULES, diagram, replace_block
 
 
@@ -30,3 +30,15 @@ def test_docs_rotation_md_holds_the_current_diagram() -> None:
     document = DOC.read_text()
     assert diagram() in document
     assert replace_block(document) == document
+
+
+def test_each_resume_closes_the_stopped_rotation_as_the_protocol_says() -> None:
+    """PLANNED and CREATED roll back, PUSHING is superseded, PUSHED and VERIFIED carry on."""
+    outcomes = {rule.step: rule.resume_outcome for rule in PROTOCOL}
+    assert outcomes == {
+        Step.PLANNED: Outcome.ROLLED_BACK,
+        Step.CREATED: Outcome.ROLLED_BACK,
+        Step.PUSHING: Outcome.SUPERSEDED,
+        Step.PUSHED: None,
+        Step.VERIFIED: None,
+    }

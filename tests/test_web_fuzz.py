@@ -19,23 +19,13 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.result import Ok
 
 from rotator.testing import start_fakes
-from tests.test_web import API_TOKEN, Running, finished, running_daemon, trigger
+from tests.test_web import API_TOKEN, OPERATIONS, Running, finished, running_daemon, trigger
 
 
 TARGETS = ("app-deploy", "api-deploy")
 AnyCase = Case[Any]
 AnyOperation = APIOperation[Any, Any, Any, Any]
 MAX_EXAMPLES = 40
-#: Every operation /openapi.json documents (the document itself is not listed in it).
-OPERATIONS = (
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/v1/targets"),
-    ("GET", "/v1/targets/{name}"),
-    ("POST", "/v1/targets/{name}/rotate"),
-    ("GET", "/v1/rotations/{run_id}"),
-)
 #: Authorization values a client could send: visible ASCII words, space-separated (as HTTP allows).
 AUTHORIZATION = st.one_of(
     st.from_regex(r"\A[!-~]{1,40}( [!-~]{1,40}){0,2}\Z"),

@@ -22,6 +22,7 @@ from rotator.config import Config, Target
 from rotator.engine import RunOptions, TargetReport
 from rotator.errors import UpstreamError
 from rotator.logs import configure
+from rotator.redact import redact
 from rotator.worker import check_connection
 
 
@@ -33,7 +34,7 @@ log = structlog.get_logger("rotator")
 
 def _print_reports(reports: list[TargetReport]) -> int:
     for r in reports:
-        print(f"{r.name}: {r.status}: {r.detail}")
+        print(f"{r.name}: {r.status}: {redact(r.detail)}")  # details quote upstream messages
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 
 
@@ -103,9 +104,8 @@ def check(_args: argparse.Namespace, config: Config) -> int:
             problem = probe()
         except UpstreamError as error:
             problem = str(error)
-        print(
-            f"{'ok     ' if problem is None else 'PROBLEM'} {what}{'' if problem is None else ': ' + problem}"
-        )
+        said = "" if problem is None else ": " + redact(problem)  # problems quote upstream messages
+        print(f"{'ok     ' if problem is None else 'PROBLEM'} {what}{said}")
         if problem is not None:
             problems.append(problem)
 

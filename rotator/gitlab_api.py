@@ -36,6 +36,7 @@ import tenacity
 from rotator import retrying
 from rotator.errors import GitLabError
 from rotator.model import NewToken, TokenInfo, TokenRequest
+from rotator.redact import redact
 from rotator.secret import Secret
 
 
@@ -49,9 +50,6 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 # A 2xx answer whose body is not what GitLab documents fails while parsing, with one of these.
 _UNEXPECTED = (AttributeError, KeyError, TypeError, ValueError)
 _FAILURES = (gitlab.exceptions.GitlabError, requests.RequestException, *_UNEXPECTED)
-# GitLab's token prefixes (the PAT one is ``glpat-`` unless an admin changed it; known values are
-# scrubbed literally as well).
-_TOKEN_VALUE = re.compile(r"\bgl(?:pat|dt|rt|rtr|cbt|ptt|ft|imt|agent|oas|soat|ffct)-[\w-]+")
 _MAX_MESSAGE = 300
 
 _LIST = "GET /projects/:id/access_tokens"
@@ -342,10 +340,9 @@ def _flatten(value: object) -> str:
 
 
 def _redact(text: str, secrets: tuple[Secret, ...]) -> str:
-    for secret in secrets:
-        if secret.reveal():
-            text = text.replace(secret.reveal(), "[redacted]")
-    text = _TOKEN_VALUE.sub("[redacted]", text)
+    # Known values literally (an admin may have changed the PAT prefix), then by shape; cut after,
+    # so a value cut in half is never left for the patterns to miss.
+    text = redact(text, (secret.reveal() for secret in secrets))
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 

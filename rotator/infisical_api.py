@@ -20,7 +20,6 @@ renewal are all replaced by a fresh login.
 
 import base64
 import json
-import re
 import threading
 import time
 import urllib.parse
@@ -36,6 +35,7 @@ import httpx
 from rotator import retrying
 from rotator.errors import InfisicalError
 from rotator.model import Connection
+from rotator.redact import redact
 from rotator.secret import Secret
 
 
@@ -52,7 +52,6 @@ _EXPIRY_SKEW = timedelta(seconds=10)
 _REFUSALS = frozenset({400, 401, 403, 404, 422, 429})
 _AUTH = frozenset({HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN})
 _AUTH_MESSAGES = ("No identity access token found", "Token missing", "Failed to authorize MI access token")
-_TOKEN_LIKE = re.compile(r"glpat-[\w.-]+|eyJ[\w-]+\.[\w-]+\.[\w-]*|\bgl(?:oas|ft|rt|cbt|soat)-[\w.-]+")
 _MAX_MESSAGE = 500
 
 
@@ -256,10 +255,7 @@ class InfisicalAPI:
         """The error for ``call``: message scrubbed of every secret we know and token-shaped text."""
         known = [*call.hide, self._auth.access_token, self._auth.client_secret]
         known.append(self._grant.token if self._grant is not None else None)
-        for secret in known:
-            if secret is not None and len(secret.reveal()) >= 8:  # noqa: PLR2004 - shorter is no token
-                message = message.replace(secret.reveal(), "[REDACTED]")
-        message = _TOKEN_LIKE.sub("[REDACTED]", message)[:_MAX_MESSAGE]
+        message = redact(message, (s.reveal() for s in known if s is not None))[:_MAX_MESSAGE]
         return InfisicalError("infisical", call.route, status, message, not_applied=not_applied)
 
     def _app_connection(self, call: _Call, data: object) -> dict[str, Any]:

@@ -1,13 +1,12 @@
 """structlog set up for rotator: JSON off a terminal, readable on one, and a last-line scrubber.
 
 The scrubber is the final processor before rendering: whatever an event carries, any live token
-value registered with :func:`watch` and anything shaped like a GitLab token (``glpat-…``) or a JWT
-is replaced by ``[REDACTED]``. Tracebacks are rendered without local variables, so a token held in
-a frame never reaches the log.
+value registered with :func:`watch` and anything :mod:`rotator.redact` recognises (GitLab tokens,
+JWTs, a URL's ``user:password@``) is replaced by ``[REDACTED]``. Tracebacks are rendered without
+local variables, so a token held in a frame never reaches the log.
 """
 
 import logging
-import re
 import sys
 import threading
 
@@ -19,11 +18,11 @@ import structlog
 
 from structlog.tracebacks import ExceptionDictTransformer
 
+from rotator.redact import MARKER, redact, redact_tree
 from rotator.secret import Secret
 
 
-_PATTERNS = re.compile(r"glpat-[\w.-]+|\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|\bgl(?:oas|ft|rt|cbt|soat)-[\w.-]+")
-REDACTED = "[REDACTED]"
+REDACTED = MARKER
 _live: set[str] = set()
 _live_lock = threading.Lock()
 
@@ -45,24 +44,14 @@ def scrub_text(text: str) -> str:
     """``text`` with live values and token-shaped strings replaced by ``[REDACTED]``."""
     with _live_lock:
         live = list(_live)
-    for value in live:
-        text = text.replace(value, REDACTED)
-    return _PATTERNS.sub(REDACTED, text)
-
-
-def _scrub(value: object) -> object:
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    return value
+    return redact(text, live)
 
 
 def scrub(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A structlog processor, the last one before the renderer."""
-    return {key: _scrub(value) for key, value in event.items()}
+    with _live_lock:
+        live = tuple(_live)
+    return {key: redact_tree(value, live) for key, value in event.items()}
 
 
 class _Bridge(logging.Handler):

@@ -9,7 +9,8 @@ Three rules shape this module:
   dropped (a warning says so): memory stays bounded however long the receiver is down.
 * **It never carries a token.** Alert messages are meant to be token-free already, but a
   notification leaves our logs' reach for good, so message and text go through
-  :func:`rotator.logs.scrub_text` once more before they are sent.
+  :func:`rotator.logs.scrub_text` (:mod:`rotator.redact` plus the live values) once more before
+  they are sent.
 * **The URL is a credential.** Whoever knows a Slack webhook URL can post to the channel, so it
   stays inside a :class:`~rotator.secret.Secret` and logs name only its host. A failure is logged
   by status or by exception *type*: httpx exception texts quote the URL.

@@ -14,9 +14,14 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from rotator.model import TargetKey
+from rotator.redact import redact
 
 
 T = TypeVar("T")
+#: Free text that may quote an upstream (an error, revoke evidence): redacted on its way into any
+#: store, so a credential an upstream echoed never reaches the file. Names and keys are never
+#: touched: recovery looks tokens up by their exact name.
+FREE_TEXT = frozenset({"error", "last_error", "evidence"})
 
 
 def to_json(record: object) -> dict[str, Any]:
@@ -32,6 +37,8 @@ def to_json(record: object) -> dict[str, Any]:
             value = value.isoformat()
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, str) and field.name in FREE_TEXT:
+            value = redact(value)
         out[field.name] = value
     return out
 

@@ -15,7 +15,14 @@ from rotator.engine import Engine, describe, failing_reason
 from rotator.model import Role, RotationRecord, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
+from rotator.redact import redact_tree
 from rotator.worker import Context
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    # Upstream messages (last_error, error, and the reasons quoting them) pass the one redaction
+    # before they are shown, whatever the journal holds; the operator's target name stays as is.
+    return cast("dict[str, Any]", redact_tree(row, keep={"target"}))
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -45,36 +52,38 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         work = decide(situation, now, force=False, take_over=False)
         failing = failing_reason(state, now)
         rows.append(
-            {
-                "target": target.name,
-                "token_id": current[-1].token_id if current else None,
-                "expires_at": current[-1].expires_at.isoformat()
-                if current and current[-1].expires_at
-                else None,
-                "last_rotation": _iso(last[0].planned_at) if last else None,
-                "last_outcome": last[0].outcome.value if last else None,
-                "next_due": _iso(situation.due.next_due),
-                "due_reason": situation.due.reason,
-                "would": describe(work, situation, None),
-                "pending_revokes": [
-                    {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
-                    for t in tokens
-                    if t.role is Role.PENDING_REVOKE
-                ],
-                "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
-                "drift": None
-                if not (state and state.drift_since)
-                else {
-                    "since": _iso(state.drift_since),
-                    "expected": short_hash(state.verified_hash),
-                    "observed": short_hash(state.observed_hash),
-                },
-                "holding_revoke_since": _iso(state.hold_since) if state else None,
-                "backoff_until": _iso(state.backoff_until) if state and state.failures else None,
-                "last_error": state.last_error if state else None,
-                "failing": failing is not None,
-                "failing_reason": failing,
-            }
+            _shown(
+                {
+                    "target": target.name,
+                    "token_id": current[-1].token_id if current else None,
+                    "expires_at": current[-1].expires_at.isoformat()
+                    if current and current[-1].expires_at
+                    else None,
+                    "last_rotation": _iso(last[0].planned_at) if last else None,
+                    "last_outcome": last[0].outcome.value if last else None,
+                    "next_due": _iso(situation.due.next_due),
+                    "due_reason": situation.due.reason,
+                    "would": describe(work, situation, None),
+                    "pending_revokes": [
+                        {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                        for t in tokens
+                        if t.role is Role.PENDING_REVOKE
+                    ],
+                    "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
+                    "drift": None
+                    if not (state and state.drift_since)
+                    else {
+                        "since": _iso(state.drift_since),
+                        "expected": short_hash(state.verified_hash),
+                        "observed": short_hash(state.observed_hash),
+                    },
+                    "holding_revoke_since": _iso(state.hold_since) if state else None,
+                    "backoff_until": _iso(state.backoff_until) if state and state.failures else None,
+                    "last_error": state.last_error if state else None,
+                    "failing": failing is not None,
+                    "failing_reason": failing,
+                }
+            )
         )
     return {"as_of": _iso(now), "targets": rows}
 
@@ -116,27 +125,29 @@ def history(journal: Journal, config: Config, name: str | None, limit: int) -> l
             continue
         tokens = tokens_by_key.setdefault(str(r.key), journal.tokens(r.key))
         rows.append(
-            {
-                "rotation": r.id,
-                "target": target,
-                "trigger": r.trigger,
-                "started": _iso(r.planned_at),
-                "finished": _iso(r.finished_at),
-                "outcome": r.outcome.value,
-                "step": r.step.value,
-                "old_token_id": r.old_token_id,
-                "new_token_id": r.new_token_id,
-                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
-                "pre_hash": short_hash(r.pre_hash),
-                "patch_hash": short_hash(r.patch_hash),
-                "reread_hash": short_hash(r.reread_hash),
-                "retired": [
-                    {"token_id": t.token_id, "revoked_at": _iso(t.revoked_at), "evidence": t.evidence}
-                    for t in tokens
-                    if t.retired_by == r.id
-                ],
-                "error": r.error,
-            }
+            _shown(
+                {
+                    "rotation": r.id,
+                    "target": target,
+                    "trigger": r.trigger,
+                    "started": _iso(r.planned_at),
+                    "finished": _iso(r.finished_at),
+                    "outcome": r.outcome.value,
+                    "step": r.step.value,
+                    "old_token_id": r.old_token_id,
+                    "new_token_id": r.new_token_id,
+                    "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                    "pre_hash": short_hash(r.pre_hash),
+                    "patch_hash": short_hash(r.patch_hash),
+                    "reread_hash": short_hash(r.reread_hash),
+                    "retired": [
+                        {"token_id": t.token_id, "revoked_at": _iso(t.revoked_at), "evidence": t.evidence}
+                        for t in tokens
+                        if t.retired_by == r.id
+                    ],
+                    "error": r.error,
+                }
+            )
         )
     return rows[:limit]
 

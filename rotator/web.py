@@ -25,6 +25,7 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rotator.redact import redact_tree
 from rotator.secret import Secret
 
 
@@ -153,6 +154,12 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _shown(document: Any) -> Any:  # noqa: ANN401 - a JSON document, passed through
+    # Defence in depth: whatever the service hands over passes the one redaction before it is
+    # served (a target's configured name, which routes look rows up by, stays as it is).
+    return redact_tree(document, keep={"target"})
+
+
 def _problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status, detail={"reason": reason, "detail": detail}, headers=headers)
 
@@ -233,7 +240,7 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
     @app.get("/v1/targets", tags=["targets"], dependencies=guarded, responses=_UNAUTHORIZED)
     def targets() -> Status:
         """Every target: the same data as `rotator status --json`."""
-        return Status.model_validate(service.status())
+        return Status.model_validate(_shown(service.status()))
 
     @app.get(
         "/v1/targets/{name}",
@@ -245,7 +252,7 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
         """One target, as `rotator status --json` shows it."""
         for row in service.status()["targets"]:
             if row["target"] == name:
-                return TargetStatus.model_validate(row)
+                return TargetStatus.model_validate(_shown(row))
         raise _problem(404, "unknown_target", f"no target named {name!r}")
 
     @app.post(
@@ -266,9 +273,9 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
         """Rotate a target now (forced); poll the returned id at /v1/rotations/{id}."""
         outcome = service.trigger(name)
         if hasattr(outcome, "reason"):
-            raise _problem(outcome.status, outcome.reason, outcome.detail)
+            raise _problem(outcome.status, outcome.reason, _shown(outcome.detail))
         response.headers["Location"] = f"/v1/rotations/{outcome.id}"
-        return TriggeredRun.model_validate(outcome.as_json())
+        return TriggeredRun.model_validate(_shown(outcome.as_json()))
 
     @app.get(
         "/v1/rotations/{run_id}",
@@ -283,7 +290,7 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
             raise _problem(
                 404, "unknown_rotation", f"no rotation request {run_id!r} (the last 1000 are kept)"
             )
-        return TriggeredRun.model_validate(run.as_json())
+        return TriggeredRun.model_validate(_shown(run.as_json()))
 
 
 class Server:

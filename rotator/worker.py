@@ -19,6 +19,7 @@ from rotator.errors import LeaseLostError, RotatorError, UpstreamError
 from rotator.model import Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
 from rotator.plan import backoff_until, expiry_instant
 from rotator.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
+from rotator.redact import redact
 
 
 log = structlog.get_logger("rotator")
@@ -205,5 +206,7 @@ def check_connection(conn: Connection, gitlab_url: str) -> str | None:
         return f"connection {conn.id} has no accessTokenType"
     held = (conn.instance_url or GITLAB_COM).rstrip("/")
     if held != gitlab_url.rstrip("/"):
-        return f"connection {conn.id} points at {held}, not the configured gitlab.url {gitlab_url}"
+        # instanceUrl is whatever a person typed, user:password@ included: never quote that part.
+        shown = redact(held)
+        return f"connection {conn.id} points at {shown}, not the configured gitlab.url {gitlab_url}"
     return None

@@ -353,6 +353,16 @@ def test_error_messages_never_show_a_token_value(api: GitLabAPI, fakes: Fakes) -
     assert raised.value.__suppress_context__
 
 
+def test_a_routable_token_in_an_error_message_is_redacted_whole(api: GitLabAPI, fakes: Fakes) -> None:
+    """A routable token GitLab echoes (``glpat-<payload>.01.<crc>``) leaves no part behind, dots included."""
+    echoed = fakes.gitlab.test_only_token(fakes.seed.adopt_token_ids[1]).value
+    assert "." in echoed  # the fakes mint GitLab's routable format
+    fakes.gitlab.faults.fail(CREATE, 400, body={"message": f"400 Bad request - {echoed} is not allowed"})
+    with pytest.raises(GitLabError) as raised:
+        api.create_token(fakes.seed.project_ids[0], _request(fakes))
+    assert "400 Bad request - [REDACTED] is not allowed" in str(raised.value)
+
+
 def test_unknown_manager_token_is_a_plain_401(make_api: Callable[..., GitLabAPI], fakes: Fakes) -> None:
     """A credential GitLab does not know: 401 Unauthorized, with the token nowhere in the error."""
     bogus = "glpat-" + "x" * 20

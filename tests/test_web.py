@@ -456,6 +456,24 @@ def test_v1_targets_matches_status_json(running: Running, client: httpx.Client) 
         assert client.get(f"/v1/targets/{row['target']}").json() == row
 
 
+def test_a_credential_in_a_connections_instance_url_is_shown_nowhere(fakes: Fakes, tmp_path: Path) -> None:
+    """A user:secret@ in instanceUrl fails the target; the secret is in no output, journal or API answer."""
+    secret = "s3cret-Pa55word"
+    held = fakes.infisical.test_only_held_token(CONNECTIONS[0])
+    typed = fakes.seed.gitlab_url.replace("://", f"://deploy:{secret}@")
+    fakes.infisical.seed_connection(held, instance_url=typed, name="gitlab-app", connection_id=CONNECTIONS[0])
+    with running_daemon(fakes, tmp_path, scheduled=False) as running:
+        runs = [running.harness.run(*args) for args in (("run-once",), ("status", "--json"), ("history",))]
+        with running.client() as http:
+            api = http.get("/v1/targets").text
+    assert runs[0].code == 1, runs[0].stderr
+    assert "://[REDACTED]@127.0.0.1" in runs[1].json()["targets"][0]["last_error"]
+    for text in (api, *(run.stdout + run.stderr for run in runs)):
+        assert secret not in text
+    for journal in tmp_path.glob("state.db*"):  # the WAL too: a write may not be checkpointed yet
+        assert secret.encode() not in journal.read_bytes()
+
+
 def test_a_trigger_queued_longer_than_a_check_interval_still_runs(fakes: Fakes, tmp_path: Path) -> None:
     """One worker busy for 3 s, checks every 1 s: the queued trigger runs late, never is dropped."""
     with running_daemon(fakes, tmp_path, check_interval="1s", workers=1) as running, running.client() as http:

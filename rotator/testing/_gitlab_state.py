@@ -7,7 +7,9 @@ expired tokens stay listed as ``active: false``; rotation links the new token to
 ``previous_id``, which is what reuse detection walks.
 """
 
+import base64
 import secrets
+import zlib
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -33,6 +35,31 @@ RESOURCE_BOT_SCOPES = frozenset(
 MAX_LIFETIME_DAYS = 365
 ROTATE_DEFAULT_DAYS = 7
 LAST_USED_CADENCE = timedelta(minutes=10)
+
+
+def _base36(number: int, width: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, digit = divmod(number, 36)
+        out = digits[digit] + out
+        if not number:
+            return out.rjust(width, "0")
+
+
+def routable_token(prefix: str, user_id: int, organization_id: int = 1) -> str:
+    """A token in GitLab's routable format (``Authn::TokenField::Generator::RoutableToken``).
+
+    ``<prefix><base64url(16 random bytes + routing payload + its length)>.<version>.<length>``
+    followed by the CRC32 of all that, in base 36: for example
+    ``glpat-qbneahz_cRVuwvktWn_ba286MQp1OjEH.01.0w0yrjtzo`` (51 characters; a longer routing
+    payload makes a longer token).
+    """
+    payload = f"o:{_base36(organization_id, 1)}\nu:{_base36(user_id, 1)}".encode()
+    encoded = base64.urlsafe_b64encode(secrets.token_bytes(16) + payload + bytes([len(payload)]))
+    body = encoded.decode().rstrip("=")
+    value = f"{prefix}{body}.{_base36(1, 2)}.{_base36(len(body), 2)}"
+    return value + _base36(zlib.crc32(value.encode()), 7)
 
 
 def iso_ms(when: datetime) -> str:
@@ -130,6 +157,8 @@ class GitLabState:
     resources: dict[tuple[ResourceKind, int], Resource] = field(default_factory=dict)
     tokens: dict[int, Token] = field(default_factory=dict)
     require_expiry: bool = True
+    #: Mint tokens in the routable format (GitLab 18); ``False``: legacy ``glpat-`` + 20 characters.
+    routable_tokens: bool = True
     #: Ids of revoked tokens presented on a rotate path (each one revoked its whole family).
     reuse_detections: list[int] = field(default_factory=list)
     _next_id: dict[str, int] = field(default_factory=dict)
@@ -166,7 +195,12 @@ class GitLabState:
         description: str | None = None,
         previous_id: int | None = None,
     ) -> Token:
-        """Mint a token for ``user`` with a fresh ``glpat-`` value."""
+        """Mint a token for ``user`` with a fresh ``glpat-`` value (routable unless switched off)."""
+        value = (
+            routable_token("glpat-", user.id)
+            if self.routable_tokens
+            else "glpat-" + secrets.token_urlsafe(15)
+        )
         token = Token(
             id=self.next_id("token"),
             name=name,
@@ -174,7 +208,7 @@ class GitLabState:
             scopes=list(scopes),
             expires_at=expires_at,
             created_at=now,
-            value="glpat-" + secrets.token_urlsafe(15),
+            value=value,
             description=description,
             access_level=access_level,
             resource=resource,

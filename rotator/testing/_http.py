@@ -8,11 +8,19 @@ bodies of the server it imitates; this module knows nothing about GitLab or Infi
 Every request to a registered route is counted under its route name and User-Agent before any
 fault is applied, so tests and benchmarks can count what a client sent, including requests that
 were dropped. Routes under ``/_fake/`` are the test-only control API and are never counted.
+
+``GET /_fake/test-hooks?challenge=C`` answers ``{"proof": hex(HMAC-SHA256(key, C))}`` with the
+fake's :attr:`FakeServer.test_hooks_key`: how rotator tells a fake it may arm its test hooks for
+(``ROTATOR_TEST_HOOKS`` holds the key) from a real server that happens to be on loopback, which
+answers 404. The key itself never crosses the wire.
 """
 
 import contextlib
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import socket
 import struct
 import threading
@@ -167,9 +175,13 @@ class FakeServer:
     #: Set by subclasses: the upstream's name in logs and ``/_fake/`` answers.
     upstream: ClassVar[str] = "fake"
 
-    def __init__(self, clock: FakeClock | None = None) -> None:
-        """Create the server (not yet listening); see :meth:`start`."""
+    def __init__(self, clock: FakeClock | None = None, *, test_hooks_key: str | None = None) -> None:
+        """Create the server (not yet listening); see :meth:`start`.
+
+        ``test_hooks_key`` (random if not given) is what ``/_fake/test-hooks`` proves knowledge of.
+        """
         self.clock = clock or FakeClock()
+        self.test_hooks_key = test_hooks_key or secrets.token_urlsafe(24)
         self.faults = Faults()
         self.lock = threading.RLock()  # guards the fake's state; handlers run under it
         self._routes: list[Route] = []
@@ -379,6 +391,15 @@ class FakeServer:
         self.route("DELETE", "/_fake/faults", self._control_clear_faults)
         self.route("GET", "/_fake/clock", self._control_clock)
         self.route("POST", "/_fake/clock", self._control_move_clock)
+        self.route("GET", "/_fake/test-hooks", self._control_test_hooks)
+
+    def _control_test_hooks(self, request: Request) -> Response:
+        challenge = request.query.get("challenge", [""])[-1]
+        # A fresh random challenge per check; a bounded one keeps this from being a general oracle.
+        if not 16 <= len(challenge) <= 128:
+            return Response(400, {"message": "challenge must be 16 to 128 characters"})
+        proof = hmac.new(self.test_hooks_key.encode(), challenge.encode(), hashlib.sha256).hexdigest()
+        return Response(200, {"proof": proof})
 
     def _control_calls(self, request: Request) -> Response:
         user_agent = request.query.get("user_agent", [None])[-1]

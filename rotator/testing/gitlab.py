@@ -56,16 +56,21 @@ class FakeGitLab(FakeServer):
         *,
         requests_per_minute: int | None = None,
         supports_token_filters: bool = True,
+        legacy_tokens: bool = False,
+        test_hooks_key: str | None = None,
     ) -> None:
         """Create an empty instance.
 
         ``requests_per_minute`` turns on a Rack::Attack-style per-user limiter (429 plain text
         ``Retry later`` with ``Retry-After`` and ``RateLimit-*`` headers, the latter on every
         response). ``supports_token_filters=False`` imitates servers older than 17.2, which ignore
-        ``state``, ``search`` and the other list filters.
+        ``state``, ``search`` and the other list filters. Tokens are minted in GitLab's routable
+        format (``glpat-<payload>.01.<length><crc>``, as GitLab 18 does); ``legacy_tokens=True``
+        mints the older ``glpat-`` + 20 characters instead. ``test_hooks_key``: see
+        :class:`~rotator.testing._http.FakeServer`.
         """
-        super().__init__(clock)
-        self.state = GitLabState()
+        super().__init__(clock, test_hooks_key=test_hooks_key)
+        self.state = GitLabState(routable_tokens=not legacy_tokens)
         self.supports_token_filters = supports_token_filters
         self._limiter = FixedWindowLimiter(requests_per_minute, self.clock) if requests_per_minute else None
         self.route("GET", f"{API}/version", self._version)

@@ -89,7 +89,7 @@ class FakeInfisical(FakeServer):
 
     upstream = "infisical"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only switches, each with a default
         self,
         clock: FakeClock | None = None,
         *,
@@ -97,9 +97,10 @@ class FakeInfisical(FakeServer):
         writes_per_minute: int | None = None,
         accept_group_tokens: bool = True,
         validation_retry_delay: float = 0.05,
+        test_hooks_key: str | None = None,
     ) -> None:
         """Create an empty instance (see the module docstring for the options)."""
-        super().__init__(clock)
+        super().__init__(clock, test_hooks_key=test_hooks_key)
         self.auth = IdentityAuth()
         self.connections: dict[str, Connection] = {}
         self.org_id = str(uuid.uuid4())

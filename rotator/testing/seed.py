@@ -7,6 +7,7 @@ first rotation adopts); a machine identity with Universal Auth and an access tok
 """
 
 import contextlib
+import secrets
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -38,13 +39,16 @@ class Seed:
     infisical_client_id: str
     infisical_client_secret: str
     infisical_token: str
+    #: The fakes' test-hooks key: rotator arms ROTATOR_TEST_* only when it is given and proved.
+    test_hooks_key: str = ""
 
     def environment(self) -> dict[str, str]:
-        """The variables rotator reads, set for these fakes."""
+        """The variables rotator reads, set for these fakes (the test-hooks opt-in included)."""
         return {
             "ROTATOR_GITLAB_TOKEN": self.manager_token,
             "ROTATOR_INFISICAL_CLIENT_ID": self.infisical_client_id,
             "ROTATOR_INFISICAL_CLIENT_SECRET": self.infisical_client_secret,
+            **({"ROTATOR_TEST_HOOKS": self.test_hooks_key} if self.test_hooks_key else {}),
         }
 
     def as_json(self) -> dict[str, object]:
@@ -89,6 +93,7 @@ def seed(gitlab: FakeGitLab, infisical: FakeInfisical) -> Seed:
         infisical_client_id=identity.client_id,
         infisical_client_secret=identity.client_secret,
         infisical_token=infisical.seed_access_token(identity),
+        test_hooks_key=gitlab.test_hooks_key,
     )
 
 
@@ -99,10 +104,17 @@ def start_fakes(
     gitlab_port: int = 0,
     infisical_port: int = 0,
     clock: FakeClock | None = None,
+    legacy_tokens: bool = False,
 ) -> Iterator[Fakes]:
-    """Start both fakes (ephemeral ports by default), seed them, stop them on exit."""
+    """Start both fakes (ephemeral ports by default), seed them, stop them on exit.
+
+    GitLab mints routable tokens unless ``legacy_tokens``. Both fakes share one fresh test-hooks
+    key (``seed.environment()`` hands it out as ``ROTATOR_TEST_HOOKS``), so either can prove it.
+    """
     clock = clock or FakeClock()
-    gitlab, infisical = FakeGitLab(clock), FakeInfisical(clock)
+    key = secrets.token_urlsafe(24)
+    gitlab = FakeGitLab(clock, legacy_tokens=legacy_tokens, test_hooks_key=key)
+    infisical = FakeInfisical(clock, test_hooks_key=key)
     gitlab.start(host, gitlab_port)
     try:
         infisical.start(host, infisical_port)

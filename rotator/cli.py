@@ -29,6 +29,8 @@ The fakes are for trying rotator out and for tests; they hold everything in memo
 GitLab listens on PORT and Infisical on PORT+1 (default 8929 and 8930); --port 0 picks two free
 ports. The seed matches config/example.yaml: projects acme/app and acme/api, one Infisical GitLab
 connection each, a manager token, and a machine identity. Stop with Ctrl-C.
+The printed ROTATOR_TEST_HOOKS arms the test hooks for these fakes only: with it exported,
+ROTATOR_TEST_CLOCK_OFFSET=31d moves rotator's clock a month ahead.
 
 example:
   rotator fakes                 # then, in another shell, export the printed variables
@@ -201,6 +203,7 @@ def _run_fakes(args: argparse.Namespace) -> int:
             print("# for rotator, in another shell:")
             for name, value in seed.environment().items():
                 print(f"export {name}={value}")
+            print("# ROTATOR_TEST_HOOKS arms ROTATOR_TEST_CLOCK_OFFSET (e.g. 31d) against these fakes only.")
             print("# Ctrl-C stops the fakes.", flush=True)
         stop.wait()
     finally:

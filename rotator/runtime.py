@@ -1,9 +1,10 @@
 """Builds the real parts for a command: config, clock, journal, adapters, engine. Only the CLI calls it.
 
-Two test hooks live here, honoured only when both upstream URLs are loopback (so they can never
-act on a real GitLab or Infisical), each announced on stderr when used:
-``ROTATOR_TEST_CLOCK_OFFSET`` (a duration such as ``20m`` or ``-2d``, added to rotator's clock) and
-``ROTATOR_TEST_CRASH_AFTER`` (a step name: the process exits right after recording it).
+Two test hooks live here, each announced on stderr when used: ``ROTATOR_TEST_CLOCK_OFFSET`` (a
+duration such as ``20m`` or ``-2d``, added to rotator's clock) and ``ROTATOR_TEST_CRASH_AFTER`` (a
+step name: the process exits right after recording it). A variable alone arms nothing: both
+upstream URLs must be loopback and the fakes must prove the ``ROTATOR_TEST_HOOKS`` key they handed
+out (:mod:`rotator.hooks`); otherwise the hook is ignored, with a line on stderr saying why.
 """
 
 import os
@@ -15,11 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TypeVar
 
 import structlog
 
-from rotator import cron
+from rotator import cron, hooks
 from rotator.config import Config, load_config
 from rotator.durations import parse_duration
 from rotator.engine import Engine
@@ -36,10 +37,10 @@ from rotator.worker import Context, Settings
 CONFIG_VARIABLE = "ROTATOR_CONFIG"
 CLOCK_OFFSET = "ROTATOR_TEST_CLOCK_OFFSET"
 CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: How long a command waits, at exit, for alerts still being delivered (architecture §5).
 WEBHOOK_FLUSH_SECONDS = 30.0
 log = structlog.get_logger("rotator")
+T = TypeVar("T")
 
 
 def config_path(option: str | None, environ: Mapping[str, str]) -> Path:
@@ -57,32 +58,36 @@ def user_agent() -> str:
     return f"rotator/{__version__}"
 
 
-def _loopback(config: Config) -> bool:
-    return all(urlsplit(url).hostname in _LOOPBACK for url in (config.gitlab.url, config.infisical.url))
-
-
-def _test_hook(config: Config, environ: Mapping[str, str], name: str) -> str | None:
+def _test_hook(config: Config, environ: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
+    """The hook ``name``'s parsed value if it is set and armed (see the module docstring), else None."""
     value = environ.get(name)
     if not value:
         return None
-    if not _loopback(config):
+    urls = (config.gitlab.url, config.infisical.url)
+    if not hooks.loopback(*urls):
         print(
             f"rotator: ignoring {name}: gitlab.url and infisical.url are not both loopback", file=sys.stderr
         )
         return None
+    parsed = parse(value)  # a malformed value is a usage error (exit 2), armed or not
+    refused = hooks.refusal(urls, environ.get(hooks.OPT_IN), user_agent())
+    if refused is not None:
+        print(f"rotator: ignoring {name}: {refused}", file=sys.stderr)
+        return None
     print(f"rotator: warning: test hook {name}={value} is in effect", file=sys.stderr)
-    return value
+    return parsed
+
+
+def _offset(raw: str) -> timedelta:
+    try:
+        return -parse_duration(raw[1:]) if raw.startswith("-") else parse_duration(raw)
+    except ValueError as error:
+        raise ConfigError(CLOCK_OFFSET, str(error)) from None
 
 
 def clock(config: Config, environ: Mapping[str, str]) -> Callable[[], datetime]:
-    """The real clock, shifted by ``ROTATOR_TEST_CLOCK_OFFSET`` where allowed."""
-    raw = _test_hook(config, environ, CLOCK_OFFSET)
-    offset = timedelta(0)
-    if raw is not None:
-        try:
-            offset = -parse_duration(raw[1:]) if raw.startswith("-") else parse_duration(raw)
-        except ValueError as error:
-            raise ConfigError(CLOCK_OFFSET, str(error)) from None
+    """The real clock, shifted by ``ROTATOR_TEST_CLOCK_OFFSET`` where armed."""
+    offset = _test_hook(config, environ, CLOCK_OFFSET, _offset) or timedelta(0)
     return lambda: datetime.now(UTC) + offset
 
 
@@ -192,7 +197,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
         settings=settings or Settings(),
-        crash_after=_test_hook(config, environ, CRASH_AFTER),
+        crash_after=_test_hook(config, environ, CRASH_AFTER, str),
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),
     )

@@ -77,7 +77,11 @@ class Harness:
         return [sys.executable, "-m", "rotator", "--config", str(self.folder / "rotator.yaml"), *args]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """This process's environment less ``ROTATOR_*``, plus the fakes' credentials and clock offset."""
+        """This process's environment less ``ROTATOR_*``, plus the fakes' credentials and clock offset.
+
+        The fakes' ``seed.environment()`` carries ``ROTATOR_TEST_HOOKS``, the key without which
+        rotator ignores the clock offset and ``crash_after`` (:mod:`rotator.hooks`).
+        """
         offset = int(self.fakes.clock.offset.total_seconds())
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},

@@ -182,6 +182,17 @@ def test_no_token_value_reaches_any_output(h: Harness) -> None:
     assert b"glpat-" not in journal
 
 
+def test_test_hooks_are_ignored_without_the_fakes_proof(h: Harness) -> None:
+    """CRASH_AFTER on loopback without the key the fakes hand out does nothing: exit 0, a note on stderr."""
+    wrong = {"ROTATOR_TEST_HOOKS": "not-the-key-these-fakes-made"}
+    result = h.run("run-once", crash_after="PLANNED", extra_env=wrong)
+    assert result.code == 0, result.stderr
+    assert "ignoring ROTATOR_TEST_CRASH_AFTER: no upstream proved ROTATOR_TEST_HOOKS" in result.stderr
+    assert "is in effect" not in result.stderr
+    assert h.held_works(0)
+    assert h.held_works(1)
+
+
 def test_a_removed_target_still_gets_its_pending_revoke(h: Harness) -> None:
     """Drop api-deploy from the config during grace: the run after grace still revokes its old token."""
     assert h.run("run-once").code == 0

@@ -10,8 +10,8 @@ only when
 3. a configured upstream proves it knows that key: rotator sends a fresh random challenge to
    ``GET /_fake/test-hooks`` and compares the answer with HMAC-SHA256(key, challenge) in constant
    time. Only rotator's fakes serve that route (they make the key at start and hand it out in
-   ``Seed.environment()`` and ``rotator fakes``); a real GitLab or Infisical answers 404. The key
-   itself never crosses the wire.
+   ``Seed.environment()`` and ``rotator fakes``); a real GitLab or Infisical answers 404 or a
+   redirect to its sign-in page (never followed). The key itself never crosses the wire.
 
 The check is made only when a hook variable is set, and once per process: runs without hooks make
 no extra call.

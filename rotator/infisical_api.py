@@ -11,6 +11,10 @@ carries the same value every time, so a repeat is harmless) but leaves the outco
 after that no 4xx proves "not stored". A login answered 401 is never retried, in this call or any
 later one: three failures lock the identity.
 
+No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
+the route and the ``Location`` (a bearer token or a client secret must reach the configured
+Infisical only), and only a read counts as not applied (a proxy may have passed a write on).
+
 Universal Auth logs in on the first call that needs it, never at construction, so an idle run
 makes no call. The token is renewed once less than max(20% of its TTL, 5 minutes) is left, capped
 at half the TTL so a short-lived token is not renewed before every call. An expired token, a
@@ -222,6 +226,9 @@ class InfisicalAPI:
             if status == HTTPStatus.UNAUTHORIZED and (call.path == _LOGIN or _auth_refused(status, payload)):
                 self.credential_refused = True
             message = _render(payload, response) if response is not None else failure
+            if _is_3xx(response):
+                # Never followed (see _send): refused here, before the generic error handling.
+                raise self._error(call, status, _redirected(response), not_applied=call.method == "GET")
             if used is not None and not reauthed and self._auth.client_id and _auth_refused(status, payload):
                 # Refused at the door (expired, revoked), so nothing was applied: log in, once more.
                 reauthed = True
@@ -242,7 +249,12 @@ class InfisicalAPI:
         """One attempt: (response, failure text, whether the request may have been applied)."""
         try:
             response = self._client.request(
-                call.method, self._url + call.path, json=call.body, headers=headers, timeout=call.timeout
+                call.method,
+                self._url + call.path,
+                json=call.body,
+                headers=headers,
+                timeout=call.timeout,
+                follow_redirects=False,  # httpx's default, made explicit for a client passed in
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return None, f"could not connect ({type(exc).__name__}: {exc})", False  # never sent
@@ -375,6 +387,27 @@ def _render(payload: object, response: httpx.Response) -> str:
     else:
         text = message if isinstance(message, str) and message else fallback
     return f"{error}: {text}" if isinstance(error, str) and error else text
+
+
+def _is_3xx(response: httpx.Response | None) -> TypeGuard[httpx.Response]:
+    """Whether ``response`` is a redirect of any kind (with a Location or not)."""
+    return (
+        response is not None and HTTPStatus.MULTIPLE_CHOICES <= response.status_code < HTTPStatus.BAD_REQUEST
+    )
+
+
+def _redirected(response: httpx.Response) -> str:
+    """A 3xx as one line: where it pointed (no userinfo, query or fragment), and that we stayed."""
+    location = response.headers.get("Location")
+    if not location:
+        return "redirected nowhere (no Location); not followed"
+    try:
+        target = response.url.join(location)
+        shown = str(target.copy_with(query=None, fragment=None, username=None, password=None))
+    except (httpx.InvalidURL, ValueError):
+        shown = "an invalid URL"
+    shown = re.sub(r"[^\x21-\x7e]", "?", shown)
+    return f"redirected to {shown}; not followed: credentials go to the configured Infisical only"
 
 
 def _issue(issue: object) -> str:

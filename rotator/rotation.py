@@ -279,6 +279,8 @@ class TargetRun(Retirer):
                 problem = f"token {info.id} active={info.active}, expected {new.info.id} active"
             except GitLabError as error:
                 problem = upstream_message(replace(error, target=self.target.name), "self-check")
+                if error.status is not None and 300 <= error.status < 400:  # noqa: PLR2004
+                    break  # a refused redirect is no replica lag: waiting out the window changes nothing
             if time.monotonic() >= deadline:
                 break
             # A fresh token can lag on GitLab's read replicas.

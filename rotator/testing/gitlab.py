@@ -111,6 +111,11 @@ class FakeGitLab(FakeServer):
         throttled = Response(429, "Retry later\n", {"Retry-After": str(math.ceil(reset_in))})
         return throttled, headers
 
+    def owns_credential(self, value: str) -> bool:
+        """Whether ``value`` is a token this instance minted (live or not)."""
+        with self.lock:
+            return self.state.token_by_value(value) is not None
+
     # ---- test-only helpers --------------------------------------------------------------------
 
     def seed_user(self, username: str, *, admin: bool = False) -> User:

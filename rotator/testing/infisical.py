@@ -141,6 +141,11 @@ class FakeInfisical(FakeServer):
         super().stop()
         self._gitlab_client.close()
 
+    def owns_credential(self, value: str) -> bool:
+        """Whether ``value`` is an access token this instance signed, or an identity's client secret."""
+        with self.lock:
+            return self.auth.issued(value)
+
     # ---- seeding and the test-only view -------------------------------------------------------
 
     def seed_identity(self, *, ttl: int = 7200, max_ttl: int = 2592000) -> Identity:

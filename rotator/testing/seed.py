@@ -103,6 +103,8 @@ def start_fakes(
     """Start both fakes (ephemeral ports by default), seed them, stop them on exit."""
     clock = clock or FakeClock()
     gitlab, infisical = FakeGitLab(clock), FakeInfisical(clock)
+    # Each records any request carrying the other's credential: no client may mix them up.
+    gitlab.strangers, infisical.strangers = (infisical,), (gitlab,)
     gitlab.start(host, gitlab_port)
     try:
         infisical.start(host, infisical_port)

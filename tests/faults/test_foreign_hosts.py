@@ -1,4 +1,9 @@
-"""``rotator run-once`` when GitLab points elsewhere: one error line, exit 1, nothing sent there."""
+"""GitLab pointing elsewhere (issue 14 item 2): a redirect, or a next-page link to another host.
+
+Each case is a campaign case: ``run-once`` exits 1 with one line naming the route and where GitLab
+pointed, nothing reaches the foreign host (:meth:`Case.check` asserts it after every run), and the
+target converges once the fault is gone.
+"""
 
 from pathlib import Path
 
@@ -6,20 +11,17 @@ import pytest
 import yaml
 
 from rotator.testing import Fakes, ForeignHost
-from tests.cli_harness import Harness
+from tests.faults import ledger
+from tests.faults.calls import LIST, PROJECT, SELF, TOKEN
+from tests.faults.campaign import Case
 
 
 pytestmark = pytest.mark.slow
 
-PROJECT = "GET /api/v4/projects/:id"
-GET = "GET /api/v4/projects/:id/access_tokens/:token_id"
-SELF = "GET /api/v4/personal_access_tokens/self"
-LIST = "GET /api/v4/projects/:id/access_tokens"
 
-
-def _without_adoption(h: Harness) -> None:
+def _without_adoption(case: Case) -> None:
     """Drop ``adopt_token_id``: the first rotation then lists the project's tokens ("journal lost?")."""
-    path = h.folder / "rotator.yaml"
+    path = case.folder / "rotator.yaml"
     config = yaml.safe_load(path.read_text())
     for target in config["targets"]:
         del target["adopt_token_id"]
@@ -30,7 +32,7 @@ def _without_adoption(h: Harness) -> None:
     ("route", "kind", "said"),
     [
         (PROJECT, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
-        (GET, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
+        (TOKEN, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
         (SELF, "redirect", "-> 302: redirected to {url}/api/v4/personal_access_tokens/self"),
         (LIST, "foreign_next", "-> 200: the next-page link points to {url}/api/v4/projects/"),
     ],
@@ -39,17 +41,19 @@ def test_gitlab_pointing_elsewhere_fails_the_target_and_sends_nothing_there(  # 
     fakes: Fakes, foreign: ForeignHost, tmp_path: Path, route: str, kind: str, said: str
 ) -> None:
     """A redirect (project, token read, self-check) or a foreign next link: exit 1, one line, no leak."""
-    h = Harness(fakes, tmp_path, targets=1)
+    case = Case(fakes, tmp_path)
+    case.elsewhere = foreign
     if route == LIST:
-        _without_adoption(h)
+        _without_adoption(case)
     getattr(fakes.gitlab.faults, kind)(route, foreign.url, times=None)
-    result = h.run("run-once")
-    assert result.code == 1, result.stdout + result.stderr
+    result = case.run("run-once")
+    ledger.count("faults")
+    case.assert_reported(result)
     lines = [line for line in result.stdout.splitlines() if said.format(url=foreign.url) in line]
     assert len(lines) == 1, result.stdout
     assert f" gitlab {route.replace('/api/v4', '')} -> " in lines[0]
-    assert foreign.received() == []
-    assert fakes.gitlab.test_only_stranger_credentials() == []
-    # Nothing is left behind: the held token works and is the project's only active one.
-    assert h.held_works(0)
-    assert h.active_tokens(0) == [fakes.seed.adopt_token_ids[0]]
+    # Nothing is left behind: the held token is the project's only active one.
+    assert case.managed() == [fakes.seed.adopt_token_ids[0]]
+    if route == LIST:
+        case.rewrite()  # the operator follows the "journal lost?" advice and adopts the held token
+    case.converge(cli=False)

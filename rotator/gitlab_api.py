@@ -87,7 +87,7 @@ _ROUTE_PATHS = {
     _PROJECT: re.compile(r"/projects/[^/]+"),
     _SELF: re.compile(r"/personal_access_tokens/self"),
 }
-OTHER_ROUTE = "other"
+_OTHER_ROUTE = "other"
 
 
 class _Client(gitlab.Gitlab):
@@ -292,7 +292,7 @@ class GitLabAPI:
         request = response.request
         if self._on_response is not None:
             self._on_response(
-                "gitlab", route_label(request.method or "", request.path_url), str(response.status_code)
+                "gitlab", _route_label(request.method or "", request.path_url), str(response.status_code)
             )
         # Only a 2xx proves the manager token works (a refused redirect proves nothing either way).
         accepted = HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES
@@ -343,7 +343,7 @@ class GitLabAPI:
 # ---- mapping and parsing ------------------------------------------------------------------------
 
 
-def route_label(method: str, path: str) -> str:
+def _route_label(method: str, path: str) -> str:
     """The route template a request matches, e.g. ``GET /projects/:id/access_tokens/:token_id``.
 
     Metric labels must stay few (one series per route, not per project), carry no value, and come
@@ -351,11 +351,11 @@ def route_label(method: str, path: str) -> str:
     """
     _, api, rest = path.split("?", 1)[0].partition("/api/v4")
     if not api:
-        return OTHER_ROUTE
+        return _OTHER_ROUTE
     for route, pattern in _ROUTE_PATHS.items():
         if route.startswith(f"{method} ") and pattern.fullmatch(rest):
             return route
-    return OTHER_ROUTE
+    return _OTHER_ROUTE
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

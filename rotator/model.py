@@ -54,6 +54,10 @@ class Role(StrEnum):
     ABANDONED = "abandoned"  # created by us but no longer revocable (project gone, 403)
 
 
+#: Roles in which a token is someone's live responsibility: never adopted or revoked by another target.
+OWNED_ROLES = frozenset({Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE})
+
+
 class Origin(StrEnum):
     """Where a tracked token came from."""
 
@@ -176,6 +180,15 @@ class TokenRecord:
     revoke_after: datetime | None = None
     revoked_at: datetime | None = None
     evidence: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A target the journal tracks a token for (architecture §6: one token, one owner)."""
+
+    key: TargetKey
+    target: str  # the target's name as the journal last saw it
+    role: Role
 
 
 @dataclass(frozen=True, slots=True)

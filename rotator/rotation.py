@@ -196,18 +196,33 @@ class TargetRun(Retirer):
             return
         adopt = self.target.adopt_token_id
         if adopt is None:
-            ours = [
-                t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
-            ]
-            if ours:
-                ids = ", ".join(str(t.id) for t in ours)
-                raise self.rec.failed(
-                    "journal_lost",
-                    f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
-                    " but the journal has no history; set adopt_token_id to the one the connection holds",
-                    backoff=False,
-                )
+            self._journal_lost_check()
             return
+        self._adopt(adopt)
+
+    def _journal_lost_check(self) -> None:
+        ours = [
+            t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
+        ]
+        if ours:
+            ids = ", ".join(str(t.id) for t in ours)
+            raise self.rec.failed(
+                "journal_lost",
+                f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
+                " but the journal has no history; set adopt_token_id to the one the connection holds",
+                backoff=False,
+            )
+
+    def _adopt(self, adopt: int) -> None:
+        owned = self.owned_elsewhere(adopt)
+        if owned is not None:
+            # Adopting it would rotate it away and revoke it under the target that owns it.
+            raise self.rec.failed(
+                "failed",
+                f"{self.target.name}: adopt_token_id: {owned}; a token has one owner: set adopt_token_id"
+                " to the token this target's connection holds, or remove it",
+                backoff=False,
+            )
         info = self.ctx.gitlab.get_token(self.project_id, adopt)
         if info is None or not info.active:
             # Named like any upstream failure (target, step, route, status), so alerts can parse it.

@@ -93,6 +93,14 @@ def open_journal(config: Config) -> Journal:
     return SQLiteJournal(sqlite_path(config.state.url, config.base_dir))
 
 
+def peek_journal(config: Config) -> Journal | None:
+    """The journal opened read-only if its file exists, else ``None``: ``check`` creates nothing."""
+    if not config.state.url.startswith("sqlite:///"):
+        return None
+    path = sqlite_path(config.state.url, config.base_dir)
+    return SQLiteJournal(path, read_only=True) if path.is_file() else None
+
+
 @dataclass
 class Runtime:
     """The parts a command uses; :meth:`close` releases them."""

@@ -192,12 +192,22 @@ class TargetRun(Retirer):
         self.freeze(observed)
 
     def _first_rotation_checks(self) -> None:
-        if self.rec.state().verified_hash is not None or self.ctx.journal.tokens(self.rec.key):
+        """Until a push is verified: apply ``adopt_token_id``, or stop if the journal looks lost.
+
+        Adoption is applied once, but "once" means "until the first verified push", not "on the
+        first attempt": a first push that was refused leaves a revoked candidate in the journal, and
+        the ``adopt_token_id`` the operator sets afterwards must still be honoured.
+        """
+        if self.rec.state().verified_hash is not None:
             return
+        known = self.ctx.journal.tokens(self.rec.key)
         adopt = self.target.adopt_token_id
         if adopt is None:
-            self._journal_lost_check()
+            if not known:
+                self._journal_lost_check()
             return
+        if any(t.token_id == adopt for t in known):
+            return  # adopted (or created) under this key already
         self._adopt(adopt)
 
     def _journal_lost_check(self) -> None:

@@ -19,6 +19,7 @@ from tests.cli_harness import CONNECTIONS, Harness
 
 
 pytestmark = pytest.mark.slow
+PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
 
 
 @pytest.fixture
@@ -116,3 +117,25 @@ def test_a_removed_target_never_revokes_a_token_another_target_holds(
     journal = SQLiteJournal(h.folder / "state.db")
     assert [t.role for t in journal.tokens(gone)] == [Role.PENDING_REVOKE]
     journal.close()
+
+
+def test_adopt_token_id_set_after_a_refused_first_push_is_applied(h: Harness) -> None:
+    """First push refused, then adopt_token_id set: the adopted token is retired after the verified push."""
+    adopted = h.fakes.seed.adopt_token_ids[0]
+    _configure(h)
+    config = yaml.safe_load((h.folder / "rotator.yaml").read_text())
+    del config["targets"][0]["adopt_token_id"]
+    (h.folder / "rotator.yaml").write_text(yaml.safe_dump(config))
+    h.fakes.infisical.faults.fail(PATCH, 400)
+    assert h.run("run-once").code == 1
+    _configure(h)  # the operator now sets adopt_token_id to the token the connection holds
+    h.fakes.clock.advance(timedelta(minutes=6))  # past the failure's backoff
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    pending = h.run("status", "--json").json()["targets"][0]["pending_revokes"]
+    assert [p["token_id"] for p in pending] == [adopted]
+    h.fakes.clock.advance(timedelta(minutes=61))
+    assert h.run("run-once").code == 0
+    assert adopted not in h.active_tokens(0)
+    assert len(h.active_tokens(0)) == 1
+    assert h.held_works(0)

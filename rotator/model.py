@@ -208,6 +208,10 @@ class TargetState:
     last_error: str | None = None
     hold_since: datetime | None = None
     last_run_at: datetime | None = None
+    #: The project's active tokens no target tracked, listed at the last ``--take-over`` (the token a
+    #: person wrote into the connection is among them): ``(id, name, expires_at ISO date or None)``.
+    untracked: tuple[tuple[int, str, str | None], ...] = ()
+    untracked_as_of: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,21 @@ from datetime import datetime
 import structlog
 
 from rotator.config import Target
-from rotator.errors import GitLabError
+from rotator.errors import GitLabError, UpstreamError
 from rotator.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
 from rotator.worker import Context, Recorder, Scratch, TargetFailedError, owned_elsewhere
 
 
 log = structlog.get_logger("rotator")
 _RECHECK_STATUSES = (400, 404)
+
+
+def describe_untracked(untracked: tuple[tuple[int, str, str | None], ...]) -> str:
+    """``12 by-hand (expires 2026-12-31), 13 other (never expires)``."""
+    return ", ".join(
+        f"{token_id} {name} ({f'expires {expires}' if expires else 'never expires'})"
+        for token_id, name, expires in untracked
+    )
 
 
 class Retirer:
@@ -70,6 +78,39 @@ class Retirer:
     def owned_elsewhere(self, token_id: int) -> str | None:
         """Which other target owns ``token_id`` as a live token, in words; else ``None``."""
         return owned_elsewhere(self.ctx.journal, self.rec.key, token_id)
+
+    def record_untracked(self) -> None:
+        """On ``--take-over``: record, and report, the project's active tokens no target tracks.
+
+        The token a person wrote into the connection stays live after a take-over, and the
+        connection's opaque ``credentialsHash`` cannot say which it is, so every untracked active
+        token is listed (the manager token's own id excepted). ``status`` shows the list "as of"
+        now; rotator never touches these tokens. The listing never changes the run's outcome.
+        """
+        if self.scratch.untracked_listed:
+            return
+        self.scratch.untracked_listed = True
+        url = self.rec.key.gitlab_url
+        try:
+            found = [t for t in self.list_tokens() if t.active and not self.ctx.journal.owners(url, t.id)]
+            manager = self.ctx.gitlab.manager_self().id if found else None
+        except UpstreamError as error:
+            log.warning("token.untracked_unknown", target=self.target.name, error=str(error))
+            return
+        untracked = tuple(
+            (t.id, t.name, t.expires_at.isoformat() if t.expires_at else None)
+            for t in found
+            if t.id != manager
+        )
+        now = self.ctx.clock()
+        self.rec.write(Change(target=replace(self.rec.state(), untracked=untracked, untracked_as_of=now)))
+        if untracked:
+            log.warning("token.untracked", target=self.target.name, token_ids=[u[0] for u in untracked])
+            self.scratch.actions.append(
+                "the project holds active tokens no target tracks (the one written into the connection"
+                " before this take-over is among them; rotator leaves them alone):"
+                f" {describe_untracked(untracked)}"
+            )
 
     # -- revoking ---------------------------------------------------------------------------
     def _refuse_revoke(self, problem: str) -> TargetFailedError:

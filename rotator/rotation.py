@@ -126,6 +126,9 @@ class TargetRun(Retirer):
         pre_hash = self.connection_checked()
         self._drift_before_push(pre_hash)
         self._first_rotation_checks()
+        if self.scratch.take_over:
+            # Before the create, so the list holds what the project had, not our new token.
+            self.record_untracked()
         now = self.ctx.clock()
         rotation_id = str(uuid.uuid4())
         current = self.tokens(Role.CURRENT)

@@ -89,6 +89,7 @@ class Scratch:
     take_over: bool = False
     revoke_anyway: bool = False
     unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
+    untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
 
 
 class Recorder:

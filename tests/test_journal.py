@@ -231,3 +231,9 @@ def test_owners_finds_a_token_across_targets_of_one_gitlab(journal: Journal) -> 
         (other, "api-deploy", Role.PENDING_REVOKE),
     }
     assert journal.owners(KEY.gitlab_url, 8) == []
+
+
+def test_codec_round_trips_the_untracked_list() -> None:
+    """A target's untracked-token list (nested tuples) survives to_json/from_json unchanged."""
+    state = TargetState(KEY, "app-deploy", untracked=((12, "by-hand", "2026-12-31"), (13, "x", None)))
+    assert from_json(TargetState, to_json(state)) == state

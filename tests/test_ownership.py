@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import gitlab
 import httpx
 import pytest
 import yaml
@@ -15,7 +16,7 @@ import yaml
 from rotator.journal_sqlite import SQLiteJournal
 from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
 from rotator.testing import Fakes
-from tests.cli_harness import CONNECTIONS, Harness
+from tests.cli_harness import CONNECTIONS, Harness, patch_by_hand
 
 
 pytestmark = pytest.mark.slow
@@ -139,3 +140,25 @@ def test_adopt_token_id_set_after_a_refused_first_push_is_applied(h: Harness) ->
     assert adopted not in h.active_tokens(0)
     assert len(h.active_tokens(0)) == 1
     assert h.held_works(0)
+
+
+def test_take_over_lists_the_untracked_token_a_person_wrote(
+    h: Harness, infisical: httpx.Client, gl: gitlab.Gitlab
+) -> None:
+    """After a person writes a hand-made token into the connection, `--take-over` and `status` name it."""
+    assert h.run("run-once").code == 0
+    project = gl.projects.get(h.fakes.seed.project_ids[0], lazy=True)
+    expires = h.fakes.clock.now().date() + timedelta(days=30)
+    by_hand = project.access_tokens.create(
+        {"name": "by-hand", "scopes": ["api"], "access_level": 40, "expires_at": expires.isoformat()}
+    )
+    assert patch_by_hand(infisical, h.fakes.gitlab.url, CONNECTIONS[0], by_hand.token).status_code == 200
+    taken = h.run("rotate", "app-deploy", "--take-over")
+    assert taken.code == 0, taken.stdout + taken.stderr
+    assert f"{by_hand.id} by-hand" in taken.stdout
+    untracked = h.run("status", "--json").json()["targets"][0]["untracked_tokens"]
+    assert [t["token_id"] for t in untracked["tokens"]] == [by_hand.id]
+    assert untracked["as_of"]
+    table = h.run("status")
+    assert table.code == 0
+    assert f"{by_hand.id} by-hand" in table.stdout

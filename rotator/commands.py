@@ -22,7 +22,9 @@ from rotator.config import Config, Target
 from rotator.engine import RunOptions, TargetReport
 from rotator.errors import UpstreamError
 from rotator.logs import configure
-from rotator.worker import check_connection
+from rotator.model import TargetKey
+from rotator.ports import Journal
+from rotator.worker import check_connection, owned_elsewhere
 
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -96,6 +98,9 @@ def check(_args: argparse.Namespace, config: Config) -> int:
     """``check``: a preflight with no side effects; every problem is one line."""
     configure()
     rt = runtime.build(config, os.environ, journal=False)
+    # The real journal, read-only and only if it exists: adopt_token_id must not name a token
+    # another target owns. The engine's own (in-memory) journal stays the throwaway one.
+    journal = runtime.peek_journal(config)
     problems: list[str] = []
 
     def item(what: str, probe: Callable[[], str | None]) -> None:
@@ -114,14 +119,19 @@ def check(_args: argparse.Namespace, config: Config) -> int:
         item("gitlab: manager token", lambda: _manager(rt))
         item("infisical: credentials", lambda: _infisical(rt))
         for target in config.targets:
-            _check_target(rt, target, item)
+            _check_target(rt, target, item, journal)
     finally:
         rt.close()
+        if journal is not None:
+            journal.close()
     return EXIT_FAILED if problems else EXIT_OK
 
 
 def _check_target(
-    rt: runtime.Runtime, target: Target, item: Callable[[str, Callable[[], str | None]], None]
+    rt: runtime.Runtime,
+    target: Target,
+    item: Callable[[str, Callable[[], str | None]], None],
+    journal: Journal | None,
 ) -> None:
     project_ids: list[int] = []
 
@@ -144,7 +154,8 @@ def _check_target(
         print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
     adopt = target.adopt_token_id
     if adopt is not None and project_ids:
-        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, project_ids[0], adopt))
+        key = TargetKey(rt.config.gitlab.url, project_ids[0], str(target.connection_id))
+        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, key, adopt))
 
 
 def _manager(rt: runtime.Runtime) -> str | None:
@@ -167,8 +178,14 @@ def _infisical(rt: runtime.Runtime) -> str | None:
     return None
 
 
-def _adoptable(rt: runtime.Runtime, project_id: int, token_id: int) -> str | None:
-    info = rt.gitlab.get_token(project_id, token_id)
+def _adoptable(rt: runtime.Runtime, journal: Journal | None, key: TargetKey, token_id: int) -> str | None:
+    if journal is not None:
+        state = journal.target(key)
+        applied = state is not None and state.verified_hash is not None
+        owned = None if applied else owned_elsewhere(journal, key, token_id)
+        if owned is not None:
+            return f"{owned}; a token has one owner (the run fails until this is fixed)"
+    info = rt.gitlab.get_token(key.project_id, token_id)
     if info is None:
         return f"token {token_id} is not in this project"
     return None if info.active else f"token {token_id} is not active"

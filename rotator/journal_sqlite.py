@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from rotator.errors import ConfigError, LeaseLostError
-from rotator.model import Change, Lease, RotationRecord, TargetKey, TargetState, TokenRecord, Tombstone
+from rotator.model import (
+    Change,
+    Lease,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenOwner,
+    TokenRecord,
+    Tombstone,
+)
 from rotator.records import from_json, to_json
 
 
@@ -34,6 +43,7 @@ CREATE TABLE IF NOT EXISTS rotations (
 CREATE INDEX IF NOT EXISTS rotations_by_key ON rotations (key, planned_at);
 CREATE TABLE IF NOT EXISTS tokens (
     key TEXT NOT NULL, token_id INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, token_id));
+CREATE INDEX IF NOT EXISTS tokens_by_id ON tokens (token_id);
 CREATE TABLE IF NOT EXISTS tombstones (
     key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
 CREATE TABLE IF NOT EXISTS projects (
@@ -53,8 +63,18 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
 class SQLiteJournal:
     """The :class:`rotator.ports.Journal` on one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (creating with mode 0600 if needed) the journal at ``path``."""
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating with mode 0600 if needed) the journal at ``path``.
+
+        ``read_only`` opens an existing file for reading only, creating and changing nothing
+        (``check``'s view); a write then fails.
+        """
+        self._lock = threading.RLock()
+        if read_only:
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
+            )
+            return
         if str(path) != ":memory:":
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +87,6 @@ class SQLiteJournal:
                 hint = "; use an absolute path on a writable volume, e.g. sqlite:////var/lib/rotator/state.db"
                 raise ConfigError("state.url", problem + hint) from None
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -182,6 +201,23 @@ class SQLiteJournal:
         """The target's tracked tokens, oldest (lowest id) first."""
         rows = self._rows("SELECT data FROM tokens WHERE key = ? ORDER BY token_id", (str(key),))
         return [from_json(TokenRecord, row) for row in rows]
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target on ``gitlab_url`` that tracks ``token_id`` (the index on token_id finds them)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tokens.data, targets.data FROM tokens LEFT JOIN targets ON targets.key = tokens.key"
+                " WHERE tokens.token_id = ? ORDER BY tokens.key",
+                (token_id,),
+            ).fetchall()
+        owners = []
+        for token_data, target_data in rows:
+            token = from_json(TokenRecord, json.loads(token_data))
+            if token.key.gitlab_url != gitlab_url:
+                continue
+            name = json.loads(target_data)["name"] if target_data else str(token.key)
+            owners.append(TokenOwner(token.key, name, token.role))
+        return owners
 
     def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
         """Rotations newest first."""

@@ -54,6 +54,10 @@ class Role(StrEnum):
     ABANDONED = "abandoned"  # created by us but no longer revocable (project gone, 403)
 
 
+#: Roles in which a token is someone's live responsibility: never adopted or revoked by another target.
+OWNED_ROLES = frozenset({Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE})
+
+
 class Origin(StrEnum):
     """Where a tracked token came from."""
 
@@ -179,6 +183,15 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A target the journal tracks a token for (architecture §6: one token, one owner)."""
+
+    key: TargetKey
+    target: str  # the target's name as the journal last saw it
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
 class TargetState:
     """Per-target bookkeeping: the latest verified push, drift, backoff, holds."""
 
@@ -195,6 +208,10 @@ class TargetState:
     last_error: str | None = None
     hold_since: datetime | None = None
     last_run_at: datetime | None = None
+    #: The project's active tokens no target tracked, listed at the last ``--take-over`` (the token a
+    #: person wrote into the connection is among them): ``(id, name, expires_at ISO date or None)``.
+    untracked: tuple[tuple[int, str, str | None], ...] = ()
+    untracked_as_of: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from rotator.model import (
     TargetKey,
     TargetState,
     TokenInfo,
+    TokenOwner,
     TokenRecord,
     TokenRequest,
     Tombstone,
@@ -93,6 +94,12 @@ class Journal(Protocol):
 
     def tokens(self, key: TargetKey) -> list[TokenRecord]:
         """The tokens tracked for a target, oldest first."""
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target (any key on that GitLab) that tracks ``token_id``, in any role.
+
+        Token ids are per GitLab instance, so only keys of ``gitlab_url`` count.
+        """
 
     def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
         """Rotations, newest first, of one target or all."""

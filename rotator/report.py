@@ -12,9 +12,10 @@ from typing import Any, cast
 from rotator import cron
 from rotator.config import Config
 from rotator.engine import Engine, describe, failing_reason
-from rotator.model import Role, RotationRecord, TokenRecord, short_hash
+from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
+from rotator.retire import describe_untracked
 from rotator.worker import Context
 
 
@@ -74,9 +75,23 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                 "last_error": state.last_error if state else None,
                 "failing": failing is not None,
                 "failing_reason": failing,
+                "untracked_tokens": _untracked(state),
             }
         )
     return {"as_of": _iso(now), "targets": rows}
+
+
+def _untracked(state: TargetState | None) -> dict[str, Any] | None:
+    """The take-over's list of active tokens no target tracks, or None if no take-over recorded one."""
+    if state is None or state.untracked_as_of is None:
+        return None
+    return {
+        "as_of": _iso(state.untracked_as_of),
+        "tokens": [
+            {"token_id": token_id, "name": name, "expires_at": expires}
+            for token_id, name, expires in state.untracked
+        ],
+    }
 
 
 def status_table(report: dict[str, Any]) -> str:
@@ -101,6 +116,16 @@ def status_table(report: dict[str, Any]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for t in report["targets"]:
+        untracked = t["untracked_tokens"]
+        if untracked and untracked["tokens"]:
+            tokens = describe_untracked(
+                tuple((u["token_id"], u["name"], u["expires_at"]) for u in untracked["tokens"])
+            )
+            lines.append(
+                f"{t['target']}: untracked active tokens as of {untracked['as_of'][:16]}Z (take-over;"
+                f" rotator leaves them alone, revoke the one you no longer need): {tokens}"
+            )
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ A revoke counts as done only on GitLab's word for that token in its project: 204
 showing it revoked or inactive, or 404 from that same project. A 400 or 404 on DELETE is
 re-checked by reading the token, never assumed. A pending token is revoked only when the
 connection still holds our latest verified push (rule 1) and, unless the target opts out, when
-GitLab has not seen the token used since it was retired (rule 2).
+GitLab has not seen the token used since it was retired (rule 2). No token the journal tracks as
+live for another target is ever revoked here, whatever path asks (architecture §6).
 """
 
 from dataclasses import replace
@@ -13,13 +14,21 @@ from datetime import datetime
 import structlog
 
 from rotator.config import Target
-from rotator.errors import GitLabError
+from rotator.errors import GitLabError, UpstreamError
 from rotator.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
-from rotator.worker import Context, Recorder, Scratch, TargetFailedError
+from rotator.worker import Context, Recorder, Scratch, TargetFailedError, owned_elsewhere
 
 
 log = structlog.get_logger("rotator")
 _RECHECK_STATUSES = (400, 404)
+
+
+def describe_untracked(untracked: tuple[tuple[int, str, str | None], ...]) -> str:
+    """``12 by-hand (expires 2026-12-31), 13 other (never expires)``."""
+    return ", ".join(
+        f"{token_id} {name} ({f'expires {expires}' if expires else 'never expires'})"
+        for token_id, name, expires in untracked
+    )
 
 
 class Retirer:
@@ -65,9 +74,58 @@ class Retirer:
         )
         raise self.rec.failed("drift", message, backoff=False)
 
+    # -- ownership ---------------------------------------------------------------------------
+    def owned_elsewhere(self, token_id: int) -> str | None:
+        """Which other target owns ``token_id`` as a live token, in words; else ``None``."""
+        return owned_elsewhere(self.ctx.journal, self.rec.key, token_id)
+
+    def record_untracked(self) -> None:
+        """On ``--take-over``: record, and report, the project's active tokens no target tracks.
+
+        The token a person wrote into the connection stays live after a take-over, and the
+        connection's opaque ``credentialsHash`` cannot say which it is, so every untracked active
+        token is listed (the manager token's own id excepted). ``status`` shows the list "as of"
+        now; rotator never touches these tokens. The listing never changes the run's outcome.
+        """
+        if self.scratch.untracked_listed:
+            return
+        self.scratch.untracked_listed = True
+        url = self.rec.key.gitlab_url
+        try:
+            found = [t for t in self.list_tokens() if t.active and not self.ctx.journal.owners(url, t.id)]
+            manager = self.ctx.gitlab.manager_self().id if found else None
+        except UpstreamError as error:
+            log.warning("token.untracked_unknown", target=self.target.name, error=str(error))
+            return
+        untracked = tuple(
+            (t.id, t.name, t.expires_at.isoformat() if t.expires_at else None)
+            for t in found
+            if t.id != manager
+        )
+        now = self.ctx.clock()
+        self.rec.write(Change(target=replace(self.rec.state(), untracked=untracked, untracked_as_of=now)))
+        if untracked:
+            log.warning("token.untracked", target=self.target.name, token_ids=[u[0] for u in untracked])
+            self.scratch.actions.append(
+                "the project holds active tokens no target tracks (the one written into the connection"
+                " before this take-over is among them; rotator leaves them alone):"
+                f" {describe_untracked(untracked)}"
+            )
+
     # -- revoking ---------------------------------------------------------------------------
+    def _refuse_revoke(self, problem: str) -> TargetFailedError:
+        """A revoke that would hit another target's token: fail (exit 1, alert), keep it tracked."""
+        return self.rec.failed(
+            "failed",
+            f"{self.target.name}: revoke refused: {problem}; it stays tracked here and is left alive",
+            backoff=False,
+        )
+
     def _revoke(self, token_id: int) -> str:
         """Revoke idempotently; return the evidence GitLab gave."""
+        owned = self.owned_elsewhere(token_id)
+        if owned is not None:
+            raise self._refuse_revoke(owned)
         self.rec.ensure_lease()
         try:
             self.ctx.gitlab.delete_token(self.project_id, token_id)
@@ -130,13 +188,20 @@ class Retirer:
         observed = self.read_connection().credentials_hash
         if state.verified_hash is None or observed != state.verified_hash:
             self.freeze(observed)
+        refused = []
         for token in pending:
+            owned = self.owned_elsewhere(token.token_id)
+            if owned is not None:
+                refused.append(owned)  # the others still go; this one fails the run below
+                continue
             if not self._clear_to_revoke(token, now):
                 continue
             self.rec.checkpoint("GRACE-CHECKED")
             self._record_revoked(token.token_id, token.name, self._revoke(token.token_id))
         if state.hold_since is not None:
             self.rec.write(Change(target=replace(self.rec.state(), hold_since=None)))
+        if refused:
+            raise self._refuse_revoke("; ".join(refused))
 
     def _clear_to_revoke(self, token: TokenRecord, now: datetime) -> bool:
         """Rule 2: read the token unless it cannot have been used since it was retired."""

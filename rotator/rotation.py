@@ -126,6 +126,9 @@ class TargetRun(Retirer):
         pre_hash = self.connection_checked()
         self._drift_before_push(pre_hash)
         self._first_rotation_checks()
+        if self.scratch.take_over:
+            # Before the create, so the list holds what the project had, not our new token.
+            self.record_untracked()
         now = self.ctx.clock()
         rotation_id = str(uuid.uuid4())
         current = self.tokens(Role.CURRENT)
@@ -192,22 +195,47 @@ class TargetRun(Retirer):
         self.freeze(observed)
 
     def _first_rotation_checks(self) -> None:
-        if self.rec.state().verified_hash is not None or self.ctx.journal.tokens(self.rec.key):
+        """Until a push is verified: apply ``adopt_token_id``, or stop if the journal looks lost.
+
+        Adoption is applied once, but "once" means "until the first verified push", not "on the
+        first attempt": a first push that was refused leaves a revoked candidate in the journal, and
+        the ``adopt_token_id`` the operator sets afterwards must still be honoured.
+        """
+        if self.rec.state().verified_hash is not None:
             return
+        known = self.ctx.journal.tokens(self.rec.key)
         adopt = self.target.adopt_token_id
         if adopt is None:
-            ours = [
-                t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
-            ]
-            if ours:
-                ids = ", ".join(str(t.id) for t in ours)
-                raise self.rec.failed(
-                    "journal_lost",
-                    f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
-                    " but the journal has no history; set adopt_token_id to the one the connection holds",
-                    backoff=False,
-                )
+            if not known:
+                self._journal_lost_check()
             return
+        if any(t.token_id == adopt for t in known):
+            return  # adopted (or created) under this key already
+        self._adopt(adopt)
+
+    def _journal_lost_check(self) -> None:
+        ours = [
+            t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
+        ]
+        if ours:
+            ids = ", ".join(str(t.id) for t in ours)
+            raise self.rec.failed(
+                "journal_lost",
+                f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
+                " but the journal has no history; set adopt_token_id to the one the connection holds",
+                backoff=False,
+            )
+
+    def _adopt(self, adopt: int) -> None:
+        owned = self.owned_elsewhere(adopt)
+        if owned is not None:
+            # Adopting it would rotate it away and revoke it under the target that owns it.
+            raise self.rec.failed(
+                "failed",
+                f"{self.target.name}: adopt_token_id: {owned}; a token has one owner: set adopt_token_id"
+                " to the token this target's connection holds, or remove it",
+                backoff=False,
+            )
         info = self.ctx.gitlab.get_token(self.project_id, adopt)
         if info is None or not info.active:
             # Named like any upstream failure (target, step, route, status), so alerts can parse it.

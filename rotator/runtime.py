@@ -8,6 +8,7 @@ act on a real GitLab or Infisical), each announced on stderr when used:
 
 import os
 import socket
+import sqlite3
 import sys
 import time
 
@@ -91,6 +92,23 @@ def open_journal(config: Config) -> Journal:
     if not config.state.url.startswith("sqlite:///"):
         raise ConfigError("state.url", "only sqlite:/// is supported in this version")
     return SQLiteJournal(sqlite_path(config.state.url, config.base_dir))
+
+
+def peek_journal(config: Config) -> Journal | None:
+    """The journal opened read-only if its file exists, else ``None``: ``check`` creates nothing."""
+    if not config.state.url.startswith("sqlite:///"):
+        return None
+    path = sqlite_path(config.state.url, config.base_dir)
+    if not path.is_file():
+        return None
+    journal = SQLiteJournal(path, read_only=True)
+    try:
+        journal.targets()  # opening read-only proves nothing: read once, so a bad file shows here
+    except sqlite3.Error as error:
+        journal.close()
+        log.warning("journal.unreadable", path=str(path), error=type(error).__name__)
+        return None
+    return journal
 
 
 @dataclass

@@ -94,6 +94,21 @@ class Drift(_Model):
     observed: str | None
 
 
+class UntrackedToken(_Model):
+    """An active token of the project that no target tracks (listed at a take-over)."""
+
+    token_id: int
+    name: str
+    expires_at: str | None
+
+
+class UntrackedTokens(_Model):
+    """The take-over's list of untracked active tokens, as of when it was taken."""
+
+    as_of: str | None
+    tokens: list[UntrackedToken]
+
+
 class TargetStatus(_Model):
     """One target, as ``rotator status --json`` shows it."""
 
@@ -113,6 +128,7 @@ class TargetStatus(_Model):
     last_error: str | None
     failing: bool
     failing_reason: str | None
+    untracked_tokens: UntrackedTokens | None
 
 
 class Status(_Model):

@@ -16,7 +16,7 @@ import structlog
 
 from rotator.config import Target
 from rotator.errors import LeaseLostError, RotatorError, UpstreamError
-from rotator.model import Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
+from rotator.model import OWNED_ROLES, Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
 from rotator.plan import backoff_until, expiry_instant
 from rotator.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 
@@ -89,6 +89,7 @@ class Scratch:
     take_over: bool = False
     revoke_anyway: bool = False
     unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
+    untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
 
 
 class Recorder:
@@ -188,6 +189,20 @@ def expiring_on(ctx: Context, target: Target, key: TargetKey | None, now: dateti
         return None
     expires = current[-1].expires_at
     return expires if now >= expiry_instant(expires) - target.renew_before else None
+
+
+def owned_elsewhere(journal: Journal, key: TargetKey, token_id: int) -> str | None:
+    """Which other target the journal tracks ``token_id`` for as a live token, in words; else ``None``.
+
+    Architecture §6: one token, one owner. Checked against the whole journal, not one target's
+    rows, so no target adopts or revokes a token another target holds, pends or may have pushed.
+    """
+    owners = [o for o in journal.owners(key.gitlab_url, token_id) if o.key != key and o.role in OWNED_ROLES]
+    if not owners:
+        return None
+    return f"token {token_id} is " + " and ".join(
+        f"the {o.role.value.replace('_', ' ')} token of target {o.target}" for o in owners
+    )
 
 
 def upstream_message(error: UpstreamError, step: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from rotator import report, runtime
+from rotator.model import Role
 from rotator.testing import Fakes, Fault, ForeignHost
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
@@ -165,6 +166,10 @@ class Case:
             allowed = 1 + len(row["pending_revokes"]) + len(row["possibly_held"]) + unfinished
             active = self.managed(index)
             assert len(active) <= allowed, (row, active)
+        # Cross-target (architecture §6): a token the journal holds as some target's current one
+        # is never revoked, by that target or by another (a removed target's stand-in included).
+        revoked = [t for t in journal["current"] if self.fakes.gitlab.test_only_token(t).revoked]
+        assert not revoked, f"tokens current for a target were revoked: {revoked}"
         ledger.count("invariant_checks")
 
     def check_credentials_stay_home(self) -> None:
@@ -188,18 +193,25 @@ class Case:
         """``status`` and ``history`` as the CLI computes them (no state file: an empty status)."""
         config = runtime.load(str(self.folder / "rotator.yaml"), {})
         if not (self.folder / "state.db").exists():
-            return {"status": {"targets": [_empty() for _ in self.names]}, "history": [], "known": set()}
+            return {
+                "status": {"targets": [_empty() for _ in self.names]},
+                "history": [],
+                "known": set(),
+                "current": set(),
+            }
         journal = runtime.open_journal(config)
         try:
             now = datetime.now(UTC) + self.fakes.clock.offset
             status = report.status(config, journal, lambda: now)
             history = report.history(journal, config, None, 10_000)
-            known = {t.token_id for state in journal.targets() for t in journal.tokens(state.key)}
+            tracked = [t for state in journal.targets() for t in journal.tokens(state.key)]
+            known = {t.token_id for t in tracked}
+            current = {t.token_id for t in tracked if t.role is Role.CURRENT}
             names = {s.name for state in journal.targets() for s in journal.tombstones(state.key)}
         finally:
             journal.close()
         self.scan(json.dumps([status, history], default=str))
-        return {"status": status, "history": history, "known": known, "tombstones": names}
+        return {"status": status, "history": history, "known": known, "current": current, "tombstones": names}
 
     # ---- convergence ------------------------------------------------------------------------
 

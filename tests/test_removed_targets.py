@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import Change, TargetKey
+from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness
 
@@ -130,3 +130,33 @@ def test_forget_revokes_what_is_safe_then_drops_the_entry(h: Harness) -> None:
     assert h.active_tokens(1) == []
     assert h.run("status", "--json").json()["removed"] == []
     assert any(row["target"] == "api-deploy" for row in h.run("history", "--json").json())
+
+
+def test_an_entry_on_another_gitlab_instance_is_reported_and_nothing_is_sent(h: Harness) -> None:
+    """A key recorded for another GitLab: reported with the forget command; no revoke is sent anywhere."""
+    h.write_config(targets=1, grace="0s")
+    assert h.run("run-once").code == 0
+    foreign = TargetKey("https://gitlab.other.example", 7, CONNECTIONS[1])
+    now = datetime.now(UTC) + h.fakes.clock.offset
+    journal = SQLiteJournal(h.folder / "state.db")
+    lease = journal.acquire(foreign, "old-deploy", "test", now, timedelta(minutes=1))
+    assert lease is not None
+    token = TokenRecord(
+        foreign, 998, "old-deploy-x", Origin.CREATED, Role.PENDING_REVOKE, None, revoke_after=now
+    )
+    journal.write(lease, Change(tokens=(token,), target=TargetState(foreign, "old-deploy", verified_at=now)))
+    journal.release(lease)
+    journal.close()
+    h.fakes.gitlab.reset_calls()
+    h.fakes.infisical.reset_calls()
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "old-deploy (removed): idle: left alone: token 998" in result.stdout
+    assert "nothing is sent there" in result.stdout
+    assert f"rotator forget '{foreign}' --revoke" in result.stdout
+    refused = h.run("forget", str(foreign), "--revoke")
+    assert refused.code == 1
+    assert "another GitLab instance" in refused.stdout
+    assert h.calls() == 0  # not even a login: nothing to send anywhere
+    assert h.run("forget", str(foreign)).code == 0
+    assert h.run("status", "--json").json()["removed"] == []

@@ -209,6 +209,11 @@ def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPl
             due.append(token)
         elif after is not None:
             left.append(f"token {token.token_id} ({token.role.value}): revoke after {after:%Y-%m-%d %H:%M}Z")
+        elif removed.owner is not None:
+            left.append(
+                f"token {token.token_id} ({token.role.value}): from a rotation that never finished;"
+                " forget --revoke revokes it"
+            )
         else:
             left.append(
                 f"token {token.token_id} ({token.role.value}): connection {removed.key.connection_id} may"

@@ -23,7 +23,7 @@ connection counts as removed until it resolves.
 import uuid
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from rotator.config import Config, Target, TokenSpec
@@ -110,8 +110,9 @@ def classify(config: Config, journal: Journal) -> tuple[list[Removed], dict[str,
         key = TargetKey(url, project_id, connection)
         kept_by[key] = target.name
         owners[connection] = Owner(target.name, key, target.grace)
+    states = journal.targets()
     removed, kept = [], {}
-    for state in journal.targets():
+    for state in states:
         key = state.key
         if key in kept_by:
             kept[str(key)] = f"target {kept_by[key]} maps to it"
@@ -123,10 +124,32 @@ def classify(config: Config, journal: Journal) -> tuple[list[Removed], dict[str,
             )
         else:
             tokens = journal.tokens(key)
-            owner = owners.get(key.connection_id)
+            owner = owners.get(key.connection_id) or _last_pusher(journal, states, key)
             instance = same_instance(key.gitlab_url, url)
             removed.append(Removed(key, state.name, owner, instance, _recorded_grace(tokens)))
     return removed, kept
+
+
+def _last_pusher(journal: Journal, states: list[TargetState], key: TargetKey) -> Owner | None:
+    """Another key that verified a push to the same connection after this one did, if any.
+
+    Used when no configured target uses the connection: that later push retired this key's
+    tokens, and its hash is what the drift rule expects the connection to hold.
+    """
+    mine = next((s.verified_at for s in states if s.key == key), None)
+    later = [
+        s
+        for s in states
+        if s.key.connection_id == key.connection_id
+        and s.key != key
+        and s.verified_hash
+        and s.verified_at
+        and (mine is None or s.verified_at > mine)
+    ]
+    if not later:
+        return None
+    last = max(later, key=lambda s: s.verified_at or datetime.min.replace(tzinfo=UTC))
+    return Owner(f"{last.name} (removed)", last.key, _recorded_grace(journal.tokens(last.key)))
 
 
 def find_removed(config: Config, journal: Journal, now: datetime) -> list[Removed]:

@@ -14,15 +14,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Self
 
 import structlog
 
-from rotator.config import Config, Target, TokenSpec
+from rotator.config import Config, Target
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
 from rotator.model import Lease, Role, Step, TargetKey, TargetState
 from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
+from rotator.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.rotation import TargetRun
 from rotator.worker import Context, Recorder, TargetFailedError, alert, expiring_on, upstream_message
 
@@ -70,6 +71,8 @@ class Engine:
         self.config, self.ctx = config, ctx
         #: Set on SIGTERM: targets not yet started are skipped; those in flight finish.
         self.stopping = threading.Event()
+        #: What :meth:`removed_targets` found, by stand-in name (configured names hold no space).
+        self._removed: dict[str, Removed] = {}
 
     def select(self, names: Sequence[str]) -> list[Target]:
         """The named targets (all if none); an unknown name is a usage error."""
@@ -82,53 +85,37 @@ class Engine:
     def run(self, options: RunOptions) -> list[TargetReport]:
         """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
         targets = self.select(options.names)
-        if not options.names:
-            try:
-                targets += self.removed_targets()
-            except Exception as error:  # noqa: BLE001 - each configured target then fails and alerts
-                log.error("journal.unreadable", error=type(error).__name__)
         with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
-            return list(pool.map(lambda t: self._guarded(t, options), targets))
+            reports = list(pool.map(lambda t: self._guarded(t, options), targets))
+            if options.names:
+                return reports
+            # Removed keys after the configured targets: a re-pointed target's verified push,
+            # made just now, is what lets its old key retire its tokens in the same run.
+            try:
+                removed = self.removed_targets()
+            except Exception as error:  # noqa: BLE001 - the configured targets have run; say why not these
+                log.error("journal.unreadable", error=type(error).__name__)
+                removed = []
+            return reports + list(pool.map(lambda t: self._guarded(t, options), removed))
 
     def run_target(self, target: Target, options: RunOptions) -> TargetReport:
         """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises."""
         return self._guarded(target, options)
 
     def removed_targets(self) -> list[Target]:
-        """Targets gone from the config whose pending revokes must still be carried out (rule 8).
+        """Stand-ins for the journal keys no configured target maps to (:mod:`rotator.removed`).
 
-        Each becomes a revoke-only stand-in: never due (no rotation rule), grace as recorded.
+        Each is revoke-only: never due, never created for; :meth:`run_target` runs it.
         """
-        configured = {str(t.connection_id) for t in self.config.targets}
         stand_ins = []
-        for state in self.ctx.journal.targets():
-            key = state.key
-            if key.gitlab_url != self.config.gitlab.url or key.connection_id in configured:
-                continue
-            pending = [
-                t for t in self.ctx.journal.tokens(key) if t.role is Role.PENDING_REVOKE and t.revoke_after
-            ]
-            if not pending or state.verified_at is None:
-                continue
-            grace = max(
-                timedelta(0), min(t.revoke_after for t in pending if t.revoke_after) - state.verified_at
-            )
-            token = TokenSpec.model_construct(
-                name=None, scopes=("api",), access_level=40, lifetime=timedelta(days=365)
-            )
-            stand_ins.append(
-                Target.model_construct(
-                    name=f"{state.name}{REMOVED}",
-                    project=key.project_id,
-                    connection_id=uuid.UUID(key.connection_id),
-                    token=token,
-                    rotate_every=None,
-                    rotate_before=timedelta(days=1),
-                    grace=grace,
-                    adopt_token_id=None,
-                    hold_revoke_if_used=True,
-                )
-            )
+        names = set()
+        for found in find_removed(self.config, self.ctx.journal, self.ctx.clock()):
+            name = f"{found.name}{REMOVED}"
+            if name in names:  # the same target re-pointed twice: tell the keys apart
+                name = f"{found.name} (removed {found.key.project_id})"
+            names.add(name)
+            self._removed[name] = found
+            stand_ins.append(stand_in(found, name))
         return stand_ins
 
     def key(self, target: Target, *, resolve: bool) -> TargetKey | None:
@@ -187,12 +174,12 @@ class Engine:
         return TargetReport(target.name, "failed", failed=True, detail=message)
 
     def _one(self, target: Target, options: RunOptions) -> TargetReport:
+        removed = self._removed.get(target.name)
+        if removed is not None:
+            return self._removed_one(target, removed, options)
         key = self.key(target, resolve=False)
         situation, state = self.situation(target, key)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
-        if target.name.endswith(REMOVED):
-            # Only the retiring side of a target gone from the config: never create for it.
-            work = replace(work, rotate=False, resume=False, blocked=None)
         failing = failing_reason(state, self.ctx.clock())
         if options.dry_run:
             return TargetReport(
@@ -220,6 +207,46 @@ class Engine:
                 return self._work(target, options, Recorder(self.ctx, lease, target, renewer.lost), work)
         finally:
             self.ctx.journal.release(lease)
+
+    def _removed_one(self, target: Target, removed: Removed, options: RunOptions) -> TargetReport:
+        """A removed key: revoke what is due, report what is left alone (a warning, not a failure)."""
+        plan = plan_removed(self.ctx.journal, removed, self.ctx.clock())
+        hint = f"; to let it go: `{removed.forget}`"
+        left = "; ".join(plan.left)
+        if options.dry_run:
+            work = [f"revoke token {t.token_id}" for t in plan.due]
+            work += ["re-check tombstoned names"] if plan.recheck else []
+            work += [f"left alone: {left}"] if left else []
+            return TargetReport(target.name, "planned", failed=False, detail="; ".join(work) + hint)
+        if plan.idle:
+            log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=left)
+            return TargetReport(target.name, "idle", failed=False, detail=f"left alone: {left}{hint}")
+        holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
+        lease = self.ctx.journal.acquire(
+            removed.key, removed.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
+        )
+        if lease is None:
+            return TargetReport(target.name, "busy", failed=False, detail="another worker holds this key")
+        try:
+            with _Renewer(self.ctx, lease) as renewer:
+                rec = Recorder(self.ctx, lease, target, renewer.lost)
+                run = RemovedRun(self.ctx, rec, target, removed)
+                try:
+                    run.sweep(plan)
+                except TargetFailedError as error:
+                    return TargetReport(target.name, "failed", failed=True, detail=error.message + hint)
+                except UpstreamError as error:
+                    message = upstream_message(replace(error, target=target.name), "revoke")
+                    rec.failed("failed", message)
+                    return TargetReport(target.name, "failed", failed=True, detail=message + hint)
+        finally:
+            self.ctx.journal.release(lease)
+        still = "; ".join(plan_removed(self.ctx.journal, removed, self.ctx.clock()).left)
+        detail = "; ".join(run.scratch.actions) or "nothing to do"
+        if still:
+            log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=still)
+            detail += f"; left alone: {still}{hint}"
+        return TargetReport(target.name, "done", failed=False, detail=detail)
 
     def _work(self, target: Target, options: RunOptions, rec: Recorder, work: Work) -> TargetReport:
         lease = rec.lease

@@ -38,7 +38,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from rotator import retrying
-from rotator.errors import InfisicalError
+from rotator.errors import ConnectionNotFoundError, InfisicalError
 from rotator.model import Connection
 from rotator.secret import Secret
 
@@ -112,6 +112,8 @@ class _Call:
     body: dict[str, Any] | None = field(default=None, repr=False)  # may hold a secret
     auth: bool = True
     hide: tuple[Secret, ...] = ()  # values to scrub from any message, on top of the known ones
+    #: Infisical's 404 message proving the object this call names does not exist.
+    missing: str | None = None
 
 
 class InfisicalAPI:
@@ -163,7 +165,14 @@ class InfisicalAPI:
     def get_connection(self, connection_id: str) -> Connection:
         """Read a connection (``GET /api/v1/app-connections/gitlab/{id}``)."""
         path = _CONNECTION + urllib.parse.quote(connection_id, safe="")
-        call = _Call("GET", path, f"GET {_CONNECTION}:connectionId", self._reads, self._timeout)
+        call = _Call(
+            "GET",
+            path,
+            f"GET {_CONNECTION}:connectionId",
+            self._reads,
+            self._timeout,
+            missing=f"Could not find App Connection with ID {connection_id}",
+        )
         record = self._app_connection(call, self._request(call))
         credentials = record.get("credentials")
         credentials = credentials if isinstance(credentials, dict) else {}
@@ -239,7 +248,9 @@ class InfisicalAPI:
             retryable = server_side or status in {None, HTTPStatus.TOO_MANY_REQUESTS}
             attempt += 1
             if not retryable or attempt >= self._max_attempts:
-                raise self._error(call, status, message, not_applied=not unknown and status in _REFUSALS)
+                kind = ConnectionNotFoundError if _is_missing(call, status, payload) else InfisicalError
+                not_applied = not unknown and status in _REFUSALS
+                raise self._error(call, status, message, not_applied=not_applied, kind=kind)
             if response is not None and status == HTTPStatus.TOO_MANY_REQUESTS:
                 self._sleep(retrying.rate_limit_wait(response.headers, message, attempt - 1, time.time()))
             else:
@@ -264,7 +275,15 @@ class InfisicalAPI:
             return None, f"connection lost ({type(exc).__name__}: {exc})", True
         return response, "", False
 
-    def _error(self, call: _Call, status: int | None, message: str, *, not_applied: bool) -> InfisicalError:
+    def _error(
+        self,
+        call: _Call,
+        status: int | None,
+        message: str,
+        *,
+        not_applied: bool,
+        kind: type[InfisicalError] = InfisicalError,
+    ) -> InfisicalError:
         """The error for ``call``: message scrubbed of every secret we know and token-shaped text."""
         known = [*call.hide, self._auth.access_token, self._auth.client_secret]
         known.append(self._grant.token if self._grant is not None else None)
@@ -272,7 +291,7 @@ class InfisicalAPI:
             if secret is not None and len(secret.reveal()) >= 8:  # noqa: PLR2004 - shorter is no token
                 message = message.replace(secret.reveal(), "[REDACTED]")
         message = _TOKEN_LIKE.sub("[REDACTED]", message)[:_MAX_MESSAGE]
-        return InfisicalError("infisical", call.route, status, message, not_applied=not_applied)
+        return kind("infisical", call.route, status, message, not_applied=not_applied)
 
     def _app_connection(self, call: _Call, data: object) -> dict[str, Any]:
         record = data.get("appConnection") if isinstance(data, dict) else None
@@ -424,6 +443,20 @@ def _issue(issue: object) -> str:
         if isinstance(inner, list) and inner:
             text += " (" + "; ".join(_issue(i) for i in inner) + ")"
     return f"{where}: {text}" if where else text
+
+
+def _is_missing(call: _Call, status: int | None, payload: object) -> bool:
+    """Infisical's own ``NotFound`` for the object ``call`` names (reference/infisical.md §2 step 4).
+
+    Fastify's route 404 (``"error": "Not Found"``) or a proxy's page is no proof the object is gone.
+    """
+    return (
+        call.missing is not None
+        and status == HTTPStatus.NOT_FOUND
+        and isinstance(payload, dict)
+        and payload.get("error") == "NotFound"
+        and payload.get("message") == call.missing
+    )
 
 
 def _auth_refused(status: int | None, payload: object) -> bool:

@@ -24,6 +24,7 @@ from rotator.errors import ConfigError, LeaseLostError
 from rotator.model import (
     Change,
     Lease,
+    Outcome,
     RotationRecord,
     TargetKey,
     TargetState,
@@ -181,6 +182,24 @@ class SQLiteJournal:
                 )
             for name in change.drop_tombstones:
                 db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the key's target row, tokens and tombstones in one fenced transaction; keep its rotations."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            key = str(lease.key)
+            rows = db.execute(
+                "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress'", (key,)
+            ).fetchall()
+            for (data,) in rows:
+                record = from_json(RotationRecord, json.loads(data))
+                closed = replace(record, outcome=Outcome.FAILED, error=note)
+                db.execute(
+                    "UPDATE rotations SET outcome = ?, data = ? WHERE id = ?",
+                    (closed.outcome.value, _dump(closed), closed.id),
+                )
+            for table in ("tokens", "tombstones", "targets"):
+                db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608 - fixed names
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         with self._lock:

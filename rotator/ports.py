@@ -110,6 +110,14 @@ class Journal(Protocol):
     def tombstones(self, key: TargetKey) -> list[Tombstone]:
         """Names still to re-check for a late create."""
 
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the lease's key: its target state, tokens and tombstones (``rotator forget``).
+
+        Its rotations stay, as the audit trail; one still ``in_progress`` is closed as ``failed``
+        with ``note``, so a target later configured on the same key does not resume it.
+        LeaseLostError if the lease is no longer the key's current one.
+        """
+
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path's numeric id as resolved before, so idle runs need no upstream call."""
 

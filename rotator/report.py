@@ -5,7 +5,7 @@ while GitLab or Infisical is down. ``status`` applies the exit-1 rule from the j
 frozen by drift, holding a revoke, or backing off after a failure.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -15,6 +15,7 @@ from rotator.engine import Engine, describe, failing_reason
 from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
+from rotator.removed import find_removed, live, plan_removed
 from rotator.retire import describe_untracked
 from rotator.worker import Context
 
@@ -78,7 +79,39 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                 "untracked_tokens": _untracked(state),
             }
         )
-    return {"as_of": _iso(now), "targets": rows}
+    return {"as_of": _iso(now), "targets": rows, "removed": removed(config, journal, now)}
+
+
+def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, Any]]:
+    """The journal keys no configured target maps to that still hold something, and the way out."""
+    rows = []
+    for found in find_removed(config, journal, now):
+        tokens = live(journal.tokens(found.key), now)
+        current = [t for t in tokens if t.role is Role.CURRENT]
+        plan = plan_removed(journal, found, now)
+        rows.append(
+            {
+                "key": str(found.key),
+                "target": found.name,
+                "token_id": current[-1].token_id if current else None,
+                "expires_at": current[-1].expires_at.isoformat()
+                if current and current[-1].expires_at
+                else None,
+                "pending_revokes": [
+                    {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                    for t in tokens
+                    if t.role is Role.PENDING_REVOKE
+                ],
+                "possibly_held": [
+                    t.token_id for t in tokens if t.role in (Role.POSSIBLY_HELD, Role.CANDIDATE)
+                ],
+                "connection_used_by": found.owner.name if found.owner else None,
+                "revoke_next_run": [t.token_id for t in plan.due],
+                "left_alone": list(plan.left),
+                "forget": found.forget,
+            }
+        )
+    return rows
 
 
 def _untracked(state: TargetState | None) -> dict[str, Any] | None:
@@ -114,8 +147,7 @@ def status_table(report: dict[str, Any]) -> str:
                 (t["last_error"] or "-")[:80],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += _columns(rows)
     for t in report["targets"]:
         untracked = t["untracked_tokens"]
         if untracked and untracked["tokens"]:
@@ -126,7 +158,31 @@ def status_table(report: dict[str, Any]) -> str:
                 f"{t['target']}: untracked active tokens as of {untracked['as_of'][:16]}Z (take-over;"
                 f" rotator leaves them alone, revoke the one you no longer need): {tokens}"
             )
+    if report["removed"]:
+        lines += [
+            "",
+            "removed from the config, still tracked (revoked when safe; `rotator forget` lets one go):",
+        ]
+        gone = [("KEY", "WAS", "TOKEN", "PENDING", "HELD?", "CONNECTION NOW USED BY")]
+        gone += [
+            (
+                r["key"],
+                r["target"],
+                str(r["token_id"] or "-"),
+                ",".join(str(p["token_id"]) for p in r["pending_revokes"]) or "-",
+                ",".join(str(i) for i in r["possibly_held"]) or "-",
+                r["connection_used_by"] or "-",
+            )
+            for r in report["removed"]
+        ]
+        lines += _columns(gone)
+        lines += [f"  {r['forget']}" for r in report["removed"]]
     return "\n".join(lines)
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def history(journal: Journal, config: Config, name: str | None, limit: int) -> list[dict[str, Any]]:

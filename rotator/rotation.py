@@ -214,8 +214,13 @@ class TargetRun(Retirer):
         self._adopt(adopt)
 
     def _journal_lost_check(self) -> None:
+        # A token another journal key tracks (the same target before a re-point or a gitlab.url
+        # change) is owned, not lost: that key's removed-target rules retire it.
+        tracked = {t.token_id for s in self.ctx.journal.targets() for t in self.ctx.journal.tokens(s.key)}
         ours = [
-            t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
+            t
+            for t in self.list_tokens()
+            if t.active and is_our_name(self.target.token_base_name, t.name) and t.id not in tracked
         ]
         if ours:
             ids = ", ".join(str(t.id) for t in ours)

@@ -131,11 +131,27 @@ class TargetStatus(_Model):
     untracked_tokens: UntrackedTokens | None
 
 
+class RemovedStatus(_Model):
+    """A journal key no configured target maps to any more, what it still holds, and the way out."""
+
+    key: str
+    target: str
+    token_id: int | None
+    expires_at: str | None
+    pending_revokes: list[PendingRevoke]
+    possibly_held: list[int]
+    connection_used_by: str | None
+    revoke_next_run: list[int]
+    left_alone: list[str]
+    forget: str
+
+
 class Status(_Model):
-    """Every configured target, as of a time."""
+    """Every configured target, as of a time; and the removed keys still tracked."""
 
     as_of: str
     targets: list[TargetStatus]
+    removed: list[RemovedStatus]
 
 
 class RotationRef(_Model):

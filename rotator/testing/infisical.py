@@ -199,6 +199,11 @@ class FakeInfisical(FakeServer):
         """TEST ONLY: the plaintext token a connection holds."""
         return self.test_only_credentials(connection_id)["accessToken"]
 
+    def test_only_delete_connection(self, connection_id: str) -> None:
+        """TEST ONLY: delete a connection, as a person would in the UI; later reads answer 404."""
+        with self.lock:
+            del self.connections[connection_id]
+
     def _control_held_token(self, request: Request) -> Response:
         connection_id = request.args["connectionId"]
         if connection_id not in self.connections:

@@ -288,9 +288,12 @@ class RemovedRun(Retirer):
                         backoff=False,
                     )
         owner = owner_state(self.ctx.journal, self.removed)
+        refused = []
         for token in due:
-            if self.owned_elsewhere(token.token_id) is not None:
-                continue  # never revoked on this key's behalf; the owner's rules decide
+            owned = self.owned_elsewhere(token.token_id)
+            if owned is not None:
+                refused.append(owned)  # never revoked on this key's behalf; fails the run below
+                continue
             retiring = self._retire(token, owner, now)
             if not self._clear_to_revoke(retiring, now):
                 continue
@@ -298,6 +301,8 @@ class RemovedRun(Retirer):
             self._record_revoked(token.token_id, token.name, self._revoke(token.token_id))
         if plan.recheck:
             self.recheck_tombstones()
+        if refused:
+            raise self._refuse_revoke("; ".join(refused))
 
     def _gone(self, now: datetime) -> list[TokenRecord]:
         """The connection is deleted: every live token is due once its grace has passed."""

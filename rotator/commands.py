@@ -113,8 +113,11 @@ def check(_args: argparse.Namespace, config: Config) -> int:
         print(f"ok      config: {len(config.targets)} target(s)")
         item("gitlab: manager token", lambda: _manager(rt))
         item("infisical: credentials", lambda: _infisical(rt))
+        notes = _lifetime_notes(config)
         for target in config.targets:
             _check_target(rt, target, item)
+            if target.name in notes:
+                print(f"warn    {target.name}: {notes[target.name]}")
     finally:
         rt.close()
     return EXIT_FAILED if problems else EXIT_OK
@@ -145,6 +148,17 @@ def _check_target(
     adopt = target.adopt_token_id
     if adopt is not None and project_ids:
         item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, project_ids[0], adopt))
+
+
+def _lifetime_notes(config: Config) -> dict[str, str]:
+    """Rule 6 from the journal's record of the real lifetimes, if the journal exists (read only)."""
+    journal = runtime.existing_journal(config)
+    if journal is None:
+        return {}
+    try:
+        return report.lifetime_notes(config, journal, runtime.clock(config, os.environ))
+    finally:
+        journal.close()
 
 
 def _manager(rt: runtime.Runtime) -> str | None:

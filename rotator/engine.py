@@ -7,11 +7,10 @@ tombstones, in that order. One target's failure never stops another's; the repor
 failed, so the CLI can exit 1.
 """
 
-import functools
 import threading
 import uuid
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -22,9 +21,18 @@ import structlog
 from rotator.config import Config, Target, TokenSpec
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
 from rotator.model import Lease, Role, Step, TargetKey, TargetState
-from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
+from rotator.plan import Due, Situation, Work, decide, is_due
 from rotator.rotation import TargetRun
-from rotator.worker import Context, Recorder, TargetFailedError, alert, expiring_on, upstream_message
+from rotator.worker import (
+    Context,
+    Recorder,
+    TargetFailedError,
+    alert,
+    expiring_on,
+    lifetime_note,
+    timing,
+    upstream_message,
+)
 
 
 log = structlog.get_logger("rotator")
@@ -55,13 +63,6 @@ class TargetReport:
     actions: tuple[str, ...] = ()
 
 
-def policy(target: Target, cron: Callable[[str, datetime], datetime | None]) -> Policy:
-    """A target's timing rules for the planner; ``cron`` evaluates its ``schedule``."""
-    schedule = target.schedule
-    next_fire = None if schedule is None else functools.partial(cron, schedule)
-    return Policy(target.token.lifetime, target.renew_before, target.rotate_every, next_fire)
-
-
 class Engine:
     """Runs targets against the ports in a :class:`Context`."""
 
@@ -70,6 +71,9 @@ class Engine:
         self.config, self.ctx = config, ctx
         #: Set on SIGTERM: targets not yet started are skipped; those in flight finish.
         self.stopping = threading.Event()
+        #: Lifetime notes already logged by this process (one warning per target and value).
+        self._noted: set[tuple[str, str]] = set()
+        self._noted_lock = threading.Lock()
 
     def select(self, names: Sequence[str]) -> list[Target]:
         """The named targets (all if none); an unknown name is a usage error."""
@@ -147,11 +151,7 @@ class Engine:
         """What the journal says about the target, offline."""
         state = self.ctx.journal.target(key) if key else None
         tokens = self.ctx.journal.tokens(key) if key else []
-        current = [t for t in tokens if t.role is Role.CURRENT]
-        history = History(
-            state.verified_start if state else None, current[-1].expires_at if current else None
-        )
-        due: Due = is_due(policy(target, self.ctx.cron), history, self.ctx.clock())
+        due: Due = is_due(*timing(self.ctx, target, key), self.ctx.clock())
         return (
             Situation(
                 due=due,
@@ -171,7 +171,7 @@ class Engine:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         try:
-            return self._one(target, options)
+            report = self._one(target, options)
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
@@ -179,12 +179,32 @@ class Engine:
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
+        else:
+            self._warn_lifetime(target)
+            return report
         try:
             key = self.key(target, resolve=False)
         except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
             key = None
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message)
+
+    def _warn_lifetime(self, target: Target) -> None:
+        """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
+        if target.name.endswith(REMOVED):
+            return
+        try:
+            note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
+        except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
+            return
+        if note is None:
+            return
+        with self._noted_lock:
+            if (target.name, note) in self._noted:
+                return
+            self._noted.add((target.name, note))
+        # Not a failure: the token is rotated at the effective time, once per lifetime.
+        log.warning("token.lifetime_capped", target=target.name, note=note)
 
     def _one(self, target: Target, options: RunOptions) -> TargetReport:
         key = self.key(target, resolve=False)
@@ -195,8 +215,10 @@ class Engine:
             work = replace(work, rotate=False, resume=False, blocked=None)
         failing = failing_reason(state, self.ctx.clock())
         if options.dry_run:
+            detail = describe(work, situation, failing)
+            note = lifetime_note(self.ctx, target, key)
             return TargetReport(
-                target.name, "planned", failing is not None, describe(work, situation, failing)
+                target.name, "planned", failing is not None, f"{detail}; {note}" if note else detail
             )
         if work.idle:
             if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:

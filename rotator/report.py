@@ -15,7 +15,7 @@ from rotator.engine import Engine, describe, failing_reason
 from rotator.model import Role, RotationRecord, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
-from rotator.worker import Context
+from rotator.worker import Context, Settings, lifetime_note
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -26,7 +26,15 @@ def _offline_engine(config: Config, journal: Journal, clock: Callable[[], dateti
     # status never calls upstream: the ports are absent, and Engine.key(resolve=False) never uses them.
     ports = cast("Any", None)
     ctx = Context(
-        ports, ports, journal, clock, lambda _s: None, config.gitlab.url, "status", cron=cron.next_fire
+        ports,
+        ports,
+        journal,
+        clock,
+        lambda _s: None,
+        config.gitlab.url,
+        "status",
+        settings=Settings(run_interval=config.daemon.check_interval),
+        cron=cron.next_fire,
     )
     return Engine(config, ctx)
 
@@ -77,6 +85,17 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
             }
         )
     return {"as_of": _iso(now), "targets": rows}
+
+
+def lifetime_notes(config: Config, journal: Journal, clock: Callable[[], datetime]) -> dict[str, str]:
+    """Per target, the rule-6 note when GitLab's lifetime cap overrides ``rotate_before``."""
+    engine = _offline_engine(config, journal, clock)
+    notes = {}
+    for target in config.targets:
+        note = lifetime_note(engine.ctx, target, engine.key(target, resolve=False))
+        if note is not None:
+            notes[target.name] = note
+    return notes
 
 
 def status_table(report: dict[str, Any]) -> str:

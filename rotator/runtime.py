@@ -12,7 +12,7 @@ import sys
 import time
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -91,6 +91,13 @@ def open_journal(config: Config) -> Journal:
     if not config.state.url.startswith("sqlite:///"):
         raise ConfigError("state.url", "only sqlite:/// is supported in this version")
     return SQLiteJournal(sqlite_path(config.state.url, config.base_dir))
+
+
+def existing_journal(config: Config) -> Journal | None:
+    """The journal if its file exists already, else ``None`` (for ``check``, which creates nothing)."""
+    if not config.state.url.startswith("sqlite:///"):
+        return None
+    return open_journal(config) if sqlite_path(config.state.url, config.base_dir).exists() else None
 
 
 @dataclass
@@ -191,7 +198,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         sleep=time.sleep,
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
-        settings=settings or Settings(),
+        # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
+        settings=replace(settings or Settings(), run_interval=config.daemon.check_interval),
         crash_after=_test_hook(config, environ, CRASH_AFTER),
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),

@@ -155,6 +155,15 @@ class FakeGitLab(FakeServer):
                 bot, name, scopes, expires, now, resource=resource, access_level=access_level
             )
 
+    def set_max_lifetime(self, days: int) -> None:
+        """An admin's lower "Maximum allowable lifetime for access tokens" (``reference/gitlab.md`` §1.8).
+
+        A create asking for a later ``expires_at`` gets GitLab's 400 "Expires at must be before D";
+        one without ``expires_at`` gets the limit.
+        """
+        with self.lock:
+            self.state.max_lifetime_days = days
+
     def test_only_token(self, token_id: int) -> Token:
         """TEST ONLY: the full record of a token, value included."""
         with self.lock:

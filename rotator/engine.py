@@ -20,8 +20,9 @@ import structlog
 
 from rotator.config import Config, Target, TokenSpec
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
-from rotator.model import Lease, Role, Step, TargetKey, TargetState
-from rotator.plan import Due, Situation, Work, decide, is_due
+from rotator.model import Lease, Role, Step, TargetKey, TargetState, TokenRecord
+from rotator.plan import Due, Situation, Work, decide, expiry_instant, is_due
+from rotator.retire import unrevocable
 from rotator.rotation import TargetRun
 from rotator.worker import (
     Context,
@@ -109,14 +110,11 @@ class Engine:
             key = state.key
             if key.gitlab_url != self.config.gitlab.url or key.connection_id in configured:
                 continue
-            pending = [
-                t for t in self.ctx.journal.tokens(key) if t.role is Role.PENDING_REVOKE and t.revoke_after
-            ]
-            if not pending or state.verified_at is None:
+            pending = [t for t in self.ctx.journal.tokens(key) if awaits_revoke(t) and t.revoke_after]
+            if not pending:
                 continue
-            grace = max(
-                timedelta(0), min(t.revoke_after for t in pending if t.revoke_after) - state.verified_at
-            )
+            first = min(t.revoke_after for t in pending if t.revoke_after)
+            grace = max(timedelta(0), first - (state.verified_at or first))
             token = TokenSpec.model_construct(
                 name=None, scopes=("api",), access_level=40, lifetime=timedelta(days=365)
             )
@@ -159,9 +157,7 @@ class Engine:
                 frozen=bool(state and state.drift_since),
                 holding=bool(state and state.hold_since),
                 backoff_until=state.backoff_until if state else None,
-                revoke_afters=tuple(
-                    t.revoke_after for t in tokens if t.role is Role.PENDING_REVOKE and t.revoke_after
-                ),
+                revoke_afters=tuple(t.revoke_after for t in tokens if awaits_revoke(t) and t.revoke_after),
                 tombstones_until=tuple(s.until for s in self.ctx.journal.tombstones(key)) if key else (),
             ),
             state,
@@ -213,7 +209,7 @@ class Engine:
         if target.name.endswith(REMOVED):
             # Only the retiring side of a target gone from the config: never create for it.
             work = replace(work, rotate=False, resume=False, blocked=None)
-        failing = failing_reason(state, self.ctx.clock())
+        failing = failing_reason(state, self.ctx.clock(), self.ctx.journal.tokens(key) if key else ())
         if options.dry_run:
             detail = describe(work, situation, failing)
             note = lifetime_note(self.ctx, target, key)
@@ -279,21 +275,42 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        failing = failing_reason(self.ctx.journal.target(lease.key), self.ctx.clock())
+        failing = failing_reason(
+            self.ctx.journal.target(lease.key), self.ctx.clock(), self.ctx.journal.tokens(lease.key)
+        )
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
             detail += f"; still failing: {failing}"
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
 
-def failing_reason(state: TargetState | None, now: datetime) -> str | None:
-    """Why a target counts as failing (exit 1): frozen, holding a revoke, or backing off; else None."""
+def awaits_revoke(token: TokenRecord) -> bool:
+    """A pending revoke, or a never-held candidate whose revoke failed for lack of access."""
+    return token.role is Role.PENDING_REVOKE or unrevocable(token)
+
+
+def failing_reason(
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord] = ()
+) -> str | None:
+    """Why a target counts as failing (exit 1), else None.
+
+    Frozen, holding a revoke, holding a live token it has no access to revoke, or backing off.
+    """
     if state is None:
         return None
     if state.drift_since is not None:
         return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
     if state.hold_since is not None:
         return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
+    stuck = [
+        t for t in tokens if unrevocable(t) and (t.expires_at is None or now < expiry_instant(t.expires_at))
+    ]
+    if stuck:
+        listed = ", ".join(f"{t.token_id} (expires {t.expires_at or 'never'})" for t in stuck)
+        return (
+            f"no access to revoke token(s) {listed}: the manager lost access to the project;"
+            " restore its Maintainer role (retried every run)"
+        )
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
         return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
     return None

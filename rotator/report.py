@@ -2,7 +2,8 @@
 
 Both read only the journal (no secrets, no upstream call), so they answer instantly and work
 while GitLab or Infisical is down. ``status`` applies the exit-1 rule from the journal: a target
-frozen by drift, holding a revoke, or backing off after a failure.
+frozen by drift, holding a revoke, holding a live token it has no access to revoke, or backing off
+after a failure.
 """
 
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any, cast
 
 from rotator import cron
 from rotator.config import Config
-from rotator.engine import Engine, describe, failing_reason
+from rotator.engine import Engine, awaits_revoke, describe, failing_reason
 from rotator.model import Role, RotationRecord, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
@@ -51,7 +52,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         current = [t for t in tokens if t.role is Role.CURRENT]
         last = journal.rotations(key, limit=1) if key else []
         work = decide(situation, now, force=False, take_over=False)
-        failing = failing_reason(state, now)
+        failing = failing_reason(state, now, tokens)
         rows.append(
             {
                 "target": target.name,
@@ -65,9 +66,13 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                 "due_reason": situation.due.reason,
                 "would": describe(work, situation, None),
                 "pending_revokes": [
-                    {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                    {
+                        "token_id": t.token_id,
+                        "revoke_after": _iso(t.revoke_after),
+                        "no_access_since": _iso(t.no_access_since),
+                    }
                     for t in tokens
-                    if t.role is Role.PENDING_REVOKE
+                    if awaits_revoke(t)
                 ],
                 "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
                 "drift": None
@@ -104,7 +109,10 @@ def status_table(report: dict[str, Any]) -> str:
     header = ("TARGET", "TOKEN", "EXPIRES", "LAST", "NEXT DUE", "PENDING", "DRIFT", "LAST ERROR")
     rows = [header]
     for t in report["targets"]:
-        pending = ",".join(f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}" for p in t["pending_revokes"])
+        pending = ",".join(
+            f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}{' NO ACCESS' if p['no_access_since'] else ''}"
+            for p in t["pending_revokes"]
+        )
         drift = f"since {t['drift']['since'][:16]}" if t["drift"] else "-"
         rows.append(
             (

@@ -43,7 +43,7 @@ from rotator.plan import (
     token_name,
 )
 from rotator.protocol import RULES
-from rotator.retire import Retirer
+from rotator.retire import Retirer, unrevocable
 from rotator.secret import Secret
 from rotator.worker import Context, Recorder, Scratch, check_connection, tell, upstream_message
 
@@ -372,6 +372,9 @@ class TargetRun(Retirer):
             for t in self.ctx.journal.tokens(self.rec.key)
             if t.role in (Role.CURRENT, Role.POSSIBLY_HELD, Role.CANDIDATE)
             and t.token_id != rotation.new_token_id
+            # A never-pushed candidate left by a revoke without access needs no grace: it is
+            # retried as it is, right after this rotation.
+            and not (t.role is Role.CANDIDATE and unrevocable(t))
         ]
         new = next(t for t in self.ctx.journal.tokens(self.rec.key) if t.token_id == rotation.new_token_id)
         state = replace(

@@ -25,7 +25,16 @@ from rotator.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver,
 
 log = structlog.get_logger("rotator")
 #: The fixed list of alert reasons (also metric label values).
-ALERT_REASONS = ("drift", "in_use", "failed", "journal_lost", "connection", "lockout", "expiring")
+ALERT_REASONS = (
+    "drift",
+    "in_use",
+    "failed",
+    "journal_lost",
+    "connection",
+    "lockout",
+    "expiring",
+    "no_access",
+)
 GITLAB_COM = "https://gitlab.com"
 
 

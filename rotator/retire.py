@@ -23,7 +23,7 @@ from rotator.config import Target
 from rotator.errors import GitLabError
 from rotator.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
 from rotator.plan import expiry_instant
-from rotator.worker import Context, Recorder, Scratch, TargetFailedError
+from rotator.worker import Context, Recorder, Scratch, TargetFailedError, upstream_message
 
 
 log = structlog.get_logger("rotator")
@@ -77,8 +77,8 @@ class Retirer:
         raise self.rec.failed("drift", message, backoff=False)
 
     # -- revoking ---------------------------------------------------------------------------
-    def _revoke(self, token_id: int) -> str | None:
-        """Revoke idempotently; the evidence GitLab gave, or ``None`` when the manager lost access."""
+    def _revoke(self, token_id: int) -> str | GitLabError:
+        """Revoke idempotently; the evidence GitLab gave, or the answer showing the manager lost access."""
         self.rec.ensure_lease()
         try:
             self.ctx.gitlab.delete_token(self.project_id, token_id)
@@ -87,12 +87,12 @@ class Retirer:
                 raise
             # The 404 may be the project's: only a project the manager can read makes it the token's.
             if error.status in _NO_RIGHTS or not self._project_readable():
-                return None
+                return error
             try:
                 info = self.ctx.gitlab.get_token(self.project_id, token_id)
             except GitLabError as read_error:
                 if read_error.status in _NO_RIGHTS:
-                    return None  # readable, but no rights left on its tokens (demoted)
+                    return read_error  # readable, but no rights left on its tokens (demoted)
                 raise
             if info is None:
                 return f"DELETE {error.status}, then 404 on read from a readable project"
@@ -114,8 +114,8 @@ class Retirer:
     def _retire(self, token_id: int, name: str, expires_at: date | None) -> None:
         """Revoke a token and record the evidence; without access, keep it tracked as "no access"."""
         evidence = self._revoke(token_id)
-        if evidence is None:
-            self._mark_no_access(token_id, name, expires_at)
+        if isinstance(evidence, GitLabError):
+            self._mark_no_access(token_id, name, expires_at, evidence)
         else:
             self._record_revoked(token_id, name, evidence)
 
@@ -129,7 +129,7 @@ class Retirer:
         log.info("token.revoked", target=self.target.name, token_id=token_id, evidence=evidence)
         self.scratch.actions.append(f"revoked token {token_id}")
 
-    def _mark_no_access(self, token_id: int, name: str, expires_at: date | None) -> None:
+    def _mark_no_access(self, token_id: int, name: str, expires_at: date | None, cause: GitLabError) -> None:
         """The token may be live and GitLab will not let us revoke it: keep it, retry, fail loudly."""
         now = self.ctx.clock()
         known = {t.token_id: t for t in self.ctx.journal.tokens(self.rec.key)}
@@ -147,13 +147,13 @@ class Retirer:
         )
         self.rec.write(Change(tokens=(marked,)))
         until = marked.expires_at.isoformat() if marked.expires_at else "never (no expiry)"
+        line = upstream_message(replace(cause, target=self.target.name), "revoke")
         message = (
-            f"{self.target.name}: revoke: token {token_id} cannot be revoked: the manager has no access"
-            f" to project {self.project_id} any more (not readable, or no rights on its tokens); it stays"
-            f" live until it expires ({until}) and is retried on every run; restore the manager's"
-            " Maintainer role on the project"
+            f"{line}; token {token_id} cannot be revoked: the manager has no access to project"
+            f" {self.project_id} any more (not readable, or no rights on its tokens); it stays live until"
+            f" it expires ({until}) and is retried on every run; restore the manager's Maintainer role"
         )
-        self.scratch.actions.append(f"token {token_id} not revoked: no access")
+        self.scratch.actions.append(f"token {token_id} not revoked, no access: {line}")
         # Not raised: the other tokens still get their turn. The target counts as failing
         # (engine.failing_reason) while this token is live.
         self.rec.failed("no_access", message, backoff=False)
@@ -187,10 +187,11 @@ class Retirer:
             listed = self.list_tokens(fresh=True)
         except GitLabError as error:
             if error.status in _NO_RIGHTS or (error.status == _NOT_FOUND and not self._project_readable()):
+                line = upstream_message(replace(error, target=self.target.name), "recheck")
                 message = (
-                    f"{self.target.name}: cannot re-check token name {name}: the manager has no access"
-                    f" to project {self.project_id} ({error.status}); a token created under that name"
-                    " would stay live; restore the manager's Maintainer role on the project"
+                    f"{line}; cannot re-check token name {name}: the manager has no access to project"
+                    f" {self.project_id}; a token created under that name would stay live; restore the"
+                    " manager's Maintainer role"
                 )
                 raise self.rec.failed("no_access", message, backoff=False) from None
             raise
@@ -256,7 +257,7 @@ class Retirer:
             ):
                 raise
             # The manager can no longer read the project's tokens: no DELETE could succeed either.
-            self._mark_no_access(token.token_id, token.name, token.expires_at)
+            self._mark_no_access(token.token_id, token.name, token.expires_at, error)
             return False
         if info is None or not info.active:
             return True  # gone already; the idempotent DELETE that follows proves it either way

@@ -190,8 +190,11 @@ def check(_args: argparse.Namespace, config: Config) -> int:
         print(f"ok      config: {len(config.targets)} target(s)")
         item("gitlab: manager token", lambda: _manager(rt))
         item("infisical: credentials", lambda: _infisical(rt))
+        notes = report.lifetime_notes(config, journal, runtime.clock(config, os.environ)) if journal else {}
         for target in config.targets:
             _check_target(rt, target, item, journal)
+            if target.name in notes:
+                print(f"warn    {target.name}: {notes[target.name]}")
     finally:
         rt.close()
         if journal is not None:

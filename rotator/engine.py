@@ -7,11 +7,10 @@ tombstones, in that order. One target's failure never stops another's; the repor
 failed, so the CLI can exit 1.
 """
 
-import functools
 import threading
 import uuid
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,11 +20,21 @@ import structlog
 
 from rotator.config import Config, Target
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
-from rotator.model import Lease, Role, Step, TargetKey, TargetState
-from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
+from rotator.model import Lease, Role, Step, TargetKey, TargetState, TokenRecord
+from rotator.plan import Due, Situation, Work, decide, expiry_instant, is_due
 from rotator.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
+from rotator.retire import unrevocable
 from rotator.rotation import TargetRun
-from rotator.worker import Context, Recorder, TargetFailedError, alert, expiring_on, upstream_message
+from rotator.worker import (
+    Context,
+    Recorder,
+    TargetFailedError,
+    alert,
+    expiring_on,
+    lifetime_note,
+    timing,
+    upstream_message,
+)
 
 
 log = structlog.get_logger("rotator")
@@ -56,13 +65,6 @@ class TargetReport:
     actions: tuple[str, ...] = ()
 
 
-def policy(target: Target, cron: Callable[[str, datetime], datetime | None]) -> Policy:
-    """A target's timing rules for the planner; ``cron`` evaluates its ``schedule``."""
-    schedule = target.schedule
-    next_fire = None if schedule is None else functools.partial(cron, schedule)
-    return Policy(target.token.lifetime, target.renew_before, target.rotate_every, next_fire)
-
-
 class Engine:
     """Runs targets against the ports in a :class:`Context`."""
 
@@ -73,6 +75,9 @@ class Engine:
         self.stopping = threading.Event()
         #: What :meth:`removed_targets` found, by stand-in name (configured names hold no space).
         self._removed: dict[str, Removed] = {}
+        #: Lifetime notes already logged by this process (one warning per target and value).
+        self._noted: set[tuple[str, str]] = set()
+        self._noted_lock = threading.Lock()
 
     def select(self, names: Sequence[str]) -> list[Target]:
         """The named targets (all if none); an unknown name is a usage error."""
@@ -134,11 +139,7 @@ class Engine:
         """What the journal says about the target, offline."""
         state = self.ctx.journal.target(key) if key else None
         tokens = self.ctx.journal.tokens(key) if key else []
-        current = [t for t in tokens if t.role is Role.CURRENT]
-        history = History(
-            state.verified_start if state else None, current[-1].expires_at if current else None
-        )
-        due: Due = is_due(policy(target, self.ctx.cron), history, self.ctx.clock())
+        due: Due = is_due(*timing(self.ctx, target, key), self.ctx.clock())
         return (
             Situation(
                 due=due,
@@ -146,9 +147,7 @@ class Engine:
                 frozen=bool(state and state.drift_since),
                 holding=bool(state and state.hold_since),
                 backoff_until=state.backoff_until if state else None,
-                revoke_afters=tuple(
-                    t.revoke_after for t in tokens if t.role is Role.PENDING_REVOKE and t.revoke_after
-                ),
+                revoke_afters=tuple(t.revoke_after for t in tokens if awaits_revoke(t) and t.revoke_after),
                 tombstones_until=tuple(s.until for s in self.ctx.journal.tombstones(key)) if key else (),
             ),
             state,
@@ -158,7 +157,7 @@ class Engine:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         try:
-            return self._one(target, options)
+            report = self._one(target, options)
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
@@ -166,12 +165,32 @@ class Engine:
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
+        else:
+            self._warn_lifetime(target)
+            return report
         try:
             key = self.key(target, resolve=False)
         except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
             key = None
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message)
+
+    def _warn_lifetime(self, target: Target) -> None:
+        """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
+        if target.name in self._removed:
+            return
+        try:
+            note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
+        except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
+            return
+        if note is None:
+            return
+        with self._noted_lock:
+            if (target.name, note) in self._noted:
+                return
+            self._noted.add((target.name, note))
+        # Not a failure: the token is rotated at the effective time, once per lifetime.
+        log.warning("token.lifetime_capped", target=target.name, note=note)
 
     def _one(self, target: Target, options: RunOptions) -> TargetReport:
         removed = self._removed.get(target.name)
@@ -180,10 +199,12 @@ class Engine:
         key = self.key(target, resolve=False)
         situation, state = self.situation(target, key)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
-        failing = failing_reason(state, self.ctx.clock())
+        failing = failing_reason(state, self.ctx.clock(), self.ctx.journal.tokens(key) if key else ())
         if options.dry_run:
+            detail = describe(work, situation, failing)
+            note = lifetime_note(self.ctx, target, key)
             return TargetReport(
-                target.name, "planned", failing is not None, describe(work, situation, failing)
+                target.name, "planned", failing is not None, f"{detail}; {note}" if note else detail
             )
         if work.idle:
             if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:
@@ -284,21 +305,42 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        failing = failing_reason(self.ctx.journal.target(lease.key), self.ctx.clock())
+        failing = failing_reason(
+            self.ctx.journal.target(lease.key), self.ctx.clock(), self.ctx.journal.tokens(lease.key)
+        )
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
             detail += f"; still failing: {failing}"
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
 
-def failing_reason(state: TargetState | None, now: datetime) -> str | None:
-    """Why a target counts as failing (exit 1): frozen, holding a revoke, or backing off; else None."""
+def awaits_revoke(token: TokenRecord) -> bool:
+    """A pending revoke, or a never-held candidate whose revoke failed for lack of access."""
+    return token.role is Role.PENDING_REVOKE or unrevocable(token)
+
+
+def failing_reason(
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord] = ()
+) -> str | None:
+    """Why a target counts as failing (exit 1), else None.
+
+    Frozen, holding a revoke, holding a live token it has no access to revoke, or backing off.
+    """
     if state is None:
         return None
     if state.drift_since is not None:
         return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
     if state.hold_since is not None:
         return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
+    stuck = [
+        t for t in tokens if unrevocable(t) and (t.expires_at is None or now < expiry_instant(t.expires_at))
+    ]
+    if stuck:
+        listed = ", ".join(f"{t.token_id} (expires {t.expires_at or 'never'})" for t in stuck)
+        return (
+            f"no access to revoke token(s) {listed}: the manager lost access to the project;"
+            " restore its Maintainer role (retried every run)"
+        )
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
         return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
     return None

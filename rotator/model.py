@@ -51,7 +51,7 @@ class Role(StrEnum):
     CURRENT = "current"  # held by the connection, as far as the journal knows
     PENDING_REVOKE = "pending_revoke"  # retired; revoked once its grace has passed
     REVOKED = "revoked"
-    ABANDONED = "abandoned"  # created by us but no longer revocable (project gone, 403)
+    ABANDONED = "abandoned"  # never revoked: it expired while the manager had no access to its project
 
 
 #: Roles in which a token is someone's live responsibility: never adopted or revoked by another target.
@@ -180,6 +180,9 @@ class TokenRecord:
     revoke_after: datetime | None = None
     revoked_at: datetime | None = None
     evidence: str | None = None
+    #: Since when a revoke keeps failing because the manager lost access to the project (no
+    #: evidence for the token): it stays tracked, retried every run, until revoked or expired.
+    no_access_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,11 +294,11 @@ class RemovedRun(Retirer):
             if owned is not None:
                 refused.append(owned)  # never revoked on this key's behalf; fails the run below
                 continue
-            retiring = self._retire(token, owner, now)
+            retiring = self._to_pending(token, owner, now)
             if not self._clear_to_revoke(retiring, now):
                 continue
             self.rec.checkpoint("GRACE-CHECKED")
-            self._record_revoked(token.token_id, token.name, self._revoke(token.token_id))
+            self._retire(token.token_id, token.name, token.expires_at)
         if plan.recheck:
             self.recheck_tombstones()
         if refused:
@@ -318,7 +318,7 @@ class RemovedRun(Retirer):
         self.scratch.actions.append(f"connection {self.rec.key.connection_id} is gone (404 NotFound)")
         return due
 
-    def _retire(self, token: TokenRecord, owner: TargetState | None, now: datetime) -> TokenRecord:
+    def _to_pending(self, token: TokenRecord, owner: TargetState | None, now: datetime) -> TokenRecord:
         """Record a current (or held) token as a pending revoke before it is revoked."""
         if token.role is Role.PENDING_REVOKE:
             return token
@@ -351,8 +351,10 @@ class RemovedRun(Retirer):
             if why is not None:
                 refusals.append(f"token {token.token_id} ({token.role.value}): {why}")
                 continue
-            self._retire(token, owner, now)
-            self._record_revoked(token.token_id, token.name, self._revoke(token.token_id))
+            self._to_pending(token, owner, now)
+            self._retire(token.token_id, token.name, token.expires_at)
+            if all(t.token_id != token.token_id for t in self.tokens(Role.REVOKED)):
+                refusals.append(f"token {token.token_id} ({token.role.value}): not revoked (no access)")
         return refusals
 
     def _refusal(

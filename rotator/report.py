@@ -2,7 +2,8 @@
 
 Both read only the journal (no secrets, no upstream call), so they answer instantly and work
 while GitLab or Infisical is down. ``status`` applies the exit-1 rule from the journal: a target
-frozen by drift, holding a revoke, or backing off after a failure.
+frozen by drift, holding a revoke, holding a live token it has no access to revoke, or backing off
+after a failure.
 """
 
 from collections.abc import Callable, Sequence
@@ -11,13 +12,13 @@ from typing import Any, cast
 
 from rotator import cron
 from rotator.config import Config
-from rotator.engine import Engine, describe, failing_reason
+from rotator.engine import Engine, awaits_revoke, describe, failing_reason
 from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
 from rotator.removed import find_removed, live, plan_removed
 from rotator.retire import describe_untracked
-from rotator.worker import Context
+from rotator.worker import Context, Settings, lifetime_note
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -28,7 +29,15 @@ def _offline_engine(config: Config, journal: Journal, clock: Callable[[], dateti
     # status never calls upstream: the ports are absent, and Engine.key(resolve=False) never uses them.
     ports = cast("Any", None)
     ctx = Context(
-        ports, ports, journal, clock, lambda _s: None, config.gitlab.url, "status", cron=cron.next_fire
+        ports,
+        ports,
+        journal,
+        clock,
+        lambda _s: None,
+        config.gitlab.url,
+        "status",
+        settings=Settings(run_interval=config.daemon.check_interval),
+        cron=cron.next_fire,
     )
     return Engine(config, ctx)
 
@@ -45,7 +54,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         current = [t for t in tokens if t.role is Role.CURRENT]
         last = journal.rotations(key, limit=1) if key else []
         work = decide(situation, now, force=False, take_over=False)
-        failing = failing_reason(state, now)
+        failing = failing_reason(state, now, tokens)
         rows.append(
             {
                 "target": target.name,
@@ -59,9 +68,13 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                 "due_reason": situation.due.reason,
                 "would": describe(work, situation, None),
                 "pending_revokes": [
-                    {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                    {
+                        "token_id": t.token_id,
+                        "revoke_after": _iso(t.revoke_after),
+                        "no_access_since": _iso(t.no_access_since),
+                    }
                     for t in tokens
-                    if t.role is Role.PENDING_REVOKE
+                    if awaits_revoke(t)
                 ],
                 "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
                 "drift": None
@@ -127,13 +140,27 @@ def _untracked(state: TargetState | None) -> dict[str, Any] | None:
     }
 
 
+def lifetime_notes(config: Config, journal: Journal, clock: Callable[[], datetime]) -> dict[str, str]:
+    """Per target, the rule-6 note when GitLab's lifetime cap overrides ``rotate_before``."""
+    engine = _offline_engine(config, journal, clock)
+    notes = {}
+    for target in config.targets:
+        note = lifetime_note(engine.ctx, target, engine.key(target, resolve=False))
+        if note is not None:
+            notes[target.name] = note
+    return notes
+
+
 def status_table(report: dict[str, Any]) -> str:
     """The human form of :func:`status`."""
     lines = [f"as of {report['as_of']}"]
     header = ("TARGET", "TOKEN", "EXPIRES", "LAST", "NEXT DUE", "PENDING", "DRIFT", "LAST ERROR")
     rows = [header]
     for t in report["targets"]:
-        pending = ",".join(f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}" for p in t["pending_revokes"])
+        pending = ",".join(
+            f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}{' NO ACCESS' if p['no_access_since'] else ''}"
+            for p in t["pending_revokes"]
+        )
         drift = f"since {t['drift']['since'][:16]}" if t["drift"] else "-"
         rows.append(
             (

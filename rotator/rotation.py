@@ -17,7 +17,6 @@ import time
 import uuid
 
 from dataclasses import replace
-from datetime import date
 
 import structlog
 
@@ -38,14 +37,13 @@ from rotator.model import (
 )
 from rotator.plan import (
     clamped_expiry,
-    expiry_instant,
     expiry_limit,
     is_our_name,
     requested_expiry,
     token_name,
 )
 from rotator.protocol import RULES
-from rotator.retire import Retirer
+from rotator.retire import Retirer, unrevocable
 from rotator.secret import Secret
 from rotator.worker import Context, Recorder, Scratch, check_connection, tell, upstream_message
 
@@ -171,7 +169,6 @@ class TargetRun(Retirer):
             rotation.id,
         )
         self.rec.write(Change(rotation=rotation, tokens=(candidate,)), "CREATED")
-        self._warn_if_short(new.info.expires_at)
         self._self_check(rotation, new)
         rotation = replace(rotation, step=Step.PUSHING, pushing_at=self.ctx.clock())
         held = replace(candidate, role=Role.POSSIBLY_HELD)
@@ -288,19 +285,6 @@ class TargetRun(Retirer):
                     self.finish(rotation, Outcome.ROLLED_BACK, message)
                 raise self.rec.failed("failed", message) from None
         raise AssertionError  # pragma: no cover - the loop returns or raises
-
-    def _warn_if_short(self, expires_at: date | None) -> None:
-        """Rule 6: a clamped lifetime that leaves no room for rotate_before + grace rotates every run."""
-        if expires_at is None:
-            return
-        room = expiry_instant(expires_at) - self.ctx.clock()
-        if room <= self.target.renew_before + self.target.grace:
-            log.warning(
-                "token.lifetime_short",
-                target=self.target.name,
-                expires_at=expires_at.isoformat(),
-                needed=str(self.target.renew_before + self.target.grace),
-            )
 
     def _self_check(self, rotation: RotationRecord, new: NewToken) -> None:
         deadline = time.monotonic() + self.ctx.settings.self_check_window.total_seconds()
@@ -423,6 +407,9 @@ class TargetRun(Retirer):
             for t in self.ctx.journal.tokens(self.rec.key)
             if t.role in (Role.CURRENT, Role.POSSIBLY_HELD, Role.CANDIDATE)
             and t.token_id != rotation.new_token_id
+            # A never-pushed candidate left by a revoke without access needs no grace: it is
+            # retried as it is, right after this rotation.
+            and not (t.role is Role.CANDIDATE and unrevocable(t))
         ]
         new = next(t for t in self.ctx.journal.tokens(self.rec.key) if t.token_id == rotation.new_token_id)
         state = replace(

@@ -13,7 +13,7 @@ import sys
 import time
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -209,7 +209,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         sleep=time.sleep,
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
-        settings=settings or Settings(),
+        # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
+        settings=replace(settings or Settings(), run_interval=config.daemon.check_interval),
         crash_after=_test_hook(config, environ, CRASH_AFTER),
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),

@@ -84,6 +84,8 @@ class PendingRevoke(_Model):
 
     token_id: int
     revoke_after: str | None
+    #: Since when the manager has had no access to revoke it (it stays live until revoked or expired).
+    no_access_since: str | None = None
 
 
 class Drift(_Model):

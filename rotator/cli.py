@@ -127,6 +127,18 @@ def _add_target_commands(commands: "argparse._SubParsersAction[argparse.Argument
     commands.add_parser(
         "check", help="preflight without side effects: config, credentials, roles, connections"
     )
+    forget = commands.add_parser(
+        "forget",
+        help="stop tracking a removed target's journal entry (--revoke: revoke what it holds first)",
+        description=_FORGET,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    forget.add_argument(
+        "key", metavar="KEY", help="the entry's key, url|project|connection, as status prints it"
+    )
+    forget.add_argument(
+        "--revoke", action="store_true", help="first revoke every live token it tracks that is safe to revoke"
+    )
     commands.add_parser(
         "daemon",
         help="run until stopped: rotate on schedule, serve /healthz /readyz /metrics and the HTTP trigger",
@@ -146,6 +158,29 @@ examples:
   rotator --config rotator.yaml run-once
   rotator --config rotator.yaml run-once --target app-deploy --force
   rotator --config rotator.yaml run-once --dry-run
+"""
+_FORGET = """\
+A target removed from the config, re-pointed to another project, or left behind by a gitlab.url
+change keeps its journal entry: its pending revokes are still carried out, and its current token
+is revoked once another target's verified push holds the connection. `rotator status` lists such
+entries, what they hold, and this command for each. forget drops the entry (its token records and
+tombstones); its rotations stay in `rotator history`. Without --revoke, whatever it still holds
+stays live in GitLab, untracked.
+
+With --revoke it first revokes, through the configured GitLab, every live token the entry tracks:
+grace and the still-in-use check are waived, but not the safety rules. A token the connection may
+still hold (its hash is this entry's verified push) is refused, as is any token when the connection
+holds an unknown push (drift), a token another target tracks, and every token of an entry recorded
+for another GitLab instance. A connection Infisical reports deleted holds nothing: all are revoked.
+If anything is refused or fails, nothing is forgotten.
+
+exit codes: 0 forgotten; 1 a revoke refused or failed (the entry is kept), or the entry is busy;
+2 KEY names no removed entry (a configured target still maps to it, or it is unknown).
+
+example:
+  rotator --config rotator.yaml status       # lists removed entries and the command for each
+  rotator --config rotator.yaml forget --revoke \\
+      'https://gitlab.example.com|42|3c90c3cc-0d44-4b50-8888-8dd25736052a'
 """
 _DAEMON = """\
 Run until SIGTERM or SIGINT. Every target is checked every daemon.check_interval (default 5m, plus
@@ -249,6 +284,7 @@ def _target_command(args: argparse.Namespace) -> int:
         "history": commands.history,
         "check": commands.check,
         "daemon": commands.daemon,
+        "forget": commands.forget,
     }
     try:
         config = runtime.load(args.config, os.environ)

@@ -1,5 +1,7 @@
 """The commands that act on targets: ``run-once``, ``rotate``, ``plan``, ``status``, ``history``, ``check``.
 
+``forget`` lets a removed target's journal entry go.
+
 Each returns its exit code: 0 fine (or nothing due, or ``plan`` listing due work), 1 any selected
 target failed, is frozen, holds a revoke or backs off, 2 bad config or usage (raised as
 :class:`ConfigError` and mapped by :mod:`rotator.cli`). stdout carries only the result.
@@ -9,26 +11,33 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from rotator import report, runtime
 from rotator.config import Config, Target
-from rotator.engine import RunOptions, TargetReport
-from rotator.errors import UpstreamError
+from rotator.engine import REMOVED, RunOptions, TargetReport
+from rotator.errors import ConfigError, LeaseLostError, UpstreamError
 from rotator.logs import configure
+from rotator.model import Lease, TargetKey
+from rotator.ports import Journal
 from rotator.redact import redact
-from rotator.worker import check_connection
+from rotator.removed import Removed, RemovedRun, classify, live, stand_in
+from rotator.worker import Recorder, check_connection, owned_elsewhere
 
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _MAINTAINER = 40
 _IN_USE_MARGIN = timedelta(minutes=15)
+#: Long enough for a few revokes; forget renews nothing.
+_FORGET_LEASE = timedelta(minutes=10)
 log = structlog.get_logger("rotator")
 
 
@@ -53,8 +62,6 @@ def run_once(args: argparse.Namespace, config: Config) -> int:
             trigger=args.trigger,
         )
         if (options.take_over or options.revoke_anyway) and not names:
-            from rotator.errors import ConfigError  # noqa: PLC0415 - only on this error path
-
             raise ConfigError("--take-over", "--take-over and --revoke-anyway need --target NAME")
         # Like the daemon: on SIGTERM (a CronJob's pod being stopped) start no new target and let
         # the ones in flight finish, so no rotation is cut between its steps by our own hand.
@@ -82,6 +89,73 @@ def status(args: argparse.Namespace, config: Config) -> int:
     return EXIT_FAILED if any(t["failing"] for t in data["targets"]) else EXIT_OK
 
 
+def forget(args: argparse.Namespace, config: Config) -> int:
+    """``forget KEY [--revoke]``: let a removed target's journal entry go (its rotations stay)."""
+    rt: runtime.Runtime | None = None
+    if args.revoke:
+        configure()
+        rt = runtime.build(config, os.environ)
+        journal = rt.journal
+    else:
+        journal = runtime.open_journal(config)  # offline: no secret is read
+    try:
+        found = _removed_key(config, journal, args.key)
+        now = runtime.clock(config, os.environ)()
+        holder = f"{socket.gethostname()}:{os.getpid()}:forget"
+        lease = journal.acquire(found.key, found.name, holder, now, _FORGET_LEASE)
+        if lease is None:
+            print(f"rotator forget: {found.key}: another worker holds it; try again", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            if rt is not None:
+                refused = _revoke_removed(rt, lease, found)
+                if refused:
+                    for line in refused:
+                        print(f"not revoked: {line}")
+                    print(
+                        f"kept {found.key}: nothing is forgotten while it holds a live token it cannot revoke"
+                    )
+                    return EXIT_FAILED
+            for token in live(journal.tokens(found.key), now):
+                print(f"left live, no longer tracked: token {token.token_id} ({token.role.value})")
+            journal.forget(lease, "forgotten by `rotator forget`")
+        finally:
+            journal.release(lease)
+        print(f"forgot {found.key} ({found.name}); its rotations stay in `rotator history`")
+        return EXIT_OK
+    finally:
+        (rt.close if rt is not None else journal.close)()
+
+
+def _removed_key(config: Config, journal: Journal, key: str) -> Removed:
+    """The removed key named ``key``; a usage error (exit 2) for a configured or unknown one."""
+    removed, kept = classify(config, journal)
+    if key in kept:
+        raise ConfigError("KEY", f"{key} is not removed: {kept[key]}; change the config first")
+    for found in removed:
+        if str(found.key) == key:
+            return found
+    known = ", ".join(f"'{r.key}'" for r in removed) or "none"
+    raise ConfigError(
+        "KEY", f"no journal entry {key!r}; removed keys (as `rotator status` shows them): {known}"
+    )
+
+
+def _revoke_removed(rt: runtime.Runtime, lease: Lease, found: Removed) -> list[str]:
+    """Revoke what the key holds, as far as is safe; the refusals (an upstream failure is one)."""
+    target = stand_in(found, f"{found.name}{REMOVED}")
+    run = RemovedRun(rt.engine.ctx, Recorder(rt.engine.ctx, lease, target), target, found)
+    try:
+        refused = run.revoke_all()
+    except UpstreamError as error:
+        refused = [str(replace(error, target=target.name, step=error.step or "forget"))]
+    except LeaseLostError as error:
+        refused = [str(error)]
+    for action in run.scratch.actions:
+        print(action)
+    return refused
+
+
 def history(args: argparse.Namespace, config: Config) -> int:
     """``history``: the audit trail, newest first."""
     journal = runtime.open_journal(config)
@@ -97,6 +171,9 @@ def check(_args: argparse.Namespace, config: Config) -> int:
     """``check``: a preflight with no side effects; every problem is one line."""
     configure()
     rt = runtime.build(config, os.environ, journal=False)
+    # The real journal, read-only and only if it exists: adopt_token_id must not name a token
+    # another target owns. The engine's own (in-memory) journal stays the throwaway one.
+    journal = runtime.peek_journal(config)
     problems: list[str] = []
 
     def item(what: str, probe: Callable[[], str | None]) -> None:
@@ -113,15 +190,23 @@ def check(_args: argparse.Namespace, config: Config) -> int:
         print(f"ok      config: {len(config.targets)} target(s)")
         item("gitlab: manager token", lambda: _manager(rt))
         item("infisical: credentials", lambda: _infisical(rt))
+        notes = report.lifetime_notes(config, journal, runtime.clock(config, os.environ)) if journal else {}
         for target in config.targets:
-            _check_target(rt, target, item)
+            _check_target(rt, target, item, journal)
+            if target.name in notes:
+                print(f"warn    {target.name}: {notes[target.name]}")
     finally:
         rt.close()
+        if journal is not None:
+            journal.close()
     return EXIT_FAILED if problems else EXIT_OK
 
 
 def _check_target(
-    rt: runtime.Runtime, target: Target, item: Callable[[str, Callable[[], str | None]], None]
+    rt: runtime.Runtime,
+    target: Target,
+    item: Callable[[str, Callable[[], str | None]], None],
+    journal: Journal | None,
 ) -> None:
     project_ids: list[int] = []
 
@@ -144,7 +229,8 @@ def _check_target(
         print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
     adopt = target.adopt_token_id
     if adopt is not None and project_ids:
-        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, project_ids[0], adopt))
+        key = TargetKey(rt.config.gitlab.url, project_ids[0], str(target.connection_id))
+        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, key, adopt))
 
 
 def _manager(rt: runtime.Runtime) -> str | None:
@@ -167,8 +253,14 @@ def _infisical(rt: runtime.Runtime) -> str | None:
     return None
 
 
-def _adoptable(rt: runtime.Runtime, project_id: int, token_id: int) -> str | None:
-    info = rt.gitlab.get_token(project_id, token_id)
+def _adoptable(rt: runtime.Runtime, journal: Journal | None, key: TargetKey, token_id: int) -> str | None:
+    if journal is not None:
+        state = journal.target(key)
+        applied = state is not None and state.verified_hash is not None
+        owned = None if applied else owned_elsewhere(journal, key, token_id)
+        if owned is not None:
+            return f"{owned}; a token has one owner (the run fails until this is fixed)"
+    info = rt.gitlab.get_token(key.project_id, token_id)
     if info is None:
         return f"token {token_id} is not in this project"
     return None if info.active else f"token {token_id} is not active"

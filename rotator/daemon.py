@@ -39,6 +39,7 @@ from rotator.errors import RotatorError
 from rotator.metrics import Metrics, TargetGauges
 from rotator.model import Role, TargetState
 from rotator.plan import expiry_instant
+from rotator.retire import unrevocable
 from rotator.runtime import Runtime
 
 
@@ -280,7 +281,8 @@ class Daemon:
                     last_success=state.verified_start if state else None,
                     drift=bool(state and state.drift_since),
                     # Not failing_reason: it stops counting when a backoff ends, while the retry runs.
-                    failing=bool(state and (state.drift_since or state.hold_since or state.failures)),
+                    failing=bool(state and (state.drift_since or state.hold_since or state.failures))
+                    or any(unrevocable(t) for t in tokens),
                 )
             )
         return rows

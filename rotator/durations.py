@@ -25,3 +25,10 @@ def format_duration(value: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def human_duration(value: timedelta) -> str:
+    """``value`` to the minute for people, largest units first: ``2d 15h 20m`` (``0m`` if shorter)."""
+    minutes = int(value.total_seconds()) // 60
+    parts = [(minutes // 1440, "d"), (minutes // 60 % 24, "h"), (minutes % 60, "m")]
+    return " ".join(f"{n}{unit}" for n, unit in parts if n) or "0m"

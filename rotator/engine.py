@@ -7,24 +7,34 @@ tombstones, in that order. One target's failure never stops another's; the repor
 failed, so the CLI can exit 1.
 """
 
-import functools
 import threading
 import uuid
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Self
 
 import structlog
 
-from rotator.config import Config, Target, TokenSpec
+from rotator.config import Config, Target
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
-from rotator.model import Lease, Role, Step, TargetKey, TargetState
-from rotator.plan import Due, History, Policy, Situation, Work, decide, is_due
+from rotator.model import Lease, Role, Step, TargetKey, TargetState, TokenRecord
+from rotator.plan import Due, Situation, Work, decide, expiry_instant, is_due
+from rotator.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
+from rotator.retire import unrevocable
 from rotator.rotation import TargetRun
-from rotator.worker import Context, Recorder, TargetFailedError, alert, expiring_on, upstream_message
+from rotator.worker import (
+    Context,
+    Recorder,
+    TargetFailedError,
+    alert,
+    expiring_on,
+    lifetime_note,
+    timing,
+    upstream_message,
+)
 
 
 log = structlog.get_logger("rotator")
@@ -55,13 +65,6 @@ class TargetReport:
     actions: tuple[str, ...] = ()
 
 
-def policy(target: Target, cron: Callable[[str, datetime], datetime | None]) -> Policy:
-    """A target's timing rules for the planner; ``cron`` evaluates its ``schedule``."""
-    schedule = target.schedule
-    next_fire = None if schedule is None else functools.partial(cron, schedule)
-    return Policy(target.token.lifetime, target.renew_before, target.rotate_every, next_fire)
-
-
 class Engine:
     """Runs targets against the ports in a :class:`Context`."""
 
@@ -70,6 +73,11 @@ class Engine:
         self.config, self.ctx = config, ctx
         #: Set on SIGTERM: targets not yet started are skipped; those in flight finish.
         self.stopping = threading.Event()
+        #: What :meth:`removed_targets` found, by stand-in name (configured names hold no space).
+        self._removed: dict[str, Removed] = {}
+        #: Lifetime notes already logged by this process (one warning per target and value).
+        self._noted: set[tuple[str, str]] = set()
+        self._noted_lock = threading.Lock()
 
     def select(self, names: Sequence[str]) -> list[Target]:
         """The named targets (all if none); an unknown name is a usage error."""
@@ -82,53 +90,37 @@ class Engine:
     def run(self, options: RunOptions) -> list[TargetReport]:
         """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
         targets = self.select(options.names)
-        if not options.names:
-            try:
-                targets += self.removed_targets()
-            except Exception as error:  # noqa: BLE001 - each configured target then fails and alerts
-                log.error("journal.unreadable", error=type(error).__name__)
         with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
-            return list(pool.map(lambda t: self._guarded(t, options), targets))
+            reports = list(pool.map(lambda t: self._guarded(t, options), targets))
+            if options.names:
+                return reports
+            # Removed keys after the configured targets: a re-pointed target's verified push,
+            # made just now, is what lets its old key retire its tokens in the same run.
+            try:
+                removed = self.removed_targets()
+            except Exception as error:  # noqa: BLE001 - the configured targets have run; say why not these
+                log.error("journal.unreadable", error=type(error).__name__)
+                removed = []
+            return reports + list(pool.map(lambda t: self._guarded(t, options), removed))
 
     def run_target(self, target: Target, options: RunOptions) -> TargetReport:
         """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises."""
         return self._guarded(target, options)
 
     def removed_targets(self) -> list[Target]:
-        """Targets gone from the config whose pending revokes must still be carried out (rule 8).
+        """Stand-ins for the journal keys no configured target maps to (:mod:`rotator.removed`).
 
-        Each becomes a revoke-only stand-in: never due (no rotation rule), grace as recorded.
+        Each is revoke-only: never due, never created for; :meth:`run_target` runs it.
         """
-        configured = {str(t.connection_id) for t in self.config.targets}
         stand_ins = []
-        for state in self.ctx.journal.targets():
-            key = state.key
-            if key.gitlab_url != self.config.gitlab.url or key.connection_id in configured:
-                continue
-            pending = [
-                t for t in self.ctx.journal.tokens(key) if t.role is Role.PENDING_REVOKE and t.revoke_after
-            ]
-            if not pending or state.verified_at is None:
-                continue
-            grace = max(
-                timedelta(0), min(t.revoke_after for t in pending if t.revoke_after) - state.verified_at
-            )
-            token = TokenSpec.model_construct(
-                name=None, scopes=("api",), access_level=40, lifetime=timedelta(days=365)
-            )
-            stand_ins.append(
-                Target.model_construct(
-                    name=f"{state.name}{REMOVED}",
-                    project=key.project_id,
-                    connection_id=uuid.UUID(key.connection_id),
-                    token=token,
-                    rotate_every=None,
-                    rotate_before=timedelta(days=1),
-                    grace=grace,
-                    adopt_token_id=None,
-                    hold_revoke_if_used=True,
-                )
-            )
+        names = set()
+        for found in find_removed(self.config, self.ctx.journal, self.ctx.clock()):
+            name = f"{found.name}{REMOVED}"
+            if name in names:  # the same target re-pointed twice: tell the keys apart
+                name = f"{found.name} (removed {found.key.project_id})"
+            names.add(name)
+            self._removed[name] = found
+            stand_ins.append(stand_in(found, name))
         return stand_ins
 
     def key(self, target: Target, *, resolve: bool) -> TargetKey | None:
@@ -147,11 +139,7 @@ class Engine:
         """What the journal says about the target, offline."""
         state = self.ctx.journal.target(key) if key else None
         tokens = self.ctx.journal.tokens(key) if key else []
-        current = [t for t in tokens if t.role is Role.CURRENT]
-        history = History(
-            state.verified_start if state else None, current[-1].expires_at if current else None
-        )
-        due: Due = is_due(policy(target, self.ctx.cron), history, self.ctx.clock())
+        due: Due = is_due(*timing(self.ctx, target, key), self.ctx.clock())
         return (
             Situation(
                 due=due,
@@ -159,9 +147,7 @@ class Engine:
                 frozen=bool(state and state.drift_since),
                 holding=bool(state and state.hold_since),
                 backoff_until=state.backoff_until if state else None,
-                revoke_afters=tuple(
-                    t.revoke_after for t in tokens if t.role is Role.PENDING_REVOKE and t.revoke_after
-                ),
+                revoke_afters=tuple(t.revoke_after for t in tokens if awaits_revoke(t) and t.revoke_after),
                 tombstones_until=tuple(s.until for s in self.ctx.journal.tombstones(key)) if key else (),
             ),
             state,
@@ -171,7 +157,7 @@ class Engine:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         try:
-            return self._one(target, options)
+            report = self._one(target, options)
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
@@ -179,6 +165,9 @@ class Engine:
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
+        else:
+            self._warn_lifetime(target)
+            return report
         try:
             key = self.key(target, resolve=False)
         except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
@@ -186,17 +175,36 @@ class Engine:
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message)
 
+    def _warn_lifetime(self, target: Target) -> None:
+        """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
+        if target.name in self._removed:
+            return
+        try:
+            note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
+        except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
+            return
+        if note is None:
+            return
+        with self._noted_lock:
+            if (target.name, note) in self._noted:
+                return
+            self._noted.add((target.name, note))
+        # Not a failure: the token is rotated at the effective time, once per lifetime.
+        log.warning("token.lifetime_capped", target=target.name, note=note)
+
     def _one(self, target: Target, options: RunOptions) -> TargetReport:
+        removed = self._removed.get(target.name)
+        if removed is not None:
+            return self._removed_one(target, removed, options)
         key = self.key(target, resolve=False)
         situation, state = self.situation(target, key)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
-        if target.name.endswith(REMOVED):
-            # Only the retiring side of a target gone from the config: never create for it.
-            work = replace(work, rotate=False, resume=False, blocked=None)
-        failing = failing_reason(state, self.ctx.clock())
+        failing = failing_reason(state, self.ctx.clock(), self.ctx.journal.tokens(key) if key else ())
         if options.dry_run:
+            detail = describe(work, situation, failing)
+            note = lifetime_note(self.ctx, target, key)
             return TargetReport(
-                target.name, "planned", failing is not None, describe(work, situation, failing)
+                target.name, "planned", failing is not None, f"{detail}; {note}" if note else detail
             )
         if work.idle:
             if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:
@@ -220,6 +228,46 @@ class Engine:
                 return self._work(target, options, Recorder(self.ctx, lease, target, renewer.lost), work)
         finally:
             self.ctx.journal.release(lease)
+
+    def _removed_one(self, target: Target, removed: Removed, options: RunOptions) -> TargetReport:
+        """A removed key: revoke what is due, report what is left alone (a warning, not a failure)."""
+        plan = plan_removed(self.ctx.journal, removed, self.ctx.clock())
+        hint = f"; to let it go: `{removed.forget}`"
+        left = "; ".join(plan.left)
+        if options.dry_run:
+            work = [f"revoke token {t.token_id}" for t in plan.due]
+            work += ["re-check tombstoned names"] if plan.recheck else []
+            work += [f"left alone: {left}"] if left else []
+            return TargetReport(target.name, "planned", failed=False, detail="; ".join(work) + hint)
+        if plan.idle:
+            log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=left)
+            return TargetReport(target.name, "idle", failed=False, detail=f"left alone: {left}{hint}")
+        holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
+        lease = self.ctx.journal.acquire(
+            removed.key, removed.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
+        )
+        if lease is None:
+            return TargetReport(target.name, "busy", failed=False, detail="another worker holds this key")
+        try:
+            with _Renewer(self.ctx, lease) as renewer:
+                rec = Recorder(self.ctx, lease, target, renewer.lost)
+                run = RemovedRun(self.ctx, rec, target, removed)
+                try:
+                    run.sweep(plan)
+                except TargetFailedError as error:
+                    return TargetReport(target.name, "failed", failed=True, detail=error.message + hint)
+                except UpstreamError as error:
+                    message = upstream_message(replace(error, target=target.name), "revoke")
+                    rec.failed("failed", message)
+                    return TargetReport(target.name, "failed", failed=True, detail=message + hint)
+        finally:
+            self.ctx.journal.release(lease)
+        still = "; ".join(plan_removed(self.ctx.journal, removed, self.ctx.clock()).left)
+        detail = "; ".join(run.scratch.actions) or "nothing to do"
+        if still:
+            log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=still)
+            detail += f"; left alone: {still}{hint}"
+        return TargetReport(target.name, "done", failed=False, detail=detail)
 
     def _work(self, target: Target, options: RunOptions, rec: Recorder, work: Work) -> TargetReport:
         lease = rec.lease
@@ -257,21 +305,42 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        failing = failing_reason(self.ctx.journal.target(lease.key), self.ctx.clock())
+        failing = failing_reason(
+            self.ctx.journal.target(lease.key), self.ctx.clock(), self.ctx.journal.tokens(lease.key)
+        )
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
             detail += f"; still failing: {failing}"
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
 
-def failing_reason(state: TargetState | None, now: datetime) -> str | None:
-    """Why a target counts as failing (exit 1): frozen, holding a revoke, or backing off; else None."""
+def awaits_revoke(token: TokenRecord) -> bool:
+    """A pending revoke, or a never-held candidate whose revoke failed for lack of access."""
+    return token.role is Role.PENDING_REVOKE or unrevocable(token)
+
+
+def failing_reason(
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord] = ()
+) -> str | None:
+    """Why a target counts as failing (exit 1), else None.
+
+    Frozen, holding a revoke, holding a live token it has no access to revoke, or backing off.
+    """
     if state is None:
         return None
     if state.drift_since is not None:
         return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
     if state.hold_since is not None:
         return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
+    stuck = [
+        t for t in tokens if unrevocable(t) and (t.expires_at is None or now < expiry_instant(t.expires_at))
+    ]
+    if stuck:
+        listed = ", ".join(f"{t.token_id} (expires {t.expires_at or 'never'})" for t in stuck)
+        return (
+            f"no access to revoke token(s) {listed}: the manager lost access to the project;"
+            " restore its Maintainer role (retried every run)"
+        )
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
         return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
     return None

@@ -8,6 +8,7 @@
     └── UpstreamError            GitLab or Infisical refused or failed; exit 1
         ├── GitLabError          mapped from python-gitlab/requests in the GitLab adapter only
         └── InfisicalError       mapped from httpx in the Infisical adapter only
+            └── ConnectionNotFoundError   Infisical's own 404 for that connection id: it is gone
 
 Every error names where it happened (``target``, ``step``); upstream errors also carry the HTTP
 ``status`` (``None`` for a network failure) and whether the request was definitely **not applied**,
@@ -66,6 +67,14 @@ class GitLabError(UpstreamError):
 
 class InfisicalError(UpstreamError):
     """An Infisical call failed."""
+
+
+class ConnectionNotFoundError(InfisicalError):
+    """Infisical's definite "not found" for that connection id (404 ``NotFound`` naming the id).
+
+    Only Infisical's own answer counts: a proxy's or Fastify's route 404, a 401, 403 or 5xx do not.
+    A removed target's tokens may then be revoked: a deleted connection holds nothing.
+    """
 
 
 class LeaseLostError(RotatorError):

@@ -16,6 +16,13 @@ request and this module decides instead (``reference/gitlab.md`` §5.4, §8):
 Every python-gitlab or requests failure becomes a :class:`rotator.errors.GitLabError` in one place
 (:func:`_gitlab_error`), with a short message scrubbed of token values. A new token's value is popped
 from the create response before anything else reads it and lives on only inside a :class:`Secret`.
+
+Credentials go to ``gitlab.url`` and nowhere else (architecture §6). requests strips
+``Authorization`` on a cross-host redirect but not ``PRIVATE-TOKEN``, and python-gitlab follows a
+GET's redirect and any ``Link: rel="next"`` it is given. So no request follows a redirect; a 3xx
+answer, or a next-page link whose scheme, host or port differ from ``gitlab.url``, fails the call
+with one line naming the route and where it pointed (a list never comes back partial); and no
+request is sent to an absolute URL outside ``gitlab.url``, whoever built it.
 """
 
 import json
@@ -49,7 +56,17 @@ REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 422, 429})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 # A 2xx answer whose body is not what GitLab documents fails while parsing, with one of these.
 _UNEXPECTED = (AttributeError, KeyError, TypeError, ValueError)
-_FAILURES = (gitlab.exceptions.GitlabError, requests.RequestException, *_UNEXPECTED)
+
+
+class _Refused(Exception):  # noqa: N818 - names what rotator did, not an error category
+    """A request rotator would not send on: a redirect, or a URL outside ``gitlab.url``."""
+
+    def __init__(self, status: int | None, message: str, *, not_applied: bool) -> None:
+        super().__init__(message)
+        self.status, self.message, self.not_applied = status, message, not_applied
+
+
+_FAILURES = (gitlab.exceptions.GitlabError, requests.RequestException, _Refused, *_UNEXPECTED)
 _MAX_MESSAGE = 300
 
 _LIST = "GET /projects/:id/access_tokens"
@@ -58,6 +75,17 @@ _CREATE = "POST /projects/:id/access_tokens"
 _DELETE = "DELETE /projects/:id/access_tokens/:token_id"
 _PROJECT = "GET /projects/:id"
 _SELF = "GET /personal_access_tokens/self"
+#: The only route labels the request counter uses: a path the server chose (a redirect target, a
+#: next-page link) must not become a time series. Paths are matched after the ``/api/v4`` prefix.
+_ROUTE_PATHS = {
+    _LIST: re.compile(r"/projects/[^/]+/access_tokens"),
+    _GET: re.compile(r"/projects/[^/]+/access_tokens/\d+"),
+    _CREATE: re.compile(r"/projects/[^/]+/access_tokens"),
+    _DELETE: re.compile(r"/projects/[^/]+/access_tokens/\d+"),
+    _PROJECT: re.compile(r"/projects/[^/]+"),
+    _SELF: re.compile(r"/personal_access_tokens/self"),
+}
+_OTHER_ROUTE = "other"
 
 
 class _Client(gitlab.Gitlab):
@@ -70,9 +98,44 @@ class _Client(gitlab.Gitlab):
 
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:  # noqa: ANN401 - python-gitlab's own signature, passed through
         """One HTTP request, exactly: every page of a ``get_all`` list comes through here too."""
+        # An absolute URL comes from an answer (a next-page link): the credential rides along only
+        # if it points at gitlab.url itself. Checked before the limiter: nothing is sent.
+        url = self._build_url(path)
+        if _origin(url) != _origin(self.url):
+            message = f"a link in GitLab's answer points to {_shown(url)}, outside gitlab.url; not followed"
+            raise _Refused(None, message, not_applied=True)
         kwargs.update(obey_rate_limit=False, retry_transient_errors=False)
         self._limiter.acquire()
         return super().http_request(verb, path, *args, **kwargs)
+
+    def _get_session_opts(self) -> dict[str, Any]:
+        # python-gitlab hands these to requests.Session.request on every request; http_request's
+        # own keywords would become query parameters instead.
+        return {**super()._get_session_opts(), "allow_redirects": False}
+
+    def _check_redirects(self, result: requests.Response) -> None:  # type: ignore[override]
+        """Refuse every 3xx and every foreign next-page link (python-gitlab calls this per answer).
+
+        python-gitlab's own check lets a GET's redirect through; with redirects off, a 3xx would
+        otherwise surface as a bare status without the ``Location`` it pointed to.
+        """
+        status, method = result.status_code, result.request.method or ""
+        if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
+            location = result.headers.get("Location")
+            target = (
+                _shown(urllib.parse.urljoin(result.url, location)) if location else "nowhere (no Location)"
+            )
+            message = f"redirected to {target}; not followed: the GitLab token goes to gitlab.url only"
+            # A read changed nothing. For a create or a revoke, whatever answered may have passed
+            # the request on before redirecting: unknown, so the engine reconciles (the safe side).
+            raise _Refused(status, message, not_applied=method in {"GET", "HEAD"})
+        next_url = result.links.get("next", {}).get("url")
+        if next_url and _origin(urllib.parse.urljoin(result.url, next_url)) != _origin(self.url):
+            message = (
+                f"the next-page link points to {_shown(next_url)}, outside gitlab.url; not followed,"
+                " so the list is incomplete"
+            )
+            raise _Refused(status, message, not_applied=method in {"GET", "HEAD"})
 
 
 class GitLabAPI:
@@ -227,12 +290,14 @@ class GitLabAPI:
         request = response.request
         if self._on_response is not None:
             self._on_response(
-                "gitlab", _route_of(request.method or "", request.path_url), str(response.status_code)
+                "gitlab", _route_label(request.method or "", request.path_url), str(response.status_code)
             )
+        # Only a 2xx proves the manager token works (a refused redirect proves nothing either way).
+        accepted = HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES
         if request.headers.get("PRIVATE-TOKEN") == self._token.reveal() and (
-            response.ok or response.status_code == HTTPStatus.UNAUTHORIZED
+            accepted or response.status_code == HTTPStatus.UNAUTHORIZED
         ):
-            self.credential_refused = not response.ok
+            self.credential_refused = not accepted
 
     def _call(
         self, route: str, send: Callable[[], T], *, idempotent: bool, secrets: tuple[Secret, ...] = ()
@@ -276,15 +341,37 @@ class GitLabAPI:
 # ---- mapping and parsing ------------------------------------------------------------------------
 
 
-def _route_of(method: str, path: str) -> str:
-    """A request's route with its ids replaced, e.g. ``GET /projects/:id/access_tokens/:token_id``.
+def _route_label(method: str, path: str) -> str:
+    """The route template a request matches, e.g. ``GET /projects/:id/access_tokens/:token_id``.
 
-    Metric labels must stay few (one series per route, not per project) and carry no value.
+    Metric labels must stay few (one series per route, not per project), carry no value, and come
+    from this module's fixed list: anything else, whatever path it went to, is ``other``.
     """
-    path = path.split("?", 1)[0].split("/api/v4", 1)[-1]
-    path = re.sub(r"^/projects/[^/]+", "/projects/:id", path)
-    path = re.sub(r"/access_tokens/\d+", "/access_tokens/:token_id", path)
-    return f"{method} {path}"
+    _, api, rest = path.split("?", 1)[0].partition("/api/v4")
+    if not api:
+        return _OTHER_ROUTE
+    for route, pattern in _ROUTE_PATHS.items():
+        if route.startswith(f"{method} ") and pattern.fullmatch(rest):
+            return route
+    return _OTHER_ROUTE
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default when absent): where a credential would go."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is no number: an origin no configured URL has
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _shown(url: str) -> str:
+    """A URL an upstream chose, fit for a message: no userinfo, query or fragment, no odd characters."""
+    parts = urllib.parse.urlsplit(url)
+    shown = urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return re.sub(r"[^\x21-\x7e]", "?", shown)
 
 
 def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> GitLabError:
@@ -292,6 +379,8 @@ def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> Gi
     status: int | None = None
     if isinstance(exc, gitlab.exceptions.GitlabError):
         status, message = exc.response_code, _describe(exc)
+    elif isinstance(exc, _Refused):
+        status, message = exc.status, exc.message
     elif isinstance(exc, requests.Timeout):
         message = f"timed out ({type(exc).__name__})"
     elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
@@ -305,7 +394,7 @@ def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> Gi
         route=route,
         status=status,
         message=_redact(message, secrets),
-        not_applied=status in REFUSED_STATUSES,
+        not_applied=exc.not_applied if isinstance(exc, _Refused) else status in REFUSED_STATUSES,
     )
 
 

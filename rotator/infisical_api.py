@@ -11,6 +11,10 @@ carries the same value every time, so a repeat is harmless) but leaves the outco
 after that no 4xx proves "not stored". A login answered 401 is never retried, in this call or any
 later one: three failures lock the identity.
 
+No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
+the route and the ``Location`` (a bearer token or a client secret must reach the configured
+Infisical only), and only a read counts as not applied (a proxy may have passed a write on).
+
 Universal Auth logs in on the first call that needs it, never at construction, so an idle run
 makes no call. The token is renewed once less than max(20% of its TTL, 5 minutes) is left, capped
 at half the TTL so a short-lived token is not renewed before every call. An expired token, a
@@ -20,6 +24,7 @@ renewal are all replaced by a fresh login.
 
 import base64
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -33,7 +38,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from rotator import retrying
-from rotator.errors import InfisicalError
+from rotator.errors import ConnectionNotFoundError, InfisicalError
 from rotator.model import Connection
 from rotator.redact import redact
 from rotator.secret import Secret
@@ -107,6 +112,8 @@ class _Call:
     body: dict[str, Any] | None = field(default=None, repr=False)  # may hold a secret
     auth: bool = True
     hide: tuple[Secret, ...] = ()  # values to scrub from any message, on top of the known ones
+    #: Infisical's 404 message proving the object this call names does not exist.
+    missing: str | None = None
 
 
 class InfisicalAPI:
@@ -158,7 +165,14 @@ class InfisicalAPI:
     def get_connection(self, connection_id: str) -> Connection:
         """Read a connection (``GET /api/v1/app-connections/gitlab/{id}``)."""
         path = _CONNECTION + urllib.parse.quote(connection_id, safe="")
-        call = _Call("GET", path, f"GET {_CONNECTION}:connectionId", self._reads, self._timeout)
+        call = _Call(
+            "GET",
+            path,
+            f"GET {_CONNECTION}:connectionId",
+            self._reads,
+            self._timeout,
+            missing=f"Could not find App Connection with ID {connection_id}",
+        )
         record = self._app_connection(call, self._request(call))
         credentials = record.get("credentials")
         credentials = credentials if isinstance(credentials, dict) else {}
@@ -221,6 +235,9 @@ class InfisicalAPI:
             if status == HTTPStatus.UNAUTHORIZED and (call.path == _LOGIN or _auth_refused(status, payload)):
                 self.credential_refused = True
             message = _render(payload, response) if response is not None else failure
+            if _is_3xx(response):
+                # Never followed (see _send): refused here, before the generic error handling.
+                raise self._error(call, status, _redirected(response), not_applied=call.method == "GET")
             if used is not None and not reauthed and self._auth.client_id and _auth_refused(status, payload):
                 # Refused at the door (expired, revoked), so nothing was applied: log in, once more.
                 reauthed = True
@@ -231,7 +248,9 @@ class InfisicalAPI:
             retryable = server_side or status in {None, HTTPStatus.TOO_MANY_REQUESTS}
             attempt += 1
             if not retryable or attempt >= self._max_attempts:
-                raise self._error(call, status, message, not_applied=not unknown and status in _REFUSALS)
+                kind = ConnectionNotFoundError if _is_missing(call, status, payload) else InfisicalError
+                not_applied = not unknown and status in _REFUSALS
+                raise self._error(call, status, message, not_applied=not_applied, kind=kind)
             if response is not None and status == HTTPStatus.TOO_MANY_REQUESTS:
                 self._sleep(retrying.rate_limit_wait(response.headers, message, attempt - 1, time.time()))
             else:
@@ -241,7 +260,12 @@ class InfisicalAPI:
         """One attempt: (response, failure text, whether the request may have been applied)."""
         try:
             response = self._client.request(
-                call.method, self._url + call.path, json=call.body, headers=headers, timeout=call.timeout
+                call.method,
+                self._url + call.path,
+                json=call.body,
+                headers=headers,
+                timeout=call.timeout,
+                follow_redirects=False,  # httpx's default, made explicit for a client passed in
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return None, f"could not connect ({type(exc).__name__}: {exc})", False  # never sent
@@ -251,12 +275,20 @@ class InfisicalAPI:
             return None, f"connection lost ({type(exc).__name__}: {exc})", True
         return response, "", False
 
-    def _error(self, call: _Call, status: int | None, message: str, *, not_applied: bool) -> InfisicalError:
+    def _error(
+        self,
+        call: _Call,
+        status: int | None,
+        message: str,
+        *,
+        not_applied: bool,
+        kind: type[InfisicalError] = InfisicalError,
+    ) -> InfisicalError:
         """The error for ``call``: message scrubbed of every secret we know and token-shaped text."""
         known = [*call.hide, self._auth.access_token, self._auth.client_secret]
         known.append(self._grant.token if self._grant is not None else None)
         message = redact(message, (s.reveal() for s in known if s is not None))[:_MAX_MESSAGE]
-        return InfisicalError("infisical", call.route, status, message, not_applied=not_applied)
+        return kind("infisical", call.route, status, message, not_applied=not_applied)
 
     def _app_connection(self, call: _Call, data: object) -> dict[str, Any]:
         record = data.get("appConnection") if isinstance(data, dict) else None
@@ -373,6 +405,27 @@ def _render(payload: object, response: httpx.Response) -> str:
     return f"{error}: {text}" if isinstance(error, str) and error else text
 
 
+def _is_3xx(response: httpx.Response | None) -> TypeGuard[httpx.Response]:
+    """Whether ``response`` is a redirect of any kind (with a Location or not)."""
+    return (
+        response is not None and HTTPStatus.MULTIPLE_CHOICES <= response.status_code < HTTPStatus.BAD_REQUEST
+    )
+
+
+def _redirected(response: httpx.Response) -> str:
+    """A 3xx as one line: where it pointed (no userinfo, query or fragment), and that we stayed."""
+    location = response.headers.get("Location")
+    if not location:
+        return "redirected nowhere (no Location); not followed"
+    try:
+        target = response.url.join(location)
+        shown = str(target.copy_with(query=None, fragment=None, username=None, password=None))
+    except (httpx.InvalidURL, ValueError):
+        shown = "an invalid URL"
+    shown = re.sub(r"[^\x21-\x7e]", "?", shown)
+    return f"redirected to {shown}; not followed: credentials go to the configured Infisical only"
+
+
 def _issue(issue: object) -> str:
     if not isinstance(issue, dict):
         return str(issue)
@@ -387,6 +440,20 @@ def _issue(issue: object) -> str:
         if isinstance(inner, list) and inner:
             text += " (" + "; ".join(_issue(i) for i in inner) + ")"
     return f"{where}: {text}" if where else text
+
+
+def _is_missing(call: _Call, status: int | None, payload: object) -> bool:
+    """Infisical's own ``NotFound`` for the object ``call`` names (reference/infisical.md §2 step 4).
+
+    Fastify's route 404 (``"error": "Not Found"``) or a proxy's page is no proof the object is gone.
+    """
+    return (
+        call.missing is not None
+        and status == HTTPStatus.NOT_FOUND
+        and isinstance(payload, dict)
+        and payload.get("error") == "NotFound"
+        and payload.get("message") == call.missing
+    )
 
 
 def _auth_refused(status: int | None, payload: object) -> bool:

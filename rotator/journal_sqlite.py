@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from rotator.errors import ConfigError, LeaseLostError
-from rotator.model import Change, Lease, RotationRecord, TargetKey, TargetState, TokenRecord, Tombstone
+from rotator.model import (
+    Change,
+    Lease,
+    Outcome,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenOwner,
+    TokenRecord,
+    Tombstone,
+)
 from rotator.records import from_json, to_json
 
 
@@ -34,6 +44,7 @@ CREATE TABLE IF NOT EXISTS rotations (
 CREATE INDEX IF NOT EXISTS rotations_by_key ON rotations (key, planned_at);
 CREATE TABLE IF NOT EXISTS tokens (
     key TEXT NOT NULL, token_id INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, token_id));
+CREATE INDEX IF NOT EXISTS tokens_by_id ON tokens (token_id);
 CREATE TABLE IF NOT EXISTS tombstones (
     key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
 CREATE TABLE IF NOT EXISTS projects (
@@ -53,8 +64,18 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
 class SQLiteJournal:
     """The :class:`rotator.ports.Journal` on one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (creating with mode 0600 if needed) the journal at ``path``."""
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating with mode 0600 if needed) the journal at ``path``.
+
+        ``read_only`` opens an existing file for reading only, creating and changing nothing
+        (``check``'s view); a write then fails.
+        """
+        self._lock = threading.RLock()
+        if read_only:
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
+            )
+            return
         if str(path) != ":memory:":
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +88,6 @@ class SQLiteJournal:
                 hint = "; use an absolute path on a writable volume, e.g. sqlite:////var/lib/rotator/state.db"
                 raise ConfigError("state.url", problem + hint) from None
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -163,6 +183,24 @@ class SQLiteJournal:
             for name in change.drop_tombstones:
                 db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
 
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the key's target row, tokens and tombstones in one fenced transaction; keep its rotations."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            key = str(lease.key)
+            rows = db.execute(
+                "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress'", (key,)
+            ).fetchall()
+            for (data,) in rows:
+                record = from_json(RotationRecord, json.loads(data))
+                closed = replace(record, outcome=Outcome.FAILED, error=note)
+                db.execute(
+                    "UPDATE rotations SET outcome = ?, data = ? WHERE id = ?",
+                    (closed.outcome.value, _dump(closed), closed.id),
+                )
+            for table in ("tokens", "tombstones", "targets"):
+                db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608 - fixed names
+
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         with self._lock:
             return [json.loads(row[0]) for row in self._db.execute(sql, args).fetchall()]
@@ -182,6 +220,23 @@ class SQLiteJournal:
         """The target's tracked tokens, oldest (lowest id) first."""
         rows = self._rows("SELECT data FROM tokens WHERE key = ? ORDER BY token_id", (str(key),))
         return [from_json(TokenRecord, row) for row in rows]
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target on ``gitlab_url`` that tracks ``token_id`` (the index on token_id finds them)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tokens.data, targets.data FROM tokens LEFT JOIN targets ON targets.key = tokens.key"
+                " WHERE tokens.token_id = ? ORDER BY tokens.key",
+                (token_id,),
+            ).fetchall()
+        owners = []
+        for token_data, target_data in rows:
+            token = from_json(TokenRecord, json.loads(token_data))
+            if token.key.gitlab_url != gitlab_url:
+                continue
+            name = json.loads(target_data)["name"] if target_data else str(token.key)
+            owners.append(TokenOwner(token.key, name, token.role))
+        return owners
 
     def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
         """Rotations newest first."""

@@ -51,7 +51,11 @@ class Role(StrEnum):
     CURRENT = "current"  # held by the connection, as far as the journal knows
     PENDING_REVOKE = "pending_revoke"  # retired; revoked once its grace has passed
     REVOKED = "revoked"
-    ABANDONED = "abandoned"  # created by us but no longer revocable (project gone, 403)
+    ABANDONED = "abandoned"  # never revoked: it expired while the manager had no access to its project
+
+
+#: Roles in which a token is someone's live responsibility: never adopted or revoked by another target.
+OWNED_ROLES = frozenset({Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE})
 
 
 class Origin(StrEnum):
@@ -176,6 +180,18 @@ class TokenRecord:
     revoke_after: datetime | None = None
     revoked_at: datetime | None = None
     evidence: str | None = None
+    #: Since when a revoke keeps failing because the manager lost access to the project (no
+    #: evidence for the token): it stays tracked, retried every run, until revoked or expired.
+    no_access_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A target the journal tracks a token for (architecture §6: one token, one owner)."""
+
+    key: TargetKey
+    target: str  # the target's name as the journal last saw it
+    role: Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +211,10 @@ class TargetState:
     last_error: str | None = None
     hold_since: datetime | None = None
     last_run_at: datetime | None = None
+    #: The project's active tokens no target tracked, listed at the last ``--take-over`` (the token a
+    #: person wrote into the connection is among them): ``(id, name, expires_at ISO date or None)``.
+    untracked: tuple[tuple[int, str, str | None], ...] = ()
+    untracked_as_of: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

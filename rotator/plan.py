@@ -12,7 +12,7 @@ A target is **due** (architecture §5) when any of these holds, checked in this 
 reason                 condition
 =====================  ===========================================================================
 ``never-rotated``      no verified rotation on record
-``expiring``           now ≥ expiry_instant(current token's ``expires_at``) - ``rotate_before``
+``expiring``           now ≥ expiry_instant(current token's ``expires_at``) - effective ``rotate_before``
 ``rotate-every``       now ≥ start of the last verified rotation + ``rotate_every`` - 1 h tolerance
 ``schedule``           a fire time of the target's cron ``schedule`` (UTC) has passed since that start
 =====================  ===========================================================================
@@ -20,6 +20,15 @@ reason                 condition
 The one-hour tolerance makes a daily CronJob with ``rotate_every: 7d`` rotate on the 7th day rather
 than the 8th, whatever minute it started at last time. A target that is not due reports when it
 will be (``next_due``), the earliest of the rules that can fire.
+
+**Effective rotate_before.** GitLab may cap a token's lifetime below what was asked (an admin's
+"maximum allowable lifetime"): the create is clamped, and the token's *real* lifetime (from its
+issue to 00:00 UTC on its real ``expires_at``) can leave no room for ``rotate_before``. Taken as
+configured, every run would then be due again and mint a new token. So when the real lifetime
+minus ``rotate_before`` is not longer than ``grace`` plus the run interval, the effective
+``rotate_before`` is a third of the real lifetime (cert-manager's rule for ``renewBefore``), never
+more than configured: one rotation per effective due time, never one per run
+(:func:`effective_rotate_before`).
 
 The planner stays pure by taking the cron schedule as a function (``Policy.next_fire``: the first
 fire time strictly after an instant); :mod:`rotator.cron` builds it from APScheduler's trigger.
@@ -47,6 +56,9 @@ class Policy:
     rotate_every: timedelta | None = None
     #: The first fire time of the target's ``schedule`` strictly after an instant (None: no schedule).
     next_fire: Callable[[datetime], datetime | None] | None = None
+    #: The target's grace, and the time between two runs: a rotation needs both to fit in a lifetime.
+    grace: timedelta = timedelta(0)
+    run_interval: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,15 @@ class History:
 
     last_verified_start: datetime | None
     current_expires_at: date | None
+    #: When the current token was issued (the start of the rotation that created it), if known.
+    current_issued_at: datetime | None = None
+
+    @property
+    def real_lifetime(self) -> timedelta | None:
+        """The current token's lifetime as GitLab granted it: from its issue to its real expiry."""
+        if self.current_issued_at is None or self.current_expires_at is None:
+            return None
+        return expiry_instant(self.current_expires_at) - self.current_issued_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +92,26 @@ def expiry_instant(expires_at: date) -> datetime:
     return datetime.combine(expires_at, time(0), UTC)
 
 
+def effective_rotate_before(policy: Policy, history: History) -> timedelta:
+    """``rotate_before``, or a third of the real lifetime when that leaves no room (module docstring).
+
+    "No room": after ``rotate_before`` is taken off the real lifetime, no more than ``grace``
+    plus the run interval is left, so the token would be due again at (or right after) its issue.
+    """
+    lifetime = history.real_lifetime
+    if lifetime is None or lifetime - policy.rotate_before > policy.grace + policy.run_interval:
+        return policy.rotate_before
+    return min(policy.rotate_before, lifetime / 3)
+
+
 def is_due(policy: Policy, history: History, now: datetime) -> Due:
     """Apply the due rules of the module docstring."""
     if history.last_verified_start is None:
         return Due(due=True, reason="never-rotated", next_due=now)
     candidates: list[tuple[datetime, str]] = []
     if history.current_expires_at is not None:
-        candidates.append((expiry_instant(history.current_expires_at) - policy.rotate_before, "expiring"))
+        before = effective_rotate_before(policy, history)
+        candidates.append((expiry_instant(history.current_expires_at) - before, "expiring"))
     if policy.rotate_every is not None:
         every = history.last_verified_start + policy.rotate_every - ROTATE_EVERY_TOLERANCE
         candidates.append((every, "rotate-every"))

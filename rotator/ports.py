@@ -18,6 +18,7 @@ from rotator.model import (
     TargetKey,
     TargetState,
     TokenInfo,
+    TokenOwner,
     TokenRecord,
     TokenRequest,
     Tombstone,
@@ -94,6 +95,12 @@ class Journal(Protocol):
     def tokens(self, key: TargetKey) -> list[TokenRecord]:
         """The tokens tracked for a target, oldest first."""
 
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target (any key on that GitLab) that tracks ``token_id``, in any role.
+
+        Token ids are per GitLab instance, so only keys of ``gitlab_url`` count.
+        """
+
     def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
         """Rotations, newest first, of one target or all."""
 
@@ -102,6 +109,14 @@ class Journal(Protocol):
 
     def tombstones(self, key: TargetKey) -> list[Tombstone]:
         """Names still to re-check for a late create."""
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the lease's key: its target state, tokens and tombstones (``rotator forget``).
+
+        Its rotations stay, as the audit trail; one still ``in_progress`` is closed as ``failed``
+        with ``note``, so a target later configured on the same key does not resume it.
+        LeaseLostError if the lease is no longer the key's current one.
+        """
 
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path's numeric id as resolved before, so idle runs need no upstream call."""

@@ -67,5 +67,14 @@ def _decode(hint: object, value: object) -> object:  # noqa: PLR0911 - one retur
         if isinstance(option, type) and issubclass(option, Enum):
             return option(value)
         if typing.get_origin(option) is tuple and isinstance(value, list):
-            return tuple(value)
+            return _decode_tuple(typing.get_args(option), value)
     return value
+
+
+def _decode_tuple(args: tuple[object, ...], value: list[object]) -> tuple[object, ...]:
+    """A JSON array back to ``tuple[X, ...]`` or ``tuple[X, Y]``, nested tuples included."""
+    if len(args) == 2 and args[1] is Ellipsis:  # noqa: PLR2004 - tuple[X, ...]
+        return tuple(_decode(args[0], item) for item in value)
+    if len(args) == len(value):
+        return tuple(_decode(arg, item) for arg, item in zip(args, value, strict=True))
+    return tuple(value)

@@ -2,21 +2,24 @@
 
 Both read only the journal (no secrets, no upstream call), so they answer instantly and work
 while GitLab or Infisical is down. ``status`` applies the exit-1 rule from the journal: a target
-frozen by drift, holding a revoke, or backing off after a failure.
+frozen by drift, holding a revoke, holding a live token it has no access to revoke, or backing off
+after a failure.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from rotator import cron
 from rotator.config import Config
-from rotator.engine import Engine, describe, failing_reason
-from rotator.model import Role, RotationRecord, TokenRecord, short_hash
+from rotator.engine import Engine, awaits_revoke, describe, failing_reason
+from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
 from rotator.redact import redact_tree
-from rotator.worker import Context
+from rotator.removed import find_removed, live, plan_removed
+from rotator.retire import describe_untracked
+from rotator.worker import Context, Settings, lifetime_note
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +36,15 @@ def _offline_engine(config: Config, journal: Journal, clock: Callable[[], dateti
     # status never calls upstream: the ports are absent, and Engine.key(resolve=False) never uses them.
     ports = cast("Any", None)
     ctx = Context(
-        ports, ports, journal, clock, lambda _s: None, config.gitlab.url, "status", cron=cron.next_fire
+        ports,
+        ports,
+        journal,
+        clock,
+        lambda _s: None,
+        config.gitlab.url,
+        "status",
+        settings=Settings(run_interval=config.daemon.check_interval),
+        cron=cron.next_fire,
     )
     return Engine(config, ctx)
 
@@ -50,7 +61,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         current = [t for t in tokens if t.role is Role.CURRENT]
         last = journal.rotations(key, limit=1) if key else []
         work = decide(situation, now, force=False, take_over=False)
-        failing = failing_reason(state, now)
+        failing = failing_reason(state, now, tokens)
         rows.append(
             _shown(
                 {
@@ -65,9 +76,13 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                     "due_reason": situation.due.reason,
                     "would": describe(work, situation, None),
                     "pending_revokes": [
-                        {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                        {
+                            "token_id": t.token_id,
+                            "revoke_after": _iso(t.revoke_after),
+                            "no_access_since": _iso(t.no_access_since),
+                        }
                         for t in tokens
-                        if t.role is Role.PENDING_REVOKE
+                        if awaits_revoke(t)
                     ],
                     "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
                     "drift": None
@@ -82,10 +97,69 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                     "last_error": state.last_error if state else None,
                     "failing": failing is not None,
                     "failing_reason": failing,
+                    "untracked_tokens": _untracked(state),
                 }
             )
         )
-    return {"as_of": _iso(now), "targets": rows}
+    return {"as_of": _iso(now), "targets": rows, "removed": removed(config, journal, now)}
+
+
+def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, Any]]:
+    """The journal keys no configured target maps to that still hold something, and the way out."""
+    rows = []
+    for found in find_removed(config, journal, now):
+        tokens = live(journal.tokens(found.key), now)
+        current = [t for t in tokens if t.role is Role.CURRENT]
+        plan = plan_removed(journal, found, now)
+        rows.append(
+            _shown(
+                {
+                    "key": str(found.key),
+                    "target": found.name,
+                    "token_id": current[-1].token_id if current else None,
+                    "expires_at": current[-1].expires_at.isoformat()
+                    if current and current[-1].expires_at
+                    else None,
+                    "pending_revokes": [
+                        {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                        for t in tokens
+                        if t.role is Role.PENDING_REVOKE
+                    ],
+                    "possibly_held": [
+                        t.token_id for t in tokens if t.role in (Role.POSSIBLY_HELD, Role.CANDIDATE)
+                    ],
+                    "connection_used_by": found.owner.name if found.owner else None,
+                    "revoke_next_run": [t.token_id for t in plan.due],
+                    "left_alone": list(plan.left),
+                    "forget": found.forget,
+                }
+            )
+        )
+    return rows
+
+
+def _untracked(state: TargetState | None) -> dict[str, Any] | None:
+    """The take-over's list of active tokens no target tracks, or None if no take-over recorded one."""
+    if state is None or state.untracked_as_of is None:
+        return None
+    return {
+        "as_of": _iso(state.untracked_as_of),
+        "tokens": [
+            {"token_id": token_id, "name": name, "expires_at": expires}
+            for token_id, name, expires in state.untracked
+        ],
+    }
+
+
+def lifetime_notes(config: Config, journal: Journal, clock: Callable[[], datetime]) -> dict[str, str]:
+    """Per target, the rule-6 note when GitLab's lifetime cap overrides ``rotate_before``."""
+    engine = _offline_engine(config, journal, clock)
+    notes = {}
+    for target in config.targets:
+        note = lifetime_note(engine.ctx, target, engine.key(target, resolve=False))
+        if note is not None:
+            notes[target.name] = note
+    return notes
 
 
 def status_table(report: dict[str, Any]) -> str:
@@ -94,7 +168,10 @@ def status_table(report: dict[str, Any]) -> str:
     header = ("TARGET", "TOKEN", "EXPIRES", "LAST", "NEXT DUE", "PENDING", "DRIFT", "LAST ERROR")
     rows = [header]
     for t in report["targets"]:
-        pending = ",".join(f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}" for p in t["pending_revokes"])
+        pending = ",".join(
+            f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}{' NO ACCESS' if p['no_access_since'] else ''}"
+            for p in t["pending_revokes"]
+        )
         drift = f"since {t['drift']['since'][:16]}" if t["drift"] else "-"
         rows.append(
             (
@@ -108,9 +185,42 @@ def status_table(report: dict[str, Any]) -> str:
                 (t["last_error"] or "-")[:80],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += _columns(rows)
+    for t in report["targets"]:
+        untracked = t["untracked_tokens"]
+        if untracked and untracked["tokens"]:
+            tokens = describe_untracked(
+                tuple((u["token_id"], u["name"], u["expires_at"]) for u in untracked["tokens"])
+            )
+            lines.append(
+                f"{t['target']}: untracked active tokens as of {untracked['as_of'][:16]}Z (take-over;"
+                f" rotator leaves them alone, revoke the one you no longer need): {tokens}"
+            )
+    if report["removed"]:
+        lines += [
+            "",
+            "removed from the config, still tracked (revoked when safe; `rotator forget` lets one go):",
+        ]
+        gone = [("KEY", "WAS", "TOKEN", "PENDING", "HELD?", "CONNECTION NOW USED BY")]
+        gone += [
+            (
+                r["key"],
+                r["target"],
+                str(r["token_id"] or "-"),
+                ",".join(str(p["token_id"]) for p in r["pending_revokes"]) or "-",
+                ",".join(str(i) for i in r["possibly_held"]) or "-",
+                r["connection_used_by"] or "-",
+            )
+            for r in report["removed"]
+        ]
+        lines += _columns(gone)
+        lines += [f"  {r['forget']}" for r in report["removed"]]
     return "\n".join(lines)
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def history(journal: Journal, config: Config, name: str | None, limit: int) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ import time
 import uuid
 
 from dataclasses import replace
-from datetime import date
 
 import structlog
 
@@ -38,14 +37,13 @@ from rotator.model import (
 )
 from rotator.plan import (
     clamped_expiry,
-    expiry_instant,
     expiry_limit,
     is_our_name,
     requested_expiry,
     token_name,
 )
 from rotator.protocol import RULES
-from rotator.retire import Retirer
+from rotator.retire import Retirer, unrevocable
 from rotator.secret import Secret
 from rotator.worker import Context, Recorder, Scratch, check_connection, tell, upstream_message
 
@@ -126,6 +124,9 @@ class TargetRun(Retirer):
         pre_hash = self.connection_checked()
         self._drift_before_push(pre_hash)
         self._first_rotation_checks()
+        if self.scratch.take_over:
+            # Before the create, so the list holds what the project had, not our new token.
+            self.record_untracked()
         now = self.ctx.clock()
         rotation_id = str(uuid.uuid4())
         current = self.tokens(Role.CURRENT)
@@ -168,7 +169,6 @@ class TargetRun(Retirer):
             rotation.id,
         )
         self.rec.write(Change(rotation=rotation, tokens=(candidate,)), "CREATED")
-        self._warn_if_short(new.info.expires_at)
         self._self_check(rotation, new)
         rotation = replace(rotation, step=Step.PUSHING, pushing_at=self.ctx.clock())
         held = replace(candidate, role=Role.POSSIBLY_HELD)
@@ -192,22 +192,52 @@ class TargetRun(Retirer):
         self.freeze(observed)
 
     def _first_rotation_checks(self) -> None:
-        if self.rec.state().verified_hash is not None or self.ctx.journal.tokens(self.rec.key):
+        """Until a push is verified: apply ``adopt_token_id``, or stop if the journal looks lost.
+
+        Adoption is applied once, but "once" means "until the first verified push", not "on the
+        first attempt": a first push that was refused leaves a revoked candidate in the journal, and
+        the ``adopt_token_id`` the operator sets afterwards must still be honoured.
+        """
+        if self.rec.state().verified_hash is not None:
             return
+        known = self.ctx.journal.tokens(self.rec.key)
         adopt = self.target.adopt_token_id
         if adopt is None:
-            ours = [
-                t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
-            ]
-            if ours:
-                ids = ", ".join(str(t.id) for t in ours)
-                raise self.rec.failed(
-                    "journal_lost",
-                    f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
-                    " but the journal has no history; set adopt_token_id to the one the connection holds",
-                    backoff=False,
-                )
+            if not known:
+                self._journal_lost_check()
             return
+        if any(t.token_id == adopt for t in known):
+            return  # adopted (or created) under this key already
+        self._adopt(adopt)
+
+    def _journal_lost_check(self) -> None:
+        # A token another journal key tracks (the same target before a re-point or a gitlab.url
+        # change) is owned, not lost: that key's removed-target rules retire it.
+        tracked = {t.token_id for s in self.ctx.journal.targets() for t in self.ctx.journal.tokens(s.key)}
+        ours = [
+            t
+            for t in self.list_tokens()
+            if t.active and is_our_name(self.target.token_base_name, t.name) and t.id not in tracked
+        ]
+        if ours:
+            ids = ", ".join(str(t.id) for t in ours)
+            raise self.rec.failed(
+                "journal_lost",
+                f"{self.target.name}: journal lost? project holds active tokens named like ours ({ids})"
+                " but the journal has no history; set adopt_token_id to the one the connection holds",
+                backoff=False,
+            )
+
+    def _adopt(self, adopt: int) -> None:
+        owned = self.owned_elsewhere(adopt)
+        if owned is not None:
+            # Adopting it would rotate it away and revoke it under the target that owns it.
+            raise self.rec.failed(
+                "failed",
+                f"{self.target.name}: adopt_token_id: {owned}; a token has one owner: set adopt_token_id"
+                " to the token this target's connection holds, or remove it",
+                backoff=False,
+            )
         info = self.ctx.gitlab.get_token(self.project_id, adopt)
         if info is None or not info.active:
             # Named like any upstream failure (target, step, route, status), so alerts can parse it.
@@ -256,19 +286,6 @@ class TargetRun(Retirer):
                 raise self.rec.failed("failed", message) from None
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    def _warn_if_short(self, expires_at: date | None) -> None:
-        """Rule 6: a clamped lifetime that leaves no room for rotate_before + grace rotates every run."""
-        if expires_at is None:
-            return
-        room = expiry_instant(expires_at) - self.ctx.clock()
-        if room <= self.target.renew_before + self.target.grace:
-            log.warning(
-                "token.lifetime_short",
-                target=self.target.name,
-                expires_at=expires_at.isoformat(),
-                needed=str(self.target.renew_before + self.target.grace),
-            )
-
     def _self_check(self, rotation: RotationRecord, new: NewToken) -> None:
         deadline = time.monotonic() + self.ctx.settings.self_check_window.total_seconds()
         while True:
@@ -279,6 +296,8 @@ class TargetRun(Retirer):
                 problem = f"token {info.id} active={info.active}, expected {new.info.id} active"
             except GitLabError as error:
                 problem = upstream_message(replace(error, target=self.target.name), "self-check")
+                if error.status is not None and 300 <= error.status < 400:  # noqa: PLR2004
+                    break  # a refused redirect is no replica lag: waiting out the window changes nothing
             if time.monotonic() >= deadline:
                 break
             # A fresh token can lag on GitLab's read replicas.
@@ -388,6 +407,9 @@ class TargetRun(Retirer):
             for t in self.ctx.journal.tokens(self.rec.key)
             if t.role in (Role.CURRENT, Role.POSSIBLY_HELD, Role.CANDIDATE)
             and t.token_id != rotation.new_token_id
+            # A never-pushed candidate left by a revoke without access needs no grace: it is
+            # retried as it is, right after this rotation.
+            and not (t.role is Role.CANDIDATE and unrevocable(t))
         ]
         new = next(t for t in self.ctx.journal.tokens(self.rec.key) if t.token_id == rotation.new_token_id)
         state = replace(

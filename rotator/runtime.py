@@ -9,11 +9,12 @@ out (:mod:`rotator.hooks`); otherwise the hook is ignored, with a line on stderr
 
 import os
 import socket
+import sqlite3
 import sys
 import time
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -96,6 +97,23 @@ def open_journal(config: Config) -> Journal:
     if not config.state.url.startswith("sqlite:///"):
         raise ConfigError("state.url", "only sqlite:/// is supported in this version")
     return SQLiteJournal(sqlite_path(config.state.url, config.base_dir))
+
+
+def peek_journal(config: Config) -> Journal | None:
+    """The journal opened read-only if its file exists, else ``None``: ``check`` creates nothing."""
+    if not config.state.url.startswith("sqlite:///"):
+        return None
+    path = sqlite_path(config.state.url, config.base_dir)
+    if not path.is_file():
+        return None
+    journal = SQLiteJournal(path, read_only=True)
+    try:
+        journal.targets()  # opening read-only proves nothing: read once, so a bad file shows here
+    except sqlite3.Error as error:
+        journal.close()
+        log.warning("journal.unreadable", path=str(path), error=type(error).__name__)
+        return None
+    return journal
 
 
 @dataclass
@@ -196,7 +214,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         sleep=time.sleep,
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
-        settings=settings or Settings(),
+        # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
+        settings=replace(settings or Settings(), run_interval=config.daemon.check_interval),
         crash_after=_test_hook(config, environ, CRASH_AFTER, str),
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),

@@ -85,6 +85,8 @@ class PendingRevoke(_Model):
 
     token_id: int
     revoke_after: str | None
+    #: Since when the manager has had no access to revoke it (it stays live until revoked or expired).
+    no_access_since: str | None = None
 
 
 class Drift(_Model):
@@ -93,6 +95,21 @@ class Drift(_Model):
     since: str | None
     expected: str | None
     observed: str | None
+
+
+class UntrackedToken(_Model):
+    """An active token of the project that no target tracks (listed at a take-over)."""
+
+    token_id: int
+    name: str
+    expires_at: str | None
+
+
+class UntrackedTokens(_Model):
+    """The take-over's list of untracked active tokens, as of when it was taken."""
+
+    as_of: str | None
+    tokens: list[UntrackedToken]
 
 
 class TargetStatus(_Model):
@@ -114,13 +131,30 @@ class TargetStatus(_Model):
     last_error: str | None
     failing: bool
     failing_reason: str | None
+    untracked_tokens: UntrackedTokens | None
+
+
+class RemovedStatus(_Model):
+    """A journal key no configured target maps to any more, what it still holds, and the way out."""
+
+    key: str
+    target: str
+    token_id: int | None
+    expires_at: str | None
+    pending_revokes: list[PendingRevoke]
+    possibly_held: list[int]
+    connection_used_by: str | None
+    revoke_next_run: list[int]
+    left_alone: list[str]
+    forget: str
 
 
 class Status(_Model):
-    """Every configured target, as of a time."""
+    """Every configured target, as of a time; and the removed keys still tracked."""
 
     as_of: str
     targets: list[TargetStatus]
+    removed: list[RemovedStatus]
 
 
 class RotationRef(_Model):

@@ -5,6 +5,7 @@ step needs: fenced, crash-testable journal writes, connection reads shared withi
 connection checks of rule 5, and the bookkeeping for failures and backoff.
 """
 
+import functools
 import os
 import threading
 
@@ -15,16 +16,26 @@ from datetime import date, datetime, timedelta
 import structlog
 
 from rotator.config import Target
+from rotator.durations import format_duration, human_duration
 from rotator.errors import LeaseLostError, RotatorError, UpstreamError
-from rotator.model import Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
-from rotator.plan import backoff_until, expiry_instant
+from rotator.model import OWNED_ROLES, Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
+from rotator.plan import History, Policy, backoff_until, effective_rotate_before, expiry_instant
 from rotator.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 from rotator.redact import redact
 
 
 log = structlog.get_logger("rotator")
 #: The fixed list of alert reasons (also metric label values).
-ALERT_REASONS = ("drift", "in_use", "failed", "journal_lost", "connection", "lockout", "expiring")
+ALERT_REASONS = (
+    "drift",
+    "in_use",
+    "failed",
+    "journal_lost",
+    "connection",
+    "lockout",
+    "expiring",
+    "no_access",
+)
 GITLAB_COM = "https://gitlab.com"
 
 
@@ -42,6 +53,8 @@ class Settings:
     backoff_base: timedelta = timedelta(minutes=5)
     backoff_cap: timedelta = timedelta(hours=4)
     poll_interval: float = 2.0
+    #: The time between two runs of a target (``daemon.check_interval``; run-once assumes the same).
+    run_interval: timedelta = timedelta(minutes=5)
 
 
 NO_OBSERVER: Observer = NoObserver()
@@ -90,6 +103,7 @@ class Scratch:
     take_over: bool = False
     revoke_anyway: bool = False
     unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
+    untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
 
 
 class Recorder:
@@ -180,15 +194,66 @@ def alert(  # noqa: PLR0913 - one alert, each part named at the call site
     tell(ctx, lambda observer: observer.alert(Alert(target.name, reason, message, now, step, expires)))
 
 
+def timing(ctx: Context, target: Target, key: TargetKey | None) -> tuple[Policy, History]:
+    """The planner's view of a target: its rules from the config, its current token from the journal.
+
+    Every place that weighs ``rotate_before`` (due, alerts, ``status``, warnings) starts here, so
+    they all agree on the effective value (:func:`rotator.plan.effective_rotate_before`).
+    """
+    schedule = target.schedule
+    next_fire = None if schedule is None else functools.partial(ctx.cron, schedule)
+    policy = Policy(
+        target.token.lifetime,
+        target.renew_before,
+        target.rotate_every,
+        next_fire,
+        grace=target.grace,
+        run_interval=ctx.settings.run_interval,
+    )
+    state = ctx.journal.target(key) if key else None
+    current = [t for t in ctx.journal.tokens(key) if t.role is Role.CURRENT] if key else []
+    start = state.verified_start if state else None
+    # The current token was created by the rotation whose start is the last verified one.
+    history = History(start, current[-1].expires_at if current else None, start if current else None)
+    return policy, history
+
+
+def lifetime_note(ctx: Context, target: Target, key: TargetKey | None) -> str | None:
+    """One line when the current token's real lifetime overrides ``rotate_before``, else ``None``."""
+    policy, history = timing(ctx, target, key)
+    effective = effective_rotate_before(policy, history)
+    lifetime = history.real_lifetime
+    if lifetime is None or effective == policy.rotate_before:
+        return None
+    return (
+        f"rotate_before {format_duration(policy.rotate_before)} leaves no room in the current token's"
+        f" real lifetime of {human_duration(lifetime)} (GitLab capped it: expires_at"
+        f" {history.current_expires_at}); the effective rotate_before is {human_duration(effective)},"
+        " a third of that lifetime"
+    )
+
+
 def expiring_on(ctx: Context, target: Target, key: TargetKey | None, now: datetime) -> date | None:
-    """The current token's ``expires_at`` if ``now`` is inside its ``rotate_before``, else ``None``."""
-    if key is None:
+    """The current token's ``expires_at`` if ``now`` is inside its effective ``rotate_before``."""
+    policy, history = timing(ctx, target, key)
+    expires = history.current_expires_at
+    if expires is None:
         return None
-    current = [t for t in ctx.journal.tokens(key) if t.role is Role.CURRENT and t.expires_at is not None]
-    if not current or current[-1].expires_at is None:
+    return expires if now >= expiry_instant(expires) - effective_rotate_before(policy, history) else None
+
+
+def owned_elsewhere(journal: Journal, key: TargetKey, token_id: int) -> str | None:
+    """Which other target the journal tracks ``token_id`` for as a live token, in words; else ``None``.
+
+    Architecture §6: one token, one owner. Checked against the whole journal, not one target's
+    rows, so no target adopts or revokes a token another target holds, pends or may have pushed.
+    """
+    owners = [o for o in journal.owners(key.gitlab_url, token_id) if o.key != key and o.role in OWNED_ROLES]
+    if not owners:
         return None
-    expires = current[-1].expires_at
-    return expires if now >= expiry_instant(expires) - target.renew_before else None
+    return f"token {token_id} is " + " and ".join(
+        f"the {o.role.value.replace('_', ' ')} token of target {o.target}" for o in owners
+    )
 
 
 def upstream_message(error: UpstreamError, step: str) -> str:

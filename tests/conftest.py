@@ -16,7 +16,7 @@ import gitlab
 import httpx
 import pytest
 
-from rotator.testing import Fakes, start_fakes
+from rotator.testing import Fakes, ForeignHost, start_fakes
 from tests.faults import ledger
 from tests.faults.campaign import identity_client
 
@@ -26,6 +26,17 @@ def fakes() -> Iterator[Fakes]:
     """Both fakes, seeded, on ephemeral ports."""
     with start_fakes() as running:
         yield running
+
+
+@pytest.fixture
+def foreign() -> Iterator[ForeignHost]:
+    """A loopback host no config names, recording whatever reaches it (nothing should)."""
+    host = ForeignHost()
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
 
 
 @pytest.fixture

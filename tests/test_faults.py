@@ -10,7 +10,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.testing import Fakes, Faults
+from rotator.testing import Fakes, Faults, ForeignHost
 
 
 CREATE = "POST /api/v4/projects/:id/access_tokens"
@@ -224,3 +224,35 @@ def test_refusing_closes_the_port_then_listens_again_with_state_kept(fakes: Fake
         _create(fakes)
     assert _create(fakes).status_code == 201
     assert _token_count(fakes) == before + 1
+
+
+def test_redirect_and_foreign_next_point_a_client_at_another_host(fakes: Fakes, foreign: ForeignHost) -> None:
+    """A redirect fault answers a Location on the other host; foreign_next moves the next link there."""
+    base, headers = fakes.seed.gitlab_url, {"PRIVATE-TOKEN": fakes.seed.manager_token}
+    fakes.gitlab.faults.redirect("GET /api/v4/projects/:id", foreign.url)
+    moved = httpx.get(f"{base}/api/v4/projects/acme%2Fapp?x=1", headers=headers)
+    assert (moved.status_code, moved.headers["Location"]) == (
+        302,
+        f"{foreign.url}/api/v4/projects/acme%2Fapp?x=1",
+    )
+    fakes.gitlab.faults.foreign_next("GET /api/v4/projects/:id/access_tokens", foreign.url)
+    listed = requests.get(f"{base}/api/v4/projects/1/access_tokens", headers=headers, timeout=5)
+    assert listed.status_code == 200
+    assert listed.links["next"]["url"].startswith(f"{foreign.url}/api/v4/projects/1/access_tokens?")
+    assert foreign.received() == []
+    requests.get(listed.links["next"]["url"], headers=headers, timeout=5)
+    assert [(r.method, r.credentials) for r in foreign.received()] == [("GET", ("private-token",))]
+
+
+def test_a_credential_at_the_other_upstream_is_recorded(fakes: Fakes) -> None:
+    """Each fake notes a request carrying the other's credential, and only such requests."""
+    gitlab_token, infisical_token = fakes.seed.manager_token, fakes.seed.infisical_token
+    connection = f"{fakes.seed.infisical_url}/api/v1/app-connections/gitlab/{fakes.seed.connection_ids[0]}"
+    httpx.get(f"{fakes.seed.gitlab_url}/api/v4/user", headers={"PRIVATE-TOKEN": gitlab_token})
+    httpx.get(connection, headers={"Authorization": f"Bearer {infisical_token}"})
+    assert fakes.gitlab.test_only_stranger_credentials() == []
+    assert fakes.infisical.test_only_stranger_credentials() == []
+    httpx.get(f"{fakes.seed.gitlab_url}/api/v4/user", headers={"Authorization": f"Bearer {infisical_token}"})
+    httpx.get(connection, headers={"Cookie": f"a=b; session={gitlab_token}"})
+    assert [c.credential_of for c in fakes.gitlab.test_only_stranger_credentials()] == ["infisical"]
+    assert [c.credential_of for c in fakes.infisical.test_only_stranger_credentials()] == ["gitlab"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from rotator.errors import InfisicalError
+from rotator.errors import ConnectionNotFoundError, InfisicalError
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
 from rotator.model import Connection
 from rotator.secret import Secret
@@ -105,6 +105,18 @@ def test_unknown_connection_is_a_404_not_applied(api: InfisicalAPI) -> None:
     error = _error(excinfo)
     assert (error.status, error.not_applied, error.route) == (404, True, GET)
     assert "Could not find App Connection" in error.message
+
+
+def test_only_infisicals_own_404_says_a_connection_is_gone(fakes: Fakes, make_api: MakeAPI) -> None:
+    """A deleted connection is ConnectionNotFoundError; a route 404 (a wrong base path) is not proof."""
+    fakes.infisical.test_only_delete_connection(_conn_id(fakes))
+    with pytest.raises(ConnectionNotFoundError):
+        make_api().get_connection(_conn_id(fakes))
+    static = InfisicalAuth.token(Secret(fakes.seed.infisical_token))
+    with pytest.raises(InfisicalError) as excinfo:
+        make_api(url=fakes.seed.infisical_url + "/proxy", auth=static).get_connection(_conn_id(fakes))
+    assert (_error(excinfo).status, _error(excinfo).route) == (404, GET)
+    assert not isinstance(_error(excinfo), ConnectionNotFoundError)
 
 
 # ---- pushing ------------------------------------------------------------------------------------

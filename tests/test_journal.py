@@ -212,3 +212,50 @@ def test_codec_round_trips_tokens(role: Role, origin: Origin, revoke_after: date
     """Every token record survives to_json/from_json unchanged."""
     record = TokenRecord(KEY, 3, "n", origin, role, None, revoke_after=revoke_after)
     assert from_json(TokenRecord, to_json(record)) == record
+
+
+def test_owners_finds_a_token_across_targets_of_one_gitlab(journal: Journal) -> None:
+    """``owners`` names each key on that GitLab tracking a token id, with its role; other GitLabs never."""
+    other = TargetKey(KEY.gitlab_url, 43, "7f2b8e0a-5d61-4c3e-9a4f-2b1c0d9e8f71")
+    elsewhere = TargetKey("https://gitlab.other.example.com", 42, KEY.connection_id)
+    for key, name, role in ((KEY, "app-deploy", Role.CURRENT), (other, "api-deploy", Role.PENDING_REVOKE)):
+        lease = journal.acquire(key, name, "w1", NOW, TTL)
+        assert lease is not None
+        journal.write(lease, Change(tokens=(TokenRecord(key, 7, "t", Origin.ADOPTED, role, None),)))
+    lease = journal.acquire(elsewhere, "far", "w1", NOW, TTL)
+    assert lease is not None
+    journal.write(lease, Change(tokens=(TokenRecord(elsewhere, 7, "t", Origin.CREATED, Role.CURRENT, None),)))
+    owners = journal.owners(KEY.gitlab_url, 7)
+    assert {(o.key, o.target, o.role) for o in owners} == {
+        (KEY, "app-deploy", Role.CURRENT),
+        (other, "api-deploy", Role.PENDING_REVOKE),
+    }
+    assert journal.owners(KEY.gitlab_url, 8) == []
+
+
+def test_codec_round_trips_the_untracked_list() -> None:
+    """A target's untracked-token list (nested tuples) survives to_json/from_json unchanged."""
+    state = TargetState(KEY, "app-deploy", untracked=((12, "by-hand", "2026-12-31"), (13, "x", None)))
+    assert from_json(TargetState, to_json(state)) == state
+
+
+def test_forget_drops_a_key_but_keeps_its_rotations(journal: Journal) -> None:
+    """`forget` drops a key's state, tokens and tombstones; rotations stay, an unfinished one closed."""
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    token = TokenRecord(KEY, 7, "app-deploy-x", Origin.CREATED, Role.CURRENT, date(2026, 12, 25), "r1")
+    stone = Tombstone(KEY, "app-deploy-y", NOW + timedelta(days=3))
+    journal.write(lease, Change(rotation=_rotation(), tokens=(token,), tombstones=(stone,)))
+    other = replace(KEY, project_id=43)
+    other_lease = journal.acquire(other, "api-deploy", "w1", NOW, TTL)
+    assert other_lease is not None
+    journal.write(other_lease, Change(tokens=(replace(token, key=other),)))
+    journal.forget(lease, "forgotten by the operator")
+    assert (journal.target(KEY), journal.tokens(KEY), journal.tombstones(KEY)) == (None, [], [])
+    assert [s.key for s in journal.targets()] == [other]
+    assert journal.unfinished(KEY) is None
+    [kept] = journal.rotations(KEY)
+    assert (kept.outcome, kept.error) == (Outcome.FAILED, "forgotten by the operator")
+    assert len(journal.tokens(other)) == 1
+    with pytest.raises(LeaseLostError):
+        journal.forget(lease, "again")

@@ -15,6 +15,7 @@ from rotator.plan import (
     backoff_until,
     clamped_expiry,
     decide,
+    effective_rotate_before,
     expiry_instant,
     expiry_limit,
     is_due,
@@ -73,6 +74,54 @@ def test_token_names_are_exact_and_fresh() -> None:
     """Names are <base>-<yyyymmdd>-<8 hex of the rotation id>."""
     name = token_name("app-deploy", NOW, "3c90c3cc-0d44-4b50-8888-8dd25736052a")
     assert name == "app-deploy-20261125-3c90c3cc"
+
+
+_CAPPED = Policy(
+    lifetime=timedelta(days=30),
+    rotate_before=timedelta(days=10),
+    grace=timedelta(hours=1),
+    run_interval=timedelta(minutes=5),
+)
+
+
+@pytest.mark.parametrize(
+    ("issued", "expires_at", "effective"),
+    [
+        # GitLab granted the 30 days asked for: rotate_before as configured.
+        (NOW, date(2026, 12, 25), timedelta(days=10)),
+        # An 8-day cap: 7 days 21 hours left, a third of it.
+        (NOW, date(2026, 12, 3), (datetime(2026, 12, 3, tzinfo=UTC) - NOW) / 3),
+        # Exactly grace + interval of room is still no room.
+        (
+            datetime(2026, 12, 13, tzinfo=UTC) - timedelta(days=10, hours=1, minutes=5),
+            date(2026, 12, 13),
+            (timedelta(days=10, hours=1, minutes=5)) / 3,
+        ),
+        # One more minute of room: as configured.
+        (
+            datetime(2026, 12, 13, tzinfo=UTC) - timedelta(days=10, hours=1, minutes=6),
+            date(2026, 12, 13),
+            timedelta(days=10),
+        ),
+        # Issue time unknown (an adopted token): as configured.
+        (None, date(2026, 12, 3), timedelta(days=10)),
+    ],
+)
+def test_effective_rotate_before_table(
+    issued: datetime | None, expires_at: date, effective: timedelta
+) -> None:
+    """A real lifetime with no room for rotate_before + grace + interval gives a third of that lifetime."""
+    history = History(issued, expires_at, issued)
+    assert effective_rotate_before(_CAPPED, history) == effective
+
+
+def test_a_capped_token_is_due_once_not_on_every_run() -> None:
+    """With an 8-day cap a fresh token is not due; it is due a third of its lifetime before expiry."""
+    history = History(NOW, date(2026, 12, 3), NOW)
+    assert not is_due(_CAPPED, history, NOW + timedelta(minutes=5)).due
+    due_at = datetime(2026, 12, 3, tzinfo=UTC) - (datetime(2026, 12, 3, tzinfo=UTC) - NOW) / 3
+    assert is_due(_CAPPED, history, NOW + timedelta(minutes=5)).next_due == due_at
+    assert is_due(_CAPPED, history, due_at).due
 
 
 _times = st.datetimes(
@@ -242,3 +291,39 @@ def test_our_names_are_recognised_exactly() -> None:
     assert not is_our_name("app-deploy", "app-deploy")
     assert not is_our_name("app", "app-deploy-20261125-abcdef01")
     assert not is_our_name("app-deploy", "app-deploy-20261125-abcdef012")
+
+
+@given(
+    start=_times,
+    granted_days=st.integers(min_value=1, max_value=365),
+    before_days=st.integers(min_value=1, max_value=364),
+    grace_minutes=st.integers(min_value=0, max_value=7 * 24 * 60),
+    interval_minutes=st.integers(min_value=1, max_value=24 * 60),
+    elapsed=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)),
+)
+def test_a_capped_token_is_rotated_before_it_dies_and_not_at_once(  # noqa: PLR0913, PLR0917 - one per drawn value
+    start: datetime,
+    granted_days: int,
+    before_days: int,
+    grace_minutes: int,
+    interval_minutes: int,
+    elapsed: timedelta,
+) -> None:
+    """Invariant: whatever GitLab granted, a token is due before it dies, and never right after issue."""
+    policy = Policy(
+        lifetime=timedelta(days=before_days + 1),
+        rotate_before=timedelta(days=before_days),
+        grace=timedelta(minutes=grace_minutes),
+        run_interval=timedelta(minutes=interval_minutes),
+    )
+    expires_at = start.date() + timedelta(days=granted_days)
+    history = History(start, expires_at, start)
+    lifetime = expiry_instant(expires_at) - start
+    effective = effective_rotate_before(policy, history)
+    assert timedelta(0) < effective <= policy.rotate_before
+    now = start + elapsed
+    if now >= expiry_instant(expires_at) - effective:
+        assert is_due(policy, history, now).due
+    # Not due before the run after its grace, nor before two thirds of its real lifetime.
+    if now < start + min(policy.grace + policy.run_interval, lifetime * 2 / 3):
+        assert not is_due(policy, history, now).due

@@ -9,13 +9,17 @@ They are real HTTP servers on 127.0.0.1 that the real clients talk to unchanged:
         fakes.gitlab.faults.fail("POST /api/v4/projects/:id/access_tokens", 503)
         fakes.clock.advance(timedelta(days=31))
 
-Both share one :class:`FakeClock`. Methods named ``test_only_*`` and routes under ``/_fake/`` read
-secrets and exist only on the fakes, so tests can prove what a connection really holds.
+Both share one :class:`FakeClock`, and each records a request carrying the other's credential
+(:meth:`FakeGitLab.test_only_stranger_credentials`). :class:`ForeignHost` is a third server that
+belongs to nobody: a redirect or next-page link can point there, and it records what arrives.
+Methods named ``test_only_*`` and routes under ``/_fake/`` read secrets and exist only on the
+fakes, so tests can prove what a connection really holds.
 """
 
 from rotator.testing._clock import FakeClock
 from rotator.testing._faults import Fault, Faults
 from rotator.testing._http import Call
+from rotator.testing.foreign import ForeignHost, Received
 from rotator.testing.gitlab import FakeGitLab
 from rotator.testing.infisical import FakeInfisical
 from rotator.testing.seed import Fakes, Seed, start_fakes
@@ -29,6 +33,8 @@ __all__ = [
     "Fakes",
     "Fault",
     "Faults",
+    "ForeignHost",
+    "Received",
     "Seed",
     "start_fakes",
 ]

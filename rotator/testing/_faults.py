@@ -19,6 +19,16 @@ first. Kinds:
     between a server applying a request and its client hearing so (a crash lands here).
 ``latency``
     Sleep ``seconds`` before handling; does not count against ``times`` unless ``times`` is set.
+``redirect``
+    Answer ``status`` (302 unless given) with ``Location:`` ``location``, without running the
+    handler (nothing is applied): a proxy sending clients to another host. A ``location`` without
+    a path gets the request's own path and query appended (a moved server); one with a path is
+    sent as it is (a sign-in page). Point ``location`` at a :class:`~rotator.testing.ForeignHost`
+    to see what a client that follows it would send there.
+``foreign_next``
+    Run the handler, then make the answer's ``Link: rel="next"`` point to ``location`` followed by
+    the request's path and ``page=2``, whether or not the list has a next page: a list whose
+    pagination leads to another host.
 
 Each fault's ``reached`` event is set once a request has hit it (for ``drop_after`` and
 ``hang_after``: once the request has been applied), so a test can act at exactly that moment.
@@ -34,8 +44,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
-FaultKind = Literal["fail", "drop_before", "drop_after", "hang", "hang_after", "latency"]
-KINDS: tuple[FaultKind, ...] = ("fail", "drop_before", "drop_after", "hang", "hang_after", "latency")
+FaultKind = Literal[
+    "fail", "drop_before", "drop_after", "hang", "hang_after", "latency", "redirect", "foreign_next"
+]
+KINDS: tuple[FaultKind, ...] = (
+    "fail",
+    "drop_before",
+    "drop_after",
+    "hang",
+    "hang_after",
+    "latency",
+    "redirect",
+    "foreign_next",
+)
 
 
 @dataclass(slots=True)
@@ -50,6 +71,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     times: int | None = 1
+    location: str = ""  # redirect and foreign_next: the other host's base URL
     reached: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def matches(self, route: str) -> bool:
@@ -70,6 +92,9 @@ class Faults:
         """Arm ``fault`` and return it."""
         if fault.kind not in KINDS:
             msg = f"unknown fault kind {fault.kind!r}; expected one of {', '.join(KINDS)}"
+            raise ValueError(msg)
+        if fault.kind in {"redirect", "foreign_next"} and not fault.location:
+            msg = f"a {fault.kind} fault needs a location (the other host's base URL)"
             raise ValueError(msg)
         if fault.times is not None and fault.times < 1:
             msg = "times must be at least 1 (or None for every request)"
@@ -112,6 +137,14 @@ class Faults:
     def delay(self, route: str, seconds: float, *, times: int | None = 1) -> Fault:
         """Delay the next ``times`` requests to ``route`` by ``seconds``, then handle normally."""
         return self.add(Fault(route, "latency", seconds=seconds, times=times))
+
+    def redirect(self, route: str, location: str, *, status: int = 302, times: int | None = 1) -> Fault:
+        """Send the next ``times`` requests to ``route`` to ``location`` + their path with ``status``."""
+        return self.add(Fault(route, "redirect", status, times=times, location=location))
+
+    def foreign_next(self, route: str, location: str, *, times: int | None = 1) -> Fault:
+        """Answer the next ``times`` requests to ``route`` with a next-page link under ``location``."""
+        return self.add(Fault(route, "foreign_next", 200, times=times, location=location))
 
     def set_latency(self, route: str, seconds: float) -> None:
         """Add ``seconds`` to every request of ``route`` (a glob; ``"*"`` for all) until cleared."""

@@ -159,6 +159,8 @@ class GitLabState:
     require_expiry: bool = True
     #: Mint tokens in the routable format (GitLab 18); ``False``: legacy ``glpat-`` + 20 characters.
     routable_tokens: bool = True
+    #: An admin's "Maximum allowable lifetime for access tokens" (EE), in days; 365 when unset.
+    max_lifetime_days: int = MAX_LIFETIME_DAYS
     #: Ids of revoked tokens presented on a rotate path (each one revoked its whole family).
     reuse_detections: list[int] = field(default_factory=list)
     _next_id: dict[str, int] = field(default_factory=dict)
@@ -267,5 +269,5 @@ class GitLabState:
         return revoked
 
     def max_expiry(self, now: datetime) -> date:
-        """The last allowed ``expires_at``: today (UTC) + 365 days."""
-        return now.date() + timedelta(days=MAX_LIFETIME_DAYS)
+        """The last allowed ``expires_at``: today (UTC) + 365 days, or + the admin's lower limit."""
+        return now.date() + timedelta(days=min(self.max_lifetime_days, MAX_LIFETIME_DAYS))

@@ -13,6 +13,12 @@ were dropped. Routes under ``/_fake/`` are the test-only control API and are nev
 fake's :attr:`FakeServer.test_hooks_key`: how rotator tells a fake it may arm its test hooks for
 (``ROTATOR_TEST_HOOKS`` holds the key) from a real server that happens to be on loopback, which
 answers 404. The key itself never crosses the wire.
+
+Each counted call also notes whether it carried, in ``PRIVATE-TOKEN``, ``Authorization`` or
+``Cookie``, a credential that one of the server's :attr:`FakeServer.strangers` issued (the other
+upstream: an Infisical bearer at GitLab, a GitLab token at Infisical). :func:`start_fakes` makes the
+pair strangers to each other; a client that sends one upstream's credential to the other shows up
+in :meth:`FakeServer.test_only_stranger_credentials`.
 """
 
 import contextlib
@@ -141,6 +147,8 @@ class Call:
     name: str | None = None
     #: The status answered, once answered; ``None`` while in flight or if the connection dropped.
     status: int | None = None
+    #: The stranger whose credential the request carried (its ``upstream`` name); must stay None.
+    credential_of: str | None = None
 
 
 class FixedWindowLimiter:
@@ -190,6 +198,8 @@ class FakeServer:
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: Other fakes whose credentials must never arrive here (see the module docstring).
+        self.strangers: tuple[FakeServer, ...] = ()
         self._register_control_routes()
 
     # ---- routing ------------------------------------------------------------------------------
@@ -227,6 +237,11 @@ class FakeServer:
         """The answer when a handler raises unexpectedly."""
         return self.canned_error(500, None, request)
 
+    def owns_credential(self, value: str) -> bool:
+        """Whether ``value`` is a credential this server issued (overridden per server)."""
+        del value
+        return False
+
     # ---- counting -----------------------------------------------------------------------------
 
     def calls(self, route: str | None = None, *, user_agent: str | None = None) -> list[Call]:
@@ -242,6 +257,10 @@ class FakeServer:
     def call_counts(self, *, user_agent: str | None = None) -> dict[str, int]:
         """Calls received per route name."""
         return dict(Counter(c.route for c in self.calls(user_agent=user_agent)))
+
+    def test_only_stranger_credentials(self) -> list[Call]:
+        """TEST ONLY: the calls that carried a stranger's credential (none, if all is well)."""
+        return [c for c in self.calls() if c.credential_of is not None]
 
     def reset_calls(self) -> None:
         """Forget every counted call."""
@@ -325,6 +344,15 @@ class FakeServer:
         control = route.template.startswith("/_fake/")
         if not control:
             call = Call(route.name, request.path, request.user_agent, _name(request))
+            call.credential_of = next(
+                (
+                    stranger.upstream
+                    for stranger in self.strangers
+                    for value in _credential_values(request.headers)
+                    if stranger.owns_credential(value)
+                ),
+                None,
+            )
             with self._calls_lock:
                 self._calls.append(call)
             refused, headers = self.gate(request)
@@ -360,6 +388,20 @@ class FakeServer:
             fault.reached.set()
             time.sleep(fault.seconds)
             return _CONTINUE
+        if fault.kind == "redirect":
+            fault.reached.set()
+            # A bare host stands for a moved server (same path); a path of its own, for a sign-in page.
+            moved = not urllib.parse.urlsplit(fault.location).path.strip("/")
+            target = fault.location.rstrip("/") + request.path + _query(request) if moved else fault.location
+            return Response(fault.status, "", {"Location": target, "Content-Type": "text/html"})
+        if fault.kind == "foreign_next":
+            answer = self._run(route, request)
+            fault.reached.set()
+            query = urllib.parse.urlencode({**{k: v[-1] for k, v in request.query.items()}, "page": "2"})
+            target = f"{fault.location.rstrip('/')}{request.path}?{query}"
+            kept = [link for link in _links(answer.headers.get("Link", "")) if 'rel="next"' not in link]
+            answer.headers["Link"] = ", ".join([f'<{target}>; rel="next"', *kept])
+            return answer
         if fault.kind == "fail":
             fault.reached.set()
             canned = self.canned_error(fault.status, fault.shape, request)
@@ -434,6 +476,7 @@ class FakeServer:
                     headers=dict(spec.get("headers", {})),
                     seconds=float(spec.get("seconds", 0.0)),
                     times=spec.get("times", 1),
+                    location=str(spec.get("location", "")),
                 ),
             )
         except (TypeError, ValueError) as error:
@@ -456,12 +499,31 @@ class FakeServer:
 _CONTINUE = object()
 
 
+def _query(request: Request) -> str:
+    query = urllib.parse.urlencode(request.query, doseq=True)
+    return f"?{query}" if query else ""
+
+
+def _links(header: str) -> list[str]:
+    """The entries of a ``Link`` header (URLs in the fakes' headers hold no ``, ``)."""
+    return [part.strip() for part in header.split(", ") if part.strip()]
+
+
 def _name(request: Request) -> str | None:
     try:
         name = request.form().get("name")
     except ValueError:  # a malformed body: the handler will answer it
         return None
     return name if isinstance(name, str) else None
+
+
+def _credential_values(headers: dict[str, str]) -> list[str]:
+    """What may be a credential: ``PRIVATE-TOKEN``, ``Authorization`` after its scheme, ``Cookie``."""
+    values = [headers.get("private-token", "")]
+    values.append(headers.get("authorization", "").rpartition(" ")[2])
+    values += [part.partition("=")[2].strip() for part in headers.get("cookie", "").split(";")]
+    # Only ASCII can be a credential (and compare_digest takes nothing else).
+    return [value for value in values if value and value.isascii()]
 
 
 def _fields(request: Request) -> dict[str, Any]:

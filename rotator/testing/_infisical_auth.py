@@ -147,6 +147,15 @@ class IdentityAuth:
             )
         return row
 
+    def issued(self, value: str) -> bool:
+        """Whether ``value`` is an access token signed here (even expired) or a client secret."""
+        if any(hmac.compare_digest(i.client_secret, value) for i in self.identities.values()):
+            return True
+        header, _, rest = value.partition(".")
+        payload, _, signature = rest.partition(".")
+        expected = hmac.new(self.key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        return hmac.compare_digest(signature, base64.urlsafe_b64encode(expected).rstrip(b"=").decode())
+
     # ---- JWT ----------------------------------------------------------------------------------
 
     def _response(self, row: AccessTokenRow, now: datetime) -> dict[str, Any]:

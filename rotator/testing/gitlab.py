@@ -116,6 +116,11 @@ class FakeGitLab(FakeServer):
         throttled = Response(429, "Retry later\n", {"Retry-After": str(math.ceil(reset_in))})
         return throttled, headers
 
+    def owns_credential(self, value: str) -> bool:
+        """Whether ``value`` is a token this instance minted (live or not)."""
+        with self.lock:
+            return self.state.token_by_value(value) is not None
+
     # ---- test-only helpers --------------------------------------------------------------------
 
     def seed_user(self, username: str, *, admin: bool = False) -> User:
@@ -159,6 +164,30 @@ class FakeGitLab(FakeServer):
             return self.state.add_token(
                 bot, name, scopes, expires, now, resource=resource, access_level=access_level
             )
+
+    def set_project_role(self, project_id: int, username: str, access_level: int | None) -> None:
+        """What an Owner does in the members page: give ``username`` a direct role, or remove them (``None``).
+
+        A user removed from one of the fake's (private) projects then gets GitLab's
+        ``404 Project Not Found`` on every route of that project (``reference/gitlab.md`` §1.9); a
+        user demoted below Maintainer gets 401 on its token routes and 400 "cannot delete".
+        """
+        with self.lock:
+            project = self.state.resources[("project", project_id)]
+            user = next(u for u in self.state.users.values() if u.username == username)
+            if access_level is None:
+                project.members.pop(user.id, None)
+            else:
+                project.members[user.id] = access_level
+
+    def set_max_lifetime(self, days: int) -> None:
+        """An admin's lower "Maximum allowable lifetime for access tokens" (``reference/gitlab.md`` §1.8).
+
+        A create asking for a later ``expires_at`` gets GitLab's 400 "Expires at must be before D";
+        one without ``expires_at`` gets the limit.
+        """
+        with self.lock:
+            self.state.max_lifetime_days = days
 
     def test_only_token(self, token_id: int) -> Token:
         """TEST ONLY: the full record of a token, value included."""

@@ -142,6 +142,11 @@ class FakeInfisical(FakeServer):
         super().stop()
         self._gitlab_client.close()
 
+    def owns_credential(self, value: str) -> bool:
+        """Whether ``value`` is an access token this instance signed, or an identity's client secret."""
+        with self.lock:
+            return self.auth.issued(value)
+
     # ---- seeding and the test-only view -------------------------------------------------------
 
     def seed_identity(self, *, ttl: int = 7200, max_ttl: int = 2592000) -> Identity:
@@ -194,6 +199,11 @@ class FakeInfisical(FakeServer):
     def test_only_held_token(self, connection_id: str) -> str:
         """TEST ONLY: the plaintext token a connection holds."""
         return self.test_only_credentials(connection_id)["accessToken"]
+
+    def test_only_delete_connection(self, connection_id: str) -> None:
+        """TEST ONLY: delete a connection, as a person would in the UI; later reads answer 404."""
+        with self.lock:
+            del self.connections[connection_id]
 
     def _control_held_token(self, request: Request) -> Response:
         connection_id = request.args["connectionId"]

@@ -115,6 +115,8 @@ def start_fakes(
     key = secrets.token_urlsafe(24)
     gitlab = FakeGitLab(clock, legacy_tokens=legacy_tokens, test_hooks_key=key)
     infisical = FakeInfisical(clock, test_hooks_key=key)
+    # Each records any request carrying the other's credential: no client may mix them up.
+    gitlab.strangers, infisical.strangers = (infisical,), (gitlab,)
     gitlab.start(host, gitlab_port)
     try:
         infisical.start(host, infisical_port)

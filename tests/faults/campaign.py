@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 
 from rotator import report, runtime
-from rotator.testing import Fakes, Fault
+from rotator.model import Role
+from rotator.testing import Fakes, Fault, ForeignHost
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
 
@@ -50,6 +51,8 @@ class Case:
         self.settings: dict[str, Any] = {"targets": targets, "timeout": timeout, **defaults}
         self.h = Harness(fakes, folder, **self.settings)
         self.foreign: set[int] = set()  # tokens someone else made; rotator never manages them
+        #: A host no config names, set by cases whose faults point there; nothing may reach it.
+        self.elsewhere: ForeignHost | None = None
         self.names = [f"{path.rsplit('/', 1)[-1]}-deploy" for path in fakes.seed.project_paths[:targets]]
         ledger.count("cases")
 
@@ -144,6 +147,7 @@ class Case:
                 ledger.count("lockouts")
                 msg = f"lockout: Infisical holds a token GitLab refuses for {self.names[index]}"
                 raise AssertionError(msg)
+        self.check_credentials_stay_home()
         assert self.fakes.gitlab.test_only_reuse_detections() == [], "a revoked token hit a rotate path"
         ours = self.fakes.gitlab.calls(user_agent=UA)
         assert not [c for c in ours if c.route.endswith("/rotate")], "rotator called a rotate route"
@@ -162,24 +166,52 @@ class Case:
             allowed = 1 + len(row["pending_revokes"]) + len(row["possibly_held"]) + unfinished
             active = self.managed(index)
             assert len(active) <= allowed, (row, active)
+        # Cross-target (architecture §6): a token the journal holds as some target's current one
+        # is never revoked, by that target or by another (a removed target's stand-in included).
+        revoked = [t for t in journal["current"] if self.fakes.gitlab.test_only_token(t).revoked]
+        assert not revoked, f"tokens current for a target were revoked: {revoked}"
         ledger.count("invariant_checks")
+
+    def check_credentials_stay_home(self) -> None:
+        """No credential reached a host other than its own upstream (the fakes record each request)."""
+        strays = [
+            f"{c.credential_of} credential at {server.upstream} {c.route}"
+            for server in (self.fakes.gitlab, self.fakes.infisical)
+            for c in server.test_only_stranger_credentials()
+        ]
+        if self.elsewhere is not None:
+            strays += [
+                f"{r.method} {r.path} at a foreign host, with {', '.join(r.credentials) or 'no credential'}"
+                for r in self.elsewhere.received()
+            ]
+        if strays:
+            ledger.count("misdirected", len(strays))
+            msg = f"a request reached a host it must not: {strays}"
+            raise AssertionError(msg)
 
     def journal(self) -> dict[str, Any]:
         """``status`` and ``history`` as the CLI computes them (no state file: an empty status)."""
         config = runtime.load(str(self.folder / "rotator.yaml"), {})
         if not (self.folder / "state.db").exists():
-            return {"status": {"targets": [_empty() for _ in self.names]}, "history": [], "known": set()}
+            return {
+                "status": {"targets": [_empty() for _ in self.names]},
+                "history": [],
+                "known": set(),
+                "current": set(),
+            }
         journal = runtime.open_journal(config)
         try:
             now = datetime.now(UTC) + self.fakes.clock.offset
             status = report.status(config, journal, lambda: now)
             history = report.history(journal, config, None, 10_000)
-            known = {t.token_id for state in journal.targets() for t in journal.tokens(state.key)}
+            tracked = [t for state in journal.targets() for t in journal.tokens(state.key)]
+            known = {t.token_id for t in tracked}
+            current = {t.token_id for t in tracked if t.role is Role.CURRENT}
             names = {s.name for state in journal.targets() for s in journal.tombstones(state.key)}
         finally:
             journal.close()
         self.scan(json.dumps([status, history], default=str))
-        return {"status": status, "history": history, "known": known, "tombstones": names}
+        return {"status": status, "history": history, "known": known, "current": current, "tombstones": names}
 
     # ---- convergence ------------------------------------------------------------------------
 

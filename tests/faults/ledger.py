@@ -23,6 +23,7 @@ LABELS = {
     "bytes_scanned": "bytes scanned for token values",
     "leaks": "token values leaked",
     "lockouts": "lockouts (Infisical holding a token GitLab refuses)",
+    "misdirected": "requests carrying a credential to a host it does not belong to",
 }
 
 

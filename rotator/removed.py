@@ -1,0 +1,384 @@
+"""Removed targets: journal keys that no configured target maps to any more (architecture §6).
+
+A key is removed when the config no longer names its (gitlab.url, project id, connection id):
+the target was deleted, re-pointed to another project, or ``gitlab.url`` changed. Nothing it
+still holds is forgotten:
+
+- its pending revokes are revoked after their grace;
+- when a configured target (the *owner*) now uses the same connection under another key, the
+  key's current token is retired by the owner's verified push and revoked after the owner's
+  grace; until the owner has a verified push, everything is left alone;
+- the drift rule compares the connection with the owner's latest verified push (the key's own,
+  when no target uses the connection any more);
+- a connection Infisical says is gone (its own 404 for that id) holds nothing, so nothing can be
+  locked out: every token is revoked after its grace;
+- anything else is left alone and reported with the ``rotator forget`` command that lets it go.
+
+Credentials go only to the configured ``gitlab.url``: a key recorded under another URL is acted
+on (through the configured GitLab, with the recorded project and token ids) only when both name
+the same instance. A configured project path never resolved is not guessed at: no key on its
+connection counts as removed until it resolves.
+"""
+
+import uuid
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from rotator.config import Config, Target, TokenSpec
+from rotator.errors import ConnectionNotFoundError
+from rotator.model import Change, Role, TargetKey, TargetState, TokenRecord, short_hash
+from rotator.plan import expiry_instant
+from rotator.ports import Journal
+from rotator.retire import Retirer
+from rotator.worker import Context, Recorder, Scratch
+
+
+#: The roles of a token that may still be live in GitLab.
+LIVE_ROLES = (Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The configured target that now uses a removed key's connection, under its own key."""
+
+    name: str
+    key: TargetKey
+    grace: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A journal key no configured target maps to, and what is known about who replaced it."""
+
+    key: TargetKey
+    name: str  # the name its target last had
+    owner: Owner | None
+    same_instance: bool  # its gitlab_url names the configured GitLab
+    grace: timedelta  # as its own retirements recorded it
+
+    @property
+    def forget(self) -> str:
+        """The exact command that lets the key go after revoking what it holds."""
+        return f"rotator forget '{self.key}' --revoke"
+
+
+def same_instance(recorded: str, configured: str) -> bool:
+    """Whether two GitLab URLs name one instance: scheme, host, port and path, trailing slash ignored."""
+    return _where(recorded) == _where(configured)
+
+
+def _where(url: str) -> tuple[str, str | None, int | None, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme), parts.path.rstrip("/")
+
+
+def live(tokens: list[TokenRecord], now: datetime) -> list[TokenRecord]:
+    """The tokens that may still work: in a live role and not past their ``expires_at``."""
+    return [
+        t
+        for t in tokens
+        if t.role in LIVE_ROLES and (t.expires_at is None or now < expiry_instant(t.expires_at))
+    ]
+
+
+def _recorded_grace(tokens: list[TokenRecord]) -> timedelta:
+    graces = [t.revoke_after - t.retired_at for t in tokens if t.revoke_after and t.retired_at]
+    return max(timedelta(0), min(graces)) if graces else timedelta(0)
+
+
+def classify(config: Config, journal: Journal) -> tuple[list[Removed], dict[str, str]]:
+    """Every journal key no configured target maps to; and, for the others, which target keeps each.
+
+    Offline: a project path resolves through the journal's cache only. A key on the connection of
+    a target whose path never resolved is kept (not guessed at): it may be that target's own key.
+    """
+    url = config.gitlab.url
+    kept_by: dict[TargetKey, str] = {}
+    owners: dict[str, Owner] = {}
+    unresolved: dict[str, str] = {}
+    for target in config.targets:
+        connection = str(target.connection_id)
+        project = target.project
+        project_id = project if isinstance(project, int) else journal.project_id(url, project)
+        if project_id is None:
+            unresolved[connection] = target.name
+            continue
+        key = TargetKey(url, project_id, connection)
+        kept_by[key] = target.name
+        owners[connection] = Owner(target.name, key, target.grace)
+    states = journal.targets()
+    removed, kept = [], {}
+    for state in states:
+        key = state.key
+        if key in kept_by:
+            kept[str(key)] = f"target {kept_by[key]} maps to it"
+        elif key.connection_id in unresolved:
+            name = unresolved[key.connection_id]
+            kept[str(key)] = (
+                f"target {name} uses its connection and its project path is not resolved yet"
+                f" (`rotator run-once --target {name}` resolves it)"
+            )
+        else:
+            tokens = journal.tokens(key)
+            owner = owners.get(key.connection_id) or _last_pusher(journal, states, key)
+            instance = same_instance(key.gitlab_url, url)
+            removed.append(Removed(key, state.name, owner, instance, _recorded_grace(tokens)))
+    return removed, kept
+
+
+def _last_pusher(journal: Journal, states: list[TargetState], key: TargetKey) -> Owner | None:
+    """Another key that verified a push to the same connection after this one did, if any.
+
+    Used when no configured target uses the connection: that later push retired this key's
+    tokens, and its hash is what the drift rule expects the connection to hold.
+    """
+    mine = next((s.verified_at for s in states if s.key == key), None)
+    later = [
+        s
+        for s in states
+        if s.key.connection_id == key.connection_id
+        and s.key != key
+        and s.verified_hash
+        and s.verified_at
+        and (mine is None or s.verified_at > mine)
+    ]
+    if not later:
+        return None
+    last = max(later, key=lambda s: s.verified_at or datetime.min.replace(tzinfo=UTC))
+    return Owner(f"{last.name} (removed)", last.key, _recorded_grace(journal.tokens(last.key)))
+
+
+def find_removed(config: Config, journal: Journal, now: datetime) -> list[Removed]:
+    """The removed keys that still hold a live token or a tombstone to re-check."""
+    return [
+        r
+        for r in classify(config, journal)[0]
+        if live(journal.tokens(r.key), now) or any(s.until > now for s in journal.tombstones(r.key))
+    ]
+
+
+def stand_in(removed: Removed, name: str) -> Target:
+    """A revoke-only target for the key: never due, never created for (the engine sees to that)."""
+    token = TokenSpec.model_construct(
+        name=None, scopes=("api",), access_level=40, lifetime=timedelta(days=365)
+    )
+    return Target.model_construct(
+        name=name,
+        project=removed.key.project_id,
+        connection_id=uuid.UUID(removed.key.connection_id),
+        token=token,
+        rotate_every=None,
+        rotate_before=timedelta(days=1),
+        grace=removed.grace,
+        adopt_token_id=None,
+        hold_revoke_if_used=True,
+        schedule=None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedPlan:
+    """What a run does for a removed key: tokens to revoke now, and why the others wait."""
+
+    due: tuple[TokenRecord, ...]
+    left: tuple[str, ...]
+    recheck: bool
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send upstream."""
+        return not (self.due or self.recheck)
+
+
+def owner_state(journal: Journal, removed: Removed) -> TargetState | None:
+    """The owner's bookkeeping, when it has a verified push on the connection."""
+    if removed.owner is None:
+        return None
+    state = journal.target(removed.owner.key)
+    return state if state is not None and state.verified_hash and state.verified_at else None
+
+
+def revoke_after(removed: Removed, token: TokenRecord, owner: TargetState | None) -> datetime | None:
+    """When the token may be revoked by a run; ``None``: not by a run (the connection may hold it)."""
+    if token.role is Role.PENDING_REVOKE:
+        return token.revoke_after
+    if token.role is Role.CURRENT and owner is not None and owner.verified_at and removed.owner:
+        return owner.verified_at + removed.owner.grace
+    return None
+
+
+def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPlan:
+    """The work for a removed key, from the journal alone."""
+    tokens = live(journal.tokens(removed.key), now)
+    recheck = removed.same_instance and any(s.until > now for s in journal.tombstones(removed.key))
+    if not removed.same_instance:
+        why = f"recorded for {removed.key.gitlab_url}, not the configured gitlab.url: nothing is sent there"
+        return RemovedPlan(
+            (), tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens), recheck=False
+        )
+    owner = owner_state(journal, removed)
+    if removed.owner is not None and owner is None:
+        connection = removed.key.connection_id
+        why = f"waiting for {removed.owner.name}'s first verified push on connection {connection}"
+        return RemovedPlan((), tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens), recheck)
+    due, left = [], []
+    for token in tokens:
+        after = revoke_after(removed, token, owner)
+        if after is not None and after <= now:
+            due.append(token)
+        elif after is not None:
+            left.append(f"token {token.token_id} ({token.role.value}): revoke after {after:%Y-%m-%d %H:%M}Z")
+        elif removed.owner is not None:
+            left.append(
+                f"token {token.token_id} ({token.role.value}): from a rotation that never finished;"
+                " forget --revoke revokes it"
+            )
+        else:
+            left.append(
+                f"token {token.token_id} ({token.role.value}): connection {removed.key.connection_id} may"
+                " still hold it and no configured target uses it, so revoking could lock it out (once the"
+                " connection is deleted, forget --revoke revokes it; forget alone leaves it live, untracked)"
+            )
+    return RemovedPlan(tuple(due), tuple(left), recheck)
+
+
+class RemovedRun(Retirer):
+    """The revokes of a removed key under its lease: by a run, or by ``rotator forget --revoke``."""
+
+    def __init__(self, ctx: Context, rec: Recorder, target: Target, removed: Removed) -> None:
+        """Act on ``removed`` through the configured GitLab, as ``target`` (its stand-in)."""
+        super().__init__(ctx, rec, target, removed.key.project_id, Scratch())
+        self.removed = removed
+
+    def _observe(self) -> str | None:
+        """The connection's hash, or ``None`` when Infisical says it is gone."""
+        try:
+            return self.read_connection().credentials_hash
+        except ConnectionNotFoundError:
+            return None
+
+    def _reference(self) -> tuple[str | None, str]:
+        """The verified push the connection must still hold, and whose it is."""
+        owner = owner_state(self.ctx.journal, self.removed)
+        if owner is not None and self.removed.owner is not None:
+            return owner.verified_hash, f"{self.removed.owner.name}'s verified push"
+        return self.rec.state().verified_hash, "the removed target's last verified push"
+
+    def sweep(self, plan: RemovedPlan) -> None:
+        """Revoke the plan's due tokens under the drift rule, then re-check tombstones."""
+        self.rec.step = "revoke"
+        now = self.ctx.clock()
+        due = list(plan.due)
+        if due:  # re-checking tombstones needs no connection read
+            observed = self._observe()
+            if observed is None:
+                due = self._gone(now)
+            else:
+                reference, whose = self._reference()
+                if reference is None or observed != reference:
+                    raise self.rec.failed(
+                        "drift",
+                        f"{self.target.name}: drift: connection {self.rec.key.connection_id} holds"
+                        f" {short_hash(observed)}, not {whose} {short_hash(reference)}; nothing of"
+                        f" the removed key {self.rec.key} is revoked",
+                        backoff=False,
+                    )
+        owner = owner_state(self.ctx.journal, self.removed)
+        refused = []
+        for token in due:
+            owned = self.owned_elsewhere(token.token_id)
+            if owned is not None:
+                refused.append(owned)  # never revoked on this key's behalf; fails the run below
+                continue
+            retiring = self._to_pending(token, owner, now)
+            if not self._clear_to_revoke(retiring, now):
+                continue
+            self.rec.checkpoint("GRACE-CHECKED")
+            self._retire(token.token_id, token.name, token.expires_at)
+        if plan.recheck:
+            self.recheck_tombstones()
+        if refused:
+            raise self._refuse_revoke("; ".join(refused))
+
+    def _gone(self, now: datetime) -> list[TokenRecord]:
+        """The connection is deleted: every live token is due once its grace has passed."""
+        state = self.rec.state()
+        due = []
+        for token in live(self.ctx.journal.tokens(self.rec.key), now):
+            after = token.revoke_after
+            if token.role is not Role.PENDING_REVOKE:
+                # It was held until the connection went; its grace runs from its last push.
+                after = (state.verified_at or now) + self.removed.grace
+            if after is not None and after <= now:
+                due.append(token)
+        self.scratch.actions.append(f"connection {self.rec.key.connection_id} is gone (404 NotFound)")
+        return due
+
+    def _to_pending(self, token: TokenRecord, owner: TargetState | None, now: datetime) -> TokenRecord:
+        """Record a current (or held) token as a pending revoke before it is revoked."""
+        if token.role is Role.PENDING_REVOKE:
+            return token
+        retired_at = owner.verified_at if owner is not None and owner.verified_at else now
+        retired = replace(token, role=Role.PENDING_REVOKE, retired_at=retired_at, revoke_after=now)
+        self.rec.write(Change(tokens=(retired,)))
+        return retired
+
+    def revoke_all(self) -> list[str]:
+        """``forget --revoke``: revoke every live token it is safe to revoke now; the refusals.
+
+        Grace and the still-in-use check are the operator's to waive; the drift rule, a token the
+        connection may still hold, and a token another target tracks are not.
+        """
+        self.rec.step = "forget"
+        now = self.ctx.clock()
+        tokens = live(self.ctx.journal.tokens(self.rec.key), now)
+        if not tokens:
+            return []
+        if not self.removed.same_instance:
+            return [f"{self.rec.key} was recorded for another GitLab instance: nothing is sent there"]
+        observed = self._observe()
+        reference, whose = self._reference()
+        owner = owner_state(self.ctx.journal, self.removed)
+        refusals = []
+        for token in tokens:
+            why = self._refusal(token, observed, reference, whose, now)
+            if why is None:
+                why = self.owned_elsewhere(token.token_id)
+            if why is not None:
+                refusals.append(f"token {token.token_id} ({token.role.value}): {why}")
+                continue
+            self._to_pending(token, owner, now)
+            self._retire(token.token_id, token.name, token.expires_at)
+            if all(t.token_id != token.token_id for t in self.tokens(Role.REVOKED)):
+                refusals.append(f"token {token.token_id} ({token.role.value}): not revoked (no access)")
+        return refusals
+
+    def _refusal(
+        self, token: TokenRecord, observed: str | None, reference: str | None, whose: str, now: datetime
+    ) -> str | None:
+        """Why ``forget --revoke`` must not revoke this token now, or ``None``."""
+        if observed is None:
+            return None  # the connection is gone: it holds nothing
+        connection = self.rec.key.connection_id
+        if reference is None or observed != reference:
+            return (
+                f"connection {connection} holds {short_hash(observed)}, not {whose}"
+                f" {short_hash(reference)}: which token it holds cannot be told"
+            )
+        settle = self.ctx.settings.possibly_held_settle
+        owner = owner_state(self.ctx.journal, self.removed)
+        if owner is None and token.role in (Role.CURRENT, Role.POSSIBLY_HELD):
+            return (
+                f"connection {connection} may still hold it: revoking would lock it out; delete the"
+                " connection or configure a target for it first, or forget without --revoke"
+            )
+        verified = owner.verified_at if owner is not None else None
+        if token.role is Role.POSSIBLY_HELD and verified is not None and now < verified + settle:
+            return "possibly held by a push that may still land; retry in 15 minutes"
+        if token.role is Role.PENDING_REVOKE and token.retired_at and now < token.retired_at + settle:
+            return f"retired at {token.retired_at:%H:%M}Z: a late push may still land; retry after 15 minutes"
+        return None

@@ -1,0 +1,162 @@
+"""Removed targets (issue 14, items 5 and 7): re-pointed, gitlab.url changed, deleted connection, forget."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rotator.journal_sqlite import SQLiteJournal
+from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.testing import Fakes
+from tests.cli_harness import CONNECTIONS, Harness
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def h(fakes: Fakes, tmp_path: Path) -> Harness:
+    """A config for both example targets against the fakes, grace 1h."""
+    return Harness(fakes, tmp_path)
+
+
+def _edit_target(h: Harness, **fields: Any) -> None:  # noqa: ANN401 - any target field
+    """Change the first target's fields in rotator.yaml (a value None drops the field)."""
+    path = h.folder / "rotator.yaml"
+    config = yaml.safe_load(path.read_text())
+    target = config["targets"][0]
+    target.update(fields)
+    config["targets"][0] = {k: v for k, v in target.items() if v is not None}
+    path.write_text(yaml.safe_dump(config))
+
+
+def _key(h: Harness, index: int) -> str:
+    """The journal key of the example target ``index`` as first configured."""
+    seed = h.fakes.seed
+    return f"{seed.gitlab_url}|{seed.project_ids[index]}|{CONNECTIONS[index]}"
+
+
+def test_a_repointed_target_retires_its_old_key_after_the_new_push_and_grace(h: Harness) -> None:
+    """Re-point app-deploy's project: its old key waits (reported) until grace, then is revoked."""
+    h.write_config(targets=1)
+    assert h.run("run-once").code == 0
+    old = h.active_tokens(0)
+    assert len(old) == 2  # the adopted token (pending) and the current one
+    _edit_target(h, project=h.fakes.seed.project_paths[1], adopt_token_id=None)
+    moved = h.run("run-once")
+    assert moved.code == 0, moved.stdout + moved.stderr
+    assert "app-deploy (removed): idle: left alone" in moved.stdout
+    assert h.active_tokens(0) == old
+    [removed] = h.run("status", "--json").json()["removed"]
+    assert removed["key"] == _key(h, 0)
+    assert removed["connection_used_by"] == "app-deploy"
+    assert removed["forget"] == f"rotator forget '{_key(h, 0)}' --revoke"
+    assert {removed["token_id"], removed["pending_revokes"][0]["token_id"]} == set(old)
+    h.fakes.clock.advance(timedelta(minutes=61))
+    after = h.run("run-once")
+    assert after.code == 0, after.stdout + after.stderr
+    assert h.active_tokens(0) == []
+    assert h.held_works(0)
+    assert h.run("status", "--json").json()["removed"] == []
+
+
+def test_a_gitlab_url_change_on_the_same_instance_revokes_through_the_configured_gitlab(h: Harness) -> None:
+    """An entry recorded under url + "/" (an older journal) is the same instance: its token is revoked."""
+    h.write_config(targets=1, grace="0s")
+    assert h.run("run-once").code == 0
+    [held] = h.active_tokens(0)
+    journal = SQLiteJournal(h.folder / "state.db")
+    [state] = journal.targets()
+    moved = TargetKey(state.key.gitlab_url + "/", state.key.project_id, state.key.connection_id)
+    now = datetime.now(UTC) + h.fakes.clock.offset
+    lease = journal.acquire(moved, state.name, "test", now, timedelta(minutes=1))
+    old = journal.acquire(state.key, state.name, "test", now, timedelta(minutes=1))
+    assert lease is not None
+    assert old is not None
+    tokens = tuple(replace(t, key=moved) for t in journal.tokens(state.key))
+    journal.write(lease, Change(tokens=tokens, target=replace(state, key=moved)))
+    journal.forget(old, "moved by the test")
+    journal.release(lease)
+    journal.close()
+    _edit_target(h, adopt_token_id=None)
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert held not in h.active_tokens(0)
+    assert len(h.active_tokens(0)) == 1
+    assert h.held_works(0)
+
+
+def test_a_removed_target_whose_connection_was_deleted_is_revoked_and_stops_failing(h: Harness) -> None:
+    """api-deploy removed, its connection deleted: after grace all it held is revoked, exit 0, then idle."""
+    assert h.run("run-once").code == 0
+    h.write_config(targets=1)
+    h.fakes.infisical.test_only_delete_connection(CONNECTIONS[1])
+    h.fakes.clock.advance(timedelta(minutes=61))
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert h.active_tokens(1) == []
+    h.fakes.gitlab.reset_calls()
+    h.fakes.infisical.reset_calls()
+    again = h.run("run-once")
+    assert again.code == 0
+    assert "api-deploy" not in again.stdout
+    assert h.calls() == 0
+
+
+def test_forget_revokes_what_is_safe_then_drops_the_entry(h: Harness) -> None:
+    """`forget --revoke` refuses what a live connection holds, revokes the rest; drops the entry at last."""
+    assert h.run("run-once").code == 0
+    h.write_config(targets=1)
+    key = _key(h, 1)
+    status = h.run("status")
+    assert status.code == 0
+    assert f"rotator forget '{key}' --revoke" in status.stdout
+    assert h.run("forget", _key(h, 0)).code == 2
+    unknown = h.run("forget", "nope")
+    assert unknown.code == 2
+    assert key in unknown.stderr
+    h.fakes.clock.advance(timedelta(minutes=16))
+    refused = h.run("forget", key, "--revoke")
+    assert refused.code == 1, refused.stdout + refused.stderr
+    assert "may still hold it" in refused.stdout
+    assert len(h.active_tokens(1)) == 1  # the pending revoke went; the held token stays
+    assert h.held_works(1)
+    h.fakes.infisical.test_only_delete_connection(CONNECTIONS[1])
+    done = h.run("forget", key, "--revoke")
+    assert done.code == 0, done.stdout + done.stderr
+    assert h.active_tokens(1) == []
+    assert h.run("status", "--json").json()["removed"] == []
+    assert any(row["target"] == "api-deploy" for row in h.run("history", "--json").json())
+
+
+def test_an_entry_on_another_gitlab_instance_is_reported_and_nothing_is_sent(h: Harness) -> None:
+    """A key recorded for another GitLab: reported with the forget command; no revoke is sent anywhere."""
+    h.write_config(targets=1, grace="0s")
+    assert h.run("run-once").code == 0
+    foreign = TargetKey("https://gitlab.other.example", 7, CONNECTIONS[1])
+    now = datetime.now(UTC) + h.fakes.clock.offset
+    journal = SQLiteJournal(h.folder / "state.db")
+    lease = journal.acquire(foreign, "old-deploy", "test", now, timedelta(minutes=1))
+    assert lease is not None
+    token = TokenRecord(
+        foreign, 998, "old-deploy-x", Origin.CREATED, Role.PENDING_REVOKE, None, revoke_after=now
+    )
+    journal.write(lease, Change(tokens=(token,), target=TargetState(foreign, "old-deploy", verified_at=now)))
+    journal.release(lease)
+    journal.close()
+    h.fakes.gitlab.reset_calls()
+    h.fakes.infisical.reset_calls()
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "old-deploy (removed): idle: left alone: token 998" in result.stdout
+    assert "nothing is sent there" in result.stdout
+    assert f"rotator forget '{foreign}' --revoke" in result.stdout
+    refused = h.run("forget", str(foreign), "--revoke")
+    assert refused.code == 1
+    assert "another GitLab instance" in refused.stdout
+    assert h.calls() == 0  # not even a login: nothing to send anywhere
+    assert h.run("forget", str(foreign)).code == 0
+    assert h.run("status", "--json").json()["removed"] == []

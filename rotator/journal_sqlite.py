@@ -31,6 +31,7 @@ from rotator.model import (
     TokenOwner,
     TokenRecord,
     Tombstone,
+    same_instance,
 )
 from rotator.records import from_json, to_json
 
@@ -232,7 +233,7 @@ class SQLiteJournal:
         owners = []
         for token_data, target_data in rows:
             token = from_json(TokenRecord, json.loads(token_data))
-            if token.key.gitlab_url != gitlab_url:
+            if not same_instance(token.key.gitlab_url, gitlab_url):
                 continue
             name = json.loads(target_data)["name"] if target_data else str(token.key)
             owners.append(TokenOwner(token.key, name, token.role))

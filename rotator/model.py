@@ -9,6 +9,7 @@ journal.
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from rotator.secret import Secret
 
@@ -109,6 +110,24 @@ class Connection:
     instance_url: str | None  # exactly as stored; None means https://gitlab.com
     access_token_type: str | None
     credentials_hash: str
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_instance(recorded: str, configured: str) -> bool:
+    """Whether two GitLab URLs name one instance: scheme, host, port and path, trailing slash ignored.
+
+    Token ids are unique per instance, so this decides whether two journal keys can name the same
+    token (host case and a default port written out do not make another instance).
+    """
+    return _where(recorded) == _where(configured)
+
+
+def _where(url: str) -> tuple[str, str | None, int | None, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme), parts.path.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)

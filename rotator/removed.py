@@ -24,11 +24,10 @@ import uuid
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 from rotator.config import Config, Target, TokenSpec
 from rotator.errors import ConnectionNotFoundError
-from rotator.model import Change, Role, TargetKey, TargetState, TokenRecord, short_hash
+from rotator.model import Change, Role, TargetKey, TargetState, TokenRecord, same_instance, short_hash
 from rotator.plan import expiry_instant
 from rotator.ports import Journal
 from rotator.retire import Retirer
@@ -37,7 +36,6 @@ from rotator.worker import Context, Recorder, Scratch
 
 #: The roles of a token that may still be live in GitLab.
 LIVE_ROLES = (Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +61,6 @@ class Removed:
     def forget(self) -> str:
         """The exact command that lets the key go after revoking what it holds."""
         return f"rotator forget '{self.key}' --revoke"
-
-
-def same_instance(recorded: str, configured: str) -> bool:
-    """Whether two GitLab URLs name one instance: scheme, host, port and path, trailing slash ignored."""
-    return _where(recorded) == _where(configured)
-
-
-def _where(url: str) -> tuple[str, str | None, int | None, str]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme), parts.path.rstrip("/")
 
 
 def live(tokens: list[TokenRecord], now: datetime) -> list[TokenRecord]:

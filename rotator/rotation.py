@@ -24,6 +24,7 @@ from rotator.config import Target
 from rotator.errors import GitLabError, InfisicalError
 from rotator.logs import watch
 from rotator.model import (
+    OWNED_ROLES,
     Change,
     NewToken,
     Origin,
@@ -33,6 +34,7 @@ from rotator.model import (
     Step,
     TokenRecord,
     TokenRequest,
+    same_instance,
     short_hash,
 )
 from rotator.plan import (
@@ -213,7 +215,14 @@ class TargetRun(Retirer):
     def _journal_lost_check(self) -> None:
         # A token another journal key tracks (the same target before a re-point or a gitlab.url
         # change) is owned, not lost: that key's removed-target rules retire it.
-        tracked = {t.token_id for s in self.ctx.journal.targets() for t in self.ctx.journal.tokens(s.key)}
+        # Ids are per instance, and only a live role says someone owns it.
+        tracked = {
+            t.token_id
+            for s in self.ctx.journal.targets()
+            if same_instance(s.key.gitlab_url, self.rec.key.gitlab_url)
+            for t in self.ctx.journal.tokens(s.key)
+            if t.role in OWNED_ROLES
+        }
         ours = [
             t
             for t in self.list_tokens()

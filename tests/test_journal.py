@@ -233,6 +233,17 @@ def test_owners_finds_a_token_across_targets_of_one_gitlab(journal: Journal) -> 
     assert journal.owners(KEY.gitlab_url, 8) == []
 
 
+def test_owners_sees_one_instance_however_its_url_is_spelled(journal: Journal) -> None:
+    """A key recorded as ``https://GitLab.example.com:443/`` owns the token for ``https://gitlab.example.com``."""
+    spelled = TargetKey("https://GitLab.example.com:443/", 42, "7f2b8e0a-5d61-4c3e-9a4f-2b1c0d9e8f71")
+    lease = journal.acquire(spelled, "old-spelling", "w1", NOW, TTL)
+    assert lease is not None
+    journal.write(lease, Change(tokens=(TokenRecord(spelled, 9, "t", Origin.CREATED, Role.CURRENT, None),)))
+    assert [(o.key, o.role) for o in journal.owners(KEY.gitlab_url, 9)] == [(spelled, Role.CURRENT)]
+    assert journal.owners("https://gitlab.example.com:8443", 9) == []
+    assert journal.owners("http://gitlab.example.com", 9) == []
+
+
 def test_codec_round_trips_the_untracked_list() -> None:
     """A target's untracked-token list (nested tuples) survives to_json/from_json unchanged."""
     state = TargetState(KEY, "app-deploy", untracked=((12, "by-hand", "2026-12-31"), (13, "x", None)))

@@ -86,7 +86,8 @@ def status(args: argparse.Namespace, config: Config) -> int:
     finally:
         journal.close()
     print(json.dumps(data, indent=2) if args.json else report.status_table(data))
-    return EXIT_FAILED if any(t["failing"] for t in data["targets"]) else EXIT_OK
+    failing = any(row["failing"] for row in (*data["targets"], *data["removed"]))
+    return EXIT_FAILED if failing else EXIT_OK
 
 
 def forget(args: argparse.Namespace, config: Config) -> int:

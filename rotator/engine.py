@@ -113,11 +113,9 @@ class Engine:
         Each is revoke-only: never due, never created for; :meth:`run_target` runs it.
         """
         stand_ins = []
-        names = set()
+        names: set[str] = set()
         for found in find_removed(self.config, self.ctx.journal, self.ctx.clock()):
-            name = f"{found.name}{REMOVED}"
-            if name in names:  # the same target re-pointed twice: tell the keys apart
-                name = f"{found.name} (removed {found.key.project_id})"
+            name = stand_in_name(found, names)
             names.add(name)
             self._removed[name] = found
             stand_ins.append(stand_in(found, name))
@@ -229,19 +227,34 @@ class Engine:
         finally:
             self.ctx.journal.release(lease)
 
+    def _removed_failing(self, removed: Removed) -> str | None:
+        journal = self.ctx.journal
+        return removed_failing_reason(
+            journal.target(removed.key), self.ctx.clock(), journal.tokens(removed.key)
+        )
+
     def _removed_one(self, target: Target, removed: Removed, options: RunOptions) -> TargetReport:
-        """A removed key: revoke what is due, report what is left alone (a warning, not a failure)."""
+        """A removed key: revoke what is due, report what is left alone (a warning, not a failure).
+
+        It fails (exit 1) while it holds a live token it has no access to revoke, or a held revoke.
+        """
         plan = plan_removed(self.ctx.journal, removed, self.ctx.clock())
         hint = f"; to let it go: `{removed.forget}`"
         left = "; ".join(plan.left)
+        failing = self._removed_failing(removed)
+        still_failing = f"; still failing: {failing}" if failing else ""
         if options.dry_run:
             work = [f"revoke token {t.token_id}" for t in plan.due]
+            work += ["read the connection (daily: is it deleted?)"] if plan.probe else []
+            work += ["record expired no-access tokens as abandoned"] if plan.abandon else []
             work += ["re-check tombstoned names"] if plan.recheck else []
             work += [f"left alone: {left}"] if left else []
-            return TargetReport(target.name, "planned", failed=False, detail="; ".join(work) + hint)
+            detail = "; ".join(work) + still_failing + hint
+            return TargetReport(target.name, "planned", failed=failing is not None, detail=detail)
         if plan.idle:
             log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=left)
-            return TargetReport(target.name, "idle", failed=False, detail=f"left alone: {left}{hint}")
+            detail = f"left alone: {left}{still_failing}{hint}"
+            return TargetReport(target.name, "idle", failed=failing is not None, detail=detail)
         holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
         lease = self.ctx.journal.acquire(
             removed.key, removed.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
@@ -264,10 +277,16 @@ class Engine:
             self.ctx.journal.release(lease)
         still = "; ".join(plan_removed(self.ctx.journal, removed, self.ctx.clock()).left)
         detail = "; ".join(run.scratch.actions) or "nothing to do"
+        # A token the manager could not revoke (Retirer._mark_no_access alerts, and does not raise).
+        failing = self._removed_failing(removed)
+        if failing:
+            detail += f"; still failing: {failing}"
         if still:
             log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=still)
-            detail += f"; left alone: {still}{hint}"
-        return TargetReport(target.name, "done", failed=False, detail=detail)
+            detail += f"; left alone: {still}"
+        if still or failing:
+            detail += hint
+        return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
     def _work(self, target: Target, options: RunOptions, rec: Recorder, work: Work) -> TargetReport:
         lease = rec.lease
@@ -314,6 +333,23 @@ class Engine:
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
 
+def stand_in_name(found: Removed, taken: set[str]) -> str:
+    """``NAME (removed)``; told apart from the names ``taken`` by project, connection, then key.
+
+    The same target re-pointed twice leaves two keys under one name; a third differs only by
+    connection (or by ``gitlab.url``), and each key must keep its own stand-in to be swept.
+    """
+    key = found.key
+    for name in (
+        f"{found.name}{REMOVED}",
+        f"{found.name} (removed {key.project_id})",
+        f"{found.name} (removed {key.project_id} {key.connection_id[:8]})",
+    ):
+        if name not in taken:
+            return name
+    return f"{found.name} (removed {key})"  # keys are unique
+
+
 def awaits_revoke(token: TokenRecord) -> bool:
     """A pending revoke, or a never-held candidate whose revoke failed for lack of access."""
     return token.role is Role.PENDING_REVOKE or unrevocable(token)
@@ -332,18 +368,47 @@ def failing_reason(
         return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
     if state.hold_since is not None:
         return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
-    stuck = [
-        t for t in tokens if unrevocable(t) and (t.expires_at is None or now < expiry_instant(t.expires_at))
-    ]
-    if stuck:
-        listed = ", ".join(f"{t.token_id} (expires {t.expires_at or 'never'})" for t in stuck)
-        return (
-            f"no access to revoke token(s) {listed}: the manager lost access to the project;"
-            " restore its Maintainer role (retried every run)"
-        )
+    stuck = no_access_reason(now, tokens)
+    if stuck is not None:
+        return stuck
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
         return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
     return None
+
+
+def no_access_reason(now: datetime, tokens: Sequence[TokenRecord]) -> str | None:
+    """The live tokens the manager had no access to revoke, in words; else None."""
+    stuck = [
+        t for t in tokens if unrevocable(t) and (t.expires_at is None or now < expiry_instant(t.expires_at))
+    ]
+    if not stuck:
+        return None
+    listed = ", ".join(f"{t.token_id} (expires {t.expires_at or 'never'})" for t in stuck)
+    return (
+        f"no access to revoke token(s) {listed}: the manager lost access to the project;"
+        " restore its Maintainer role (retried every run)"
+    )
+
+
+def removed_failing_reason(
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord]
+) -> str | None:
+    """Why a removed key counts as failing (exit 1), else None.
+
+    A revoke held because the token is still in use, or a live token the manager has no access to
+    revoke. Not its backoff (a removed key's sweep does not back off, so a past failure's counter
+    would outlive its cause) nor a drift freeze recorded while it was configured (the sweep checks
+    the connection afresh before each revoke, and fails that run if it changed).
+    """
+    # A hold counts while a token it may concern is live: `forget --revoke` waives it without a run.
+    held = any(
+        t.role is Role.PENDING_REVOKE and (t.expires_at is None or now < expiry_instant(t.expires_at))
+        for t in tokens
+    )
+    if state is not None and state.hold_since is not None and held:
+        since = f"{state.hold_since:%Y-%m-%d %H:%M}Z"
+        return f"a revoke is held since {since}: a retired token was used after it was retired"
+    return no_access_reason(now, tokens)
 
 
 def describe(work: Work, situation: Situation, failing: str | None) -> str:

@@ -11,7 +11,13 @@ still holds is forgotten:
 - the drift rule compares the connection with the owner's latest verified push (the key's own,
   when no target uses the connection any more);
 - a connection Infisical says is gone (its own 404 for that id) holds nothing, so nothing can be
-  locked out: every token is revoked after its grace;
+  locked out: every token is revoked after its grace. When nothing else sends a run upstream for
+  the key, the connection is probed (one read) at most once a day (:data:`PROBE_EVERY`) while no
+  configured target uses it and it may hold a live token: the bounded exception to "an idle run
+  makes no upstream call" (architecture §5), without which a deleted connection's token would
+  stay live until it expires;
+- a token rotator had no access to revoke counts as failing while it is live, and is recorded as
+  expired (``abandoned``) once its own ``expires_at`` has passed, as for a configured target;
 - anything else is left alone and reported with the ``rotator forget`` command that lets it go.
 
 Credentials go only to the configured ``gitlab.url``: a key recorded under another URL is acted
@@ -30,12 +36,14 @@ from rotator.errors import ConnectionNotFoundError
 from rotator.model import Change, Role, TargetKey, TargetState, TokenRecord, same_instance, short_hash
 from rotator.plan import expiry_instant
 from rotator.ports import Journal
-from rotator.retire import Retirer
+from rotator.retire import Retirer, unrevocable
 from rotator.worker import Context, Recorder, Scratch
 
 
 #: The roles of a token that may still be live in GitLab.
 LIVE_ROLES = (Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE)
+#: How often a removed key's connection is read when only its deletion could let a token go.
+PROBE_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,11 @@ def live(tokens: list[TokenRecord], now: datetime) -> list[TokenRecord]:
         for t in tokens
         if t.role in LIVE_ROLES and (t.expires_at is None or now < expiry_instant(t.expires_at))
     ]
+
+
+def expired_unrevocable(tokens: list[TokenRecord], now: datetime) -> list[TokenRecord]:
+    """The "no access" tokens whose own expiry has passed: to be recorded as expired (abandoned)."""
+    return [t for t in tokens if unrevocable(t) and t.expires_at and now >= expiry_instant(t.expires_at)]
 
 
 def _recorded_grace(tokens: list[TokenRecord]) -> timedelta:
@@ -140,12 +153,17 @@ def _last_pusher(journal: Journal, states: list[TargetState], key: TargetKey) ->
 
 
 def find_removed(config: Config, journal: Journal, now: datetime) -> list[Removed]:
-    """The removed keys that still hold a live token or a tombstone to re-check."""
-    return [
-        r
-        for r in classify(config, journal)[0]
-        if live(journal.tokens(r.key), now) or any(s.until > now for s in journal.tombstones(r.key))
-    ]
+    """The removed keys that still hold a live token, a tombstone to re-check or a token to abandon."""
+    found = []
+    for r in classify(config, journal)[0]:
+        tokens = journal.tokens(r.key)
+        if (
+            live(tokens, now)
+            or expired_unrevocable(tokens, now)
+            or any(s.until > now for s in journal.tombstones(r.key))
+        ):
+            found.append(r)
+    return found
 
 
 def stand_in(removed: Removed, name: str) -> Target:
@@ -169,16 +187,22 @@ def stand_in(removed: Removed, name: str) -> Target:
 
 @dataclass(frozen=True, slots=True)
 class RemovedPlan:
-    """What a run does for a removed key: tokens to revoke now, and why the others wait."""
+    """What a run does for a removed key: tokens to revoke now, and why the others wait.
+
+    ``probe``: read the connection, though nothing is due, to learn whether it was deleted.
+    ``abandon``: "no access" tokens past their expiry, recorded as expired (no upstream call).
+    """
 
     due: tuple[TokenRecord, ...]
     left: tuple[str, ...]
     recheck: bool
+    probe: bool = False
+    abandon: tuple[TokenRecord, ...] = ()
 
     @property
     def idle(self) -> bool:
-        """Nothing to send upstream."""
-        return not (self.due or self.recheck)
+        """Nothing to do: no upstream call, no journal write."""
+        return not (self.due or self.recheck or self.probe or self.abandon)
 
 
 def owner_state(journal: Journal, removed: Removed) -> TargetState | None:
@@ -198,21 +222,38 @@ def revoke_after(removed: Removed, token: TokenRecord, owner: TargetState | None
     return None
 
 
+def _probe_due(journal: Journal, removed: Removed, now: datetime) -> bool:
+    """Whether the connection was last seen a day ago or more (or never), so a run may read it."""
+    state = journal.target(removed.key)
+    seen = state.observed_at if state is not None else None
+    return seen is None or now >= seen + PROBE_EVERY
+
+
 def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPlan:
     """The work for a removed key, from the journal alone."""
-    tokens = live(journal.tokens(removed.key), now)
+    recorded = journal.tokens(removed.key)
+    tokens = live(recorded, now)
+    abandon = tuple(expired_unrevocable(recorded, now))
     recheck = removed.same_instance and any(s.until > now for s in journal.tombstones(removed.key))
     if not removed.same_instance:
         why = f"recorded for {removed.key.gitlab_url}, not the configured gitlab.url: nothing is sent there"
         return RemovedPlan(
-            (), tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens), recheck=False
+            (),
+            tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens),
+            recheck=False,
+            abandon=abandon,
         )
     owner = owner_state(journal, removed)
     if removed.owner is not None and owner is None:
         connection = removed.key.connection_id
         why = f"waiting for {removed.owner.name}'s first verified push on connection {connection}"
-        return RemovedPlan((), tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens), recheck)
-    due, left = [], []
+        return RemovedPlan(
+            (),
+            tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens),
+            recheck,
+            abandon=abandon,
+        )
+    due, left, held = [], [], False
     for token in tokens:
         after = revoke_after(removed, token, owner)
         if after is not None and after <= now:
@@ -225,12 +266,15 @@ def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPl
                 " forget --revoke revokes it"
             )
         else:
+            held = True
             left.append(
                 f"token {token.token_id} ({token.role.value}): connection {removed.key.connection_id} may"
-                " still hold it and no configured target uses it, so revoking could lock it out (once the"
-                " connection is deleted, forget --revoke revokes it; forget alone leaves it live, untracked)"
+                " still hold it and no configured target uses it, so revoking could lock it out (a daily"
+                " read of the connection revokes it once the connection is deleted; forget alone leaves"
+                " it live, untracked)"
             )
-    return RemovedPlan(tuple(due), tuple(left), recheck)
+    probe = held and _probe_due(journal, removed, now)
+    return RemovedPlan(tuple(due), tuple(left), recheck, probe=probe, abandon=abandon)
 
 
 class RemovedRun(Retirer):
@@ -242,11 +286,23 @@ class RemovedRun(Retirer):
         self.removed = removed
 
     def _observe(self) -> str | None:
-        """The connection's hash, or ``None`` when Infisical says it is gone."""
+        """The connection's hash, or ``None`` when Infisical says it is gone.
+
+        Seeing it is recorded (``observed_at``, a fenced write): the daily probe counts from it.
+        A deleted connection is not, so a key whose tokens are not yet past their grace is probed
+        again on the next run.
+        """
         try:
-            return self.read_connection().credentials_hash
+            observed = self.read_connection().credentials_hash
         except ConnectionNotFoundError:
             return None
+        state = self.rec.state()
+        self.rec.write(Change(target=replace(state, observed_hash=observed, observed_at=self.ctx.clock())))
+        return observed
+
+    def revoke_anyway_hint(self) -> str:
+        """A stand-in cannot be rotated: ``forget --revoke`` is what revokes a held token anyway."""
+        return f"`{self.removed.forget}` revokes it anyway"
 
     def _reference(self) -> tuple[str | None, str]:
         """The verified push the connection must still hold, and whose it is."""
@@ -256,24 +312,12 @@ class RemovedRun(Retirer):
         return self.rec.state().verified_hash, "the removed target's last verified push"
 
     def sweep(self, plan: RemovedPlan) -> None:
-        """Revoke the plan's due tokens under the drift rule, then re-check tombstones."""
+        """Record expired "no access" tokens; revoke the due ones (drift rule); re-check tombstones."""
         self.rec.step = "revoke"
         now = self.ctx.clock()
-        due = list(plan.due)
-        if due:  # re-checking tombstones needs no connection read
-            observed = self._observe()
-            if observed is None:
-                due = self._gone(now)
-            else:
-                reference, whose = self._reference()
-                if reference is None or observed != reference:
-                    raise self.rec.failed(
-                        "drift",
-                        f"{self.target.name}: drift: connection {self.rec.key.connection_id} holds"
-                        f" {short_hash(observed)}, not {whose} {short_hash(reference)}; nothing of"
-                        f" the removed key {self.rec.key} is revoked",
-                        backoff=False,
-                    )
+        if plan.abandon:
+            self.abandon_expired()
+        due = self._check_connection(plan, now)
         owner = owner_state(self.ctx.journal, self.removed)
         refused = []
         for token in due:
@@ -286,10 +330,40 @@ class RemovedRun(Retirer):
                 continue
             self.rec.checkpoint("GRACE-CHECKED")
             self._retire(token.token_id, token.name, token.expires_at)
+        state = self.rec.state()
+        if state.hold_since is not None:  # every due token passed its still-in-use check
+            self.rec.write(Change(target=replace(state, hold_since=None)))
         if plan.recheck:
             self.recheck_tombstones()
         if refused:
             raise self._refuse_revoke("; ".join(refused))
+
+    def _check_connection(self, plan: RemovedPlan, now: datetime) -> list[TokenRecord]:
+        """The tokens to revoke, once the connection is read: the plan's, or all when it is gone.
+
+        Raises on drift. No read when nothing is due and no probe is wanted: re-checking
+        tombstones and recording abandoned tokens need none.
+        """
+        due = list(plan.due)
+        if not (due or plan.probe):
+            return due
+        observed = self._observe()
+        if observed is None:
+            return self._gone(now)
+        if not due:
+            connection = self.rec.key.connection_id
+            self.scratch.actions.append(f"connection {connection} still exists (read at most once a day)")
+            return due
+        reference, whose = self._reference()
+        if reference is None or observed != reference:
+            raise self.rec.failed(
+                "drift",
+                f"{self.target.name}: drift: connection {self.rec.key.connection_id} holds"
+                f" {short_hash(observed)}, not {whose} {short_hash(reference)}; nothing of"
+                f" the removed key {self.rec.key} is revoked",
+                backoff=False,
+            )
+        return due
 
     def _gone(self, now: datetime) -> list[TokenRecord]:
         """The connection is deleted: every live token is due once its grace has passed."""

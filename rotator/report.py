@@ -3,7 +3,7 @@
 Both read only the journal (no secrets, no upstream call), so they answer instantly and work
 while GitLab or Infisical is down. ``status`` applies the exit-1 rule from the journal: a target
 frozen by drift, holding a revoke, holding a live token it has no access to revoke, or backing off
-after a failure.
+after a failure; a removed key holding a revoke or a live token it has no access to revoke.
 """
 
 from collections.abc import Callable, Sequence
@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from rotator import cron
 from rotator.config import Config
-from rotator.engine import Engine, awaits_revoke, describe, failing_reason
+from rotator.engine import Engine, awaits_revoke, describe, failing_reason, removed_failing_reason
 from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
@@ -111,6 +111,7 @@ def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, A
         tokens = live(journal.tokens(found.key), now)
         current = [t for t in tokens if t.role is Role.CURRENT]
         plan = plan_removed(journal, found, now)
+        failing = removed_failing_reason(journal.target(found.key), now, tokens)
         rows.append(
             _shown(
                 {
@@ -121,16 +122,24 @@ def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, A
                     if current and current[-1].expires_at
                     else None,
                     "pending_revokes": [
-                        {"token_id": t.token_id, "revoke_after": _iso(t.revoke_after)}
+                        {
+                            "token_id": t.token_id,
+                            "revoke_after": _iso(t.revoke_after),
+                            "no_access_since": _iso(t.no_access_since),
+                        }
                         for t in tokens
-                        if t.role is Role.PENDING_REVOKE
+                        if awaits_revoke(t)
                     ],
                     "possibly_held": [
-                        t.token_id for t in tokens if t.role in (Role.POSSIBLY_HELD, Role.CANDIDATE)
+                        t.token_id
+                        for t in tokens
+                        if t.role in (Role.POSSIBLY_HELD, Role.CANDIDATE) and not awaits_revoke(t)
                     ],
                     "connection_used_by": found.owner.name if found.owner else None,
                     "revoke_next_run": [t.token_id for t in plan.due],
                     "left_alone": list(plan.left),
+                    "failing": failing is not None,
+                    "failing_reason": failing,
                     "forget": found.forget,
                 }
             )
@@ -169,8 +178,7 @@ def status_table(report: dict[str, Any]) -> str:
     rows = [header]
     for t in report["targets"]:
         pending = ",".join(
-            f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}{' NO ACCESS' if p['no_access_since'] else ''}"
-            for p in t["pending_revokes"]
+            f"{p['token_id']}@{(p['revoke_after'] or '')[:16]}{_no_access(p)}" for p in t["pending_revokes"]
         )
         drift = f"since {t['drift']['since'][:16]}" if t["drift"] else "-"
         rows.append(
@@ -207,7 +215,7 @@ def status_table(report: dict[str, Any]) -> str:
                 r["key"],
                 r["target"],
                 str(r["token_id"] or "-"),
-                ",".join(str(p["token_id"]) for p in r["pending_revokes"]) or "-",
+                ",".join(_pending(p) for p in r["pending_revokes"]) or "-",
                 ",".join(str(i) for i in r["possibly_held"]) or "-",
                 r["connection_used_by"] or "-",
             )
@@ -215,7 +223,20 @@ def status_table(report: dict[str, Any]) -> str:
         ]
         lines += _columns(gone)
         lines += [f"  {r['forget']}" for r in report["removed"]]
+        lines += [
+            f"{r['target']} (removed): failing: {r['failing_reason']}"
+            for r in report["removed"]
+            if r["failing"]
+        ]
     return "\n".join(lines)
+
+
+def _no_access(pending: dict[str, Any]) -> str:
+    return " NO ACCESS" if pending["no_access_since"] else ""
+
+
+def _pending(pending: dict[str, Any]) -> str:
+    return f"{pending['token_id']}{_no_access(pending)}"
 
 
 def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:

@@ -302,6 +302,10 @@ class Retirer:
         if refused:
             raise self._refuse_revoke("; ".join(refused))
 
+    def revoke_anyway_hint(self) -> str:
+        """The command that waives the still-in-use hold, for the hold's message."""
+        return f"`rotator rotate {self.target.name} --revoke-anyway`"
+
     def _clear_to_revoke(self, token: TokenRecord, now: datetime) -> bool:
         """Rule 2: read the token unless it cannot have been used since it was retired."""
         if not self.target.hold_revoke_if_used or token.revoke_after is None:
@@ -331,7 +335,7 @@ class Retirer:
             self.rec.write(Change(target=replace(state, hold_since=state.hold_since or now)))
             message = (
                 f"{self.target.name}: token {token.token_id} was used at {info.last_used_at.isoformat()},"
-                f" after it was retired; revoke held (`rotator rotate {self.target.name} --revoke-anyway`)"
+                f" after it was retired; revoke held ({self.revoke_anyway_hint()})"
             )
             raise self.rec.failed("in_use", message, backoff=False)
         return True

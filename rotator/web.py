@@ -146,6 +146,9 @@ class RemovedStatus(_Model):
     connection_used_by: str | None
     revoke_next_run: list[int]
     left_alone: list[str]
+    #: Holding a revoke, or a live token the manager has no access to revoke (``status`` exits 1).
+    failing: bool
+    failing_reason: str | None
     forget: str
 
 

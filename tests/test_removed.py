@@ -2,11 +2,14 @@
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 from rotator.config import parse_config
+from rotator.engine import Engine, RunOptions
 from rotator.journal_sqlite import SQLiteJournal
 from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
 from rotator.removed import find_removed, plan_removed
+from rotator.worker import Context
 
 
 URL = "https://gitlab.example.com"
@@ -34,21 +37,22 @@ def _entry(journal: SQLiteJournal, key: TargetKey, token_id: int, verified_at: d
     journal.release(lease)
 
 
+CONFIG = {
+    "gitlab": {"url": URL},
+    "targets": [
+        {
+            "name": "other",
+            "project": 9,
+            "connection_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+            "token": {"scopes": ["api"]},
+        }
+    ],
+}
+
+
 def test_an_older_key_is_retired_by_the_later_push_of_another_removed_key(tmp_path: Path) -> None:
     """Re-pointed, then removed: the older key's current token is due after the later push's grace."""
-    config = parse_config(
-        {
-            "gitlab": {"url": URL},
-            "targets": [
-                {
-                    "name": "other",
-                    "project": 9,
-                    "connection_id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
-                    "token": {"scopes": ["api"]},
-                }
-            ],
-        }
-    )
+    config = parse_config(CONFIG)
     journal = SQLiteJournal(tmp_path / "state.db")
     older, later = TargetKey(URL, 1, CONNECTION), TargetKey(URL, 2, CONNECTION)
     _entry(journal, older, 11, T1)
@@ -60,4 +64,20 @@ def test_an_older_key_is_retired_by_the_later_push_of_another_removed_key(tmp_pa
     new_plan = plan_removed(journal, found[str(later)], now)
     assert new_plan.due == ()
     assert "22 (current)" in new_plan.left[0]
+    journal.close()
+
+
+def test_three_removed_keys_of_one_name_and_project_each_get_their_own_run(tmp_path: Path) -> None:
+    """Three keys named app-deploy in project 1 (three connections): each one's revoke is planned."""
+    journal = SQLiteJournal(tmp_path / "state.db")
+    connections = ("11111111-0000-4000-8000-000000000001", "22222222-0000-4000-8000-000000000002")
+    for token_id, connection in zip((11, 21, 31), (CONNECTION, *connections), strict=True):
+        _entry(journal, TargetKey(URL, 1, connection), token_id, T1)
+    now = T1 + timedelta(days=1)
+    unused = cast("Any", None)  # a dry run reads the journal only
+    ctx = Context(unused, unused, journal, lambda: now, lambda _s: None, URL, "test")
+    reports = Engine(parse_config(CONFIG), ctx).run(RunOptions(dry_run=True))[1:]
+    assert len({r.name for r in reports}) == 3
+    planned = [token_id for r in reports for token_id in (11, 21, 31) if f"token {token_id} " in r.detail]
+    assert sorted(planned) == [11, 21, 31]
     journal.close()

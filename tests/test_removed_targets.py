@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -160,3 +161,79 @@ def test_an_entry_on_another_gitlab_instance_is_reported_and_nothing_is_sent(h: 
     assert h.calls() == 0  # not even a login: nothing to send anywhere
     assert h.run("forget", str(foreign)).code == 0
     assert h.run("status", "--json").json()["removed"] == []
+
+
+def test_a_removed_key_without_access_fails_until_its_token_expires(h: Harness) -> None:
+    """Removed with a pending revoke, manager removed from P: exit 1 and NO ACCESS until expiry, then 0."""
+    h.write_config(token={"scopes": ["api"], "lifetime": "90d"})
+    assert h.run("run-once").code == 0
+    adopted = h.fakes.seed.adopt_token_ids[1]
+    h.write_config(targets=1, token={"scopes": ["api"], "lifetime": "90d"})
+    h.fakes.gitlab.set_project_role(h.fakes.seed.project_ids[1], "rotator-manager", None)
+    h.fakes.clock.advance(timedelta(minutes=61))  # past grace and the still-in-use margin
+    lost = h.run("run-once")
+    assert lost.code == 1, lost.stdout + lost.stderr
+    assert "api-deploy (removed): done:" in lost.stdout
+    assert "no access" in lost.stdout
+    assert adopted in h.active_tokens(1)
+    status = h.run("status", "--json")
+    assert status.code == 1
+    [row] = status.json()["removed"]
+    assert row["pending_revokes"][0]["token_id"] == adopted
+    assert row["pending_revokes"][0]["no_access_since"]
+    assert row["failing"]
+    assert "NO ACCESS" in h.run("status").stdout
+    h.fakes.clock.advance(timedelta(days=30))  # the adopted token's own expires_at has passed
+    expired = h.run("run-once")
+    assert expired.code == 0, expired.stdout + expired.stderr
+    status = h.run("status", "--json")
+    assert status.code == 0
+    assert status.json()["removed"][0]["pending_revokes"] == []
+    retired = [t for row in h.run("history", "--json").json() for t in row["retired"]]
+    assert any(t["token_id"] == adopted and "expired" in t["evidence"] for t in retired)
+
+
+def test_a_deleted_connection_of_an_idle_removed_key_is_found_by_a_daily_read(h: Harness) -> None:
+    """Steady state, removed, connection deleted: one read a day finds it gone; its token is revoked."""
+    h.write_config(grace="0s")
+    assert h.run("run-once").code == 0
+    [current] = h.active_tokens(1)
+    h.write_config(targets=1, grace="0s")
+    h.fakes.clock.advance(timedelta(days=1))
+    probed = h.run("run-once")
+    assert probed.code == 0, probed.stdout + probed.stderr
+    assert "still exists" in probed.stdout
+    h.fakes.gitlab.reset_calls()
+    h.fakes.infisical.reset_calls()
+    assert h.run("run-once").code == 0
+    assert h.calls() == 0  # read at most once a day
+    h.fakes.infisical.test_only_delete_connection(CONNECTIONS[1])
+    h.fakes.clock.advance(timedelta(days=1))
+    gone = h.run("run-once")
+    assert gone.code == 0, gone.stdout + gone.stderr
+    assert current not in h.active_tokens(1)
+    assert h.run("status", "--json").json()["removed"] == []
+
+
+def test_an_in_use_hold_on_a_removed_key_points_at_forget(h: Harness) -> None:
+    """A removed key's retired token used after retirement: the hold names `forget --revoke`, which works."""
+    assert h.run("run-once").code == 0
+    h.fakes.clock.advance(timedelta(minutes=20))
+    adopted = h.fakes.seed.adopt_token_ids[1]
+    old = h.fakes.gitlab.test_only_token(adopted).value
+    used = httpx.get(
+        f"{h.fakes.seed.gitlab_url}/api/v4/personal_access_tokens/self", headers={"PRIVATE-TOKEN": old}
+    )
+    assert used.status_code == 200
+    h.fakes.clock.advance(timedelta(minutes=41))
+    h.write_config(targets=1)
+    key = _key(h, 1)
+    held = h.run("run-once")
+    assert held.code == 1, held.stdout + held.stderr
+    assert f"revoke held (`rotator forget '{key}' --revoke` revokes it anyway)" in held.stdout
+    assert "--revoke-anyway" not in held.stdout
+    assert h.run("status").code == 1
+    forgot = h.run("forget", key, "--revoke")
+    assert forgot.code == 1  # the current token stays: the connection may still hold it
+    assert adopted not in h.active_tokens(1)
+    assert h.run("status").code == 0

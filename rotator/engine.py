@@ -235,7 +235,12 @@ class Engine:
         hint = f"; to let it go: `{removed.forget}`"
         left = "; ".join(plan.left)
         if options.dry_run:
-            work = [f"revoke token {t.token_id}" for t in plan.due]
+            work = (
+                [f"resume rotation {plan.resume.id} (stopped at {plan.resume.step.value})"]
+                if plan.resume
+                else []
+            )
+            work += [f"revoke token {t.token_id}" for t in plan.due]
             work += ["re-check tombstoned names"] if plan.recheck else []
             work += [f"left alone: {left}"] if left else []
             return TargetReport(target.name, "planned", failed=False, detail="; ".join(work) + hint)

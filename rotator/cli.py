@@ -165,16 +165,20 @@ change keeps its journal entry: its pending revokes are still carried out, and i
 is revoked once another target's verified push holds the connection. `rotator status` lists such
 entries, what they hold, and this command for each. forget drops the entry (its token records and
 tombstones); its rotations stay in `rotator history`. Without --revoke, whatever it still holds
-stays live in GitLab, untracked.
+stays live in GitLab, untracked. It refuses while the entry has an unfinished rotation (run
+`rotator run-once` first) and, without --revoke, while a tombstone is live (a late create may
+still use that name).
 
-With --revoke it first revokes, through the configured GitLab, every live token the entry tracks:
-grace and the still-in-use check are waived, but not the safety rules. A token the connection may
+With --revoke it first re-checks every tombstoned name (revoking a match), then revokes, through
+the configured GitLab, every live token the entry tracks: grace and the still-in-use check are
+waived, but not the safety rules. A token the connection may
 still hold (its hash is this entry's verified push) is refused, as is any token when the connection
 holds an unknown push (drift), a token another target tracks, and every token of an entry recorded
 for another GitLab instance. A connection Infisical reports deleted holds nothing: all are revoked.
 If anything is refused or fails, nothing is forgotten.
 
-exit codes: 0 forgotten; 1 a revoke refused or failed (the entry is kept), or the entry is busy;
+exit codes: 0 forgotten; 1 a revoke or re-check refused or failed, an unfinished rotation, a live
+tombstone without --revoke (the entry is kept), or the entry is busy;
 2 KEY names no removed entry (a configured target still maps to it, or it is unknown).
 
 example:

@@ -108,6 +108,12 @@ def forget(args: argparse.Namespace, config: Config) -> int:
             print(f"rotator forget: {found.key}: another worker holds it; try again", file=sys.stderr)
             return EXIT_FAILED
         try:
+            blocked = _not_yet(journal, found, now, revoke=args.revoke)
+            if blocked:
+                for line in blocked:
+                    print(f"not forgotten: {line}")
+                print(f"kept {found.key}: a run can still find what it may have created")
+                return EXIT_FAILED
             if rt is not None:
                 refused = _revoke_removed(rt, lease, found)
                 if refused:
@@ -119,6 +125,7 @@ def forget(args: argparse.Namespace, config: Config) -> int:
                     return EXIT_FAILED
             for token in live(journal.tokens(found.key), now):
                 print(f"left live, no longer tracked: token {token.token_id} ({token.role.value})")
+            _print_dropped(journal, found, checked=rt is not None)
             journal.forget(lease, "forgotten by `rotator forget`")
         finally:
             journal.release(lease)
@@ -126,6 +133,47 @@ def forget(args: argparse.Namespace, config: Config) -> int:
         return EXIT_OK
     finally:
         (rt.close if rt is not None else journal.close)()
+
+
+def _not_yet(journal: Journal, found: Removed, now: datetime, *, revoke: bool) -> list[str]:
+    """What a run (or ``--revoke``) can still check for the key, so ``forget`` must not drop it yet.
+
+    A rotation stopped at PLANNED may have created a token under a name only the journal knows;
+    the run resumes it (re-checks the name, or revokes the unpushed token). A live tombstone is a
+    name a late create may still use: ``--revoke`` re-checks it first; plain ``forget`` (offline)
+    refuses until its window has passed. On another GitLab instance nothing can ever be checked,
+    so forgetting is the only way out there, and it prints what it drops.
+    """
+    if not found.same_instance:
+        return []
+    lines = []
+    unfinished = journal.unfinished(found.key)
+    if unfinished is not None:
+        lines.append(
+            f"rotation {unfinished.id} stopped at {unfinished.step.value} and may have created token"
+            f" {unfinished.token_name}: run `rotator run-once` first (it re-checks or revokes it)"
+        )
+    if not revoke:
+        lines += [
+            f"tombstoned name {s.name} is re-checked until {s.until:%Y-%m-%d %H:%M}Z (a create that completes"
+            f" late would stay live, untracked): `rotator forget '{found.key}' --revoke` re-checks it now"
+            for s in journal.tombstones(found.key)
+            if s.until > now
+        ]
+    return lines
+
+
+def _print_dropped(journal: Journal, found: Removed, *, checked: bool) -> None:
+    """Name every tombstone and unfinished rotation ``forget`` drops: a token may live under that name."""
+    for stone in journal.tombstones(found.key):
+        note = "re-checked just now" if checked and found.same_instance else "not re-checked at its end"
+        print(f"dropped tombstoned name {stone.name} ({note}; a token by that name is no longer looked for)")
+    unfinished = journal.unfinished(found.key)
+    if unfinished is not None:
+        print(
+            f"left unresolved: rotation {unfinished.id} stopped at {unfinished.step.value}"
+            f" (token name {unfinished.token_name}; may be live, untracked)"
+        )
 
 
 def _removed_key(config: Config, journal: Journal, key: str) -> Removed:

@@ -244,7 +244,12 @@ class Engine:
         failing = self._removed_failing(removed)
         still_failing = f"; still failing: {failing}" if failing else ""
         if options.dry_run:
-            work = [f"revoke token {t.token_id}" for t in plan.due]
+            work = (
+                [f"resume rotation {plan.resume.id} (stopped at {plan.resume.step.value})"]
+                if plan.resume
+                else []
+            )
+            work += [f"revoke token {t.token_id}" for t in plan.due]
             work += ["read the connection (daily: is it deleted?)"] if plan.probe else []
             work += ["record expired no-access tokens as abandoned"] if plan.abandon else []
             work += ["re-check tombstoned names"] if plan.recheck else []

@@ -196,7 +196,7 @@ def decide(situation: Situation, now: datetime, *, force: bool, take_over: bool)
 
     An unfinished rotation is always resumed. A drift freeze blocks creating and revoking until
     ``take_over``; a failure backoff blocks a due rotation unless forced. Pending revokes past
-    their grace and tombstones still in their window are checked on every run.
+    their grace and every tombstone (an expired one gets its final check) are checked on every run.
     """
     frozen = situation.frozen and not take_over
     backing_off = situation.backoff_until is not None and now < situation.backoff_until and not force
@@ -206,6 +206,7 @@ def decide(situation: Situation, now: datetime, *, force: bool, take_over: bool)
         resume=situation.unfinished and not frozen,
         rotate=wants and not frozen and not backing_off,
         revoke=not frozen and any(after <= now for after in situation.revoke_afters),
-        recheck=any(until > now for until in situation.tombstones_until),
+        # An expired stone still gets its final re-check before it is dropped.
+        recheck=bool(situation.tombstones_until),
         blocked=blocked,
     )

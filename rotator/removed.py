@@ -18,6 +18,10 @@ still holds is forgotten:
   stay live until it expires;
 - a token rotator had no access to revoke counts as failing while it is live, and is recorded as
   expired (``abandoned``) once its own ``expires_at`` has passed, as for a configured target;
+- an unfinished rotation is resumed like a configured target's (PLANNED: the exact name is
+  re-checked and tombstoned; CREATED: the unpushed token is revoked), except that nothing is
+  created: a PUSHING or PUSHED one is closed and its token stays possibly held, for the rules above;
+- every tombstone is re-checked, an expired one a last time before it is dropped;
 - anything else is left alone and reported with the ``rotator forget`` command that lets it go.
 
 Credentials go only to the configured ``gitlab.url``: a key recorded under another URL is acted
@@ -32,12 +36,24 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from rotator.config import Config, Target, TokenSpec
-from rotator.errors import ConnectionNotFoundError
-from rotator.model import Change, Role, TargetKey, TargetState, TokenRecord, same_instance, short_hash
+from rotator.errors import ConnectionNotFoundError, GitLabError
+from rotator.model import (
+    Change,
+    Outcome,
+    Role,
+    RotationRecord,
+    Step,
+    TargetKey,
+    TargetState,
+    TokenRecord,
+    same_instance,
+    short_hash,
+)
 from rotator.plan import expiry_instant
 from rotator.ports import Journal
 from rotator.retire import Retirer, unrevocable
-from rotator.worker import Context, Recorder, Scratch
+from rotator.rotation import TargetRun
+from rotator.worker import Context, Recorder, Scratch, TargetFailedError, upstream_message
 
 
 #: The roles of a token that may still be live in GitLab.
@@ -153,14 +169,15 @@ def _last_pusher(journal: Journal, states: list[TargetState], key: TargetKey) ->
 
 
 def find_removed(config: Config, journal: Journal, now: datetime) -> list[Removed]:
-    """The removed keys that still hold a live token, a tombstone to re-check or a token to abandon."""
+    """The removed keys holding a live token, a tombstone, an unfinished rotation or a token to abandon."""
     found = []
     for r in classify(config, journal)[0]:
         tokens = journal.tokens(r.key)
         if (
             live(tokens, now)
             or expired_unrevocable(tokens, now)
-            or any(s.until > now for s in journal.tombstones(r.key))
+            or journal.tombstones(r.key)
+            or journal.unfinished(r.key)
         ):
             found.append(r)
     return found
@@ -198,11 +215,12 @@ class RemovedPlan:
     recheck: bool
     probe: bool = False
     abandon: tuple[TokenRecord, ...] = ()
+    resume: RotationRecord | None = None  # an unfinished rotation, carried forward first
 
     @property
     def idle(self) -> bool:
         """Nothing to do: no upstream call, no journal write."""
-        return not (self.due or self.recheck or self.probe or self.abandon)
+        return not (self.due or self.recheck or self.probe or self.abandon or self.resume)
 
 
 def owner_state(journal: Journal, removed: Removed) -> TargetState | None:
@@ -234,25 +252,22 @@ def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPl
     recorded = journal.tokens(removed.key)
     tokens = live(recorded, now)
     abandon = tuple(expired_unrevocable(recorded, now))
-    recheck = removed.same_instance and any(s.until > now for s in journal.tombstones(removed.key))
+    stones = journal.tombstones(removed.key)
+    unfinished = journal.unfinished(removed.key)
     if not removed.same_instance:
         why = f"recorded for {removed.key.gitlab_url}, not the configured gitlab.url: nothing is sent there"
-        return RemovedPlan(
-            (),
-            tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens),
-            recheck=False,
-            abandon=abandon,
-        )
+        elsewhere = [f"token {t.token_id} ({t.role.value}): {why}" for t in tokens]
+        elsewhere += [f"tombstoned name {s.name}: {why}" for s in stones]
+        if unfinished is not None:
+            elsewhere.append(f"rotation {unfinished.id} stopped at {unfinished.step.value}: {why}")
+        return RemovedPlan((), tuple(elsewhere), recheck=False, abandon=abandon)
+    recheck = bool(stones)  # an expired stone too: it gets its final re-check
     owner = owner_state(journal, removed)
     if removed.owner is not None and owner is None:
         connection = removed.key.connection_id
         why = f"waiting for {removed.owner.name}'s first verified push on connection {connection}"
-        return RemovedPlan(
-            (),
-            tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens),
-            recheck,
-            abandon=abandon,
-        )
+        waiting = tuple(f"token {t.token_id} ({t.role.value}): {why}" for t in tokens)
+        return RemovedPlan((), waiting, recheck, abandon=abandon, resume=unfinished)
     due, left, held = [], [], False
     for token in tokens:
         after = revoke_after(removed, token, owner)
@@ -274,7 +289,7 @@ def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPl
                 " it live, untracked)"
             )
     probe = held and _probe_due(journal, removed, now)
-    return RemovedPlan(tuple(due), tuple(left), recheck, probe=probe, abandon=abandon)
+    return RemovedPlan(tuple(due), tuple(left), recheck, probe=probe, abandon=abandon, resume=unfinished)
 
 
 class RemovedRun(Retirer):
@@ -311,8 +326,27 @@ class RemovedRun(Retirer):
             return owner.verified_hash, f"{self.removed.owner.name}'s verified push"
         return self.rec.state().verified_hash, "the removed target's last verified push"
 
+    def resume(self, rotation: RotationRecord) -> None:
+        """Carry the key's unfinished rotation forward as a configured target's would be; never create.
+
+        PLANNED and CREATED go through :meth:`TargetRun.resume` (re-check and tombstone the name, or
+        revoke the unpushed token). A PUSHING or PUSHED token may be what the connection holds: it
+        stays possibly held, for the removed-target rules to decide; the rotation is closed.
+        """
+        self.rec.step = "resume"
+        run = TargetRun(self.ctx, self.rec, self.target, self.project_id, "removed")
+        run.scratch = self.scratch
+        if rotation.step in (Step.PLANNED, Step.CREATED):
+            run.resume(rotation)
+        else:
+            note = "the target was removed: push outcome not verified; its token stays possibly held"
+            run.finish(rotation, Outcome.SUPERSEDED, note)
+        self.scratch.actions.append(f"closed rotation {rotation.id} (stopped at {rotation.step.value})")
+
     def sweep(self, plan: RemovedPlan) -> None:
-        """Record expired "no access" tokens; revoke the due ones (drift rule); re-check tombstones."""
+        """Resume; record expired "no access" tokens; revoke due ones (drift rule); re-check tombstones."""
+        if plan.resume is not None:
+            self.resume(plan.resume)  # a name it tombstones was just checked: not again below
         self.rec.step = "revoke"
         now = self.ctx.clock()
         if plan.abandon:
@@ -396,11 +430,18 @@ class RemovedRun(Retirer):
         """
         self.rec.step = "forget"
         now = self.ctx.clock()
-        tokens = live(self.ctx.journal.tokens(self.rec.key), now)
-        if not tokens:
+        stones = self.ctx.journal.tombstones(self.rec.key)
+        if not (stones or live(self.ctx.journal.tokens(self.rec.key), now)):
             return []
         if not self.removed.same_instance:
             return [f"{self.rec.key} was recorded for another GitLab instance: nothing is sent there"]
+        for stone in stones:  # first: a late create found by name is revoked before the entry goes
+            problem = self._recheck_for_forget(stone.name)
+            if problem is not None:
+                return [f"tombstoned name {stone.name}: not re-checked: {problem}"]
+        tokens = live(self.ctx.journal.tokens(self.rec.key), now)
+        if not tokens:
+            return []
         observed = self._observe()
         reference, whose = self._reference()
         owner = owner_state(self.ctx.journal, self.removed)
@@ -417,6 +458,16 @@ class RemovedRun(Retirer):
             if all(t.token_id != token.token_id for t in self.tokens(Role.REVOKED)):
                 refusals.append(f"token {token.token_id} ({token.role.value}): not revoked (no access)")
         return refusals
+
+    def _recheck_for_forget(self, name: str) -> str | None:
+        """Re-check one tombstoned name (revoking a match); why it could not be, or ``None``."""
+        try:
+            self.recheck_name(name)
+        except TargetFailedError as error:
+            return error.message
+        except GitLabError as error:
+            return upstream_message(replace(error, target=self.target.name), "forget")
+        return None
 
     def _refusal(
         self, token: TokenRecord, observed: str | None, reference: str | None, whose: str, now: datetime

@@ -104,6 +104,12 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
     return {"as_of": _iso(now), "targets": rows, "removed": removed(config, journal, now)}
 
 
+def _unfinished(rotation: RotationRecord | None) -> dict[str, Any] | None:
+    if rotation is None:
+        return None
+    return {"rotation": rotation.id, "step": rotation.step.value, "token_name": rotation.token_name}
+
+
 def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, Any]]:
     """The journal keys no configured target maps to that still hold something, and the way out."""
     rows = []
@@ -140,6 +146,11 @@ def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, A
                     "left_alone": list(plan.left),
                     "failing": failing is not None,
                     "failing_reason": failing,
+                    # Names a late create may still use: `forget` re-checks (--revoke) or refuses.
+                    "tombstones": [
+                        {"name": s.name, "until": _iso(s.until)} for s in journal.tombstones(found.key)
+                    ],
+                    "unfinished": _unfinished(journal.unfinished(found.key)),
                     "forget": found.forget,
                 }
             )
@@ -222,6 +233,15 @@ def status_table(report: dict[str, Any]) -> str:
             for r in report["removed"]
         ]
         lines += _columns(gone)
+        for r in report["removed"]:
+            lines += [
+                f"  {r['key']}: tombstoned name {t['name']} until {t['until']}" for t in r["tombstones"]
+            ]
+            if r["unfinished"]:
+                u = r["unfinished"]
+                lines.append(
+                    f"  {r['key']}: rotation {u['rotation']} stopped at {u['step']}; the next run resumes it"
+                )
         lines += [f"  {r['forget']}" for r in report["removed"]]
         lines += [
             f"{r['target']} (removed): failing: {r['failing_reason']}"

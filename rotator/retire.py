@@ -264,13 +264,24 @@ class Retirer:
         self.rec.write(Change(tombstones=(Tombstone(self.rec.key, name, until),)))
 
     def recheck_tombstones(self) -> None:
-        """Re-check each live tombstone; forget the expired ones."""
-        now = self.ctx.clock()
+        """Re-check each tombstone; drop one only after a successful re-check made at or after its ``until``.
+
+        A create can complete late right up to the end of the window, and a manager without access
+        may never have checked the name at all: an expired stone gets its final check before it
+        goes. A failed re-check keeps the stone and fails the run naming it.
+        """
         for stone in self.ctx.journal.tombstones(self.rec.key):
+            now = self.ctx.clock()  # read before the listing: the check is made at or after it
+            try:
+                found = self.recheck_name(stone.name)
+            except GitLabError as error:
+                line = upstream_message(replace(error, target=self.target.name), "recheck")
+                message = f"{line}; tombstoned name {stone.name} not re-checked: kept, retried next run"
+                raise self.rec.failed("failed", message) from None
+            if found:
+                log.warning("token.late_create_revoked", target=self.target.name, name=stone.name)
             if stone.until <= now:
                 self.rec.write(Change(drop_tombstones=(stone.name,)))
-            elif self.recheck_name(stone.name):
-                log.warning("token.late_create_revoked", target=self.target.name, name=stone.name)
 
     def revoke_pending(self) -> None:
         """Revoke every pending token whose grace has passed, under rules 1 and 2."""

@@ -134,6 +134,21 @@ class TargetStatus(_Model):
     untracked_tokens: UntrackedTokens | None
 
 
+class TombstoneStatus(_Model):
+    """A token name a late create may still use; re-checked until ``until``, then once more."""
+
+    name: str
+    until: str | None
+
+
+class UnfinishedRotation(_Model):
+    """A removed key's rotation that stopped mid-way; the next run resumes it."""
+
+    rotation: str
+    step: str
+    token_name: str
+
+
 class RemovedStatus(_Model):
     """A journal key no configured target maps to any more, what it still holds, and the way out."""
 
@@ -149,6 +164,8 @@ class RemovedStatus(_Model):
     #: Holding a revoke, or a live token the manager has no access to revoke (``status`` exits 1).
     failing: bool
     failing_reason: str | None
+    tombstones: list[TombstoneStatus]
+    unfinished: UnfinishedRotation | None
     forget: str
 
 

@@ -10,12 +10,16 @@ import pytest
 import yaml
 
 from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord, Tombstone
 from rotator.testing import Fakes
+from rotator.web import Status
 from tests.cli_harness import CONNECTIONS, Harness
 
 
 pytestmark = pytest.mark.slow
+CRASHED = 70
+MANAGER = "rotator-manager"
+MAINTAINER = 40
 
 
 @pytest.fixture
@@ -237,3 +241,91 @@ def test_an_in_use_hold_on_a_removed_key_points_at_forget(h: Harness) -> None:
     assert forgot.code == 1  # the current token stays: the connection may still hold it
     assert adopted not in h.active_tokens(1)
     assert h.run("status").code == 0
+
+
+def _late_create(h: Harness, index: int, name: str) -> int:
+    """A create that completes after rotator stopped waiting: a live token named ``name`` (its id)."""
+    project = h.fakes.gitlab.state.resources[("project", h.fakes.seed.project_ids[index])]
+    return h.fakes.gitlab.seed_resource_token(project, name, ["api"]).id
+
+
+def _stone(h: Harness, key: TargetKey, name: str, until: timedelta) -> None:
+    """Record a tombstone for ``name`` on ``key``, ending ``until`` from now (the fakes' clock)."""
+    now = datetime.now(UTC) + h.fakes.clock.offset
+    journal = SQLiteJournal(h.folder / "state.db")
+    lease = journal.acquire(key, "api-deploy", "test", now, timedelta(minutes=1))
+    assert lease is not None
+    journal.write(lease, Change(tombstones=(Tombstone(key, name, now + until),)))
+    journal.release(lease)
+    journal.close()
+
+
+@pytest.mark.parametrize("step", ["PLANNED", "CREATED"])
+def test_a_removed_keys_rotation_stopped_before_its_push_is_resumed_not_forgotten(
+    h: Harness, step: str
+) -> None:
+    """Crash at STEP, re-point: forget refuses; run-once revokes what the crash left, rolls it back."""
+    h.write_config(targets=1)
+    assert h.run("run-once", crash_after=step).code == CRASHED
+    journal = SQLiteJournal(h.folder / "state.db")
+    rotation = journal.unfinished(journal.targets()[0].key)
+    journal.close()
+    assert rotation is not None
+    late = _late_create(h, 0, rotation.token_name) if step == "PLANNED" else rotation.new_token_id
+    assert late in h.active_tokens(0)
+    _edit_target(h, project=h.fakes.seed.project_ids[1], adopt_token_id=None)
+    h.fakes.clock.advance(timedelta(minutes=11))  # the crashed run's lease lapses
+    for args in ((), ("--revoke",)):
+        refused = h.run("forget", _key(h, 0), *args)
+        assert refused.code == 1, refused.stdout + refused.stderr
+        assert "run `rotator run-once` first" in refused.stdout
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    assert late not in h.active_tokens(0)
+    [row] = [r for r in h.run("history", "--json").json() if r["rotation"] == rotation.id]
+    assert row["outcome"] == "rolled_back"
+
+
+def test_forget_rechecks_a_tombstone_before_dropping_it(h: Harness) -> None:
+    """A removed key holding only a tombstone: plain forget refuses; --revoke re-checks (no access: kept)."""
+    h.write_config(targets=1)
+    assert h.run("run-once").code == 0
+    key = TargetKey(h.fakes.seed.gitlab_url, h.fakes.seed.project_ids[1], CONNECTIONS[1])
+    _stone(h, key, "api-deploy-20261203-0badf00d", timedelta(days=3))
+    late = _late_create(h, 1, "api-deploy-20261203-0badf00d")
+    plain = h.run("forget", str(key))
+    assert plain.code == 1, plain.stdout + plain.stderr
+    assert "api-deploy-20261203-0badf00d" in plain.stdout
+    h.fakes.gitlab.set_project_role(h.fakes.seed.project_ids[1], MANAGER, None)
+    blind = h.run("forget", str(key), "--revoke")
+    assert blind.code == 1, blind.stdout + blind.stderr
+    assert "tombstoned name api-deploy-20261203-0badf00d: not re-checked" in blind.stdout
+    status = h.run("status", "--json").json()
+    [kept] = status["removed"]
+    assert [t["name"] for t in kept["tombstones"]] == ["api-deploy-20261203-0badf00d"]
+    Status.model_validate(status)  # /v1/targets serves the same rows through its strict model
+    h.fakes.gitlab.set_project_role(h.fakes.seed.project_ids[1], MANAGER, MAINTAINER)
+    done = h.run("forget", str(key), "--revoke")
+    assert done.code == 0, done.stdout + done.stderr
+    assert late not in h.active_tokens(1)
+    assert "dropped tombstoned name api-deploy-20261203-0badf00d (re-checked just now" in done.stdout
+
+
+def test_an_expired_tombstone_gets_a_final_recheck_before_it_is_dropped(h: Harness) -> None:
+    """Past its window a stone is re-checked once more (no access: kept, exit 1 naming it), then dropped."""
+    h.write_config(targets=1)
+    assert h.run("run-once").code == 0
+    key = TargetKey(h.fakes.seed.gitlab_url, h.fakes.seed.project_ids[0], CONNECTIONS[0])
+    _stone(h, key, "app-deploy-20261203-0badf00d", timedelta(minutes=-1))
+    late = _late_create(h, 0, "app-deploy-20261203-0badf00d")
+    h.fakes.gitlab.set_project_role(h.fakes.seed.project_ids[0], MANAGER, None)
+    blind = h.run("run-once")
+    assert blind.code == 1, blind.stdout + blind.stderr
+    assert "app-deploy-20261203-0badf00d" in blind.stdout
+    h.fakes.gitlab.set_project_role(h.fakes.seed.project_ids[0], MANAGER, MAINTAINER)
+    done = h.run("run-once")
+    assert done.code == 0, done.stdout + done.stderr
+    assert late not in h.active_tokens(0)
+    journal = SQLiteJournal(h.folder / "state.db")
+    assert journal.tombstones(key) == []
+    journal.close()

@@ -75,15 +75,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                     "next_due": _iso(situation.due.next_due),
                     "due_reason": situation.due.reason,
                     "would": describe(work, situation, None),
-                    "pending_revokes": [
-                        {
-                            "token_id": t.token_id,
-                            "revoke_after": _iso(t.revoke_after),
-                            "no_access_since": _iso(t.no_access_since),
-                        }
-                        for t in tokens
-                        if awaits_revoke(t)
-                    ],
+                    "pending_revokes": _awaiting_revoke(tokens),
                     "possibly_held": [t.token_id for t in tokens if t.role is Role.POSSIBLY_HELD],
                     "drift": None
                     if not (state and state.drift_since)
@@ -102,6 +94,19 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
             )
         )
     return {"as_of": _iso(now), "targets": rows, "removed": removed(config, journal, now)}
+
+
+def _awaiting_revoke(tokens: Sequence[TokenRecord]) -> list[dict[str, Any]]:
+    """Tokens waiting for their revoke (a "no access" one too), as ``status`` shows them."""
+    return [
+        {
+            "token_id": t.token_id,
+            "revoke_after": _iso(t.revoke_after),
+            "no_access_since": _iso(t.no_access_since),
+        }
+        for t in tokens
+        if awaits_revoke(t)
+    ]
 
 
 def _unfinished(rotation: RotationRecord | None) -> dict[str, Any] | None:
@@ -127,15 +132,7 @@ def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, A
                     "expires_at": current[-1].expires_at.isoformat()
                     if current and current[-1].expires_at
                     else None,
-                    "pending_revokes": [
-                        {
-                            "token_id": t.token_id,
-                            "revoke_after": _iso(t.revoke_after),
-                            "no_access_since": _iso(t.no_access_since),
-                        }
-                        for t in tokens
-                        if awaits_revoke(t)
-                    ],
+                    "pending_revokes": _awaiting_revoke(tokens),
                     "possibly_held": [
                         t.token_id
                         for t in tokens

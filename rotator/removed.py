@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from rotator.config import Config, Target, TokenSpec
 from rotator.errors import ConnectionNotFoundError, GitLabError
 from rotator.model import (
+    OWNED_ROLES,
     Change,
     Outcome,
     Role,
@@ -56,8 +57,6 @@ from rotator.rotation import TargetRun
 from rotator.worker import Context, Recorder, Scratch, TargetFailedError, upstream_message
 
 
-#: The roles of a token that may still be live in GitLab.
-LIVE_ROLES = (Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE)
 #: How often a removed key's connection is read when only its deletion could let a token go.
 PROBE_EVERY = timedelta(days=1)
 
@@ -92,7 +91,7 @@ def live(tokens: list[TokenRecord], now: datetime) -> list[TokenRecord]:
     return [
         t
         for t in tokens
-        if t.role in LIVE_ROLES and (t.expires_at is None or now < expiry_instant(t.expires_at))
+        if t.role in OWNED_ROLES and (t.expires_at is None or now < expiry_instant(t.expires_at))
     ]
 
 

@@ -1,16 +1,17 @@
 """Secrets from the environment: each variable ``NAME`` may also be given as ``NAME_FILE``.
 
 Rules (any breach is a :class:`ConfigError` naming the variable, exit 2): ``NAME`` and
-``NAME_FILE`` are not both set; a ``*_FILE`` must be readable UTF-8 (one trailing newline is
-dropped); a value is not empty; Infisical takes ``ROTATOR_INFISICAL_TOKEN`` **or**
-``ROTATOR_INFISICAL_CLIENT_ID`` + ``ROTATOR_INFISICAL_CLIENT_SECRET``, never both modes.
+``NAME_FILE`` are not both set; a ``*_FILE`` must be a regular file (a symlink to one is fine) of
+UTF-8 text, at most 64 KiB (:mod:`rotator.files`; one trailing newline is dropped); a value is
+not empty; Infisical takes ``ROTATOR_INFISICAL_TOKEN`` **or** ``ROTATOR_INFISICAL_CLIENT_ID`` +
+``ROTATOR_INFISICAL_CLIENT_SECRET``, never both modes.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from rotator.errors import ConfigError
+from rotator.files import SECRET_FILE_LIMIT, read_text_file
 from rotator.secret import Secret
 
 
@@ -38,12 +39,7 @@ def read_variable(environ: Mapping[str, str], name: str) -> str | None:
     if direct is not None and file_name is not None:
         raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
     if file_name is not None:
-        try:
-            value = Path(file_name).read_bytes().decode("utf-8")
-        except OSError as error:
-            raise ConfigError(f"{name}_FILE", f"cannot read {file_name}: {error.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{name}_FILE", f"{file_name} is not UTF-8 text") from None
+        value = read_text_file(file_name, key=f"{name}_FILE", limit=SECRET_FILE_LIMIT, what="a secret file")
         value = value.removesuffix("\n").removesuffix("\r")
         if not value.strip():
             raise ConfigError(f"{name}_FILE", f"{file_name} is empty")

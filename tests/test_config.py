@@ -141,3 +141,16 @@ def test_load_config_reports_file_problems(tmp_path: Path) -> None:
     latin.write_bytes(b"gitlab: {url: https://g\xe9}\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(latin)
+
+
+# --- the file itself ------------------------------------------------------------------------------
+
+
+def test_a_config_over_1_mib_is_refused_naming_the_bound(tmp_path: Path) -> None:
+    """A config file larger than 1 MiB (a log, an image) is refused on --config, not read into memory."""
+    path = tmp_path / "rotator.yaml"
+    path.write_text("# padding\n" * (110 * 1024))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.key == "--config"
+    assert "larger than 1 MiB" in raised.value.problem

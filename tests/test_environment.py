@@ -1,5 +1,7 @@
 """Secrets from the environment: variables, *_FILE, and the refusals that exit 2."""
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,30 @@ def test_a_secret_cannot_be_pickled() -> None:
 
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(Secret("glpat-x"))
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["/dev/zero", "directory", "fifo", "oversized"])
+def test_a_file_variable_reads_only_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    """NAME_FILE at /dev/zero, a directory, a FIFO or a file over 64 KiB: ConfigError naming NAME_FILE."""
+    path = {"/dev/zero": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / "token")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "oversized":
+        path.write_bytes(b"g" * (64 * 1024 + 1))
+    with pytest.raises(ConfigError) as raised:
+        load_secrets({"ROTATOR_GITLAB_TOKEN_FILE": str(path), "ROTATOR_INFISICAL_TOKEN": "j"})
+    assert raised.value.key == "ROTATOR_GITLAB_TOKEN_FILE"
+    assert ("64 KiB" if kind == "oversized" else "not a regular file") in raised.value.problem
+
+
+def test_a_file_variable_follows_a_symlink_to_a_secret_of_64_kib(tmp_path: Path) -> None:
+    """A Kubernetes-style symlinked mount is read, up to exactly the 64 KiB bound."""
+    target = tmp_path / "..data" / "token"
+    target.parent.mkdir()
+    target.write_bytes(b"g" * (64 * 1024 - 1) + b"\n")
+    (tmp_path / "token").symlink_to(target)
+    secrets = load_secrets(
+        {"ROTATOR_GITLAB_TOKEN_FILE": str(tmp_path / "token"), "ROTATOR_INFISICAL_TOKEN": "j"}
+    )
+    assert secrets.gitlab_token.reveal() == "g" * (64 * 1024 - 1)

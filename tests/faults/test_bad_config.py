@@ -112,7 +112,7 @@ def _in_process(argv: Sequence[str], env: Mapping[str, str]) -> Outcome:
     return Outcome(code, out.getvalue(), err.getvalue())
 
 
-def _subprocess(config: Path, env: Mapping[str, str]) -> Outcome:
+def _subprocess(config: Path, env: Mapping[str, str], timeout: float = 60) -> Outcome:
     """``python -m rotator --config CONFIG plan`` with ``env`` as its only ``ROTATOR_*`` variables."""
     ledger.count("runs")
     done = subprocess.run(
@@ -120,7 +120,7 @@ def _subprocess(config: Path, env: Mapping[str, str]) -> Outcome:
         capture_output=True,
         encoding="utf-8",
         errors="backslashreplace",
-        timeout=60,
+        timeout=timeout,
         check=False,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}, **env},
     )
@@ -835,3 +835,32 @@ def test_the_real_process_exits_2_without_a_traceback(
     elif case == "non-UTF-8 secret":
         env[CLIENT_SECRET] += "\udcff"  # sent to the child as the raw byte 0xFF
     _assert_refused(_subprocess(config, env), [re.escape(key)], case)
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "directory", "over 1 MiB"])
+def test_the_real_process_reads_only_a_small_regular_config(
+    baseline: Baseline, tmp_path: Path, kind: str
+) -> None:
+    """``--config`` at /dev/zero, a FIFO, a directory or a huge file: exit 2 on --config, no hang."""
+    ledger.count("cases")
+    ledger.count("bad_inputs")
+    config = {"/dev/zero": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / "rotator.yaml")
+    if kind == "fifo":
+        os.mkfifo(config)  # nobody writes: a blocking open would wait forever
+    elif kind == "over 1 MiB":
+        config.write_text(yaml.safe_dump(baseline.config) + "# padding\n" * (110 * 1024))
+    outcome = _subprocess(config, _secrets(baseline, "client", frozenset(), tmp_path), timeout=30)
+    _assert_refused(outcome, [re.escape("--config")], kind)
+    assert ("1 MiB" if kind == "over 1 MiB" else "not a regular file") in outcome.stderr
+
+
+def test_the_real_process_refuses_a_secret_file_at_dev_zero(baseline: Baseline, tmp_path: Path) -> None:
+    """``ROTATOR_GITLAB_TOKEN_FILE=/dev/zero``: exit 2 naming the variable, not a MemoryError."""
+    ledger.count("cases")
+    ledger.count("bad_inputs")
+    env = _secrets(baseline, "client", frozenset(), tmp_path)
+    del env[GITLAB]
+    env[f"{GITLAB}_FILE"] = "/dev/zero"
+    outcome = _subprocess(_write(tmp_path, baseline.config), env, timeout=30)
+    _assert_refused(outcome, [re.escape(f"{GITLAB}_FILE")], "/dev/zero")
+    assert "/dev/zero: is a character device, not a regular file" in outcome.stderr

@@ -58,6 +58,10 @@ def _not_bool(value: object) -> object:
 def _duration(value: object) -> object:
     if isinstance(value, bool):  # as above; parse_duration then explains what a duration looks like
         value = str(value).lower()
+    if isinstance(value, int | float):
+        # Not seconds: `rotate_before: 3` meant days or hours, never a rotation 3 s before expiry.
+        msg = "a bare number is not a duration; write a unit, e.g. 7d (or 12h, 10m, 45s)"
+        raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
     if not isinstance(value, str):
         return value
     try:

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from rotator.config import load_config, parse_config
 from rotator.errors import ConfigError
 
@@ -141,6 +144,57 @@ def test_load_config_reports_file_problems(tmp_path: Path) -> None:
     latin.write_bytes(b"gitlab: {url: https://g\xe9}\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(latin)
+
+
+# --- durations carry a unit ----------------------------------------------------------------------
+
+#: Where a duration may be written, and the key its error names (``defaults`` surface on the target).
+DURATION_KEYS: list[tuple[tuple[str, ...], str]] = [
+    (("gitlab", "timeout"), "gitlab.timeout"),
+    (("infisical", "timeout"), "infisical.timeout"),
+    (("daemon", "check_interval"), "daemon.check_interval"),
+    (("daemon", "jitter"), "daemon.jitter"),
+    (("daemon", "shutdown_timeout"), "daemon.shutdown_timeout"),
+    *((("targets", field), f"targets[0].{field}") for field in ("rotate_every", "rotate_before", "grace")),
+    *((("defaults", field), f"targets[0].{field}") for field in ("rotate_every", "rotate_before", "grace")),
+    (("targets", "token", "lifetime"), "targets[0].token.lifetime"),
+    (("defaults", "token", "lifetime"), "targets[0].token.lifetime"),
+]
+
+
+def _put_duration(where: tuple[str, ...], value: object) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    node: dict[str, Any] = data["targets"][0] if where[0] == "targets" else data.setdefault(where[0], {})
+    for part in where[1:-1]:
+        node = node.setdefault(part, {})
+    node[where[-1]] = value
+    return data
+
+
+@given(
+    place=st.sampled_from(DURATION_KEYS),
+    number=st.integers() | st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_a_bare_number_is_never_a_duration(place: tuple[tuple[str, ...], str], number: float) -> None:
+    """Any bare int or float, for every duration key: refused naming the key and asking for a unit."""
+    where, key = place
+    error = _error(_put_duration(where, number))
+    assert error.key == key
+    assert "write a unit, e.g. 7d" in error.problem
+
+
+@pytest.mark.parametrize(("where", "key"), DURATION_KEYS)
+def test_every_duration_key_takes_a_unit(where: tuple[str, ...], key: str) -> None:
+    """The same keys accept a duration with its unit, so the refusal above is the bare number's doing."""
+    value, expected = (
+        ("2d", timedelta(days=2)) if where[0] in {"targets", "defaults"} else ("30s", timedelta(seconds=30))
+    )
+    if where[-1] == "lifetime":
+        value, expected = "60d", timedelta(days=60)
+    node: object = parse_config(_put_duration(where, value))
+    for part in key.replace("[0]", ".0").split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)  # type: ignore[index]
+    assert node == expected
 
 
 # --- the file itself ------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ and the journal's location before anything else); a few plain subprocesses prove
 real process.
 
 What the product accepts on purpose is not generated as "bad": pydantic's lax coercions of
-``"5"``/``5.0`` to an int, ``yes``/``on``/``1`` to a boolean, a number as a duration in seconds,
-``" 5m "`` with spaces, and non-ASCII decimal digits in a duration.
+``"5"``/``5.0`` to an int, ``yes``/``on``/``1`` to a boolean, ``" 5m "`` with spaces, and
+non-ASCII decimal digits in a duration. A bare number as a duration is bad: it has no unit.
 """
 
 import contextlib
@@ -345,8 +345,9 @@ HUGE_DURATIONS = st.one_of(
     st.integers(10**9, 10**40).map(lambda n: f"{n}d"),
     st.integers(10**17, 10**40).map(lambda n: f"{n}{'smh'[n % 3]}"),
 )
-DURATIONS = st.one_of(NOT_DURATIONS, HUGE_DURATIONS, _wrong("str", "int", "float"))
-NULLABLE_DURATIONS = st.one_of(NOT_DURATIONS, HUGE_DURATIONS, _wrong("str", "int", "float", "null"))
+#: A bare number too (``grace: 60``): it would be read as seconds nobody meant.
+DURATIONS = st.one_of(NOT_DURATIONS, HUGE_DURATIONS, _wrong("str"), st.integers(0, 10**6))
+NULLABLE_DURATIONS = st.one_of(NOT_DURATIONS, HUGE_DURATIONS, _wrong("str", "null"), st.integers(0, 10**6))
 
 
 def _days(low: int, high: int) -> st.SearchStrategy[object]:
@@ -835,6 +836,28 @@ def test_the_real_process_exits_2_without_a_traceback(
     elif case == "non-UTF-8 secret":
         env[CLIENT_SECRET] += "\udcff"  # sent to the child as the raw byte 0xFF
     _assert_refused(_subprocess(config, env), [re.escape(key)], case)
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        (("targets", 1, "grace"), "targets[1].grace"),
+        (("defaults", "rotate_before"), "targets[0].rotate_before"),
+        (("daemon", "check_interval"), "daemon.check_interval"),
+    ],
+)
+def test_the_real_process_refuses_a_bare_number_as_a_duration(
+    baseline: Baseline, tmp_path: Path, where: Path_, key: str
+) -> None:
+    """``grace: 60`` and the like, as a real process: exit 2, one line naming the key, asking for a unit."""
+    ledger.count("cases")
+    ledger.count("bad_inputs")
+    document = copy.deepcopy(baseline.config)
+    document.setdefault("daemon", {})
+    assert _put(document, where, 3)
+    outcome = _subprocess(_write(tmp_path, document), _secrets(baseline, "client", frozenset(), tmp_path))
+    _assert_refused(outcome, [re.escape(key)], where)
+    assert "write a unit, e.g. 7d" in outcome.stderr
 
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "directory", "over 1 MiB"])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.config import load_config, parse_config
+from rotator.config import Config, load_config, parse_config
 from rotator.errors import ConfigError
 
 
@@ -195,6 +195,84 @@ def test_every_duration_key_takes_a_unit(where: tuple[str, ...], key: str) -> No
     for part in key.replace("[0]", ".0").split("."):
         node = node[int(part)] if part.isdigit() else getattr(node, part)  # type: ignore[index]
     assert node == expected
+
+
+# --- duplicate keys ------------------------------------------------------------------------------
+
+TARGET_YAML = f"""\
+gitlab:
+  url: https://gitlab.example.com
+defaults: &common
+  grace: 2h
+  token: {{scopes: [api]}}
+targets:
+  - name: app-deploy
+    project: 42
+    connection_id: {CONN}
+"""
+
+
+def _load_text(tmp_path: Path, text: str) -> object:
+    path = tmp_path / "rotator.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def _load_error(tmp_path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as raised:
+        _load_text(tmp_path, text)
+    return raised.value
+
+
+TWICE_GRACE = TARGET_YAML.replace("  grace: 2h\n", "  grace: 2h\n  grace: 5m\n")
+TWICE_SCOPES = TARGET_YAML.replace("{scopes: [api]}", "{scopes: [api], scopes: [read_api]}")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        (TARGET_YAML + f"    connection_id: {OTHER}\n", "targets[0].connection_id", "lines 9 and 10"),
+        (TARGET_YAML + "gitlab:\n  url: https://evil.example.com\n", "gitlab", "lines 1 and 10"),
+        (TWICE_GRACE, "defaults.grace", "lines 4 and 5"),
+        (TWICE_SCOPES, "defaults.token.scopes", "line 5, twice"),
+        (TARGET_YAML + '    "project": 43\n', "targets[0].project", "lines 8 and 10"),
+    ],
+)
+def test_a_key_written_twice_is_refused_naming_both_lines(
+    tmp_path: Path, text: str, key: str, lines: str
+) -> None:
+    """Two lines for one key in one mapping: refused naming the key's path and both lines, not last-wins."""
+    error = _load_error(tmp_path, text)
+    assert error.key == key
+    assert f"written twice, on {lines}" in error.problem
+
+
+def test_merge_keys_still_merge_and_may_be_overridden(tmp_path: Path) -> None:
+    """``<<: *anchor`` then the same key written once more overrides the merged value, as YAML means."""
+    text = TARGET_YAML + "    <<: *common\n    grace: 3h\n"
+    config = _load_text(tmp_path, text)
+    assert isinstance(config, Config)
+    assert config.targets[0].grace == timedelta(hours=3)
+    assert config.targets[0].token.scopes == ("api",)
+
+
+def test_merges_of_merges_and_several_merge_lines_still_work(tmp_path: Path) -> None:
+    """A merged mapping that itself merges and overrides, and two ``<<:`` lines, load as they always did."""
+    text = (
+        "gitlab: {url: https://gitlab.example.com}\n"
+        "defaults: &base\n"
+        "  <<: {grace: 1h, token: {scopes: [api]}}\n"
+        "  grace: 2h\n"
+        "targets:\n"
+        f"  - {{<<: *base, name: a, project: 42, connection_id: {CONN}}}\n"
+        "  - <<: *base\n"
+        "    <<: {rotate_before: 5d}\n"
+        f"    name: b\n    project: 43\n    connection_id: {OTHER}\n"
+    )
+    config = _load_text(tmp_path, text)
+    assert isinstance(config, Config)
+    assert [t.grace for t in config.targets] == [timedelta(hours=2)] * 2
+    assert config.targets[1].rotate_before == timedelta(days=5)
 
 
 # --- the file itself ------------------------------------------------------------------------------

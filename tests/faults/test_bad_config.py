@@ -860,6 +860,20 @@ def test_the_real_process_refuses_a_bare_number_as_a_duration(
     assert "write a unit, e.g. 7d" in outcome.stderr
 
 
+def test_the_real_process_refuses_a_key_written_twice(baseline: Baseline, tmp_path: Path) -> None:
+    """A second ``connection_id`` line in a target: exit 2 naming the key's path and both lines."""
+    ledger.count("cases")
+    ledger.count("bad_inputs")
+    lines = yaml.safe_dump(baseline.config).splitlines(keepends=True)
+    first = next(n for n, line in enumerate(lines) if line.startswith("  connection_id: "))
+    lines.insert(first + 1, f"  connection_id: {CONNECTIONS[1]}\n")  # the second target's: a silent swap
+    config = tmp_path / "rotator.yaml"
+    config.write_text("".join(lines))
+    outcome = _subprocess(config, _secrets(baseline, "client", frozenset(), tmp_path))
+    _assert_refused(outcome, [re.escape("targets[0].connection_id")], "connection_id twice")
+    assert f"on lines {first + 1} and {first + 2}" in outcome.stderr
+
+
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "directory", "over 1 MiB"])
 def test_the_real_process_reads_only_a_small_regular_config(
     baseline: Baseline, tmp_path: Path, kind: str

@@ -71,7 +71,7 @@ def load_yaml(text: str, path: Path) -> object:
     try:
         root = loader.get_single_node()
         return None if root is None else _construct(loader, root)
-    except ConfigError:
+    except ConfigError:  # a key written twice, already worded: not "not valid YAML" below
         raise
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

@@ -197,6 +197,13 @@ schedule; at most max_concurrent_rotations run at once. An HTTP server on daemon
   POST /v1/targets/NAME/rotate                     202 + id; 409 in flight or drift; 404; 401
   GET  /v1/rotations/ID                            progress and outcome of a triggered rotation
 
+A POST within daemon.min_trigger_interval (default 1m; 0s: off) of the end of the target's last
+forced rotation (a POST or `rotator rotate`, as the journal records it: across replicas sharing
+it and across restarts) starts nothing: it gets 409 while that rotation runs, then 202 with that
+rotation's id, "coalesced": true and "next_trigger_at". A failed rotation counts too (it may have
+minted a token before failing): to retry one at once, run `rotator rotate NAME`, which is never
+coalesced.
+
 Without ROTATOR_API_TOKEN the /v1 routes answer 503; scheduled rotations still run. On SIGTERM the
 daemon takes no new work, lets rotations in flight finish (at most daemon.shutdown_timeout), and
 exits 0 (1 if one was still running: the journal lets the next start resume it).

@@ -254,6 +254,17 @@ class DaemonSettings(_Strict):
     )
     jitter: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(seconds=30)
     shutdown_timeout: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(minutes=5)
+    #: A ``POST /v1/targets/NAME/rotate`` within this long of the target's last forced rotation
+    #: (measured from the journal, so fleet-wide) is answered with that rotation; ``0s``: never.
+    min_trigger_interval: Duration = timedelta(minutes=1)
+
+    @field_validator("min_trigger_interval")
+    @classmethod
+    def _trigger_interval(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(days=1):
+            msg = "must be from 0s (every trigger rotates) to 1d"
+            raise ValueError(msg)
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -13,6 +13,10 @@ Jobs share one pool of ``max_concurrent_rotations`` threads, with ``coalesce`` a
 ``max_instances=1``. A per-target lock, shared with the HTTP trigger, keeps two runs of one target
 from overlapping in this process; the journal's lease does the same across processes and replicas.
 
+A trigger arriving within ``daemon.min_trigger_interval`` of the target's last forced rotation
+(``POST .../rotate`` or ``rotator rotate``, as the journal records it, so the rule holds across
+replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``.
+
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
 shutdown timeout, and says whether they did.
 """
@@ -22,7 +26,7 @@ import uuid
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +41,7 @@ from rotator.config import Target
 from rotator.engine import RunOptions, TargetReport
 from rotator.errors import RotatorError
 from rotator.metrics import Metrics, TargetGauges
-from rotator.model import Role, TargetState
+from rotator.model import Outcome, Role, RotationRecord, TargetState
 from rotator.plan import expiry_instant
 from rotator.retire import unrevocable
 from rotator.runtime import Runtime
@@ -50,6 +54,10 @@ KEPT_RUNS = 1000
 CREDENTIAL_REFRESH = timedelta(hours=1)
 _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
+#: The journal triggers of a forced rotation: a trigger is coalesced onto the newest of these.
+#: Not "schedule" or "run-once": a due rotation is not what the caller asked for, and not counting
+#: it keeps "rotate now" meaning a fresh token whenever no one forced one moments ago.
+FORCED_TRIGGERS = frozenset({"http", "rotate"})
 
 
 @dataclass
@@ -66,6 +74,10 @@ class TriggeredRun:
     failed: bool | None = None
     detail: str | None = None
     rotations: list[dict[str, Any]] = field(default_factory=list)
+    #: Answered with an earlier forced rotation instead of starting one (daemon.min_trigger_interval).
+    coalesced: bool = False
+    #: For a coalesced answer: from when a trigger of this target starts a rotation again.
+    next_trigger_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The JSON body."""
@@ -80,6 +92,8 @@ class TriggeredRun:
             "failed": self.failed,
             "detail": self.detail,
             "rotations": self.rotations,
+            "coalesced": self.coalesced,
+            "next_trigger_at": _iso(self.next_trigger_at),
         }
 
 
@@ -201,31 +215,94 @@ class Daemon:
         # A check with nothing due holds the lock for milliseconds: wait that out, not a rotation.
         if not lock.acquire(timeout=_TRIGGER_WAIT):
             return Refusal(409, "rotating", f"a run of {name} is in flight; see /v1/targets/{name}")
-        run = TriggeredRun(uuid.uuid4().hex, name, datetime.now(UTC))
-        with self._runs_lock:
-            self._runs[run.id] = run
-            while len(self._runs) > KEPT_RUNS:
-                self._runs.popitem(last=False)
         try:
-            with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
-                if self.draining.is_set():
-                    lock.release()
-                    return Refusal(
-                        503, "shutting_down", "the daemon is shutting down; retry on another replica"
-                    )
-                # misfire_grace_time=None: however long it waits for a free worker, it runs (and so
-                # releases the target's lock); a missed trigger would lock the target for good.
-                self.scheduler.add_job(
-                    self._triggered,
-                    args=[run],
-                    id=f"trigger:{run.id}",
-                    name=f"trigger {name}",
-                    misfire_grace_time=None,
-                )
-        except Exception:
+            # Under the lock, so this process's own last run of the target has finished writing.
+            answer = self._recent(target) or self._queue(name)
+        except BaseException:
             lock.release()
             raise
+        if not isinstance(answer, TriggeredRun) or answer.coalesced:
+            lock.release()  # nothing was queued; a queued run releases it when it ends
+        return answer
+
+    def _queue(self, name: str) -> TriggeredRun | Refusal:
+        """Queue a forced run of ``name``, whose lock the caller holds (503 if draining)."""
+        run = TriggeredRun(uuid.uuid4().hex, name, datetime.now(UTC))
+        with self._runs_lock:
+            self._remember(run)
+        with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
+            if self.draining.is_set():
+                return Refusal(503, "shutting_down", "the daemon is shutting down; retry on another replica")
+            # misfire_grace_time=None: however long it waits for a free worker, it runs (and so
+            # releases the target's lock); a missed trigger would lock the target for good.
+            self.scheduler.add_job(
+                self._triggered,
+                args=[run],
+                id=f"trigger:{run.id}",
+                name=f"trigger {name}",
+                misfire_grace_time=None,
+            )
         return run
+
+    def _recent(self, target: Target) -> TriggeredRun | Refusal | None:
+        """The answer to a trigger inside ``min_trigger_interval`` of a forced rotation; else None.
+
+        Read from the journal, so a rotation another replica or ``rotator rotate`` forced counts
+        too, and a restart does not reset the interval. A finished rotation counts from its end,
+        so a burst coalesces however long the rotation took. Whatever its outcome: a rotation that
+        failed after its create has still minted a token, and retrying a failure at once is what
+        ``rotator rotate NAME`` is for.
+        """
+        interval = self.config.daemon.min_trigger_interval
+        key = self.rt.engine.key(target, resolve=False)
+        last = self.rt.journal.last_rotation(key, FORCED_TRIGGERS) if interval and key else None
+        if last is None:
+            return None
+        now = self.rt.engine.ctx.clock()
+        if last.outcome is Outcome.IN_PROGRESS:
+            # Another process's (its lease keeps ours out); an older one is resumed by the run.
+            if now < last.planned_at + interval:
+                detail = f"a forced rotation of {target.name} is in flight; see /v1/targets/{target.name}"
+                return Refusal(409, "rotating", detail)
+            return None
+        until = (last.finished_at or last.planned_at) + interval
+        if now >= until:
+            return None
+        self.metrics.triggers_coalesced.labels(target.name).inc()
+        log.info(
+            "daemon.trigger_coalesced", target=target.name, rotation=last.id, next_trigger_at=_iso(until)
+        )
+        return replace(self._answered_by(target, last), coalesced=True, next_trigger_at=until)
+
+    def _answered_by(self, target: Target, rotation: RotationRecord) -> TriggeredRun:
+        """The trigger request that performed ``rotation``, or one made up from the journal."""
+        with self._runs_lock:
+            for run in reversed(self._runs.values()):
+                if any(ref["id"] == rotation.id for ref in run.rotations) or run.id == rotation.id:
+                    return run
+            # Another replica's, or from before a restart: known by the journal's rotation id,
+            # which then also answers GET /v1/rotations/{id}.
+            succeeded = rotation.outcome is Outcome.SUCCEEDED
+            run = TriggeredRun(
+                rotation.id,
+                target.name,
+                rotation.planned_at,
+                status="finished",
+                started_at=rotation.planned_at,
+                finished_at=rotation.finished_at,
+                outcome="done" if succeeded else "failed",
+                failed=not succeeded,
+                detail=rotation.error,
+                rotations=[_reference(rotation)],
+            )
+            self._remember(run)
+            return run
+
+    def _remember(self, run: TriggeredRun) -> None:
+        """Keep ``run`` for ``GET /v1/rotations/{id}`` (the caller holds ``_runs_lock``)."""
+        self._runs[run.id] = run
+        while len(self._runs) > KEPT_RUNS:
+            self._runs.popitem(last=False)
 
     def run(self, run_id: str) -> TriggeredRun | None:
         """A trigger request by id, or ``None`` if unknown (or long forgotten)."""
@@ -411,10 +488,18 @@ class Daemon:
         if key is None:
             return []
         return [
-            {"id": r.id, "outcome": r.outcome.value, "step": r.step.value, "new_token_id": r.new_token_id}
-            for r in reversed(self.rt.journal.rotations(key, limit=10))
-            if r.planned_at >= since
+            _reference(r) for r in reversed(self.rt.journal.rotations(key, limit=10)) if r.planned_at >= since
         ]
+
+
+def _reference(rotation: RotationRecord) -> dict[str, Any]:
+    """A journal rotation as a triggered run lists it."""
+    return {
+        "id": rotation.id,
+        "outcome": rotation.outcome.value,
+        "step": rotation.step.value,
+        "new_token_id": rotation.new_token_id,
+    }
 
 
 def on_signal(stop: threading.Event) -> Callable[[int, object], None]:

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -257,6 +257,20 @@ class SQLiteJournal:
         rows = self._rows(
             "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress' ORDER BY planned_at DESC",
             (str(key),),
+        )
+        return from_json(RotationRecord, rows[0]) if rows else None
+
+    def last_rotation(self, key: TargetKey, triggers: Collection[str]) -> RotationRecord | None:
+        """The newest rotation of ``key`` started by one of ``triggers``.
+
+        The trigger lives in the JSON document only: the index walks the key's rotations newest
+        first and the first match ends the scan, so this is one row in the common case.
+        """
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE key = ?"
+            " AND json_extract(data, '$.trigger') IN (SELECT value FROM json_each(?))"
+            " ORDER BY planned_at DESC, rowid DESC LIMIT 1",
+            (str(key), json.dumps(sorted(triggers))),
         )
         return from_json(RotationRecord, rows[0]) if rows else None
 

@@ -1,10 +1,10 @@
 """The daemon's Prometheus metrics: counters fed by the engine, gauges read from the journal.
 
-Counters (``rotator_rotations_total``, ``rotator_rotation_failures_total``, the duration histogram
-and ``rotator_upstream_requests_total``) count what this process saw since it started; Prometheus'
-``increase()`` copes with restarts. Gauges (expiry, next rotation, last success, drift, failing)
-are read from the journal at scrape time instead, so they are true after a restart and also
-reflect what a CronJob or another replica did.
+Counters (``rotator_rotations_total``, ``rotator_rotation_failures_total``, the duration histogram,
+``rotator_upstream_requests_total`` and ``rotator_triggers_coalesced_total``) count what this
+process saw since it started; Prometheus' ``increase()`` copes with restarts. Gauges (expiry, next
+rotation, last success, drift, failing) are read from the journal at scrape time instead, so they
+are true after a restart and also reflect what a CronJob or another replica did.
 
 No label carries a token value: labels are target names, outcomes and reasons from fixed lists,
 steps, upstream names, route templates (ids replaced) and HTTP statuses.
@@ -67,6 +67,12 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.triggers_coalesced = Counter(
+            "rotator_triggers_coalesced",
+            "HTTP triggers answered with a recent forced rotation instead of starting one.",
+            ["target"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "rotator_upstream_requests",
             "HTTP requests rotator sent upstream, by upstream, route template and answer status.",
@@ -75,10 +81,11 @@ class Metrics:
         )
 
     def start_targets(self, names: Iterable[str]) -> None:
-        """Show every target's rotation counters from zero, so ``increase()`` sees the first one."""
+        """Show every target's counters from zero, so ``increase()`` sees the first one."""
         for name in names:
             for outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
                 self.rotations.labels(name, outcome.value)
+            self.triggers_coalesced.labels(name)
 
     # -- fed by the engine and the adapters --------------------------------------------------
     def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:

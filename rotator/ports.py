@@ -4,7 +4,7 @@ The engine imports these Protocols, never python-gitlab, httpx or sqlite3, so te
 store or an adapter pointed at a loopback fake, and a PostgreSQL store can drop in beside SQLite.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -106,6 +106,9 @@ class Journal(Protocol):
 
     def unfinished(self, key: TargetKey) -> RotationRecord | None:
         """The target's rotation still ``in_progress``, if any."""
+
+    def last_rotation(self, key: TargetKey, triggers: Collection[str]) -> RotationRecord | None:
+        """The target's newest rotation (by planned time) whose ``trigger`` is one of ``triggers``."""
 
     def tombstones(self, key: TargetKey) -> list[Tombstone]:
         """Names still to re-check for a late create."""

@@ -187,7 +187,13 @@ class RotationRef(_Model):
 
 
 class TriggeredRun(_Model):
-    """A rotation requested over HTTP: queued, running, finished or cancelled, and its outcome."""
+    """A rotation requested over HTTP: queued, running, finished or cancelled, and its outcome.
+
+    ``coalesced``: the request came within ``daemon.min_trigger_interval`` of the target's last
+    forced rotation, so it started nothing and this is that rotation's request (by the journal's
+    rotation id if another replica, or this one before a restart, ran it); ``next_trigger_at`` is
+    when a trigger starts a rotation again.
+    """
 
     id: str
     target: str
@@ -199,6 +205,8 @@ class TriggeredRun(_Model):
     failed: bool | None
     detail: str | None
     rotations: list[RotationRef]
+    coalesced: bool = False
+    next_trigger_at: str | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="ROTATOR_API_TOKEN")
@@ -316,6 +324,10 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
         dependencies=guarded,
         responses={
             **_UNAUTHORIZED,
+            202: {
+                "description": "queued; or, with coalesced true, a forced rotation finished less than"
+                " daemon.min_trigger_interval ago: nothing started, this is that rotation's request",
+            },
             404: {"model": Problem, "description": "no such target"},
             409: {
                 "model": Problem,
@@ -324,7 +336,12 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
         },
     )
     def rotate(name: str, response: Response) -> TriggeredRun:
-        """Rotate a target now (forced); poll the returned id at /v1/rotations/{id}."""
+        """Rotate a target now (forced); poll the returned id at /v1/rotations/{id}.
+
+        Within `daemon.min_trigger_interval` (default 1m) of the target's last forced rotation, as
+        the shared journal records it, nothing starts: the answer is that rotation's request with
+        `coalesced: true` and `next_trigger_at`, whether it succeeded or failed.
+        """
         outcome = service.trigger(name)
         if hasattr(outcome, "reason"):
             raise _problem(outcome.status, outcome.reason, _shown(outcome.detail))

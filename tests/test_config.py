@@ -1,6 +1,8 @@
 """The configuration contract: defaults, merging, and errors that name the key."""
 
 import copy
+import subprocess
+import sys
 
 from datetime import timedelta
 from pathlib import Path
@@ -130,6 +132,45 @@ def test_duplicates_are_refused(second: dict[str, Any], key: str) -> None:
     error = _error(data)
     assert error.key == key
     assert "repeats targets[0]" in error.problem
+
+
+def test_min_trigger_interval_defaults_to_a_minute_and_0s_turns_it_off() -> None:
+    """daemon.min_trigger_interval is 1m unless set; 0s and the 1d ceiling are accepted."""
+    assert parse_config(BASE).daemon.min_trigger_interval == timedelta(minutes=1)
+    for written, value in (("0s", timedelta(0)), ("1d", timedelta(days=1)), ("90s", timedelta(seconds=90))):
+        config = parse_config(_with(daemon={"min_trigger_interval": written}))
+        assert config.daemon.min_trigger_interval == value
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("2d", "from 0s (every trigger rotates) to 1d"),
+        ("soon", "like 45s"),
+        ("-1m", "not a duration"),
+        ("", "duration"),
+    ],
+)
+def test_a_bad_min_trigger_interval_exits_2_naming_the_key(tmp_path: Path, value: str, fragment: str) -> None:
+    """A too long or malformed daemon.min_trigger_interval: exit 2, one line naming the key, no traceback."""
+    config = tmp_path / "rotator.yaml"
+    config.write_text(
+        "gitlab: {url: https://gitlab.example.com}\n"
+        f"daemon: {{min_trigger_interval: '{value}'}}\n"
+        f"targets: [{{name: app, project: 1, connection_id: {CONN}, token: {{scopes: [api]}}}}]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "daemon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("rotator: error: daemon.min_trigger_interval: ")
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "rotator-state.db").exists()
 
 
 def test_load_config_reports_file_problems(tmp_path: Path) -> None:

@@ -129,7 +129,8 @@ def daemon_config(harness: Harness, folder: Path, **daemon: str) -> None:
 def test_daemon_schedules_triggers_counts_and_drains_on_sigterm(fakes: Fakes, tmp_path: Path) -> None:
     """Scheduled rotations happen, the trigger rotates, metrics move, SIGTERM lets a rotation finish."""
     harness = Harness(fakes, tmp_path, grace="0s")
-    daemon_config(harness, tmp_path, shutdown_timeout="60s")
+    # 0s: step 3 triggers app-deploy again right after step 2's triggered rotation.
+    daemon_config(harness, tmp_path, shutdown_timeout="60s", min_trigger_interval="0s")
     d = DaemonProcess(harness)
     # 1. The scheduler rotates both never-rotated targets on its first check.
     for name in ("app-deploy", "api-deploy"):

@@ -139,6 +139,28 @@ def test_rotations_are_newest_first_and_limited(journal: Journal) -> None:
     assert unfinished.id == "r4"
 
 
+def test_last_rotation_is_the_newest_by_one_of_the_triggers(journal: Journal) -> None:
+    """``last_rotation`` skips other triggers and other targets, and is None when nothing matches."""
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    other = replace(KEY, project_id=43)
+    other_lease = journal.acquire(other, "api-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    assert other_lease is not None
+    for minute, trigger in enumerate(("http", "rotate", "schedule", "run-once")):
+        record = replace(_rotation(f"r{minute}", at=NOW + timedelta(minutes=minute)), trigger=trigger)
+        journal.write(lease, Change(rotation=record))
+    later = replace(_rotation("elsewhere", at=NOW + timedelta(hours=1)), key=other, trigger="http")
+    journal.write(other_lease, Change(rotation=later))
+    found = journal.last_rotation(KEY, {"http", "rotate"})
+    assert found is not None
+    assert (found.id, found.trigger) == ("r1", "rotate")
+    only_http = journal.last_rotation(KEY, {"http"})
+    assert only_http is not None
+    assert only_http.id == "r0"
+    assert journal.last_rotation(KEY, {"demo"}) is None
+    assert journal.last_rotation(KEY, ()) is None
+
+
 def test_project_paths_are_remembered(journal: Journal) -> None:
     """A resolved path is found again without asking GitLab."""
     assert journal.project_id(KEY.gitlab_url, "acme/app") is None

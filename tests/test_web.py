@@ -99,20 +99,29 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     scheduled: bool = True,
     check_interval: str = "1h",
     workers: int = 4,
+    min_trigger_interval: str | None = None,
+    clock_offset: str | None = None,
 ) -> Iterator[Running]:
     """A daemon for both example targets (grace 0s) serving on an ephemeral loopback port.
 
     ``scheduled`` starts the scheduler and waits for its first pass (which rotates both
     never-rotated targets and reads rotator's own credentials), so the tests start from a quiet,
     rotated state; without it nothing runs, not even a triggered rotation.
+    ``min_trigger_interval`` is written to the config if given (else the default, 1m applies);
+    ``clock_offset`` moves the daemon's clock (the armed test hook). Another daemon on the same
+    ``folder`` shares the journal: a second replica, or the same one restarted.
     """
     harness = Harness(fakes, folder, grace="0s")
     path = folder / "rotator.yaml"
     document = yaml.safe_load(path.read_text())
     document["daemon"] = {"listen": "127.0.0.1:0", "check_interval": check_interval, "jitter": "0s"}
+    if min_trigger_interval is not None:
+        document["daemon"]["min_trigger_interval"] = min_trigger_interval
     document["max_concurrent_rotations"] = workers
     path.write_text(yaml.safe_dump(document))
     environ = dict(fakes.seed.environment())
+    if clock_offset is not None:
+        environ["ROTATOR_TEST_CLOCK_OFFSET"] = clock_offset
     config = runtime.load(str(path), environ)
     metrics = Metrics()
     rt = runtime.build(config, environ, observers=(metrics,), on_response=metrics.on_response)

@@ -1,0 +1,145 @@
+"""``daemon.min_trigger_interval``: a flood of HTTP triggers mints one token, fleet-wide, after restarts."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from rotator.testing import Fakes
+from tests.test_web import APP, PATCH, Running, finished, running_daemon, samples, trigger
+
+
+CREATE = "POST /api/v4/projects/:id/access_tokens"
+
+
+def minted(running: Running) -> int:
+    """How many tokens the fake GitLab has minted so far (seeded ones included)."""
+    return len(running.fakes.gitlab.test_only_minted_values())
+
+
+def journal_rotation(client: httpx.Client, run_id: str) -> dict[str, object]:
+    """The one journal rotation a finished triggered run performed."""
+    run = finished(client, run_id)
+    assert run["status"] == "finished", run
+    assert len(run["rotations"]) == 1, run
+    rotation: dict[str, object] = run["rotations"][0]
+    return rotation
+
+
+def coalesced_total(running: Running) -> float:
+    """``rotator_triggers_coalesced_total{target=APP}`` as the daemon's /metrics shows it."""
+    with running.client(token=None) as http:
+        scrape = http.get("/metrics").text
+    values = [
+        v for labels, v in samples(scrape, "rotator_triggers_coalesced_total") if labels["target"] == APP
+    ]
+    assert len(values) == 1, scrape
+    return values[0]
+
+
+def test_twenty_sequential_triggers_mint_one_token(fakes: Fakes, tmp_path: Path) -> None:
+    """20 POSTs in a row (default 1m interval) mint one token; each answer is 202 with one id, or 409."""
+    with running_daemon(fakes, tmp_path) as running, running.client() as client:
+        before = minted(running)
+        answers = [client.post(f"/v1/targets/{APP}/rotate") for _ in range(20)]
+        accepted = [a for a in answers if a.status_code == 202]
+        for answer in accepted:  # every run any of them started has finished
+            finished(client, answer.json()["id"])
+        after = client.post(f"/v1/targets/{APP}/rotate")  # certainly after the rotation finished
+        assert minted(running) == before + 1
+        run_id = answers[0].json()["id"]
+        assert {a.json()["id"] for a in [*accepted, after]} == {run_id}
+        assert [a.json()["reason"] for a in answers if a.status_code != 202] == ["rotating"] * (
+            20 - len(accepted)
+        )
+        assert answers[0].json()["coalesced"] is False
+        for answer in [*accepted[1:], after]:
+            assert answer.headers["location"] == f"/v1/rotations/{run_id}"
+            assert (answer.json()["coalesced"], answer.json()["status"]) == (True, "finished")
+        # Measured from the rotation's end as the journal records it: inside the run's own times.
+        run = finished(client, run_id)
+        next_trigger = datetime.fromisoformat(after.json()["next_trigger_at"]) - timedelta(minutes=1)
+        assert (
+            datetime.fromisoformat(run["started_at"])
+            <= next_trigger
+            <= datetime.fromisoformat(run["finished_at"])
+        )
+        assert coalesced_total(running) == len(accepted)  # all but the first, plus `after`
+        assert running.held_works(0)
+
+
+def test_a_replica_sharing_the_journal_answers_409_then_coalesces(fakes: Fakes, tmp_path: Path) -> None:
+    """A second daemon on the same journal: 409 while the first's forced rotation runs, then that rotation."""
+    with (
+        running_daemon(fakes, tmp_path) as first,
+        running_daemon(fakes, tmp_path) as second,
+        first.client() as one,
+        second.client() as two,
+    ):
+        before = minted(first)
+        slow = fakes.infisical.faults.delay(PATCH, 2)
+        accepted = trigger(one, APP)
+        assert accepted.status_code == 202, accepted.text
+        assert slow.reached.wait(10)
+        busy = two.post(f"/v1/targets/{APP}/rotate")
+        assert (busy.status_code, busy.json()["reason"]) == (409, "rotating")
+        rotation = journal_rotation(one, accepted.json()["id"])
+        answer = trigger(two, APP)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert body["coalesced"] is True
+        # The other replica's request id is unknown here: the journal's rotation id stands in, and polls.
+        assert body["id"] == rotation["id"]
+        assert body["rotations"] == [rotation]
+        assert (body["outcome"], body["failed"]) == ("done", False)
+        assert two.get(f"/v1/rotations/{body['id']}").json()["rotations"] == [rotation]
+        assert minted(first) == before + 1
+
+
+def test_after_the_interval_a_restarted_daemon_rotates_again(fakes: Fakes, tmp_path: Path) -> None:
+    """A restart within the interval still coalesces; with the clock past it, a trigger mints a new token."""
+    with running_daemon(fakes, tmp_path) as running, running.client() as client:
+        rotation = journal_rotation(client, trigger(client, APP).json()["id"])
+        before = minted(running)
+    with running_daemon(fakes, tmp_path) as restarted, restarted.client() as client:
+        answer = trigger(client, APP)
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["coalesced"], answer.json()["id"]) == (True, rotation["id"])
+    fakes.clock.advance(timedelta(minutes=2))
+    with running_daemon(fakes, tmp_path, clock_offset="2m") as later, later.client() as client:
+        answer = trigger(client, APP)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["coalesced"] is False
+        again = journal_rotation(client, answer.json()["id"])
+        assert again["id"] != rotation["id"]
+        assert again["outcome"] == "succeeded"
+        assert minted(later) == before + 1
+        assert later.held_works(0)
+
+
+def test_a_failed_forced_rotation_is_coalesced_too(fakes: Fakes, tmp_path: Path) -> None:
+    """A rotation that failed after its create still minted a token: a trigger within the interval gets it."""
+    with running_daemon(fakes, tmp_path) as running, running.client() as client:
+        fakes.infisical.faults.fail(PATCH, 400, times=None)
+        failed = finished(client, trigger(client, APP).json()["id"])
+        assert (failed["outcome"], failed["failed"]) == ("failed", True)
+        creates = fakes.gitlab.call_counts(user_agent="rotator/")[CREATE]
+        answer = trigger(client, APP)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert (body["id"], body["coalesced"], body["failed"]) == (failed["id"], True, True)
+        assert fakes.gitlab.call_counts(user_agent="rotator/")[CREATE] == creates
+
+
+def test_zero_interval_keeps_every_trigger_a_rotation(fakes: Fakes, tmp_path: Path) -> None:
+    """``min_trigger_interval: 0s``: a trigger right after a finished one rotates again, as before."""
+    with running_daemon(fakes, tmp_path, min_trigger_interval="0s") as running, running.client() as client:
+        before = minted(running)
+        first = journal_rotation(client, trigger(client, APP).json()["id"])
+        answer = trigger(client, APP)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["coalesced"] is False
+        second = journal_rotation(client, answer.json()["id"])
+        assert second["id"] != first["id"]
+        assert minted(running) == before + 2
+        assert coalesced_total(running) == 0

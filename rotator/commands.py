@@ -111,14 +111,14 @@ def forget(args: argparse.Namespace, config: Config) -> int:
             blocked = _not_yet(journal, found, now, revoke=args.revoke)
             if blocked:
                 for line in blocked:
-                    print(f"not forgotten: {line}")
+                    print(f"not forgotten: {redact(line)}")
                 print(f"kept {found.key}: a run can still find what it may have created")
                 return EXIT_FAILED
             if rt is not None:
                 refused = _revoke_removed(rt, lease, found)
                 if refused:
                     for line in refused:
-                        print(f"not revoked: {line}")
+                        print(f"not revoked: {redact(line)}")  # refusals quote upstream messages
                     print(
                         f"kept {found.key}: nothing is forgotten while it holds a live token it cannot revoke"
                     )
@@ -201,7 +201,7 @@ def _revoke_removed(rt: runtime.Runtime, lease: Lease, found: Removed) -> list[s
     except LeaseLostError as error:
         refused = [str(error)]
     for action in run.scratch.actions:
-        print(action)
+        print(redact(action))  # actions quote upstream token names
     return refused
 
 
@@ -289,7 +289,7 @@ def _manager(rt: runtime.Runtime) -> str | None:
     if "api" not in me.scopes:
         return f"the manager token lacks the api scope (has {', '.join(me.scopes)})"
     left = f"expires {me.expires_at}" if me.expires_at else "never expires"
-    print(f"info    gitlab: manager token {me.id} ({me.name}) {left}")
+    print(f"info    gitlab: manager token {me.id} ({redact(me.name)}) {left}")  # GitLab's name for it
     return None
 
 

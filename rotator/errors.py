@@ -14,15 +14,14 @@ Every error names where it happened (``target``, ``step``); upstream errors also
 ``status`` (``None`` for a network failure) and whether the request was definitely **not applied**,
 which is what decides between "nothing happened, safe to undo" and "outcome unknown, roll forward".
 Messages never contain a token value: adapters pass upstream messages through redaction first.
+Each message is one line whatever it quotes: control characters are shown escaped
+(:func:`rotator.redact.printable`), so a newline or an ANSI escape in a bad value or in an
+upstream's answer cannot forge a second line or recolour a terminal.
 """
-
-import re
 
 from dataclasses import dataclass
 
-
-#: Control characters, shown escaped in messages: a newline in a bad value must not forge a line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from rotator.redact import printable
 
 
 class RotatorError(Exception):
@@ -38,7 +37,7 @@ class ConfigError(RotatorError):
 
     def __str__(self) -> str:
         """``key: problem``, the one line the CLI prints before exiting 2 (control characters escaped)."""
-        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"{self.key}: {self.problem}")
+        return printable(f"{self.key}: {self.problem}")
 
 
 @dataclass(eq=False)
@@ -54,11 +53,12 @@ class UpstreamError(RotatorError):
     step: str | None = None
 
     def __str__(self) -> str:
-        """One line naming target, step, upstream, route and status."""
+        """One line naming target, step, upstream, route and status (control characters escaped)."""
         where = " ".join(f"{k}={v}" for k, v in (("target", self.target), ("step", self.step)) if v)
         status = self.status if self.status is not None else "no response"
         prefix = f"{where} " if where else ""
-        return f"{prefix}{self.upstream} {self.route} -> {status}: {self.message}"
+        # The adapters escape what they quote; this holds for a message built anywhere else too.
+        return printable(f"{prefix}{self.upstream} {self.route} -> {status}: {self.message}")
 
 
 class GitLabError(UpstreamError):

@@ -2,8 +2,11 @@
 
 The scrubber is the final processor before rendering: whatever an event carries, any live token
 value registered with :func:`watch` and anything :mod:`rotator.redact` recognises (GitLab tokens,
-JWTs, a URL's ``user:password@``) is replaced by ``[REDACTED]``. Tracebacks are rendered without
-local variables, so a token held in a frame never reaches the log.
+JWTs, a URL's ``user:password@``) is replaced by ``[REDACTED]``, and control characters are shown
+escaped (:func:`rotator.redact.printable`): an upstream's message holding a newline or an ANSI
+escape cannot forge a log line or recolour a terminal, in JSON (read with ``jq -r``) or on a
+terminal. Tracebacks are rendered without local variables, so a token held in a frame never
+reaches the log.
 """
 
 import logging
@@ -41,7 +44,7 @@ def watch(secret: Secret) -> Iterator[None]:
 
 
 def scrub_text(text: str) -> str:
-    """``text`` with live values and token-shaped strings replaced by ``[REDACTED]``."""
+    """``text`` with live values and token-shaped strings replaced by ``[REDACTED]``, controls escaped."""
     with _live_lock:
         live = list(_live)
     return redact(text, live)

@@ -10,7 +10,8 @@ Three rules shape this module:
 * **It never carries a token.** Alert messages are meant to be token-free already, but a
   notification leaves our logs' reach for good, so message and text go through
   :func:`rotator.logs.scrub_text` (:mod:`rotator.redact` plus the live values) once more before
-  they are sent.
+  they are sent; that also escapes control characters, so an upstream's message cannot forge a
+  line or smuggle an ANSI escape into the channel.
 * **The URL is a credential.** Whoever knows a Slack webhook URL can post to the channel, so it
   stays inside a :class:`~rotator.secret.Secret` and logs name only its host. A failure is logged
   by status or by exception *type*: httpx exception texts quote the URL.

@@ -1,4 +1,4 @@
-"""The one place that decides what a secret looks like in text, and the one marker that replaces it.
+"""The one place that decides what upstream text may look like when shown: no secret, no control.
 
 Core: standard library only, so every layer may use it (adapters on upstream messages, the log
 scrubber, the webhook, ``status``/``history``, the HTTP API, the journal's free-text fields).
@@ -15,10 +15,18 @@ scrubber, the webhook, ``status``/``history``, the HTTP API, the journal's free-
 
 It errs on the side of hiding: a word that merely starts like a token (``glft-based``) is
 replaced too. Text holding none of ``gl<prefix>-``, ``GR1348941``, ``eyJ`` and ``://…@`` comes
-back unchanged.
+back unchanged, apart from the escaping below.
+
+Whatever :func:`redact` returns has also passed :func:`printable`: an upstream (GitLab, Infisical,
+a proxy) writes error messages, token, project and connection names, and one of them holding a
+newline, a carriage return, an ANSI escape or a bidi override could otherwise forge a second
+result line, recolour the operator's terminal or reorder what they read. Every caller that
+redacts upstream text before showing it (the rule since the start) therefore escapes it too,
+new code included.
 """
 
 import re
+import unicodedata
 
 from collections.abc import Collection, Iterable, Mapping
 
@@ -43,16 +51,43 @@ _PATTERN = re.compile(
 )
 
 
+#: Unicode categories shown escaped: controls (C0, DEL, C1), format characters (the bidi controls
+#: among them), lone surrogates, and the line and paragraph separators. Unassigned and private-use
+#: code points stay: terminals show them as a box, and a script newer than this Python's tables
+#: (a project named in it) must not read as escapes.
+_ESCAPED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every control, format or line-separator character written as an escape.
+
+    ``ESC`` becomes ``\x1b``, a newline ``\n``, a C1 CSI ``\x9b``, a right-to-left override
+    ``\u202e``, U+2028 ``\u2028``, a lone surrogate (which would fail the write to a UTF-8 stream)
+    ``\ud800``: the escapes Python's ``repr`` writes. Nothing is dropped, so the operator sees
+    what was sent, and nothing else changes (letters of any script, spaces, emoji).
+
+    Printable text, a backslash included, comes back unchanged, so applying it again changes
+    nothing (layers may each apply it), and two different texts without a backslash never come
+    out the same (an escape is a backslash plus a fixed-length code).
+    """
+    if text.isprintable():  # the common case, in C
+        return text
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) in _ESCAPED else char for char in text)
+
+
 def _replace(found: re.Match[str]) -> str:
     return f"://{MARKER}@" if found.group("url") else MARKER
 
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
-    """``text`` with ``known`` values and anything token- or credential-shaped replaced by the marker."""
+    """``text`` with ``known`` values and anything token- or credential-shaped replaced by the marker.
+
+    The result is :func:`printable` too: redacting comes first, so a known value is matched as it is.
+    """
     for value in known:
         if len(value) >= MIN_KNOWN:
             text = text.replace(value, MARKER)
-    return _PATTERN.sub(_replace, text)
+    return printable(_PATTERN.sub(_replace, text))
 
 
 def redact_tree(value: object, known: Iterable[str] = (), keep: Collection[str] = ()) -> object:

@@ -38,3 +38,17 @@ def test_a_config_error_is_one_line_whatever_the_input_held() -> None:
     """A newline or other control character from a bad value is shown escaped, never as a new line."""
     error = ConfigError("targets[0].token.scopes", "unknown scope(s) \n\x1b[31m; project tokens accept api")
     assert str(error) == "targets[0].token.scopes: unknown scope(s) \\n\\x1b[31m; project tokens accept api"
+
+
+def test_an_upstream_error_is_one_line_whatever_the_upstream_wrote() -> None:
+    """An upstream's newline, ANSI escape or bidi override is shown escaped in the error's one line."""
+    error = GitLabError(
+        "gitlab", "GET /projects/:id", 404, "gone\n2026 ok: rotated\x1b[2J\u202e", not_applied=True
+    )
+    assert str(error) == r"gitlab GET /projects/:id -> 404: gone\n2026 ok: rotated\x1b[2J\u202e"
+
+
+def test_a_config_error_escapes_c1_controls_and_line_separators_too() -> None:
+    """C1 controls (CSI) and Unicode line separators cannot split or recolour a config error either."""
+    error = ConfigError("targets[0].name", "bad \x9b31m\u2028next")
+    assert str(error) == r"targets[0].name: bad \x9b31m\u2028next"

@@ -64,3 +64,33 @@ def test_tracebacks_do_not_show_locals() -> None:
     out = stream.getvalue()
     assert "ValueError" in out
     assert "tokenvalue-in-a-local" not in out
+
+
+FORGED = (
+    "refused\n2026-01-01T00:00:00Z [info] rotation.finished outcome=succeeded\r\x1b[2J\u2028\u202e\x9b31m"
+)
+SHOWN = (
+    r"refused\n2026-01-01T00:00:00Z [info] rotation.finished outcome=succeeded\r\x1b[2J\u2028\u202e\x9b31m"
+)
+
+
+def test_an_upstream_message_is_escaped_in_the_json_line() -> None:
+    """A forged line or an ANSI escape in an event's value is text in the JSON, even after ``jq -r``."""
+    stream = _capture()
+    structlog.get_logger("rotator").error("target.alert", error=FORGED, nested={"names": [FORGED]})
+    [line] = stream.getvalue().splitlines()
+    event = json.loads(line)
+    assert event["error"] == SHOWN
+    assert event["nested"] == {"names": [SHOWN]}
+
+
+def test_an_upstream_message_is_one_line_on_a_terminal() -> None:
+    """The readable renderer shows escapes, never the raw ESC, BEL or newline an upstream sent."""
+    stream = io.StringIO()
+    configure(stream=stream, json=False)
+    # Without a space the renderer prints a value bare (unquoted), so the escaping is all there is.
+    structlog.get_logger("rotator").error("target.alert", name="ok\x1b[2J\x1b]0;pwned\x07", error=FORGED)
+    out = stream.getvalue()
+    assert out.count("\n") == 1
+    assert r"name=ok\x1b[2J\x1b]0;pwned\x07" in out
+    assert [c for c in out.rstrip("\n") if not c.isprintable()] == []

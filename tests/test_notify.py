@@ -207,13 +207,25 @@ def test_expiring_text_names_the_expiry_date(receiver: Receiver, make_hook: Make
 
 
 def test_text_is_one_line_with_slack_markup_escaped(receiver: Receiver, make_hook: MakeHook) -> None:
-    """Newlines collapse and <, >, & are escaped, so a message cannot ping a channel or forge a link."""
+    """A newline shows escaped and <, >, & are escaped, so a message cannot ping, forge a link or a line."""
     hook = make_hook()
     hook.alert(alert("line one\nline <!channel> & two"))
     assert hook.flush(5)
     body = receiver.requests[0].body
-    assert body["text"].endswith("line one line &lt;!channel&gt; &amp; two")
-    assert body["message"] == "line one\nline <!channel> & two"
+    assert body["text"].endswith(r"line one\nline &lt;!channel&gt; &amp; two")
+    assert body["message"] == r"line one\nline <!channel> & two"
+
+
+def test_an_upstream_message_reaches_the_webhook_escaped(receiver: Receiver, make_hook: MakeHook) -> None:
+    """A forged line, an ANSI escape, BEL or a bidi override in a message arrives as visible escapes."""
+    hook = make_hook()
+    hook.alert(alert("refused\n2026-01-01 app-deploy: succeeded\r\x1b[2J\x07\u2028\u202e\x9b31m"))
+    assert hook.flush(5)
+    body = receiver.requests[0].body  # parsed: JSON's own \u001b escaping is undone here
+    shown = r"refused\n2026-01-01 app-deploy: succeeded\r\x1b[2J\x07\u2028\u202e\x9b31m"
+    assert body["message"] == shown
+    assert body["text"].endswith(shown)
+    assert [c for field in body.values() if field for c in field if not c.isprintable()] == []
 
 
 def test_a_5xx_is_retried_then_succeeds(receiver: Receiver, make_hook: MakeHook, logs: io.StringIO) -> None:

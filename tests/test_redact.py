@@ -1,14 +1,15 @@
-"""The one redaction: GitLab tokens (routable, legacy, every prefix), JWTs, URL userinfo, known values."""
+"""The one redaction (GitLab tokens of every shape, JWTs, URL userinfo, known values) and its escaping."""
 
 import base64
 import re
 import string
+import unicodedata
 import zlib
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rotator.redact import GITLAB_PREFIXES, MARKER, redact
+from rotator.redact import GITLAB_PREFIXES, MARKER, printable, redact
 from rotator.testing import start_fakes
 
 
@@ -18,6 +19,14 @@ BASE36 = string.digits + string.ascii_lowercase
 TEXT = st.text(st.one_of(st.characters(), st.sampled_from(list(".-_@:/ \"'<>eyJgl"))), max_size=30)
 #: Text holding none of the shapes redaction looks for must come back as it was.
 TRIGGER = re.compile(rf"://|eyJ|GR1348941|(?:{'|'.join(GITLAB_PREFIXES)})-")
+#: What a terminal acts on rather than shows, and what an upstream might slip into a message.
+HOSTILE = list("\x00\x07\x08\t\n\r\x1b\x7f\x85\x9b\xad\u061c\u200e\u200f\u2028\u2029\u202e\u2066\ufeff\ud800")
+#: Any text at all: every code point (lone surrogates too) and, often, the hostile ones.
+ANY_TEXT = st.text(st.one_of(st.characters(exclude_categories=()), st.sampled_from(HOSTILE)), max_size=40)
+#: Unicode categories that must never reach output raw: controls, format (bidi), surrogates,
+#: line and paragraph separators.
+ESCAPED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|[ntr])")
 
 
 def _base36(number: int, width: int) -> str:
@@ -91,11 +100,47 @@ def test_url_userinfo_never_survives(before: str, user: str, password: str, afte
     assert f" {url_rest} " in out
 
 
-@given(text=st.text())
-def test_text_without_any_secret_shape_is_unchanged(text: str) -> None:
-    """Text holding no ``://``, ``eyJ``, ``GR1348941`` or ``gl<prefix>-`` comes back unchanged."""
+@given(text=ANY_TEXT)
+def test_text_without_any_secret_shape_is_only_escaped(text: str) -> None:
+    """Text holding no ``://``, ``eyJ``, ``GR1348941`` or ``gl<prefix>-`` comes back only escaped."""
     assume(not TRIGGER.search(text))
-    assert redact(text) == text
+    assert redact(text) == printable(text)
+    if text.isprintable():
+        assert redact(text) == text
+
+
+def _unescape(shown: str) -> str:
+    """The inverse of :func:`printable` for text that held no backslash."""
+    return _ESCAPE.sub(lambda m: m.group().encode().decode("unicode_escape"), shown)
+
+
+@given(text=ANY_TEXT)
+def test_printable_leaves_nothing_a_terminal_would_act_on(text: str) -> None:
+    """No control, bidi, separator or surrogate character survives, and the result encodes as UTF-8."""
+    shown = printable(text)
+    assert [c for c in shown if unicodedata.category(c) in ESCAPED] == []
+    assert shown.encode() is not None  # a lone surrogate would raise here, as on a UTF-8 stream
+    assert printable(shown) == shown  # layers may each apply it: nothing is escaped twice
+
+
+@given(text=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E)))
+def test_printable_ascii_is_unchanged(text: str) -> None:
+    """Printable ASCII, backslashes and quotes included, comes back exactly as it was."""
+    assert printable(text) == text
+
+
+@given(text=ANY_TEXT.filter(lambda t: "\\" not in t))
+def test_printable_keeps_distinct_texts_distinct(text: str) -> None:
+    """Each escape reads back to the one character it stands for, so no two texts look the same."""
+    assert _unescape(printable(text)) == text
+
+
+def test_printable_shows_what_was_escaped() -> None:
+    """ESC, newline, CR, BEL, C1 CSI and bidi/line separators read as their codes; other text stays."""
+    assert (
+        printable("a\x1b[2J\nb\r\x07\x9b\u2028\u202e\U000e0001\u00a0c\U00018cd6\ue000")
+        == r"a\x1b[2J\nb\r\x07\x9b\u2028\u202e\U000e0001" + "\u00a0c\U00018cd6\ue000"
+    )
 
 
 @given(before=TEXT, value=st.text(min_size=8, max_size=40), after=TEXT)

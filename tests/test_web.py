@@ -483,6 +483,19 @@ def test_a_credential_in_a_connections_instance_url_is_shown_nowhere(fakes: Fake
         assert secret.encode() not in journal.read_bytes()
 
 
+def test_an_upstream_message_is_text_in_the_api_answers(fakes: Fakes, tmp_path: Path) -> None:
+    """Infisical's forged message in last_error and a run's detail: escapes, no raw control character."""
+    forged = "refused\n2026-01-01T00:00:00Z app-deploy: succeeded\r\x1b[2J\u202e"
+    shown = r"refused\n2026-01-01T00:00:00Z app-deploy: succeeded\r\x1b[2J\u202e"
+    with running_daemon(fakes, tmp_path) as running, running.client() as http:
+        fakes.infisical.faults.fail(PATCH, 400, body={"message": forged})
+        run = finished(http, trigger(http, "app-deploy").json()["id"])
+        row = http.get("/v1/targets/app-deploy").json()
+    assert shown in row["last_error"]
+    assert shown in run["detail"]
+    assert [c for text in (row["last_error"], run["detail"]) for c in text if not c.isprintable()] == []
+
+
 def test_a_trigger_queued_longer_than_a_check_interval_still_runs(fakes: Fakes, tmp_path: Path) -> None:
     """One worker busy for 3 s, checks every 1 s: the queued trigger runs late, never is dropped."""
     with running_daemon(fakes, tmp_path, check_interval="1s", workers=1) as running, running.client() as http:

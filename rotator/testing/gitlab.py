@@ -189,6 +189,11 @@ class FakeGitLab(FakeServer):
         with self.lock:
             self.state.max_lifetime_days = days
 
+    def test_only_user(self, username: str) -> User:
+        """TEST ONLY: the user called ``username`` (the seed's ``rotator-manager``, say), to seed for."""
+        with self.lock:
+            return next(user for user in self.state.users.values() if user.username == username)
+
     def test_only_token(self, token_id: int) -> Token:
         """TEST ONLY: the full record of a token, value included."""
         with self.lock:

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from rotator.cli import main
 from rotator.config import ACCESS_LEVELS, TOKEN_SCOPES
+from rotator.redact import printable
 from rotator.testing import Fakes, start_fakes
 from tests.cli_harness import CONNECTIONS, Harness
 from tests.faults import ledger
@@ -286,7 +287,10 @@ def _key(path: Path_) -> str:
     if len(path) > 1 and path[0] == "defaults" and path[1] not in PER_TARGET:
         text, path = r"targets\[\d+\]", path[1:]
     for part in path:
-        text += rf"\[{part}\]" if isinstance(part, int) else ("\\." if text else "") + re.escape(part)
+        # A control or format character in a key (an invisible soft hyphen) is named escaped.
+        text += (
+            rf"\[{part}\]" if isinstance(part, int) else ("\\." if text else "") + re.escape(printable(part))
+        )
     return text + r"(?:\[\d+\])?"  # a list's bad item is named by its index
 
 

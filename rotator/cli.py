@@ -15,6 +15,8 @@ from types import FrameType
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The most rows ``history --limit`` may ask for (a bound SQLite's LIMIT can hold, and a screenful of audit).
+HISTORY_LIMIT = 10_000
 
 _DEMO = """\
 Start the fakes on free loopback ports, write a two-target config in a temporary folder, and run
@@ -91,6 +93,19 @@ def _run_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _history_limit(text: str) -> int:
+    """``--limit``: a whole number of rows, 1 to HISTORY_LIMIT; anything else is a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= HISTORY_LIMIT:
+        # The value is not echoed: it may be thousands of digits long.
+        msg = f"must be a whole number from 1 to {HISTORY_LIMIT}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _add_target_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     run = commands.add_parser(
         "run-once",
@@ -121,7 +136,11 @@ def _add_target_commands(commands: "argparse._SubParsersAction[argparse.Argument
     history = commands.add_parser("history", help="the audit trail, one row per rotation, newest first")
     history.add_argument("--target", metavar="NAME", help="only this target")
     history.add_argument(
-        "--limit", type=int, default=20, help="at most this many rows (default: %(default)s)"
+        "--limit",
+        type=_history_limit,
+        default=20,
+        metavar="N",
+        help=f"at most this many rows, 1 to {HISTORY_LIMIT} (default: %(default)s)",
     )
     history.add_argument("--json", action="store_true", help="print a JSON array")
     commands.add_parser(

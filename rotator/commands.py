@@ -50,7 +50,8 @@ def _print_reports(reports: list[TargetReport]) -> int:
 def run_once(args: argparse.Namespace, config: Config) -> int:
     """``run-once`` and ``rotate``: the CronJob mode and the on-demand trigger."""
     configure()
-    rt = runtime.build(config, os.environ)
+    # A dry run (plan) reads the journal and never creates it: it changes nothing, not even that.
+    rt = runtime.build(config, os.environ, journal="read" if args.dry_run else "write")
     try:
         names = tuple(args.target or ())
         options = RunOptions(
@@ -79,8 +80,8 @@ def _stop(rt: runtime.Runtime) -> None:
 
 
 def status(args: argparse.Namespace, config: Config) -> int:
-    """``status``: offline, from the journal."""
-    journal = runtime.open_journal(config)
+    """``status``: offline, from the journal (read-only; exit 2 if there is none yet)."""
+    journal = runtime.read_journal(config, missing_ok=False)
     try:
         data = report.status(config, journal, runtime.clock(config, os.environ))
     finally:
@@ -92,6 +93,7 @@ def status(args: argparse.Namespace, config: Config) -> int:
 
 def forget(args: argparse.Namespace, config: Config) -> int:
     """``forget KEY [--revoke]``: let a removed target's journal entry go (its rotations stay)."""
+    runtime.require_journal(config)  # with no journal there is nothing to forget: create none to say so
     rt: runtime.Runtime | None = None
     if args.revoke:
         configure()
@@ -206,8 +208,8 @@ def _revoke_removed(rt: runtime.Runtime, lease: Lease, found: Removed) -> list[s
 
 
 def history(args: argparse.Namespace, config: Config) -> int:
-    """``history``: the audit trail, newest first."""
-    journal = runtime.open_journal(config)
+    """``history``: the audit trail, newest first (read-only; exit 2 if there is none yet)."""
+    journal = runtime.read_journal(config, missing_ok=False)
     try:
         rows = report.history(journal, config, args.target, args.limit)
     finally:
@@ -219,10 +221,14 @@ def history(args: argparse.Namespace, config: Config) -> int:
 def check(_args: argparse.Namespace, config: Config) -> int:
     """``check``: a preflight with no side effects; every problem is one line."""
     configure()
-    rt = runtime.build(config, os.environ, journal=False)
-    # The real journal, read-only and only if it exists: adopt_token_id must not name a token
-    # another target owns. The engine's own (in-memory) journal stays the throwaway one.
-    journal = runtime.peek_journal(config)
+    # The real journal, read-only (empty if there is none yet): adopt_token_id must not name a
+    # token another target owns. The engine's own (in-memory) journal stays the throwaway one.
+    journal = runtime.read_journal(config, missing_ok=True)
+    try:
+        rt = runtime.build(config, os.environ, journal="scratch")
+    except BaseException:
+        journal.close()
+        raise
     problems: list[str] = []
 
     def item(what: str, probe: Callable[[], str | None]) -> None:
@@ -239,15 +245,14 @@ def check(_args: argparse.Namespace, config: Config) -> int:
         print(f"ok      config: {len(config.targets)} target(s)")
         item("gitlab: manager token", lambda: _manager(rt))
         item("infisical: credentials", lambda: _infisical(rt))
-        notes = report.lifetime_notes(config, journal, runtime.clock(config, os.environ)) if journal else {}
+        notes = report.lifetime_notes(config, journal, runtime.clock(config, os.environ))
         for target in config.targets:
             _check_target(rt, target, item, journal)
             if target.name in notes:
                 print(f"warn    {target.name}: {notes[target.name]}")
     finally:
         rt.close()
-        if journal is not None:
-            journal.close()
+        journal.close()
     return EXIT_FAILED if problems else EXIT_OK
 
 
@@ -255,7 +260,7 @@ def _check_target(
     rt: runtime.Runtime,
     target: Target,
     item: Callable[[str, Callable[[], str | None]], None],
-    journal: Journal | None,
+    journal: Journal,
 ) -> None:
     project_ids: list[int] = []
 
@@ -302,13 +307,12 @@ def _infisical(rt: runtime.Runtime) -> str | None:
     return None
 
 
-def _adoptable(rt: runtime.Runtime, journal: Journal | None, key: TargetKey, token_id: int) -> str | None:
-    if journal is not None:
-        state = journal.target(key)
-        applied = state is not None and state.verified_hash is not None
-        owned = None if applied else owned_elsewhere(journal, key, token_id)
-        if owned is not None:
-            return f"{owned}; a token has one owner (the run fails until this is fixed)"
+def _adoptable(rt: runtime.Runtime, journal: Journal, key: TargetKey, token_id: int) -> str | None:
+    state = journal.target(key)
+    applied = state is not None and state.verified_hash is not None
+    owned = None if applied else owned_elsewhere(journal, key, token_id)
+    if owned is not None:
+        return f"{owned}; a token has one owner (the run fails until this is fixed)"
     info = rt.gitlab.get_token(key.project_id, token_id)
     if info is None:
         return f"token {token_id} is not in this project"

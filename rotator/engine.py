@@ -10,7 +10,7 @@ failed, so the CLI can exit 1.
 import threading
 import uuid
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -83,8 +83,7 @@ class Engine:
         """The named targets (all if none); an unknown name is a usage error."""
         known = {t.name: t for t in self.config.targets}
         for name in names:
-            if name not in known:
-                raise ConfigError("--target", f"no target named {name!r}; known: {', '.join(known)}")
+            require_known(name, known)
         return [known[n] for n in names] if names else list(self.config.targets)
 
     def run(self, options: RunOptions) -> list[TargetReport]:
@@ -336,6 +335,13 @@ class Engine:
         if failing:
             detail += f"; still failing: {failing}"
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+
+
+def require_known(name: str, known: Iterable[str]) -> None:
+    """A usage error (``--target``, exit 2) listing the known names, unless ``name`` is one of them."""
+    names = list(known)
+    if name not in names:
+        raise ConfigError("--target", f"no target named {name!r}; known: {', '.join(names)}")
 
 
 def stand_in_name(found: Removed, taken: set[str]) -> str:

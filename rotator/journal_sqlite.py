@@ -10,7 +10,9 @@ columns (see :mod:`rotator.records`).
 
 import json
 import os
+import shlex
 import sqlite3
+import stat
 import threading
 
 from collections.abc import Collection, Iterator
@@ -52,6 +54,21 @@ CREATE TABLE IF NOT EXISTS projects (
     gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, project_id INTEGER NOT NULL, PRIMARY KEY (gitlab_url, ref));
 """
 
+#: The tables (and columns) every journal has had since the first version: what tells a rotator
+#: journal from another application's SQLite file. Later versions may add tables, never drop these.
+_SIGNATURE = {
+    "targets": {"key", "holder", "fence", "lease_until", "data"},
+    "rotations": {"id", "key", "planned_at", "outcome", "data"},
+    "tokens": {"key", "token_id", "data"},
+    "tombstones": {"key", "name", "data"},
+    "projects": {"gitlab_url", "ref", "project_id"},
+}
+
+#: The first bytes of every SQLite 3 database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: SQLite's words for "this file is not a database (or not one it can make sense of)".
+_NOT_A_DATABASE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+
 
 def sqlite_path(url: str, base_dir: Path) -> Path:
     """``sqlite:///rel`` is relative to the config's folder; ``sqlite:////abs`` is absolute."""
@@ -62,36 +79,138 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def _refuse_odd_file(path: Path) -> None:
+    """A ConfigError for a symlink, or anything but an SQLite file or an empty one; nothing there is fine.
+
+    A link would let whoever can change it send rotator's records (and reads) to another file.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there: a new journal (or, under a file, a "cannot create" error)
+    except OSError as error:
+        raise ConfigError("state.url", f"cannot read the journal {path}: {error.strerror}") from None
+    if stat.S_ISLNK(mode):
+        problem = f"{path} is a symlink to {path.readlink()}; refusing it: point state.url at the file itself"
+        raise ConfigError("state.url", problem)
+    if not stat.S_ISREG(mode):
+        raise ConfigError("state.url", f"{path} is not a rotator journal (not a regular file)")
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        raise ConfigError("state.url", f"cannot read the journal {path}: {error.strerror}") from None
+    # Checked here, not left to SQLite: it takes a file of a byte or two for an empty database,
+    # and the first write would then replace whatever it held.
+    if head and head != _SQLITE_HEADER:
+        raise ConfigError("state.url", f"{path} is not a rotator journal (not an SQLite database)")
+
+
+def _create(path: Path) -> None:
+    """Create the missing folders (0700) and the file (0600) ourselves: neither is ever open to others."""
+    try:
+        for folder in reversed((path.parent, *path.parent.parents)):
+            if not folder.exists():
+                folder.mkdir(mode=0o700, exist_ok=True)
+        # O_NOFOLLOW: a symlink planted since the check above is refused, not followed.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600))
+    except OSError as error:
+        # The likeliest first mistake in a container: a relative sqlite:/// path resolves
+        # against the (read-only) config folder.
+        problem = f"cannot create the journal {path}: {error.strerror}"
+        hint = "; use an absolute path on a writable volume, e.g. sqlite:////var/lib/rotator/state.db"
+        raise ConfigError("state.url", problem + hint) from None
+
+
+def loose_permissions(path: Path) -> ConfigError | None:
+    """A warning (not fatal) if the journal or its WAL files are open to group or others, with the fix."""
+    loose = []
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.lstat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            loose.append((file, mode))
+    if not loose:
+        return None
+    modes = ", ".join(f"{file.name} {mode:04o}" for file, mode in loose)
+    problem = (
+        f"the journal is readable or writable by group or others ({modes});"
+        f" run: chmod 600 {' '.join(shlex.quote(str(file)) for file, _ in loose)}"
+    )
+    return ConfigError("state.url", problem)
+
+
 class SQLiteJournal:
     """The :class:`rotator.ports.Journal` on one SQLite file; safe to share between threads."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        """Open (creating with mode 0600 if needed) the journal at ``path``.
+        """Open (creating with mode 0600, in a folder made 0700, if needed) the journal at ``path``.
 
         ``read_only`` opens an existing file for reading only, creating and changing nothing
-        (``check``'s view); a write then fails.
+        (``status``, ``history``, ``plan``, ``check``); a write then fails. Read-only, an empty
+        database and ``:memory:`` read as an empty journal. A path that is a symlink, not a
+        regular file, or not a rotator journal is a :class:`ConfigError` on ``state.url``.
         """
         self._lock = threading.RLock()
-        if read_only:
-            self._db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
-            )
-            return
-        if str(path) != ":memory:":
+        memory = str(path) == ":memory:"
+        if not memory:
+            _refuse_odd_file(path)
+        if read_only and not memory:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # Create the file ourselves so it is never world-readable, even for an instant.
-                os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-            except OSError as error:
-                # The likeliest first mistake in a container: a relative sqlite:/// path resolves
-                # against the (read-only) config folder.
-                problem = f"cannot create the journal {path}: {error.strerror}"
-                hint = "; use an absolute path on a writable volume, e.g. sqlite:////var/lib/rotator/state.db"
-                raise ConfigError("state.url", problem + hint) from None
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+                self._db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
+                )
+            except sqlite3.Error as error:  # no file there (read-only creates none), or unreadable
+                raise ConfigError("state.url", f"cannot read the journal {path}: {error}") from None
+        else:
+            if not memory:
+                _create(path)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        empty = memory or self._is_new(path)
+        if read_only:
+            if empty:
+                # Nothing to read: the schema in memory, so every read answers "nothing yet".
+                self._db.close()
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+                self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA query_only=ON")
+            return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    def _is_new(self, path: Path) -> bool:
+        """Whether the database has no table yet; a ConfigError if it holds something not a journal.
+
+        Read before any PRAGMA or schema write, so another application's file is left as it was.
+        """
+        try:
+            tables = {
+                name: {
+                    column for (column,) in self._db.execute("SELECT name FROM pragma_table_info(?)", (name,))
+                }
+                for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            if error.sqlite_errorname in _NOT_A_DATABASE:
+                problem = f"{path} is not a rotator journal ({error}); point state.url at the journal"
+            else:  # locked, unreadable, no room for the WAL index: the file may well be a journal
+                problem = f"cannot read the journal {path}: {error}"
+            raise ConfigError("state.url", problem) from None
+        if not tables:
+            return True
+        if any(not columns <= tables.get(name, set()) for name, columns in _SIGNATURE.items()):
+            self._db.close()
+            found = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")  # noqa: PLR2004
+            problem = (
+                f"{path} is not a rotator journal (an SQLite database of something else, tables: {found});"
+                " point state.url at rotator's journal or at a new file"
+            )
+            raise ConfigError("state.url", problem)
+        return False
 
     def close(self) -> None:
         """Close the database."""
@@ -251,6 +370,14 @@ class SQLiteJournal:
                 (str(key), limit),
             )
         return [from_json(RotationRecord, row) for row in rows]
+
+    def recorded_names(self) -> list[tuple[TargetKey, str]]:
+        """Every (key, target name) pair a rotation was recorded under, once each."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT json_extract(data, '$.key'), json_extract(data, '$.target') FROM rotations"
+            ).fetchall()
+        return [(TargetKey(**json.loads(key)), name) for key, name in rows]
 
     def unfinished(self, key: TargetKey) -> RotationRecord | None:
         """The rotation still in progress, if any."""

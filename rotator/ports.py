@@ -104,6 +104,9 @@ class Journal(Protocol):
     def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
         """Rotations, newest first, of one target or all."""
 
+    def recorded_names(self) -> list[tuple[TargetKey, str]]:
+        """Every (key, target name) pair a rotation was recorded under: a removed target's too."""
+
     def unfinished(self, key: TargetKey) -> RotationRecord | None:
         """The target's rotation still ``in_progress``, if any."""
 

@@ -12,7 +12,14 @@ from typing import Any, cast
 
 from rotator import cron
 from rotator.config import Config
-from rotator.engine import Engine, awaits_revoke, describe, failing_reason, removed_failing_reason
+from rotator.engine import (
+    Engine,
+    awaits_revoke,
+    describe,
+    failing_reason,
+    removed_failing_reason,
+    require_known,
+)
 from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
@@ -264,6 +271,11 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
 def history(journal: Journal, config: Config, name: str | None, limit: int) -> list[dict[str, Any]]:
     """Rotations newest first; each row lists the tokens it retired and how they were revoked."""
     names = {str(t.connection_id): t.name for t in config.targets}
+    if name is not None:
+        # A removed target's history stays readable under the name it was recorded with.
+        recorded = {names.get(key.connection_id, target) for key, target in journal.recorded_names()}
+        configured = [t.name for t in config.targets]
+        require_known(name, [*configured, *sorted(recorded - set(configured))])
     rotations: list[RotationRecord] = journal.rotations(None, limit=10_000 if name else limit)
     rows = []
     tokens_by_key: dict[str, list[TokenRecord]] = {}

@@ -9,7 +9,6 @@ out (:mod:`rotator.hooks`); otherwise the hook is ignored, with a line on stderr
 
 import os
 import socket
-import sqlite3
 import sys
 import time
 
@@ -17,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 
@@ -29,7 +28,7 @@ from rotator.environment import load_secrets, webhook_url
 from rotator.errors import ConfigError
 from rotator.gitlab_api import GitLabAPI
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
-from rotator.journal_sqlite import SQLiteJournal, sqlite_path
+from rotator.journal_sqlite import SQLiteJournal, loose_permissions, sqlite_path
 from rotator.notify import Webhook
 from rotator.ports import Journal, Observer, Observers
 from rotator.worker import Context, Settings
@@ -92,27 +91,51 @@ def clock(config: Config, environ: Mapping[str, str]) -> Callable[[], datetime]:
     return lambda: datetime.now(UTC) + offset
 
 
-def open_journal(config: Config) -> Journal:
-    """The journal the config names (SQLite today)."""
+def _journal_path(config: Config) -> Path:
     if not config.state.url.startswith("sqlite:///"):
         raise ConfigError("state.url", "only sqlite:/// is supported in this version")
-    return SQLiteJournal(sqlite_path(config.state.url, config.base_dir))
+    return sqlite_path(config.state.url, config.base_dir)
 
 
-def peek_journal(config: Config) -> Journal | None:
-    """The journal opened read-only if its file exists, else ``None``: ``check`` creates nothing."""
-    if not config.state.url.startswith("sqlite:///"):
-        return None
-    path = sqlite_path(config.state.url, config.base_dir)
-    if not path.is_file():
-        return None
+def _warn_if_loose(path: Path) -> None:
+    # stderr, not the log: status and history print JSON on stdout and configure no logging.
+    loose = loose_permissions(path)
+    if loose is not None:
+        print(f"rotator: warning: {loose}", file=sys.stderr)
+
+
+def open_journal(config: Config) -> Journal:
+    """The journal the config names (SQLite today), created if missing: for the commands that write."""
+    path = _journal_path(config)
+    journal = SQLiteJournal(path)
+    _warn_if_loose(path)
+    return journal
+
+
+def _exists(path: Path) -> bool:
+    return path.is_symlink() or path.exists()  # a dangling link is there (and refused when opened)
+
+
+def require_journal(config: Config) -> None:
+    """A usage error if there is no journal yet: for the commands that only make sense with one."""
+    path = _journal_path(config)
+    if not _exists(path):
+        problem = f"no journal at {path} (nothing has run yet; `rotator run-once` creates it)"
+        raise ConfigError("state.url", problem)
+
+
+def read_journal(config: Config, *, missing_ok: bool) -> Journal:
+    """The journal opened read-only: creates no file or folder, changes nothing.
+
+    With no journal yet, ``missing_ok`` (``plan``, ``check``) reads an empty one; otherwise
+    (``status``, ``history``) it is a usage error saying how a journal comes to be.
+    """
+    path = _journal_path(config)
+    if missing_ok and not _exists(path):
+        return SQLiteJournal(Path(":memory:"), read_only=True)
+    require_journal(config)
     journal = SQLiteJournal(path, read_only=True)
-    try:
-        journal.targets()  # opening read-only proves nothing: read once, so a bad file shows here
-    except sqlite3.Error as error:
-        journal.close()
-        log.warning("journal.unreadable", path=str(path), error=type(error).__name__)
-        return None
+    _warn_if_loose(path)
     return journal
 
 
@@ -166,13 +189,15 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     environ: Mapping[str, str],
     settings: Settings | None = None,
     *,
-    journal: bool = True,
+    journal: Literal["write", "read", "scratch"] = "write",
     observers: Sequence[Observer] = (),
     on_response: Callable[[str, str, str], None] | None = None,
 ) -> Runtime:
     """Everything an upstream-calling command needs; secrets are read here and nowhere else.
 
-    ``journal=False`` (``check``) leaves the state file alone: a preflight creates nothing.
+    ``journal``: ``"write"`` opens (creating) the journal; ``"read"`` (``plan``) opens it read-only,
+    an empty one if there is none yet; ``"scratch"`` (``check``) is an empty one in memory that the
+    preflight may write to. Neither of the last two creates or changes a file.
     ``observers`` hear of finished rotations and alerts; the webhook, if configured, is added
     here. ``on_response(upstream, route, status)`` sees every upstream answer (the metrics).
     """
@@ -204,8 +229,12 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         clock=now,
         on_response=on_response,
     )
-    # In memory for check: a preflight must not create the state file.
-    store = open_journal(config) if journal else SQLiteJournal(Path(":memory:"))
+    if journal == "write":
+        store = open_journal(config)
+    elif journal == "read":
+        store = read_journal(config, missing_ok=True)
+    else:
+        store = SQLiteJournal(Path(":memory:"))
     ctx = Context(
         gitlab=gitlab,
         infisical=infisical,

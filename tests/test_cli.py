@@ -138,7 +138,7 @@ def test_no_config_is_exit_2_naming_the_option() -> None:
 
 
 def test_a_journal_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
-    """state.url under a path that cannot be a folder: exit 2 naming state.url, no traceback."""
+    """state.url under a path that cannot be a folder: run-once exits 2 naming state.url, no traceback."""
     (tmp_path / "afile").write_text("not a folder")
     config = tmp_path / "rotator.yaml"
     config.write_text(
@@ -147,12 +147,20 @@ def test_a_journal_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> N
         "targets: [{name: app, project: 1, connection_id: 3c90c3cc-0d44-4b50-8888-8dd25736052a,"
         " token: {scopes: [api]}}]\n"
     )
+    # Only a command that writes creates the journal (status and history never do); the secrets are
+    # dummies: the journal is opened before anything is sent upstream.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
+        "ROTATOR_GITLAB_TOKEN": "glpat-" + "x" * 20,
+        "ROTATOR_INFISICAL_TOKEN": "dummy",
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
+        [sys.executable, "-m", "rotator", "--config", str(config), "run-once"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=env,
     )
     assert done.returncode == 2
     assert "state.url: cannot create the journal" in done.stderr

@@ -2,19 +2,20 @@
 
 import sqlite3
 import stat
+import tempfile
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.errors import ConfigError, LeaseLostError
-from rotator.journal_sqlite import SQLiteJournal, sqlite_path
+from rotator.journal_sqlite import SQLiteJournal, loose_permissions, sqlite_path
 from rotator.model import (
     Change,
     Origin,
@@ -185,10 +186,12 @@ def test_records_survive_reopening(tmp_path: Path) -> None:
 
 
 def test_sqlite_file_is_private_and_durable(tmp_path: Path) -> None:
-    """The file is mode 0600 and runs in WAL mode; writes are synchronous=FULL."""
-    path = tmp_path / "sub" / "state.db"
+    """The file is mode 0600 in folders made 0700, and runs in WAL mode; writes are synchronous=FULL."""
+    path = tmp_path / "sub" / "dir" / "state.db"
     store = SQLiteJournal(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # noqa: SLF001 - 2 is FULL
@@ -294,3 +297,136 @@ def test_forget_drops_a_key_but_keeps_its_rotations(journal: Journal) -> None:
     assert len(journal.tokens(other)) == 1
     with pytest.raises(LeaseLostError):
         journal.forget(lease, "again")
+
+
+def _written(path: Path) -> None:
+    """A journal at ``path`` holding one rotation and one target."""
+    store = SQLiteJournal(path)
+    lease = store.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    store.write(lease, Change(rotation=_rotation()))
+    store.close()
+
+
+def _files(folder: Path) -> dict[str, object]:
+    """Each path under ``folder``: a link's target, a file's bytes, or None for a folder."""
+    return {
+        str(p.relative_to(folder)): p.readlink() if p.is_symlink() else None if p.is_dir() else p.read_bytes()
+        for p in folder.rglob("*")
+    }
+
+
+def test_read_only_reads_a_journal_and_refuses_every_write(tmp_path: Path) -> None:
+    """Opened read-only, the journal answers reads and any write fails, leaving the file as it was."""
+    path = tmp_path / "state.db"
+    _written(path)
+    before = path.read_bytes()
+    store = SQLiteJournal(path, read_only=True)
+    assert store.unfinished(KEY) == _rotation()
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.acquire(KEY, "app-deploy", "w2", NOW + TTL * 2, TTL)
+    store.close()
+    assert path.read_bytes() == before
+
+
+def test_read_only_creates_no_file_or_folder(tmp_path: Path) -> None:
+    """Read-only on a path with nothing there is a state.url error, and nothing appears."""
+    with pytest.raises(ConfigError, match=r"state\.url: cannot read the journal"):
+        SQLiteJournal(tmp_path / "sub" / "state.db", read_only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", [":memory:", "empty.db"])
+def test_read_only_reads_nothing_yet_as_an_empty_journal(tmp_path: Path, path: str) -> None:
+    """An empty database (or none, in memory) read-only is an empty journal, not an error."""
+    if path != ":memory:":
+        (tmp_path / path).touch()
+    store = SQLiteJournal(Path(path) if path == ":memory:" else tmp_path / path, read_only=True)
+    assert (store.targets(), store.rotations(), store.recorded_names()) == ([], [], [])
+    store.close()
+    if path != ":memory:":
+        assert (tmp_path / path).read_bytes() == b""
+
+
+def _other_app(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE targets (id INTEGER PRIMARY KEY, label TEXT)")  # a name in common only
+    db.close()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.write_text("my notes\n"), "is not a rotator journal (not an SQLite database)"),
+        (lambda p: p.write_bytes(b"x"), "is not a rotator journal (not an SQLite database)"),
+        (
+            lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 84),
+            "is not a rotator journal (file is not",
+        ),
+        (_other_app, "is not a rotator journal (an SQLite database of something else, tables: targets)"),
+        (lambda p: p.mkdir(), "is not a rotator journal (not a regular file)"),
+        (lambda p: p.symlink_to(p.with_name("real.db")), "is a symlink to"),
+    ],
+)
+def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(
+    tmp_path: Path, make: Callable[[Path], None], says: str, *, read_only: bool
+) -> None:
+    """Text, another app's database, a folder or a symlink: a state.url error naming the path; no change."""
+    path = tmp_path / "state.db"
+    make(path)
+    before = _files(tmp_path)
+    with pytest.raises(ConfigError, match=r"state\.url") as refused:
+        SQLiteJournal(path, read_only=read_only)
+    assert f"{path} {says}" in str(refused.value)
+    assert _files(tmp_path) == before
+
+
+def test_a_symlink_is_refused_even_to_a_real_journal(tmp_path: Path) -> None:
+    """A link to a genuine journal is refused too, naming the link and where it points."""
+    real = tmp_path / "real.db"
+    _written(real)
+    link = tmp_path / "state.db"
+    link.symlink_to(real)
+    for read_only in (False, True):
+        with pytest.raises(ConfigError, match=f"{link} is a symlink to {real}"):
+            SQLiteJournal(link, read_only=read_only)
+
+
+@settings(max_examples=50, deadline=None)
+@given(content=st.binary(min_size=1, max_size=4096), header=st.booleans())
+def test_whatever_a_non_empty_file_holds_it_is_refused_and_kept(content: bytes, *, header: bool) -> None:
+    """Any bytes but a journal's (with SQLite's header or not): a state.url error, the bytes unchanged."""
+    content = b"SQLite format 3\x00" + content if header else content
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "state.db"
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match=r"^state\.url: "):
+            SQLiteJournal(path).close()
+        assert path.read_bytes() == content
+
+
+def test_loose_permissions_name_the_chmod_to_run(tmp_path: Path) -> None:
+    """0600 says nothing; a group- or world-readable journal gets the chmod that fixes it."""
+    path = tmp_path / "state.db"
+    _written(path)
+    assert loose_permissions(path) is None
+    path.chmod(0o640)
+    warning = loose_permissions(path)
+    assert warning is not None
+    assert warning.key == "state.url"
+    assert "state.db 0640" in warning.problem
+    assert warning.problem.endswith(f"run: chmod 600 {path}")
+
+
+def test_recorded_names_include_a_target_no_longer_configured(journal: Journal) -> None:
+    """Each (key, name) a rotation was recorded under comes back once."""
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    journal.write(lease, Change(rotation=_rotation("r1")))
+    journal.write(lease, Change(rotation=replace(_rotation("r2"), target="renamed")))
+    journal.write(lease, Change(rotation=_rotation("r3", outcome=Outcome.SUCCEEDED)))
+    assert sorted(journal.recorded_names(), key=lambda pair: pair[1]) == [
+        (KEY, "app-deploy"),
+        (KEY, "renamed"),
+    ]

@@ -9,10 +9,7 @@ columns (see :mod:`rotator.records`).
 """
 
 import json
-import os
-import shlex
 import sqlite3
-import stat
 import threading
 
 from collections.abc import Collection, Iterator
@@ -23,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rotator.errors import ConfigError, LeaseLostError
+from rotator.journal_file import create, refuse_unfit
 from rotator.model import (
     Change,
     Lease,
@@ -64,8 +62,6 @@ _SIGNATURE = {
     "projects": {"gitlab_url", "ref", "project_id"},
 }
 
-#: The first bytes of every SQLite 3 database file.
-_SQLITE_HEADER = b"SQLite format 3\x00"
 #: SQLite's words for "this file is not a database (or not one it can make sense of)".
 _NOT_A_DATABASE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 
@@ -77,69 +73,6 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
         raise ConfigError("state.url", "names no file; use sqlite:///rotator-state.db")
     path = Path(rest)
     return path if path.is_absolute() else base_dir / path
-
-
-def _refuse_odd_file(path: Path) -> None:
-    """A ConfigError for a symlink, or anything but an SQLite file or an empty one; nothing there is fine.
-
-    A link would let whoever can change it send rotator's records (and reads) to another file.
-    """
-    try:
-        mode = path.lstat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return  # nothing there: a new journal (or, under a file, a "cannot create" error)
-    except OSError as error:
-        raise ConfigError("state.url", f"cannot read the journal {path}: {error.strerror}") from None
-    if stat.S_ISLNK(mode):
-        problem = f"{path} is a symlink to {path.readlink()}; refusing it: point state.url at the file itself"
-        raise ConfigError("state.url", problem)
-    if not stat.S_ISREG(mode):
-        raise ConfigError("state.url", f"{path} is not a rotator journal (not a regular file)")
-    try:
-        with path.open("rb") as file:
-            head = file.read(len(_SQLITE_HEADER))
-    except OSError as error:
-        raise ConfigError("state.url", f"cannot read the journal {path}: {error.strerror}") from None
-    # Checked here, not left to SQLite: it takes a file of a byte or two for an empty database,
-    # and the first write would then replace whatever it held.
-    if head and head != _SQLITE_HEADER:
-        raise ConfigError("state.url", f"{path} is not a rotator journal (not an SQLite database)")
-
-
-def _create(path: Path) -> None:
-    """Create the missing folders (0700) and the file (0600) ourselves: neither is ever open to others."""
-    try:
-        for folder in reversed((path.parent, *path.parent.parents)):
-            if not folder.exists():
-                folder.mkdir(mode=0o700, exist_ok=True)
-        # O_NOFOLLOW: a symlink planted since the check above is refused, not followed.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600))
-    except OSError as error:
-        # The likeliest first mistake in a container: a relative sqlite:/// path resolves
-        # against the (read-only) config folder.
-        problem = f"cannot create the journal {path}: {error.strerror}"
-        hint = "; use an absolute path on a writable volume, e.g. sqlite:////var/lib/rotator/state.db"
-        raise ConfigError("state.url", problem + hint) from None
-
-
-def loose_permissions(path: Path) -> ConfigError | None:
-    """A warning (not fatal) if the journal or its WAL files are open to group or others, with the fix."""
-    loose = []
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            mode = stat.S_IMODE(file.lstat().st_mode)
-        except OSError:
-            continue
-        if mode & 0o077:
-            loose.append((file, mode))
-    if not loose:
-        return None
-    modes = ", ".join(f"{file.name} {mode:04o}" for file, mode in loose)
-    problem = (
-        f"the journal is readable or writable by group or others ({modes});"
-        f" run: chmod 600 {' '.join(shlex.quote(str(file)) for file, _ in loose)}"
-    )
-    return ConfigError("state.url", problem)
 
 
 class SQLiteJournal:
@@ -156,7 +89,7 @@ class SQLiteJournal:
         self._lock = threading.RLock()
         memory = str(path) == ":memory:"
         if not memory:
-            _refuse_odd_file(path)
+            refuse_unfit(path)
         if read_only and not memory:
             try:
                 self._db = sqlite3.connect(
@@ -166,7 +99,7 @@ class SQLiteJournal:
                 raise ConfigError("state.url", f"cannot read the journal {path}: {error}") from None
         else:
             if not memory:
-                _create(path)
+                create(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         empty = memory or self._is_new(path)
         if read_only:

@@ -28,7 +28,8 @@ from rotator.environment import load_secrets, webhook_url
 from rotator.errors import ConfigError
 from rotator.gitlab_api import GitLabAPI
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
-from rotator.journal_sqlite import SQLiteJournal, loose_permissions, sqlite_path
+from rotator.journal_file import loose_permissions
+from rotator.journal_sqlite import SQLiteJournal, sqlite_path
 from rotator.notify import Webhook
 from rotator.ports import Journal, Observer, Observers
 from rotator.worker import Context, Settings

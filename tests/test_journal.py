@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.errors import ConfigError, LeaseLostError
-from rotator.journal_sqlite import SQLiteJournal, loose_permissions, sqlite_path
+from rotator.journal_file import loose_permissions
+from rotator.journal_sqlite import SQLiteJournal, sqlite_path
 from rotator.model import (
     Change,
     Origin,

@@ -18,6 +18,7 @@ from rotator.ports import Alert
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness
 from tests.test_daemon import metric
+from tests.test_web import running_daemon, samples
 
 
 MANAGER = "rotator-manager"
@@ -198,3 +199,26 @@ def test_plan_shows_the_recorded_failure_and_sends_nothing(h: Harness) -> None:
     assert (planned.status, planned.failed) == ("planned", True)
     assert "cannot resolve project acme/app" in planned.detail
     assert h.fakes.gitlab.calls() == []
+
+
+def test_the_daemon_serves_the_failure_on_metrics_and_v1_targets(fakes: Fakes, tmp_path: Path) -> None:
+    """Over HTTP: rotator_failing 1, /v1/targets/NAME failing with the 404; both clear once it resolves."""
+    _set_access(fakes, lost=True)
+    with running_daemon(fakes, tmp_path, scheduled=False) as running, running.client() as client:
+        running.rt.engine.run(RunOptions())
+        assert samples(client.get("/metrics").text, "rotator_failing") == [
+            ({"target": "app-deploy"}, 1.0),
+            ({"target": "api-deploy"}, 0.0),
+        ]
+        answer = client.get("/v1/targets/app-deploy")
+        assert answer.status_code == 200, answer.text
+        row = answer.json()
+        assert (row["failing"], row["unresolved_project"]["status"]) == (True, 404)
+        assert "step=resolve project" in row["last_error"]
+        _set_access(fakes, lost=False)
+        running.rt.engine.run(RunOptions())
+        assert samples(client.get("/metrics").text, "rotator_failing") == [
+            ({"target": "app-deploy"}, 0.0),
+            ({"target": "api-deploy"}, 0.0),
+        ]
+        assert client.get("/v1/targets/app-deploy").json()["unresolved_project"] is None

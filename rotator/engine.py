@@ -41,7 +41,7 @@ log = structlog.get_logger("rotator")
 #: Suffix of the stand-in for a target removed from the config (see :meth:`Engine.removed_targets`).
 REMOVED = " (removed)"
 #: The step named when a target's ``group/project`` path does not resolve to an id.
-RESOLVE = "resolve project"
+RESOLVE = "resolve"
 
 
 @dataclass(frozen=True, slots=True)

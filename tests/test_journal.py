@@ -179,7 +179,7 @@ UNRESOLVED = UnresolvedProject(
     at=NOW + timedelta(minutes=5),
     failures=2,
     status=404,
-    error="target=app-deploy step=resolve project gitlab GET /projects/:id -> 404: 404 Project Not Found",
+    error="target=app-deploy step=resolve gitlab GET /projects/:id -> 404: 404 Project Not Found",
 )
 
 

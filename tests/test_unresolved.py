@@ -113,7 +113,7 @@ def test_cli_a_project_gitlab_will_not_resolve_fails_run_once_and_status_until_i
     run = h.run("run-once")
     assert run.code == 1, run.stdout + run.stderr
     assert "app-deploy: failed: " in run.stdout
-    assert "step=resolve project" in run.stdout
+    assert "step=resolve" in run.stdout
     assert "-> 404" in run.stdout
     assert "api-deploy: done: rotated" in run.stdout
     assert "Traceback" not in run.stderr
@@ -124,7 +124,7 @@ def test_cli_a_project_gitlab_will_not_resolve_fails_run_once_and_status_until_i
     table = h.run("status")
     assert table.code == 1, table.stdout + table.stderr
     assert "app-deploy: failing: cannot resolve project acme/app" in table.stdout
-    assert "step=resolve project gitlab GET /projects/:id -> 404" in table.stdout
+    assert "step=resolve gitlab GET /projects/:id -> 404" in table.stdout
     row = h.run("status", "--json")
     assert row.code == 1
     app = row.json()["targets"][0]
@@ -145,12 +145,12 @@ def test_cli_a_project_gitlab_will_not_resolve_fails_run_once_and_status_until_i
 def test_a_wrong_manager_token_is_recorded_gauged_alerted_and_cleared_by_the_next_good_run(
     h: Harness,
 ) -> None:
-    """401 resolving: rotator_failing 1, a ``failed`` alert at step "resolve project"; then all clean."""
+    """401 resolving: rotator_failing 1, a ``failed`` alert at step "resolve"; then all clean."""
     with in_process(h, {"ROTATOR_GITLAB_TOKEN": WRONG_TOKEN}) as bad:
         reports = bad.run()
         for name in ("app-deploy", "api-deploy"):
             assert (reports[name].status, reports[name].failed) == ("failed", True)
-            assert "step=resolve project" in reports[name].detail
+            assert "step=resolve" in reports[name].detail
             assert "-> 401" in reports[name].detail
         scrape = bad.scrape()
         assert metric(scrape, "rotator_failing", target="app-deploy") == 1
@@ -159,13 +159,13 @@ def test_a_wrong_manager_token_is_recorded_gauged_alerted_and_cleared_by_the_nex
             scrape,
             "rotator_rotation_failures_total",
             target="app-deploy",
-            step="resolve project",
+            step="resolve",
             reason="failed",
         )
         assert failures == 1
         alert = next(a for a in bad.heard.alerts if a.target == "app-deploy")
         body = payload(alert)
-        assert (body["reason"], body["step"]) == ("failed", "resolve project")
+        assert (body["reason"], body["step"]) == ("failed", "resolve")
         assert "401" in str(body["text"])
         status = bad.status()["app-deploy"]
         assert status["failing"] is True
@@ -214,7 +214,7 @@ def test_the_daemon_serves_the_failure_on_metrics_and_v1_targets(fakes: Fakes, t
         assert answer.status_code == 200, answer.text
         row = answer.json()
         assert (row["failing"], row["unresolved_project"]["status"]) == (True, 404)
-        assert "step=resolve project" in row["last_error"]
+        assert "step=resolve" in row["last_error"]
         _set_access(fakes, lost=False)
         running.rt.engine.run(RunOptions())
         assert samples(client.get("/metrics").text, "rotator_failing") == [

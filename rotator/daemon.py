@@ -359,7 +359,8 @@ class Daemon:
                     drift=bool(state and state.drift_since),
                     # Not failing_reason: it stops counting when a backoff ends, while the retry runs.
                     failing=bool(state and (state.drift_since or state.hold_since or state.failures))
-                    or any(unrevocable(t) for t in tokens),
+                    or any(unrevocable(t) for t in tokens)
+                    or engine.unresolved(target, key) is not None,
                 )
             )
         return rows

@@ -20,7 +20,7 @@ import structlog
 
 from rotator.config import Config, Target
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
-from rotator.model import Lease, Role, Step, TargetKey, TargetState, TokenRecord
+from rotator.model import Lease, Role, Step, TargetKey, TargetState, TokenRecord, UnresolvedProject
 from rotator.plan import Due, Situation, Work, decide, expiry_instant, is_due
 from rotator.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.retire import unrevocable
@@ -40,6 +40,8 @@ from rotator.worker import (
 log = structlog.get_logger("rotator")
 #: Suffix of the stand-in for a target removed from the config (see :meth:`Engine.removed_targets`).
 REMOVED = " (removed)"
+#: The step named when a target's ``group/project`` path does not resolve to an id.
+RESOLVE = "resolve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,20 @@ class Engine:
                 self.ctx.journal.remember_project(url, target.project, project_id)
         return TargetKey(url, project_id, str(target.connection_id)) if project_id is not None else None
 
+    def unresolved(self, target: Target, key: TargetKey | None) -> UnresolvedProject | None:
+        """The recorded failure to resolve the target's project path, while that leaves it keyless."""
+        if key is not None or isinstance(target.project, int):
+            return None
+        return self.ctx.journal.unresolved(self.config.gitlab.url, target.project)
+
+    def failing(
+        self, target: Target, key: TargetKey | None, state: TargetState | None, now: datetime
+    ) -> str | None:
+        """Why a configured target counts as failing (exit 1), from the journal alone; else None."""
+        if key is None:
+            return unresolved_reason(self.unresolved(target, key))
+        return failing_reason(state, now, self.ctx.journal.tokens(key))
+
     def situation(self, target: Target, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
         """What the journal says about the target, offline."""
         state = self.ctx.journal.target(key) if key else None
@@ -196,7 +212,7 @@ class Engine:
         key = self.key(target, resolve=False)
         situation, state = self.situation(target, key)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
-        failing = failing_reason(state, self.ctx.clock(), self.ctx.journal.tokens(key) if key else ())
+        failing = self.failing(target, key, state, self.ctx.clock())
         if options.dry_run:
             detail = describe(work, situation, failing)
             note = lifetime_note(self.ctx, target, key)
@@ -210,7 +226,11 @@ class Engine:
             return TargetReport(
                 target.name, "idle", failing is not None, failing or describe(work, situation, None)
             )
-        key = key or self.key(target, resolve=True)
+        if key is None:
+            try:
+                key = self.key(target, resolve=True)
+            except UpstreamError as error:
+                return self._unresolved(target, error)
         if key is None:  # pragma: no cover - resolve=True always yields a key or raises
             raise AssertionError
         # One holder per acquisition, so two runs in one process never share a lease.
@@ -225,6 +245,29 @@ class Engine:
                 return self._work(target, options, Recorder(self.ctx, lease, target, renewer.lost), work)
         finally:
             self.ctx.journal.release(lease)
+
+    def _unresolved(self, target: Target, error: UpstreamError) -> TargetReport:
+        """The project path did not resolve: record it (``status``, the failing gauge), alert, fail.
+
+        Nothing is created, pushed or revoked: without the project's id there is nothing to act
+        on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
+        """
+        message = str(replace(error, target=target.name, step=RESOLVE))
+        url, project, now = self.config.gitlab.url, str(target.project), self.ctx.clock()
+        last = self.ctx.journal.unresolved(url, project)
+        self.ctx.journal.record_unresolved(
+            UnresolvedProject(
+                url,
+                project,
+                since=last.since if last else now,
+                at=now,
+                failures=(last.failures if last else 0) + 1,
+                status=error.status,
+                error=message,
+            )
+        )
+        alert(self.ctx, target, None, "failed", message, step=RESOLVE)
+        return TargetReport(target.name, "failed", failed=True, detail=message)
 
     def _removed_failing(self, removed: Removed) -> str | None:
         journal = self.ctx.journal
@@ -385,6 +428,18 @@ def failing_reason(
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
         return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
     return None
+
+
+def unresolved_reason(record: UnresolvedProject | None) -> str | None:
+    """Why a target whose project path does not resolve counts as failing, in words; else None."""
+    if record is None:
+        return None
+    times = "once" if record.failures == 1 else f"{record.failures} times in a row"
+    return (
+        f"cannot resolve project {record.project} (failed {times} since {record.since:%Y-%m-%d %H:%M}Z):"
+        f" {record.error}; check the path and that the manager token can read the project"
+        " (retried every run)"
+    )
 
 
 def no_access_reason(now: datetime, tokens: Sequence[TokenRecord]) -> str | None:

@@ -31,6 +31,7 @@ from rotator.model import (
     TokenOwner,
     TokenRecord,
     Tombstone,
+    UnresolvedProject,
     same_instance,
 )
 from rotator.records import from_json, to_json
@@ -50,7 +51,11 @@ CREATE TABLE IF NOT EXISTS tombstones (
     key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
 CREATE TABLE IF NOT EXISTS projects (
     gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, project_id INTEGER NOT NULL, PRIMARY KEY (gitlab_url, ref));
+CREATE TABLE IF NOT EXISTS unresolved (
+    gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gitlab_url, ref));
 """
+#: Tables a journal written by an older version may lack: read as empty when opened read-only.
+_LATER_TABLES = frozenset({"unresolved"})
 
 #: The tables (and columns) every journal has had since the first version: what tells a rotator
 #: journal from another application's SQLite file. Later versions may add tables, never drop these.
@@ -348,12 +353,41 @@ class SQLiteJournal:
         return int(row[0]) if row else None
 
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
-        """Record a resolved project path."""
+        """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO projects (gitlab_url, ref, project_id) VALUES (?, ?, ?)",
                 (gitlab_url, project, project_id),
             )
+            db.execute("DELETE FROM unresolved WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project))
+
+    def unresolved(self, gitlab_url: str, project: str) -> UnresolvedProject | None:
+        """The failure to resolve a project path, recorded since it last resolved; else ``None``."""
+        try:
+            rows = self._rows(
+                "SELECT data FROM unresolved WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project)
+            )
+        except sqlite3.OperationalError:
+            if self._missing(_LATER_TABLES):
+                # An older journal opened read-only, so its schema was not brought up to date:
+                # it has recorded no such failure.
+                return None
+            raise
+        return from_json(UnresolvedProject, rows[0]) if rows else None
+
+    def record_unresolved(self, record: UnresolvedProject) -> None:
+        """Record (replace) the failure to resolve ``record.project``; unfenced: no key, no lease."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO unresolved (gitlab_url, ref, data) VALUES (?, ?, ?)",
+                (record.gitlab_url, record.project, _dump(record)),
+            )
+
+    def _missing(self, tables: frozenset[str]) -> bool:
+        """Whether any of ``tables`` is absent from this file."""
+        with self._lock:
+            rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return not tables <= {name for (name,) in rows}
 
 
 def _dump(record: object) -> str:

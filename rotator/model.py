@@ -237,6 +237,24 @@ class TargetState:
 
 
 @dataclass(frozen=True, slots=True)
+class UnresolvedProject:
+    """A ``group/project`` path GitLab would not resolve to an id, so its targets have no key yet.
+
+    A wrong or expired manager token (401/403), a renamed or deleted project (404), GitLab down:
+    the target cannot even start, and without a key there is no :class:`TargetState` to record it
+    on. So the failure is kept by path, beside the resolved paths, until the path resolves.
+    """
+
+    gitlab_url: str
+    project: str
+    since: datetime  # the first failure since the path last resolved (or ever)
+    at: datetime  # the latest failure
+    failures: int  # failures in a row
+    status: int | None  # GitLab's HTTP status; None: no response
+    error: str  # the one-line message, naming target, step, route and status
+
+
+@dataclass(frozen=True, slots=True)
 class Tombstone:
     """The exact name of a create whose outcome was unknown; re-checked until ``until``."""
 

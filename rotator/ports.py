@@ -22,6 +22,7 @@ from rotator.model import (
     TokenRecord,
     TokenRequest,
     Tombstone,
+    UnresolvedProject,
 )
 from rotator.secret import Secret
 
@@ -128,7 +129,13 @@ class Journal(Protocol):
         """A project path's numeric id as resolved before, so idle runs need no upstream call."""
 
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
-        """Record a resolved project path."""
+        """Record a resolved project path, and drop the path's :meth:`unresolved` record (it resolves now)."""
+
+    def unresolved(self, gitlab_url: str, project: str) -> UnresolvedProject | None:
+        """The failure to resolve a project path, recorded since it last resolved; else ``None``."""
+
+    def record_unresolved(self, record: UnresolvedProject) -> None:
+        """Record a failure to resolve ``record.project`` (no lease: a target without a key has none)."""
 
     def close(self) -> None:
         """Release the store."""

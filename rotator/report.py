@@ -16,11 +16,10 @@ from rotator.engine import (
     Engine,
     awaits_revoke,
     describe,
-    failing_reason,
     removed_failing_reason,
     require_known,
 )
-from rotator.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
+from rotator.model import Role, RotationRecord, TargetState, TokenRecord, UnresolvedProject, short_hash
 from rotator.plan import decide
 from rotator.ports import Journal
 from rotator.redact import redact_tree
@@ -68,7 +67,8 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
         current = [t for t in tokens if t.role is Role.CURRENT]
         last = journal.rotations(key, limit=1) if key else []
         work = decide(situation, now, force=False, take_over=False)
-        failing = failing_reason(state, now, tokens)
+        failing = engine.failing(target, key, state, now)
+        unresolved = engine.unresolved(target, key)
         rows.append(
             _shown(
                 {
@@ -93,10 +93,11 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
                     },
                     "holding_revoke_since": _iso(state.hold_since) if state else None,
                     "backoff_until": _iso(state.backoff_until) if state and state.failures else None,
-                    "last_error": state.last_error if state else None,
+                    "last_error": state.last_error if state else (unresolved and unresolved.error),
                     "failing": failing is not None,
                     "failing_reason": failing,
                     "untracked_tokens": _untracked(state),
+                    "unresolved_project": _unresolved(unresolved),
                 }
             )
         )
@@ -162,6 +163,20 @@ def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, A
     return rows
 
 
+def _unresolved(record: UnresolvedProject | None) -> dict[str, Any] | None:
+    """The recorded failure to resolve the target's project path, or None."""
+    if record is None:
+        return None
+    return {
+        "project": record.project,
+        "since": _iso(record.since),
+        "last_failed": _iso(record.at),
+        "failures": record.failures,
+        "status": record.status,
+        "error": record.error,
+    }
+
+
 def _untracked(state: TargetState | None) -> dict[str, Any] | None:
     """The take-over's list of active tokens no target tracks, or None if no take-over recorded one."""
     if state is None or state.untracked_as_of is None:
@@ -210,6 +225,9 @@ def status_table(report: dict[str, Any]) -> str:
         )
     lines += _columns(rows)
     for t in report["targets"]:
+        if t["unresolved_project"]:
+            # No column says it (no token, no rotation yet), and the error alone is cut short.
+            lines.append(f"{t['target']}: failing: {t['failing_reason']}")
         untracked = t["untracked_tokens"]
         if untracked and untracked["tokens"]:
             tokens = describe_untracked(

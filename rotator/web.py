@@ -112,6 +112,17 @@ class UntrackedTokens(_Model):
     tokens: list[UntrackedToken]
 
 
+class UnresolvedProject(_Model):
+    """The failure to resolve the target's ``group/project`` path, kept until the path resolves."""
+
+    project: str
+    since: str | None
+    last_failed: str | None
+    failures: int
+    status: int | None
+    error: str
+
+
 class TargetStatus(_Model):
     """One target, as ``rotator status --json`` shows it."""
 
@@ -132,6 +143,7 @@ class TargetStatus(_Model):
     failing: bool
     failing_reason: str | None
     untracked_tokens: UntrackedTokens | None
+    unresolved_project: UnresolvedProject | None
 
 
 class TombstoneStatus(_Model):

@@ -1,5 +1,6 @@
 """The journal contract, run against every store (today: SQLite)."""
 
+import contextlib
 import sqlite3
 import stat
 import tempfile
@@ -28,6 +29,7 @@ from rotator.model import (
     TargetState,
     TokenRecord,
     Tombstone,
+    UnresolvedProject,
 )
 from rotator.ports import Journal
 from rotator.records import from_json, to_json
@@ -172,6 +174,49 @@ def test_project_paths_are_remembered(journal: Journal) -> None:
     assert journal.project_id("https://other.example.com", "acme/app") is None
 
 
+UNRESOLVED = UnresolvedProject(
+    KEY.gitlab_url,
+    "acme/gone",
+    since=NOW,
+    at=NOW + timedelta(minutes=5),
+    failures=2,
+    status=404,
+    error="target=app-deploy step=resolve gitlab GET /projects/:id -> 404: 404 Project Not Found",
+)
+
+
+def test_a_failure_to_resolve_a_path_is_kept_until_the_path_resolves(journal: Journal) -> None:
+    """A resolve failure is read back by URL and path (no lease needed) and dropped once the path resolves."""
+    journal.record_unresolved(UNRESOLVED)
+    assert journal.unresolved(KEY.gitlab_url, "acme/gone") == UNRESOLVED
+    assert journal.unresolved(KEY.gitlab_url, "acme/app") is None
+    assert journal.unresolved("https://other.example.com", "acme/gone") is None
+    journal.remember_project(KEY.gitlab_url, "acme/gone", 44)
+    assert journal.unresolved(KEY.gitlab_url, "acme/gone") is None
+    assert journal.targets() == []
+
+
+def test_a_journal_written_before_resolve_failures_were_kept_still_reads(tmp_path: Path) -> None:
+    """No ``unresolved`` table: read-only it reads as no failure; opened to write, the table is added."""
+    path = tmp_path / "state.db"
+    first = SQLiteJournal(path)
+    lease = first.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    first.write(lease, Change(rotation=_rotation()))
+    first.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE unresolved")  # the schema of the versions before it
+    old = SQLiteJournal(path, read_only=True)
+    assert old.unresolved(KEY.gitlab_url, "acme/gone") is None
+    assert [t.name for t in old.targets()] == ["app-deploy"]
+    old.close()
+    upgraded = SQLiteJournal(path)
+    assert upgraded.unfinished(KEY) == _rotation()
+    upgraded.record_unresolved(UNRESOLVED)
+    assert upgraded.unresolved(KEY.gitlab_url, "acme/gone") == UNRESOLVED
+    upgraded.close()
+
+
 def test_records_survive_reopening(tmp_path: Path) -> None:
     """What one process wrote, the next one reads."""
     path = tmp_path / "state.db"
@@ -240,6 +285,20 @@ def test_codec_round_trips_tokens(role: Role, origin: Origin, revoke_after: date
     """Every token record survives to_json/from_json unchanged."""
     record = TokenRecord(KEY, 3, "n", origin, role, None, revoke_after=revoke_after)
     assert from_json(TokenRecord, to_json(record)) == record
+
+
+@given(
+    since=_times.filter(lambda t: t is not None),
+    failures=st.integers(min_value=1, max_value=2**31),
+    status=st.integers(min_value=100, max_value=599) | st.none(),
+    project=st.text(min_size=1),
+)
+def test_codec_round_trips_unresolved_projects(
+    since: datetime, failures: int, status: int | None, project: str
+) -> None:
+    """Every resolve-failure record survives to_json/from_json unchanged."""
+    record = replace(UNRESOLVED, project=project, since=since, at=since, failures=failures, status=status)
+    assert from_json(UnresolvedProject, to_json(record)) == record
 
 
 def test_owners_finds_a_token_across_targets_of_one_gitlab(journal: Journal) -> None:

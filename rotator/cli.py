@@ -277,7 +277,24 @@ def _run_fakes(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code (1 if the reader of stdout left early)."""
+    try:
+        code = _main(argv)
+        # Flushed here, not at interpreter exit: there a BrokenPipeError is printed as "Exception
+        # ignored ..." with a traceback, whatever we catch.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `rotator history | head -1`: the reader left, so do we, quietly. Python ignores SIGPIPE,
+        # so the write raised instead; stdout now points at /dev/null so the final flush at exit
+        # has nowhere to fail. Whatever ran has already been journaled; only the output was lost.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_FAILED
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "fakes":
@@ -292,9 +309,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "rotator demo: interrupted; the fakes are stopped and the temporary folder removed",
                 file=sys.stderr,
             )
-            return EXIT_FAILED
-        except BrokenPipeError:  # `rotator demo | head`: the reader left; so do we, quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_FAILED
     return _target_command(args)
 

@@ -3,9 +3,12 @@
 Rules (any breach is a :class:`ConfigError` naming the variable, exit 2): ``NAME`` and
 ``NAME_FILE`` are not both set; a ``*_FILE`` must be a regular file (a symlink to one is fine) of
 UTF-8 text, at most 64 KiB (:mod:`rotator.files`; one trailing newline is dropped); a value is
-not empty; Infisical takes ``ROTATOR_INFISICAL_TOKEN`` **or** ``ROTATOR_INFISICAL_CLIENT_ID`` +
+not empty and is one line with no whitespace, control or format character (:func:`one_line`);
+Infisical takes ``ROTATOR_INFISICAL_TOKEN`` **or** ``ROTATOR_INFISICAL_CLIENT_ID`` +
 ``ROTATOR_INFISICAL_CLIENT_SECRET``, never both modes.
 """
+
+import unicodedata
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +24,9 @@ INFISICAL_CLIENT_ID = "ROTATOR_INFISICAL_CLIENT_ID"
 INFISICAL_CLIENT_SECRET = "ROTATOR_INFISICAL_CLIENT_SECRET"  # noqa: S105 - a variable's name
 WEBHOOK_URL = "ROTATOR_WEBHOOK_URL"
 API_TOKEN = "ROTATOR_API_TOKEN"  # noqa: S105 - a variable's name
+#: Unicode categories no credential holds: controls (NUL, CR, LF, ESC), format characters (a BOM,
+#: a zero-width space, bidi controls), lone surrogates, and the space and line separators.
+_NOT_IN_A_SECRET = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +39,28 @@ class Secrets:
     infisical_client_secret: Secret | None
 
 
+def one_line(key: str, value: str) -> str:
+    """``value`` if it is one line of visible characters; else a :class:`ConfigError` on ``key``.
+
+    Why: a token read with a second newline (``echo`` into a file that already ended in one), or a
+    ``*_FILE`` pointed at ``/proc/self/environ``, would otherwise be sent as a header; HTTP
+    libraries refuse such a header with an exception that quotes the value, and that text could
+    reach a log or an alert that the literal-value redaction does not match. The refusal names the
+    offending character's code point only, never the value.
+    """
+    for char in value:
+        if char.isspace() or unicodedata.category(char) in _NOT_IN_A_SECRET:
+            problem = "a secret is one line with no spaces or control characters"
+            raise ConfigError(key, f"{problem} (it holds U+{ord(char):04X})")
+    return value
+
+
 def read_variable(environ: Mapping[str, str], name: str) -> str | None:
-    """``name`` from ``environ`` or from the file ``name_FILE`` points at; ``None`` if neither."""
+    """``name`` from ``environ`` or from the file ``name_FILE`` points at; ``None`` if neither.
+
+    Every variable read here is a credential or carries one (the webhook URL), so each value must
+    pass :func:`one_line`.
+    """
     direct, file_name = environ.get(name), environ.get(f"{name}_FILE")
     if direct is not None and file_name is not None:
         raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
@@ -43,7 +69,7 @@ def read_variable(environ: Mapping[str, str], name: str) -> str | None:
         value = value.removesuffix("\n").removesuffix("\r")
         if not value.strip():
             raise ConfigError(f"{name}_FILE", f"{file_name} is empty")
-        return value
+        return one_line(f"{name}_FILE", value)
     if direct is not None and not direct.strip():
         raise ConfigError(name, "is set but empty")
     if direct is not None:
@@ -51,7 +77,8 @@ def read_variable(environ: Mapping[str, str], name: str) -> str | None:
             direct.encode("utf-8")  # Python hands non-UTF-8 bytes over as lone surrogates
         except UnicodeEncodeError:
             raise ConfigError(name, "is not UTF-8 text") from None
-    return direct
+        return one_line(name, direct)
+    return None
 
 
 def load_secrets(environ: Mapping[str, str]) -> Secrets:

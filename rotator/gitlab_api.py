@@ -388,7 +388,9 @@ def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> Gi
     elif isinstance(exc, requests.RequestException):
         message = f"no answer ({type(exc).__name__})"
     else:
-        message = f"unexpected answer ({type(exc).__name__}: {exc})"
+        # The type only: such an exception's text may quote what was sent, and requests/http.client
+        # quote a refused header value as bytes (b'...\\n'), which no literal redaction matches.
+        message = f"unexpected answer ({type(exc).__name__})"
     return GitLabError(
         upstream="gitlab",
         route=route,

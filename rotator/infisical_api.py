@@ -267,12 +267,15 @@ class InfisicalAPI:
                 timeout=call.timeout,
                 follow_redirects=False,  # httpx's default, made explicit for a client passed in
             )
+        # Exception types only, never their text: httpx/h11 quote a refused header value (the
+        # bearer token) as bytes, which no literal redaction matches. The OS's reason for a failed
+        # connect ("Connection refused") is fixed text and is kept.
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return None, f"could not connect ({type(exc).__name__}: {exc})", False  # never sent
+            return None, f"could not connect ({_os_reason(exc)})", False  # never sent
         except httpx.TimeoutException as exc:
             return None, f"no answer in time ({type(exc).__name__})", True
         except httpx.HTTPError as exc:  # a reset, a closed connection, a garbled answer: sent, answer lost
-            return None, f"connection lost ({type(exc).__name__}: {exc})", True
+            return None, f"connection lost ({type(exc).__name__})", True
         return response, "", False
 
     def _error(
@@ -374,6 +377,22 @@ class InfisicalAPI:
         else:
             max_end = now + timedelta(seconds=float(max_ttl)) if max_ttl else None
         return _Grant(Secret(token), now + ttl if ttl else None, ttl, max_end)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """``ConnectError: Connection refused``: the type, and the OS's reason if one is in the chain.
+
+    ``strerror`` is the operating system's fixed text for an errno; the exceptions' own texts are
+    never used (see :meth:`InfisicalAPI._send`).
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore wraps OSError: a short chain, bounded all the same
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and isinstance(seen.strerror, str) and seen.strerror:
+            return f"{type(exc).__name__}: {seen.strerror}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _renew_margin(ttl: timedelta) -> timedelta:

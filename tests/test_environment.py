@@ -1,7 +1,10 @@
 """Secrets from the environment: variables, *_FILE, and the refusals that exit 2."""
 
 import os
+import string
+import tempfile
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.environment import load_secrets
+from rotator.environment import api_token, load_secrets, read_variable, webhook_url
 from rotator.errors import ConfigError
 from rotator.secret import Secret
 
@@ -112,3 +115,79 @@ def test_a_file_variable_follows_a_symlink_to_a_secret_of_64_kib(tmp_path: Path)
         {"ROTATOR_GITLAB_TOKEN_FILE": str(tmp_path / "token"), "ROTATOR_INFISICAL_TOKEN": "j"}
     )
     assert secrets.gitlab_token.reveal() == "g" * (64 * 1024 - 1)
+
+
+#: Every variable rotator reads a credential from, and a call that reads it with the others valid.
+SECRET_READERS: dict[str, Callable[[dict[str, str]], object]] = {
+    "ROTATOR_GITLAB_TOKEN": lambda env: load_secrets({"ROTATOR_INFISICAL_TOKEN": "j", **env}),
+    "ROTATOR_INFISICAL_TOKEN": lambda env: load_secrets({"ROTATOR_GITLAB_TOKEN": "g", **env}),
+    "ROTATOR_INFISICAL_CLIENT_ID": lambda env: load_secrets(
+        {"ROTATOR_GITLAB_TOKEN": "g", "ROTATOR_INFISICAL_CLIENT_SECRET": "s", **env}
+    ),
+    "ROTATOR_INFISICAL_CLIENT_SECRET": lambda env: load_secrets(
+        {"ROTATOR_GITLAB_TOKEN": "g", "ROTATOR_INFISICAL_CLIENT_ID": "i", **env}
+    ),
+    "ROTATOR_API_TOKEN": api_token,
+    "ROTATOR_WEBHOOK_URL": lambda env: webhook_url(env, None),
+}
+#: Characters no credential holds: controls (NUL, CR, LF, ESC, C1), format characters (BOM, zero-
+#: width space, bidi overrides), every space and the line and paragraph separators.
+NOT_IN_A_SECRET = st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]) | st.sampled_from(
+    "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029 "
+)
+#: Custom-prefix values: nothing token-shaped, so only this check keeps them out of a message.
+WORD = st.text(alphabet=string.ascii_letters + string.digits, min_size=8, max_size=24)
+
+
+@given(
+    name=st.sampled_from(sorted(SECRET_READERS)),
+    head=WORD,
+    bad=NOT_IN_A_SECRET,
+    tail=WORD,
+    from_file=st.booleans(),
+)
+def test_a_secret_with_a_space_or_control_character_is_refused_unshown(
+    name: str, head: str, bad: str, tail: str, *, from_file: bool
+) -> None:
+    """Any secret holding whitespace or a control character is refused naming the variable, never echoed."""
+    value = f"acme-{head}{bad}{tail}"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "secret"
+        path.write_text(f"{value}\n", encoding="utf-8", newline="")
+        env = {f"{name}_FILE": str(path)} if from_file else {name: value}
+        with pytest.raises(ConfigError) as raised:
+            SECRET_READERS[name](env)
+    assert raised.value.key == (f"{name}_FILE" if from_file else name)
+    assert "one line with no spaces or control characters" in raised.value.problem
+    shown = str(raised.value)
+    assert f"acme-{head}" not in shown
+    assert tail not in shown
+
+
+@given(st.text(st.characters(exclude_categories=["Cc", "Cf", "Cs", "Zs", "Zl", "Zp"]), min_size=1))
+def test_a_one_line_secret_is_read_as_it_is(value: str) -> None:
+    """A value of visible characters is accepted unchanged, directly and from a file."""
+    assert read_variable({"NAME": value}, "NAME") == value
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "secret"
+        path.write_text(f"{value}\n", encoding="utf-8", newline="")
+        assert read_variable({"NAME_FILE": str(path)}, "NAME") == value
+
+
+def test_a_token_file_with_a_second_newline_says_which_character(tmp_path: Path) -> None:
+    """`echo` into a file that already ended in a newline: refused, naming U+000A, not the value."""
+    path = tmp_path / "token"
+    path.write_text("acme-Zk3xQ9vT2mLp8Rw4Yb6N\n\n")
+    with pytest.raises(ConfigError) as raised:
+        load_secrets({"ROTATOR_GITLAB_TOKEN_FILE": str(path), "ROTATOR_INFISICAL_TOKEN": "j"})
+    assert raised.value.key == "ROTATOR_GITLAB_TOKEN_FILE"
+    assert raised.value.problem.endswith("(it holds U+000A)")
+    assert "Zk3x" not in str(raised.value)
+
+
+def test_proc_self_environ_is_refused_as_a_secret_file() -> None:
+    """/proc/self/environ is a 'regular file' of size 0 holding every variable: refused (NULs)."""
+    with pytest.raises(ConfigError) as raised:
+        load_secrets({"ROTATOR_GITLAB_TOKEN_FILE": "/proc/self/environ", "ROTATOR_INFISICAL_TOKEN": "j"})
+    assert raised.value.key == "ROTATOR_GITLAB_TOKEN_FILE"
+    assert "one line" in raised.value.problem

@@ -409,3 +409,13 @@ def test_an_unexpected_success_body_is_an_error(api: GitLabAPI, fakes: Fakes) ->
     with pytest.raises(GitLabError) as raised:
         api.manager_self()
     assert raised.value.message.startswith("unexpected answer (KeyError")
+
+
+def test_a_refused_header_value_is_not_quoted_in_the_error(make_api: Callable[..., GitLabAPI]) -> None:
+    """A token with a line break fails in the HTTP library; the error names the type, not the value."""
+    custom = "acme-Zk3xQ9vT2mLp8Rw4Yb6N"  # a custom prefix: no shape-based redaction catches it
+    api = make_api(f"{custom}\n")
+    with pytest.raises(GitLabError) as raised:
+        api.manager_self()
+    assert raised.value.message == "unexpected answer (ValueError)"
+    assert "Zk3x" not in str(raised.value)

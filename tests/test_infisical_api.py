@@ -315,7 +315,7 @@ def test_unreachable_server_is_retried_then_raised(sleeps: list[float]) -> None:
         api.get_connection("00000000-0000-4000-8000-000000000000")
     api.close()
     assert (_error(excinfo).status, _error(excinfo).not_applied) == (None, False)
-    assert "could not connect" in _error(excinfo).message
+    assert _error(excinfo).message == "could not connect (ConnectError: Connection refused)"
     assert len(sleeps) == 2
 
 
@@ -504,3 +504,13 @@ def test_auth_takes_exactly_one_mode() -> None:
     with pytest.raises(ValueError, match="either"):
         InfisicalAuth(Secret("t"), "id", Secret("s"))
     assert "s3cret" not in repr(InfisicalAuth.universal("id", Secret("s3cret")))
+
+
+def test_a_refused_header_value_is_not_quoted_in_the_error(fakes: Fakes, make_api: MakeAPI) -> None:
+    """A bearer token with a line break fails in httpx; the error names the type, not the value."""
+    custom = "acme-Zk3xQ9vT2mLp8Rw4Yb6N"  # a custom prefix: no shape-based redaction catches it
+    api = make_api(auth=InfisicalAuth.token(Secret(f"{custom}\nx")), max_attempts=1)
+    with pytest.raises(InfisicalError) as excinfo:
+        api.get_connection(_conn_id(fakes))
+    assert _error(excinfo).message == "connection lost (LocalProtocolError)"
+    assert "Zk3x" not in str(_error(excinfo))

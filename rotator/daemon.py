@@ -15,7 +15,10 @@ from overlapping in this process; the journal's lease does the same across proce
 
 A trigger arriving within ``daemon.min_trigger_interval`` of the target's last forced rotation
 (``POST .../rotate`` or ``rotator rotate``, as the journal records it, so the rule holds across
-replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``.
+replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``. A queued
+trigger is checked again when it runs, under the target's lease: a forced rotation another replica
+ran while it waited coalesces it too. A journal time beyond the skew margin ahead of this clock
+(:data:`rotator.engine.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned about.
 
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
 shutdown timeout, and says whether they did.

@@ -15,7 +15,10 @@ from overlapping in this process; the journal's lease does the same across proce
 
 A trigger arriving within ``daemon.min_trigger_interval`` of the target's last forced rotation
 (``POST .../rotate`` or ``rotator rotate``, as the journal records it, so the rule holds across
-replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``.
+replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``. A queued
+trigger is checked again when it runs, under the target's lease: a forced rotation another replica
+ran while it waited coalesces it too. A journal time beyond the skew margin ahead of this clock
+(:data:`rotator.engine.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned about.
 
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
 shutdown timeout, and says whether they did.
@@ -38,7 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator import cron, report
 from rotator.config import Target
-from rotator.engine import RunOptions, TargetReport
+from rotator.engine import FORCED_TRIGGERS, RunOptions, TargetReport, from_a_fast_clock
 from rotator.errors import RotatorError
 from rotator.metrics import Metrics, TargetGauges
 from rotator.model import Outcome, Role, RotationRecord, TargetState
@@ -54,10 +57,6 @@ KEPT_RUNS = 1000
 CREDENTIAL_REFRESH = timedelta(hours=1)
 _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
-#: The journal triggers of a forced rotation: a trigger is coalesced onto the newest of these.
-#: Not "schedule" or "run-once": a due rotation is not what the caller asked for, and not counting
-#: it keeps "rotate now" meaning a fresh token whenever no one forced one moments ago.
-FORCED_TRIGGERS = frozenset({"http", "rotate"})
 
 
 @dataclass
@@ -78,6 +77,8 @@ class TriggeredRun:
     coalesced: bool = False
     #: For a coalesced answer: from when a trigger of this target starts a rotation again.
     next_trigger_at: datetime | None = None
+    #: The ids of the rotations this request planned itself (not shown: ``rotations`` lists them).
+    performed: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The JSON body."""
@@ -228,6 +229,10 @@ class Daemon:
     def _queue(self, name: str) -> TriggeredRun | Refusal:
         """Queue a forced run of ``name``, whose lock the caller holds (503 if draining)."""
         run = TriggeredRun(uuid.uuid4().hex, name, datetime.now(UTC))
+        # The job may wait for a worker while another replica forces a rotation of the target:
+        # the engine re-checks the interval under the lease, from the trigger's arrival.
+        interval = self.config.daemon.min_trigger_interval
+        coalesce_after = self.rt.engine.ctx.clock() - interval if interval else None
         with self._runs_lock:
             self._remember(run)
         with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
@@ -237,7 +242,7 @@ class Daemon:
             # releases the target's lock); a missed trigger would lock the target for good.
             self.scheduler.add_job(
                 self._triggered,
-                args=[run],
+                args=[run, coalesce_after],
                 id=f"trigger:{run.id}",
                 name=f"trigger {name}",
                 misfire_grace_time=None,
@@ -259,30 +264,38 @@ class Daemon:
         if last is None:
             return None
         now = self.rt.engine.ctx.clock()
+        if from_a_fast_clock(target.name, last, now):
+            return None  # a fast clock's time is not "recent": it would block triggers for the skew
         if last.outcome is Outcome.IN_PROGRESS:
             # Another process's (its lease keeps ours out); an older one is resumed by the run.
             if now < last.planned_at + interval:
                 detail = f"a forced rotation of {target.name} is in flight; see /v1/targets/{target.name}"
                 return Refusal(409, "rotating", detail)
             return None
-        until = (last.finished_at or last.planned_at) + interval
+        until = _next_trigger(last, now, interval)
         if now >= until:
             return None
-        self.metrics.triggers_coalesced.labels(target.name).inc()
-        log.info(
-            "daemon.trigger_coalesced", target=target.name, rotation=last.id, next_trigger_at=_iso(until)
-        )
+        self._count_coalesced(target, last, until)
         return replace(self._answered_by(target, last), coalesced=True, next_trigger_at=until)
 
+    def _count_coalesced(self, target: Target, rotation: RotationRecord, until: datetime) -> None:
+        self.metrics.triggers_coalesced.labels(target.name).inc()
+        log.info(
+            "daemon.trigger_coalesced", target=target.name, rotation=rotation.id, next_trigger_at=_iso(until)
+        )
+
     def _answered_by(self, target: Target, rotation: RotationRecord) -> TriggeredRun:
-        """The trigger request that performed ``rotation``, or one made up from the journal."""
+        """The trigger request that performed ``rotation``, or one made up from the journal.
+
+        Only a request that planned the rotation itself answers for it: one that came back busy,
+        or was coalesced, lists another's rotation or did nothing, and its outcome would say so.
+        """
         with self._runs_lock:
             for run in reversed(self._runs.values()):
-                if any(ref["id"] == rotation.id for ref in run.rotations) or run.id == rotation.id:
+                if run.id == rotation.id or rotation.id in run.performed:
                     return run
             # Another replica's, or from before a restart: known by the journal's rotation id,
             # which then also answers GET /v1/rotations/{id}.
-            succeeded = rotation.outcome is Outcome.SUCCEEDED
             run = TriggeredRun(
                 rotation.id,
                 target.name,
@@ -290,11 +303,9 @@ class Daemon:
                 status="finished",
                 started_at=rotation.planned_at,
                 finished_at=rotation.finished_at,
-                outcome="done" if succeeded else "failed",
-                failed=not succeeded,
-                detail=rotation.error,
                 rotations=[_reference(rotation)],
             )
+            _describe(run, rotation)
             self._remember(run)
             return run
 
@@ -375,22 +386,33 @@ class Daemon:
         finally:
             lock.release()
 
-    def _triggered(self, run: TriggeredRun) -> None:
+    def _triggered(self, run: TriggeredRun, coalesce_after: datetime | None = None) -> None:
         lock = self._locks[run.target]
         try:
             # Times before statuses: a poller never sees "running" without started_at.
             run.started_at = datetime.now(UTC)
             run.status = "running"
-            since = self.rt.engine.ctx.clock()
-            outcome = self._execute(
-                self.targets[run.target], RunOptions(names=(run.target,), force=True, trigger="http")
+            target = self.targets[run.target]
+            options = RunOptions(
+                names=(run.target,), force=True, trigger="http", coalesce_after=coalesce_after
             )
+            outcome = self._execute(target, options)
             if outcome is None:
                 run.finished_at = datetime.now(UTC)
                 run.status = "cancelled"
                 return
-            run.rotations = self._rotations_since(self.targets[run.target], since)
-            run.outcome, run.failed, run.detail = outcome.status, outcome.failed, outcome.detail
+            onto = self._rotation(target, outcome.coalesced_onto) if outcome.coalesced_onto else None
+            if onto is not None:
+                # Described by the rotation it was coalesced onto, as a coalesced 202 is.
+                interval = self.config.daemon.min_trigger_interval
+                until = _next_trigger(onto, self.rt.engine.ctx.clock(), interval)
+                self._count_coalesced(target, onto, until)
+                run.rotations, run.coalesced, run.next_trigger_at = [_reference(onto)], True, until
+                _describe(run, onto)
+            else:
+                run.performed = outcome.rotations
+                run.rotations = self._rotations(target, outcome.rotations)
+                run.outcome, run.failed, run.detail = outcome.status, outcome.failed, outcome.detail
             run.finished_at = datetime.now(UTC)
             run.status = "finished"
         finally:
@@ -484,13 +506,32 @@ class Daemon:
         key = self.rt.engine.key(target, resolve=False)
         return self.rt.journal.target(key) if key else None
 
-    def _rotations_since(self, target: Target, since: datetime) -> list[dict[str, Any]]:
+    def _rotations(self, target: Target, ids: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The journal's records of the rotations ``ids`` (a run plans at most two), oldest first."""
         key = self.rt.engine.key(target, resolve=False)
-        if key is None:
+        if key is None or not ids:
             return []
-        return [
-            _reference(r) for r in reversed(self.rt.journal.rotations(key, limit=10)) if r.planned_at >= since
-        ]
+        return [_reference(r) for r in reversed(self.rt.journal.rotations(key, limit=10)) if r.id in ids]
+
+    def _rotation(self, target: Target, rotation_id: str) -> RotationRecord | None:
+        key = self.rt.engine.key(target, resolve=False)
+        found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
+        return found[0] if found else None
+
+
+def _next_trigger(rotation: RotationRecord, now: datetime, interval: timedelta) -> datetime:
+    """From when a trigger starts a rotation again: the rotation's end plus the interval.
+
+    At most ``now`` plus the interval: a time a little ahead of this clock (within the skew margin)
+    must not stretch the wait beyond one interval.
+    """
+    return min((rotation.finished_at or rotation.planned_at) + interval, now + interval)
+
+
+def _describe(run: TriggeredRun, rotation: RotationRecord) -> None:
+    """Set ``run``'s outcome from the finished journal ``rotation`` it stands for."""
+    succeeded = rotation.outcome is Outcome.SUCCEEDED
+    run.outcome, run.failed, run.detail = ("done" if succeeded else "failed"), not succeeded, rotation.error
 
 
 def _reference(rotation: RotationRecord) -> dict[str, Any]:

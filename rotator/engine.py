@@ -13,14 +13,24 @@ import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Self
 
 import structlog
 
 from rotator.config import Config, Target
 from rotator.errors import ConfigError, LeaseLostError, UpstreamError
-from rotator.model import Lease, Role, Step, TargetKey, TargetState, TokenRecord, UnresolvedProject
+from rotator.model import (
+    Lease,
+    Outcome,
+    Role,
+    RotationRecord,
+    Step,
+    TargetKey,
+    TargetState,
+    TokenRecord,
+    UnresolvedProject,
+)
 from rotator.plan import Due, Situation, Work, decide, expiry_instant, is_due
 from rotator.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.retire import unrevocable
@@ -42,6 +52,14 @@ log = structlog.get_logger("rotator")
 REMOVED = " (removed)"
 #: The step named when a target's ``group/project`` path does not resolve to an id.
 RESOLVE = "resolve"
+#: The journal triggers of a forced rotation: an HTTP trigger is coalesced onto the newest of these.
+#: Not "schedule" or "run-once": a due rotation is not what the caller asked for, and not counting
+#: it keeps "rotate now" meaning a fresh token whenever no one forced one moments ago.
+FORCED_TRIGGERS = frozenset({"http", "rotate"})
+#: How far past this process's clock a journal time may lie and still count as "recent". Beyond it
+#: the time was written by a fast clock (another replica, a CronJob node); trusting it would block
+#: every trigger of the target for the whole skew.
+CLOCK_SKEW_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +72,11 @@ class RunOptions:
     take_over: bool = False
     revoke_anyway: bool = False
     trigger: str = "run-once"
+    #: The HTTP trigger's coalescing (``daemon.min_trigger_interval``), re-checked under the lease:
+    #: a forced rotation of the target that finished at or after this instant (the trigger's
+    #: arrival less the interval) makes the run start nothing. ``None`` (the CLI, the schedule):
+    #: no such check.
+    coalesce_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +84,14 @@ class TargetReport:
     """What a run did (or, dry, would do) for one target."""
 
     name: str
-    status: str  # idle | planned | done | failed | busy | skipped
+    status: str  # idle | planned | done | failed | busy | skipped | coalesced
     failed: bool
     detail: str
     actions: tuple[str, ...] = ()
+    #: The ids of the rotations this run planned (not one it resumed, nor another worker's).
+    rotations: tuple[str, ...] = ()
+    #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.coalesce_after).
+    coalesced_onto: str | None = None
 
 
 class Engine:
@@ -169,8 +196,10 @@ class Engine:
     def _guarded(self, target: Target, options: RunOptions) -> TargetReport:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
+        # The rotations this run plans, filled as each is recorded: kept even if the run then fails.
+        planned: list[str] = []
         try:
-            report = self._one(target, options)
+            report = replace(self._one(target, options, planned), rotations=tuple(planned))
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
@@ -186,7 +215,7 @@ class Engine:
         except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
             key = None
         alert(self.ctx, target, key, "failed", message)
-        return TargetReport(target.name, "failed", failed=True, detail=message)
+        return TargetReport(target.name, "failed", failed=True, detail=message, rotations=tuple(planned))
 
     def _warn_lifetime(self, target: Target) -> None:
         """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
@@ -205,7 +234,7 @@ class Engine:
         # Not a failure: the token is rotated at the effective time, once per lifetime.
         log.warning("token.lifetime_capped", target=target.name, note=note)
 
-    def _one(self, target: Target, options: RunOptions) -> TargetReport:
+    def _one(self, target: Target, options: RunOptions, planned: list[str]) -> TargetReport:
         removed = self._removed.get(target.name)
         if removed is not None:
             return self._removed_one(target, removed, options)
@@ -233,6 +262,12 @@ class Engine:
                 return self._unresolved(target, error)
         if key is None:  # pragma: no cover - resolve=True always yields a key or raises
             raise AssertionError
+        return self._leased(target, key, options, work, planned)
+
+    def _leased(
+        self, target: Target, key: TargetKey, options: RunOptions, work: Work, planned: list[str]
+    ) -> TargetReport:
+        """Do ``work`` under the target's lease ("busy" if another worker holds it)."""
         # One holder per acquisition, so two runs in one process never share a lease.
         holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
         lease = self.ctx.journal.acquire(
@@ -241,10 +276,30 @@ class Engine:
         if lease is None:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
         try:
+            # Under the lease, so another replica's forced rotation that ran while this trigger
+            # waited for a worker is finished and recorded; before PLANNED, so nothing is minted.
+            onto = self._coalesced_onto(target, lease.key, options)
+            if onto is not None:
+                return _coalesced(target, onto)
             with _Renewer(self.ctx, lease) as renewer:
-                return self._work(target, options, Recorder(self.ctx, lease, target, renewer.lost), work)
+                rec = Recorder(self.ctx, lease, target, renewer.lost)
+                return self._work(target, options, rec, work, planned)
         finally:
             self.ctx.journal.release(lease)
+
+    def _coalesced_onto(self, target: Target, key: TargetKey, options: RunOptions) -> RotationRecord | None:
+        """The finished forced rotation an HTTP-triggered run is coalesced onto (lease held), if any."""
+        if options.coalesce_after is None:
+            return None
+        last = self.ctx.journal.last_rotation(key, FORCED_TRIGGERS)
+        # An unfinished one is no other worker's any more (we hold the lease): the run resumes it.
+        if last is None or last.outcome is Outcome.IN_PROGRESS:
+            return None
+        if (last.finished_at or last.planned_at) < options.coalesce_after:
+            return None
+        if from_a_fast_clock(target.name, last, self.ctx.clock()):
+            return None
+        return last
 
     def _unresolved(self, target: Target, error: UpstreamError) -> TargetReport:
         """The project path did not resolve: record it (``status``, the failing gauge), alert, fail.
@@ -335,9 +390,12 @@ class Engine:
             detail += hint
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
-    def _work(self, target: Target, options: RunOptions, rec: Recorder, work: Work) -> TargetReport:
+    def _work(
+        self, target: Target, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
+    ) -> TargetReport:
         lease = rec.lease
         run = TargetRun(self.ctx, rec, target, lease.key.project_id, options.trigger)
+        run.scratch.planned = planned
         run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
         try:
             roll_forward = False
@@ -378,6 +436,28 @@ class Engine:
         if failing:
             detail += f"; still failing: {failing}"
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+
+
+def _coalesced(target: Target, onto: RotationRecord) -> TargetReport:
+    detail = f"coalesced onto forced rotation {onto.id}; nothing started"
+    return TargetReport(target.name, "coalesced", failed=False, detail=detail, coalesced_onto=onto.id)
+
+
+def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> bool:
+    """Whether ``rotation``'s latest time lies beyond :data:`CLOCK_SKEW_MARGIN` past ``now`` (logged)."""
+    recorded = max(rotation.planned_at, rotation.finished_at or rotation.planned_at)
+    skew = recorded - now
+    if skew <= CLOCK_SKEW_MARGIN:
+        return False
+    log.warning(
+        "trigger.clock_skew",
+        target=name,
+        rotation=rotation.id,
+        recorded_at=recorded.isoformat(),
+        skew_s=int(skew.total_seconds()),
+        note="a journal time later than this clock is not recent; check the clocks of the replicas and nodes",
+    )
+    return True
 
 
 def require_known(name: str, known: Iterable[str]) -> None:

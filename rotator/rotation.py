@@ -147,6 +147,7 @@ class TargetRun(Retirer):
             pre_hash=pre_hash,
         )
         self.rec.write(Change(rotation=rotation), "PLANNED")
+        self.scratch.planned.append(rotation_id)
         self.rec.ensure_lease()
         new, rotation = self._create(rotation)
         with watch(new.value):  # the scrubber knows this exact value while it is in memory

@@ -204,7 +204,10 @@ class TriggeredRun(_Model):
     ``coalesced``: the request came within ``daemon.min_trigger_interval`` of the target's last
     forced rotation, so it started nothing and this is that rotation's request (by the journal's
     rotation id if another replica, or this one before a restart, ran it); ``next_trigger_at`` is
-    when a trigger starts a rotation again.
+    when a trigger starts a rotation again (at most one interval away). A queued request is also
+    coalesced, when it starts, if another replica forced a rotation while it waited: it keeps its
+    own id, and ``outcome`` and ``rotations`` are that rotation's. ``rotations`` lists only the
+    rotations the request itself planned, or the one it was coalesced onto.
     """
 
     id: str

@@ -104,6 +104,7 @@ class Scratch:
     revoke_anyway: bool = False
     unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
     untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
+    planned: list[str] = field(default_factory=list)  # ids of the rotations this run recorded PLANNED
 
 
 class Recorder:

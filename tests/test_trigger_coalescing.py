@@ -1,12 +1,21 @@
 """``daemon.min_trigger_interval``: a flood of HTTP triggers mints one token, fleet-wide, after restarts."""
 
-from datetime import datetime, timedelta
+import io
+import json
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import structlog
 
+from rotator.engine import RunOptions
+from rotator.logs import configure
 from rotator.testing import Fakes
-from tests.test_web import APP, PATCH, Running, finished, running_daemon, samples, trigger
+from tests.test_web import API, APP, PATCH, Running, finished, running_daemon, samples, trigger
 
 
 CREATE = "POST /api/v4/projects/:id/access_tokens"
@@ -24,6 +33,22 @@ def journal_rotation(client: httpx.Client, run_id: str) -> dict[str, object]:
     assert len(run["rotations"]) == 1, run
     rotation: dict[str, object] = run["rotations"][0]
     return rotation
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Log events as JSON lines in a buffer; the previous configuration restored afterwards."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    configure(stream=stream, json=True)
+    yield stream
+    structlog.configure(**saved)
+
+
+def events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:
+    """The captured events called ``name``."""
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    return [e for e in lines if e.get("event") == name]
 
 
 def coalesced_total(running: Running) -> float:
@@ -143,3 +168,131 @@ def test_zero_interval_keeps_every_trigger_a_rotation(fakes: Fakes, tmp_path: Pa
         assert second["id"] != first["id"]
         assert minted(running) == before + 2
         assert coalesced_total(running) == 0
+
+
+def test_a_queued_trigger_coalesces_onto_a_forced_rotation_a_replica_ran_meanwhile(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """A trigger waiting for a worker starts nothing if another replica forced a rotation meanwhile."""
+    with (
+        running_daemon(fakes, tmp_path) as first,
+        running_daemon(fakes, tmp_path, workers=1) as second,
+        first.client() as one,
+        second.client() as two,
+    ):
+        before = minted(first)
+        slow = fakes.infisical.faults.delay(PATCH, 1)
+        filler = trigger(two, API)  # takes the second replica's only worker for a second
+        assert filler.status_code == 202, filler.text
+        assert slow.reached.wait(10)
+        queued = trigger(two, APP)
+        assert (queued.status_code, queued.json()["status"]) == (202, "queued"), queued.text
+        rotation = journal_rotation(one, trigger(one, APP).json()["id"])  # done before the worker frees
+        run = finished(two, queued.json()["id"])
+        assert (run["coalesced"], run["rotations"]) == (True, [rotation])
+        assert (run["outcome"], run["failed"]) == ("done", False)
+        assert datetime.fromisoformat(run["next_trigger_at"]) <= datetime.now(UTC) + timedelta(minutes=1)
+        assert finished(two, filler.json()["id"])["outcome"] == "done"
+        assert minted(first) == before + 2  # api-deploy's, and app-deploy's once
+        forced = [r for r in first.rt.journal.rotations(limit=10) if r.trigger == "http" and r.target == APP]
+        assert [r.id for r in forced] == [rotation["id"]]
+
+
+def test_rotator_rotate_is_never_coalesced(fakes: Fakes, tmp_path: Path) -> None:
+    """Right after a forced HTTP rotation, `rotator rotate`'s run (no coalesce_after) still rotates."""
+    with running_daemon(fakes, tmp_path) as running, running.client() as client:
+        rotation = journal_rotation(client, trigger(client, APP).json()["id"])
+        target = running.daemon.targets[APP]
+        report = running.rt.engine.run_target(target, RunOptions(names=(APP,), force=True, trigger="rotate"))
+        assert (report.status, report.coalesced_onto) == ("done", None), report
+        assert len(report.rotations) == 1
+        assert report.rotations[0] != rotation["id"]
+
+
+def test_a_forced_rotation_stamped_by_a_fast_clock_does_not_block_triggers(
+    fakes: Fakes, tmp_path: Path, logs: io.StringIO
+) -> None:
+    """A forced rotation recorded a day ahead (a fast clock) is not recent: a trigger rotates, and warns."""
+    with running_daemon(fakes, tmp_path, clock_offset="1d") as fast, fast.client() as client:
+        ahead = journal_rotation(client, trigger(client, APP).json()["id"])
+    with running_daemon(fakes, tmp_path) as running, running.client() as client:
+        before = minted(running)
+        answer = trigger(client, APP)
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["coalesced"], answer.json()["next_trigger_at"]) == (False, None)
+        again = journal_rotation(client, answer.json()["id"])
+        assert again["id"] != ahead["id"]
+        assert again["outcome"] == "succeeded"
+        assert minted(running) == before + 1
+        assert running.held_works(0)
+    warnings = events(logs, "trigger.clock_skew")
+    assert warnings, "no warning about the fast clock"
+    assert {(w["target"], w["rotation"]) for w in warnings} == {(APP, ahead["id"])}
+    assert all(23 * 3600 < w["skew_s"] <= 24 * 3600 for w in warnings)
+
+
+def test_an_in_flight_rotation_stamped_by_a_fast_clock_is_not_a_409(fakes: Fakes, tmp_path: Path) -> None:
+    """A forced rotation in flight on a replica a day ahead does not answer 409 `rotating` for a day."""
+    with (
+        running_daemon(fakes, tmp_path, clock_offset="1d") as fast,
+        running_daemon(fakes, tmp_path) as running,
+        fast.client() as ahead,
+        running.client() as client,
+    ):
+        slow = fakes.infisical.faults.delay(PATCH, 1)
+        accepted = trigger(ahead, APP)
+        assert accepted.status_code == 202, accepted.text
+        assert slow.reached.wait(10)
+        answer = client.post(f"/v1/targets/{APP}/rotate")
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["coalesced"] is False
+        finished(client, answer.json()["id"])
+        finished(ahead, accepted.json()["id"])
+
+
+def test_next_trigger_at_is_at_most_one_interval_away(fakes: Fakes, tmp_path: Path) -> None:
+    """A rotation stamped 30 s ahead (inside the skew margin) coalesces, but for no more than the interval."""
+    with running_daemon(fakes, tmp_path, clock_offset="30s") as fast, fast.client() as client:
+        ahead = journal_rotation(client, trigger(client, APP).json()["id"])
+    with running_daemon(fakes, tmp_path) as running, running.client() as client:
+        answer = trigger(client, APP)
+        latest = datetime.now(UTC) + timedelta(minutes=1)
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["coalesced"], answer.json()["id"]) == (True, ahead["id"])
+        assert datetime.fromisoformat(answer.json()["next_trigger_at"]) <= latest
+
+
+def test_a_coalesced_answer_never_reuses_a_run_that_came_back_busy(fakes: Fakes, tmp_path: Path) -> None:
+    """A queued trigger that found the target held by a replica did nothing; a coalesced 202 says done."""
+    # The second replica's clock lags (within the skew margin), as a real one may.
+    with (
+        running_daemon(fakes, tmp_path) as first,
+        running_daemon(fakes, tmp_path, workers=1, clock_offset="-30s") as second,
+        first.client() as one,
+        second.client() as two,
+    ):
+        filling = fakes.infisical.faults.delay(PATCH, 1)
+        filler = trigger(two, API)  # the second replica's only worker, for a second
+        assert filler.status_code == 202, filler.text
+        assert filling.reached.wait(10)
+        queued = trigger(two, APP)
+        assert queued.status_code == 202, queued.text
+        holding = fakes.infisical.faults.delay(PATCH, 2)
+        accepted = trigger(one, APP)
+        assert accepted.status_code == 202, accepted.text
+        assert holding.reached.wait(10)  # the first replica holds app-deploy past the worker's release
+        busy = finished(two, queued.json()["id"])
+        assert busy["outcome"] == "busy", busy
+        rotation = journal_rotation(one, accepted.json()["id"])
+        answer = trigger(two, APP)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert (body["coalesced"], body["id"], body["outcome"], body["failed"]) == (
+            True,
+            rotation["id"],
+            "done",
+            False,
+        )
+        assert body["rotations"] == [rotation]
+        assert busy["rotations"] == []  # it performed none
+        finished(two, filler.json()["id"])

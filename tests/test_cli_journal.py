@@ -222,3 +222,45 @@ def test_history_of_an_unknown_target_lists_the_known_names(h: Harness) -> None:
     removed = h.run("history", "--json", "--target", "api-deploy", "--limit", "10000")
     assert removed.code == 0, removed
     assert [row["target"] for row in removed.json()] == ["api-deploy"]
+
+
+def _damage(journal: Path) -> None:
+    """Overwrite the journal's fourth page with 0xff, as a bad disk sector would."""
+    assert journal.stat().st_size > 4 * 4096, "too small a journal to damage a middle page"
+    with journal.open("r+b") as file:
+        file.seek(3 * 4096)
+        file.write(b"\xff" * 4096)
+
+
+def _damaged_line(journal: Path) -> str:
+    return (
+        f"state.url: the journal at {journal} is damaged (SQLite: database disk image is malformed);"
+        " restore it from a backup"
+    )
+
+
+@pytest.mark.parametrize("command", ["status", "history", "plan", "run-once"])
+def test_a_damaged_journal_is_one_state_url_line_saying_restore_it(h: Harness, command: str) -> None:
+    """A journal with a page overwritten: exit 2, "damaged ... restore it from a backup", nothing sent."""
+    assert h.run("run-once").code == 0
+    journal = h.folder / "state.db"
+    _damage(journal)
+    damaged = journal.read_bytes()
+    before = h.mutations()
+    _one_error_line(_run(h, command), _damaged_line(journal))
+    assert journal.read_bytes() == damaged
+    assert h.mutations() == before
+
+
+@pytest.mark.parametrize("size", [100, 4096, 8192])
+@pytest.mark.parametrize("command", ["status", "run-once"])
+def test_a_truncated_journal_is_damaged_not_another_file(h: Harness, size: int, command: str) -> None:
+    """A journal cut short keeps SQLite's header: it is "damaged, restore it", not "not a rotator journal"."""
+    assert h.run("run-once").code == 0
+    journal = h.folder / "state.db"
+    journal.write_bytes(journal.read_bytes()[:size])
+    result = _run(h, command)
+    _one_error_line(
+        result, f"state.url: the journal at {journal} is damaged (SQLite: ", "restore it from a backup"
+    )
+    assert "not a rotator journal" not in result.stderr

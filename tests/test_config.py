@@ -225,6 +225,48 @@ def test_a_bare_number_is_never_a_duration(place: tuple[tuple[str, ...], str], n
     assert "write a unit, e.g. 7d" in error.problem
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("!!binary UDFE", "binary data (!!binary)"),  # the bytes P1D
+        ("!!binary MTI6MzA=", "binary data (!!binary)"),  # the bytes 12:30
+        ("2026-01-01", "a date"),
+        ("[1d]", "a list"),
+        ("{days: 1}", "a mapping"),
+        ("", "an empty value"),
+    ],
+)
+def test_a_duration_that_is_not_text_is_refused(tmp_path: Path, value: str, kind: str) -> None:
+    """A YAML value that is not text (``!!binary``, a date, a list): refused naming the key, never parsed."""
+    error = _load_error(tmp_path, TARGET_YAML.replace("  grace: 2h\n", f"  grace: {value}\n"))
+    assert error.key == "targets[0].grace"
+    assert error.problem.startswith(f"{kind} is not a duration; write a whole number and a unit")
+
+
+@pytest.mark.parametrize("value", ["\u0663d", "\uff11\uff12h", "\U0001d7d1d"])
+def test_a_duration_in_other_digits_is_refused(value: str) -> None:
+    """Arabic-Indic, fullwidth or mathematical digits are not a duration: only 0-9 count."""
+    error = _error(_put_duration(("defaults", "grace"), value))
+    assert error.key == "targets[0].grace"
+    assert "is not a duration" in error.problem
+
+
+def test_a_binary_duration_exits_2_with_one_line(tmp_path: Path) -> None:
+    """``grace: !!binary UDFE`` on the command line: exit 2, one line naming the key, no traceback."""
+    config = tmp_path / "rotator.yaml"
+    config.write_text(TARGET_YAML.replace("  grace: 2h\n", "  grace: !!binary UDFE\n"))
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("rotator: error: targets[0].grace: binary data (!!binary) is not a duration")
+
+
 @pytest.mark.parametrize(("where", "key"), DURATION_KEYS)
 def test_every_duration_key_takes_a_unit(where: tuple[str, ...], key: str) -> None:
     """The same keys accept a duration with its unit, so the refusal above is the bare number's doing."""

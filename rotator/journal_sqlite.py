@@ -352,6 +352,23 @@ class SQLiteJournal:
             )
         return [from_json(RotationRecord, row) for row in rows]
 
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, target name) pairs, newest first, at most ``limit``.
+
+        Filtered here, before the LIMIT: filtering the newest ``limit`` rows of every target would
+        lose a quiet target's older rotations behind a busy one's.
+        """
+        pairs = json.dumps([[str(key), name] for key, name in recorded])
+        rows = self._rows(
+            "SELECT r.data FROM rotations AS r JOIN"
+            " (SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS name"
+            " FROM json_each(?)) AS wanted"
+            " ON r.key = wanted.key AND json_extract(r.data, '$.target') = wanted.name"
+            " ORDER BY r.planned_at DESC, r.rowid DESC LIMIT ?",
+            (pairs, limit),
+        )
+        return [from_json(RotationRecord, row) for row in rows]
+
     def recorded_names(self) -> list[tuple[TargetKey, str]]:
         """Every (key, target name) pair a rotation was recorded under, once each."""
         with self._using():

@@ -194,14 +194,25 @@ def test_a_new_journal_is_private_in_a_private_folder(h: Harness) -> None:
     assert stat.S_IMODE((h.folder / "a" / "b" / "state.db").stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("limit", ["-1", "-5", "0", "10001", "9" * 30, "x", "1.5", ""])
+@pytest.mark.parametrize(
+    "limit", ["-1", "-5", "0", "10001", "9" * 30, "x", "1.5", "", "+5", " 5", "5 ", "1_0", "\u0665", "\uff15"]
+)
 def test_history_limit_outside_1_to_10000_is_a_usage_error(tmp_path: Path, limit: str) -> None:
-    """`history --limit` refuses zero, negatives, too-large and non-numbers: exit 2, no traceback."""
+    """`history --limit` refuses zero, negatives, too-large, signs, spaces, _ and non-ASCII digits: exit 2."""
     result = _offline(tmp_path, "history", "--limit", limit)
     assert result.code == 2, result
     assert "Traceback" not in result.stderr
     assert "argument --limit: must be a whole number from 1 to 10000" in result.stderr
     assert not (tmp_path / "sub").exists()
+
+
+def test_history_limit_takes_leading_zeros_and_the_bounds(h: Harness) -> None:
+    """`--limit 1`, `--limit 10000` and `--limit 0002` are plain ASCII numbers in range: accepted."""
+    assert h.run("run-once").code == 0
+    for limit, rows in (("1", 1), ("10000", 2), ("0002", 2)):
+        result = h.run("history", "--json", "--limit", limit)
+        assert result.code == 0, result
+        assert len(result.json()) == rows
 
 
 def test_history_help_states_the_limit_bounds(tmp_path: Path) -> None:

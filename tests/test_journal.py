@@ -1,6 +1,7 @@
 """The journal contract, run against every store (today: SQLite)."""
 
 import contextlib
+import json
 import sqlite3
 import stat
 import tempfile
@@ -15,6 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rotator import report
+from rotator.config import parse_config
 from rotator.errors import ConfigError, JournalDamagedError, LeaseLostError
 from rotator.journal_file import loose_permissions
 from rotator.journal_sqlite import SQLiteJournal, damaged, sqlite_path
@@ -540,3 +543,54 @@ def test_recorded_names_include_a_target_no_longer_configured(journal: Journal) 
         (KEY, "app-deploy"),
         (KEY, "renamed"),
     ]
+
+
+OTHER_KEY = replace(KEY, connection_id="7f2b8e0a-5d61-4c3e-9a4f-2b1c0d9e8f71")
+
+
+def _bulk(path: Path, records: list[RotationRecord]) -> None:
+    """Insert ``records`` as the journal stores them, in one transaction (10,000 fenced writes are slow)."""
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)",
+            [
+                (r.id, str(r.key), r.planned_at.isoformat(), r.outcome.value, json.dumps(to_json(r)))
+                for r in records
+            ],
+        )
+    db.close()
+
+
+def test_history_of_a_quiet_target_behind_10000_rows_of_a_busy_one(tmp_path: Path) -> None:
+    """`history --target quiet` finds its rotations older than another target's newest 10,000, limit kept."""
+    path = tmp_path / "state.db"
+    SQLiteJournal(path).close()
+    quiet = [
+        replace(_rotation(f"q{n}", at=NOW + timedelta(minutes=n)), key=OTHER_KEY, target="api-deploy")
+        for n in range(3)
+    ]
+    busy = [_rotation(f"b{n:05}", at=NOW + timedelta(hours=1, seconds=n)) for n in range(10_001)]
+    _bulk(path, quiet + busy)
+    config = parse_config(
+        {
+            "gitlab": {"url": KEY.gitlab_url},
+            "targets": [
+                {
+                    "name": name,
+                    "project": 42,
+                    "connection_id": key.connection_id,
+                    "token": {"scopes": ["api"]},
+                }
+                for name, key in (("app-deploy", KEY), ("api-deploy", OTHER_KEY))
+            ],
+        }
+    )
+    journal = SQLiteJournal(path, read_only=True)
+    assert [row["rotation"] for row in report.history(journal, config, "api-deploy", 10)] == [
+        "q2",
+        "q1",
+        "q0",
+    ]
+    assert [row["rotation"] for row in report.history(journal, config, "api-deploy", 2)] == ["q2", "q1"]
+    assert len(report.history(journal, config, "app-deploy", 10_000)) == 10_000
+    journal.close()

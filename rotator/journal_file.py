@@ -62,8 +62,8 @@ def create(path: Path) -> None:
         raise ConfigError("state.url", problem + hint) from None
 
 
-def loose_permissions(path: Path) -> ConfigError | None:
-    """A warning (not fatal) if the journal or its WAL files are open to group or others, with the fix."""
+def loose_files(path: Path) -> list[tuple[Path, int]]:
+    """The journal's files (itself, its WAL and shared-memory files) open to group or others, with modes."""
     loose = []
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
@@ -72,6 +72,12 @@ def loose_permissions(path: Path) -> ConfigError | None:
             continue
         if mode & 0o077:
             loose.append((file, mode))
+    return loose
+
+
+def loose_permissions(path: Path) -> ConfigError | None:
+    """A warning (not fatal) if the journal or its WAL files are open to group or others, with the fix."""
+    loose = loose_files(path)
     if not loose:
         return None
     modes = ", ".join(f"{file.name} {mode:04o}" for file, mode in loose)

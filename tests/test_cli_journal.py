@@ -4,6 +4,7 @@ Each case runs the real ``rotator`` as a subprocess for its exit code and its on
 compares the folder's listing before and after: a read-only command creates nothing.
 """
 
+import json
 import os
 import sqlite3
 import stat
@@ -171,17 +172,34 @@ def test_a_dangling_symlink_is_refused_not_created_through(h: Harness) -> None:
 
 
 def test_a_journal_open_to_others_is_used_with_a_warning_naming_the_chmod(h: Harness) -> None:
-    """A group/world-readable journal still works (exit 0), with one warning line giving the chmod."""
+    """A group/world-readable journal still works (exit 0); status and history warn in one plain line."""
     assert h.run("run-once").code == 0
     journal = h.folder / "state.db"
     journal.chmod(0o644)
-    for args in (("status",), ("status", "--json"), ("run-once",)):
+    for args in (("status",), ("status", "--json"), ("history",)):
         result = h.run(*args)
         assert result.code == 0, result
         [warning] = [line for line in result.stderr.splitlines() if "chmod" in line]
         assert warning.startswith("rotator: warning: state.url:")
         assert f"chmod 600 {journal}" in warning
     assert "as_of" in h.run("status", "--json").json()  # the warning stays off stdout
+
+
+@pytest.mark.parametrize("command", ["run-once", "plan", "check"])
+def test_where_stderr_is_the_json_log_the_loose_journal_warning_is_an_event(h: Harness, command: str) -> None:
+    """run-once, plan and check log JSON on stderr: the warning is a journal.loose_permissions event there."""
+    assert h.run("run-once").code == 0
+    journal = h.folder / "state.db"
+    journal.chmod(0o640)
+    result = _run(h, command)
+    assert result.code == 0, result
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("{") for line in lines), lines  # every stderr line is a JSON event
+    # One event per loose file: SQLite gives the WAL and shared-memory files the journal's mode.
+    events = {e["path"]: e for e in map(json.loads, lines) if e["event"] == "journal.loose_permissions"}
+    event = events[str(journal)]
+    assert (event["level"], event["mode"], event["fix"]) == ("warning", "0640", f"chmod 600 {journal}")
+    assert set(events) <= {str(journal), f"{journal}-wal", f"{journal}-shm"}
 
 
 def test_a_new_journal_is_private_in_a_private_folder(h: Harness) -> None:

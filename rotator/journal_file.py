@@ -1,8 +1,9 @@
 """The journal's file on disk: what is refused before SQLite opens it, how it is created, when to warn.
 
-A journal is rotator's alone: created 0600 in folders made 0700, never reached through a symlink
-(whoever can change a link could send rotator's records elsewhere), and never a file SQLite would
-take for an empty database while it holds something else. These checks run before SQLite touches
+A journal is rotator's alone: created 0600 in folders made 0700, never a symlink itself (whoever
+can change a link could send rotator's records elsewhere; a symlinked folder on the path is the
+operator's mount, and fine), and never a file SQLite would take for an empty database while it
+holds something else. These checks run before SQLite touches
 the file, so a refused file is left exactly as it was.
 """
 

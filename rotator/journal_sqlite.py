@@ -100,7 +100,8 @@ class SQLiteJournal:
         ``read_only`` opens an existing file for reading only, creating and changing nothing
         (``status``, ``history``, ``plan``, ``check``); a write then fails. Read-only, an empty
         database and ``:memory:`` read as an empty journal. A path that is a symlink, not a
-        regular file, or not a rotator journal is a :class:`ConfigError` on ``state.url``.
+        regular file, or not a rotator journal is a :class:`ConfigError` on ``state.url``; a file
+        SQLite finds damaged, here or at any later read, a :class:`JournalDamagedError`.
         """
         self._lock = threading.RLock()
         self._path = path

@@ -6,6 +6,7 @@ Exit codes: 0 fine; 1 a failure found at run time; 2 bad configuration or usage.
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -95,10 +96,10 @@ def _run_flags(command: argparse.ArgumentParser) -> None:
 
 def _history_limit(text: str) -> int:
     """``--limit``: a whole number of rows, 1 to HISTORY_LIMIT; anything else is a usage error (exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    # ASCII digits only: int() would also take "+5", " 5", "1_0" and Arabic-Indic digits. Leading
+    # zeros aside, more than five digits is over the bound: not converted (int() refuses 4,301).
+    digits = re.fullmatch("[0-9]+", text) is not None and len(text.lstrip("0")) <= len(str(HISTORY_LIMIT))
+    value = int(text) if digits else 0
     if not 1 <= value <= HISTORY_LIMIT:
         # The value is not echoed: it may be thousands of digits long.
         msg = f"must be a whole number from 1 to {HISTORY_LIMIT}"

@@ -53,6 +53,17 @@ def _not_bool(value: object) -> object:
     return value
 
 
+#: What YAML gave, in words, for a value that is not a duration's text.
+_KINDS = {
+    "bytes": "binary data (!!binary)",
+    "NoneType": "an empty value",
+    "list": "a list",
+    "dict": "a mapping",
+    "date": "a date",
+    "datetime": "a timestamp",
+}
+
+
 def _duration(value: object) -> object:
     if isinstance(value, bool):  # as above; parse_duration then explains what a duration looks like
         value = str(value).lower()
@@ -60,8 +71,14 @@ def _duration(value: object) -> object:
         # Not seconds: `rotate_before: 3` meant days or hours, never a rotation 3 s before expiry.
         msg = "a bare number is not a duration; write a unit, e.g. 7d (or 12h, 10m, 45s)"
         raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
-    if not isinstance(value, str):
+    if isinstance(value, timedelta):  # set by code (defaults, tests), never read from YAML
         return value
+    if not isinstance(value, str):
+        # Not handed to pydantic, whose timedelta parser takes bytes (`!!binary UDFE` is P1D),
+        # ISO 8601 and "12:30"; the config's only spelling is <digits><unit>.
+        kind = _KINDS.get(type(value).__name__, type(value).__name__)
+        msg = f"{kind} is not a duration; write a whole number and a unit, like 45s, 10m, 12h or 30d"
+        raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
     try:
         return parse_duration(value)
     except OverflowError:

@@ -42,7 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from rotator import cron, report
 from rotator.config import Target
 from rotator.engine import FORCED_TRIGGERS, RunOptions, TargetReport, from_a_fast_clock
-from rotator.errors import RotatorError
+from rotator.errors import JournalDamagedError, RotatorError
 from rotator.metrics import Metrics, TargetGauges
 from rotator.model import Outcome, Role, RotationRecord, TargetState
 from rotator.plan import expiry_instant
@@ -330,6 +330,8 @@ class Daemon:
         try:
             self.rt.journal.targets()
             journal = "ok"
+        except JournalDamagedError:
+            journal = "damaged"  # the runs' alerts carry the line saying where and what to do
         except Exception as error:  # noqa: BLE001 - any failure to read means not ready
             journal = f"unreachable ({type(error).__name__})"
         credentials = {
@@ -419,7 +421,13 @@ class Daemon:
             lock.release()
 
     def _sweep_removed(self) -> None:
-        for stand_in in self.rt.engine.removed_targets():
+        try:
+            stand_ins = self.rt.engine.removed_targets()
+        except JournalDamagedError as error:
+            # The check jobs alert per target; this says why removed targets are not swept either.
+            log.error("journal.damaged", error=str(error))
+            return
+        for stand_in in stand_ins:
             self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
 
     def _execute(self, target: Target, options: RunOptions, *, plan: bool = True) -> TargetReport | None:

@@ -5,13 +5,15 @@ import re
 from datetime import timedelta
 
 
-_PATTERN = re.compile(r"^(\d+)([smhd])$")
+#: ASCII digits only: ``\d`` (and ``int()``) would also take Arabic-Indic, fullwidth or mathematical
+#: digits (U+0663, U+FF11, U+1D7D1), which no one types on purpose and a reviewer may misread.
+_PATTERN = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``<digits><s|m|h|d>``; raise ``ValueError`` with a teaching message otherwise."""
-    found = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    found = _PATTERN.fullmatch(text.strip()) if isinstance(text, str) else None
     if found is None:
         msg = f"{text!r} is not a duration; write a whole number and a unit, like 45s, 10m, 12h or 30d"
         raise ValueError(msg)

@@ -19,7 +19,7 @@ from typing import Self
 import structlog
 
 from rotator.config import Config, Target
-from rotator.errors import ConfigError, LeaseLostError, UpstreamError
+from rotator.errors import ConfigError, JournalDamagedError, LeaseLostError, UpstreamError
 from rotator.model import (
     Lease,
     Outcome,
@@ -126,14 +126,23 @@ class Engine:
             # made just now, is what lets its old key retire its tokens in the same run.
             try:
                 removed = self.removed_targets()
+            except JournalDamagedError:
+                raise
             except Exception as error:  # noqa: BLE001 - the configured targets have run; say why not these
                 log.error("journal.unreadable", error=type(error).__name__)
                 removed = []
             return reports + list(pool.map(lambda t: self._guarded(t, options), removed))
 
     def run_target(self, target: Target, options: RunOptions) -> TargetReport:
-        """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises."""
-        return self._guarded(target, options)
+        """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises.
+
+        The daemon's way in: a damaged journal fails the run with its one line (and /readyz
+        says so), where :meth:`run` lets it end the command.
+        """
+        try:
+            return self._guarded(target, options)
+        except JournalDamagedError as error:
+            return self._failed(target, str(error))
 
     def removed_targets(self) -> list[Target]:
         """Stand-ins for the journal keys no configured target maps to (:mod:`rotator.removed`).
@@ -204,12 +213,18 @@ class Engine:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
             message = str(error)
+        except JournalDamagedError:
+            raise  # not this target's failure: no target can run on a damaged journal
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
         else:
             self._warn_lifetime(target)
             return report
+        return self._failed(target, message, planned)
+
+    def _failed(self, target: Target, message: str, planned: Sequence[str] = ()) -> TargetReport:
+        """Alert that ``target`` failed with ``message``, and report it."""
         try:
             key = self.key(target, resolve=False)
         except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry

@@ -4,6 +4,7 @@
 
     RotatorError                 (abstract; never raised directly)
     ├── ConfigError              the config file or the environment is wrong; exit 2
+    │   └── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
     ├── LeaseLostError           another worker holds the target; stop acting on it
     └── UpstreamError            GitLab or Infisical refused or failed; exit 1
         ├── GitLabError          mapped from python-gitlab/requests in the GitLab adapter only
@@ -74,6 +75,14 @@ class ConnectionNotFoundError(InfisicalError):
 
     Only Infisical's own answer counts: a proxy's or Fastify's route 404, a 401, 403 or 5xx do not.
     A removed target's tokens may then be revoked: a deleted connection holds nothing.
+    """
+
+
+class JournalDamagedError(ConfigError):
+    """SQLite found the journal's file damaged (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``): no target can run.
+
+    Not one target's failure: every read may meet the damage, and nothing in the file can be
+    trusted until it is restored. The commands exit 2; the daemon reports it per run and on /readyz.
     """
 
 

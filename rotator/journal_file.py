@@ -1,8 +1,9 @@
 """The journal's file on disk: what is refused before SQLite opens it, how it is created, when to warn.
 
-A journal is rotator's alone: created 0600 in folders made 0700, never reached through a symlink
-(whoever can change a link could send rotator's records elsewhere), and never a file SQLite would
-take for an empty database while it holds something else. These checks run before SQLite touches
+A journal is rotator's alone: created 0600 in folders made 0700, never a symlink itself (whoever
+can change a link could send rotator's records elsewhere; a symlinked folder on the path is the
+operator's mount, and fine), and never a file SQLite would take for an empty database while it
+holds something else. These checks run before SQLite touches
 the file, so a refused file is left exactly as it was.
 """
 
@@ -62,8 +63,8 @@ def create(path: Path) -> None:
         raise ConfigError("state.url", problem + hint) from None
 
 
-def loose_permissions(path: Path) -> ConfigError | None:
-    """A warning (not fatal) if the journal or its WAL files are open to group or others, with the fix."""
+def loose_files(path: Path) -> list[tuple[Path, int]]:
+    """The journal's files (itself, its WAL and shared-memory files) open to group or others, with modes."""
     loose = []
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
@@ -72,6 +73,12 @@ def loose_permissions(path: Path) -> ConfigError | None:
             continue
         if mode & 0o077:
             loose.append((file, mode))
+    return loose
+
+
+def loose_permissions(path: Path) -> ConfigError | None:
+    """A warning (not fatal) if the journal or its WAL files are open to group or others, with the fix."""
+    loose = loose_files(path)
     if not loose:
         return None
     modes = ", ".join(f"{file.name} {mode:04o}" for file, mode in loose)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rotator.errors import ConfigError, LeaseLostError
+from rotator.errors import ConfigError, JournalDamagedError, LeaseLostError
 from rotator.journal_file import create, refuse_unfit
 from rotator.model import (
     Change,
@@ -67,8 +67,19 @@ _SIGNATURE = {
     "projects": {"gitlab_url", "ref", "project_id"},
 }
 
-#: SQLite's words for "this file is not a database (or not one it can make sense of)".
-_NOT_A_DATABASE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+#: SQLite's primary result codes for a file it cannot make sense of: SQLITE_CORRUPT, SQLITE_NOTADB.
+#: (Python raises both as a bare DatabaseError; a locked, full or unreadable file is an
+#: OperationalError instead, which is not damage: the file may be fine once the lock or disk is.)
+_DAMAGED = frozenset({11, 26})
+
+
+def damaged(path: Path, error: sqlite3.DatabaseError) -> JournalDamagedError | None:
+    """The state.url error for SQLite's "this file is damaged", or ``None`` for any other failure."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _DAMAGED:  # extended codes (SQLITE_CORRUPT_INDEX, ...) too
+        return None
+    problem = f"the journal at {path} is damaged (SQLite: {error}); restore it from a backup"
+    return JournalDamagedError("state.url", problem)
 
 
 def sqlite_path(url: str, base_dir: Path) -> Path:
@@ -89,9 +100,12 @@ class SQLiteJournal:
         ``read_only`` opens an existing file for reading only, creating and changing nothing
         (``status``, ``history``, ``plan``, ``check``); a write then fails. Read-only, an empty
         database and ``:memory:`` read as an empty journal. A path that is a symlink, not a
-        regular file, or not a rotator journal is a :class:`ConfigError` on ``state.url``.
+        regular file, or not a rotator journal is a :class:`ConfigError` on ``state.url``; a file
+        SQLite finds damaged, here or at any later read, a :class:`JournalDamagedError`.
         """
         self._lock = threading.RLock()
+        self._path = path
+        self._damage: JournalDamagedError | None = None
         memory = str(path) == ":memory:"
         if not memory:
             refuse_unfit(path)
@@ -115,9 +129,14 @@ class SQLiteJournal:
                 self._db.executescript(_SCHEMA)
             self._db.execute("PRAGMA query_only=ON")
             return
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            with self._using():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+        except ConfigError:
+            self._db.close()
+            raise
 
     def _is_new(self, path: Path) -> bool:
         """Whether the database has no table yet; a ConfigError if it holds something not a journal.
@@ -133,11 +152,13 @@ class SQLiteJournal:
             }
         except sqlite3.DatabaseError as error:
             self._db.close()
-            if error.sqlite_errorname in _NOT_A_DATABASE:
-                problem = f"{path} is not a rotator journal ({error}); point state.url at the journal"
-            else:  # locked, unreadable, no room for the WAL index: the file may well be a journal
-                problem = f"cannot read the journal {path}: {error}"
-            raise ConfigError("state.url", problem) from None
+            # refuse_unfit let through only an empty file or one opening with SQLite's header: one
+            # SQLite cannot read is a damaged database, to restore, not a wrong path to correct.
+            broken = damaged(path, error)
+            if broken is not None:
+                raise broken from None
+            # Locked, unreadable, no room for the WAL index: the file may well be a journal.
+            raise ConfigError("state.url", f"cannot read the journal {path}: {error}") from None
         if not tables:
             return True
         if any(not columns <= tables.get(name, set()) for name, columns in _SIGNATURE.items()):
@@ -156,13 +177,36 @@ class SQLiteJournal:
             self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; SQLite's "damaged" becomes a :class:`JournalDamagedError`.
+
+        Damage shows only when a read reaches the bad page, so every use is guarded, not the open.
+        Once seen it is kept: every later use fails the same way, without touching the file (so
+        the daemon's /readyz, whose read may miss the bad page, says so until a restart).
+        """
         with self._lock:
+            if self._damage is not None:
+                raise JournalDamagedError(self._damage.key, self._damage.problem)
+            try:
+                yield self._db
+            except sqlite3.DatabaseError as error:
+                broken = damaged(self._path, error)
+                if broken is None:
+                    raise
+                self._damage = broken
+                raise broken from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._using():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (it does on some errors, damage among them):
+                # a second ROLLBACK would fail and hide the error that matters.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
@@ -260,7 +304,7 @@ class SQLiteJournal:
                 db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608 - fixed names
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._using():
             return [json.loads(row[0]) for row in self._db.execute(sql, args).fetchall()]
 
     def target(self, key: TargetKey) -> TargetState | None:
@@ -281,7 +325,7 @@ class SQLiteJournal:
 
     def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
         """Every target on ``gitlab_url`` that tracks ``token_id`` (the index on token_id finds them)."""
-        with self._lock:
+        with self._using():
             rows = self._db.execute(
                 "SELECT tokens.data, targets.data FROM tokens LEFT JOIN targets ON targets.key = tokens.key"
                 " WHERE tokens.token_id = ? ORDER BY tokens.key",
@@ -309,9 +353,26 @@ class SQLiteJournal:
             )
         return [from_json(RotationRecord, row) for row in rows]
 
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, target name) pairs, newest first, at most ``limit``.
+
+        Filtered here, before the LIMIT: filtering the newest ``limit`` rows of every target would
+        lose a quiet target's older rotations behind a busy one's.
+        """
+        pairs = json.dumps([[str(key), name] for key, name in recorded])
+        rows = self._rows(
+            "SELECT r.data FROM rotations AS r JOIN"
+            " (SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS name"
+            " FROM json_each(?)) AS wanted"
+            " ON r.key = wanted.key AND json_extract(r.data, '$.target') = wanted.name"
+            " ORDER BY r.planned_at DESC, r.rowid DESC LIMIT ?",
+            (pairs, limit),
+        )
+        return [from_json(RotationRecord, row) for row in rows]
+
     def recorded_names(self) -> list[tuple[TargetKey, str]]:
         """Every (key, target name) pair a rotation was recorded under, once each."""
-        with self._lock:
+        with self._using():
             rows = self._db.execute(
                 "SELECT DISTINCT json_extract(data, '$.key'), json_extract(data, '$.target') FROM rotations"
             ).fetchall()
@@ -346,7 +407,7 @@ class SQLiteJournal:
 
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path resolved before."""
-        with self._lock:
+        with self._using():
             row = self._db.execute(
                 "SELECT project_id FROM projects WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project)
             ).fetchone()
@@ -385,7 +446,7 @@ class SQLiteJournal:
 
     def _missing(self, tables: frozenset[str]) -> bool:
         """Whether any of ``tables`` is absent from this file."""
-        with self._lock:
+        with self._using():
             rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return not tables <= {name for (name,) in rows}
 

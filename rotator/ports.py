@@ -105,6 +105,9 @@ class Journal(Protocol):
     def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
         """Rotations, newest first, of one target or all."""
 
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, target name) pairs, newest first, at most ``limit``."""
+
     def recorded_names(self) -> list[tuple[TargetKey, str]]:
         """Every (key, target name) pair a rotation was recorded under: a removed target's too."""
 

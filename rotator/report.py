@@ -289,18 +289,21 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
 def history(journal: Journal, config: Config, name: str | None, limit: int) -> list[dict[str, Any]]:
     """Rotations newest first; each row lists the tokens it retired and how they were revoked."""
     names = {str(t.connection_id): t.name for t in config.targets}
-    if name is not None:
-        # A removed target's history stays readable under the name it was recorded with.
-        recorded = {names.get(key.connection_id, target) for key, target in journal.recorded_names()}
+    if name is None:
+        rotations: list[RotationRecord] = journal.rotations(None, limit=limit)
+    else:
+        # A row shows its connection's configured name, else the name it was recorded with (so a
+        # removed target's history stays readable): the pairs that show as `name` are asked for.
+        pairs = journal.recorded_names()
+        shown = {names.get(key.connection_id, target) for key, target in pairs}
         configured = [t.name for t in config.targets]
-        require_known(name, [*configured, *sorted(recorded - set(configured))])
-    rotations: list[RotationRecord] = journal.rotations(None, limit=10_000 if name else limit)
+        require_known(name, [*configured, *sorted(shown - set(configured))])
+        wanted = [(key, target) for key, target in pairs if names.get(key.connection_id, target) == name]
+        rotations = journal.rotations_of(wanted, limit) if wanted else []
     rows = []
     tokens_by_key: dict[str, list[TokenRecord]] = {}
     for r in rotations:
         target = names.get(r.key.connection_id, r.target)
-        if name and target != name:
-            continue
         tokens = tokens_by_key.setdefault(str(r.key), journal.tokens(r.key))
         rows.append(
             _shown(
@@ -327,7 +330,7 @@ def history(journal: Journal, config: Config, name: str | None, limit: int) -> l
                 }
             )
         )
-    return rows[:limit]
+    return rows
 
 
 def history_table(rows: list[dict[str, Any]]) -> str:

@@ -8,6 +8,7 @@ out (:mod:`rotator.hooks`); otherwise the hook is ignored, with a line on stderr
 """
 
 import os
+import shlex
 import socket
 import sys
 import time
@@ -28,7 +29,7 @@ from rotator.environment import load_secrets, webhook_url
 from rotator.errors import ConfigError
 from rotator.gitlab_api import GitLabAPI
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
-from rotator.journal_file import loose_permissions
+from rotator.journal_file import loose_files, loose_permissions
 from rotator.journal_sqlite import SQLiteJournal, sqlite_path
 from rotator.notify import Webhook
 from rotator.ports import Journal, Observer, Observers
@@ -99,10 +100,20 @@ def _journal_path(config: Config) -> Path:
 
 
 def _warn_if_loose(path: Path) -> None:
-    # stderr, not the log: status and history print JSON on stdout and configure no logging.
-    loose = loose_permissions(path)
-    if loose is not None:
-        print(f"rotator: warning: {loose}", file=sys.stderr)
+    if not structlog.is_configured():
+        # status and history: no log (their stdout is the table or JSON), so one plain stderr line.
+        loose = loose_permissions(path)
+        if loose is not None:
+            print(f"rotator: warning: {loose}", file=sys.stderr)
+        return
+    # run-once, plan, check, daemon: stderr carries JSON log lines, so the warning is one of them.
+    for file, mode in loose_files(path):
+        log.warning(
+            "journal.loose_permissions",
+            path=str(file),
+            mode=f"{mode:04o}",
+            fix=f"chmod 600 {shlex.quote(str(file))}",
+        )
 
 
 def open_journal(config: Config) -> Journal:

@@ -4,6 +4,7 @@ Each case runs the real ``rotator`` as a subprocess for its exit code and its on
 compares the folder's listing before and after: a read-only command creates nothing.
 """
 
+import json
 import os
 import sqlite3
 import stat
@@ -171,17 +172,34 @@ def test_a_dangling_symlink_is_refused_not_created_through(h: Harness) -> None:
 
 
 def test_a_journal_open_to_others_is_used_with_a_warning_naming_the_chmod(h: Harness) -> None:
-    """A group/world-readable journal still works (exit 0), with one warning line giving the chmod."""
+    """A group/world-readable journal still works (exit 0); status and history warn in one plain line."""
     assert h.run("run-once").code == 0
     journal = h.folder / "state.db"
     journal.chmod(0o644)
-    for args in (("status",), ("status", "--json"), ("run-once",)):
+    for args in (("status",), ("status", "--json"), ("history",)):
         result = h.run(*args)
         assert result.code == 0, result
         [warning] = [line for line in result.stderr.splitlines() if "chmod" in line]
         assert warning.startswith("rotator: warning: state.url:")
         assert f"chmod 600 {journal}" in warning
     assert "as_of" in h.run("status", "--json").json()  # the warning stays off stdout
+
+
+@pytest.mark.parametrize("command", ["run-once", "plan", "check"])
+def test_where_stderr_is_the_json_log_the_loose_journal_warning_is_an_event(h: Harness, command: str) -> None:
+    """run-once, plan and check log JSON on stderr: the warning is a journal.loose_permissions event there."""
+    assert h.run("run-once").code == 0
+    journal = h.folder / "state.db"
+    journal.chmod(0o640)
+    result = _run(h, command)
+    assert result.code == 0, result
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("{") for line in lines), lines  # every stderr line is a JSON event
+    # One event per loose file: SQLite gives the WAL and shared-memory files the journal's mode.
+    events = {e["path"]: e for e in map(json.loads, lines) if e["event"] == "journal.loose_permissions"}
+    event = events[str(journal)]
+    assert (event["level"], event["mode"], event["fix"]) == ("warning", "0640", f"chmod 600 {journal}")
+    assert set(events) <= {str(journal), f"{journal}-wal", f"{journal}-shm"}
 
 
 def test_a_new_journal_is_private_in_a_private_folder(h: Harness) -> None:
@@ -194,14 +212,25 @@ def test_a_new_journal_is_private_in_a_private_folder(h: Harness) -> None:
     assert stat.S_IMODE((h.folder / "a" / "b" / "state.db").stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("limit", ["-1", "-5", "0", "10001", "9" * 30, "x", "1.5", ""])
+@pytest.mark.parametrize(
+    "limit", ["-1", "-5", "0", "10001", "9" * 30, "x", "1.5", "", "+5", " 5", "5 ", "1_0", "\u0665", "\uff15"]
+)
 def test_history_limit_outside_1_to_10000_is_a_usage_error(tmp_path: Path, limit: str) -> None:
-    """`history --limit` refuses zero, negatives, too-large and non-numbers: exit 2, no traceback."""
+    """`history --limit` refuses zero, negatives, too-large, signs, spaces, _ and non-ASCII digits: exit 2."""
     result = _offline(tmp_path, "history", "--limit", limit)
     assert result.code == 2, result
     assert "Traceback" not in result.stderr
     assert "argument --limit: must be a whole number from 1 to 10000" in result.stderr
     assert not (tmp_path / "sub").exists()
+
+
+def test_history_limit_takes_leading_zeros_and_the_bounds(h: Harness) -> None:
+    """`--limit 1`, `--limit 10000` and `--limit 0002` are plain ASCII numbers in range: accepted."""
+    assert h.run("run-once").code == 0
+    for limit, rows in (("1", 1), ("10000", 2), ("0002", 2)):
+        result = h.run("history", "--json", "--limit", limit)
+        assert result.code == 0, result
+        assert len(result.json()) == rows
 
 
 def test_history_help_states_the_limit_bounds(tmp_path: Path) -> None:
@@ -222,3 +251,45 @@ def test_history_of_an_unknown_target_lists_the_known_names(h: Harness) -> None:
     removed = h.run("history", "--json", "--target", "api-deploy", "--limit", "10000")
     assert removed.code == 0, removed
     assert [row["target"] for row in removed.json()] == ["api-deploy"]
+
+
+def _damage(journal: Path) -> None:
+    """Overwrite the journal's fourth page with 0xff, as a bad disk sector would."""
+    assert journal.stat().st_size > 4 * 4096, "too small a journal to damage a middle page"
+    with journal.open("r+b") as file:
+        file.seek(3 * 4096)
+        file.write(b"\xff" * 4096)
+
+
+def _damaged_line(journal: Path) -> str:
+    return (
+        f"state.url: the journal at {journal} is damaged (SQLite: database disk image is malformed);"
+        " restore it from a backup"
+    )
+
+
+@pytest.mark.parametrize("command", ["status", "history", "plan", "run-once"])
+def test_a_damaged_journal_is_one_state_url_line_saying_restore_it(h: Harness, command: str) -> None:
+    """A journal with a page overwritten: exit 2, "damaged ... restore it from a backup", nothing sent."""
+    assert h.run("run-once").code == 0
+    journal = h.folder / "state.db"
+    _damage(journal)
+    damaged = journal.read_bytes()
+    before = h.mutations()
+    _one_error_line(_run(h, command), _damaged_line(journal))
+    assert journal.read_bytes() == damaged
+    assert h.mutations() == before
+
+
+@pytest.mark.parametrize("size", [100, 4096, 8192])
+@pytest.mark.parametrize("command", ["status", "run-once"])
+def test_a_truncated_journal_is_damaged_not_another_file(h: Harness, size: int, command: str) -> None:
+    """A journal cut short keeps SQLite's header: it is "damaged, restore it", not "not a rotator journal"."""
+    assert h.run("run-once").code == 0
+    journal = h.folder / "state.db"
+    journal.write_bytes(journal.read_bytes()[:size])
+    result = _run(h, command)
+    _one_error_line(
+        result, f"state.url: the journal at {journal} is damaged (SQLite: ", "restore it from a backup"
+    )
+    assert "not a rotator journal" not in result.stderr

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotator.config import Config, load_config, parse_config
+from rotator.config_yaml import load_yaml
 from rotator.errors import ConfigError
 
 
@@ -224,6 +225,48 @@ def test_a_bare_number_is_never_a_duration(place: tuple[tuple[str, ...], str], n
     assert "write a unit, e.g. 7d" in error.problem
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("!!binary UDFE", "binary data (!!binary)"),  # the bytes P1D
+        ("!!binary MTI6MzA=", "binary data (!!binary)"),  # the bytes 12:30
+        ("2026-01-01", "a date"),
+        ("[1d]", "a list"),
+        ("{days: 1}", "a mapping"),
+        ("", "an empty value"),
+    ],
+)
+def test_a_duration_that_is_not_text_is_refused(tmp_path: Path, value: str, kind: str) -> None:
+    """A YAML value that is not text (``!!binary``, a date, a list): refused naming the key, never parsed."""
+    error = _load_error(tmp_path, TARGET_YAML.replace("  grace: 2h\n", f"  grace: {value}\n"))
+    assert error.key == "targets[0].grace"
+    assert error.problem.startswith(f"{kind} is not a duration; write a whole number and a unit")
+
+
+@pytest.mark.parametrize("value", ["\u0663d", "\uff11\uff12h", "\U0001d7d1d"])
+def test_a_duration_in_other_digits_is_refused(value: str) -> None:
+    """Arabic-Indic, fullwidth or mathematical digits are not a duration: only 0-9 count."""
+    error = _error(_put_duration(("defaults", "grace"), value))
+    assert error.key == "targets[0].grace"
+    assert "is not a duration" in error.problem
+
+
+def test_a_binary_duration_exits_2_with_one_line(tmp_path: Path) -> None:
+    """``grace: !!binary UDFE`` on the command line: exit 2, one line naming the key, no traceback."""
+    config = tmp_path / "rotator.yaml"
+    config.write_text(TARGET_YAML.replace("  grace: 2h\n", "  grace: !!binary UDFE\n"))
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("rotator: error: targets[0].grace: binary data (!!binary) is not a duration")
+
+
 @pytest.mark.parametrize(("where", "key"), DURATION_KEYS)
 def test_every_duration_key_takes_a_unit(where: tuple[str, ...], key: str) -> None:
     """The same keys accept a duration with its unit, so the refusal above is the bare number's doing."""
@@ -297,8 +340,8 @@ def test_merge_keys_still_merge_and_may_be_overridden(tmp_path: Path) -> None:
     assert config.targets[0].token.scopes == ("api",)
 
 
-def test_merges_of_merges_and_several_merge_lines_still_work(tmp_path: Path) -> None:
-    """A merged mapping that itself merges and overrides, and two ``<<:`` lines, load as they always did."""
+def test_merges_of_merges_and_a_merge_list_still_work(tmp_path: Path) -> None:
+    """A merged mapping that itself merges and overrides, and ``<<: [*a, {...}]``, load as they always did."""
     text = (
         "gitlab: {url: https://gitlab.example.com}\n"
         "defaults: &base\n"
@@ -306,14 +349,87 @@ def test_merges_of_merges_and_several_merge_lines_still_work(tmp_path: Path) -> 
         "  grace: 2h\n"
         "targets:\n"
         f"  - {{<<: *base, name: a, project: 42, connection_id: {CONN}}}\n"
-        "  - <<: *base\n"
-        "    <<: {rotate_before: 5d}\n"
+        "  - <<: [*base, {rotate_before: 5d}]\n"
         f"    name: b\n    project: 43\n    connection_id: {OTHER}\n"
     )
     config = _load_text(tmp_path, text)
     assert isinstance(config, Config)
     assert [t.grace for t in config.targets] == [timedelta(hours=2)] * 2
     assert config.targets[1].rotate_before == timedelta(days=5)
+
+
+TWO_MERGES = (
+    "gitlab: {url: https://gitlab.example.com}\n"
+    "defaults:\n"
+    "  token: &a {scopes: [api]}\n"
+    "targets:\n"
+    "  - name: app\n"
+    "    project: 42\n"
+    f"    connection_id: {CONN}\n"
+    "    token: &b {scopes: [read_api], lifetime: 30d}\n"
+    "  - name: api\n"
+    "    project: 43\n"
+    f"    connection_id: {OTHER}\n"
+    "    token:\n"
+    "      <<: *a\n"
+    "      <<: *b\n"
+)
+
+
+def test_two_merge_lines_in_one_mapping_are_refused_suggesting_one_list(tmp_path: Path) -> None:
+    """``<<: *a`` then ``<<: *b`` (both bringing scopes) is refused naming both lines, not last-wins."""
+    error = _load_error(tmp_path, TWO_MERGES)
+    assert error.key == "targets[1].token.<<"
+    assert error.problem.startswith("is written twice, on lines 13 and 14; merge both in one: <<: [*a, *b]")
+
+
+def test_a_merge_list_merges_both_the_first_listed_winning(tmp_path: Path) -> None:
+    """The suggested ``<<: [*a, *b]`` loads, taking a key both bring from the first listed."""
+    config = _load_text(tmp_path, TWO_MERGES.replace("      <<: *a\n      <<: *b\n", "      <<: [*a, *b]\n"))
+    assert isinstance(config, Config)
+    assert config.targets[1].token.scopes == ("api",)
+    assert config.targets[1].token.lifetime == timedelta(days=30)
+
+
+_MERGE_KEYS = st.sampled_from(["grace", "scopes", "connection_id", "name", "project"])
+_FLAT = st.dictionaries(_MERGE_KEYS, st.integers(0, 9), max_size=5)
+
+
+@given(st.lists(_FLAT, min_size=1, max_size=4), _FLAT)
+def test_a_merge_list_is_first_listed_wins_then_own_keys(
+    sources: list[dict[str, int]], own: dict[str, int]
+) -> None:
+    """``{<<: [*m0, *m1, ...], ...}``: each key from the mapping itself, else from the first bringing it."""
+    lines = [f"m{i}: &m{i} {{{', '.join(f'{k}: {v}' for k, v in m.items())}}}" for i, m in enumerate(sources)]
+    aliases = ", ".join(f"*m{i}" for i in range(len(sources)))
+    lines.append(f"out: {{<<: [{aliases}]{''.join(f', {k}: {v}' for k, v in own.items())}}}")
+    expected: dict[str, int] = {}
+    for mapping in reversed(sources):
+        expected.update(mapping)
+    expected.update(own)
+    document = load_yaml("\n".join(lines) + "\n", Path("rotator.yaml"))
+    assert isinstance(document, dict)
+    assert document["out"] == expected
+
+
+def test_two_merge_lines_exit_2_with_one_line(tmp_path: Path) -> None:
+    """The CLI on a config with two ``<<:`` lines: exit 2, one stderr line naming the key, no traceback."""
+    config = tmp_path / "rotator.yaml"
+    config.write_text(TWO_MERGES)
+    done = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    line = (
+        "rotator: error: targets[1].token.<<: is written twice, on lines 13 and 14;"
+        " merge both in one: <<: [*a, *b] (the first listed wins where they share a key;"
+        " two << lines would silently let the last win)"
+    )
+    assert done.stderr.splitlines() == [line]
 
 
 # --- the file itself ------------------------------------------------------------------------------

@@ -258,3 +258,28 @@ def test_run_once_on_sigterm_finishes_the_rotation_in_flight_and_starts_no_other
     assert harness.held_works(0)
     assert harness.held_works(1)  # untouched: still the token it held before
     assert "run.stopping" in stderr
+
+
+def test_a_damaged_journal_makes_readyz_503_and_each_run_says_restore_it(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """The daemon on a damaged journal: /readyz 503 "damaged", each run's alert names the file and the fix."""
+    harness = Harness(fakes, tmp_path)
+    assert harness.run("run-once").code == 0
+    journal = tmp_path / "state.db"
+    with journal.open("r+b") as file:  # a bad sector in the middle of the journal
+        file.seek(3 * 4096)
+        file.write(b"\xff" * 4096)
+    daemon_config(harness, tmp_path)
+    mutations = harness.mutations()
+    d = DaemonProcess(harness)
+    alert = d.wait_for(lambda e: e.get("event") == "target.alert", 30)
+    assert alert["error"] == (
+        f"state.url: the journal at {journal} is damaged (SQLite: database disk image is malformed);"
+        " restore it from a backup"
+    )
+    ready = d.client.get("/readyz")
+    assert (ready.status_code, ready.json()["journal"]) == (503, "damaged")
+    assert d.stop() == 0
+    assert "Traceback" not in d.output()
+    assert harness.mutations() == mutations

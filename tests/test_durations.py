@@ -20,7 +20,10 @@ def test_accepted_spellings(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "10", "1.5h", "-1d", "10 m", "1w", "h", "10M"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "10", "1.5h", "-1d", "10 m", "1w", "h", "10M", "\u0663d", "\uff11\uff12h", "\U0001d7d1d", "3d\n3d"],
+)
 def test_refused_spellings_teach_the_format(text: str) -> None:
     """Anything else is a ValueError that shows the right format."""
     with pytest.raises(ValueError, match="like 45s, 10m, 12h or 30d"):
@@ -32,3 +35,17 @@ def test_format_then_parse_round_trips(seconds: int) -> None:
     """format_duration's output parses back to the same duration."""
     value = timedelta(seconds=seconds)
     assert parse_duration(format_duration(value)) == value
+
+
+@given(
+    st.text(st.characters(categories=["Nd"]) | st.sampled_from("0123456789"), min_size=1, max_size=4),
+    st.sampled_from("smhd"),
+)
+def test_only_ascii_digits_make_a_duration(digits: str, unit: str) -> None:
+    """Digits then a unit parse exactly when every digit is 0-9: no other script's digits count."""
+    try:
+        parse_duration(digits + unit)
+    except ValueError:
+        assert not digits.isascii()
+    else:
+        assert digits.isascii()

@@ -1,6 +1,7 @@
 """The journal contract, run against every store (today: SQLite)."""
 
 import contextlib
+import json
 import sqlite3
 import stat
 import tempfile
@@ -15,9 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.errors import ConfigError, LeaseLostError
+from rotator import report
+from rotator.config import parse_config
+from rotator.errors import ConfigError, JournalDamagedError, LeaseLostError
 from rotator.journal_file import loose_permissions
-from rotator.journal_sqlite import SQLiteJournal, sqlite_path
+from rotator.journal_sqlite import SQLiteJournal, damaged, sqlite_path
 from rotator.model import (
     Change,
     Origin,
@@ -420,10 +423,6 @@ def _other_app(path: Path) -> None:
     [
         (lambda p: p.write_text("my notes\n"), "is not a rotator journal (not an SQLite database)"),
         (lambda p: p.write_bytes(b"x"), "is not a rotator journal (not an SQLite database)"),
-        (
-            lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 84),
-            "is not a rotator journal (file is not",
-        ),
         (_other_app, "is not a rotator journal (an SQLite database of something else, tables: targets)"),
         (lambda p: p.mkdir(), "is not a rotator journal (not a regular file)"),
         (lambda p: p.symlink_to(p.with_name("real.db")), "is a symlink to"),
@@ -440,6 +439,60 @@ def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(
         SQLiteJournal(path, read_only=read_only)
     assert f"{path} {says}" in str(refused.value)
     assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_file_with_sqlites_header_it_cannot_read_is_damaged_not_foreign(
+    tmp_path: Path, *, read_only: bool
+) -> None:
+    """SQLite's header then garbage: "damaged, restore it from a backup", not "not a rotator journal"."""
+    path = tmp_path / "state.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 84)
+    before = _files(tmp_path)
+    with pytest.raises(JournalDamagedError) as refused:
+        SQLiteJournal(path, read_only=read_only)
+    assert str(refused.value) == (
+        f"state.url: the journal at {path} is damaged (SQLite: file is not a database);"
+        " restore it from a backup"
+    )
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_damage_met_by_a_later_read_is_a_journal_damaged_error(tmp_path: Path, *, read_only: bool) -> None:
+    """A page damaged after the open (a bad sector): the read that meets it, and every later one, fail so."""
+    path = tmp_path / "state.db"
+    store = SQLiteJournal(path)
+    lease = store.acquire(KEY, "app-deploy", "w1", NOW, TTL)
+    assert lease is not None
+    for n in range(200):  # enough rows that the rotations table spans several pages
+        store.write(lease, Change(rotation=_rotation(f"r{n:03}", at=NOW + timedelta(seconds=n))))
+    store.close()
+    reader = SQLiteJournal(path, read_only=read_only)
+    with path.open("r+b") as file:
+        file.seek(3 * 4096)
+        file.write(b"\xff" * 4096)
+    with pytest.raises(JournalDamagedError, match=r"is damaged .*restore it from a backup"):
+        reader.rotations(limit=1000)
+    # The targets table sits on an intact page; once damage is seen, nothing more is read.
+    with pytest.raises(JournalDamagedError, match="is damaged"):
+        reader.targets()
+    reader.close()
+
+
+def test_a_locked_journal_is_not_called_damaged(tmp_path: Path) -> None:
+    """SQLite's "database is locked" is an OperationalError: the file is fine, so it is not "damaged"."""
+    path = tmp_path / "state.db"
+    _written(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    probe = sqlite3.connect(path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        probe.execute("BEGIN IMMEDIATE")
+    assert damaged(path, locked.value) is None
+    holder.execute("ROLLBACK")
+    holder.close()
+    probe.close()
 
 
 def test_a_symlink_is_refused_even_to_a_real_journal(tmp_path: Path) -> None:
@@ -490,3 +543,54 @@ def test_recorded_names_include_a_target_no_longer_configured(journal: Journal) 
         (KEY, "app-deploy"),
         (KEY, "renamed"),
     ]
+
+
+OTHER_KEY = replace(KEY, connection_id="7f2b8e0a-5d61-4c3e-9a4f-2b1c0d9e8f71")
+
+
+def _bulk(path: Path, records: list[RotationRecord]) -> None:
+    """Insert ``records`` as the journal stores them, in one transaction (10,000 fenced writes are slow)."""
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)",
+            [
+                (r.id, str(r.key), r.planned_at.isoformat(), r.outcome.value, json.dumps(to_json(r)))
+                for r in records
+            ],
+        )
+    db.close()
+
+
+def test_history_of_a_quiet_target_behind_10000_rows_of_a_busy_one(tmp_path: Path) -> None:
+    """`history --target quiet` finds its rotations older than another target's newest 10,000, limit kept."""
+    path = tmp_path / "state.db"
+    SQLiteJournal(path).close()
+    quiet = [
+        replace(_rotation(f"q{n}", at=NOW + timedelta(minutes=n)), key=OTHER_KEY, target="api-deploy")
+        for n in range(3)
+    ]
+    busy = [_rotation(f"b{n:05}", at=NOW + timedelta(hours=1, seconds=n)) for n in range(10_001)]
+    _bulk(path, quiet + busy)
+    config = parse_config(
+        {
+            "gitlab": {"url": KEY.gitlab_url},
+            "targets": [
+                {
+                    "name": name,
+                    "project": 42,
+                    "connection_id": key.connection_id,
+                    "token": {"scopes": ["api"]},
+                }
+                for name, key in (("app-deploy", KEY), ("api-deploy", OTHER_KEY))
+            ],
+        }
+    )
+    journal = SQLiteJournal(path, read_only=True)
+    assert [row["rotation"] for row in report.history(journal, config, "api-deploy", 10)] == [
+        "q2",
+        "q1",
+        "q0",
+    ]
+    assert [row["rotation"] for row in report.history(journal, config, "api-deploy", 2)] == ["q2", "q1"]
+    assert len(report.history(journal, config, "app-deploy", 10_000)) == 10_000
+    journal.close()

@@ -265,9 +265,12 @@ class SQLiteJournal:
             key = str(lease.key)
             if change.rotation is not None:
                 r = change.rotation
+                # An upsert, not INSERT OR REPLACE: a replaced row would get a new rowid, and the
+                # rowid is the tie-break of "newest first" (the order a rotation was first recorded).
                 db.execute(
-                    "INSERT OR REPLACE INTO rotations (id, key, planned_at, outcome, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
+                    " outcome = excluded.outcome, data = excluded.data",
                     (r.id, key, r.planned_at.isoformat(), r.outcome.value, _dump(r)),
                 )
             for token in change.tokens:
@@ -381,7 +384,8 @@ class SQLiteJournal:
     def unfinished(self, key: TargetKey) -> RotationRecord | None:
         """The rotation still in progress, if any."""
         rows = self._rows(
-            "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress' ORDER BY planned_at DESC",
+            "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress'"
+            " ORDER BY planned_at DESC, rowid DESC LIMIT 1",
             (str(key),),
         )
         return from_json(RotationRecord, rows[0]) if rows else None

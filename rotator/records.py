@@ -6,6 +6,7 @@ times are ISO 8601 (times always UTC with an offset), enums their values.
 """
 
 import dataclasses
+import functools
 import types
 import typing
 
@@ -45,12 +46,18 @@ def to_json(record: object) -> dict[str, Any]:
 
 def from_json(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a record of type ``cls`` from :func:`to_json`'s output; unknown keys are ignored."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type] # a class is hashable
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         if field.name in data:
             kwargs[field.name] = _decode(hints[field.name], data[field.name])
     return cls(**kwargs)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A record type's resolved field types (resolving them is most of the cost of a read)."""
+    return typing.get_type_hints(cls)
 
 
 def _decode(hint: object, value: object) -> object:  # noqa: PLR0911 - one return per stored type

@@ -30,6 +30,7 @@ from rotator.errors import ConfigError
 from rotator.gitlab_api import GitLabAPI
 from rotator.infisical_api import InfisicalAPI, InfisicalAuth
 from rotator.journal_file import loose_files, loose_permissions
+from rotator.journal_memory import MemoryJournal
 from rotator.journal_sqlite import SQLiteJournal, sqlite_path
 from rotator.notify import Webhook
 from rotator.ports import Journal, Observer, Observers
@@ -246,7 +247,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     elif journal == "read":
         store = read_journal(config, missing_ok=True)
     else:
-        store = SQLiteJournal(Path(":memory:"))
+        store = MemoryJournal()
     ctx = Context(
         gitlab=gitlab,
         infisical=infisical,

@@ -223,7 +223,7 @@ class Case:
 
         Settled: exit 0, nothing pending or possibly held, exactly one active managed token per
         target, Infisical holding it, and the journal knowing every active token. ``cli`` also runs
-        ``status`` and ``history`` as processes (the in-process report is checked either way).
+        ``status`` and ``history`` through the CLI (the report functions are checked either way).
         """
         self.fakes.gitlab.faults.clear()
         self.fakes.infisical.faults.clear()

@@ -278,7 +278,11 @@ def _run_fakes(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (1 if the reader of stdout left early)."""
+    """Run the command line; return the exit code (1 if the reader of stdout left early).
+
+    Re-entrant: the tests call it many times in one process, each call one command as a process
+    would run it (``os.environ``, ``sys.stdout`` and ``sys.stderr`` are read at call time).
+    """
     try:
         code = _main(argv)
         # Flushed here, not at interpreter exit: there a BrokenPipeError is printed as "Exception
@@ -316,9 +320,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _target_command(args: argparse.Namespace) -> int:
 
-    from rotator import commands, runtime  # noqa: PLC0415
+    from rotator import commands, hooks, runtime  # noqa: PLC0415
     from rotator.errors import ConfigError  # noqa: PLC0415
 
+    hooks.forget_proofs()  # a test hook's proof is good for one command, as it is for one process
     if args.command == "rotate":
         args.target = [args.name]
     handlers = {

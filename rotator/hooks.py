@@ -13,8 +13,8 @@ only when
    ``Seed.environment()`` and ``rotator fakes``); a real GitLab or Infisical answers 404 or a
    redirect to its sign-in page (never followed). The key itself never crosses the wire.
 
-The check is made only when a hook variable is set, and once per process: runs without hooks make
-no extra call.
+The check is made only when a hook variable is set, and once per command (:func:`forget_proofs`
+at the start of each): runs without hooks make no extra call.
 """
 
 import functools
@@ -48,6 +48,16 @@ def refusal(urls: tuple[str, ...], key: str | None, user_agent: str) -> str | No
     if not key:
         return f"{OPT_IN} is not set (only the fakes hand it out: see `rotator fakes`)"
     return _ask(urls, key, user_agent)
+
+
+def forget_proofs() -> None:
+    """Forget every proof: the next hook check asks the fakes again.
+
+    :func:`rotator.cli.main` calls it first, so one command's proof never arms the next command run
+    in the same process (the test harness runs commands in process): each proves the key afresh,
+    exactly as a new process would.
+    """
+    _ask.cache_clear()
 
 
 @functools.cache

@@ -1,10 +1,26 @@
-"""Drive the real ``rotator`` command as a subprocess against the fakes, and inspect both sides."""
+"""Drive the real ``rotator`` command against the fakes, and inspect both sides.
 
+A run calls :func:`rotator.cli.main` in this process by default (:func:`run_in_process`): the same
+arguments, environment, exit code, stdout and stderr as the ``rotator`` process, without an
+interpreter start and the imports for each run. It runs as a real ``python -m rotator`` process
+where the process boundary is the point: ``process=True``, a crash hook (it ends the process), the
+daemon and the fakes (they run until signalled), and any run started off the main thread (the
+environment, the standard streams and signal handlers are process-wide).
+"""
+
+import contextlib
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import traceback
+import warnings
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +36,19 @@ UA = "rotator/"
 MUTATIONS = ("POST /api/v4/projects/:id/access_tokens", "PATCH /api/v1/app-connections/gitlab/:connectionId")
 
 
+#: Commands that run until signalled: always a process.
+LONG_RUNNING = frozenset({"daemon", "fakes"})
+CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
+
+
 @dataclass
 class Result:
-    """A finished ``rotator`` process."""
+    """A finished ``rotator`` run: a process, or :func:`rotator.cli.main` called in this one."""
 
     code: int
     stdout: str
     stderr: str
+    in_process: bool = False
 
     def json(self) -> Any:  # noqa: ANN401 - whatever the command printed
         """The standard output, parsed as JSON."""
@@ -72,9 +94,13 @@ class Harness:
         }
         (self.folder / "rotator.yaml").write_text(yaml.safe_dump(config))
 
+    def arguments(self, *args: str) -> list[str]:
+        """``--config … ARGS``: what ``rotator`` is given."""
+        return ["--config", str(self.folder / "rotator.yaml"), *args]
+
     def command(self, *args: str) -> list[str]:
         """``python -m rotator --config … ARGS``."""
-        return [sys.executable, "-m", "rotator", "--config", str(self.folder / "rotator.yaml"), *args]
+        return [sys.executable, "-m", "rotator", *self.arguments(*args)]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """This process's environment less ``ROTATOR_*``, plus the fakes' credentials and clock offset.
@@ -91,16 +117,22 @@ class Harness:
         }
 
     def run(
-        self, *args: str, crash_after: str | None = None, extra_env: dict[str, str] | None = None
+        self,
+        *args: str,
+        crash_after: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        process: bool = False,
     ) -> Result:
-        """Run ``rotator --config … ARGS`` with the fakes' clock offset and credentials."""
+        """Run ``rotator --config … ARGS`` with the fakes' clock offset and credentials.
+
+        In this process unless ``process`` is set or the run needs one (see the module docstring).
+        """
         env = self.environment(extra_env)
         if crash_after:
-            env["ROTATOR_TEST_CRASH_AFTER"] = crash_after
-        done = subprocess.run(
-            self.command(*args), capture_output=True, text=True, timeout=120, check=False, env=env
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
+            env[CRASH_AFTER] = crash_after
+        if process or needs_process(args, env):
+            return run_process(self.command(*args), env)
+        return run_in_process(self.arguments(*args), env)
 
     def mutations(self) -> int:
         """Creates, PATCHes and DELETEs rotator sent to the fakes so far."""
@@ -123,6 +155,98 @@ class Harness:
     def active_tokens(self, index: int = 0) -> list[int]:
         """Ids of the project's active access tokens (the fake's test-only view: no fault applies)."""
         return self.fakes.gitlab.test_only_active_token_ids(self.fakes.seed.project_ids[index])
+
+
+def needs_process(args: Sequence[str], env: dict[str, str]) -> bool:
+    """Whether ``rotator ARGS`` with ``env`` must be a real process (see the module docstring)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    return (
+        bool(env.get(CRASH_AFTER))
+        or command in LONG_RUNNING
+        or threading.current_thread() is not threading.main_thread()
+    )
+
+
+def run_process(command: list[str], env: dict[str, str], timeout: float = 120) -> Result:
+    """Run ``command`` (``python -m rotator …``) as a process with exactly ``env``."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+_SIGNALS = [s for s in signal.valid_signals() if s not in {signal.SIGKILL, signal.SIGSTOP}]
+#: Standard-library loggers :func:`rotator.logs.configure` sets a level on.
+_LOGGERS = ("httpx", "httpcore")
+
+
+def run_in_process(arguments: list[str], env: dict[str, str]) -> Result:
+    """``rotator ARGUMENTS`` with exactly ``env``: :func:`rotator.cli.main` called here, as a process would.
+
+    ``os.environ`` is ``env`` and ``sys.stdout``/``sys.stderr`` are captured (not terminals, so
+    the log is JSON, as in a process with piped output) for the run; argparse's ``SystemExit``
+    becomes its code and an uncaught exception exit 1 with its traceback on stderr, as the
+    interpreter would print it. Afterwards the environment, the streams, signal handlers,
+    structlog's configuration and the standard-library logging the command set up are restored, so
+    nothing of one run reaches the next or the test. Main thread only (signal handlers).
+    """
+    from rotator import cli  # noqa: PLC0415 - the first run pays the imports, once per test process
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with _isolated(env, stdout, stderr):
+        try:
+            code = cli.main(arguments)
+        except SystemExit as leaving:
+            code = _exit_code(leaving.code, stderr)
+        except Exception:  # noqa: BLE001 - what the interpreter does with an uncaught exception
+            stderr.write(traceback.format_exc())
+            code = 1
+    return Result(code, stdout.getvalue(), stderr.getvalue(), in_process=True)
+
+
+def _exit_code(code: object, stderr: io.StringIO) -> int:
+    """What ``sys.exit(code)`` leaves as the process's exit code (a message goes to stderr)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _isolated(env: dict[str, str], stdout: io.StringIO, stderr: io.StringIO) -> Iterator[None]:
+    import structlog  # noqa: PLC0415 - with rotator's imports
+
+    saved_env = dict(os.environ)
+    handlers = {number: signal.getsignal(number) for number in _SIGNALS}
+    streams = sys.stdout, sys.stderr
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in _LOGGERS}
+    # A fresh process starts with structlog unconfigured; a run configures it for its own stderr.
+    structlog.reset_defaults()
+    os.environ.clear()
+    os.environ.update(env)
+    sys.stdout, sys.stderr = stdout, stderr
+    try:
+        # A process shows no DeprecationWarning from library code (and the suite's "error"
+        # filter would turn one into a failure the process never has). ResourceWarning stays an
+        # error: an unclosed file or connection is a leak worth failing on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for number, handler in handlers.items():
+            if signal.getsignal(number) is not handler and handler is not None:
+                signal.signal(number, handler)
+        structlog.reset_defaults()
+        root.handlers[:] = root_handlers
+        root.setLevel(root_level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def patch_by_hand(client: httpx.Client, gitlab_url: str, connection_id: str, value: str) -> httpx.Response:

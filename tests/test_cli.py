@@ -1,4 +1,7 @@
-"""The rotator command line: --version, --help, and `rotator fakes` as a real subprocess."""
+"""The rotator command line: --version, --help, and `rotator fakes` as a real subprocess.
+
+The exit-2 cases call the command in process (:func:`tests.cli_harness.run_in_process`).
+"""
 
 import json
 import os
@@ -10,6 +13,8 @@ import sys
 from pathlib import Path
 
 import httpx
+
+from tests.cli_harness import run_in_process
 
 
 def _rotator(*args: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +28,7 @@ def _rotator(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_version_prints_the_package_version() -> None:
-    """`rotator --version` prints 'rotator <version>' and exits 0."""
+    """`rotator --version` prints 'rotator <version>' and exits 0 (a process: `python -m rotator` itself)."""
     result = _rotator("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("rotator ")
@@ -31,15 +36,15 @@ def test_version_prints_the_package_version() -> None:
 
 def test_missing_command_is_a_usage_error() -> None:
     """No command is exit 2 with usage on stderr."""
-    result = _rotator()
-    assert result.returncode == 2
+    result = run_in_process([], dict(os.environ))
+    assert result.code == 2
     assert "usage: rotator" in result.stderr
 
 
 def test_fakes_help_teaches_the_ports() -> None:
     """`rotator fakes --help` explains ports and the seed."""
-    result = _rotator("fakes", "--help")
-    assert result.returncode == 0
+    result = run_in_process(["fakes", "--help"], dict(os.environ))
+    assert result.code == 0
     assert "--port 0" in result.stdout
     assert "config/example.yaml" in result.stdout
 
@@ -124,15 +129,8 @@ def test_example_config_passes_check_against_the_fakes_command(tmp_path: Path) -
 def test_no_config_is_exit_2_naming_the_option() -> None:
     """Without --config or ROTATOR_CONFIG a target command exits 2 and says how to give one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "rotator", "status"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-    assert result.returncode == 2
+    result = run_in_process(["status"], env)
+    assert result.code == 2
     assert "--config" in result.stderr
     assert "ROTATOR_CONFIG" in result.stderr
 
@@ -154,14 +152,7 @@ def test_a_journal_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> N
         "ROTATOR_GITLAB_TOKEN": "glpat-" + "x" * 20,
         "ROTATOR_INFISICAL_TOKEN": "dummy",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "rotator", "--config", str(config), "run-once"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-    assert done.returncode == 2
+    done = run_in_process(["--config", str(config), "run-once"], env)
+    assert done.code == 2
     assert "state.url: cannot create the journal" in done.stderr
     assert "Traceback" not in done.stderr

@@ -1,22 +1,21 @@
 """The journal file as the CLI meets it: missing, not a journal, a symlink, loose, and `history`'s bounds.
 
-Each case runs the real ``rotator`` as a subprocess for its exit code and its one stderr line, and
-compares the folder's listing before and after: a read-only command creates nothing.
+Each case runs the real ``rotator`` command (in process: :mod:`tests.cli_harness`) for its exit
+code and its one stderr line, and compares the folder's listing before and after: a read-only
+command creates nothing.
 """
 
 import json
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 
 from pathlib import Path
 
 import pytest
 
 from rotator.testing import Fakes
-from tests.cli_harness import Harness, Result
+from tests.cli_harness import Harness, Result, run_in_process
 
 
 pytestmark = pytest.mark.slow
@@ -51,15 +50,7 @@ def _offline(folder: Path, *args: str) -> Result:
     config = folder / "rotator.yaml"
     config.write_text(_OFFLINE_CONFIG)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "rotator", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
+    return run_in_process(["--config", str(config), *args], env)
 
 
 def _run(h: Harness, *args: str) -> Result:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rotator.testing import Fakes
-from tests.cli_harness import Harness, Result
+from tests.cli_harness import Harness, Result, run_in_process, run_process
 
 
 #: Not glpat-shaped: a GitLab admin may set a custom prefix, so shape-based redaction misses it.
@@ -21,11 +21,10 @@ def h(fakes: Fakes, tmp_path: Path) -> Harness:
     return Harness(fakes, tmp_path)
 
 
-def _run_with_token_file(h: Harness, path: str, *args: str) -> Result:
+def _run_with_token_file(h: Harness, path: str, *args: str, process: bool = False) -> Result:
     env = h.environment({"ROTATOR_GITLAB_TOKEN_FILE": path})
     del env["ROTATOR_GITLAB_TOKEN"]
-    done = subprocess.run(h.command(*args), capture_output=True, text=True, timeout=120, check=False, env=env)
-    return Result(done.returncode, done.stdout, done.stderr)
+    return run_process(h.command(*args), env) if process else run_in_process(h.arguments(*args), env)
 
 
 @pytest.mark.parametrize("command", ["check", "run-once"])
@@ -46,7 +45,8 @@ def test_a_token_file_with_two_newlines_is_refused_and_never_shown(
 
 def test_proc_self_environ_as_a_token_file_is_refused(h: Harness) -> None:
     """/proc/self/environ (a 'regular file' of size 0) exits 2 and sends nothing anywhere."""
-    result = _run_with_token_file(h, "/proc/self/environ", "check")
+    # A process: its /proc/self/environ holds the secrets it was given (this process's does not).
+    result = _run_with_token_file(h, "/proc/self/environ", "check", process=True)
     assert result.code == 2
     assert "ROTATOR_GITLAB_TOKEN_FILE: a secret is one line" in result.stderr
     assert len(result.stderr.splitlines()) == 1

@@ -1,4 +1,4 @@
-"""Text an upstream wrote never forges a line or reaches a terminal raw: the CLI as a subprocess."""
+"""Text an upstream wrote never forges a line or reaches a terminal raw: the CLI, run as a command."""
 
 import json
 

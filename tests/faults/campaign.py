@@ -1,4 +1,7 @@
-"""One fault case: the real ``rotator`` process against the fakes, with the invariants checked.
+"""One fault case: the real ``rotator`` command against the fakes, with the invariants checked.
+
+A run is :func:`rotator.cli.main` in the test process unless it crashes (crash hook, SIGKILL) or
+runs beside another (:mod:`tests.cli_harness`); the tally counts the two apart.
 
 :class:`Case` wraps :class:`~tests.cli_harness.Harness`. Every run's output is scanned for token
 values, and after every run the invariants of the campaign are checked from the outside: what
@@ -65,7 +68,7 @@ class Case:
     def run(self, *args: str, crash_after: str | None = None, env: dict[str, str] | None = None) -> Result:
         """Run ``rotator ARGS``, scan its output, check the invariants."""
         result = self.h.run(*args, crash_after=crash_after, extra_env=env)
-        ledger.count("runs")
+        ledger.count("in_process_runs" if result.in_process else "runs")
         if crash_after and result.code == CRASHED:
             ledger.count("crashes")
         self.scan(result.stdout + result.stderr)
@@ -220,7 +223,7 @@ class Case:
 
         Settled: exit 0, nothing pending or possibly held, exactly one active managed token per
         target, Infisical holding it, and the journal knowing every active token. ``cli`` also runs
-        ``status`` and ``history`` as processes (the in-process report is checked either way).
+        ``status`` and ``history`` through the CLI (the report functions are checked either way).
         """
         self.fakes.gitlab.faults.clear()
         self.fakes.infisical.faults.clear()

@@ -11,16 +11,13 @@ What the product accepts on purpose is not generated as "bad": pydantic's lax co
 non-ASCII decimal digits in a duration. A bare number as a duration is bad: it has no unit.
 """
 
-import contextlib
 import copy
-import io
 import os
 import re
 import string
 import subprocess
 import sys
 import tempfile
-import traceback
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,17 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-import structlog
 import yaml
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.cli import main
 from rotator.config import ACCESS_LEVELS, TOKEN_SCOPES
 from rotator.redact import printable
 from rotator.testing import Fakes, start_fakes
-from tests.cli_harness import CONNECTIONS, Harness
+from tests.cli_harness import CONNECTIONS, Harness, run_in_process
 from tests.faults import ledger
 
 
@@ -76,41 +71,12 @@ class Outcome:
     stderr: str
 
 
-@contextlib.contextmanager
-def _rotator_environment(values: Mapping[str, str]) -> Iterator[None]:
-    """While inside, the ``ROTATOR_*`` variables are exactly ``values``; restored on the way out."""
-    saved = {name: value for name, value in os.environ.items() if name.startswith("ROTATOR_")}
-
-    def clear() -> None:
-        for name in [name for name in os.environ if name.startswith("ROTATOR_")]:
-            del os.environ[name]
-
-    clear()
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        clear()
-        os.environ.update(saved)
-
-
 def _in_process(argv: Sequence[str], env: Mapping[str, str]) -> Outcome:
-    """``main(argv)`` as the process would run it: an escaping exception becomes a traceback and 1."""
-    out, err = io.StringIO(), io.StringIO()
-    logging_setup = structlog.get_config()  # plan points structlog at the captured stderr; put it back
-    code: object
-    try:
-        with _rotator_environment(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(argv)
-            except SystemExit as exit_:
-                code = exit_.code
-            except Exception:  # noqa: BLE001 - printed as the interpreter would, then judged
-                traceback.print_exc()
-                code = 1
-    finally:
-        structlog.configure(**logging_setup)
-    return Outcome(code, out.getvalue(), err.getvalue())
+    """``main(argv)`` as the process would run it, with ``env`` as its only ``ROTATOR_*`` variables."""
+    done = run_in_process(
+        list(argv), {**{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}, **env}
+    )
+    return Outcome(done.code, done.stdout, done.stderr)
 
 
 def _subprocess(config: Path, env: Mapping[str, str], timeout: float = 60) -> Outcome:

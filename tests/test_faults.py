@@ -1,6 +1,8 @@
 """Fault injection on the fakes: fail, drop before/after applying, hang, latency; and call counts."""
 
+import socket
 import time
+import urllib.parse
 
 import gitlab
 import httpx
@@ -224,6 +226,19 @@ def test_refusing_closes_the_port_then_listens_again_with_state_kept(fakes: Fake
         _create(fakes)
     assert _create(fakes).status_code == 201
     assert _token_count(fakes) == before + 1
+
+
+def test_refusing_keeps_the_port_so_nothing_else_can_take_it(fakes: Fakes) -> None:
+    """While refusing, the port is bound but not listening: a connect is refused and a bind fails."""
+    parts = urllib.parse.urlsplit(fakes.seed.gitlab_url)
+    host, port = str(parts.hostname), int(parts.port or 0)
+    with fakes.gitlab.refusing():
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, port), timeout=2).close()
+        other = socket.socket()
+        with other, pytest.raises(OSError, match="Address already in use"):
+            other.bind((host, port))
+    assert _create(fakes).status_code == 201
 
 
 def test_redirect_and_foreign_next_point_a_client_at_another_host(fakes: Fakes, foreign: ForeignHost) -> None:

@@ -311,16 +311,23 @@ class FakeServer:
     def refusing(self) -> Iterator["FakeServer"]:
         """Refuse connections for a ``with`` block, keeping all state; then listen again.
 
-        Nothing listens on the port meanwhile: an upstream that is down, as a client sees it.
+        Nothing listens on the port meanwhile: an upstream that is down, as a client sees it. The
+        port stays bound (not listening) by a placeholder socket, so no other socket can take it
+        meanwhile: a client's ephemeral port, or a client connecting to itself (TCP's simultaneous
+        open, which Linux allows when a connect to a free port picks that very port), would
+        otherwise make listening again fail with "Address already in use".
         """
         if self._httpd is None:
             msg = f"the fake {self.upstream} is not started"
             raise RuntimeError(msg)
         host, port = self._httpd.server_address[:2]
         FakeServer.stop(self)  # not a subclass's stop: that would also release its own clients
+        placeholder = _hold_port(str(host), int(port))
         try:
             yield self
         finally:
+            if placeholder is not None:
+                placeholder.close()
             FakeServer.start(self, str(host), int(port))
 
     @contextmanager
@@ -497,6 +504,19 @@ class FakeServer:
 
 
 _CONTINUE = object()
+
+
+def _hold_port(host: str, port: int) -> socket.socket | None:
+    """A socket bound to ``host:port`` but not listening (connections are refused), or ``None``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held = socket.socket(family, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server had: TIME_WAIT is fine
+    try:
+        held.bind((host, port))
+    except OSError:  # taken in the instant since the server closed: listening again will say so
+        held.close()
+        return None
+    return held
 
 
 def _query(request: Request) -> str:

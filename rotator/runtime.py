@@ -1,8 +1,11 @@
 """Builds the real parts for a command: config, clock, journal, adapters, engine. Only the CLI calls it.
 
-Two test hooks live here, each announced on stderr when used: ``ROTATOR_TEST_CLOCK_OFFSET`` (a
-duration such as ``20m`` or ``-2d``, added to rotator's clock) and ``ROTATOR_TEST_CRASH_AFTER`` (a
-step name: the process exits right after recording it). A variable alone arms nothing: both
+Three test hooks live here, each announced on stderr when used: ``ROTATOR_TEST_CLOCK_OFFSET`` (a
+duration such as ``20m`` or ``-2d``, added to rotator's clock), ``ROTATOR_TEST_CRASH_AFTER`` (a
+step name: the process exits right after recording it) and ``ROTATOR_TEST_SLEEP_SCALE`` (a number
+from 0 to 1 that every retry, backoff and rate-limit wait is multiplied by, so a test of a failing
+upstream does not wait out real backoff; polls, timeouts and the clock are untouched). A variable
+alone arms nothing: both
 upstream URLs must be loopback and the fakes must prove the ``ROTATOR_TEST_HOOKS`` key they handed
 out (:mod:`rotator.hooks`); otherwise the hook is ignored, with a line on stderr saying why.
 """
@@ -40,6 +43,7 @@ from rotator.worker import Context, Settings
 CONFIG_VARIABLE = "ROTATOR_CONFIG"
 CLOCK_OFFSET = "ROTATOR_TEST_CLOCK_OFFSET"
 CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
+SLEEP_SCALE = "ROTATOR_TEST_SLEEP_SCALE"
 #: How long a command waits, at exit, for alerts still being delivered (architecture §5).
 WEBHOOK_FLUSH_SECONDS = 30.0
 log = structlog.get_logger("rotator")
@@ -92,6 +96,32 @@ def clock(config: Config, environ: Mapping[str, str]) -> Callable[[], datetime]:
     """The real clock, shifted by ``ROTATOR_TEST_CLOCK_OFFSET`` where armed."""
     offset = _test_hook(config, environ, CLOCK_OFFSET, _offset) or timedelta(0)
     return lambda: datetime.now(UTC) + offset
+
+
+def _scale(raw: str) -> float:
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = -1.0
+    if not 0.0 <= scale <= 1.0:  # also refuses nan and inf
+        raise ConfigError(SLEEP_SCALE, f"must be a number from 0 to 1, not {raw!r}")
+    return scale
+
+
+def sleep(config: Config, environ: Mapping[str, str]) -> Callable[[float], None]:
+    """How rotator waits before a retry: ``time.sleep``, scaled by ``ROTATOR_TEST_SLEEP_SCALE`` where armed.
+
+    The scaled sleep is asked for the unscaled wait (what a test may assert on) and sleeps that
+    many seconds times the scale.
+    """
+    scale = _test_hook(config, environ, SLEEP_SCALE, _scale)
+    if scale is None:
+        return time.sleep
+
+    def scaled(seconds: float) -> None:
+        time.sleep(seconds * scale)
+
+    return scaled
 
 
 def _journal_path(config: Config) -> Path:
@@ -216,8 +246,11 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     """
     secrets = load_secrets(environ)
     hook = webhook_url(environ, config.notify.webhook_url)
-    webhook = Webhook(hook, user_agent=user_agent()) if hook is not None else None
     now = clock(config, environ)
+    # Retries, backoff and rate limits only: the rotation's own polls (self-check, verify) run
+    # against a real deadline, so a shorter sleep there would only poll more often.
+    wait = sleep(config, environ)
+    webhook = Webhook(hook, user_agent=user_agent(), sleep=wait) if hook is not None else None
     agent = user_agent()
     gitlab = GitLabAPI(
         config.gitlab.url,
@@ -225,6 +258,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         timeout=config.gitlab.timeout.total_seconds(),
         user_agent=agent,
         requests_per_minute=config.gitlab.requests_per_minute,
+        sleep=wait,
         on_response=on_response,
     )
     auth = (
@@ -240,6 +274,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         reads_per_minute=config.infisical.reads_per_minute,
         writes_per_minute=config.infisical.writes_per_minute,
         clock=now,
+        sleep=wait,
         on_response=on_response,
     )
     if journal == "write":

@@ -39,6 +39,10 @@ MUTATIONS = ("POST /api/v4/projects/:id/access_tokens", "PATCH /api/v1/app-conne
 #: Commands that run until signalled: always a process.
 LONG_RUNNING = frozenset({"daemon", "fakes"})
 CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
+#: Every retry, backoff and rate-limit wait of a run, times this: a failing upstream's five attempts
+#: take milliseconds, not seconds. A test opts out with ``extra_env={SLEEP_SCALE: ""}``.
+SLEEP_SCALE = "ROTATOR_TEST_SLEEP_SCALE"
+SCALE = "0.001"
 
 
 @dataclass
@@ -103,16 +107,18 @@ class Harness:
         return [sys.executable, "-m", "rotator", *self.arguments(*args)]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """This process's environment less ``ROTATOR_*``, plus the fakes' credentials and clock offset.
+        """This process's environment less ``ROTATOR_*``, plus the fakes' credentials and test hooks.
 
-        The fakes' ``seed.environment()`` carries ``ROTATOR_TEST_HOOKS``, the key without which
-        rotator ignores the clock offset and ``crash_after`` (:mod:`rotator.hooks`).
+        The hooks are the fakes' clock offset and :data:`SLEEP_SCALE`. The fakes'
+        ``seed.environment()`` carries ``ROTATOR_TEST_HOOKS``, the key without which rotator ignores
+        every hook, ``crash_after`` included (:mod:`rotator.hooks`).
         """
         offset = int(self.fakes.clock.offset.total_seconds())
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
             **self.fakes.seed.environment(),
             "ROTATOR_TEST_CLOCK_OFFSET": f"{offset}s" if offset >= 0 else f"-{-offset}s",
+            SLEEP_SCALE: SCALE,
             **(extra or {}),
         }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rotator.testing import Fakes
-from tests.cli_harness import Harness, Result, run_in_process
+from tests.cli_harness import SLEEP_SCALE, Harness, Result, run_in_process
 
 
 pytestmark = pytest.mark.slow
@@ -54,8 +54,8 @@ def _offline(folder: Path, *args: str) -> Result:
 
 
 def _run(h: Harness, *args: str) -> Result:
-    """``h.run`` without the clock-offset hook, whose announcement would be a second stderr line."""
-    return h.run(*args, extra_env={"ROTATOR_TEST_CLOCK_OFFSET": ""})
+    """``h.run`` without the clock-offset and sleep-scale hooks: each announcement is one more stderr line."""
+    return h.run(*args, extra_env={"ROTATOR_TEST_CLOCK_OFFSET": "", SLEEP_SCALE: ""})
 
 
 def _one_error_line(result: Result, *parts: str) -> None:

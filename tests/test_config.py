@@ -26,6 +26,17 @@ BASE: dict[str, Any] = {
 }
 
 
+def _rotator(config: Path, command: str) -> "subprocess.CompletedProcess[str]":
+    """``python -m rotator --config CONFIG COMMAND`` as a process: the exit code and stderr are the point."""
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _with(**changes: object) -> dict[str, Any]:
     data = copy.deepcopy(BASE)
     data.update(changes)
@@ -160,13 +171,7 @@ def test_a_bad_min_trigger_interval_exits_2_naming_the_key(tmp_path: Path, value
         f"daemon: {{min_trigger_interval: '{value}'}}\n"
         f"targets: [{{name: app, project: 1, connection_id: {CONN}, token: {{scopes: [api]}}}}]\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "rotator", "--config", str(config), "daemon"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _rotator(config, "daemon")
     assert done.returncode == 2
     assert done.stderr.startswith("rotator: error: daemon.min_trigger_interval: ")
     assert fragment in done.stderr
@@ -255,13 +260,7 @@ def test_a_binary_duration_exits_2_with_one_line(tmp_path: Path) -> None:
     """``grace: !!binary UDFE`` on the command line: exit 2, one line naming the key, no traceback."""
     config = tmp_path / "rotator.yaml"
     config.write_text(TARGET_YAML.replace("  grace: 2h\n", "  grace: !!binary UDFE\n"))
-    done = subprocess.run(
-        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _rotator(config, "status")
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
     assert line.startswith("rotator: error: targets[0].grace: binary data (!!binary) is not a duration")
@@ -416,13 +415,7 @@ def test_two_merge_lines_exit_2_with_one_line(tmp_path: Path) -> None:
     """The CLI on a config with two ``<<:`` lines: exit 2, one stderr line naming the key, no traceback."""
     config = tmp_path / "rotator.yaml"
     config.write_text(TWO_MERGES)
-    done = subprocess.run(
-        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _rotator(config, "status")
     assert done.returncode == 2
     line = (
         "rotator: error: targets[1].token.<<: is written twice, on lines 13 and 14;"

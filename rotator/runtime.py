@@ -250,8 +250,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     # Retries, backoff and rate limits only: the rotation's own polls (self-check, verify) run
     # against a real deadline, so a shorter sleep there would only poll more often.
     wait = sleep(config, environ)
-    webhook = Webhook(hook, user_agent=user_agent(), sleep=wait) if hook is not None else None
     agent = user_agent()
+    webhook = Webhook(hook, user_agent=agent, sleep=wait) if hook is not None else None
     gitlab = GitLabAPI(
         config.gitlab.url,
         secrets.gitlab_token,

@@ -6,6 +6,7 @@ in ``tests/faults/``, because pytest-xdist's controller loads only this conftest
 writes its own tally and the controller adds them up.
 """
 
+import io
 import json
 import os
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import gitlab
 import httpx
 import pytest
+import structlog
 
+from rotator.logs import configure
 from rotator.testing import Fakes, ForeignHost, start_fakes
 from tests.faults import ledger
 from tests.faults.campaign import identity_client
@@ -53,6 +56,16 @@ def infisical(fakes: Fakes) -> Iterator[httpx.Client]:
 
 
 BUILD = Path(__file__).parents[1] / "build"  # the repository's build/, as docs/reliability.md says
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Log events as JSON lines in a buffer; the previous configuration restored afterwards."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    configure(stream=stream, json=True)
+    yield stream
+    structlog.configure(**saved)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

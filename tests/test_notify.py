@@ -12,12 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import structlog
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.logs import REDACTED, configure
+from rotator.logs import REDACTED
 from rotator.notify import QUEUE_SIZE, Webhook
 from rotator.ports import Alert, Observer
 from rotator.secret import Secret
@@ -113,16 +112,6 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
     server.server_close()
     thread.join(5)
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Log events as JSON lines in a buffer; the previous configuration restored afterwards."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    configure(stream=stream, json=True)
-    yield stream
-    structlog.configure(**saved)
 
 
 def events(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -3,17 +3,13 @@
 import io
 import json
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import structlog
 
 from rotator.engine import RunOptions
-from rotator.logs import configure
 from rotator.testing import Fakes
 from tests.test_web import API, APP, PATCH, Running, finished, running_daemon, samples, trigger
 
@@ -33,16 +29,6 @@ def journal_rotation(client: httpx.Client, run_id: str) -> dict[str, object]:
     assert len(run["rotations"]) == 1, run
     rotation: dict[str, object] = run["rotations"][0]
     return rotation
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Log events as JSON lines in a buffer; the previous configuration restored afterwards."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    configure(stream=stream, json=True)
-    yield stream
-    structlog.configure(**saved)
 
 
 def events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:

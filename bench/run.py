@@ -35,8 +35,8 @@ from typing import Any
 import structlog
 import yaml
 
-from rotator import runtime
-from rotator.engine import RunOptions
+from rotator.doors import wiring
+from rotator.engine.run import RunOptions
 from rotator.testing import Fakes, start_fakes
 from rotator.testing.gitlab import FakeGitLab
 
@@ -152,7 +152,7 @@ class Fleet:
     def run(self, config: Path, *, force: bool = True) -> float:
         """One in-process ``run-once`` (forced by default); its wall time. Fails loudly on any failure."""
         env = self.environment()
-        rt = runtime.build(runtime.load(str(config), env), env)
+        rt = wiring.build(wiring.load(str(config), env), env)
         try:
             started = time.perf_counter()
             reports = rt.engine.run(RunOptions(force=force))
@@ -223,7 +223,7 @@ def bench_calls(cycles: int, targets: int = 2) -> dict[str, Any]:
         fleet.seed("calls", targets)
         config = fleet.write_config("calls")
         env = fleet.environment()
-        rt = runtime.build(runtime.load(str(config), env), env)  # one process: the login is amortised
+        rt = wiring.build(wiring.load(str(config), env), env)  # one process: the login is amortised
         per_cycle: list[dict[str, Any]] = []
         try:
             for cycle in range(cycles):
@@ -547,7 +547,7 @@ def bench_journal(rotations: int, runs: int, targets: int = 50) -> dict[str, Any
         config = fleet.write_config(name, concurrency=8)
         state = fleet.folder / f"state-{name}.db"
         env = fleet.environment()
-        rt = runtime.build(runtime.load(str(config), env), env)  # one process, as the daemon would be
+        rt = wiring.build(wiring.load(str(config), env), env)  # one process, as the daemon would be
         started = time.perf_counter()
         sizes = []
         try:

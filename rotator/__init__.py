@@ -1,7 +1,7 @@
 """rotator keeps GitLab project access tokens fresh inside Infisical, without lockouts or leaks.
 
 The package exports nothing at the top level but ``__version__``; the entry point is the
-``rotator`` command (:mod:`rotator.cli`), and the stand-in servers live in :mod:`rotator.testing`.
+``rotator`` command (:mod:`rotator.doors.cli`), and the stand-in servers live in :mod:`rotator.testing`.
 """
 
 from typing import Any

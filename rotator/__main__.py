@@ -1,6 +1,6 @@
 """``python -m rotator`` is the ``rotator`` command."""
 
-from rotator.cli import main
+from rotator.doors.cli import main
 
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Drive the real ``rotator`` command against the fakes, and inspect both sides.
 
-A run calls :func:`rotator.cli.main` in this process by default (:func:`run_in_process`): the same
+A run calls :func:`rotator.doors.cli.main` in this process by default (:func:`run_in_process`): the same
 arguments, environment, exit code, stdout and stderr as the ``rotator`` process, without an
 interpreter start and the imports for each run. It runs as a real ``python -m rotator`` process
 where the process boundary is the point: ``process=True``, a crash hook (it ends the process), the
@@ -47,7 +47,7 @@ SCALE = "0.001"
 
 @dataclass
 class Result:
-    """A finished ``rotator`` run: a process, or :func:`rotator.cli.main` called in this one."""
+    """A finished ``rotator`` run: a process, or :func:`rotator.doors.cli.main` called in this one."""
 
     code: int
     stdout: str
@@ -111,7 +111,7 @@ class Harness:
 
         The hooks are the fakes' clock offset and :data:`SLEEP_SCALE`. The fakes'
         ``seed.environment()`` carries ``ROTATOR_TEST_HOOKS``, the key without which rotator ignores
-        every hook, ``crash_after`` included (:mod:`rotator.hooks`).
+        every hook, ``crash_after`` included (:mod:`rotator.doors.hooks`).
         """
         offset = int(self.fakes.clock.offset.total_seconds())
         return {
@@ -180,12 +180,12 @@ def run_process(command: list[str], env: dict[str, str], timeout: float = 120) -
 
 
 _SIGNALS = [s for s in signal.valid_signals() if s not in {signal.SIGKILL, signal.SIGSTOP}]
-#: Standard-library loggers :func:`rotator.logs.configure` sets a level on.
+#: Standard-library loggers :func:`rotator.adapters.logs.configure` sets a level on.
 _LOGGERS = ("httpx", "httpcore")
 
 
 def run_in_process(arguments: list[str], env: dict[str, str]) -> Result:
-    """``rotator ARGUMENTS`` with exactly ``env``: :func:`rotator.cli.main` called here, as a process would.
+    """``rotator ARGUMENTS`` with exactly ``env``: :func:`rotator.doors.cli.main` called here, like a process.
 
     ``os.environ`` is ``env`` and ``sys.stdout``/``sys.stderr`` are captured (not terminals, so
     the log is JSON, as in a process with piped output) for the run; argparse's ``SystemExit``
@@ -194,7 +194,7 @@ def run_in_process(arguments: list[str], env: dict[str, str]) -> Result:
     structlog's configuration and the standard-library logging the command set up are restored, so
     nothing of one run reaches the next or the test. Main thread only (signal handlers).
     """
-    from rotator import cli  # noqa: PLC0415 - the first run pays the imports, once per test process
+    from rotator.doors import cli  # noqa: PLC0415 - the first run pays the imports, once per test process
 
     stdout, stderr = io.StringIO(), io.StringIO()
     with _isolated(env, stdout, stderr):

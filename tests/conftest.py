@@ -18,7 +18,7 @@ import httpx
 import pytest
 import structlog
 
-from rotator.logs import configure
+from rotator.adapters.logs import configure
 from rotator.testing import Fakes, ForeignHost, start_fakes
 from tests.faults import ledger
 from tests.faults.campaign import identity_client

@@ -6,15 +6,15 @@ from typing import Any, cast
 
 from prometheus_client import generate_latest
 
-from rotator import runtime
-from rotator.config import parse_config
-from rotator.engine import Engine, RunOptions
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.metrics import Metrics, TargetGauges
-from rotator.model import Change
-from rotator.ports import Alert
+from rotator.adapters.metrics import Metrics, TargetGauges
+from rotator.core.model import Change
+from rotator.core.ports import Alert
+from rotator.doors import wiring
+from rotator.doors.config import parse_config
+from rotator.engine.context import Context
+from rotator.engine.run import Engine, RunOptions
+from rotator.journal.sqlite import SQLiteJournal
 from rotator.testing import start_fakes
-from rotator.worker import Context
 from tests.cli_harness import CONNECTIONS, Harness
 
 
@@ -119,8 +119,8 @@ def test_an_observer_that_raises_never_stops_a_rotation(tmp_path: Path) -> None:
     with start_fakes() as fakes:
         Harness(fakes, tmp_path, grace="0s")
         environ = fakes.seed.environment()
-        config = runtime.load(str(tmp_path / "rotator.yaml"), environ)
-        rt = runtime.build(config, environ, observers=(Broken(),))
+        config = wiring.load(str(tmp_path / "rotator.yaml"), environ)
+        rt = wiring.build(config, environ, observers=(Broken(),))
         try:
             reports = rt.engine.run(RunOptions())
         finally:

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.config import Config, load_config, parse_config
-from rotator.config_yaml import load_yaml
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
+from rotator.doors.config import Config, load_config, parse_config
+from rotator.doors.config_yaml import load_yaml
 
 
 CONN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"

@@ -9,9 +9,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator import cron, runtime
-from rotator.errors import ConfigError
-from rotator.plan import History, Policy, is_due
+from rotator.adapters import cron
+from rotator.core.errors import ConfigError
+from rotator.core.schedule import History, Policy, is_due
+from rotator.doors import wiring
 
 
 WEDNESDAY = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -85,7 +86,7 @@ def test_the_config_names_a_bad_schedule(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(ConfigError) as error:
-        runtime.load(str(path), {})
+        wiring.load(str(path), {})
     assert error.value.key == "targets[0].schedule"
 
 
@@ -153,6 +154,6 @@ def test_a_schedule_that_never_fires_or_outpaces_grace_is_refused(
 ) -> None:
     """A schedule that never fires, or fires faster than grace lets old tokens go, is a config error."""
     with pytest.raises(ConfigError) as error:
-        runtime.load(str(_config_with(tmp_path, **target)), {})
+        wiring.load(str(_config_with(tmp_path, **target)), {})
     assert error.value.key == key
     assert problem in error.value.problem

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.durations import format_duration, parse_duration
+from rotator.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.environment import api_token, load_secrets, read_variable, webhook_url
-from rotator.errors import ConfigError
-from rotator.secret import Secret
+from rotator.core.errors import ConfigError
+from rotator.core.secret import Secret
+from rotator.doors.environment import api_token, load_secrets, read_variable, webhook_url
 
 
 BASE = {"ROTATOR_GITLAB_TOKEN": "glpat-manager", "ROTATOR_INFISICAL_TOKEN": "jwt"}

@@ -1,6 +1,6 @@
 """The exception tree's messages: they name where things went wrong."""
 
-from rotator.errors import ConfigError, GitLabError, RotatorError, UpstreamError
+from rotator.core.errors import ConfigError, GitLabError, RotatorError, UpstreamError
 
 
 def test_config_error_names_the_key() -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.errors import ConfigError
-from rotator.files import read_text_file, size_text
+from rotator.core.errors import ConfigError
+from rotator.doors.files import read_text_file, size_text
 
 
 KEY = "ROTATOR_GITLAB_TOKEN_FILE"

@@ -8,10 +8,10 @@ import pytest
 
 import rotator
 
-from rotator.errors import GitLabError
-from rotator.gitlab_api import GitLabAPI
-from rotator.model import TokenRequest
-from rotator.secret import Secret
+from rotator.adapters.gitlab import GitLabAPI
+from rotator.core.errors import GitLabError
+from rotator.core.model import TokenRequest
+from rotator.core.secret import Secret
 from rotator.testing import Fakes
 
 

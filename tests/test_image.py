@@ -15,8 +15,8 @@ import yaml
 
 from dockerfile_parse import DockerfileParser  # type: ignore[import-untyped]
 
-from rotator.cli import build_parser
-from rotator.config import DaemonSettings, split_listen
+from rotator.doors.cli import build_parser
+from rotator.doors.config import DaemonSettings, split_listen
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,7 +309,7 @@ def test_the_build_copies_what_setuptools_reads() -> None:
         ".git",
         ".git/config",
         ".venv/bin/python",
-        "build/lib/rotator/cli.py",
+        "build/lib/rotator/doors/cli.py",
         "dist/rotator-0.1.0.tar.gz",
         "rotator.egg-info/PKG-INFO",
         "rotator/__pycache__/cli.cpython-311.pyc",
@@ -345,7 +345,7 @@ def test_dockerignore_lets_in_everything_the_build_copies() -> None:
         assert path.exists(), source
         found = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         files += [p.relative_to(ROOT).as_posix() for p in found if "__pycache__" not in p.parts]
-    assert "rotator/cli.py" in files
+    assert "rotator/doors/cli.py" in files
     assert [file for file in files if _ignored(file)] == []
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from rotator.errors import ConnectionNotFoundError, InfisicalError
-from rotator.infisical_api import InfisicalAPI, InfisicalAuth
-from rotator.model import Connection
-from rotator.secret import Secret
+from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
+from rotator.core.errors import ConnectionNotFoundError, InfisicalError
+from rotator.core.model import Connection
+from rotator.core.secret import Secret
 from rotator.testing import Fakes
 
 

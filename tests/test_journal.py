@@ -19,12 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator import report
-from rotator.config import parse_config
-from rotator.errors import ConfigError, JournalDamagedError
-from rotator.journal_file import loose_permissions
-from rotator.journal_sqlite import SQLiteJournal, damaged, sqlite_path
-from rotator.model import (
+from rotator.core.errors import ConfigError, JournalDamagedError
+from rotator.core.model import (
     Change,
     Origin,
     Outcome,
@@ -35,8 +31,12 @@ from rotator.model import (
     TokenRecord,
     UnresolvedProject,
 )
-from rotator.records import from_json, to_json
-from rotator.redact import redact
+from rotator.core.redact import redact
+from rotator.doors import report
+from rotator.doors.config import parse_config
+from rotator.journal.codec import from_json, to_json
+from rotator.journal.file import loose_permissions
+from rotator.journal.sqlite import SQLiteJournal, damaged, sqlite_path
 from tests.journal.samples import KEY, NOW, OTHER_KEY, TTL, UNRESOLVED, rotation
 
 

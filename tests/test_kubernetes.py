@@ -20,9 +20,9 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from rotator import runtime
-from rotator.config import Config, parse_config
-from rotator.journal_sqlite import sqlite_path
+from rotator.doors import wiring
+from rotator.doors.config import Config, parse_config
+from rotator.journal.sqlite import sqlite_path
 
 
 Obj = dict[str, Any]
@@ -486,7 +486,7 @@ def test_configmap_is_accepted_by_rotator(tmp_path: Path) -> None:
     assert parsed.targets
     path = tmp_path / "rotator.yaml"
     path.write_text(text, encoding="utf-8")
-    assert runtime.load(str(path), {}) == parse_config(yaml.safe_load(text), base_dir=tmp_path)
+    assert wiring.load(str(path), {}) == parse_config(yaml.safe_load(text), base_dir=tmp_path)
 
 
 def test_example_secret_names_every_variable_with_placeholders() -> None:

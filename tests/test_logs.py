@@ -5,8 +5,8 @@ import json
 
 import structlog
 
-from rotator.logs import REDACTED, configure, scrub_text, watch
-from rotator.secret import Secret
+from rotator.adapters.logs import REDACTED, configure, scrub_text, watch
+from rotator.core.secret import Secret
 
 
 def _capture() -> io.StringIO:

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.logs import REDACTED
-from rotator.notify import QUEUE_SIZE, Webhook
-from rotator.ports import Alert, Observer
-from rotator.secret import Secret
+from rotator.adapters.logs import REDACTED
+from rotator.adapters.webhook import QUEUE_SIZE, Webhook
+from rotator.core.ports import Alert, Observer
+from rotator.core.secret import Secret
 
 
 AT = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.journal.sqlite import SQLiteJournal
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness, patch_by_hand
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.plan import (
+from rotator.core.schedule import (
     Due,
     History,
     Policy,

@@ -4,8 +4,8 @@ import itertools
 
 from pathlib import Path
 
-from rotator.model import Outcome, Step
-from rotator.protocol import PROTOCOL, RULES, diagram, replace_block
+from rotator.core.model import Outcome, Step
+from rotator.core.protocol import PROTOCOL, RULES, diagram, replace_block
 
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "rotation.md"
@@ -26,7 +26,7 @@ def test_only_an_unknown_push_rolls_forward() -> None:
 
 
 def test_docs_rotation_md_holds_the_current_diagram() -> None:
-    """docs/rotation.md's generated block is current (regenerate: python -m rotator.protocol)."""
+    """docs/rotation.md's generated block is current (regenerate: python -m rotator.core.protocol)."""
     document = DOC.read_text()
     assert diagram() in document
     assert replace_block(document) == document

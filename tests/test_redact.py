@@ -9,7 +9,7 @@ import zlib
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rotator.redact import GITLAB_PREFIXES, MARKER, printable, redact
+from rotator.core.redact import GITLAB_PREFIXES, MARKER, printable, redact
 from rotator.testing import start_fakes
 
 

@@ -6,11 +6,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from rotator.errors import GitLabError, InfisicalError
-from rotator.gitlab_api import GitLabAPI
-from rotator.infisical_api import InfisicalAPI, InfisicalAuth
-from rotator.model import TokenRequest
-from rotator.secret import Secret
+from rotator.adapters.gitlab import GitLabAPI
+from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
+from rotator.core.errors import GitLabError, InfisicalError
+from rotator.core.model import TokenRequest
+from rotator.core.secret import Secret
 from rotator.testing import Fakes, ForeignHost
 
 

@@ -4,12 +4,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from rotator.config import parse_config
-from rotator.engine import Engine, RunOptions
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
-from rotator.removed import find_removed, plan_removed
-from rotator.worker import Context
+from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.doors.config import parse_config
+from rotator.engine.context import Context
+from rotator.engine.removed import find_removed, plan_removed
+from rotator.engine.run import Engine, RunOptions
+from rotator.journal.sqlite import SQLiteJournal
 
 
 URL = "https://gitlab.example.com"

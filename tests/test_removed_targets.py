@@ -9,10 +9,10 @@ import httpx
 import pytest
 import yaml
 
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord, Tombstone
+from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord, Tombstone
+from rotator.doors.web import Status
+from rotator.journal.sqlite import SQLiteJournal
 from rotator.testing import Fakes
-from rotator.web import Status
 from tests.cli_harness import CONNECTIONS, Harness
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.retrying import MAX_WAIT, Limiter, backoff, rate_limit_wait
+from rotator.adapters.retrying import MAX_WAIT, Limiter, backoff, rate_limit_wait
 
 
 @pytest.mark.parametrize(

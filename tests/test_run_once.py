@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import Change, Tombstone
+from rotator.core.model import Change, Tombstone
+from rotator.journal.sqlite import SQLiteJournal
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness, patch_by_hand
 

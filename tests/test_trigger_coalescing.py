@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from rotator.engine import RunOptions
+from rotator.engine.run import RunOptions
 from rotator.testing import Fakes
 from tests.test_web import API, APP, PATCH, Running, finished, running_daemon, samples, trigger
 

@@ -9,12 +9,12 @@ import pytest
 
 from prometheus_client import generate_latest
 
-from rotator import report, runtime
-from rotator.daemon import Daemon
-from rotator.engine import RunOptions, TargetReport
-from rotator.metrics import Metrics
-from rotator.notify import payload
-from rotator.ports import Alert
+from rotator.adapters.metrics import Metrics
+from rotator.adapters.webhook import payload
+from rotator.core.ports import Alert
+from rotator.doors import report, wiring
+from rotator.doors.daemon import Daemon
+from rotator.engine.run import RunOptions, TargetReport
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness
 from tests.test_daemon import metric
@@ -58,7 +58,7 @@ def _set_access(fakes: Fakes, *, lost: bool) -> None:
 class InProcess:
     """The engine, the daemon's gauges and an alert listener, built as ``rotator daemon`` builds them."""
 
-    def __init__(self, rt: runtime.Runtime, metrics: Metrics, heard: Heard) -> None:
+    def __init__(self, rt: wiring.Runtime, metrics: Metrics, heard: Heard) -> None:
         """Hold the parts."""
         self.rt, self.metrics, self.heard = rt, metrics, heard
         # Not started: only its gauges are read, from the same journal the engine writes.
@@ -82,9 +82,9 @@ class InProcess:
 def in_process(h: Harness, environ: dict[str, str] | None = None) -> Iterator[InProcess]:
     """The harness's config built in process, with ``environ`` over the fakes' credentials."""
     env = {**h.fakes.seed.environment(), **(environ or {})}
-    config = runtime.load(str(h.folder / "rotator.yaml"), env)
+    config = wiring.load(str(h.folder / "rotator.yaml"), env)
     metrics, heard = Metrics(), Heard()
-    rt = runtime.build(config, env, observers=(metrics, heard), on_response=metrics.on_response)
+    rt = wiring.build(config, env, observers=(metrics, heard), on_response=metrics.on_response)
     try:
         yield InProcess(rt, metrics, heard)
     finally:

@@ -16,12 +16,12 @@ import yaml
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator import runtime
-from rotator.daemon import Daemon
-from rotator.metrics import Metrics
-from rotator.secret import Secret
+from rotator.adapters.metrics import Metrics
+from rotator.core.secret import Secret
+from rotator.doors import wiring
+from rotator.doors.daemon import Daemon
+from rotator.doors.web import Server, create_app
 from rotator.testing import Fakes
-from rotator.web import Server, create_app
 from tests.cli_harness import CONNECTIONS, Harness, patch_by_hand
 
 
@@ -54,7 +54,7 @@ class Running:
 
     fakes: Fakes
     harness: Harness
-    rt: runtime.Runtime
+    rt: wiring.Runtime
     daemon: Daemon
     server: Server
 
@@ -122,9 +122,9 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     environ = dict(fakes.seed.environment())
     if clock_offset is not None:
         environ["ROTATOR_TEST_CLOCK_OFFSET"] = clock_offset
-    config = runtime.load(str(path), environ)
+    config = wiring.load(str(path), environ)
     metrics = Metrics()
-    rt = runtime.build(config, environ, observers=(metrics,), on_response=metrics.on_response)
+    rt = wiring.build(config, environ, observers=(metrics,), on_response=metrics.on_response)
     daemon = Daemon(rt, metrics, trigger_enabled=api_token is not None)
     token = Secret(api_token) if api_token is not None else None
     server = Server(create_app(daemon, metrics.registry, token), "127.0.0.1", 0)

@@ -1,6 +1,6 @@
 """One fault case: the real ``rotator`` command against the fakes, with the invariants checked.
 
-A run is :func:`rotator.cli.main` in the test process unless it crashes (crash hook, SIGKILL) or
+A run is :func:`rotator.doors.cli.main` in the test process unless it crashes (crash hook, SIGKILL) or
 runs beside another (:mod:`tests.cli_harness`); the tally counts the two apart.
 
 :class:`Case` wraps :class:`~tests.cli_harness.Harness`. Every run's output is scanned for token
@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from rotator import report, runtime
-from rotator.model import Role
+from rotator.core.model import Role
+from rotator.doors import report, wiring
 from rotator.testing import Fakes, Fault, ForeignHost
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
@@ -194,7 +194,7 @@ class Case:
 
     def journal(self) -> dict[str, Any]:
         """``status`` and ``history`` as the CLI computes them (no state file: an empty status)."""
-        config = runtime.load(str(self.folder / "rotator.yaml"), {})
+        config = wiring.load(str(self.folder / "rotator.yaml"), {})
         if not (self.folder / "state.db").exists():
             return {
                 "status": {"targets": [_empty() for _ in self.names]},
@@ -202,7 +202,7 @@ class Case:
                 "known": set(),
                 "current": set(),
             }
-        journal = runtime.open_journal(config)
+        journal = wiring.open_journal(config)
         try:
             now = datetime.now(UTC) + self.fakes.clock.offset
             status = report.status(config, journal, lambda: now)

@@ -19,7 +19,7 @@ LABELS = {
     "faults": "injected upstream faults survived",
     "bad_inputs": "bad inputs tried (configs, environments, bodies)",
     "runs": "rotator processes run",
-    "in_process_runs": "in-process runs (rotator.cli.main called in the test process)",
+    "in_process_runs": "in-process runs (rotator.doors.cli.main called in the test process)",
     "invariant_checks": "invariant checks passed",
     "bytes_scanned": "bytes scanned for token values",
     "leaks": "token values leaked",

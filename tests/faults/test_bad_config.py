@@ -2,7 +2,7 @@
 
 Every case starts from the configuration and secrets that ``tests/cli_harness.py`` writes for the
 fakes (the baseline tests prove ``plan`` and ``check`` accept them) and breaks it on purpose. The
-generated cases run ``rotator.cli.main`` in-process (``plan``, which reads the config, every secret
+generated cases run ``rotator.doors.cli.main`` in-process (``plan``, which reads the config, every secret
 and the journal's location before anything else); a few plain subprocesses prove the same for the
 real process.
 
@@ -30,8 +30,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.config import ACCESS_LEVELS, TOKEN_SCOPES
-from rotator.redact import printable
+from rotator.core.redact import printable
+from rotator.doors.config import ACCESS_LEVELS, TOKEN_SCOPES
 from rotator.testing import Fakes, start_fakes
 from tests.cli_harness import CONNECTIONS, Harness, run_in_process
 from tests.faults import ledger
@@ -297,7 +297,7 @@ def _wrong(*allowed: str) -> st.SearchStrategy[object]:
 
 
 def _is_duration(text: str) -> bool:
-    """What ``rotator.durations`` parses: digits and one of s, m, h, d, spaces around allowed."""
+    """What ``rotator.core.durations`` parses: digits and one of s, m, h, d, spaces around allowed."""
     return re.fullmatch(r"\d+[smhd]", text.strip()) is not None
 
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from rotator.errors import InfisicalError
-from rotator.infisical_api import InfisicalAPI, InfisicalAuth
-from rotator.secret import Secret
+from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
+from rotator.core.errors import InfisicalError
+from rotator.core.secret import Secret
 from rotator.testing import Fakes
 from tests.faults import ledger
 from tests.faults.calls import CONNECTION, LOGIN, RENEW

@@ -3,7 +3,7 @@
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
-from rotator.model import Outcome, RotationRecord, Step, TargetKey, UnresolvedProject
+from rotator.core.model import Outcome, RotationRecord, Step, TargetKey, UnresolvedProject
 
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from rotator.journal_memory import MemoryJournal
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.ports import Journal
+from rotator.core.ports import Journal
+from rotator.journal.memory import MemoryJournal
+from rotator.journal.sqlite import SQLiteJournal
 
 
 Opener = Callable[[], Journal]

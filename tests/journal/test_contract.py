@@ -1,4 +1,4 @@
-"""The journal contract (:class:`rotator.ports.Journal`), run against every store in ``stores.STORES``.
+"""The journal contract (:class:`rotator.core.ports.Journal`), run against every store in ``stores.STORES``.
 
 Time is whatever the test passes as ``now``: stores judge leases by the clock they are given, so
 nothing here sleeps. What is specific to one store (SQLite's file, codec, read-only mode) lives in
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.errors import LeaseLostError
-from rotator.model import (
+from rotator.core.errors import LeaseLostError
+from rotator.core.model import (
     Change,
     Lease,
     Origin,
@@ -29,8 +29,8 @@ from rotator.model import (
     TokenRecord,
     Tombstone,
 )
-from rotator.ports import Journal
-from rotator.redact import MARKER
+from rotator.core.ports import Journal
+from rotator.core.redact import MARKER
 from tests.journal.samples import KEY, NOW, OTHER_KEY, TTL, UNRESOLVED, rotation
 from tests.journal.stores import STORES, Opener
 

@@ -17,10 +17,8 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from rotator.errors import LeaseLostError
-from rotator.journal_memory import MemoryJournal
-from rotator.journal_sqlite import SQLiteJournal
-from rotator.model import (
+from rotator.core.errors import LeaseLostError
+from rotator.core.model import (
     Change,
     Lease,
     Origin,
@@ -34,7 +32,9 @@ from rotator.model import (
     Tombstone,
     UnresolvedProject,
 )
-from rotator.ports import Journal
+from rotator.core.ports import Journal
+from rotator.journal.memory import MemoryJournal
+from rotator.journal.sqlite import SQLiteJournal
 from tests.journal.samples import NOW
 
 

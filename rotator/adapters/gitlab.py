@@ -1,0 +1,486 @@
+"""The GitLab adapter: :class:`rotator.core.ports.GitLabPort` over python-gitlab, with our own retry rules.
+
+python-gitlab can retry by itself, but its rules are wrong for rotation: with transient retries on
+it re-POSTs a create after a 5xx or a lost response (a second token whose value nobody sees), and it
+obeys a 429 by sleeping as long as the server asks, ten times over. So its retries are off on every
+request and this module decides instead (``reference/gitlab.md`` §5.4, §8):
+
+* a 429 was refused before any effect, so every call retries it, waiting what the server asks
+  (``Retry-After``, else ``RateLimit-Reset``, else backoff; capped by :mod:`rotator.adapters.retrying`);
+* a 5xx or a network failure leaves the outcome unknown, so only idempotent calls retry it, with
+  backoff; :meth:`GitLabAPI.create_token` never does, and says ``not_applied=False`` so the engine
+  reconciles by name instead;
+* at most ``max_attempts`` tries per call, and a client-side limiter slot before every HTTP
+  request, each page of a list included.
+
+Every python-gitlab or requests failure becomes a :class:`rotator.core.errors.GitLabError` in one place
+(:func:`_gitlab_error`), with a short message scrubbed of token values. A new token's value is popped
+from the create response before anything else reads it and lives on only inside a :class:`Secret`.
+
+Credentials go to ``gitlab.url`` and nowhere else (architecture §6). requests strips
+``Authorization`` on a cross-host redirect but not ``PRIVATE-TOKEN``, and python-gitlab follows a
+GET's redirect and any ``Link: rel="next"`` it is given. So no request follows a redirect; a 3xx
+answer, or a next-page link whose scheme, host or port differ from ``gitlab.url``, fails the call
+with one line naming the route and where it pointed (a list never comes back partial); and no
+request is sent to an absolute URL outside ``gitlab.url``, whoever built it.
+"""
+
+import json
+import re
+import threading
+import time
+import urllib.parse
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import gitlab
+import requests
+import tenacity
+
+from rotator.adapters import retrying
+from rotator.core.errors import GitLabError
+from rotator.core.model import NewToken, TokenInfo, TokenRequest
+from rotator.core.redact import redact
+from rotator.core.secret import Secret
+
+
+T = TypeVar("T")
+
+#: python-gitlab's ``RETRYABLE_TRANSIENT_ERROR_CODES``: outcome unknown, retried on idempotent calls.
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, *range(520, 531)})
+#: Answers by which GitLab refused a request before acting on it (``not_applied=True``).
+REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 422, 429})
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# A 2xx answer whose body is not what GitLab documents fails while parsing, with one of these.
+_UNEXPECTED = (AttributeError, KeyError, TypeError, ValueError)
+
+
+class _Refused(Exception):  # noqa: N818 - names what rotator did, not an error category
+    """A request rotator would not send on: a redirect, or a URL outside ``gitlab.url``."""
+
+    def __init__(self, status: int | None, message: str, *, not_applied: bool) -> None:
+        super().__init__(message)
+        self.status, self.message, self.not_applied = status, message, not_applied
+
+
+_FAILURES = (gitlab.exceptions.GitlabError, requests.RequestException, _Refused, *_UNEXPECTED)
+_MAX_MESSAGE = 300
+
+_LIST = "GET /projects/:id/access_tokens"
+_GET = "GET /projects/:id/access_tokens/:token_id"
+_CREATE = "POST /projects/:id/access_tokens"
+_DELETE = "DELETE /projects/:id/access_tokens/:token_id"
+_PROJECT = "GET /projects/:id"
+_SELF = "GET /personal_access_tokens/self"
+#: The only route labels the request counter uses: a path the server chose (a redirect target, a
+#: next-page link) must not become a time series. Paths are matched after the ``/api/v4`` prefix.
+_ROUTE_PATHS = {
+    _LIST: re.compile(r"/projects/[^/]+/access_tokens"),
+    _GET: re.compile(r"/projects/[^/]+/access_tokens/\d+"),
+    _CREATE: re.compile(r"/projects/[^/]+/access_tokens"),
+    _DELETE: re.compile(r"/projects/[^/]+/access_tokens/\d+"),
+    _PROJECT: re.compile(r"/projects/[^/]+"),
+    _SELF: re.compile(r"/personal_access_tokens/self"),
+}
+_OTHER_ROUTE = "other"
+
+
+class _Client(gitlab.Gitlab):
+    """python-gitlab with its own retries off and our limiter in front of every HTTP request."""
+
+    def __init__(self, url: str, limiter: retrying.Limiter, **settings: Any) -> None:  # noqa: ANN401 - python-gitlab's settings, passed through
+        """A client for ``url`` with python-gitlab's ``settings``."""
+        super().__init__(url, **settings)
+        self._limiter = limiter
+
+    def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:  # noqa: ANN401 - python-gitlab's own signature, passed through
+        """One HTTP request, exactly: every page of a ``get_all`` list comes through here too."""
+        # An absolute URL comes from an answer (a next-page link): the credential rides along only
+        # if it points at gitlab.url itself. Checked before the limiter: nothing is sent.
+        url = self._build_url(path)
+        if _origin(url) != _origin(self.url):
+            message = f"a link in GitLab's answer points to {_shown(url)}, outside gitlab.url; not followed"
+            raise _Refused(None, message, not_applied=True)
+        kwargs.update(obey_rate_limit=False, retry_transient_errors=False)
+        self._limiter.acquire()
+        return super().http_request(verb, path, *args, **kwargs)
+
+    def _get_session_opts(self) -> dict[str, Any]:
+        # python-gitlab hands these to requests.Session.request on every request; http_request's
+        # own keywords would become query parameters instead.
+        return {**super()._get_session_opts(), "allow_redirects": False}
+
+    def _check_redirects(self, result: requests.Response) -> None:  # type: ignore[override]
+        """Refuse every 3xx and every foreign next-page link (python-gitlab calls this per answer).
+
+        python-gitlab's own check lets a GET's redirect through; with redirects off, a 3xx would
+        otherwise surface as a bare status without the ``Location`` it pointed to.
+        """
+        status, method = result.status_code, result.request.method or ""
+        if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
+            location = result.headers.get("Location")
+            target = (
+                _shown(urllib.parse.urljoin(result.url, location)) if location else "nowhere (no Location)"
+            )
+            message = f"redirected to {target}; not followed: the GitLab token goes to gitlab.url only"
+            # A read changed nothing. For a create or a revoke, whatever answered may have passed
+            # the request on before redirecting: unknown, so the engine reconciles (the safe side).
+            raise _Refused(status, message, not_applied=method in {"GET", "HEAD"})
+        next_url = result.links.get("next", {}).get("url")
+        if next_url and _origin(urllib.parse.urljoin(result.url, next_url)) != _origin(self.url):
+            message = (
+                f"the next-page link points to {_shown(next_url)}, outside gitlab.url; not followed,"
+                " so the list is incomplete"
+            )
+            raise _Refused(status, message, not_applied=method in {"GET", "HEAD"})
+
+
+class GitLabAPI:
+    """:class:`rotator.core.ports.GitLabPort` for one GitLab instance, as the manager token sees it."""
+
+    def __init__(  # noqa: PLR0913 - every setting is a keyword with a default but the first two
+        self,
+        url: str,
+        token: Secret,
+        *,
+        timeout: float,
+        user_agent: str,
+        requests_per_minute: int = 600,
+        session: requests.Session | None = None,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        on_response: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        """Talk to ``url`` with the manager ``token``; ``sleep`` waits out limits and backoff.
+
+        ``on_response(upstream, route, status)`` is told of every HTTP answer (status ``"error"``
+        when none came), for the daemon's request counter.
+        """
+        self._url, self._token = url, token
+        self._session = session or requests.Session()
+        self._limiter = retrying.Limiter(requests_per_minute, sleep=sleep)
+        self._timeout, self._user_agent = timeout, user_agent
+        self._max_attempts, self._sleep = max_attempts, sleep
+        # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:
+        # remember the last response's headers (never its body) per thread.
+        self._seen = threading.local()
+        self._on_response = on_response
+        #: Whether GitLab refused the manager token at its last use (the daemon's /readyz).
+        self.credential_refused = False
+        self._session.hooks["response"].append(self._remember)
+        self._gl = self._client(token)
+
+    def close(self) -> None:
+        """Close the HTTP session (and its pooled connections)."""
+        self._session.close()
+
+    # ---- the port -------------------------------------------------------------------------------
+
+    def project_id(self, project: int | str) -> int:
+        """The numeric id of a project given by id (no call) or ``group/project`` path."""
+        if isinstance(project, int):
+            return project
+        path = f"/projects/{urllib.parse.quote(project, safe='')}"
+        return self._call(_PROJECT, lambda: int(self._get(path)["id"]), idempotent=True)
+
+    def manager_access_level(self, project_id: int) -> int | None:
+        """The manager's role on the project (the higher of project and group), ``None`` if neither."""
+        return self._call(
+            _PROJECT, lambda: _access_level(self._get(f"/projects/{project_id}")), idempotent=True
+        )
+
+    def manager_self(self) -> TokenInfo:
+        """The manager token itself."""
+        return self._call(
+            _SELF, lambda: _token_info(self._get("/personal_access_tokens/self")), idempotent=True
+        )
+
+    def list_tokens(self, project_id: int) -> list[TokenInfo]:
+        """Every token of the project: all pages, no state filter, so revoked and expired ones too."""
+        path = f"/projects/{project_id}/access_tokens"
+        return self._call(
+            _LIST,
+            lambda: [_token_info(item) for item in self._gl.http_list(path, get_all=True, per_page=100)],
+            idempotent=True,
+        )
+
+    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
+        """One token of the project, or ``None`` on a 404."""
+        path = f"/projects/{project_id}/access_tokens/{token_id}"
+        try:
+            return self._call(_GET, lambda: _token_info(self._get(path)), idempotent=True)
+        except GitLabError as error:
+            if error.status == HTTPStatus.NOT_FOUND:
+                return None
+            raise
+
+    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+        """Create a token; only a 429 is retried (see the module docstring).
+
+        GitLab answers 201; any 2xx carrying a value is taken, since refusing it would throw away the
+        only copy of a token that exists.
+        """
+        path = f"/projects/{project_id}/access_tokens"
+        body = {
+            "name": request.name,
+            "scopes": list(request.scopes),
+            "access_level": request.access_level,
+            "expires_at": request.expires_at.isoformat(),
+        }
+
+        def send() -> NewToken:
+            data = _object(self._gl.http_request("post", path, post_data=body))
+            # First thing: move the value out of the dict, so nothing below (parsing, an error
+            # message, a traceback's locals) can see it outside a Secret.
+            raw = data.pop("token", None)
+            value, raw = Secret(raw if isinstance(raw, str) else ""), None
+            if not value.reveal():
+                msg = "create answered without a token value"
+                raise gitlab.exceptions.GitlabParsingError(msg)
+            return NewToken(info=_token_info(data), value=value)
+
+        return self._call(_CREATE, send, idempotent=False)
+
+    def token_self(self, value: Secret) -> TokenInfo:
+        """Authenticate with ``value`` and describe that token."""
+        # python-gitlab sets the credential through an auth hook fixed at construction, which would
+        # overwrite a per-request header: a short-lived client on the same session and limiter.
+        client = self._client(value)
+        return self._call(
+            _SELF,
+            lambda: _token_info(_object(client.http_request("get", "/personal_access_tokens/self"))),
+            idempotent=True,
+            secrets=(value,),
+        )
+
+    def delete_token(self, project_id: int, token_id: int) -> None:
+        """Revoke a token: 204, or a GitLabError carrying whatever status came instead."""
+        path = f"/projects/{project_id}/access_tokens/{token_id}"
+
+        def send() -> None:
+            status = self._gl.http_request("delete", path).status_code
+            if status != HTTPStatus.NO_CONTENT:
+                msg = f"expected 204, got {status}"
+                raise gitlab.exceptions.GitlabHttpError(msg, status)
+
+        self._call(_DELETE, send, idempotent=True)
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def _client(self, token: Secret) -> _Client:
+        # Keyset pagination is never set: the token endpoints answer it with a 405.
+        return _Client(
+            self._url,
+            self._limiter,
+            private_token=token.reveal(),
+            timeout=self._timeout,
+            user_agent=self._user_agent,
+            retry_transient_errors=False,
+            session=self._session,
+        )
+
+    def _get(self, path: str) -> dict[str, Any]:
+        return _object(self._gl.http_request("get", path))
+
+    def _remember(self, response: requests.Response, *_args: object, **_kwargs: object) -> None:
+        self._seen.headers = dict(response.headers)
+        request = response.request
+        if self._on_response is not None:
+            self._on_response(
+                "gitlab", _route_label(request.method or "", request.path_url), str(response.status_code)
+            )
+        # Only a 2xx proves the manager token works (a refused redirect proves nothing either way).
+        accepted = HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES
+        if request.headers.get("PRIVATE-TOKEN") == self._token.reveal() and (
+            accepted or response.status_code == HTTPStatus.UNAUTHORIZED
+        ):
+            self.credential_refused = not accepted
+
+    def _call(
+        self, route: str, send: Callable[[], T], *, idempotent: bool, secrets: tuple[Secret, ...] = ()
+    ) -> T:
+        """Run ``send`` under the retry rules of the module docstring; failures leave as GitLabError."""
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, _NETWORK_ERRORS) and self._on_response is not None:
+                self._on_response("gitlab", route, "error")  # no answer: the response hook never ran
+            status = exc.response_code if isinstance(exc, gitlab.exceptions.GitlabError) else None
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                return True
+            return idempotent and (status in TRANSIENT_STATUSES or isinstance(exc, _NETWORK_ERRORS))
+
+        attempts = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._max_attempts),
+            retry=tenacity.retry_if_exception(retryable),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return attempts(send)
+        except _FAILURES as exc:
+            # Not chained: the original's text is GitLab's unredacted message.
+            raise _gitlab_error(route, exc, (self._token, *secrets)) from None
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        attempt = state.attempt_number - 1
+        exc = state.outcome.exception() if state.outcome else None
+        if (
+            isinstance(exc, gitlab.exceptions.GitlabError)
+            and exc.response_code == HTTPStatus.TOO_MANY_REQUESTS
+        ):
+            # Same thread, no request since the 429: these are its headers.
+            headers: dict[str, str] = getattr(self._seen, "headers", {})
+            return retrying.rate_limit_wait(headers, _flatten(exc.error_message), attempt, time.time())
+        return retrying.backoff(attempt)
+
+
+# ---- mapping and parsing ------------------------------------------------------------------------
+
+
+def _route_label(method: str, path: str) -> str:
+    """The route template a request matches, e.g. ``GET /projects/:id/access_tokens/:token_id``.
+
+    Metric labels must stay few (one series per route, not per project), carry no value, and come
+    from this module's fixed list: anything else, whatever path it went to, is ``other``.
+    """
+    _, api, rest = path.split("?", 1)[0].partition("/api/v4")
+    if not api:
+        return _OTHER_ROUTE
+    for route, pattern in _ROUTE_PATHS.items():
+        if route.startswith(f"{method} ") and pattern.fullmatch(rest):
+            return route
+    return _OTHER_ROUTE
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default when absent): where a credential would go."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is no number: an origin no configured URL has
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _shown(url: str) -> str:
+    """A URL an upstream chose, fit for a message: no userinfo, query or fragment, no odd characters."""
+    parts = urllib.parse.urlsplit(url)
+    shown = urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return re.sub(r"[^\x21-\x7e]", "?", shown)
+
+
+def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> GitLabError:
+    """The one mapping from a python-gitlab or requests failure to :class:`GitLabError`."""
+    status: int | None = None
+    if isinstance(exc, gitlab.exceptions.GitlabError):
+        status, message = exc.response_code, _describe(exc)
+    elif isinstance(exc, _Refused):
+        status, message = exc.status, exc.message
+    elif isinstance(exc, requests.Timeout):
+        message = f"timed out ({type(exc).__name__})"
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        message = "the answer was cut short"
+    elif isinstance(exc, requests.RequestException):
+        message = f"no answer ({type(exc).__name__})"
+    else:
+        # The type only: such an exception's text may quote what was sent, and requests/http.client
+        # quote a refused header value as bytes (b'...\\n'), which no literal redaction matches.
+        message = f"unexpected answer ({type(exc).__name__})"
+    return GitLabError(
+        upstream="gitlab",
+        route=route,
+        status=status,
+        message=_redact(message, secrets),
+        not_applied=exc.not_applied if isinstance(exc, _Refused) else status in REFUSED_STATUSES,
+    )
+
+
+def _describe(exc: gitlab.exceptions.GitlabError) -> str:
+    try:
+        body = json.loads(exc.response_body or b"null")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error_description"), str):
+        # The caller's own credential (invalid_token, insufficient_scope): python-gitlab keeps only
+        # the code word, and the reason is in the body.
+        return f"{body.get('error')}: {body['error_description']}"
+    text = _flatten(exc.error_message)
+    if text.startswith("<"):
+        return "an HTML error page"  # a proxy's (nginx's 502): the status says it all
+    return text or "no message"
+
+
+def _flatten(value: object) -> str:
+    """GitLab's message as one line: ``{"expires_at": ["must be before D"]}`` reads as it looks."""
+    if isinstance(value, Mapping):
+        parts = [
+            _flatten(inner) if key in {"message", "error", "base"} else f"{key} {_flatten(inner)}"
+            for key, inner in value.items()
+        ]
+        return "; ".join(parts)
+    if isinstance(value, list | tuple):
+        return ", ".join(_flatten(inner) for inner in value)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return " ".join(str(value).split())
+
+
+def _redact(text: str, secrets: tuple[Secret, ...]) -> str:
+    # Known values literally (an admin may have changed the PAT prefix), then by shape; cut after,
+    # so a value cut in half is never left for the patterns to miss.
+    text = redact(text, (secret.reveal() for secret in secrets))
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _object(response: requests.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; anything else fails like python-gitlab's own parsing."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        msg = "expected a JSON object"
+        raise gitlab.exceptions.GitlabParsingError(msg, response.status_code)
+    return data
+
+
+def _access_level(project: Mapping[str, Any]) -> int | None:
+    permissions = project.get("permissions") or {}
+    levels = [(permissions.get(key) or {}).get("access_level") for key in ("project_access", "group_access")]
+    return max((int(level) for level in levels if level is not None), default=None)
+
+
+def _token_info(data: Mapping[str, Any]) -> TokenInfo:
+    """A token as GitLab describes it; unknown keys ignored, never the ``token`` key read."""
+    return TokenInfo(
+        id=int(data["id"]),
+        name=str(data["name"]),
+        active=_flag(data["active"]),
+        revoked=_flag(data["revoked"]),
+        expires_at=date.fromisoformat(data["expires_at"]) if data.get("expires_at") else None,
+        created_at=_timestamp(data.get("created_at")),
+        last_used_at=_timestamp(data.get("last_used_at")),
+        scopes=tuple(str(scope) for scope in data.get("scopes") or ()),
+        access_level=int(data["access_level"]) if data.get("access_level") is not None else None,
+    )
+
+
+def _flag(value: object) -> bool:
+    # bool("false") is True: insist on JSON booleans for the fields that decide liveness.
+    if not isinstance(value, bool):
+        msg = f"expected a boolean, got {type(value).__name__}"
+        raise TypeError(msg)
+    return value
+
+
+def _timestamp(value: object) -> datetime | None:
+    """``2021-01-20T22:11:48.151Z`` as an aware datetime (naive ones are taken as UTC)."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

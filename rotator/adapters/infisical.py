@@ -1,0 +1,500 @@
+"""Infisical's GitLab app connections over httpx, with a Universal Auth login kept alive. Adapter.
+
+:class:`InfisicalAPI` implements :class:`rotator.core.ports.InfisicalPort`. Every request carries
+rotator's User-Agent, waits for a sliding-window limiter (reads and writes apart, as Infisical
+counts them) and goes through :meth:`InfisicalAPI._request`, the one place where httpx failures
+and error answers become :class:`~rotator.core.errors.InfisicalError`, upstream messages redacted.
+
+Retries (architecture §1 rule 3): a 429 was refused before any effect, so it is retried after the
+wait the server asks for; a 5xx, a timeout or a lost connection is retried with backoff (the PATCH
+carries the same value every time, so a repeat is harmless) but leaves the outcome unknown, and
+after that no 4xx proves "not stored". A login answered 401 is never retried, in this call or any
+later one: three failures lock the identity.
+
+No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
+the route and the ``Location`` (a bearer token or a client secret must reach the configured
+Infisical only), and only a read counts as not applied (a proxy may have passed a write on).
+
+Universal Auth logs in on the first call that needs it, never at construction, so an idle run
+makes no call. The token is renewed once less than max(20% of its TTL, 5 minutes) is left, capped
+at half the TTL so a short-lived token is not renewed before every call. An expired token, a
+renewal that would pass ``accessTokenMaxTTL`` (Infisical deletes the token then) and a refused
+renewal are all replaced by a fresh login.
+"""
+
+import base64
+import json
+import re
+import threading
+import time
+import urllib.parse
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any, TypeGuard
+
+import httpx
+
+from rotator.adapters import retrying
+from rotator.core.errors import ConnectionNotFoundError, InfisicalError
+from rotator.core.model import Connection
+from rotator.core.redact import redact
+from rotator.core.secret import Secret
+
+
+_LOGIN = "/api/v1/auth/universal-auth/login"
+_RENEW = "/api/v1/auth/token/renew"
+_CONNECTION = "/api/v1/app-connections/gitlab/"
+#: Infisical calls GitLab, with retries, inside the PATCH: give it at least this long (architecture §5).
+PATCH_TIMEOUT_FLOOR = 120.0
+RENEW_FRACTION = 0.2
+RENEW_FLOOR = timedelta(minutes=5)
+#: A token this close to its expiry is treated as expired: renewing it could race the server's clock.
+_EXPIRY_SKEW = timedelta(seconds=10)
+#: Answers that refuse a request before Infisical's handler stores anything.
+_REFUSALS = frozenset({400, 401, 403, 404, 422, 429})
+_AUTH = frozenset({HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN})
+_AUTH_MESSAGES = ("No identity access token found", "Token missing", "Failed to authorize MI access token")
+_MAX_MESSAGE = 500
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InfisicalAuth:
+    """How rotator proves itself to Infisical: a static access token, or Universal Auth."""
+
+    access_token: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+
+    def __post_init__(self) -> None:
+        """Exactly one mode."""
+        partial = (self.client_id is None) != (self.client_secret is None)
+        if partial or (self.access_token is None) == (self.client_id is None):
+            msg = "give either an access token or a client id and secret"
+            raise ValueError(msg)
+
+    @classmethod
+    def token(cls, access_token: Secret) -> "InfisicalAuth":
+        """A static identity access token: never logs in, never renews."""
+        return cls(access_token=access_token)
+
+    @classmethod
+    def universal(cls, client_id: str, client_secret: Secret) -> "InfisicalAuth":
+        """Universal Auth: log in lazily with these and keep the access token alive."""
+        return cls(client_id=client_id, client_secret=client_secret)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """A Universal Auth access token and when to stop trusting it (instants on our clock)."""
+
+    token: Secret
+    expires: datetime | None  # None: the token never expires (TTL 0)
+    ttl: timedelta
+    max_end: datetime | None  # login + accessTokenMaxTTL: no renewal reaches past it
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One logical request; its attempts share it."""
+
+    method: str
+    path: str
+    route: str
+    limiter: retrying.Limiter
+    timeout: float
+    body: dict[str, Any] | None = field(default=None, repr=False)  # may hold a secret
+    auth: bool = True
+    hide: tuple[Secret, ...] = ()  # values to scrub from any message, on top of the known ones
+    #: Infisical's 404 message proving the object this call names does not exist.
+    missing: str | None = None
+
+
+class InfisicalAPI:
+    """The :class:`~rotator.core.ports.InfisicalPort` over httpx; see the module docstring."""
+
+    def __init__(  # noqa: PLR0913 - the knobs are the config's, each named at the one call site in cli
+        self,
+        url: str,
+        auth: InfisicalAuth,
+        *,
+        timeout: float,
+        user_agent: str,
+        reads_per_minute: int = 60,
+        writes_per_minute: int = 200,
+        client: httpx.Client | None = None,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = _utcnow,
+        on_response: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        """Talk to the Infisical at ``url``; no request is sent until a method needs one.
+
+        ``on_response(upstream, route, status)`` is told of every attempt's answer (status
+        ``"error"`` when none came), for the daemon's request counter.
+        """
+        self._url = url.rstrip("/")
+        self._auth = auth
+        self._timeout = timeout
+        self._user_agent = user_agent
+        # No base_url, no event hooks, httpx's own logging left alone: nothing here writes a header.
+        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        self._max_attempts = max(1, max_attempts)
+        self._sleep, self._clock = sleep, clock
+        self._reads = retrying.Limiter(reads_per_minute, sleep=sleep)
+        self._writes = retrying.Limiter(writes_per_minute, sleep=sleep)
+        self._lock = threading.Lock()  # one login at a time, shared by every worker thread
+        self._grant: _Grant | None = None
+        self._login_refused: str | None = None
+        self._on_response = on_response
+        #: Whether Infisical refused our own credential at its last use (the daemon's /readyz).
+        self.credential_refused = False
+
+    def close(self) -> None:
+        """Close the HTTP client (also one passed in: the adapter owns it from construction)."""
+        self._client.close()
+
+    # ---- InfisicalPort ------------------------------------------------------------------------
+
+    def get_connection(self, connection_id: str) -> Connection:
+        """Read a connection (``GET /api/v1/app-connections/gitlab/{id}``)."""
+        path = _CONNECTION + urllib.parse.quote(connection_id, safe="")
+        call = _Call(
+            "GET",
+            path,
+            f"GET {_CONNECTION}:connectionId",
+            self._reads,
+            self._timeout,
+            missing=f"Could not find App Connection with ID {connection_id}",
+        )
+        record = self._app_connection(call, self._request(call))
+        credentials = record.get("credentials")
+        credentials = credentials if isinstance(credentials, dict) else {}
+        instance_url, kind = credentials.get("instanceUrl"), credentials.get("accessTokenType")
+        return Connection(
+            id=record["id"],
+            name=record["name"],
+            app=record["app"],
+            method=record["method"],
+            instance_url=instance_url if isinstance(instance_url, str) else None,
+            access_token_type=kind if isinstance(kind, str) else None,
+            credentials_hash=record["credentialsHash"],
+        )
+
+    def push_token(self, connection: Connection, value: Secret) -> str:
+        """PATCH the full credentials with ``value``; return the new ``credentialsHash``."""
+        # The full object, instanceUrl exactly as read: omitting it would point a self-hosted
+        # connection at gitlab.com, and normalising it would give Terraform a permanent diff.
+        credentials: dict[str, Any] = {
+            "accessToken": value.reveal(),
+            "accessTokenType": connection.access_token_type,
+        }
+        if connection.instance_url is not None:
+            credentials["instanceUrl"] = connection.instance_url
+        path = _CONNECTION + urllib.parse.quote(connection.id, safe="")
+        route = f"PATCH {_CONNECTION}:connectionId"
+        timeout = max(self._timeout, PATCH_TIMEOUT_FLOOR)
+        call = _Call("PATCH", path, route, self._writes, timeout, {"credentials": credentials}, hide=(value,))
+        return str(self._app_connection(call, self._request(call))["credentialsHash"])
+
+    def access_token_expiry(self) -> datetime | None:
+        """The access token's expiry: from the JWT (static), from the last login or renewal (UA).
+
+        ``None`` when it never expires, or before the first Universal Auth login: asking must not log in.
+        """
+        if self._auth.access_token is not None:
+            return _jwt_expiry(self._auth.access_token.reveal())
+        with self._lock:
+            return self._grant.expires if self._grant is not None else None
+
+    # ---- the one request loop -----------------------------------------------------------------
+
+    def _request(self, call: _Call) -> Any:  # noqa: ANN401 - any JSON value; callers check its shape
+        """Send ``call`` with retries (module docstring); the parsed JSON of a 2xx, else raise."""
+        unknown = reauthed = False
+        attempt = 0
+        while True:
+            headers = {"User-Agent": self._user_agent}
+            used = self._authorize(headers, unknown=unknown) if call.auth else None
+            call.limiter.acquire()
+            response, failure, lost = self._send(call, headers)
+            status = response.status_code if response is not None else None
+            if self._on_response is not None:
+                self._on_response("infisical", call.route, str(status or "error"))
+            if response is not None and response.is_success:
+                if call.auth or call.path == _LOGIN:
+                    self.credential_refused = False
+                return _json(response)
+            payload = _json(response) if response is not None else None
+            if status == HTTPStatus.UNAUTHORIZED and (call.path == _LOGIN or _auth_refused(status, payload)):
+                self.credential_refused = True
+            message = _render(payload, response) if response is not None else failure
+            if _is_3xx(response):
+                # Never followed (see _send): refused here, before the generic error handling.
+                raise self._error(call, status, _redirected(response), not_applied=call.method == "GET")
+            if used is not None and not reauthed and self._auth.client_id and _auth_refused(status, payload):
+                # Refused at the door (expired, revoked), so nothing was applied: log in, once more.
+                reauthed = True
+                self._forget(used)
+                continue
+            server_side = status is not None and status >= HTTPStatus.INTERNAL_SERVER_ERROR
+            unknown = unknown or lost or server_side  # Infisical may have failed after storing
+            retryable = server_side or status in {None, HTTPStatus.TOO_MANY_REQUESTS}
+            attempt += 1
+            if not retryable or attempt >= self._max_attempts:
+                kind = ConnectionNotFoundError if _is_missing(call, status, payload) else InfisicalError
+                not_applied = not unknown and status in _REFUSALS
+                raise self._error(call, status, message, not_applied=not_applied, kind=kind)
+            if response is not None and status == HTTPStatus.TOO_MANY_REQUESTS:
+                self._sleep(retrying.rate_limit_wait(response.headers, message, attempt - 1, time.time()))
+            else:
+                self._sleep(retrying.backoff(attempt - 1))
+
+    def _send(self, call: _Call, headers: dict[str, str]) -> tuple[httpx.Response | None, str, bool]:
+        """One attempt: (response, failure text, whether the request may have been applied)."""
+        try:
+            response = self._client.request(
+                call.method,
+                self._url + call.path,
+                json=call.body,
+                headers=headers,
+                timeout=call.timeout,
+                follow_redirects=False,  # httpx's default, made explicit for a client passed in
+            )
+        # Exception types only, never their text: httpx/h11 quote a refused header value (the
+        # bearer token) as bytes, which no literal redaction matches. The OS's reason for a failed
+        # connect ("Connection refused") is fixed text and is kept.
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return None, f"could not connect ({_os_reason(exc)})", False  # never sent
+        except httpx.TimeoutException as exc:
+            return None, f"no answer in time ({type(exc).__name__})", True
+        except httpx.HTTPError as exc:  # a reset, a closed connection, a garbled answer: sent, answer lost
+            return None, f"connection lost ({type(exc).__name__})", True
+        return response, "", False
+
+    def _error(
+        self,
+        call: _Call,
+        status: int | None,
+        message: str,
+        *,
+        not_applied: bool,
+        kind: type[InfisicalError] = InfisicalError,
+    ) -> InfisicalError:
+        """The error for ``call``: message scrubbed of every secret we know and token-shaped text."""
+        known = [*call.hide, self._auth.access_token, self._auth.client_secret]
+        known.append(self._grant.token if self._grant is not None else None)
+        message = redact(message, (s.reveal() for s in known if s is not None))[:_MAX_MESSAGE]
+        return kind("infisical", call.route, status, message, not_applied=not_applied)
+
+    def _app_connection(self, call: _Call, data: object) -> dict[str, Any]:
+        record = data.get("appConnection") if isinstance(data, dict) else None
+        keys = ("id", "name", "app", "method", "credentialsHash")
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in keys):
+            problem = "the answer lacks appConnection.id, name, app, method or credentialsHash"
+            raise self._error(call, HTTPStatus.OK, problem, not_applied=False)
+        return record
+
+    # ---- authentication -----------------------------------------------------------------------
+
+    def _authorize(self, headers: dict[str, str], *, unknown: bool) -> Secret:
+        """Add the bearer header, logging in or renewing first if needed; return the token used."""
+        try:
+            token = self._bearer()
+        except InfisicalError as error:
+            # A failed login after an unknown PATCH attempt proves nothing about that attempt.
+            error.not_applied = error.not_applied and not unknown
+            raise
+        headers["Authorization"] = f"Bearer {token.reveal()}"
+        return token
+
+    def _bearer(self) -> Secret:
+        if self._auth.access_token is not None:
+            return self._auth.access_token
+        with self._lock:
+            grant, now = self._grant, self._clock()
+            if grant is None or (grant.expires is not None and now + _EXPIRY_SKEW >= grant.expires):
+                grant = self._login()
+            elif grant.expires is not None and grant.expires - now < _renew_margin(grant.ttl):
+                grant = self._renew(grant, now)
+            self._grant = grant
+            return grant.token
+
+    def _forget(self, used: Secret) -> None:
+        with self._lock:
+            if self._grant is not None and self._grant.token is used:  # not one another thread got since
+                self._grant = None
+
+    def _login(self) -> _Grant:
+        route = f"POST {_LOGIN}"
+        if self._login_refused is not None:
+            # Refused once in this process: asking again could lock the identity out.
+            raise InfisicalError(
+                "infisical", route, HTTPStatus.UNAUTHORIZED, self._login_refused, not_applied=True
+            )
+        client_id, client_secret = self._auth.client_id, self._auth.client_secret
+        if client_id is None or client_secret is None:  # static mode: _bearer never comes here
+            msg = "a static access token does not log in"
+            raise RuntimeError(msg)
+        body = {"clientId": client_id, "clientSecret": client_secret.reveal()}
+        call = _Call("POST", _LOGIN, route, self._writes, self._timeout, body, auth=False)
+        try:
+            return self._grant_from(call, self._request(call), None)
+        except InfisicalError as error:
+            if error.status == HTTPStatus.UNAUTHORIZED:
+                self._login_refused = error.message
+            raise
+
+    def _renew(self, grant: _Grant, now: datetime) -> _Grant:
+        if grant.max_end is not None and now + grant.ttl > grant.max_end:
+            return self._login()  # Infisical would refuse and delete the token: start afresh
+        body = {"accessToken": grant.token.reveal()}
+        call = _Call("POST", _RENEW, f"POST {_RENEW}", self._writes, self._timeout, body, auth=False)
+        try:
+            return self._grant_from(call, self._request(call), grant)
+        except InfisicalError as error:
+            if error.status in _AUTH:  # Max TTL reached, or the JWT no longer verifies
+                return self._login()
+            return grant  # a transient failure: the token still has life left, renew next time
+
+    def _grant_from(self, call: _Call, data: object, previous: _Grant | None) -> _Grant:
+        fields = data if isinstance(data, dict) else {}
+        token, expires_in, max_ttl = (
+            fields.get(k) for k in ("accessToken", "expiresIn", "accessTokenMaxTTL")
+        )
+        if not (isinstance(token, str) and token and _seconds(expires_in) and _seconds(max_ttl)):
+            problem = "the answer lacks accessToken, expiresIn or accessTokenMaxTTL"
+            raise self._error(call, HTTPStatus.OK, problem, not_applied=False)
+        now, ttl = self._clock(), timedelta(seconds=float(expires_in))
+        if previous is not None:
+            max_end = previous.max_end
+        else:
+            max_end = now + timedelta(seconds=float(max_ttl)) if max_ttl else None
+        return _Grant(Secret(token), now + ttl if ttl else None, ttl, max_end)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """``ConnectError: Connection refused``: the type, and the OS's reason if one is in the chain.
+
+    ``strerror`` is the operating system's fixed text for an errno; the exceptions' own texts are
+    never used (see :meth:`InfisicalAPI._send`).
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore wraps OSError: a short chain, bounded all the same
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and isinstance(seen.strerror, str) and seen.strerror:
+            return f"{type(exc).__name__}: {seen.strerror}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
+def _renew_margin(ttl: timedelta) -> timedelta:
+    """Renew with this much life left: max(20% of the TTL, 5 minutes), at most half the TTL."""
+    return min(max(ttl * RENEW_FRACTION, RENEW_FLOOR), ttl / 2)
+
+
+def _seconds(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _json(response: httpx.Response) -> Any:  # noqa: ANN401 - any JSON value
+    try:
+        return response.json()
+    except ValueError:  # an HTML page from a proxy, an empty body
+        return None
+
+
+def _render(payload: object, response: httpx.Response) -> str:
+    """Infisical's ``{error, message}`` as one line; zod issues as ``path: message; …``."""
+    fallback = response.reason_phrase or f"HTTP {response.status_code}"
+    if not isinstance(payload, dict):
+        return fallback
+    message, error = payload.get("message"), payload.get("error")
+    if isinstance(message, list):
+        text = "; ".join(_issue(issue) for issue in message) or fallback
+    else:
+        text = message if isinstance(message, str) and message else fallback
+    return f"{error}: {text}" if isinstance(error, str) and error else text
+
+
+def _is_3xx(response: httpx.Response | None) -> TypeGuard[httpx.Response]:
+    """Whether ``response`` is a redirect of any kind (with a Location or not)."""
+    return (
+        response is not None and HTTPStatus.MULTIPLE_CHOICES <= response.status_code < HTTPStatus.BAD_REQUEST
+    )
+
+
+def _redirected(response: httpx.Response) -> str:
+    """A 3xx as one line: where it pointed (no userinfo, query or fragment), and that we stayed."""
+    location = response.headers.get("Location")
+    if not location:
+        return "redirected nowhere (no Location); not followed"
+    try:
+        target = response.url.join(location)
+        shown = str(target.copy_with(query=None, fragment=None, username=None, password=None))
+    except (httpx.InvalidURL, ValueError):
+        shown = "an invalid URL"
+    shown = re.sub(r"[^\x21-\x7e]", "?", shown)
+    return f"redirected to {shown}; not followed: credentials go to the configured Infisical only"
+
+
+def _issue(issue: object) -> str:
+    if not isinstance(issue, dict):
+        return str(issue)
+    path = issue.get("path")
+    where = ".".join(str(p) for p in path) if isinstance(path, list) else ""
+    text = str(issue.get("message") or issue.get("code") or "invalid")
+    branches = issue.get("unionErrors")
+    if isinstance(branches, list) and branches and isinstance(branches[0], dict):
+        # zod says only "Invalid input" for a failed union; its first branch is the access-token
+        # shape rotator sends, whose issues say what is wrong.
+        inner = branches[0].get("issues")
+        if isinstance(inner, list) and inner:
+            text += " (" + "; ".join(_issue(i) for i in inner) + ")"
+    return f"{where}: {text}" if where else text
+
+
+def _is_missing(call: _Call, status: int | None, payload: object) -> bool:
+    """Infisical's own ``NotFound`` for the object ``call`` names (reference/infisical.md §2 step 4).
+
+    Fastify's route 404 (``"error": "Not Found"``) or a proxy's page is no proof the object is gone.
+    """
+    return (
+        call.missing is not None
+        and status == HTTPStatus.NOT_FOUND
+        and isinstance(payload, dict)
+        and payload.get("error") == "NotFound"
+        and payload.get("message") == call.missing
+    )
+
+
+def _auth_refused(status: int | None, payload: object) -> bool:
+    """Whether Infisical refused the bearer token itself (expired, malformed, revoked, missing)."""
+    if status not in _AUTH or not isinstance(payload, dict):
+        return False
+    if payload.get("error") == "TokenError":
+        return True
+    message = payload.get("message")
+    return status == HTTPStatus.UNAUTHORIZED and str(message).startswith(_AUTH_MESSAGES)
+
+
+def _jwt_expiry(token: str) -> datetime | None:
+    """The ``exp`` claim of a JWT, unverified; ``None`` if it is no JWT or has no usable ``exp``."""
+    parts = token.split(".")
+    if len(parts) != 3:  # noqa: PLR2004 - header, payload, signature
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            return None
+        return datetime.fromtimestamp(exp, UTC)
+    except (ValueError, OverflowError, OSError):  # not base64 / JSON, or an absurd timestamp
+        return None

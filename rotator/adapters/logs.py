@@ -1,0 +1,75 @@
+"""structlog set up for rotator: JSON off a terminal, readable on one, and a last-line scrubber.
+
+The scrubber is the final processor before rendering: whatever an event carries, any live token
+value registered with :func:`watch` and anything :mod:`rotator.core.redact` recognises (GitLab tokens,
+JWTs, a URL's ``user:password@``) is replaced by ``[REDACTED]``, and control characters are shown
+escaped (:func:`rotator.core.redact.printable`): an upstream's message holding a newline or an ANSI
+escape cannot forge a log line or recolour a terminal, in JSON (read with ``jq -r``) or on a
+terminal. Tracebacks are rendered without local variables, so a token held in a frame never
+reaches the log.
+"""
+
+import logging
+import sys
+
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from structlog.tracebacks import ExceptionDictTransformer
+
+from rotator.core.redact import MARKER, live_values, redact_tree, scrub_text, watch
+
+
+REDACTED = MARKER
+__all__ = ["REDACTED", "configure", "scrub", "scrub_text", "watch"]
+
+
+def scrub(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor, the last one before the renderer."""
+    live = live_values()
+    return {key: redact_tree(value, live) for key, value in event.items()}
+
+
+class _Bridge(logging.Handler):
+    """Standard-library log records as structlog events (message text only, never exc_info)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        getattr(structlog.get_logger(record.name), level)("library.log", message=record.getMessage())
+
+
+def configure(*, stream: TextIO | None = None, json: bool | None = None, level: int = logging.INFO) -> None:
+    """Send structlog events to ``stream`` (stderr): JSON unless it is a terminal."""
+    stream = stream or sys.stderr
+    as_json = not stream.isatty() if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+    )
+    # httpx logs each request's full URL at INFO; a webhook URL is a credential. Warnings only.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # APScheduler and uvicorn log through the standard library: their warnings join our stream
+    # as structlog events (scrubbed like ours), not as stray plain-text lines.
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _Bridge)]
+    root.addHandler(_Bridge(logging.WARNING))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # structlog's dict tracebacks show locals by default: a token in a frame would leak.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+            if as_json
+            else structlog.processors.format_exc_info,
+            scrub,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

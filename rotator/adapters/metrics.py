@@ -1,0 +1,188 @@
+"""The daemon's Prometheus metrics: counters fed by the engine, gauges read from the journal.
+
+Counters (``rotator_rotations_total``, ``rotator_rotation_failures_total``, the duration histogram,
+``rotator_upstream_requests_total`` and ``rotator_triggers_coalesced_total``) count what this
+process saw since it started; Prometheus' ``increase()`` copes with restarts. Gauges (expiry, next
+rotation, last success, drift, failing) are read from the journal at scrape time instead, so they
+are true after a restart and also reflect what a CronJob or another replica did.
+
+No label carries a token value: labels are target names, outcomes and reasons from fixed lists,
+steps, upstream names, route templates (ids replaced) and HTTP statuses.
+"""
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rotator.core.model import Change, Outcome
+from rotator.core.ports import Alert
+
+
+log = structlog.get_logger("rotator")
+#: Seconds a rotation takes, from planned to verified: mostly the connection re-read window.
+DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGauges:
+    """What the journal says of one target at scrape time (``None``: not known yet)."""
+
+    target: str
+    token_expiry: datetime | None
+    next_rotation: datetime | None
+    last_success: datetime | None
+    drift: bool
+    failing: bool
+
+
+class Metrics:
+    """Every metric of one daemon, in its own registry (so tests can build several)."""
+
+    def __init__(self) -> None:
+        """Create the counters; gauges come from :meth:`watch_targets` and :meth:`watch_credentials`."""
+        # The *_created series double every counter's series and no alert here needs them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rotations = Counter(
+            "rotator_rotations",
+            "Rotations finished, by outcome.",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "rotator_rotation_failures",
+            "Alerts raised for a target: a failed step, drift, a held revoke, a refused connection.",
+            ["target", "step", "reason"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "rotator_rotation_duration_seconds",
+            "Seconds from a rotation's start to its end (verified, failed or rolled back).",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.triggers_coalesced = Counter(
+            "rotator_triggers_coalesced",
+            "HTTP triggers answered with a recent forced rotation instead of starting one.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "rotator_upstream_requests",
+            "HTTP requests rotator sent upstream, by upstream, route template and answer status.",
+            ["upstream", "route", "status"],
+            registry=self.registry,
+        )
+
+    def start_targets(self, names: Iterable[str]) -> None:
+        """Show every target's counters from zero, so ``increase()`` sees the first one."""
+        for name in names:
+            for outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+                self.rotations.labels(name, outcome.value)
+            self.triggers_coalesced.labels(name)
+
+    # -- fed by the engine and the adapters --------------------------------------------------
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """An :class:`rotator.core.ports.Observer` hook."""
+        self.rotations.labels(target, outcome).inc()
+        self.duration.observe(max(0.0, seconds))
+
+    def alert(self, alert: Alert) -> None:
+        """An :class:`rotator.core.ports.Observer` hook; ``expiring`` is a state, shown by the gauges."""
+        if alert.reason != "expiring":
+            self.failures.labels(alert.target, alert.step, alert.reason).inc()
+
+    def recorded(self, target: str, change: Change) -> None:
+        """An :class:`rotator.core.ports.Observer` hook; the gauges read the journal themselves."""
+
+    def on_response(self, upstream: str, route: str, status: str) -> None:
+        """The adapters' per-answer hook."""
+        self.requests.labels(upstream, route, status).inc()
+
+    # -- read at scrape time -----------------------------------------------------------------
+    def watch_targets(self, read: Callable[[], list[TargetGauges]]) -> None:
+        """Publish the per-target gauges, calling ``read`` on each scrape."""
+        self.registry.register(_Gauges(read))
+
+    def watch_credentials(self, read: Callable[[], dict[str, datetime | None]]) -> None:
+        """Publish ``rotator_credential_expiry_timestamp_seconds{credential}`` from ``read``."""
+        self.registry.register(_Credentials(read))
+
+
+def _seconds(when: datetime | None) -> float | None:
+    return when.timestamp() if when is not None else None
+
+
+class _Gauges(Collector):
+    def __init__(self, read: Callable[[], list[TargetGauges]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        # Describing without reading keeps registration from touching the journal.
+        return [family for family, _ in self._families()]
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        try:
+            rows = self.read()
+        except Exception as error:  # noqa: BLE001 - the counters must still be scraped
+            log.warning("metrics.gauges_unread", error=type(error).__name__)
+            rows = []
+        for row in rows:
+            values = (
+                _seconds(row.token_expiry),
+                _seconds(row.next_rotation),
+                _seconds(row.last_success),
+                float(row.drift),
+                float(row.failing),
+            )
+            for (family, _), value in zip(families, values, strict=True):
+                if value is not None:
+                    family.add_metric([row.target], value)
+        yield from (family for family, _ in families)
+
+    @staticmethod
+    def _families() -> list[tuple[GaugeMetricFamily, str]]:
+        specs = (
+            (
+                "rotator_token_expiry_timestamp_seconds",
+                "When the current token dies (00:00 UTC on expires_at).",
+            ),
+            ("rotator_next_rotation_timestamp_seconds", "When the target is next due for rotation."),
+            ("rotator_last_success_timestamp_seconds", "When the last verified rotation started."),
+            ("rotator_drift", "1 while the target is frozen: its connection changed outside rotator."),
+            (
+                "rotator_failing",
+                "1 while frozen, holding a revoke, or failed since the last verified rotation.",
+            ),
+        )
+        return [(GaugeMetricFamily(name, text, labels=["target"]), name) for name, text in specs]
+
+
+class _Credentials(Collector):
+    def __init__(self, read: Callable[[], dict[str, datetime | None]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for credential, expiry in self.read().items():
+            if expiry is not None:
+                family.add_metric([credential], expiry.timestamp())
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "rotator_credential_expiry_timestamp_seconds",
+            "When rotator's own credentials expire: the GitLab manager token, the Infisical access token.",
+            labels=["credential"],
+        )

@@ -1,0 +1,90 @@
+"""rotator's exception tree. Core module: standard library only.
+
+::
+
+    RotatorError                 (abstract; never raised directly)
+    ├── ConfigError              the config file or the environment is wrong; exit 2
+    │   └── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
+    ├── LeaseLostError           another worker holds the target; stop acting on it
+    └── UpstreamError            GitLab or Infisical refused or failed; exit 1
+        ├── GitLabError          mapped from python-gitlab/requests in the GitLab adapter only
+        └── InfisicalError       mapped from httpx in the Infisical adapter only
+            └── ConnectionNotFoundError   Infisical's own 404 for that connection id: it is gone
+
+Every error names where it happened (``target``, ``step``); upstream errors also carry the HTTP
+``status`` (``None`` for a network failure) and whether the request was definitely **not applied**,
+which is what decides between "nothing happened, safe to undo" and "outcome unknown, roll forward".
+Messages never contain a token value: adapters pass upstream messages through redaction first.
+Each message is one line whatever it quotes: control characters are shown escaped
+(:func:`rotator.core.redact.printable`), so a newline or an ANSI escape in a bad value or in an
+upstream's answer cannot forge a second line or recolour a terminal.
+"""
+
+from dataclasses import dataclass
+
+from rotator.core.redact import printable
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose."""
+
+
+@dataclass(eq=False)
+class ConfigError(RotatorError):
+    """A bad config file or environment; ``key`` is the dotted path or variable name at fault."""
+
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        """``key: problem``, the one line the CLI prints before exiting 2 (control characters escaped)."""
+        return printable(f"{self.key}: {self.problem}")
+
+
+@dataclass(eq=False)
+class UpstreamError(RotatorError):
+    """An upstream call failed; see the module docstring for the fields."""
+
+    upstream: str
+    route: str
+    status: int | None
+    message: str
+    not_applied: bool
+    target: str | None = None
+    step: str | None = None
+
+    def __str__(self) -> str:
+        """One line naming target, step, upstream, route and status (control characters escaped)."""
+        where = " ".join(f"{k}={v}" for k, v in (("target", self.target), ("step", self.step)) if v)
+        status = self.status if self.status is not None else "no response"
+        prefix = f"{where} " if where else ""
+        # The adapters escape what they quote; this holds for a message built anywhere else too.
+        return printable(f"{prefix}{self.upstream} {self.route} -> {status}: {self.message}")
+
+
+class GitLabError(UpstreamError):
+    """A GitLab call failed."""
+
+
+class InfisicalError(UpstreamError):
+    """An Infisical call failed."""
+
+
+class ConnectionNotFoundError(InfisicalError):
+    """Infisical's definite "not found" for that connection id (404 ``NotFound`` naming the id).
+
+    Only Infisical's own answer counts: a proxy's or Fastify's route 404, a 401, 403 or 5xx do not.
+    A removed target's tokens may then be revoked: a deleted connection holds nothing.
+    """
+
+
+class JournalDamagedError(ConfigError):
+    """SQLite found the journal's file damaged (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``): no target can run.
+
+    Not one target's failure: every read may meet the damage, and nothing in the file can be
+    trusted until it is restored. The commands exit 2; the daemon reports it per run and on /readyz.
+    """
+
+
+class LeaseLostError(RotatorError):
+    """Another worker took the target's lease; this one must send nothing more upstream."""

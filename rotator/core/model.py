@@ -1,0 +1,274 @@
+"""The values rotator reasons about: tokens, connections, journal records. Core: standard library only.
+
+Everything here is a frozen, slotted dataclass or a string enum, so records can be compared,
+copied with :func:`dataclasses.replace` and stored without surprises. No field ever holds a token
+value except :attr:`NewToken.value`, a :class:`~rotator.core.secret.Secret`, which never reaches the
+journal.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from rotator.core.secret import Secret
+
+
+#: Hash prefixes shown in logs, status and history (architecture §5).
+HASH_PREFIX = 12
+
+
+def short_hash(value: str | None) -> str | None:
+    """The 12-character prefix of a ``credentialsHash``, or ``None``."""
+    return value[:HASH_PREFIX] if value else None
+
+
+class Step(StrEnum):
+    """The last step a rotation recorded; see ``architecture.md`` §1."""
+
+    PLANNED = "PLANNED"
+    CREATED = "CREATED"
+    PUSHING = "PUSHING"
+    PUSHED = "PUSHED"
+    VERIFIED = "VERIFIED"
+
+
+class Outcome(StrEnum):
+    """How a rotation ended; also the metric label values."""
+
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    SUPERSEDED = "superseded"
+    DRIFT = "drift"
+
+
+class Role(StrEnum):
+    """What a token we track is to its target."""
+
+    CANDIDATE = "candidate"  # created by a running rotation, not yet pushed
+    POSSIBLY_HELD = "possibly_held"  # pushed with an unknown outcome
+    CURRENT = "current"  # held by the connection, as far as the journal knows
+    PENDING_REVOKE = "pending_revoke"  # retired; revoked once its grace has passed
+    REVOKED = "revoked"
+    ABANDONED = "abandoned"  # never revoked: it expired while the manager had no access to its project
+
+
+#: Roles in which a token is someone's live responsibility: never adopted or revoked by another target.
+OWNED_ROLES = frozenset({Role.CANDIDATE, Role.POSSIBLY_HELD, Role.CURRENT, Role.PENDING_REVOKE})
+
+
+class Origin(StrEnum):
+    """Where a tracked token came from."""
+
+    CREATED = "created"
+    ADOPTED = "adopted"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A project access token as GitLab describes it (never its value)."""
+
+    id: int
+    name: str
+    active: bool
+    revoked: bool
+    expires_at: date | None
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    access_level: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token just created: its description and, in memory only, its value."""
+
+    info: TokenInfo
+    value: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """What to ask GitLab for when creating a token."""
+
+    name: str
+    scopes: tuple[str, ...]
+    access_level: int
+    expires_at: date
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """An Infisical GitLab app connection as read (the response never carries the token)."""
+
+    id: str
+    name: str
+    app: str
+    method: str
+    instance_url: str | None  # exactly as stored; None means https://gitlab.com
+    access_token_type: str | None
+    credentials_hash: str
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_instance(recorded: str, configured: str) -> bool:
+    """Whether two GitLab URLs name one instance: scheme, host, port and path, trailing slash ignored.
+
+    Token ids are unique per instance, so this decides whether two journal keys can name the same
+    token (host case and a default port written out do not make another instance).
+    """
+    return _where(recorded) == _where(configured)
+
+
+def _where(url: str) -> tuple[str, str | None, int | None, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme), parts.path.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKey:
+    """What identifies a target in the journal: nothing a rename can change."""
+
+    gitlab_url: str
+    project_id: int
+    connection_id: str
+
+    def __str__(self) -> str:
+        """``url|project|connection``, the journal's primary key."""
+        return f"{self.gitlab_url}|{self.project_id}|{self.connection_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to act on one target, until ``expires``; ``fence`` grows with every acquisition."""
+
+    key: TargetKey
+    holder: str
+    fence: int
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    """One rotation, as the journal holds it (architecture §4)."""
+
+    id: str
+    key: TargetKey
+    target: str
+    trigger: str
+    actor: str
+    step: Step
+    outcome: Outcome
+    token_name: str
+    requested_expiry: date
+    planned_at: datetime
+    old_token_id: int | None = None
+    new_token_id: int | None = None
+    expires_at: date | None = None
+    created_at: datetime | None = None
+    pre_hash: str | None = None
+    pushing_at: datetime | None = None
+    patch_hash: str | None = None
+    pushed_at: datetime | None = None
+    reread_hash: str | None = None
+    verified_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token the journal tracks for a target."""
+
+    key: TargetKey
+    token_id: int
+    name: str
+    origin: Origin
+    role: Role
+    expires_at: date | None
+    rotation_id: str | None = None  # the rotation that created it
+    retired_by: str | None = None  # the rotation whose verified push retired it
+    retired_at: datetime | None = None  # when that push was verified (the still-in-use baseline)
+    push_hash: str | None = None
+    revoke_after: datetime | None = None
+    revoked_at: datetime | None = None
+    evidence: str | None = None
+    #: Since when a revoke keeps failing because the manager lost access to the project (no
+    #: evidence for the token): it stays tracked, retried every run, until revoked or expired.
+    no_access_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A target the journal tracks a token for (architecture §6: one token, one owner)."""
+
+    key: TargetKey
+    target: str  # the target's name as the journal last saw it
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """Per-target bookkeeping: the latest verified push, drift, backoff, holds."""
+
+    key: TargetKey
+    name: str
+    verified_hash: str | None = None
+    verified_at: datetime | None = None
+    verified_start: datetime | None = None
+    observed_hash: str | None = None
+    observed_at: datetime | None = None
+    drift_since: datetime | None = None
+    failures: int = 0
+    backoff_until: datetime | None = None
+    last_error: str | None = None
+    hold_since: datetime | None = None
+    last_run_at: datetime | None = None
+    #: The project's active tokens no target tracked, listed at the last ``--take-over`` (the token a
+    #: person wrote into the connection is among them): ``(id, name, expires_at ISO date or None)``.
+    untracked: tuple[tuple[int, str, str | None], ...] = ()
+    untracked_as_of: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnresolvedProject:
+    """A ``group/project`` path GitLab would not resolve to an id, so its targets have no key yet.
+
+    A wrong or expired manager token (401/403), a renamed or deleted project (404), GitLab down:
+    the target cannot even start, and without a key there is no :class:`TargetState` to record it
+    on. So the failure is kept by path, beside the resolved paths, until the path resolves.
+    """
+
+    gitlab_url: str
+    project: str
+    since: datetime  # the first failure since the path last resolved (or ever)
+    at: datetime  # the latest failure
+    failures: int  # failures in a row
+    status: int | None  # GitLab's HTTP status; None: no response
+    error: str  # the one-line message, naming target, step, route and status
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """The exact name of a create whose outcome was unknown; re-checked until ``until``."""
+
+    key: TargetKey
+    name: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Everything one journal write records, atomically and under one lease."""
+
+    rotation: RotationRecord | None = None
+    tokens: tuple[TokenRecord, ...] = ()
+    target: TargetState | None = None
+    tombstones: tuple[Tombstone, ...] = ()
+    drop_tombstones: tuple[str, ...] = ()

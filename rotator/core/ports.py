@@ -1,0 +1,217 @@
+"""The interfaces the engine talks to; adapters and stores implement them. Core: standard library only.
+
+The engine imports these Protocols, never python-gitlab, httpx or sqlite3, so tests can hand it a
+store or an adapter pointed at a loopback fake, and a PostgreSQL store can drop in beside SQLite.
+"""
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from rotator.core.model import (
+    Change,
+    Connection,
+    Lease,
+    NewToken,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenInfo,
+    TokenOwner,
+    TokenRecord,
+    TokenRequest,
+    Tombstone,
+    UnresolvedProject,
+)
+from rotator.core.secret import Secret
+
+
+class GitLabPort(Protocol):
+    """GitLab, as the manager token sees it. Errors are :class:`rotator.core.errors.GitLabError`."""
+
+    def project_id(self, project: int | str) -> int:
+        """The numeric id of a project given by id or ``group/project`` path."""
+
+    def manager_access_level(self, project_id: int) -> int | None:
+        """The manager token's user's access level on the project, or ``None`` if not a member."""
+
+    def manager_self(self) -> TokenInfo:
+        """The manager token itself (``GET /personal_access_tokens/self``)."""
+
+    def list_tokens(self, project_id: int) -> list[TokenInfo]:
+        """Every project access token of the project, all pages, revoked ones included."""
+
+    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
+        """One token of that project, or ``None`` when GitLab answers 404."""
+
+    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+        """Create a token; never retried on 5xx or timeout (only 429, which GitLab refused)."""
+
+    def token_self(self, value: Secret) -> TokenInfo:
+        """Authenticate with ``value`` and describe it (``GET /personal_access_tokens/self``)."""
+
+    def delete_token(self, project_id: int, token_id: int) -> None:
+        """Revoke a token (204); other answers raise with their status for the engine to judge."""
+
+
+class InfisicalPort(Protocol):
+    """Infisical's GitLab app connections. Errors are :class:`rotator.core.errors.InfisicalError`."""
+
+    def get_connection(self, connection_id: str) -> Connection:
+        """Read a connection (``GET /api/v1/app-connections/gitlab/{id}``)."""
+
+    def push_token(self, connection: Connection, value: Secret) -> str:
+        """PATCH the full credentials with a new token; return the new ``credentialsHash``.
+
+        Raises :class:`rotator.core.errors.InfisicalError` whose ``not_applied`` is true only when
+        no attempt had an unknown outcome and the last answer was a refusal before storage.
+        """
+
+    def access_token_expiry(self) -> datetime | None:
+        """When the Infisical access token in use expires (``None``: never, or unknown)."""
+
+
+class Journal(Protocol):
+    """The durable record of rotations, tokens and targets; every write is fenced by a lease."""
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Take the target's lease if it is free or expired; ``None`` if someone else holds it."""
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend a lease still held; raise :class:`rotator.core.errors.LeaseLostError` otherwise."""
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up (no-op if already lost)."""
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Record ``change`` atomically, if ``lease`` is still the current one; else LeaseLostError."""
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """A target's bookkeeping, or ``None`` if the journal has never seen it."""
+
+    def targets(self) -> list[TargetState]:
+        """Every target the journal knows, including ones removed from the config."""
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The tokens tracked for a target, oldest first."""
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target (any key on that GitLab) that tracks ``token_id``, in any role.
+
+        Token ids are per GitLab instance, so only keys of ``gitlab_url`` count.
+        """
+
+    def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
+        """Rotations, newest first, of one target or all."""
+
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, target name) pairs, newest first, at most ``limit``."""
+
+    def recorded_names(self) -> list[tuple[TargetKey, str]]:
+        """Every (key, target name) pair a rotation was recorded under: a removed target's too."""
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The target's rotation still ``in_progress``, if any."""
+
+    def last_rotation(self, key: TargetKey, triggers: Collection[str]) -> RotationRecord | None:
+        """The target's newest rotation (by planned time) whose ``trigger`` is one of ``triggers``."""
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check for a late create."""
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the lease's key: its target state, tokens and tombstones (``rotator forget``).
+
+        Its rotations stay, as the audit trail; one still ``in_progress`` is closed as ``failed``
+        with ``note``, so a target later configured on the same key does not resume it.
+        LeaseLostError if the lease is no longer the key's current one.
+        """
+
+    def project_id(self, gitlab_url: str, project: str) -> int | None:
+        """A project path's numeric id as resolved before, so idle runs need no upstream call."""
+
+    def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
+        """Record a resolved project path, and drop the path's :meth:`unresolved` record (it resolves now)."""
+
+    def unresolved(self, gitlab_url: str, project: str) -> UnresolvedProject | None:
+        """The failure to resolve a project path, recorded since it last resolved; else ``None``."""
+
+    def record_unresolved(self, record: UnresolvedProject) -> None:
+        """Record a failure to resolve ``record.project`` (no lease: a target without a key has none)."""
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+def holders(records: Sequence[TokenRecord], *roles: str) -> list[TokenRecord]:
+    """The records whose role is one of ``roles``."""
+    return [r for r in records if r.role in roles]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something an operator must hear about: a failed rotation, drift, a token running out.
+
+    ``reason`` is one of :data:`rotator.engine.context.ALERT_REASONS`; ``message`` is one line already free
+    of token values (it names target, step, upstream, route and status where there is one).
+    """
+
+    target: str
+    reason: str
+    message: str
+    at: datetime
+    step: str = "prepare"
+    expires_at: date | None = None  # the current token's expiry, when it is inside rotate_before
+
+
+class Observer(Protocol):
+    """What the engine reports as it goes: metrics and notifications listen here.
+
+    Implementations must be quick and must never raise: the engine calls them from its worker
+    threads, in the middle of a rotation.
+    """
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """A rotation closed with ``outcome`` (an :class:`rotator.core.model.Outcome` value)."""
+
+    def alert(self, alert: Alert) -> None:
+        """An alert was raised."""
+
+    def recorded(self, target: str, change: Change) -> None:
+        """A journal write for ``target`` succeeded (a step reached, a token's role changed)."""
+
+
+class NoObserver:
+    """The observer of a run nobody watches."""
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Ignore it."""
+
+    def alert(self, alert: Alert) -> None:
+        """Ignore it."""
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Ignore it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observers:
+    """Several observers as one (metrics and the webhook, in the daemon)."""
+
+    members: tuple[Observer, ...]
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.rotation_finished(target, outcome, seconds)
+
+    def alert(self, alert: Alert) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.alert(alert)
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.recorded(target, change)

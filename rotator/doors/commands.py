@@ -1,0 +1,372 @@
+"""The commands that act on targets: ``run-once``, ``rotate``, ``plan``, ``status``, ``history``, ``check``.
+
+``forget`` lets a removed target's journal entry go.
+
+Each returns its exit code: 0 fine (or nothing due, or ``plan`` listing due work), 1 any selected
+target failed, is frozen, holds a revoke or backs off, 2 bad config or usage (raised as
+:class:`ConfigError` and mapped by :mod:`rotator.doors.cli`). stdout carries only the result.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from rotator.adapters.logs import configure
+from rotator.core.errors import ConfigError, LeaseLostError, UpstreamError
+from rotator.core.model import Lease, TargetKey
+from rotator.core.ports import Journal
+from rotator.core.redact import redact
+from rotator.doors import report, wiring
+from rotator.doors.config import Config, Target
+from rotator.engine.context import Recorder, check_connection, owned_elsewhere
+from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
+from rotator.engine.run import REMOVED, RunOptions, TargetReport
+
+
+EXIT_OK, EXIT_FAILED = 0, 1
+_MAINTAINER = 40
+_IN_USE_MARGIN = timedelta(minutes=15)
+#: Long enough for a few revokes; forget renews nothing.
+_FORGET_LEASE = timedelta(minutes=10)
+log = structlog.get_logger("rotator")
+
+
+def _print_reports(reports: list[TargetReport]) -> int:
+    for r in reports:
+        print(f"{r.name}: {r.status}: {redact(r.detail)}")  # details quote upstream messages
+    return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
+
+def run_once(args: argparse.Namespace, config: Config) -> int:
+    """``run-once`` and ``rotate``: the CronJob mode and the on-demand trigger."""
+    configure()
+    # A dry run (plan) reads the journal and never creates it: it changes nothing, not even that.
+    rt = wiring.build(config, os.environ, journal="read" if args.dry_run else "write")
+    try:
+        names = tuple(args.target or ())
+        options = RunOptions(
+            names=names,
+            force=args.force,
+            dry_run=args.dry_run,
+            take_over=args.take_over,
+            revoke_anyway=args.revoke_anyway,
+            trigger=args.trigger,
+        )
+        if (options.take_over or options.revoke_anyway) and not names:
+            raise ConfigError("--take-over", "--take-over and --revoke-anyway need --target NAME")
+        # Like the daemon: on SIGTERM (a CronJob's pod being stopped) start no new target and let
+        # the ones in flight finish, so no rotation is cut between its steps by our own hand.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: _stop(rt))
+        return _print_reports(rt.engine.run(options))
+    finally:
+        rt.close()
+
+
+def _stop(rt: wiring.Runtime) -> None:
+    log.warning("run.stopping", hint="finishing targets in flight; Ctrl-C again to quit at once")
+    rt.engine.stopping.set()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C is a person insisting
+
+
+def status(args: argparse.Namespace, config: Config) -> int:
+    """``status``: offline, from the journal (read-only; exit 2 if there is none yet)."""
+    journal = wiring.read_journal(config, missing_ok=False)
+    try:
+        data = report.status(config, journal, wiring.clock(config, os.environ))
+    finally:
+        journal.close()
+    print(json.dumps(data, indent=2) if args.json else report.status_table(data))
+    failing = any(row["failing"] for row in (*data["targets"], *data["removed"]))
+    return EXIT_FAILED if failing else EXIT_OK
+
+
+def forget(args: argparse.Namespace, config: Config) -> int:
+    """``forget KEY [--revoke]``: let a removed target's journal entry go (its rotations stay)."""
+    wiring.require_journal(config)  # with no journal there is nothing to forget: create none to say so
+    rt: wiring.Runtime | None = None
+    if args.revoke:
+        configure()
+        rt = wiring.build(config, os.environ)
+        journal = rt.journal
+    else:
+        journal = wiring.open_journal(config)  # offline: no secret is read
+    try:
+        found = _removed_key(config, journal, args.key)
+        now = wiring.clock(config, os.environ)()
+        holder = f"{socket.gethostname()}:{os.getpid()}:forget"
+        lease = journal.acquire(found.key, found.name, holder, now, _FORGET_LEASE)
+        if lease is None:
+            print(f"rotator forget: {found.key}: another worker holds it; try again", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            blocked = _not_yet(journal, found, now, revoke=args.revoke)
+            if blocked:
+                for line in blocked:
+                    print(f"not forgotten: {redact(line)}")
+                print(f"kept {found.key}: a run can still find what it may have created")
+                return EXIT_FAILED
+            if rt is not None:
+                refused = _revoke_removed(rt, lease, found)
+                if refused:
+                    for line in refused:
+                        print(f"not revoked: {redact(line)}")  # refusals quote upstream messages
+                    print(
+                        f"kept {found.key}: nothing is forgotten while it holds a live token it cannot revoke"
+                    )
+                    return EXIT_FAILED
+            for token in live(journal.tokens(found.key), now):
+                print(f"left live, no longer tracked: token {token.token_id} ({token.role.value})")
+            _print_dropped(journal, found, checked=rt is not None)
+            journal.forget(lease, "forgotten by `rotator forget`")
+        finally:
+            journal.release(lease)
+        print(f"forgot {found.key} ({found.name}); its rotations stay in `rotator history`")
+        return EXIT_OK
+    finally:
+        (rt.close if rt is not None else journal.close)()
+
+
+def _not_yet(journal: Journal, found: Removed, now: datetime, *, revoke: bool) -> list[str]:
+    """What a run (or ``--revoke``) can still check for the key, so ``forget`` must not drop it yet.
+
+    A rotation stopped at PLANNED may have created a token under a name only the journal knows;
+    the run resumes it (re-checks the name, or revokes the unpushed token). A live tombstone is a
+    name a late create may still use: ``--revoke`` re-checks it first; plain ``forget`` (offline)
+    refuses until its window has passed. On another GitLab instance nothing can ever be checked,
+    so forgetting is the only way out there, and it prints what it drops.
+    """
+    if not found.same_instance:
+        return []
+    lines = []
+    unfinished = journal.unfinished(found.key)
+    if unfinished is not None:
+        lines.append(
+            f"rotation {unfinished.id} stopped at {unfinished.step.value} and may have created token"
+            f" {unfinished.token_name}: run `rotator run-once` first (it re-checks or revokes it)"
+        )
+    if not revoke:
+        lines += [
+            f"tombstoned name {s.name} is re-checked until {s.until:%Y-%m-%d %H:%M}Z (a create that completes"
+            f" late would stay live, untracked): `rotator forget '{found.key}' --revoke` re-checks it now"
+            for s in journal.tombstones(found.key)
+            if s.until > now
+        ]
+    return lines
+
+
+def _print_dropped(journal: Journal, found: Removed, *, checked: bool) -> None:
+    """Name every tombstone and unfinished rotation ``forget`` drops: a token may live under that name."""
+    for stone in journal.tombstones(found.key):
+        note = "re-checked just now" if checked and found.same_instance else "not re-checked at its end"
+        print(f"dropped tombstoned name {stone.name} ({note}; a token by that name is no longer looked for)")
+    unfinished = journal.unfinished(found.key)
+    if unfinished is not None:
+        print(
+            f"left unresolved: rotation {unfinished.id} stopped at {unfinished.step.value}"
+            f" (token name {unfinished.token_name}; may be live, untracked)"
+        )
+
+
+def _removed_key(config: Config, journal: Journal, key: str) -> Removed:
+    """The removed key named ``key``; a usage error (exit 2) for a configured or unknown one."""
+    removed, kept = classify(config, journal)
+    if key in kept:
+        raise ConfigError("KEY", f"{key} is not removed: {kept[key]}; change the config first")
+    for found in removed:
+        if str(found.key) == key:
+            return found
+    known = ", ".join(f"'{r.key}'" for r in removed) or "none"
+    raise ConfigError(
+        "KEY", f"no journal entry {key!r}; removed keys (as `rotator status` shows them): {known}"
+    )
+
+
+def _revoke_removed(rt: wiring.Runtime, lease: Lease, found: Removed) -> list[str]:
+    """Revoke what the key holds, as far as is safe; the refusals (an upstream failure is one)."""
+    target = stand_in(found, f"{found.name}{REMOVED}")
+    run = RemovedRun(rt.engine.ctx, Recorder(rt.engine.ctx, lease, target), target, found)
+    try:
+        refused = run.revoke_all()
+    except UpstreamError as error:
+        refused = [str(replace(error, target=target.name, step=error.step or "forget"))]
+    except LeaseLostError as error:
+        refused = [str(error)]
+    for action in run.scratch.actions:
+        print(redact(action))  # actions quote upstream token names
+    return refused
+
+
+def history(args: argparse.Namespace, config: Config) -> int:
+    """``history``: the audit trail, newest first (read-only; exit 2 if there is none yet)."""
+    journal = wiring.read_journal(config, missing_ok=False)
+    try:
+        rows = report.history(journal, config, args.target, args.limit)
+    finally:
+        journal.close()
+    print(json.dumps(rows, indent=2) if args.json else report.history_table(rows))
+    return EXIT_OK
+
+
+def check(_args: argparse.Namespace, config: Config) -> int:
+    """``check``: a preflight with no side effects; every problem is one line."""
+    configure()
+    # The real journal, read-only (empty if there is none yet): adopt_token_id must not name a
+    # token another target owns. The engine's own (in-memory) journal stays the throwaway one.
+    journal = wiring.read_journal(config, missing_ok=True)
+    try:
+        rt = wiring.build(config, os.environ, journal="scratch")
+    except BaseException:
+        journal.close()
+        raise
+    problems: list[str] = []
+
+    def item(what: str, probe: Callable[[], str | None]) -> None:
+        try:
+            problem = probe()
+        except UpstreamError as error:
+            problem = str(error)
+        said = "" if problem is None else ": " + redact(problem)  # problems quote upstream messages
+        print(f"{'ok     ' if problem is None else 'PROBLEM'} {what}{said}")
+        if problem is not None:
+            problems.append(problem)
+
+    try:
+        print(f"ok      config: {len(config.targets)} target(s)")
+        item("gitlab: manager token", lambda: _manager(rt))
+        item("infisical: credentials", lambda: _infisical(rt))
+        notes = report.lifetime_notes(config, journal, wiring.clock(config, os.environ))
+        for target in config.targets:
+            _check_target(rt, target, item, journal)
+            if target.name in notes:
+                print(f"warn    {target.name}: {notes[target.name]}")
+    finally:
+        rt.close()
+        journal.close()
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _check_target(
+    rt: wiring.Runtime,
+    target: Target,
+    item: Callable[[str, Callable[[], str | None]], None],
+    journal: Journal,
+) -> None:
+    project_ids: list[int] = []
+
+    def project() -> str | None:
+        key = rt.engine.key(target, resolve=True)
+        if key is None:  # pragma: no cover - resolve=True yields a key or raises
+            return "cannot resolve the project"
+        project_ids.append(key.project_id)
+        level = rt.gitlab.manager_access_level(key.project_id)
+        return None if (level or 0) >= _MAINTAINER else f"the manager's role {level} is below maintainer (40)"
+
+    def connection() -> str | None:
+        return check_connection(rt.infisical.get_connection(str(target.connection_id)), rt.config.gitlab.url)
+
+    item(f"{target.name}: project {target.project}", project)
+    item(f"{target.name}: connection {target.connection_id}", connection)
+    if "api" not in target.token.scopes:
+        print(f"warn    {target.name}: token.scopes lack api; Infisical's GitLab syncs need it")
+    if target.grace < _IN_USE_MARGIN and target.hold_revoke_if_used:
+        print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
+    adopt = target.adopt_token_id
+    if adopt is not None and project_ids:
+        key = TargetKey(rt.config.gitlab.url, project_ids[0], str(target.connection_id))
+        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, key, adopt))
+
+
+def _manager(rt: wiring.Runtime) -> str | None:
+    me = rt.gitlab.manager_self()
+    if not me.active:
+        return "the manager token is not active"
+    if "api" not in me.scopes:
+        return f"the manager token lacks the api scope (has {', '.join(me.scopes)})"
+    left = f"expires {me.expires_at}" if me.expires_at else "never expires"
+    print(f"info    gitlab: manager token {me.id} ({redact(me.name)}) {left}")  # GitLab's name for it
+    return None
+
+
+def _infisical(rt: wiring.Runtime) -> str | None:
+    first = rt.config.targets[0]
+    rt.infisical.get_connection(str(first.connection_id))
+    expiry = rt.infisical.access_token_expiry()
+    if expiry is not None:
+        print(f"info    infisical: access token expires in {expiry - datetime.now(UTC)}")
+    return None
+
+
+def _adoptable(rt: wiring.Runtime, journal: Journal, key: TargetKey, token_id: int) -> str | None:
+    state = journal.target(key)
+    applied = state is not None and state.verified_hash is not None
+    owned = None if applied else owned_elsewhere(journal, key, token_id)
+    if owned is not None:
+        return f"{owned}; a token has one owner (the run fails until this is fixed)"
+    info = rt.gitlab.get_token(key.project_id, token_id)
+    if info is None:
+        return f"token {token_id} is not in this project"
+    return None if info.active else f"token {token_id} is not active"
+
+
+def daemon(_args: argparse.Namespace, config: Config) -> int:
+    """``daemon``: schedule every target, serve health, metrics and the trigger, until SIGTERM."""
+    # Imported here: the CronJob's run-once should not pay for FastAPI, uvicorn and APScheduler.
+    from rotator.adapters.metrics import Metrics  # noqa: PLC0415
+    from rotator.doors import web  # noqa: PLC0415
+    from rotator.doors.config import split_listen  # noqa: PLC0415
+    from rotator.doors.daemon import Daemon, on_signal  # noqa: PLC0415
+    from rotator.doors.environment import api_token  # noqa: PLC0415
+
+    configure()
+    token = api_token(os.environ)
+    metrics = Metrics()
+    rt = wiring.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)
+    service = Daemon(rt, metrics, trigger_enabled=token is not None)
+    host, port = split_listen(config.daemon.listen)
+    try:
+        server = web.Server(web.create_app(service, metrics.registry, token), host, int(port))
+    except OSError as error:
+        rt.close()
+        print(
+            f"rotator: error: daemon.listen: cannot listen on {config.daemon.listen}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal(stop))
+    server.start()
+    service.start()
+    log.info("daemon.started", url=server.url, targets=len(config.targets), trigger=token is not None)
+    if token is None:
+        log.warning(
+            "daemon.trigger_off",
+            hint="set ROTATOR_API_TOKEN to enable /v1/*; rotations still run on schedule",
+        )
+    stop.wait()
+    timeout = config.daemon.shutdown_timeout
+    log.info("daemon.stopping", in_flight=service.in_flight, timeout_s=timeout.total_seconds())
+    drained = service.stop(timeout)
+    server.stop()
+    if not drained:
+        # A rotation is still running: its journal records let the next start resume it. Exit now
+        # rather than wait on it (the pool's threads would hold the interpreter open).
+        log.error("daemon.shutdown_timeout", in_flight=service.in_flight)
+        if rt.webhook is not None:
+            rt.webhook.flush(5.0)
+        sys.stderr.flush()
+        os._exit(EXIT_FAILED)
+    rt.close()
+    log.info("daemon.stopped")
+    return EXIT_OK

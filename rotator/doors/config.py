@@ -1,0 +1,401 @@
+"""The configuration file and the secret environment, validated; every error names its key.
+
+:func:`load_config` reads one YAML file; :func:`parse_config` validates a mapping (tests call it
+with dicts). ``defaults`` merge into each target per key, ``token`` included, so a target's
+``token.lifetime`` keeps ``defaults.token.scopes``. Secrets never come from the file:
+:func:`rotator.doors.environment.load_secrets` reads them from the environment.
+"""
+
+import re
+import uuid
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rotator.core.durations import parse_duration
+from rotator.core.errors import ConfigError
+from rotator.doors.config_yaml import load_yaml
+from rotator.doors.files import CONFIG_FILE_LIMIT, read_text_file
+
+
+ACCESS_LEVELS = {"guest": 10, "planner": 15, "reporter": 20, "developer": 30, "maintainer": 40, "owner": 50}
+#: What GitLab accepts for a project access token (``resource_bot_scopes``).
+TOKEN_SCOPES = frozenset(
+    {
+        "api", "read_api", "create_runner", "manage_runner", "k8s_proxy", "self_rotate",
+        "read_repository", "write_repository", "read_registry", "write_registry",
+        "read_virtual_registry", "write_virtual_registry", "read_observability",
+        "write_observability", "ai_features",
+    },
+)  # fmt: skip
+_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):  # YAML reads yes/no/on/off as booleans; pydantic would count True as 1
+        msg = f"must be a number, not {str(value).lower()}"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports only ValueError as a field error
+    return value
+
+
+#: What YAML gave, in words, for a value that is not a duration's text.
+_KINDS = {
+    "bytes": "binary data (!!binary)",
+    "NoneType": "an empty value",
+    "list": "a list",
+    "dict": "a mapping",
+    "date": "a date",
+    "datetime": "a timestamp",
+}
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, bool):  # as above; parse_duration then explains what a duration looks like
+        value = str(value).lower()
+    if isinstance(value, int | float):
+        # Not seconds: `rotate_before: 3` meant days or hours, never a rotation 3 s before expiry.
+        msg = "a bare number is not a duration; write a unit, e.g. 7d (or 12h, 10m, 45s)"
+        raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
+    if isinstance(value, timedelta):  # set by code (defaults, tests), never read from YAML
+        return value
+    if not isinstance(value, str):
+        # Not handed to pydantic, whose timedelta parser takes bytes (`!!binary UDFE` is P1D),
+        # ISO 8601 and "12:30"; the config's only spelling is <digits><unit>.
+        kind = _KINDS.get(type(value).__name__, type(value).__name__)
+        msg = f"{kind} is not a duration; write a whole number and a unit, like 45s, 10m, 12h or 30d"
+        raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
+    try:
+        return parse_duration(value)
+    except OverflowError:
+        msg = f"{value!r} is too long to be a duration"
+        raise ValueError(msg) from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
+#: An HTTP timeout: at most a day (the socket layer overflows on 999999999d).
+Timeout = Annotated[Duration, Field(gt=timedelta(0), le=timedelta(days=1))]
+
+
+def _access_level(value: object) -> object:
+    if isinstance(value, str) and not value.isdigit():
+        if value not in ACCESS_LEVELS:
+            msg = f"{value!r} is not a role; use one of {', '.join(ACCESS_LEVELS)} or 10..50"
+            raise ValueError(msg)
+        return ACCESS_LEVELS[value]
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _http_url(value: str) -> str:
+    msg = "must be an http(s) URL such as https://gitlab.example.com (ASCII: write a domain as xn--...)"
+    # ASCII and printable: httpx refuses a non-IDNA host (http://µ) with InvalidURL, not a connect error.
+    if not re.match(r"^https?://[^/\s]+", value) or not value.isascii() or not value.isprintable():
+        raise ValueError(msg)
+    try:
+        parts = urlsplit(value)  # http://[::1 raises ValueError
+        _ = parts.port  # so does a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(msg) from None
+    if not parts.hostname or " " in value:
+        raise ValueError(msg)
+    if parts.username is not None or parts.query or parts.fragment or value.endswith(":"):
+        # Credentials in a URL would land in the journal's keys and in messages; never accept them.
+        msg = "must be a plain http(s) URL: no user:password@, ?query, #fragment or empty port"
+        raise ValueError(msg)
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class GitLabSettings(_Strict):
+    """``gitlab:``: where GitLab is and how hard rotator may press it."""
+
+    url: HttpUrl
+    timeout: Timeout = timedelta(seconds=30)
+    requests_per_minute: Count = Field(default=600, ge=1)
+
+
+class InfisicalSettings(_Strict):
+    """``infisical:``: where Infisical is, and its rate limits."""
+
+    url: HttpUrl = "https://app.infisical.com"
+    timeout: Timeout = timedelta(seconds=30)
+    reads_per_minute: Count = Field(default=60, ge=1)
+    writes_per_minute: Count = Field(default=200, ge=1)
+
+
+class StateSettings(_Strict):
+    """``state:``: the journal's location."""
+
+    url: str = "sqlite:///rotator-state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            msg = "must start with sqlite:/// (a file) or postgresql://"
+            raise ValueError(msg)
+        return value
+
+
+class TokenSpec(_Strict):
+    """``token:``: what each new token looks like."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    scopes: tuple[str, ...]
+    access_level: Annotated[Literal[10, 15, 20, 30, 40, 50], BeforeValidator(_access_level)] = 40
+    lifetime: Duration = timedelta(days=30)
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - TOKEN_SCOPES)
+        if unknown:
+            accepted = ", ".join(sorted(TOKEN_SCOPES))
+            msg = f"unknown scope(s) {', '.join(unknown)}; project tokens accept {accepted}"
+            raise ValueError(msg)
+        if not {"api", "read_api"} & set(value):
+            msg = "must include api or read_api: Infisical validates a token by calling GET /user"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("lifetime")
+    @classmethod
+    def _whole_days(cls, value: timedelta) -> timedelta:
+        if value % timedelta(days=1) or not timedelta(days=2) <= value <= timedelta(days=365):
+            msg = "must be whole days, from 2d to 365d (GitLab expiry is a calendar date)"
+            raise ValueError(msg)
+        return value
+
+
+class Target(_Strict):
+    """One entry of ``targets:``, with ``defaults`` already merged in."""
+
+    name: str
+    project: int | str
+    connection_id: uuid.UUID
+    token: TokenSpec
+    rotate_every: Duration | None = None
+    rotate_before: Duration | None = None
+    grace: Duration = timedelta(hours=1)
+    adopt_token_id: Count | None = Field(default=None, ge=1)
+    hold_revoke_if_used: bool = True
+    #: A 5-field cron expression in UTC; checked in full by :func:`rotator.doors.wiring.load`.
+    schedule: str | None = Field(default=None, min_length=9, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):  # match: $ also matches before a final newline
+            msg = "must be lowercase letters, digits and hyphens, like app-deploy"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("project", mode="before")
+    @classmethod
+    def _project_type(cls, value: object) -> object:
+        # Before the int | str union, whose errors would name a member (project.int), not the key.
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            msg = 'must be a numeric id or a "group/project" path'
+            raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: int | str) -> int | str:
+        if (
+            isinstance(value, str) and value.isascii() and value.isdecimal()
+        ):  # "0" is checked as the number it is
+            value = int(value)
+        if isinstance(value, int) and value < 1:
+            msg = "a numeric project id is at least 1"
+            raise ValueError(msg)
+        if isinstance(value, str) and not _PATH.fullmatch(value):
+            msg = 'must be a numeric id or a "group/project" path'
+            raise ValueError(msg)
+        return value
+
+    @property
+    def renew_before(self) -> timedelta:
+        """``rotate_before``, defaulting to a third of the lifetime."""
+        return self.rotate_before if self.rotate_before is not None else self.token.lifetime / 3
+
+    @property
+    def token_base_name(self) -> str:
+        """The base of each new token's name."""
+        return self.token.name or self.name
+
+    @model_validator(mode="after")
+    def _timings(self) -> "Target":
+        if self.renew_before >= self.token.lifetime:
+            msg = "rotate_before: must be shorter than token.lifetime"
+            raise ValueError(msg)
+        between = (  # not `or`: a rotate_every of 0s is a value (and too short), not an absence
+            self.rotate_every if self.rotate_every is not None else self.token.lifetime - self.renew_before
+        )
+        if self.grace >= between:
+            msg = (
+                "grace: must be shorter than the time between rotations"
+                " (rotate_every, or lifetime - rotate_before)"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class DaemonSettings(_Strict):
+    """``daemon:``: the long-running mode's address and rhythm."""
+
+    listen: str = "0.0.0.0:8080"  # a container's port is reached through its Service
+    check_interval: Annotated[Duration, Field(ge=timedelta(seconds=1), le=timedelta(days=1))] = timedelta(
+        minutes=5
+    )
+    jitter: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(seconds=30)
+    shutdown_timeout: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(minutes=5)
+    #: A ``POST /v1/targets/NAME/rotate`` within this long of the target's last forced rotation
+    #: (measured from the journal, so fleet-wide) is answered with that rotation; ``0s``: never.
+    min_trigger_interval: Duration = timedelta(minutes=1)
+
+    @field_validator("min_trigger_interval")
+    @classmethod
+    def _trigger_interval(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(days=1):
+            msg = "must be from 0s (every trigger rotates) to 1d"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, port = split_listen(value)
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # noqa: PLR2004 - TCP ports
+            msg = "must be HOST:PORT, such as 0.0.0.0:8080 or [::]:8080 (port 0: any free port)"
+            raise ValueError(msg)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, str]:
+    """``daemon.listen`` as (host, port); an IPv6 host is written in brackets."""
+    host, _, port = value.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def _webhook_url(value: str) -> str:
+    # Looser than HttpUrl: some receivers carry their credential in the query (?token=...).
+    parts = urlsplit(value) if value.isascii() and value.isprintable() else None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname or " " in value:
+        msg = "must be an http(s) URL, such as https://hooks.slack.com/services/..."
+        raise ValueError(msg)
+    return value
+
+
+class NotifySettings(_Strict):
+    """``notify:``: where failure notifications go (``ROTATOR_WEBHOOK_URL`` overrides)."""
+
+    webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    gitlab: GitLabSettings
+    infisical: InfisicalSettings = InfisicalSettings()
+    state: StateSettings = StateSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    notify: NotifySettings = NotifySettings()
+    max_concurrent_rotations: Count = Field(default=4, ge=1, le=64)
+    targets: tuple[Target, ...] = Field(min_length=1)
+    base_dir: Path = Path()
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Config":
+        _no_duplicates(self.targets, lambda t: t.name, "name")
+        _no_duplicates(self.targets, lambda t: str(t.connection_id), "connection_id")
+        _no_duplicates(self.targets, lambda t: (str(t.project), t.token_base_name), "token.name")
+        _no_duplicates(self.targets, lambda t: t.adopt_token_id, "adopt_token_id")
+        return self
+
+
+def _no_duplicates(targets: Sequence[Target], key: Callable[[Target], object], field: str) -> None:
+    seen: dict[object, int] = {}
+    for index, target in enumerate(targets):
+        value = key(target)
+        if value is None:  # unset (adopt_token_id); filtering first would renumber the targets
+            continue
+        if value in seen:
+            msg = f"targets[{index}].{field}: repeats targets[{seen[value]}]"
+            raise ValueError(msg)
+        seen[value] = index
+
+
+_DEFAULTS_FORBIDDEN = ("name", "project", "connection_id", "adopt_token_id")
+
+
+def _merge(defaults: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**defaults, **target}
+    if isinstance(defaults.get("token"), Mapping) and isinstance(target.get("token"), Mapping):
+        merged["token"] = {**defaults["token"], **target["token"]}
+    return merged
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(file)"
+
+
+def parse_config(data: object, *, base_dir: Path = Path()) -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` naming the first bad key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("(file)", "must be a mapping with gitlab:, targets: and optional sections")
+    raw = dict(data)
+    if "base_dir" in raw:  # the model's field for the file's folder, not a key of the file
+        raise ConfigError("base_dir", "Extra inputs are not permitted")
+    defaults = raw.pop("defaults", None)
+    defaults = {} if defaults is None else defaults
+    if not isinstance(defaults, Mapping):
+        raise ConfigError("defaults", "must be a mapping of target fields")
+    for forbidden in _DEFAULTS_FORBIDDEN:
+        if forbidden in defaults:
+            raise ConfigError(f"defaults.{forbidden}", "is per target; it cannot be a default")
+    targets = raw.get("targets")
+    if isinstance(targets, list):
+        raw["targets"] = [_merge(defaults, t) if isinstance(t, Mapping) else t for t in targets]
+    try:
+        return Config.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as error:
+        first = error.errors()[0]
+        key, problem = _key(tuple(first["loc"])), str(first["msg"]).removeprefix("Value error, ")
+        # Cross-field rules raise "field: problem" so the key can name the field itself.
+        named = re.match(r"^([\w.\[\]]+): (.+)$", problem)
+        if named:
+            key = named.group(1) if key == "(file)" else f"{key}.{named.group(1)}"
+            problem = named.group(2)
+        raise ConfigError(key, problem) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the YAML file at ``path``."""
+    text = read_text_file(str(path), key="--config", limit=CONFIG_FILE_LIMIT, what="a config file")
+    data = load_yaml(text, path)
+    return parse_config(data, base_dir=path.resolve().parent)

@@ -1,0 +1,620 @@
+"""The one room every door leads into: a run over some targets, each isolated, each under a lease.
+
+``run-once``, ``rotate``, the daemon's scheduled jobs and its HTTP trigger all call
+:meth:`Engine.run`. Per target it reads the journal, asks :func:`rotator.core.schedule.decide` what to do,
+and (only if there is work) takes the target's lease and resumes, rotates, revokes and re-checks
+tombstones, in that order. One target's failure never stops another's; the report says which
+failed, so the CLI can exit 1.
+"""
+
+import threading
+import uuid
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Self
+
+import structlog
+
+from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError, UpstreamError
+from rotator.core.model import (
+    Lease,
+    Outcome,
+    Role,
+    RotationRecord,
+    Step,
+    TargetKey,
+    TargetState,
+    TokenRecord,
+    UnresolvedProject,
+)
+from rotator.core.schedule import Due, Situation, Work, decide, expiry_instant, is_due
+from rotator.doors.config import Config, Target
+from rotator.engine.context import (
+    Context,
+    Recorder,
+    TargetFailedError,
+    alert,
+    expiring_on,
+    lifetime_note,
+    timing,
+    upstream_message,
+)
+from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
+from rotator.engine.retire import unrevocable
+from rotator.engine.rotation import TargetRun
+
+
+log = structlog.get_logger("rotator")
+#: Suffix of the stand-in for a target removed from the config (see :meth:`Engine.removed_targets`).
+REMOVED = " (removed)"
+#: The step named when a target's ``group/project`` path does not resolve to an id.
+RESOLVE = "resolve"
+#: The journal triggers of a forced rotation: an HTTP trigger is coalesced onto the newest of these.
+#: Not "schedule" or "run-once": a due rotation is not what the caller asked for, and not counting
+#: it keeps "rotate now" meaning a fresh token whenever no one forced one moments ago.
+FORCED_TRIGGERS = frozenset({"http", "rotate"})
+#: How far past this process's clock a journal time may lie and still count as "recent". Beyond it
+#: the time was written by a fast clock (another replica, a CronJob node); trusting it would block
+#: every trigger of the target for the whole skew.
+CLOCK_SKEW_MARGIN = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What a run was asked to do."""
+
+    names: tuple[str, ...] = ()
+    force: bool = False
+    dry_run: bool = False
+    take_over: bool = False
+    revoke_anyway: bool = False
+    trigger: str = "run-once"
+    #: The HTTP trigger's coalescing (``daemon.min_trigger_interval``), re-checked under the lease:
+    #: a forced rotation of the target that finished at or after this instant (the trigger's
+    #: arrival less the interval) makes the run start nothing. ``None`` (the CLI, the schedule):
+    #: no such check.
+    coalesce_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReport:
+    """What a run did (or, dry, would do) for one target."""
+
+    name: str
+    status: str  # idle | planned | done | failed | busy | skipped | coalesced
+    failed: bool
+    detail: str
+    actions: tuple[str, ...] = ()
+    #: The ids of the rotations this run planned (not one it resumed, nor another worker's).
+    rotations: tuple[str, ...] = ()
+    #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.coalesce_after).
+    coalesced_onto: str | None = None
+
+
+class Engine:
+    """Runs targets against the ports in a :class:`Context`."""
+
+    def __init__(self, config: Config, ctx: Context) -> None:
+        """Act on ``config``'s targets through ``ctx``."""
+        self.config, self.ctx = config, ctx
+        #: Set on SIGTERM: targets not yet started are skipped; those in flight finish.
+        self.stopping = threading.Event()
+        #: What :meth:`removed_targets` found, by stand-in name (configured names hold no space).
+        self._removed: dict[str, Removed] = {}
+        #: Lifetime notes already logged by this process (one warning per target and value).
+        self._noted: set[tuple[str, str]] = set()
+        self._noted_lock = threading.Lock()
+
+    def select(self, names: Sequence[str]) -> list[Target]:
+        """The named targets (all if none); an unknown name is a usage error."""
+        known = {t.name: t for t in self.config.targets}
+        for name in names:
+            require_known(name, known)
+        return [known[n] for n in names] if names else list(self.config.targets)
+
+    def run(self, options: RunOptions) -> list[TargetReport]:
+        """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
+        targets = self.select(options.names)
+        with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
+            reports = list(pool.map(lambda t: self._guarded(t, options), targets))
+            if options.names:
+                return reports
+            # Removed keys after the configured targets: a re-pointed target's verified push,
+            # made just now, is what lets its old key retire its tokens in the same run.
+            try:
+                removed = self.removed_targets()
+            except JournalDamagedError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the configured targets have run; say why not these
+                log.error("journal.unreadable", error=type(error).__name__)
+                removed = []
+            return reports + list(pool.map(lambda t: self._guarded(t, options), removed))
+
+    def run_target(self, target: Target, options: RunOptions) -> TargetReport:
+        """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises.
+
+        The daemon's way in: a damaged journal fails the run with its one line (and /readyz
+        says so), where :meth:`run` lets it end the command.
+        """
+        try:
+            return self._guarded(target, options)
+        except JournalDamagedError as error:
+            return self._failed(target, str(error))
+
+    def removed_targets(self) -> list[Target]:
+        """Stand-ins for the journal keys no configured target maps to (:mod:`rotator.engine.removed`).
+
+        Each is revoke-only: never due, never created for; :meth:`run_target` runs it.
+        """
+        stand_ins = []
+        names: set[str] = set()
+        for found in find_removed(self.config, self.ctx.journal, self.ctx.clock()):
+            name = stand_in_name(found, names)
+            names.add(name)
+            self._removed[name] = found
+            stand_ins.append(stand_in(found, name))
+        return stand_ins
+
+    def key(self, target: Target, *, resolve: bool) -> TargetKey | None:
+        """The journal key: the project path's id from the journal, or from GitLab if ``resolve``."""
+        url = self.config.gitlab.url
+        if isinstance(target.project, int):
+            project_id: int | None = target.project
+        else:
+            project_id = self.ctx.journal.project_id(url, target.project)
+            if project_id is None and resolve:
+                project_id = self.ctx.gitlab.project_id(target.project)
+                self.ctx.journal.remember_project(url, target.project, project_id)
+        return TargetKey(url, project_id, str(target.connection_id)) if project_id is not None else None
+
+    def unresolved(self, target: Target, key: TargetKey | None) -> UnresolvedProject | None:
+        """The recorded failure to resolve the target's project path, while that leaves it keyless."""
+        if key is not None or isinstance(target.project, int):
+            return None
+        return self.ctx.journal.unresolved(self.config.gitlab.url, target.project)
+
+    def failing(
+        self, target: Target, key: TargetKey | None, state: TargetState | None, now: datetime
+    ) -> str | None:
+        """Why a configured target counts as failing (exit 1), from the journal alone; else None."""
+        if key is None:
+            return unresolved_reason(self.unresolved(target, key))
+        return failing_reason(state, now, self.ctx.journal.tokens(key))
+
+    def situation(self, target: Target, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
+        """What the journal says about the target, offline."""
+        state = self.ctx.journal.target(key) if key else None
+        tokens = self.ctx.journal.tokens(key) if key else []
+        due: Due = is_due(*timing(self.ctx, target, key), self.ctx.clock())
+        return (
+            Situation(
+                due=due,
+                unfinished=bool(key and self.ctx.journal.unfinished(key)),
+                frozen=bool(state and state.drift_since),
+                holding=bool(state and state.hold_since),
+                backoff_until=state.backoff_until if state else None,
+                revoke_afters=tuple(t.revoke_after for t in tokens if awaits_revoke(t) and t.revoke_after),
+                tombstones_until=tuple(s.until for s in self.ctx.journal.tombstones(key)) if key else (),
+            ),
+            state,
+        )
+
+    def _guarded(self, target: Target, options: RunOptions) -> TargetReport:
+        if self.stopping.is_set():
+            return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
+        # The rotations this run plans, filled as each is recorded: kept even if the run then fails.
+        planned: list[str] = []
+        try:
+            report = replace(self._one(target, options, planned), rotations=tuple(planned))
+        except UpstreamError as error:
+            message = upstream_message(replace(error, target=target.name), "prepare")
+        except LeaseLostError as error:
+            message = str(error)
+        except JournalDamagedError:
+            raise  # not this target's failure: no target can run on a damaged journal
+        except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
+            # The type only: an unexpected exception's text is not known to be free of secrets.
+            message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
+        else:
+            self._warn_lifetime(target)
+            return report
+        return self._failed(target, message, planned)
+
+    def _failed(self, target: Target, message: str, planned: Sequence[str] = ()) -> TargetReport:
+        """Alert that ``target`` failed with ``message``, and report it."""
+        try:
+            key = self.key(target, resolve=False)
+        except Exception:  # noqa: BLE001 - the journal may be what failed; alert without the expiry
+            key = None
+        alert(self.ctx, target, key, "failed", message)
+        return TargetReport(target.name, "failed", failed=True, detail=message, rotations=tuple(planned))
+
+    def _warn_lifetime(self, target: Target) -> None:
+        """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
+        if target.name in self._removed:
+            return
+        try:
+            note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
+        except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
+            return
+        if note is None:
+            return
+        with self._noted_lock:
+            if (target.name, note) in self._noted:
+                return
+            self._noted.add((target.name, note))
+        # Not a failure: the token is rotated at the effective time, once per lifetime.
+        log.warning("token.lifetime_capped", target=target.name, note=note)
+
+    def _one(self, target: Target, options: RunOptions, planned: list[str]) -> TargetReport:
+        removed = self._removed.get(target.name)
+        if removed is not None:
+            return self._removed_one(target, removed, options)
+        key = self.key(target, resolve=False)
+        situation, state = self.situation(target, key)
+        work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
+        failing = self.failing(target, key, state, self.ctx.clock())
+        if options.dry_run:
+            detail = describe(work, situation, failing)
+            note = lifetime_note(self.ctx, target, key)
+            return TargetReport(
+                target.name, "planned", failing is not None, f"{detail}; {note}" if note else detail
+            )
+        if work.idle:
+            if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:
+                # Nothing will be tried before the backoff ends, and the token is running out.
+                alert(self.ctx, target, key, "expiring", f"{target.name}: not rotated: {failing}")
+            return TargetReport(
+                target.name, "idle", failing is not None, failing or describe(work, situation, None)
+            )
+        if key is None:
+            try:
+                key = self.key(target, resolve=True)
+            except UpstreamError as error:
+                return self._unresolved(target, error)
+        if key is None:  # pragma: no cover - resolve=True always yields a key or raises
+            raise AssertionError
+        return self._leased(target, key, options, work, planned)
+
+    def _leased(
+        self, target: Target, key: TargetKey, options: RunOptions, work: Work, planned: list[str]
+    ) -> TargetReport:
+        """Do ``work`` under the target's lease ("busy" if another worker holds it)."""
+        # One holder per acquisition, so two runs in one process never share a lease.
+        holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
+        lease = self.ctx.journal.acquire(
+            key, target.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
+        )
+        if lease is None:
+            return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
+        try:
+            # Under the lease, so another replica's forced rotation that ran while this trigger
+            # waited for a worker is finished and recorded; before PLANNED, so nothing is minted.
+            onto = self._coalesced_onto(target, lease.key, options)
+            if onto is not None:
+                return _coalesced(target, onto)
+            with _Renewer(self.ctx, lease) as renewer:
+                rec = Recorder(self.ctx, lease, target, renewer.lost)
+                return self._work(target, options, rec, work, planned)
+        finally:
+            self.ctx.journal.release(lease)
+
+    def _coalesced_onto(self, target: Target, key: TargetKey, options: RunOptions) -> RotationRecord | None:
+        """The finished forced rotation an HTTP-triggered run is coalesced onto (lease held), if any."""
+        if options.coalesce_after is None:
+            return None
+        last = self.ctx.journal.last_rotation(key, FORCED_TRIGGERS)
+        # An unfinished one is no other worker's any more (we hold the lease): the run resumes it.
+        if last is None or last.outcome is Outcome.IN_PROGRESS:
+            return None
+        if (last.finished_at or last.planned_at) < options.coalesce_after:
+            return None
+        if from_a_fast_clock(target.name, last, self.ctx.clock()):
+            return None
+        return last
+
+    def _unresolved(self, target: Target, error: UpstreamError) -> TargetReport:
+        """The project path did not resolve: record it (``status``, the failing gauge), alert, fail.
+
+        Nothing is created, pushed or revoked: without the project's id there is nothing to act
+        on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
+        """
+        message = str(replace(error, target=target.name, step=RESOLVE))
+        url, project, now = self.config.gitlab.url, str(target.project), self.ctx.clock()
+        last = self.ctx.journal.unresolved(url, project)
+        self.ctx.journal.record_unresolved(
+            UnresolvedProject(
+                url,
+                project,
+                since=last.since if last else now,
+                at=now,
+                failures=(last.failures if last else 0) + 1,
+                status=error.status,
+                error=message,
+            )
+        )
+        alert(self.ctx, target, None, "failed", message, step=RESOLVE)
+        return TargetReport(target.name, "failed", failed=True, detail=message)
+
+    def _removed_failing(self, removed: Removed) -> str | None:
+        journal = self.ctx.journal
+        return removed_failing_reason(
+            journal.target(removed.key), self.ctx.clock(), journal.tokens(removed.key)
+        )
+
+    def _removed_one(self, target: Target, removed: Removed, options: RunOptions) -> TargetReport:
+        """A removed key: revoke what is due, report what is left alone (a warning, not a failure).
+
+        It fails (exit 1) while it holds a live token it has no access to revoke, or a held revoke.
+        """
+        plan = plan_removed(self.ctx.journal, removed, self.ctx.clock())
+        hint = f"; to let it go: `{removed.forget}`"
+        left = "; ".join(plan.left)
+        failing = self._removed_failing(removed)
+        still_failing = f"; still failing: {failing}" if failing else ""
+        if options.dry_run:
+            work = (
+                [f"resume rotation {plan.resume.id} (stopped at {plan.resume.step.value})"]
+                if plan.resume
+                else []
+            )
+            work += [f"revoke token {t.token_id}" for t in plan.due]
+            work += ["read the connection (daily: is it deleted?)"] if plan.probe else []
+            work += ["record expired no-access tokens as abandoned"] if plan.abandon else []
+            work += ["re-check tombstoned names"] if plan.recheck else []
+            work += [f"left alone: {left}"] if left else []
+            detail = "; ".join(work) + still_failing + hint
+            return TargetReport(target.name, "planned", failed=failing is not None, detail=detail)
+        if plan.idle:
+            log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=left)
+            detail = f"left alone: {left}{still_failing}{hint}"
+            return TargetReport(target.name, "idle", failed=failing is not None, detail=detail)
+        holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
+        lease = self.ctx.journal.acquire(
+            removed.key, removed.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
+        )
+        if lease is None:
+            return TargetReport(target.name, "busy", failed=False, detail="another worker holds this key")
+        try:
+            with _Renewer(self.ctx, lease) as renewer:
+                rec = Recorder(self.ctx, lease, target, renewer.lost)
+                run = RemovedRun(self.ctx, rec, target, removed)
+                try:
+                    run.sweep(plan)
+                except TargetFailedError as error:
+                    return TargetReport(target.name, "failed", failed=True, detail=error.message + hint)
+                except UpstreamError as error:
+                    message = upstream_message(replace(error, target=target.name), "revoke")
+                    rec.failed("failed", message)
+                    return TargetReport(target.name, "failed", failed=True, detail=message + hint)
+        finally:
+            self.ctx.journal.release(lease)
+        still = "; ".join(plan_removed(self.ctx.journal, removed, self.ctx.clock()).left)
+        detail = "; ".join(run.scratch.actions) or "nothing to do"
+        # A token the manager could not revoke (Retirer._mark_no_access alerts, and does not raise).
+        failing = self._removed_failing(removed)
+        if failing:
+            detail += f"; still failing: {failing}"
+        if still:
+            log.warning("removed.left_alone", target=target.name, key=str(removed.key), left=still)
+            detail += f"; left alone: {still}"
+        if still or failing:
+            detail += hint
+        return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+
+    def _work(
+        self, target: Target, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
+    ) -> TargetReport:
+        lease = rec.lease
+        run = TargetRun(self.ctx, rec, target, lease.key.project_id, options.trigger)
+        run.scratch.planned = planned
+        run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
+        try:
+            roll_forward = False
+            verified_by_resume = False
+            if work.resume:
+                unfinished = self.ctx.journal.unfinished(lease.key)
+                if unfinished is not None:
+                    roll_forward = run.resume(unfinished)
+                    verified_by_resume = unfinished.step is Step.PUSHED
+            due_now = self.situation(target, lease.key)[0].due.due
+            wanted = roll_forward or (work.rotate and (due_now or (options.force and not verified_by_resume)))
+            # An unknown push outcome rolls forward at once, once per run; a second one fails.
+            if wanted and run.rotate() and run.rotate():
+                raise run.rec.failed(
+                    "failed",
+                    f"{run.scratch.unknown_push}; a second push failed to land, tokens possibly held",
+                )
+            # Revoke only when the plan said so (never on a frozen target), or right after a
+            # rotation (grace 0 retires and revokes in the same run).
+            if work.revoke or wanted:
+                run.revoke_pending()
+            if work.recheck:
+                run.recheck_tombstones()
+        except TargetFailedError as error:
+            return TargetReport(
+                target.name, "failed", failed=True, detail=error.message, actions=tuple(run.scratch.actions)
+            )
+        except UpstreamError as error:
+            message = upstream_message(replace(error, target=target.name), "run")
+            rec.failed("failed", message)
+            return TargetReport(
+                target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
+            )
+        failing = failing_reason(
+            self.ctx.journal.target(lease.key), self.ctx.clock(), self.ctx.journal.tokens(lease.key)
+        )
+        detail = "; ".join(run.scratch.actions) or "nothing to do"
+        if failing:
+            detail += f"; still failing: {failing}"
+        return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+
+
+def _coalesced(target: Target, onto: RotationRecord) -> TargetReport:
+    detail = f"coalesced onto forced rotation {onto.id}; nothing started"
+    return TargetReport(target.name, "coalesced", failed=False, detail=detail, coalesced_onto=onto.id)
+
+
+def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> bool:
+    """Whether ``rotation``'s latest time lies beyond :data:`CLOCK_SKEW_MARGIN` past ``now`` (logged)."""
+    recorded = max(rotation.planned_at, rotation.finished_at or rotation.planned_at)
+    skew = recorded - now
+    if skew <= CLOCK_SKEW_MARGIN:
+        return False
+    log.warning(
+        "trigger.clock_skew",
+        target=name,
+        rotation=rotation.id,
+        recorded_at=recorded.isoformat(),
+        skew_s=int(skew.total_seconds()),
+        note="a journal time later than this clock is not recent; check the clocks of the replicas and nodes",
+    )
+    return True
+
+
+def require_known(name: str, known: Iterable[str]) -> None:
+    """A usage error (``--target``, exit 2) listing the known names, unless ``name`` is one of them."""
+    names = list(known)
+    if name not in names:
+        raise ConfigError("--target", f"no target named {name!r}; known: {', '.join(names)}")
+
+
+def stand_in_name(found: Removed, taken: set[str]) -> str:
+    """``NAME (removed)``; told apart from the names ``taken`` by project, connection, then key.
+
+    The same target re-pointed twice leaves two keys under one name; a third differs only by
+    connection (or by ``gitlab.url``), and each key must keep its own stand-in to be swept.
+    """
+    key = found.key
+    for name in (
+        f"{found.name}{REMOVED}",
+        f"{found.name} (removed {key.project_id})",
+        f"{found.name} (removed {key.project_id} {key.connection_id[:8]})",
+    ):
+        if name not in taken:
+            return name
+    return f"{found.name} (removed {key})"  # keys are unique
+
+
+def awaits_revoke(token: TokenRecord) -> bool:
+    """A pending revoke, or a never-held candidate whose revoke failed for lack of access."""
+    return token.role is Role.PENDING_REVOKE or unrevocable(token)
+
+
+def failing_reason(
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord] = ()
+) -> str | None:
+    """Why a target counts as failing (exit 1), else None.
+
+    Frozen, holding a revoke, holding a live token it has no access to revoke, or backing off.
+    """
+    if state is None:
+        return None
+    if state.drift_since is not None:
+        return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
+    if state.hold_since is not None:
+        return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
+    stuck = no_access_reason(now, tokens)
+    if stuck is not None:
+        return stuck
+    if state.failures and state.backoff_until is not None and state.backoff_until > now:
+        return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
+    return None
+
+
+def unresolved_reason(record: UnresolvedProject | None) -> str | None:
+    """Why a target whose project path does not resolve counts as failing, in words; else None."""
+    if record is None:
+        return None
+    times = "once" if record.failures == 1 else f"{record.failures} times in a row"
+    return (
+        f"cannot resolve project {record.project} (failed {times} since {record.since:%Y-%m-%d %H:%M}Z):"
+        f" {record.error}; check the path and that the manager token can read the project"
+        " (retried every run)"
+    )
+
+
+def no_access_reason(now: datetime, tokens: Sequence[TokenRecord]) -> str | None:
+    """The live tokens the manager had no access to revoke, in words; else None."""
+    stuck = [
+        t for t in tokens if unrevocable(t) and (t.expires_at is None or now < expiry_instant(t.expires_at))
+    ]
+    if not stuck:
+        return None
+    listed = ", ".join(f"{t.token_id} (expires {t.expires_at or 'never'})" for t in stuck)
+    return (
+        f"no access to revoke token(s) {listed}: the manager lost access to the project;"
+        " restore its Maintainer role (retried every run)"
+    )
+
+
+def removed_failing_reason(
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord]
+) -> str | None:
+    """Why a removed key counts as failing (exit 1), else None.
+
+    A revoke held because the token is still in use, or a live token the manager has no access to
+    revoke. Not its backoff (a removed key's sweep does not back off, so a past failure's counter
+    would outlive its cause) nor a drift freeze recorded while it was configured (the sweep checks
+    the connection afresh before each revoke, and fails that run if it changed).
+    """
+    # A hold counts while a token it may concern is live: `forget --revoke` waives it without a run.
+    held = any(
+        t.role is Role.PENDING_REVOKE and (t.expires_at is None or now < expiry_instant(t.expires_at))
+        for t in tokens
+    )
+    if state is not None and state.hold_since is not None and held:
+        since = f"{state.hold_since:%Y-%m-%d %H:%M}Z"
+        return f"a revoke is held since {since}: a retired token was used after it was retired"
+    return no_access_reason(now, tokens)
+
+
+def describe(work: Work, situation: Situation, failing: str | None) -> str:
+    """One line saying what a run does for a target, and why."""
+    parts = []
+    if work.resume:
+        parts.append("resume the unfinished rotation")
+    if work.rotate:
+        parts.append(f"rotate ({situation.due.reason})" if situation.due.due else "rotate (forced)")
+    if work.revoke:
+        parts.append("revoke tokens past their grace")
+    if work.recheck:
+        parts.append("re-check tombstoned names")
+    if failing:
+        parts.append(failing)
+    if not parts:
+        when = situation.due.next_due
+        parts.append(
+            f"nothing due; next {situation.due.reason} at {when:%Y-%m-%d %H:%M}Z" if when else "nothing due"
+        )
+    return "; ".join(parts)
+
+
+class _Renewer:
+    """Renews a lease in the background; a failed renewal marks the lease lost."""
+
+    def __init__(self, ctx: Context, lease: Lease) -> None:
+        self.ctx, self.lease = ctx, lease
+        self.stop, self.lost = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        interval = self.ctx.settings.lease_renew.total_seconds()
+        while not self.stop.wait(interval):
+            try:
+                self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
+            except Exception as error:  # noqa: BLE001 - any failure to renew means the lease may be gone
+                self.lost.set()
+                log.error("lease.lost", key=str(self.lease.key), error=type(error).__name__)
+                return

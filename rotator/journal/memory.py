@@ -1,0 +1,278 @@
+"""The reference journal: every record in a few dicts, under one lock. Core: standard library only.
+
+:class:`MemoryJournal` is the :class:`rotator.core.ports.Journal` contract written as plainly as it can
+be, so it can be read as the contract's definition: the journal contract suite
+(``tests/journal/test_contract.py``) runs it and every durable store side by side, and a
+differential test checks that random sequences of operations give the same answers here and on
+SQLite. It is product code, for tests of the engine in process and for users' own tests; it keeps
+nothing across processes, so it is never a store for a real run.
+
+The rules every store follows, spelled out here once:
+
+* **Leases.** A target's lease is held while ``now < expires``; a lease that is free, released or
+  expired (judged by the ``now`` the caller passes, the store's clock) may be taken, and so may one
+  its holder already holds. Every acquisition makes a new fencing number, one more than the last.
+* **Fencing.** :meth:`~MemoryJournal.write`, :meth:`~MemoryJournal.renew` and
+  :meth:`~MemoryJournal.forget` first check that the lease (holder and fence) is still the key's
+  current one, and otherwise raise :class:`rotator.core.errors.LeaseLostError` having changed nothing.
+  Expiry alone does not make a lease stale: until another worker takes it, it stays usable.
+* **Order.** Rotations newest first by ``planned_at``; among rotations planned at the same instant,
+  the one first recorded later comes first (rewriting a rotation never moves it). Targets by key,
+  tokens by id, tombstones by name, owners by key.
+* **What is kept.** Records as written, except that free text which may quote an upstream
+  (:data:`rotator.journal.codec.FREE_TEXT`) is redacted on its way in, as every store's codec does.
+  Records are frozen, so a stored value can be handed out as it is.
+
+Keys are compared as their string form (``url|project|connection``), the journal's primary key in
+every store.
+"""
+
+import dataclasses
+import threading
+
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from rotator.core.errors import LeaseLostError
+from rotator.core.model import (
+    Change,
+    Lease,
+    Outcome,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenOwner,
+    TokenRecord,
+    Tombstone,
+    UnresolvedProject,
+    same_instance,
+)
+from rotator.core.redact import redact
+from rotator.journal.codec import FREE_TEXT
+
+
+R = TypeVar("R")
+
+
+def kept(record: R) -> R:
+    """``record`` as a store gives it back: its free-text fields redacted, the rest untouched."""
+    changes = {
+        field.name: redact(value)
+        for field in dataclasses.fields(record)  # type: ignore[arg-type]
+        if field.name in FREE_TEXT and isinstance(value := getattr(record, field.name), str)
+    }
+    return dataclasses.replace(record, **changes) if changes else record  # type: ignore[type-var]
+
+
+@dataclasses.dataclass(slots=True)
+class _Target:
+    """A target's row: who holds its lease (fence, until when) and its bookkeeping."""
+
+    state: TargetState
+    fence: int
+    holder: str | None
+    until: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rotation:
+    """A rotation as stored: under its lease's key, numbered by when it was first recorded."""
+
+    key: str
+    record: RotationRecord
+    seq: int
+
+
+class MemoryJournal:
+    """The :class:`rotator.core.ports.Journal` in memory, safe to share between threads (one lock)."""
+
+    def __init__(self) -> None:
+        """An empty journal."""
+        self._lock = threading.Lock()
+        self._targets: dict[str, _Target] = {}
+        self._rotations: dict[str, _Rotation] = {}  # by rotation id
+        self._tokens: dict[tuple[str, int], TokenRecord] = {}  # by (key, token id)
+        self._tombstones: dict[tuple[str, str], Tombstone] = {}  # by (key, name)
+        self._projects: dict[tuple[str, str], int] = {}  # by (gitlab url, path)
+        self._unresolved: dict[tuple[str, str], UnresolvedProject] = {}  # by (gitlab url, path)
+        self._seq = 0
+
+    def close(self) -> None:
+        """Nothing to release; the records stay readable (a test may look after the engine closed it)."""
+
+    # Leases ---------------------------------------------------------------------------------
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Take the lease if free, expired or already ``holder``'s; every acquisition bumps the fence.
+
+        The first acquisition of a key creates its target state, named ``name``; later ones
+        leave the state (and its name) as it is.
+        """
+        with self._lock:
+            until = now + ttl
+            row = self._targets.get(str(key))
+            if row is None:
+                self._targets[str(key)] = _Target(TargetState(key=key, name=name), 1, holder, until)
+                return Lease(key, holder, 1, until)
+            held = row.holder is not None and row.until is not None and row.until > now
+            if held and row.holder != holder:
+                return None
+            row.fence, row.holder, row.until = row.fence + 1, holder, until
+            return Lease(key, holder, row.fence, until)
+
+    def _current(self, lease: Lease) -> _Target:
+        """The lease's target row, if ``lease`` is still its current one; else LeaseLostError."""
+        row = self._targets.get(str(lease.key))
+        if row is None or (row.holder, row.fence) != (lease.holder, lease.fence):
+            msg = f"lease on {lease.key} lost (fence {lease.fence})"
+            raise LeaseLostError(msg)
+        return row
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend the lease to ``now + ttl``; LeaseLostError if it is no longer the current one."""
+        with self._lock:
+            row = self._current(lease)
+            row.until = now + ttl
+            return dataclasses.replace(lease, expires=row.until)
+
+    def release(self, lease: Lease) -> None:
+        """Free the lease if it is still the current one (the fence stays, so the next is higher)."""
+        with self._lock:
+            row = self._targets.get(str(lease.key))
+            if row is not None and (row.holder, row.fence) == (lease.holder, lease.fence):
+                row.holder, row.until = None, None
+
+    # Fenced writes ----------------------------------------------------------------------------
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Record ``change`` under the lease's key, all of it or (LeaseLostError) none of it."""
+        with self._lock:
+            row = self._current(lease)
+            key = str(lease.key)
+            if change.rotation is not None:
+                self._put_rotation(key, kept(change.rotation))
+            for token in change.tokens:
+                self._tokens[key, token.token_id] = kept(token)
+            if change.target is not None:
+                row.state = kept(change.target)
+            for stone in change.tombstones:
+                self._tombstones[key, stone.name] = stone
+            for name in change.drop_tombstones:  # after the additions: dropping a name wins
+                self._tombstones.pop((key, name), None)
+
+    def _put_rotation(self, key: str, record: RotationRecord) -> None:
+        """Insert or replace a rotation; a replaced one keeps its place among equal ``planned_at``."""
+        old = self._rotations.get(record.id)
+        if old is None:
+            self._seq += 1
+        self._rotations[record.id] = _Rotation(key, record, old.seq if old else self._seq)
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the key's state, tokens and tombstones; keep its rotations, an unfinished one failed."""
+        with self._lock:
+            self._current(lease)
+            key = str(lease.key)
+            for stored in list(self._rotations.values()):
+                if stored.key == key and stored.record.outcome is Outcome.IN_PROGRESS:
+                    closed = dataclasses.replace(stored.record, outcome=Outcome.FAILED, error=note)
+                    self._put_rotation(key, kept(closed))
+            self._tokens = {k: v for k, v in self._tokens.items() if k[0] != key}
+            self._tombstones = {k: v for k, v in self._tombstones.items() if k[0] != key}
+            del self._targets[key]
+
+    # Reads ------------------------------------------------------------------------------------
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """The target's bookkeeping, or None."""
+        with self._lock:
+            row = self._targets.get(str(key))
+            return row.state if row else None
+
+    def targets(self) -> list[TargetState]:
+        """Every target the journal knows, by key."""
+        with self._lock:
+            return [self._targets[key].state for key in sorted(self._targets)]
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The target's tracked tokens, oldest (lowest id) first."""
+        with self._lock:
+            return [t for (k, _), t in sorted(self._tokens.items()) if k == str(key)]
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every key on the instance ``gitlab_url`` names that tracks ``token_id``, by key."""
+        with self._lock:
+            owners = []
+            for (key, number), token in sorted(self._tokens.items()):
+                if number != token_id or not same_instance(token.key.gitlab_url, gitlab_url):
+                    continue
+                row = self._targets.get(key)
+                owners.append(TokenOwner(token.key, row.state.name if row else str(token.key), token.role))
+            return owners
+
+    def _newest_first(self, wanted: Callable[[_Rotation], bool], limit: int) -> list[RotationRecord]:
+        """The rotations ``wanted`` keeps, newest first, at most ``limit`` (a negative limit: all)."""
+        with self._lock:
+            found = sorted(
+                (r for r in self._rotations.values() if wanted(r)),
+                key=lambda r: (r.record.planned_at, r.seq),
+                reverse=True,
+            )
+        return [r.record for r in (found if limit < 0 else found[:limit])]
+
+    def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
+        """Rotations newest first, of one target or all."""
+        return self._newest_first(lambda r: key is None or r.key == str(key), limit)
+
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, target name) pairs, newest first, at most ``limit``."""
+        pairs = {(str(key), name) for key, name in recorded}
+        return self._newest_first(lambda r: (r.key, r.record.target) in pairs, limit)
+
+    def recorded_names(self) -> list[tuple[TargetKey, str]]:
+        """Every (key, target name) pair a rotation was recorded under, once each."""
+        with self._lock:
+            pairs = (
+                (r.record.key, r.record.target) for r in sorted(self._rotations.values(), key=lambda r: r.seq)
+            )
+            return list(dict.fromkeys(pairs))
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The newest rotation of ``key`` still in progress, if any."""
+        found = self._newest_first(
+            lambda r: r.key == str(key) and r.record.outcome is Outcome.IN_PROGRESS, limit=1
+        )
+        return found[0] if found else None
+
+    def last_rotation(self, key: TargetKey, triggers: Collection[str]) -> RotationRecord | None:
+        """The newest rotation of ``key`` started by one of ``triggers``."""
+        found = self._newest_first(lambda r: r.key == str(key) and r.record.trigger in triggers, limit=1)
+        return found[0] if found else None
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check, by name."""
+        with self._lock:
+            return [s for (k, _), s in sorted(self._tombstones.items()) if k == str(key)]
+
+    # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
+
+    def project_id(self, gitlab_url: str, project: str) -> int | None:
+        """A project path resolved before."""
+        with self._lock:
+            return self._projects.get((gitlab_url, project))
+
+    def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
+        """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
+        with self._lock:
+            self._projects[gitlab_url, project] = project_id
+            self._unresolved.pop((gitlab_url, project), None)
+
+    def unresolved(self, gitlab_url: str, project: str) -> UnresolvedProject | None:
+        """The failure to resolve a project path, recorded since it last resolved; else ``None``."""
+        with self._lock:
+            return self._unresolved.get((gitlab_url, project))
+
+    def record_unresolved(self, record: UnresolvedProject) -> None:
+        """Record (replace) the failure to resolve ``record.project``."""
+        with self._lock:
+            self._unresolved[record.gitlab_url, record.project] = kept(record)

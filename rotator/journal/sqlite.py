@@ -1,0 +1,459 @@
+"""The embedded journal: one SQLite file (mode 0600), WAL, ``synchronous=FULL``, fenced writes.
+
+Durability is the point: the engine records each step *before* the side effect that follows, so
+a write must be on disk when :meth:`SQLiteJournal.write` returns (``synchronous=FULL``). Every
+write runs in one ``BEGIN IMMEDIATE`` transaction that first checks the caller's lease is still the
+target's current one (holder and fencing number), so a worker that lost its lease to another
+process cannot record anything more. Records are stored as JSON documents beside a few key
+columns (see :mod:`rotator.journal.codec`).
+"""
+
+import json
+import sqlite3
+import threading
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError
+from rotator.core.model import (
+    Change,
+    Lease,
+    Outcome,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenOwner,
+    TokenRecord,
+    Tombstone,
+    UnresolvedProject,
+    same_instance,
+)
+from rotator.journal.codec import from_json, to_json
+from rotator.journal.file import create, refuse_unfit
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS targets (
+    key TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL, lease_until TEXT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rotations (
+    id TEXT PRIMARY KEY, key TEXT NOT NULL, planned_at TEXT NOT NULL, outcome TEXT NOT NULL,
+    data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rotations_by_key ON rotations (key, planned_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    key TEXT NOT NULL, token_id INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, token_id));
+CREATE INDEX IF NOT EXISTS tokens_by_id ON tokens (token_id);
+CREATE TABLE IF NOT EXISTS tombstones (
+    key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
+CREATE TABLE IF NOT EXISTS projects (
+    gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, project_id INTEGER NOT NULL, PRIMARY KEY (gitlab_url, ref));
+CREATE TABLE IF NOT EXISTS unresolved (
+    gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gitlab_url, ref));
+"""
+#: Tables a journal written by an older version may lack: read as empty when opened read-only.
+_LATER_TABLES = frozenset({"unresolved"})
+
+#: The tables (and columns) every journal has had since the first version: what tells a rotator
+#: journal from another application's SQLite file. Later versions may add tables, never drop these.
+_SIGNATURE = {
+    "targets": {"key", "holder", "fence", "lease_until", "data"},
+    "rotations": {"id", "key", "planned_at", "outcome", "data"},
+    "tokens": {"key", "token_id", "data"},
+    "tombstones": {"key", "name", "data"},
+    "projects": {"gitlab_url", "ref", "project_id"},
+}
+
+#: SQLite's primary result codes for a file it cannot make sense of: SQLITE_CORRUPT, SQLITE_NOTADB.
+#: (Python raises both as a bare DatabaseError; a locked, full or unreadable file is an
+#: OperationalError instead, which is not damage: the file may be fine once the lock or disk is.)
+_DAMAGED = frozenset({11, 26})
+
+
+def damaged(path: Path, error: sqlite3.DatabaseError) -> JournalDamagedError | None:
+    """The state.url error for SQLite's "this file is damaged", or ``None`` for any other failure."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _DAMAGED:  # extended codes (SQLITE_CORRUPT_INDEX, ...) too
+        return None
+    problem = f"the journal at {path} is damaged (SQLite: {error}); restore it from a backup"
+    return JournalDamagedError("state.url", problem)
+
+
+def sqlite_path(url: str, base_dir: Path) -> Path:
+    """``sqlite:///rel`` is relative to the config's folder; ``sqlite:////abs`` is absolute."""
+    rest = url.removeprefix("sqlite:///")
+    if not rest:
+        raise ConfigError("state.url", "names no file; use sqlite:///rotator-state.db")
+    path = Path(rest)
+    return path if path.is_absolute() else base_dir / path
+
+
+class SQLiteJournal:
+    """The :class:`rotator.core.ports.Journal` on one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating with mode 0600, in a folder made 0700, if needed) the journal at ``path``.
+
+        ``read_only`` opens an existing file for reading only, creating and changing nothing
+        (``status``, ``history``, ``plan``, ``check``); a write then fails. Read-only, an empty
+        database and ``:memory:`` read as an empty journal. A path that is a symlink, not a
+        regular file, or not a rotator journal is a :class:`ConfigError` on ``state.url``; a file
+        SQLite finds damaged, here or at any later read, a :class:`JournalDamagedError`.
+        """
+        self._lock = threading.RLock()
+        self._path = path
+        self._damage: JournalDamagedError | None = None
+        memory = str(path) == ":memory:"
+        if not memory:
+            refuse_unfit(path)
+        if read_only and not memory:
+            try:
+                self._db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30
+                )
+            except sqlite3.Error as error:  # no file there (read-only creates none), or unreadable
+                raise ConfigError("state.url", f"cannot read the journal {path}: {error}") from None
+        else:
+            if not memory:
+                create(path)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        empty = memory or self._is_new(path)
+        if read_only:
+            if empty:
+                # Nothing to read: the schema in memory, so every read answers "nothing yet".
+                self._db.close()
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+                self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA query_only=ON")
+            return
+        try:
+            with self._using():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+        except ConfigError:
+            self._db.close()
+            raise
+
+    def _is_new(self, path: Path) -> bool:
+        """Whether the database has no table yet; a ConfigError if it holds something not a journal.
+
+        Read before any PRAGMA or schema write, so another application's file is left as it was.
+        """
+        try:
+            tables = {
+                name: {
+                    column for (column,) in self._db.execute("SELECT name FROM pragma_table_info(?)", (name,))
+                }
+                for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            # refuse_unfit let through only an empty file or one opening with SQLite's header: one
+            # SQLite cannot read is a damaged database, to restore, not a wrong path to correct.
+            broken = damaged(path, error)
+            if broken is not None:
+                raise broken from None
+            # Locked, unreadable, no room for the WAL index: the file may well be a journal.
+            raise ConfigError("state.url", f"cannot read the journal {path}: {error}") from None
+        if not tables:
+            return True
+        if any(not columns <= tables.get(name, set()) for name, columns in _SIGNATURE.items()):
+            self._db.close()
+            found = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")  # noqa: PLR2004
+            problem = (
+                f"{path} is not a rotator journal (an SQLite database of something else, tables: {found});"
+                " point state.url at rotator's journal or at a new file"
+            )
+            raise ConfigError("state.url", problem)
+        return False
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; SQLite's "damaged" becomes a :class:`JournalDamagedError`.
+
+        Damage shows only when a read reaches the bad page, so every use is guarded, not the open.
+        Once seen it is kept: every later use fails the same way, without touching the file (so
+        the daemon's /readyz, whose read may miss the bad page, says so until a restart).
+        """
+        with self._lock:
+            if self._damage is not None:
+                raise JournalDamagedError(self._damage.key, self._damage.problem)
+            try:
+                yield self._db
+            except sqlite3.DatabaseError as error:
+                broken = damaged(self._path, error)
+                if broken is None:
+                    raise
+                self._damage = broken
+                raise broken from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._using():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                # SQLite may have rolled back already (it does on some errors, damage among them):
+                # a second ROLLBACK would fail and hide the error that matters.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Take the lease if free, expired or already ours; every acquisition bumps the fence."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT holder, fence, lease_until FROM targets WHERE key = ?", (str(key),)
+            ).fetchone()
+            until = now + ttl
+            if row is None:
+                state = to_json(TargetState(key=key, name=name))
+                db.execute(
+                    "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, 1, ?, ?)",
+                    (str(key), holder, until.isoformat(), json.dumps(state)),
+                )
+                return Lease(key, holder, 1, until)
+            current, fence, lease_until = row
+            if current not in (None, holder) and lease_until and datetime.fromisoformat(lease_until) > now:
+                return None
+            db.execute(
+                "UPDATE targets SET holder = ?, fence = ?, lease_until = ? WHERE key = ?",
+                (holder, fence + 1, until.isoformat(), str(key)),
+            )
+            return Lease(key, holder, fence + 1, until)
+
+    def _check(self, db: sqlite3.Connection, lease: Lease) -> None:
+        row = db.execute("SELECT holder, fence FROM targets WHERE key = ?", (str(lease.key),)).fetchone()
+        if row is None or tuple(row) != (lease.holder, lease.fence):
+            msg = f"lease on {lease.key} lost (fence {lease.fence})"
+            raise LeaseLostError(msg)
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend the lease; raise LeaseLostError if another worker took it."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            until = now + ttl
+            db.execute(
+                "UPDATE targets SET lease_until = ? WHERE key = ?", (until.isoformat(), str(lease.key))
+            )
+            return replace(lease, expires=until)
+
+    def release(self, lease: Lease) -> None:
+        """Free the lease if it is still ours."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE targets SET holder = NULL, lease_until = NULL"
+                " WHERE key = ? AND holder = ? AND fence = ?",
+                (str(lease.key), lease.holder, lease.fence),
+            )
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Record ``change`` in one transaction, after checking the lease."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            key = str(lease.key)
+            if change.rotation is not None:
+                r = change.rotation
+                # An upsert, not INSERT OR REPLACE: a replaced row would get a new rowid, and the
+                # rowid is the tie-break of "newest first" (the order a rotation was first recorded).
+                db.execute(
+                    "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
+                    " outcome = excluded.outcome, data = excluded.data",
+                    (r.id, key, r.planned_at.isoformat(), r.outcome.value, _dump(r)),
+                )
+            for token in change.tokens:
+                db.execute(
+                    "INSERT OR REPLACE INTO tokens (key, token_id, data) VALUES (?, ?, ?)",
+                    (key, token.token_id, _dump(token)),
+                )
+            if change.target is not None:
+                db.execute("UPDATE targets SET data = ? WHERE key = ?", (_dump(change.target), key))
+            for stone in change.tombstones:
+                db.execute(
+                    "INSERT OR REPLACE INTO tombstones (key, name, data) VALUES (?, ?, ?)",
+                    (key, stone.name, _dump(stone)),
+                )
+            for name in change.drop_tombstones:
+                db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the key's target row, tokens and tombstones in one fenced transaction; keep its rotations."""
+        with self._transaction() as db:
+            self._check(db, lease)
+            key = str(lease.key)
+            rows = db.execute(
+                "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress'", (key,)
+            ).fetchall()
+            for (data,) in rows:
+                record = from_json(RotationRecord, json.loads(data))
+                closed = replace(record, outcome=Outcome.FAILED, error=note)
+                db.execute(
+                    "UPDATE rotations SET outcome = ?, data = ? WHERE id = ?",
+                    (closed.outcome.value, _dump(closed), closed.id),
+                )
+            for table in ("tokens", "tombstones", "targets"):
+                db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608 - fixed names
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._using():
+            return [json.loads(row[0]) for row in self._db.execute(sql, args).fetchall()]
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """The target's bookkeeping, or None."""
+        rows = self._rows("SELECT data FROM targets WHERE key = ?", (str(key),))
+        return from_json(TargetState, rows[0]) if rows else None
+
+    def targets(self) -> list[TargetState]:
+        """Every target the journal knows."""
+        return [
+            from_json(TargetState, row) for row in self._rows("SELECT data FROM targets ORDER BY key", ())
+        ]
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The target's tracked tokens, oldest (lowest id) first."""
+        rows = self._rows("SELECT data FROM tokens WHERE key = ? ORDER BY token_id", (str(key),))
+        return [from_json(TokenRecord, row) for row in rows]
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target on ``gitlab_url`` that tracks ``token_id`` (the index on token_id finds them)."""
+        with self._using():
+            rows = self._db.execute(
+                "SELECT tokens.data, targets.data FROM tokens LEFT JOIN targets ON targets.key = tokens.key"
+                " WHERE tokens.token_id = ? ORDER BY tokens.key",
+                (token_id,),
+            ).fetchall()
+        owners = []
+        for token_data, target_data in rows:
+            token = from_json(TokenRecord, json.loads(token_data))
+            if not same_instance(token.key.gitlab_url, gitlab_url):
+                continue
+            name = json.loads(target_data)["name"] if target_data else str(token.key)
+            owners.append(TokenOwner(token.key, name, token.role))
+        return owners
+
+    def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
+        """Rotations newest first."""
+        if key is None:
+            rows = self._rows(
+                "SELECT data FROM rotations ORDER BY planned_at DESC, rowid DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._rows(
+                "SELECT data FROM rotations WHERE key = ? ORDER BY planned_at DESC, rowid DESC LIMIT ?",
+                (str(key), limit),
+            )
+        return [from_json(RotationRecord, row) for row in rows]
+
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, target name) pairs, newest first, at most ``limit``.
+
+        Filtered here, before the LIMIT: filtering the newest ``limit`` rows of every target would
+        lose a quiet target's older rotations behind a busy one's.
+        """
+        pairs = json.dumps([[str(key), name] for key, name in recorded])
+        rows = self._rows(
+            "SELECT r.data FROM rotations AS r JOIN"
+            " (SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS name"
+            " FROM json_each(?)) AS wanted"
+            " ON r.key = wanted.key AND json_extract(r.data, '$.target') = wanted.name"
+            " ORDER BY r.planned_at DESC, r.rowid DESC LIMIT ?",
+            (pairs, limit),
+        )
+        return [from_json(RotationRecord, row) for row in rows]
+
+    def recorded_names(self) -> list[tuple[TargetKey, str]]:
+        """Every (key, target name) pair a rotation was recorded under, once each."""
+        with self._using():
+            rows = self._db.execute(
+                "SELECT DISTINCT json_extract(data, '$.key'), json_extract(data, '$.target') FROM rotations"
+            ).fetchall()
+        return [(TargetKey(**json.loads(key)), name) for key, name in rows]
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The rotation still in progress, if any."""
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE key = ? AND outcome = 'in_progress'"
+            " ORDER BY planned_at DESC, rowid DESC LIMIT 1",
+            (str(key),),
+        )
+        return from_json(RotationRecord, rows[0]) if rows else None
+
+    def last_rotation(self, key: TargetKey, triggers: Collection[str]) -> RotationRecord | None:
+        """The newest rotation of ``key`` started by one of ``triggers``.
+
+        The trigger lives in the JSON document only: the index walks the key's rotations newest
+        first and the first match ends the scan, so this is one row in the common case.
+        """
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE key = ?"
+            " AND json_extract(data, '$.trigger') IN (SELECT value FROM json_each(?))"
+            " ORDER BY planned_at DESC, rowid DESC LIMIT 1",
+            (str(key), json.dumps(sorted(triggers))),
+        )
+        return from_json(RotationRecord, rows[0]) if rows else None
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check."""
+        rows = self._rows("SELECT data FROM tombstones WHERE key = ? ORDER BY name", (str(key),))
+        return [from_json(Tombstone, row) for row in rows]
+
+    def project_id(self, gitlab_url: str, project: str) -> int | None:
+        """A project path resolved before."""
+        with self._using():
+            row = self._db.execute(
+                "SELECT project_id FROM projects WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
+        """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO projects (gitlab_url, ref, project_id) VALUES (?, ?, ?)",
+                (gitlab_url, project, project_id),
+            )
+            db.execute("DELETE FROM unresolved WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project))
+
+    def unresolved(self, gitlab_url: str, project: str) -> UnresolvedProject | None:
+        """The failure to resolve a project path, recorded since it last resolved; else ``None``."""
+        try:
+            rows = self._rows(
+                "SELECT data FROM unresolved WHERE gitlab_url = ? AND ref = ?", (gitlab_url, project)
+            )
+        except sqlite3.OperationalError:
+            if self._missing(_LATER_TABLES):
+                # An older journal opened read-only, so its schema was not brought up to date:
+                # it has recorded no such failure.
+                return None
+            raise
+        return from_json(UnresolvedProject, rows[0]) if rows else None
+
+    def record_unresolved(self, record: UnresolvedProject) -> None:
+        """Record (replace) the failure to resolve ``record.project``; unfenced: no key, no lease."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO unresolved (gitlab_url, ref, data) VALUES (?, ?, ?)",
+                (record.gitlab_url, record.project, _dump(record)),
+            )
+
+    def _missing(self, tables: frozenset[str]) -> bool:
+        """Whether any of ``tables`` is absent from this file."""
+        with self._using():
+            rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return not tables <= {name for (name,) in rows}
+
+
+def _dump(record: object) -> str:
+    return json.dumps(to_json(record), sort_keys=True)

@@ -44,8 +44,8 @@ from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.errors import JournalDamagedError, RotatorError
 from rotator.core.model import Outcome, Role, RotationRecord, TargetState
 from rotator.core.schedule import expiry_instant
+from rotator.core.spec import RotationSpec
 from rotator.doors import report
-from rotator.doors.config import Target
 from rotator.doors.wiring import Runtime
 from rotator.engine.retire import unrevocable
 from rotator.engine.run import FORCED_TRIGGERS, RunOptions, TargetReport, from_a_fast_clock
@@ -119,7 +119,7 @@ class Daemon:
         """Drive ``rt``'s engine; ``metrics`` hears every run; the trigger is off without a token."""
         self.rt, self.metrics, self.trigger_enabled = rt, metrics, trigger_enabled
         self.config = rt.config
-        self.targets = {t.name: t for t in rt.config.targets}
+        self.targets = {t.name: t for t in rt.engine.spec.targets}
         self._locks = {name: threading.Lock() for name in self.targets}
         self._runs: OrderedDict[str, TriggeredRun] = OrderedDict()
         self._runs_lock = threading.Lock()
@@ -250,7 +250,7 @@ class Daemon:
             )
         return run
 
-    def _recent(self, target: Target) -> TriggeredRun | Refusal | None:
+    def _recent(self, target: RotationSpec) -> TriggeredRun | Refusal | None:
         """The answer to a trigger inside ``min_trigger_interval`` of a forced rotation; else None.
 
         Read from the journal, so a rotation another replica or ``rotator rotate`` forced counts
@@ -279,13 +279,13 @@ class Daemon:
         self._count_coalesced(target, last, until)
         return replace(self._answered_by(target, last), coalesced=True, next_trigger_at=until)
 
-    def _count_coalesced(self, target: Target, rotation: RotationRecord, until: datetime) -> None:
+    def _count_coalesced(self, target: RotationSpec, rotation: RotationRecord, until: datetime) -> None:
         self.metrics.triggers_coalesced.labels(target.name).inc()
         log.info(
             "daemon.trigger_coalesced", target=target.name, rotation=rotation.id, next_trigger_at=_iso(until)
         )
 
-    def _answered_by(self, target: Target, rotation: RotationRecord) -> TriggeredRun:
+    def _answered_by(self, target: RotationSpec, rotation: RotationRecord) -> TriggeredRun:
         """The trigger request that performed ``rotation``, or one made up from the journal.
 
         Only a request that planned the rotation itself answers for it: one that came back busy,
@@ -358,7 +358,7 @@ class Daemon:
         """The per-target gauges, from the journal."""
         engine = self.rt.engine
         rows = []
-        for target in self.config.targets:
+        for target in self.targets.values():
             key = engine.key(target, resolve=False)
             situation, state = engine.situation(target, key)
             tokens = self.rt.journal.tokens(key) if key else []
@@ -431,7 +431,9 @@ class Daemon:
         for stand_in in stand_ins:
             self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
 
-    def _execute(self, target: Target, options: RunOptions, *, plan: bool = True) -> TargetReport | None:
+    def _execute(
+        self, target: RotationSpec, options: RunOptions, *, plan: bool = True
+    ) -> TargetReport | None:
         """Run one target unless the daemon is draining (``None`` then)."""
         if not self._enter():
             return None
@@ -445,7 +447,7 @@ class Daemon:
             self._plan_wake(target)
         return outcome
 
-    def _plan_wake(self, target: Target) -> None:
+    def _plan_wake(self, target: RotationSpec) -> None:
         """Schedule a one-shot run at the target's next event: due, a grace's end, a backoff's end."""
         if self.draining.is_set():
             return
@@ -511,18 +513,18 @@ class Daemon:
             self._inflight -= 1
             self._idle.notify_all()
 
-    def _state(self, target: Target) -> TargetState | None:
+    def _state(self, target: RotationSpec) -> TargetState | None:
         key = self.rt.engine.key(target, resolve=False)
         return self.rt.journal.target(key) if key else None
 
-    def _rotations(self, target: Target, ids: tuple[str, ...]) -> list[dict[str, Any]]:
+    def _rotations(self, target: RotationSpec, ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The journal's records of the rotations ``ids`` (a run plans at most two), oldest first."""
         key = self.rt.engine.key(target, resolve=False)
         if key is None or not ids:
             return []
         return [_reference(r) for r in reversed(self.rt.journal.rotations(key, limit=10)) if r.id in ids]
 
-    def _rotation(self, target: Target, rotation_id: str) -> RotationRecord | None:
+    def _rotation(self, target: RotationSpec, rotation_id: str) -> RotationRecord | None:
         key = self.rt.engine.key(target, resolve=False)
         found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
         return found[0] if found else None

@@ -15,7 +15,7 @@ from rotator.core.model import Role, RotationRecord, TargetState, TokenRecord, U
 from rotator.core.ports import Journal
 from rotator.core.redact import redact_tree
 from rotator.core.schedule import decide
-from rotator.doors.config import Config
+from rotator.doors.config import Config, engine_spec
 from rotator.engine.context import Context, Settings, lifetime_note
 from rotator.engine.removed import find_removed, live, plan_removed
 from rotator.engine.retire import describe_untracked
@@ -52,7 +52,7 @@ def _offline_engine(config: Config, journal: Journal, clock: Callable[[], dateti
         settings=Settings(run_interval=config.daemon.check_interval),
         cron=cron.next_fire,
     )
-    return Engine(config, ctx)
+    return Engine(engine_spec(config), ctx)
 
 
 def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> d
     engine = _offline_engine(config, journal, clock)
     now = clock()
     rows = []
-    for target in config.targets:
+    for target in engine.spec.targets:
         key = engine.key(target, resolve=False)
         situation, state = engine.situation(target, key)
         tokens = journal.tokens(key) if key else []
@@ -126,7 +126,7 @@ def _unfinished(rotation: RotationRecord | None) -> dict[str, Any] | None:
 def removed(config: Config, journal: Journal, now: datetime) -> list[dict[str, Any]]:
     """The journal keys no configured target maps to that still hold something, and the way out."""
     rows = []
-    for found in find_removed(config, journal, now):
+    for found in find_removed(engine_spec(config), journal, now):
         tokens = live(journal.tokens(found.key), now)
         current = [t for t in tokens if t.role is Role.CURRENT]
         plan = plan_removed(journal, found, now)
@@ -194,7 +194,7 @@ def lifetime_notes(config: Config, journal: Journal, clock: Callable[[], datetim
     """Per target, the rule-6 note when GitLab's lifetime cap overrides ``rotate_before``."""
     engine = _offline_engine(config, journal, clock)
     notes = {}
-    for target in config.targets:
+    for target in engine.spec.targets:
         note = lifetime_note(engine.ctx, target, engine.key(target, resolve=False))
         if note is not None:
             notes[target.name] = note

@@ -32,7 +32,7 @@ from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal, Observer, Observers
 from rotator.doors import hooks
-from rotator.doors.config import Config, load_config
+from rotator.doors.config import Config, engine_spec, load_config
 from rotator.doors.environment import load_secrets, webhook_url
 from rotator.engine.context import Context, Settings
 from rotator.engine.run import Engine
@@ -298,4 +298,4 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),
     )
-    return Runtime(config, Engine(config, ctx), gitlab, infisical, store, webhook)
+    return Runtime(config, Engine(engine_spec(config), ctx), gitlab, infisical, store, webhook)

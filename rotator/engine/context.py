@@ -21,7 +21,7 @@ from rotator.core.model import OWNED_ROLES, Change, Connection, Lease, Role, Tar
 from rotator.core.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 from rotator.core.redact import redact
 from rotator.core.schedule import History, Policy, backoff_until, effective_rotate_before, expiry_instant
-from rotator.doors.config import Target
+from rotator.core.spec import RotationSpec
 
 
 log = structlog.get_logger("rotator")
@@ -111,7 +111,7 @@ class Recorder:
     """Fenced journal writes for one target, with the crash hook the step tests use."""
 
     def __init__(
-        self, ctx: Context, lease: Lease, target: Target, lost: threading.Event | None = None
+        self, ctx: Context, lease: Lease, target: RotationSpec, lost: threading.Event | None = None
     ) -> None:
         """Write under ``lease``; ``lost`` is set by the renewer when the lease cannot be kept."""
         self.ctx, self.lease, self.target = ctx, lease, target
@@ -179,7 +179,13 @@ def tell(ctx: Context, call: Callable[[Observer], None]) -> None:
 
 
 def alert(  # noqa: PLR0913 - one alert, each part named at the call site
-    ctx: Context, target: Target, key: TargetKey | None, reason: str, message: str, *, step: str = "prepare"
+    ctx: Context,
+    target: RotationSpec,
+    key: TargetKey | None,
+    reason: str,
+    message: str,
+    *,
+    step: str = "prepare",
 ) -> None:
     """Raise an alert: one ``target.alert`` error event, and every observer (metrics, webhook) told.
 
@@ -195,7 +201,7 @@ def alert(  # noqa: PLR0913 - one alert, each part named at the call site
     tell(ctx, lambda observer: observer.alert(Alert(target.name, reason, message, now, step, expires)))
 
 
-def timing(ctx: Context, target: Target, key: TargetKey | None) -> tuple[Policy, History]:
+def timing(ctx: Context, target: RotationSpec, key: TargetKey | None) -> tuple[Policy, History]:
     """The planner's view of a target: its rules from the config, its current token from the journal.
 
     Every place that weighs ``rotate_before`` (due, alerts, ``status``, warnings) starts here, so
@@ -219,7 +225,7 @@ def timing(ctx: Context, target: Target, key: TargetKey | None) -> tuple[Policy,
     return policy, history
 
 
-def lifetime_note(ctx: Context, target: Target, key: TargetKey | None) -> str | None:
+def lifetime_note(ctx: Context, target: RotationSpec, key: TargetKey | None) -> str | None:
     """One line when the current token's real lifetime overrides ``rotate_before``, else ``None``."""
     policy, history = timing(ctx, target, key)
     effective = effective_rotate_before(policy, history)
@@ -234,7 +240,7 @@ def lifetime_note(ctx: Context, target: Target, key: TargetKey | None) -> str | 
     )
 
 
-def expiring_on(ctx: Context, target: Target, key: TargetKey | None, now: datetime) -> date | None:
+def expiring_on(ctx: Context, target: RotationSpec, key: TargetKey | None, now: datetime) -> date | None:
     """The current token's ``expires_at`` if ``now`` is inside its effective ``rotate_before``."""
     policy, history = timing(ctx, target, key)
     expires = history.current_expires_at

@@ -45,7 +45,7 @@ from rotator.core.schedule import (
     token_name,
 )
 from rotator.core.secret import Secret
-from rotator.doors.config import Target
+from rotator.core.spec import RotationSpec
 from rotator.engine.context import Context, Recorder, Scratch, check_connection, tell, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 
@@ -56,7 +56,9 @@ log = structlog.get_logger("rotator")
 class TargetRun(Retirer):
     """The rotation steps for one target under one lease (the revoke side is :class:`Retirer`)."""
 
-    def __init__(self, ctx: Context, rec: Recorder, target: Target, project_id: int, trigger: str) -> None:
+    def __init__(
+        self, ctx: Context, rec: Recorder, target: RotationSpec, project_id: int, trigger: str
+    ) -> None:
         """Prepare to act on ``target`` (project ``project_id``) for a run started by ``trigger``."""
         super().__init__(ctx, rec, target, project_id, Scratch())
         self.trigger = trigger

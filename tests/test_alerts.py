@@ -60,7 +60,15 @@ def test_a_broken_journal_fails_the_target_with_an_alert_not_an_exception(tmp_pa
     heard = Heard()
     unused = cast("Any", None)  # no upstream call happens before the journal is read
     ctx = Context(
-        unused, unused, journal, lambda: datetime.now(UTC), lambda _s: None, "x", "t", observer=heard
+        unused,
+        unused,
+        journal,
+        lambda: datetime.now(UTC),
+        lambda _s: None,
+        lambda: 0.0,
+        "x",
+        "t",
+        observer=heard,
     )
     engine = Engine(engine_spec(parse_config(CONFIG)), ctx)
     [report] = engine.run(RunOptions())

@@ -75,7 +75,7 @@ def test_three_removed_keys_of_one_name_and_project_each_get_their_own_run(tmp_p
         _entry(journal, TargetKey(URL, 1, connection), token_id, T1)
     now = T1 + timedelta(days=1)
     unused = cast("Any", None)  # a dry run reads the journal only
-    ctx = Context(unused, unused, journal, lambda: now, lambda _s: None, URL, "test")
+    ctx = Context(unused, unused, journal, lambda: now, lambda _s: None, lambda: 0.0, URL, "test")
     reports = Engine(engine_spec(parse_config(CONFIG)), ctx).run(RunOptions(dry_run=True))[1:]
     assert len({r.name for r in reports}) == 3
     planned = [token_id for r in reports for token_id in (11, 21, 31) if f"token {token_id} " in r.detail]

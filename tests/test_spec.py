@@ -93,7 +93,9 @@ def _removed_key_holding_a_token(journal: MemoryJournal) -> TargetKey:
 
 def _offline_engine(journal: MemoryJournal, spec: EngineSpec) -> Engine:
     unused = cast("Any", None)  # dry runs read the journal only
-    return Engine(spec, Context(unused, unused, journal, lambda: NOW, lambda _s: None, URL, "test"))
+    return Engine(
+        spec, Context(unused, unused, journal, lambda: NOW, lambda _s: None, lambda: 0.0, URL, "test")
+    )
 
 
 def test_a_removed_target_is_a_spec_with_removed_set_and_its_shown_name() -> None:

@@ -6,6 +6,8 @@ frozen by drift, holding a revoke, holding a live token it has no access to revo
 after a failure; a removed key holding a revoke or a live token it has no access to revoke.
 """
 
+import time
+
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -47,6 +49,7 @@ def _offline_engine(config: Config, journal: Journal, clock: Callable[[], dateti
         journal,
         clock,
         lambda _s: None,
+        time.monotonic,
         config.gitlab.url,
         "status",
         settings=Settings(run_interval=config.daemon.check_interval),

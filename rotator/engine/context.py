@@ -75,6 +75,9 @@ class Context:
     journal: Journal
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
+    #: Seconds from an arbitrary start, never going back: the deadlines of the polls (self-check,
+    #: verify). Injected with ``sleep`` so that a test's shortened sleeps count in full here.
+    monotonic: Callable[[], float]
     gitlab_url: str
     actor: str
     settings: Settings = Settings()

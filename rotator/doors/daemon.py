@@ -18,7 +18,8 @@ A trigger arriving within ``daemon.min_trigger_interval`` of the target's last f
 replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``. A queued
 trigger is checked again when it runs, under the target's lease: a forced rotation another replica
 ran while it waited coalesces it too. A journal time beyond the skew margin ahead of this clock
-(:data:`rotator.engine.run.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned about.
+(:data:`rotator.core.coalescing.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned
+about. Both checks ask :func:`rotator.core.coalescing.coalesces`, with the trigger's arrival.
 
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
 shutdown timeout, and says whether they did.
@@ -41,6 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.adapters import cron
 from rotator.adapters.metrics import Metrics, TargetGauges
+from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
 from rotator.core.errors import JournalDamagedError, RotatorError
 from rotator.core.model import Outcome, Role, RotationRecord, TargetState
 from rotator.core.schedule import expiry_instant
@@ -48,7 +50,7 @@ from rotator.core.spec import RotationSpec
 from rotator.doors import report
 from rotator.doors.wiring import Runtime
 from rotator.engine.retire import unrevocable
-from rotator.engine.run import FORCED_TRIGGERS, RunOptions, TargetReport, from_a_fast_clock
+from rotator.engine.run import RunOptions, TargetReport, from_a_fast_clock
 
 
 log = structlog.get_logger("rotator")
@@ -233,7 +235,7 @@ class Daemon:
         # The job may wait for a worker while another replica forces a rotation of the target:
         # the engine re-checks the interval under the lease, from the trigger's arrival.
         interval = self.config.daemon.min_trigger_interval
-        coalesce_after = self.rt.engine.ctx.clock() - interval if interval else None
+        arrived = self.rt.engine.ctx.clock() if interval else None
         with self._runs_lock:
             self._remember(run)
         with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
@@ -243,7 +245,7 @@ class Daemon:
             # releases the target's lock); a missed trigger would lock the target for good.
             self.scheduler.add_job(
                 self._triggered,
-                args=[run, coalesce_after],
+                args=[run, arrived],
                 id=f"trigger:{run.id}",
                 name=f"trigger {name}",
                 misfire_grace_time=None,
@@ -273,9 +275,9 @@ class Daemon:
                 detail = f"a forced rotation of {target.name} is in flight; see /v1/targets/{target.name}"
                 return Refusal(409, "rotating", detail)
             return None
-        until = _next_trigger(last, now, interval)
-        if now >= until:
+        if not coalesces(last, now, interval, now):
             return None
+        until = next_trigger(last, now, interval)
         self._count_coalesced(target, last, until)
         return replace(self._answered_by(target, last), coalesced=True, next_trigger_at=until)
 
@@ -389,7 +391,7 @@ class Daemon:
         finally:
             lock.release()
 
-    def _triggered(self, run: TriggeredRun, coalesce_after: datetime | None = None) -> None:
+    def _triggered(self, run: TriggeredRun, arrived: datetime | None = None) -> None:
         lock = self._locks[run.target]
         try:
             # Times before statuses: a poller never sees "running" without started_at.
@@ -397,7 +399,11 @@ class Daemon:
             run.status = "running"
             target = self.targets[run.target]
             options = RunOptions(
-                names=(run.target,), force=True, trigger="http", coalesce_after=coalesce_after
+                names=(run.target,),
+                force=True,
+                trigger="http",
+                triggered_at=arrived,
+                min_trigger_interval=self.config.daemon.min_trigger_interval,
             )
             outcome = self._execute(target, options)
             if outcome is None:
@@ -408,7 +414,7 @@ class Daemon:
             if onto is not None:
                 # Described by the rotation it was coalesced onto, as a coalesced 202 is.
                 interval = self.config.daemon.min_trigger_interval
-                until = _next_trigger(onto, self.rt.engine.ctx.clock(), interval)
+                until = next_trigger(onto, self.rt.engine.ctx.clock(), interval)
                 self._count_coalesced(target, onto, until)
                 run.rotations, run.coalesced, run.next_trigger_at = [_reference(onto)], True, until
                 _describe(run, onto)
@@ -528,15 +534,6 @@ class Daemon:
         key = self.rt.engine.key(target, resolve=False)
         found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
         return found[0] if found else None
-
-
-def _next_trigger(rotation: RotationRecord, now: datetime, interval: timedelta) -> datetime:
-    """From when a trigger starts a rotation again: the rotation's end plus the interval.
-
-    At most ``now`` plus the interval: a time a little ahead of this clock (within the skew margin)
-    must not stretch the wait beyond one interval.
-    """
-    return min((rotation.finished_at or rotation.planned_at) + interval, now + interval)
 
 
 def _describe(run: TriggeredRun, rotation: RotationRecord) -> None:

@@ -18,6 +18,7 @@ from typing import Self
 
 import structlog
 
+from rotator.core.coalescing import CLOCK_SKEW_MARGIN, FORCED_TRIGGERS, coalesces, fast_clock_skew
 from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError, UpstreamError
 from rotator.core.model import (
     Lease,
@@ -52,14 +53,6 @@ log = structlog.get_logger("rotator")
 REMOVED = " (removed)"
 #: The step named when a target's ``group/project`` path does not resolve to an id.
 RESOLVE = "resolve"
-#: The journal triggers of a forced rotation: an HTTP trigger is coalesced onto the newest of these.
-#: Not "schedule" or "run-once": a due rotation is not what the caller asked for, and not counting
-#: it keeps "rotate now" meaning a fresh token whenever no one forced one moments ago.
-FORCED_TRIGGERS = frozenset({"http", "rotate"})
-#: How far past this process's clock a journal time may lie and still count as "recent". Beyond it
-#: the time was written by a fast clock (another replica, a CronJob node); trusting it would block
-#: every trigger of the target for the whole skew.
-CLOCK_SKEW_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +65,11 @@ class RunOptions:
     take_over: bool = False
     revoke_anyway: bool = False
     trigger: str = "run-once"
-    #: The HTTP trigger's coalescing (``daemon.min_trigger_interval``), re-checked under the lease:
-    #: a forced rotation of the target that finished at or after this instant (the trigger's
-    #: arrival less the interval) makes the run start nothing. ``None`` (the CLI, the schedule):
-    #: no such check.
-    coalesce_after: datetime | None = None
+    #: An HTTP trigger's arrival, re-checked under the lease against ``min_trigger_interval``
+    #: (:func:`rotator.core.coalescing.coalesces`): a forced rotation that finished within the
+    #: interval before it makes the run start nothing. ``None`` (the CLI, the schedule): no check.
+    triggered_at: datetime | None = None
+    min_trigger_interval: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +83,7 @@ class TargetReport:
     actions: tuple[str, ...] = ()
     #: The ids of the rotations this run planned (not one it resumed, nor another worker's).
     rotations: tuple[str, ...] = ()
-    #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.coalesce_after).
+    #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.triggered_at).
     coalesced_onto: str | None = None
 
 
@@ -307,17 +300,16 @@ class Engine:
         self, target: RotationSpec, key: TargetKey, options: RunOptions
     ) -> RotationRecord | None:
         """The finished forced rotation an HTTP-triggered run is coalesced onto (lease held), if any."""
-        if options.coalesce_after is None:
+        if options.triggered_at is None:
             return None
         last = self.ctx.journal.last_rotation(key, FORCED_TRIGGERS)
         # An unfinished one is no other worker's any more (we hold the lease): the run resumes it.
         if last is None or last.outcome is Outcome.IN_PROGRESS:
             return None
-        if (last.finished_at or last.planned_at) < options.coalesce_after:
+        now = self.ctx.clock()
+        if from_a_fast_clock(target.name, last, now):
             return None
-        if from_a_fast_clock(target.name, last, self.ctx.clock()):
-            return None
-        return last
+        return last if coalesces(last, options.triggered_at, options.min_trigger_interval, now) else None
 
     def _unresolved(self, target: RotationSpec, error: UpstreamError) -> TargetReport:
         """The project path did not resolve: record it (``status``, the failing gauge), alert, fail.
@@ -463,15 +455,14 @@ def _coalesced(target: RotationSpec, onto: RotationRecord) -> TargetReport:
 
 def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> bool:
     """Whether ``rotation``'s latest time lies beyond :data:`CLOCK_SKEW_MARGIN` past ``now`` (logged)."""
-    recorded = max(rotation.planned_at, rotation.finished_at or rotation.planned_at)
-    skew = recorded - now
-    if skew <= CLOCK_SKEW_MARGIN:
+    skew = fast_clock_skew(rotation, now, CLOCK_SKEW_MARGIN)
+    if skew is None:
         return False
     log.warning(
         "trigger.clock_skew",
         target=name,
         rotation=rotation.id,
-        recorded_at=recorded.isoformat(),
+        recorded_at=(now + skew).isoformat(),
         skew_s=int(skew.total_seconds()),
         note="a journal time later than this clock is not recent; check the clocks of the replicas and nodes",
     )

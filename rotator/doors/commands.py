@@ -29,7 +29,8 @@ from rotator.core.redact import redact
 from rotator.core.spec import RotationSpec
 from rotator.doors import report, wiring
 from rotator.doors.config import Config, engine_spec
-from rotator.engine.context import Recorder, check_connection, owned_elsewhere
+from rotator.engine.checks import check_connection, owned_elsewhere
+from rotator.engine.recorder import Recorder
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
 

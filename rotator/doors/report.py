@@ -18,7 +18,7 @@ from rotator.core.ports import Journal
 from rotator.core.redact import redact_tree
 from rotator.core.schedule import decide
 from rotator.doors.config import Config, engine_spec
-from rotator.engine.context import Context, Settings, lifetime_note
+from rotator.engine.context import Context, Settings
 from rotator.engine.removed import find_removed, live, plan_removed
 from rotator.engine.retire import describe_untracked
 from rotator.engine.run import (
@@ -28,6 +28,7 @@ from rotator.engine.run import (
     removed_failing_reason,
     require_known,
 )
+from rotator.engine.timing import lifetime_note
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:

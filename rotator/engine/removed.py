@@ -50,7 +50,8 @@ from rotator.core.model import (
 from rotator.core.ports import Journal
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
-from rotator.engine.context import Context, Recorder, Scratch, TargetFailedError, upstream_message
+from rotator.engine.context import Context, Scratch
+from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 from rotator.engine.rotation import TargetRun
 

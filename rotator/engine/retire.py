@@ -24,14 +24,9 @@ from rotator.core.errors import GitLabError, UpstreamError
 from rotator.core.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
-from rotator.engine.context import (
-    Context,
-    Recorder,
-    Scratch,
-    TargetFailedError,
-    owned_elsewhere,
-    upstream_message,
-)
+from rotator.engine.checks import owned_elsewhere
+from rotator.engine.context import Context, Scratch
+from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
 
 
 log = structlog.get_logger("rotator")

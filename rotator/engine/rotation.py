@@ -45,7 +45,10 @@ from rotator.core.schedule import (
 )
 from rotator.core.secret import Secret
 from rotator.core.spec import RotationSpec
-from rotator.engine.context import Context, Recorder, Scratch, check_connection, tell, upstream_message
+from rotator.engine.alerts import tell
+from rotator.engine.checks import check_connection
+from rotator.engine.context import Context, Scratch
+from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 
 

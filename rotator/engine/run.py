@@ -33,19 +33,13 @@ from rotator.core.model import (
 )
 from rotator.core.schedule import Due, Situation, Work, decide, expiry_instant, is_due
 from rotator.core.spec import EngineSpec, RotationSpec
-from rotator.engine.context import (
-    Context,
-    Recorder,
-    TargetFailedError,
-    alert,
-    expiring_on,
-    lifetime_note,
-    timing,
-    upstream_message,
-)
+from rotator.engine.alerts import alert
+from rotator.engine.context import Context
+from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.engine.retire import unrevocable
 from rotator.engine.rotation import TargetRun
+from rotator.engine.timing import expiring_on, lifetime_note, timing
 
 
 log = structlog.get_logger("rotator")

@@ -16,7 +16,11 @@ from datetime import date, datetime, timedelta
 import structlog
 
 from rotator.core.durations import format_duration, human_duration
-from rotator.core.errors import LeaseLostError, RotatorError, UpstreamError
+from rotator.core.errors import (
+    LeaseLostError,
+    TargetFailedError,  # re-exported: it was defined here
+    UpstreamError,
+)
 from rotator.core.model import OWNED_ROLES, Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
 from rotator.core.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 from rotator.core.redact import redact
@@ -82,15 +86,6 @@ class Context:
     #: A cron expression's first fire time after an instant (:func:`rotator.adapters.cron.next_fire`).
     cron: Callable[[str, datetime], datetime | None] = _no_cron
     observer: Observer = NO_OBSERVER
-
-
-class TargetFailedError(RotatorError):
-    """This target cannot proceed in this run; ``reason`` is one of :data:`ALERT_REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        """Fail with an alert reason and a message naming what went wrong."""
-        super().__init__(message)
-        self.reason, self.message = reason, message
 
 
 @dataclass

@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from rotator.core.errors import ConnectionNotFoundError, GitLabError
+from rotator.core.errors import ConnectionNotFoundError, GitLabError, TargetFailedError
 from rotator.core.model import (
     OWNED_ROLES,
     Change,
@@ -52,7 +52,7 @@ from rotator.core.model import (
 from rotator.core.ports import Journal
 from rotator.core.schedule import expiry_instant
 from rotator.doors.config import Config, Target, TokenSpec
-from rotator.engine.context import Context, Recorder, Scratch, TargetFailedError, upstream_message
+from rotator.engine.context import Context, Recorder, Scratch, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 from rotator.engine.rotation import TargetRun
 

@@ -20,7 +20,7 @@ from datetime import date, datetime
 
 import structlog
 
-from rotator.core.errors import GitLabError, UpstreamError
+from rotator.core.errors import GitLabError, TargetFailedError, UpstreamError
 from rotator.core.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
 from rotator.core.schedule import expiry_instant
 from rotator.doors.config import Target
@@ -28,7 +28,6 @@ from rotator.engine.context import (
     Context,
     Recorder,
     Scratch,
-    TargetFailedError,
     owned_elsewhere,
     upstream_message,
 )

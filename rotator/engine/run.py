@@ -18,7 +18,13 @@ from typing import Self
 
 import structlog
 
-from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError, UpstreamError
+from rotator.core.errors import (
+    ConfigError,
+    JournalDamagedError,
+    LeaseLostError,
+    TargetFailedError,
+    UpstreamError,
+)
 from rotator.core.model import (
     Lease,
     Outcome,
@@ -35,7 +41,6 @@ from rotator.doors.config import Config, Target
 from rotator.engine.context import (
     Context,
     Recorder,
-    TargetFailedError,
     alert,
     expiring_on,
     lifetime_note,

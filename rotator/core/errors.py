@@ -22,7 +22,7 @@ Each message is one line whatever it quotes: control characters are shown escape
 upstream's answer cannot forge a second line or recolour a terminal.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rotator.core.redact import printable
 
@@ -54,6 +54,10 @@ class UpstreamError(RotatorError):
     not_applied: bool
     target: str | None = None
     step: str | None = None
+
+    def located(self, target: str | None = None, step: str | None = None) -> "UpstreamError":
+        """A copy naming ``target`` and ``step`` (each only when given), of the same class."""
+        return replace(self, target=target or self.target, step=step or self.step)
 
     def __str__(self) -> str:
         """One line naming target, step, upstream, route and status (control characters escaped)."""

@@ -15,13 +15,14 @@ from datetime import date, datetime, timedelta
 
 import structlog
 
+from rotator.core import rules
 from rotator.core.durations import format_duration, human_duration
 from rotator.core.errors import (
     LeaseLostError,
     TargetFailedError,  # re-exported: it was defined here
     UpstreamError,
 )
-from rotator.core.model import OWNED_ROLES, Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
+from rotator.core.model import Change, Connection, Lease, Role, TargetKey, TargetState, TokenInfo
 from rotator.core.ports import Alert, GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 from rotator.core.redact import redact
 from rotator.core.schedule import History, Policy, backoff_until, effective_rotate_before, expiry_instant
@@ -244,17 +245,12 @@ def owned_elsewhere(journal: Journal, key: TargetKey, token_id: int) -> str | No
     Architecture §6: one token, one owner. Checked against the whole journal, not one target's
     rows, so no target adopts or revokes a token another target holds, pends or may have pushed.
     """
-    owners = [o for o in journal.owners(key.gitlab_url, token_id) if o.key != key and o.role in OWNED_ROLES]
-    if not owners:
-        return None
-    return f"token {token_id} is " + " and ".join(
-        f"the {o.role.value.replace('_', ' ')} token of target {o.target}" for o in owners
-    )
+    return rules.owned_elsewhere(journal.owners(key.gitlab_url, token_id), key, token_id)
 
 
 def upstream_message(error: UpstreamError, step: str) -> str:
     """An upstream error as one line naming the step."""
-    return str(replace(error, step=step)) if error.step is None else str(error)
+    return str(error.located(step=step)) if error.step is None else str(error)
 
 
 def check_connection(conn: Connection, gitlab_url: str) -> str | None:

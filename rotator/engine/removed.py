@@ -35,11 +35,12 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from rotator.core import evidence, rules
 from rotator.core.errors import ConnectionNotFoundError, GitLabError, TargetFailedError
+from rotator.core.machine import advance
 from rotator.core.model import (
     OWNED_ROLES,
     Change,
-    Outcome,
     Role,
     RotationRecord,
     Step,
@@ -339,7 +340,7 @@ class RemovedRun(Retirer):
             run.resume(rotation)
         else:
             note = "the target was removed: push outcome not verified; its token stays possibly held"
-            run.finish(rotation, Outcome.SUPERSEDED, note)
+            run.close(rotation, evidence.TargetRemoved(self.ctx.clock(), note))
         self.scratch.actions.append(f"closed rotation {rotation.id} (stopped at {rotation.step.value})")
 
     def sweep(self, plan: RemovedPlan) -> None:
@@ -388,7 +389,7 @@ class RemovedRun(Retirer):
             self.scratch.actions.append(f"connection {connection} still exists (read at most once a day)")
             return due
         reference, whose = self._reference()
-        if reference is None or observed != reference:
+        if not rules.holds_our_push(reference, observed):
             raise self.rec.failed(
                 "drift",
                 f"{self.target.name}: drift: connection {self.rec.key.connection_id} holds"
@@ -417,7 +418,7 @@ class RemovedRun(Retirer):
         if token.role is Role.PENDING_REVOKE:
             return token
         retired_at = owner.verified_at if owner is not None and owner.verified_at else now
-        retired = replace(token, role=Role.PENDING_REVOKE, retired_at=retired_at, revoke_after=now)
+        retired, _ = advance(token, evidence.Retired(retired_at, now))
         self.rec.write(Change(tokens=(retired,)))
         return retired
 
@@ -475,7 +476,7 @@ class RemovedRun(Retirer):
         if observed is None:
             return None  # the connection is gone: it holds nothing
         connection = self.rec.key.connection_id
-        if reference is None or observed != reference:
+        if not rules.holds_our_push(reference, observed):
             return (
                 f"connection {connection} holds {short_hash(observed)}, not {whose}"
                 f" {short_hash(reference)}: which token it holds cannot be told"
@@ -488,8 +489,4 @@ class RemovedRun(Retirer):
                 " connection or configure a target for it first, or forget without --revoke"
             )
         verified = owner.verified_at if owner is not None else None
-        if token.role is Role.POSSIBLY_HELD and verified is not None and now < verified + settle:
-            return "possibly held by a push that may still land; retry in 15 minutes"
-        if token.role is Role.PENDING_REVOKE and token.retired_at and now < token.retired_at + settle:
-            return f"retired at {token.retired_at:%H:%M}Z: a late push may still land; retry after 15 minutes"
-        return None
+        return rules.settling(token, verified, now, settle)

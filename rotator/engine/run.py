@@ -327,7 +327,7 @@ class Engine:
         Nothing is created, pushed or revoked: without the project's id there is nothing to act
         on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
         """
-        message = str(replace(error, target=target.name, step=RESOLVE))
+        message = str(error.located(target.name, RESOLVE))
         url, project, now = self.config.gitlab.url, str(target.project), self.ctx.clock()
         last = self.ctx.journal.unresolved(url, project)
         self.ctx.journal.record_unresolved(

@@ -13,6 +13,9 @@ A pending token is revoked only when the connection still holds our latest verif
 and, unless the target opts out, when GitLab has not seen the token used since it was retired
 (rule 2). A candidate that was never pushed needs neither check. No token the journal tracks as
 live for another target is ever revoked here, whatever path asks (architecture §6).
+
+What each answer proves is a rule of :mod:`rotator.core.rules`; every role change goes through
+:func:`rotator.core.machine.advance`.
 """
 
 from dataclasses import replace

@@ -11,6 +11,11 @@ anywhere leaves the journal saying exactly what may have happened:
 - PUSHED: recovery re-reads the connection: our hash means VERIFIED, another one means drift.
 
 A 200 from the PATCH means stored: from then on this rotation never revokes the new token.
+
+This module makes the calls and records; it decides nothing about what an answer proves. Each
+answer goes through a rule of :mod:`rotator.core.rules` (which names the evidence), and each step,
+outcome or role change through :func:`rotator.core.machine.advance` (whose tables say where the
+evidence leads, and which action follows).
 """
 
 import time

@@ -3,12 +3,16 @@
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from rotator.core import evidence as ev
 from rotator.core.model import Origin, Outcome, Role, RotationRecord, Step, TargetKey, TokenRecord
 
 
+#: The core's properties: no per-example deadline (a loaded CI machine must not flake them), few examples
+#: (the whole folder stays under ten seconds).
+PURE = settings(deadline=None, max_examples=40)
 KEY = TargetKey("https://gitlab.example.com", 42, "3c90c3cc-0d44-4b50-8888-8dd25736052a")
 OTHER = TargetKey("https://gitlab.example.com", 43, "7f2b8e0a-5d61-4c3e-9a4f-2b1c0d9e8f71")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

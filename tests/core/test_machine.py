@@ -1,11 +1,13 @@
 """The transition tables: every (state, evidence) pair, legal or not, through :func:`advance`."""
 
+import itertools
+
 from collections import deque
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.core import evidence as ev
@@ -13,6 +15,7 @@ from rotator.core.errors import ProtocolViolation, RotatorError
 from rotator.core.machine import ROLE_TABLE, ROTATION_TABLE, TOKEN_ORIGINS, Action, advance
 from rotator.core.model import Outcome, Role, RotationRecord, Step, TokenRecord
 from tests.core.samples import (
+    PURE,
     ROTATION_KINDS,
     TOKEN_KINDS,
     any_rotation_evidence,
@@ -24,37 +27,41 @@ from tests.core.samples import (
 )
 
 
+#: Each example walks every (state, evidence kind) pair, so no pair is left to chance.
+PAIRS = settings(max_examples=50, deadline=None)
 #: Fields only the table (step, outcome) or a closing transition (finished_at, error) may change.
 _STATE_FIELDS = {"step", "outcome", "finished_at", "error"}
 
 
-@given(st.data(), st.sampled_from(list(Step)), st.sampled_from(ROTATION_KINDS))
-def test_every_step_and_evidence_pair_moves_as_the_table_says_or_raises(
-    data: st.DataObject, step: Step, kind: type[ev.RotationEvidence]
-) -> None:
+@settings(PAIRS)
+@given(st.data())
+def test_every_step_and_evidence_pair_moves_as_the_table_says_or_raises(data: st.DataObject) -> None:
     """An open rotation moves to the entry's step and outcome; a pair without an entry raises."""
-    record = data.draw(rotations(step, Outcome.IN_PROGRESS))
-    evidence = data.draw(rotation_evidence(kind))
-    entry = ROTATION_TABLE.get((step, kind))
-    if entry is None:
-        with pytest.raises(ProtocolViolation):
-            advance(record, evidence)
-        return
-    moved, action = advance(record, evidence)
-    assert (moved.step, moved.outcome, action) == (entry.to, entry.outcome, entry.action)
-    assert (moved.id, moved.key, moved.token_name, moved.planned_at) == (
-        record.id,
-        record.key,
-        record.token_name,
-        record.planned_at,
-    )
-    if entry.outcome is Outcome.IN_PROGRESS:
-        assert (moved.finished_at, moved.error) == (record.finished_at, record.error)
-    else:
-        assert moved.finished_at == evidence.at
-        assert moved.error == (getattr(evidence, "note", None) or record.error)
+    drawn = data.draw(rotations(outcome=Outcome.IN_PROGRESS))
+    evidences = {kind: data.draw(rotation_evidence(kind)) for kind in ROTATION_KINDS}
+    for step, kind in itertools.product(Step, ROTATION_KINDS):
+        record, evidence = replace(drawn, step=step), evidences[kind]
+        entry = ROTATION_TABLE.get((step, kind))
+        if entry is None:
+            with pytest.raises(ProtocolViolation):
+                advance(record, evidence)
+            continue
+        moved, action = advance(record, evidence)
+        assert (moved.step, moved.outcome, action) == (entry.to, entry.outcome, entry.action)
+        assert (moved.id, moved.key, moved.token_name, moved.planned_at) == (
+            record.id,
+            record.key,
+            record.token_name,
+            record.planned_at,
+        )
+        if entry.outcome is Outcome.IN_PROGRESS:
+            assert (moved.finished_at, moved.error) == (record.finished_at, record.error)
+        else:
+            assert moved.finished_at == evidence.at
+            assert moved.error == (getattr(evidence, "note", None) or record.error)
 
 
+@settings(PURE)
 @given(rotations(), any_rotation_evidence)
 def test_only_the_evidence_fields_and_the_state_change(
     record: RotationRecord, evidence: ev.RotationEvidence
@@ -70,6 +77,7 @@ def test_only_the_evidence_fields_and_the_state_change(
             assert getattr(moved, field.name) == getattr(applied, field.name), field.name
 
 
+@settings(PURE)
 @given(st.data(), st.sampled_from([o for o in Outcome if o is not Outcome.IN_PROGRESS]))
 def test_a_closed_rotation_takes_no_evidence(data: st.DataObject, outcome: Outcome) -> None:
     """Nothing moves a rotation once it has an outcome: every evidence raises."""
@@ -78,28 +86,30 @@ def test_a_closed_rotation_takes_no_evidence(data: st.DataObject, outcome: Outco
         advance(record, data.draw(any_rotation_evidence))
 
 
-@given(st.data(), st.sampled_from(list(Role)), st.sampled_from(TOKEN_KINDS))
-def test_every_role_and_evidence_pair_moves_as_the_table_says_or_raises(
-    data: st.DataObject, role: Role, kind: type[ev.TokenEvidence]
-) -> None:
-    """A token takes the entry's role; a pair without an entry raises, naming both."""
-    record = data.draw(tokens(role))
-    evidence = data.draw(token_evidence(kind))
-    entry = ROLE_TABLE.get((role, kind))
-    if entry is None:
-        with pytest.raises(ProtocolViolation, match=kind.__name__):
-            advance(record, evidence)
-        return
-    moved, action = advance(record, evidence)
-    assert (moved.role, action) == (entry.to, entry.action)
-    assert (moved.key, moved.token_id, moved.name, moved.origin) == (
-        record.key,
-        record.token_id,
-        record.name,
-        record.origin,
-    )
+@settings(PAIRS)
+@given(st.data())
+def test_every_role_and_evidence_pair_moves_as_the_table_says_or_raises(data: st.DataObject) -> None:
+    """A token takes the entry's role; a pair without an entry raises, naming the evidence."""
+    drawn = data.draw(tokens())
+    evidences = {kind: data.draw(token_evidence(kind)) for kind in TOKEN_KINDS}
+    for role, kind in itertools.product(Role, TOKEN_KINDS):
+        record, evidence = replace(drawn, role=role), evidences[kind]
+        entry = ROLE_TABLE.get((role, kind))
+        if entry is None:
+            with pytest.raises(ProtocolViolation, match=kind.__name__):
+                advance(record, evidence)
+            continue
+        moved, action = advance(record, evidence)
+        assert (moved.role, action) == (entry.to, entry.action)
+        assert (moved.key, moved.token_id, moved.name, moved.origin) == (
+            record.key,
+            record.token_id,
+            record.name,
+            record.origin,
+        )
 
 
+@settings(PURE)
 @given(rotations(outcome=Outcome.IN_PROGRESS), any_token_evidence)
 def test_token_evidence_never_moves_a_rotation(record: RotationRecord, evidence: ev.TokenEvidence) -> None:
     """Evidence about a token offered to a rotation raises (the kinds are disjoint)."""
@@ -107,6 +117,7 @@ def test_token_evidence_never_moves_a_rotation(record: RotationRecord, evidence:
         advance(record, evidence)  # type: ignore[call-overload]
 
 
+@settings(PURE)
 @given(tokens(), any_rotation_evidence)
 def test_rotation_evidence_never_moves_a_token(record: TokenRecord, evidence: ev.RotationEvidence) -> None:
     """Evidence about a rotation offered to a token raises."""

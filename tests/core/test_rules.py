@@ -2,7 +2,7 @@
 
 from datetime import date, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.core import evidence as ev
@@ -18,7 +18,7 @@ from rotator.core.model import (
     TokenOwner,
     TokenRecord,
 )
-from tests.core.samples import KEY, OTHER, T0, durations, hashes, instants, rotations, tokens
+from tests.core.samples import KEY, OTHER, PURE, T0, durations, hashes, instants, rotations, tokens
 
 
 statuses = st.none() | st.integers(min_value=100, max_value=599)
@@ -59,6 +59,7 @@ infos = st.builds(
 )
 
 
+@settings(PURE)
 @given(st.one_of(hashes, infisical_errors()), st.none() | hashes, instants)
 def test_what_a_patch_answer_proves(answer: str | UpstreamError, pre_hash: str | None, at: datetime) -> None:
     """A refusal is not-applied, any other failure unknown, 200 with the old hash not landed, else stored."""
@@ -73,6 +74,7 @@ def test_what_a_patch_answer_proves(answer: str | UpstreamError, pre_hash: str |
         assert proof == ev.PatchStored(answer, at)
 
 
+@settings(PURE)
 @given(gitlab_errors(), st.booleans(), instants)
 def test_what_a_failed_create_proves(error: UpstreamError, retried: bool, at: datetime) -> None:
     """Never retried blind: only a first 400 naming an expiry limit asks again; else refused or unknown."""
@@ -91,6 +93,7 @@ def test_a_first_expiry_limit_is_asked_again_for_the_day_before() -> None:
     assert isinstance(rules.create_proves(error, retried=True, at=T0, target="t"), ev.CreateRefused)
 
 
+@settings(PURE)
 @given(rotations(Step.PUSHED, Outcome.IN_PROGRESS), hashes, st.booleans(), instants)
 def test_what_a_reread_proves(rotation: RotationRecord, observed: str, take_over: bool, at: datetime) -> None:
     """Our hash verifies, the old hash lags, a third is drift (overwritten under --take-over)."""
@@ -104,6 +107,7 @@ def test_what_a_reread_proves(rotation: RotationRecord, observed: str, take_over
         assert seen.hash == observed
 
 
+@settings(PURE)
 @given(st.none() | hashes, hashes, st.booleans(), st.booleans())
 def test_drift_before_a_push(verified: str | None, observed: str, held: bool, take_over: bool) -> None:
     """Drift is a changed hash after a verified push that neither a lost PATCH nor a take-over explains."""
@@ -113,6 +117,7 @@ def test_drift_before_a_push(verified: str | None, observed: str, held: bool, ta
     assert (gate is rules.Gate.CLEAR) == (not changed)
 
 
+@settings(PURE)
 @given(st.none() | hashes, hashes)
 def test_a_revoke_needs_the_connection_to_hold_our_verified_push(
     reference: str | None, observed: str
@@ -121,6 +126,7 @@ def test_a_revoke_needs_the_connection_to_hold_our_verified_push(
     assert rules.holds_our_push(reference, observed) == (reference == observed)
 
 
+@settings(PURE)
 @given(st.sampled_from(list(Role)), instants, durations, durations)
 def test_settle_time_for_possibly_held_tokens(
     role: Role, at: datetime, grace: timedelta, settle: timedelta
@@ -134,6 +140,7 @@ def test_settle_time_for_possibly_held_tokens(
         assert after == at + grace
 
 
+@settings(PURE)
 @given(tokens(), st.integers(1, 10**6))
 def test_a_verified_push_never_retires_its_own_token(token: TokenRecord, new_id: int) -> None:
     """The new token is never retired; a never-pushed candidate without access is retried as it is."""
@@ -144,6 +151,7 @@ def test_a_verified_push_never_retires_its_own_token(token: TokenRecord, new_id:
         assert not retired
 
 
+@settings(PURE)
 @given(st.none() | infos, instants, st.booleans())
 def test_still_in_use(info: TokenInfo | None, since: datetime, anyway: bool) -> None:
     """Held only for a live token used after the baseline, and never when the operator waived the hold."""
@@ -156,6 +164,7 @@ def test_still_in_use(info: TokenInfo | None, since: datetime, anyway: bool) -> 
         assert used > since
 
 
+@settings(PURE)
 @given(tokens(), durations, durations)
 def test_the_in_use_baseline_is_retirement_plus_margin(
     token: TokenRecord, grace: timedelta, margin: timedelta
@@ -168,6 +177,7 @@ def test_the_in_use_baseline_is_retirement_plus_margin(
         assert baseline == (token.retired_at or token.revoke_after - grace) + margin
 
 
+@settings(PURE)
 @given(statuses, st.none() | infos)
 def test_what_a_read_after_a_refused_delete_proves(status: int | None, info: TokenInfo | None) -> None:
     """Revoked only on GitLab's word (404 from a readable project, revoked, inactive); alive: nothing."""
@@ -178,6 +188,7 @@ def test_what_a_read_after_a_refused_delete_proves(status: int | None, info: Tok
         assert proof.startswith(f"DELETE {status}, then ")
 
 
+@settings(PURE)
 @given(statuses)
 def test_which_delete_answers_are_rechecked(status: int | None) -> None:
     """400, 403, 404 are re-checked; 401/403 mean no rights; 404 or no rights: the project is unreadable."""
@@ -186,6 +197,7 @@ def test_which_delete_answers_are_rechecked(status: int | None) -> None:
     assert (rules.project_unreadable(status) is True) == (status in (401, 403, 404))
 
 
+@settings(PURE)
 @given(
     st.lists(
         st.builds(TokenOwner, st.sampled_from([KEY, OTHER]), st.just("other"), st.sampled_from(list(Role)))
@@ -201,6 +213,7 @@ def test_a_token_owned_by_another_target_is_named(owners: list[TokenOwner], toke
         assert words.startswith(f"token {token_id} is the ")
 
 
+@settings(PURE)
 @given(tokens(), st.none() | instants, instants, durations)
 def test_settling_holds_a_token_a_late_push_may_reach(
     token: TokenRecord, verified: datetime | None, now: datetime, settle: timedelta
@@ -211,6 +224,7 @@ def test_settling_holds_a_token_a_late_push_may_reach(
         assert why is None
 
 
+@settings(PURE)
 @given(gitlab_errors(st.sampled_from([301, 302, 307, 401, 500])), st.integers(1, 10))
 def test_a_self_check_is_hopeless_only_on_a_redirect(error: UpstreamError, expected: int) -> None:
     """A refused redirect stops the self-check at once; any other failure waits out the window."""
@@ -218,6 +232,7 @@ def test_a_self_check_is_hopeless_only_on_a_redirect(error: UpstreamError, expec
     assert rules.self_check_hopeless(error) == (error.status in (301, 302, 307))
 
 
+@settings(PURE)
 @given(infos, st.integers(1, 10**6))
 def test_a_self_check_passes_on_its_own_active_id(info: TokenInfo, expected: int) -> None:
     """The new token proves itself only by reading its own id, active."""

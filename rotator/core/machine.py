@@ -121,6 +121,12 @@ ROLE_TABLE: dict[tuple[Role, type[ev.TokenEvidence]], RoleTransition] = {
     (_CUR, ev.Retired): _RETIRED,
     (_CAND, ev.RevokeProven): RoleTransition(Role.REVOKED, Action.NOTHING, "revoked, never pushed"),
     (_PEND, ev.RevokeProven): RoleTransition(Role.REVOKED, Action.NOTHING, "revoked after grace"),
+    # A tombstoned name re-checked can list a token recorded as revoked as active again (a lagging
+    # listing): GitLab's word is taken again, or, without access, it is tracked as live again.
+    (Role.REVOKED, ev.RevokeProven): RoleTransition(
+        Role.REVOKED, Action.NOTHING, "listed again, revoked again"
+    ),
+    (Role.REVOKED, ev.NoAccess): RoleTransition(_CAND, Action.RETRY_NEXT_RUN, "listed again, no access"),
     (_CAND, ev.NoAccess): RoleTransition(_CAND, Action.RETRY_NEXT_RUN, "no access, retried"),
     (_PEND, ev.NoAccess): RoleTransition(_PEND, Action.RETRY_NEXT_RUN, "no access, retried"),
     (_CAND, ev.ExpiredUnrevoked): _UNREVOKED,

@@ -191,6 +191,7 @@ def test_a_held_token_is_revoked_only_after_a_verified_push_retired_it() -> None
     assert ROLE_TABLE[Role.POSSIBLY_HELD, ev.Retired].to is Role.PENDING_REVOKE
 
 
-def test_finished_roles_take_no_evidence() -> None:
-    """REVOKED and ABANDONED are final: the table has no entry leaving them."""
-    assert not [key for key in ROLE_TABLE if key[0] in (Role.REVOKED, Role.ABANDONED)]
+def test_finished_roles_take_no_evidence_but_a_fresh_listing() -> None:
+    """ABANDONED is final; REVOKED moves only when GitLab lists the token active again."""
+    assert not [key for key in ROLE_TABLE if key[0] is Role.ABANDONED]
+    assert {kind for role, kind in ROLE_TABLE if role is Role.REVOKED} == {ev.RevokeProven, ev.NoAccess}

@@ -6,6 +6,8 @@
     ├── ConfigError              the config file or the environment is wrong; exit 2
     │   └── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
     ├── LeaseLostError           another worker holds the target; stop acting on it
+    ├── ProtocolViolation        a transition the protocol's tables do not hold (a bug, never retried)
+    ├── TargetFailedError        this target cannot proceed in this run; carries an alert reason
     └── UpstreamError            GitLab or Infisical refused or failed; exit 1
         ├── GitLabError          mapped from python-gitlab/requests in the GitLab adapter only
         └── InfisicalError       mapped from httpx in the Infisical adapter only
@@ -20,7 +22,7 @@ Each message is one line whatever it quotes: control characters are shown escape
 upstream's answer cannot forge a second line or recolour a terminal.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rotator.core.redact import printable
 
@@ -52,6 +54,10 @@ class UpstreamError(RotatorError):
     not_applied: bool
     target: str | None = None
     step: str | None = None
+
+    def located(self, target: str | None = None, step: str | None = None) -> "UpstreamError":
+        """A copy naming ``target`` and ``step`` (each only when given), of the same class."""
+        return replace(self, target=target or self.target, step=step or self.step)
 
     def __str__(self) -> str:
         """One line naming target, step, upstream, route and status (control characters escaped)."""
@@ -88,3 +94,28 @@ class JournalDamagedError(ConfigError):
 
 class LeaseLostError(RotatorError):
     """Another worker took the target's lease; this one must send nothing more upstream."""
+
+
+class ProtocolViolation(RotatorError):  # noqa: N818 - it names the broken rule, not an error condition
+    """A rotation or token was asked to change state by evidence its table has no entry for.
+
+    Raised by :func:`rotator.core.machine.advance`: a bug in the engine (or a journal written by
+    hand), never an upstream's doing, so nothing retries it and nothing is recorded.
+    """
+
+    def __init__(self, state: str, evidence: str) -> None:
+        """Name the state and the evidence that have no transition."""
+        super().__init__(f"no transition from {state} on {evidence}")
+        self.state, self.evidence = state, evidence
+
+
+class TargetFailedError(RotatorError):
+    """This target cannot proceed in this run; ``reason`` is one of the alert reasons.
+
+    The alert reasons are listed in :data:`rotator.engine.context.ALERT_REASONS`.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        """Fail with an alert reason and a message naming what went wrong."""
+        super().__init__(message)
+        self.reason, self.message = reason, message

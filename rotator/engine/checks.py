@@ -1,6 +1,7 @@
 """Checks made before a write: the connection's shape (rule 5), and one owner per token (§6)."""
 
-from rotator.core.model import OWNED_ROLES, Connection, TargetKey
+from rotator.core import rules
+from rotator.core.model import Connection, TargetKey
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
 
@@ -14,12 +15,7 @@ def owned_elsewhere(journal: Journal, key: TargetKey, token_id: int) -> str | No
     Architecture §6: one token, one owner. Checked against the whole journal, not one target's
     rows, so no target adopts or revokes a token another target holds, pends or may have pushed.
     """
-    owners = [o for o in journal.owners(key.gitlab_url, token_id) if o.key != key and o.role in OWNED_ROLES]
-    if not owners:
-        return None
-    return f"token {token_id} is " + " and ".join(
-        f"the {o.role.value.replace('_', ' ')} token of target {o.target}" for o in owners
-    )
+    return rules.owned_elsewhere(journal.owners(key.gitlab_url, token_id), key, token_id)
 
 
 def check_connection(conn: Connection, gitlab_url: str) -> str | None:

@@ -12,7 +12,11 @@ from dataclasses import replace
 
 import structlog
 
-from rotator.core.errors import LeaseLostError, RotatorError, UpstreamError
+from rotator.core.errors import (
+    LeaseLostError,
+    TargetFailedError,  # re-exported: it was defined in this package
+    UpstreamError,
+)
 from rotator.core.model import Change, Lease, TargetKey, TargetState
 from rotator.core.schedule import backoff_until
 from rotator.core.spec import RotationSpec
@@ -21,15 +25,6 @@ from rotator.engine.context import Context
 
 
 log = structlog.get_logger("rotator")
-
-
-class TargetFailedError(RotatorError):
-    """This run of the target stops here; ``reason`` is in :data:`rotator.engine.alerts.ALERT_REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        """Fail with an alert reason and a message naming what went wrong."""
-        super().__init__(message)
-        self.reason, self.message = reason, message
 
 
 class Recorder:
@@ -97,4 +92,4 @@ class Recorder:
 
 def upstream_message(error: UpstreamError, step: str) -> str:
     """An upstream error as one line naming the step."""
-    return str(replace(error, step=step)) if error.step is None else str(error)
+    return str(error.located(step=step)) if error.step is None else str(error)

@@ -33,11 +33,12 @@ connection counts as removed until it resolves.
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from rotator.core.errors import ConnectionNotFoundError, GitLabError
+from rotator.core import evidence, rules
+from rotator.core.errors import ConnectionNotFoundError, GitLabError, TargetFailedError
+from rotator.core.machine import advance
 from rotator.core.model import (
     OWNED_ROLES,
     Change,
-    Outcome,
     Role,
     RotationRecord,
     Step,
@@ -51,7 +52,7 @@ from rotator.core.ports import Journal
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
 from rotator.engine.context import Context, Scratch
-from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
+from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 from rotator.engine.rotation import TargetRun
 
@@ -337,7 +338,7 @@ class RemovedRun(Retirer):
             run.resume(rotation)
         else:
             note = "the target was removed: push outcome not verified; its token stays possibly held"
-            run.finish(rotation, Outcome.SUPERSEDED, note)
+            run.close(rotation, evidence.TargetRemoved(self.ctx.clock(), note))
         self.scratch.actions.append(f"closed rotation {rotation.id} (stopped at {rotation.step.value})")
 
     def sweep(self, plan: RemovedPlan) -> None:
@@ -386,7 +387,7 @@ class RemovedRun(Retirer):
             self.scratch.actions.append(f"connection {connection} still exists (read at most once a day)")
             return due
         reference, whose = self._reference()
-        if reference is None or observed != reference:
+        if not rules.holds_our_push(reference, observed):
             raise self.rec.failed(
                 "drift",
                 f"{self.target.name}: drift: connection {self.rec.key.connection_id} holds"
@@ -415,7 +416,7 @@ class RemovedRun(Retirer):
         if token.role is Role.PENDING_REVOKE:
             return token
         retired_at = owner.verified_at if owner is not None and owner.verified_at else now
-        retired = replace(token, role=Role.PENDING_REVOKE, retired_at=retired_at, revoke_after=now)
+        retired, _ = advance(token, evidence.Retired(retired_at, now))
         self.rec.write(Change(tokens=(retired,)))
         return retired
 
@@ -473,7 +474,7 @@ class RemovedRun(Retirer):
         if observed is None:
             return None  # the connection is gone: it holds nothing
         connection = self.rec.key.connection_id
-        if reference is None or observed != reference:
+        if not rules.holds_our_push(reference, observed):
             return (
                 f"connection {connection} holds {short_hash(observed)}, not {whose}"
                 f" {short_hash(reference)}: which token it holds cannot be told"
@@ -486,8 +487,4 @@ class RemovedRun(Retirer):
                 " connection or configure a target for it first, or forget without --revoke"
             )
         verified = owner.verified_at if owner is not None else None
-        if token.role is Role.POSSIBLY_HELD and verified is not None and now < verified + settle:
-            return "possibly held by a push that may still land; retry in 15 minutes"
-        if token.role is Role.PENDING_REVOKE and token.retired_at and now < token.retired_at + settle:
-            return f"retired at {token.retired_at:%H:%M}Z: a late push may still land; retry after 15 minutes"
-        return None
+        return rules.settling(token, verified, now, settle)

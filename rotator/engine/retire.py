@@ -13,6 +13,9 @@ A pending token is revoked only when the connection still holds our latest verif
 and, unless the target opts out, when GitLab has not seen the token used since it was retired
 (rule 2). A candidate that was never pushed needs neither check. No token the journal tracks as
 live for another target is ever revoked here, whatever path asks (architecture §6).
+
+What each answer proves is a rule of :mod:`rotator.core.rules`; every role change goes through
+:func:`rotator.core.machine.advance`.
 """
 
 from dataclasses import replace
@@ -20,20 +23,19 @@ from datetime import date, datetime
 
 import structlog
 
-from rotator.core.errors import GitLabError, UpstreamError
+from rotator.core import evidence as ev
+from rotator.core import rules
+from rotator.core.errors import GitLabError, TargetFailedError, UpstreamError
+from rotator.core.machine import advance
 from rotator.core.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.engine.checks import owned_elsewhere
 from rotator.engine.context import Context, Scratch
-from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
+from rotator.engine.recorder import Recorder, upstream_message
 
 
 log = structlog.get_logger("rotator")
-_RECHECK_STATUSES = (400, 403, 404)
-#: Answers by which GitLab says the manager may not act on the project's tokens (any more).
-_NO_RIGHTS = (401, 403)
-_NOT_FOUND = 404
 
 
 def describe_untracked(untracked: tuple[tuple[int, str, str | None], ...]) -> str:
@@ -143,30 +145,29 @@ class Retirer:
         try:
             self.ctx.gitlab.delete_token(self.project_id, token_id)
         except GitLabError as error:
-            if error.status not in _RECHECK_STATUSES:
+            if not rules.delete_rechecked(error.status):
                 raise
             # The 404 may be the project's: only a project the manager can read makes it the token's.
-            if error.status in _NO_RIGHTS or not self._project_readable():
+            if rules.denied(error.status) or not self._project_readable():
                 return error
             try:
                 info = self.ctx.gitlab.get_token(self.project_id, token_id)
             except GitLabError as read_error:
-                if read_error.status in _NO_RIGHTS:
+                if rules.denied(read_error.status):
                     return read_error  # readable, but no rights left on its tokens (demoted)
                 raise
-            if info is None:
-                return f"DELETE {error.status}, then 404 on read from a readable project"
-            if info.revoked or not info.active:
-                return f"DELETE {error.status}, then read revoked={info.revoked} active={info.active}"
-            raise
-        return "DELETE 204"
+            proof = rules.revoke_read_proves(error.status, info)
+            if proof is None:
+                raise  # the token is alive: the DELETE proved nothing
+            return proof
+        return rules.DELETED
 
     def _project_readable(self) -> bool:
         """Whether the manager can still read the project (``GET /projects/:id`` answers 200)."""
         try:
             self.ctx.gitlab.manager_access_level(self.project_id)
         except GitLabError as error:
-            if error.status in (*_NO_RIGHTS, _NOT_FOUND):
+            if rules.project_unreadable(error.status):
                 return False
             raise
         return True
@@ -181,10 +182,11 @@ class Retirer:
 
     def _record_revoked(self, token_id: int, name: str, evidence: str) -> None:
         known = {t.token_id: t for t in self.ctx.journal.tokens(self.rec.key)}
+        # A token found by exact name (a create whose answer was lost) enters the journal here.
         record = known.get(token_id) or TokenRecord(
-            self.rec.key, token_id, name, Origin.CREATED, Role.REVOKED, None
+            self.rec.key, token_id, name, Origin.CREATED, Role.CANDIDATE, None
         )
-        done = replace(record, role=Role.REVOKED, revoked_at=self.ctx.clock(), evidence=evidence)
+        done, _ = advance(record, ev.RevokeProven(self.ctx.clock(), evidence))
         self.rec.write(Change(tokens=(done,)), "REVOKED")
         log.info("token.revoked", target=self.target.name, token_id=token_id, evidence=evidence)
         self.scratch.actions.append(f"revoked token {token_id}")
@@ -198,13 +200,7 @@ class Retirer:
         )
         # A pending revoke stays one; anything else was never held (a rolled-back candidate, a
         # late create found by name) and stays a candidate, retried without the drift rule.
-        role = Role.PENDING_REVOKE if record.role is Role.PENDING_REVOKE else Role.CANDIDATE
-        marked = replace(
-            record,
-            role=role,
-            revoke_after=record.revoke_after or now,
-            no_access_since=record.no_access_since or now,
-        )
+        marked, _ = advance(record, ev.NoAccess(now))
         self.rec.write(Change(tokens=(marked,)))
         until = marked.expires_at.isoformat() if marked.expires_at else "never (no expiry)"
         line = upstream_message(replace(cause, target=self.target.name), "revoke")
@@ -229,7 +225,8 @@ class Retirer:
                 f"expired {token.expires_at.isoformat()} 00:00 UTC, not revoked: the manager had no"
                 f" access to the project since {since}"
             )
-            self.rec.write(Change(tokens=(replace(token, role=Role.ABANDONED, evidence=evidence),)))
+            abandoned, _ = advance(token, ev.ExpiredUnrevoked(evidence))
+            self.rec.write(Change(tokens=(abandoned,)))
             log.warning(
                 "token.abandoned", target=self.target.name, token_id=token.token_id, evidence=evidence
             )
@@ -246,7 +243,9 @@ class Retirer:
             # Fresh: a create whose answer was lost happened after any earlier listing.
             listed = self.list_tokens(fresh=True)
         except GitLabError as error:
-            if error.status in _NO_RIGHTS or (error.status == _NOT_FOUND and not self._project_readable()):
+            if rules.denied(error.status) or (
+                error.status == rules.NOT_FOUND and not self._project_readable()
+            ):
                 line = upstream_message(replace(error, target=self.target.name), "recheck")
                 message = (
                     f"{line}; cannot re-check token name {name}: the manager has no access to project"
@@ -298,7 +297,7 @@ class Retirer:
             return
         state = self.rec.state()
         observed = self.read_connection().credentials_hash
-        if state.verified_hash is None or observed != state.verified_hash:
+        if not rules.holds_our_push(state.verified_hash, observed):
             self.freeze(observed)
         refused = []
         for token in pending:
@@ -321,10 +320,9 @@ class Retirer:
 
     def _clear_to_revoke(self, token: TokenRecord, now: datetime) -> bool:
         """Rule 2: read the token unless it cannot have been used since it was retired."""
-        if not self.target.hold_revoke_if_used or token.revoke_after is None:
+        since = rules.in_use_baseline(token, self.target.grace, self.ctx.settings.in_use_margin)
+        if not self.target.hold_revoke_if_used or since is None:
             return True
-        retired_at = token.retired_at or token.revoke_after - self.target.grace
-        since = retired_at + self.ctx.settings.in_use_margin
         if now <= since:
             return True  # GitLab updates last_used_at at most every ~10 minutes: it cannot fire yet
         try:
@@ -334,26 +332,24 @@ class Retirer:
                 # live token still gets its in-use check.
                 info = next((t for t in self.list_tokens(fresh=True) if t.id == token.token_id), None)
         except GitLabError as error:
-            if error.status not in _NO_RIGHTS and not (
-                error.status == _NOT_FOUND and not self._project_readable()
+            if not rules.denied(error.status) and not (
+                error.status == rules.NOT_FOUND and not self._project_readable()
             ):
                 raise
             # The manager can no longer read the project's tokens: no DELETE could succeed either.
             self._mark_no_access(token.token_id, token.name, token.expires_at, error)
             return False
-        if info is None or not info.active:
-            return True  # gone already; the idempotent DELETE that follows proves it either way
-        if info.last_used_at is not None and info.last_used_at > since and not self.scratch.revoke_anyway:
+        used = rules.still_in_use(info, since, revoke_anyway=self.scratch.revoke_anyway)
+        if used is not None:
             state = self.rec.state()
             self.rec.write(Change(target=replace(state, hold_since=state.hold_since or now)))
             message = (
-                f"{self.target.name}: token {token.token_id} was used at {info.last_used_at.isoformat()},"
+                f"{self.target.name}: token {token.token_id} was used at {used.isoformat()},"
                 f" after it was retired; revoke held ({self.revoke_anyway_hint()})"
             )
             raise self.rec.failed("in_use", message, backoff=False)
         return True
 
 
-def unrevocable(token: TokenRecord) -> bool:
-    """Whether ``token`` is tracked as waiting for a revoke the manager has had no access to make."""
-    return token.no_access_since is not None and token.role in (Role.PENDING_REVOKE, Role.CANDIDATE)
+#: Whether a token waits for a revoke the manager has had no access to make (a rule of the core).
+unrevocable = rules.unrevocable

@@ -11,6 +11,11 @@ anywhere leaves the journal saying exactly what may have happened:
 - PUSHED: recovery re-reads the connection: our hash means VERIFIED, another one means drift.
 
 A 200 from the PATCH means stored: from then on this rotation never revokes the new token.
+
+This module makes the calls and records; it decides nothing about what an answer proves. Each
+answer goes through a rule of :mod:`rotator.core.rules` (which names the evidence), and each step,
+outcome or role change through :func:`rotator.core.machine.advance` (whose tables say where the
+evidence leads, and which action follows).
 """
 
 import uuid
@@ -19,7 +24,9 @@ from dataclasses import replace
 
 import structlog
 
+from rotator.core import evidence, rules
 from rotator.core.errors import GitLabError, InfisicalError
+from rotator.core.machine import Action, advance
 from rotator.core.model import (
     OWNED_ROLES,
     Change,
@@ -29,6 +36,7 @@ from rotator.core.model import (
     Role,
     RotationRecord,
     Step,
+    TokenInfo,
     TokenRecord,
     TokenRequest,
     same_instance,
@@ -36,9 +44,8 @@ from rotator.core.model import (
 )
 from rotator.core.protocol import RULES
 from rotator.core.redact import watch
+from rotator.core.rules import Gate
 from rotator.core.schedule import (
-    clamped_expiry,
-    expiry_limit,
     is_our_name,
     requested_expiry,
     token_name,
@@ -48,8 +55,8 @@ from rotator.core.spec import RotationSpec
 from rotator.engine.alerts import tell
 from rotator.engine.checks import check_connection
 from rotator.engine.context import Context, Scratch
-from rotator.engine.recorder import Recorder, upstream_message
-from rotator.engine.retire import Retirer, unrevocable
+from rotator.engine.recorder import Recorder
+from rotator.engine.retire import Retirer
 
 
 log = structlog.get_logger("rotator")
@@ -78,23 +85,21 @@ class TargetRun(Retirer):
     def resume(self, rotation: RotationRecord) -> bool:
         """Carry an unfinished rotation forward; return True when a fresh rotation must follow now."""
         log.info("rotation.resume", target=self.target.name, rotation=rotation.id, step=rotation.step.value)
-        rule = RULES[rotation.step]
-        if rotation.step is Step.PLANNED:
+        found = evidence.CrashFound(self.ctx.clock(), RULES[rotation.step].resume)
+        _, action = advance(rotation, found)  # what the table licenses; recorded once it is done
+        if action is Action.RECHECK_NAME:
             self.recheck_name(rotation.token_name)
             self.tombstone(rotation.token_name)
-        elif rotation.step is Step.CREATED and rotation.new_token_id is not None:
+        elif action is Action.REVOKE_NEW and rotation.new_token_id is not None:
             self.revoke_now(rotation.new_token_id, "resumed at CREATED: never pushed")
-        if rule.resume_outcome is not None:
-            self.finish(rotation, rule.resume_outcome, rule.resume)
-            return rule.rolls_forward
-        if rotation.step is Step.PUSHED:
+        if action is Action.REREAD:
             return self.verify(rotation)
-        return False
+        self.close(rotation, replace(found, at=self.ctx.clock()))
+        return action is Action.ROLL_FORWARD
 
-    def finish(self, rotation: RotationRecord, outcome: Outcome, error: str | None = None) -> None:
-        """Close a rotation with ``outcome`` and log its one ``rotation.finished`` line."""
-        now = self.ctx.clock()
-        done = replace(rotation, outcome=outcome, finished_at=now, error=error or rotation.error)
+    def close(self, rotation: RotationRecord, ended: evidence.RotationEvidence) -> None:
+        """Close a rotation on ``ended`` (the table says how) and log its one ``rotation.finished`` line."""
+        done, _ = advance(rotation, ended)
         self.rec.write(Change(rotation=done))
         self._finished_line(done)
 
@@ -158,14 +163,8 @@ class TargetRun(Retirer):
             return self._push_new(rotation, new)
 
     def _push_new(self, rotation: RotationRecord, new: NewToken) -> bool:
-        now = rotation.planned_at
-        rotation = replace(
-            rotation,
-            step=Step.CREATED,
-            new_token_id=new.info.id,
-            expires_at=new.info.expires_at,
-            created_at=now,
-        )
+        created = evidence.CreateAnswered(new.info.id, new.info.expires_at, rotation.planned_at)
+        rotation, _ = advance(rotation, created)
         candidate = TokenRecord(
             self.rec.key,
             new.info.id,
@@ -177,26 +176,29 @@ class TargetRun(Retirer):
         )
         self.rec.write(Change(rotation=rotation, tokens=(candidate,)), "CREATED")
         self._self_check(rotation, new)
-        rotation = replace(rotation, step=Step.PUSHING, pushing_at=self.ctx.clock())
-        held = replace(candidate, role=Role.POSSIBLY_HELD)
+        rotation, _ = advance(rotation, evidence.SelfCheckPassed(self.ctx.clock()))
+        held, _ = advance(candidate, evidence.PushSent())
         self.rec.write(Change(rotation=rotation, tokens=(held,)), "PUSHING")
         self.rec.ensure_lease()
-        patch_hash = self._push(rotation, new.value, candidate)
-        if patch_hash is None:
+        stored = self._push(rotation, new.value, held)
+        if stored is None:
             return True
-        rotation = replace(rotation, step=Step.PUSHED, patch_hash=patch_hash, pushed_at=self.ctx.clock())
-        self.rec.write(Change(rotation=rotation, tokens=(replace(held, push_hash=patch_hash),)), "PUSHED")
+        rotation, _ = advance(rotation, replace(stored, at=self.ctx.clock()))
+        held, _ = advance(held, evidence.PushAnswered(stored.hash))
+        self.rec.write(Change(rotation=rotation, tokens=(held,)), "PUSHED")
         return self.verify(rotation)
 
     def _drift_before_push(self, observed: str) -> None:
         state = self.rec.state()
-        if state.verified_hash is None or observed == state.verified_hash:
-            return
-        if self.tokens(Role.POSSIBLY_HELD) or self.scratch.take_over:
+        held = bool(self.tokens(Role.POSSIBLY_HELD))
+        gate = rules.before_push(
+            state.verified_hash, observed, possibly_held=held, take_over=self.scratch.take_over
+        )
+        if gate is Gate.CHANGED:
             # A lost PATCH may have landed (or the operator took over): not drift; the push follows.
             log.info("connection.changed", target=self.target.name, observed=short_hash(observed))
-            return
-        self.freeze(observed)
+        elif gate is Gate.DRIFT:
+            self.freeze(observed)
 
     def _first_rotation_checks(self) -> None:
         """Until a push is verified: apply ``adopt_token_id``, or stop if the journal looks lost.
@@ -278,92 +280,86 @@ class TargetRun(Retirer):
             try:
                 return self.ctx.gitlab.create_token(self.project_id, request), rotation
             except GitLabError as error:
-                limit = expiry_limit(error.message) if error.status == 400 else None  # noqa: PLR2004
-                if limit is not None and attempt == 0:
-                    # Nothing was created; ask again for the last day GitLab allows.
-                    rotation = replace(rotation, requested_expiry=clamped_expiry(limit))
-                    self.rec.write(Change(rotation=rotation))
-                    log.warning(
-                        "token.expiry_clamped",
-                        target=self.target.name,
-                        expires_at=str(rotation.requested_expiry),
-                    )
-                    continue
-                message = upstream_message(replace(error, target=self.target.name), "create")
-                if error.not_applied:
-                    self.finish(rotation, Outcome.FAILED, message)
-                else:
-                    # The create may have happened (or may still): find it by exact name, now and later.
-                    self.tombstone(rotation.token_name)
-                    self.recheck_name(rotation.token_name)
-                    self.finish(rotation, Outcome.ROLLED_BACK, message)
-                raise self.rec.failed("failed", message) from None
+                now = self.ctx.clock()
+                answer = rules.create_proves(error, retried=attempt > 0, at=now, target=self.target.name)
+            if isinstance(answer, evidence.ExpiryCapped):
+                # Nothing was created; ask again for the last day GitLab allows.
+                rotation, _ = advance(rotation, answer)
+                self.rec.write(Change(rotation=rotation))
+                log.warning(
+                    "token.expiry_clamped", target=self.target.name, expires_at=str(rotation.requested_expiry)
+                )
+                continue
+            _, action = advance(rotation, answer)
+            if action is Action.RECHECK_NAME:
+                # The create may have happened (or may still): find it by exact name, now and later.
+                self.tombstone(rotation.token_name)
+                self.recheck_name(rotation.token_name)
+            self.close(rotation, replace(answer, at=self.ctx.clock()))
+            raise self.rec.failed("failed", answer.note)
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _self_check(self, rotation: RotationRecord, new: NewToken) -> None:
         deadline = self.ctx.monotonic() + self.ctx.settings.self_check_window.total_seconds()
         while True:
+            answer: TokenInfo | GitLabError
             try:
-                info = self.ctx.gitlab.token_self(new.value)
-                if info.id == new.info.id and info.active:
-                    return
-                problem = f"token {info.id} active={info.active}, expected {new.info.id} active"
+                answer = self.ctx.gitlab.token_self(new.value)
             except GitLabError as error:
-                problem = upstream_message(replace(error, target=self.target.name), "self-check")
-                if error.status is not None and 300 <= error.status < 400:  # noqa: PLR2004
-                    break  # a refused redirect is no replica lag: waiting out the window changes nothing
+                answer = error
+            problem = rules.self_check_problem(answer, new.info.id, self.target.name)
+            if problem is None:
+                return
+            if rules.self_check_hopeless(answer):
+                break  # a refused redirect is no replica lag: waiting out the window changes nothing
             if self.ctx.monotonic() >= deadline:
                 break
             # A fresh token can lag on GitLab's read replicas.
             self.ctx.sleep(min(1.0, self.ctx.settings.poll_interval))
         self.revoke_now(rotation.new_token_id or new.info.id, "failed its self-check")
-        self.finish(rotation, Outcome.ROLLED_BACK, f"self-check: {problem}")
+        self.close(rotation, evidence.SelfCheckFailed(self.ctx.clock(), f"self-check: {problem}"))
         raise self.rec.failed("failed", f"{self.target.name}: the new token failed its self-check: {problem}")
 
-    def _push(self, rotation: RotationRecord, value: Secret, candidate: TokenRecord) -> str | None:
-        """PATCH the new token; its hash, or None when the outcome is unknown (roll forward)."""
+    def _push(
+        self, rotation: RotationRecord, value: Secret, held: TokenRecord
+    ) -> evidence.PatchStored | None:
+        """PATCH the new token; the stored evidence, or None when a fresh rotation must follow."""
         conn = self.read_connection()
+        answer: str | InfisicalError
         try:
-            patch_hash = self.ctx.infisical.push_token(conn, value)
+            answer = self.ctx.infisical.push_token(conn, value)
         except InfisicalError as error:
-            message = upstream_message(replace(error, target=self.target.name), "push")
-            if error.not_applied:
-                # Refused before storage: back to CREATED (a crash now means "revoke it"), then revoke.
-                created = replace(rotation, step=Step.CREATED)
-                self.rec.write(Change(rotation=created, tokens=(candidate,)))
-                self.revoke_now(candidate.token_id, "the push was refused")
-                self.finish(created, Outcome.FAILED, message)
-                raise self.rec.failed("failed", message) from None
-            # Infisical may have stored it: never revoke it on this evidence; a fresh push decides.
-            self.scratch.unknown_push = message
-            self.finish(rotation, Outcome.SUPERSEDED, f"{message} (outcome unknown; token possibly held)")
-            return None
+            answer = error
         finally:
             # Whatever happened, the connection may have changed: later steps must read it afresh.
             self.scratch.connection = None
-        if patch_hash == rotation.pre_hash:
-            self._not_landed(rotation, "PATCH", "push", "the PATCH returned the pre-PATCH credentialsHash")
-            return None
-        return patch_hash
+        now = self.ctx.clock()
+        proof = rules.patch_proves(answer, pre_hash=rotation.pre_hash, at=now, target=self.target.name)
+        if isinstance(proof, evidence.PatchStored):
+            return proof
+        if isinstance(proof, evidence.PatchRefused):
+            # Refused before storage: back to CREATED (a crash now means "revoke it"), then revoke.
+            created, _ = advance(rotation, proof)
+            candidate, _ = advance(held, evidence.PushRejected())
+            self.rec.write(Change(rotation=created, tokens=(candidate,)))
+            self.revoke_now(candidate.token_id, "the push was refused")
+            self.close(created, evidence.RefusalUndone(self.ctx.clock(), proof.note))
+            raise self.rec.failed("failed", proof.note)
+        # Infisical may have stored it: never revoke it on this evidence; a fresh push decides.
+        self._superseded(rotation, proof)
+        return None
 
-    def _not_landed(self, rotation: RotationRecord, method: str, step: str, problem: str) -> None:
-        """Infisical answered 200, yet our push is not what it holds: supersede the rotation.
+    def _superseded(
+        self,
+        rotation: RotationRecord,
+        proof: evidence.PatchUnknown | evidence.PatchNotLanded | evidence.RereadOverwritten,
+    ) -> None:
+        """Our push's outcome is unknown, or it is not what Infisical holds: supersede the rotation.
 
         The line is kept for the run's failure should the next push not land either.
         """
-        line = str(
-            InfisicalError(
-                "infisical",
-                f"{method} /api/v1/app-connections/gitlab/:connectionId",
-                200,
-                problem,
-                not_applied=False,
-                target=self.target.name,
-                step=step,
-            )
-        )
-        self.scratch.unknown_push = line
-        self.finish(rotation, Outcome.SUPERSEDED, line)
+        self.scratch.unknown_push = proof.line
+        self.close(rotation, proof)
 
     def verify(self, rotation: RotationRecord) -> bool:
         """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED.
@@ -376,29 +372,33 @@ class TargetRun(Retirer):
             try:
                 observed = self.connection_checked(fresh=True)
             except InfisicalError as error:
-                message = upstream_message(replace(error, target=self.target.name), "verify")
-                raise self.rec.failed("failed", f"{message}; the rotation stays at PUSHED") from None
-            if observed == rotation.patch_hash:
+                line = rules.described(error, self.target.name, "verify")
+                failed = evidence.RereadFailed(self.ctx.clock(), f"{line}; the rotation stays at PUSHED")
+                advance(rotation, failed)
+                raise self.rec.failed("failed", failed.note) from None
+            seen = rules.reread_proves(
+                observed,
+                rotation,
+                take_over=self.scratch.take_over,
+                at=self.ctx.clock(),
+                target=self.target.name,
+            )
+            if isinstance(seen, evidence.RereadSame):
                 break
-            if observed != rotation.pre_hash:
-                if self.scratch.take_over:
-                    # The operator accepts the connection as it is. Our token was held for a while,
-                    # so it stays possibly held (retired after grace and settle); a fresh push follows.
-                    self._not_landed(
-                        replace(rotation, reread_hash=observed),
-                        "GET",
-                        "verify",
-                        "the re-read shows another credentialsHash: our push was overwritten",
-                    )
-                    return True
-                self.finish(
-                    replace(rotation, reread_hash=observed), Outcome.DRIFT, "re-read shows another hash"
-                )
+            if isinstance(seen, evidence.RereadOverwritten):
+                # The operator accepts the connection as it is. Our token was held for a while,
+                # so it stays possibly held (retired after grace and settle); a fresh push follows.
+                self._superseded(rotation, seen)
+                return True
+            if isinstance(seen, evidence.RereadOther):
+                self.close(rotation, seen)
                 self.freeze(observed)
+            advance(rotation, seen)  # lagging: the table keeps it at PUSHED
             if self.ctx.monotonic() >= deadline:
                 message = (
                     f"{self.target.name}: verify: the re-read still shows the pre-PATCH hash; stays at PUSHED"
                 )
+                advance(rotation, evidence.RereadFailed(self.ctx.clock(), message))
                 raise self.rec.failed("failed", message)
             self.ctx.sleep(self.ctx.settings.poll_interval)
         self._verified(rotation, observed)
@@ -406,24 +406,16 @@ class TargetRun(Retirer):
 
     def _verified(self, rotation: RotationRecord, observed: str) -> None:
         now = self.ctx.clock()
-        after = now + self.target.grace
-        # A possibly-held token's PATCH may still be committing inside Infisical: give it time to
-        # land (and show up as drift) before it can be revoked, whatever the grace.
-        settle = now + self.ctx.settings.possibly_held_settle
+        settle = self.ctx.settings.possibly_held_settle
         retiring = [
-            replace(
+            advance(
                 t,
-                role=Role.PENDING_REVOKE,
-                revoke_after=max(after, settle) if t.role is Role.POSSIBLY_HELD else after,
-                retired_by=rotation.id,
-                retired_at=now,
-            )
+                evidence.Retired(
+                    now, rules.revoke_after(t.role, now, self.target.grace, settle), rotation.id
+                ),
+            )[0]
             for t in self.ctx.journal.tokens(self.rec.key)
-            if t.role in (Role.CURRENT, Role.POSSIBLY_HELD, Role.CANDIDATE)
-            and t.token_id != rotation.new_token_id
-            # A never-pushed candidate left by a revoke without access needs no grace: it is
-            # retried as it is, right after this rotation.
-            and not (t.role is Role.CANDIDATE and unrevocable(t))
+            if rules.retired_by_push(t, rotation.new_token_id)
         ]
         new = next(t for t in self.ctx.journal.tokens(self.rec.key) if t.token_id == rotation.new_token_id)
         state = replace(
@@ -438,15 +430,8 @@ class TargetRun(Retirer):
             backoff_until=None,
             last_error=None,
         )
-        done = replace(
-            rotation,
-            step=Step.VERIFIED,
-            outcome=Outcome.SUCCEEDED,
-            reread_hash=observed,
-            verified_at=now,
-            finished_at=now,
-        )
-        current = replace(new, role=Role.CURRENT, push_hash=rotation.patch_hash)
+        done, _ = advance(rotation, evidence.RereadSame(observed, now))
+        current, _ = advance(new, evidence.PushVerified(rotation.patch_hash))
         self.rec.write(Change(rotation=done, tokens=(current, *retiring), target=state), "VERIFIED")
         self.scratch.actions.append(f"rotated: token {rotation.new_token_id} expires {rotation.expires_at}")
         self._finished_line(done)

@@ -19,7 +19,13 @@ from typing import Self
 import structlog
 
 from rotator.core.coalescing import CLOCK_SKEW_MARGIN, FORCED_TRIGGERS, coalesces, fast_clock_skew
-from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError, UpstreamError
+from rotator.core.errors import (
+    ConfigError,
+    JournalDamagedError,
+    LeaseLostError,
+    TargetFailedError,
+    UpstreamError,
+)
 from rotator.core.model import (
     Lease,
     Outcome,
@@ -35,7 +41,7 @@ from rotator.core.schedule import Due, Situation, Work, decide, expiry_instant, 
 from rotator.core.spec import EngineSpec, RotationSpec
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
-from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
+from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.engine.retire import unrevocable
 from rotator.engine.rotation import TargetRun
@@ -311,7 +317,7 @@ class Engine:
         Nothing is created, pushed or revoked: without the project's id there is nothing to act
         on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
         """
-        message = str(replace(error, target=target.name, step=RESOLVE))
+        message = str(error.located(target.name, RESOLVE))
         url, project, now = self.spec.gitlab_url, str(target.project), self.ctx.clock()
         last = self.ctx.journal.unresolved(url, project)
         self.ctx.journal.record_unresolved(

@@ -28,6 +28,7 @@ from rotator.core.ports import Journal
 from rotator.core.redact import redact
 from rotator.doors import report, wiring
 from rotator.doors.config import Config, Target
+from rotator.doors.readmodel import as_json
 from rotator.engine.context import Recorder, check_connection, owned_elsewhere
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
@@ -83,11 +84,11 @@ def status(args: argparse.Namespace, config: Config) -> int:
     """``status``: offline, from the journal (read-only; exit 2 if there is none yet)."""
     journal = wiring.read_journal(config, missing_ok=False)
     try:
-        data = report.status(config, journal, wiring.clock(config, os.environ))
+        data = report.read_status(config, journal, wiring.clock(config, os.environ))
     finally:
         journal.close()
-    print(json.dumps(data, indent=2) if args.json else report.status_table(data))
-    failing = any(row["failing"] for row in (*data["targets"], *data["removed"]))
+    print(json.dumps(as_json(data), indent=2) if args.json else report.status_table(data))
+    failing = any(t.failing for t in data.targets) or any(r.failing for r in data.removed)
     return EXIT_FAILED if failing else EXIT_OK
 
 
@@ -211,10 +212,10 @@ def history(args: argparse.Namespace, config: Config) -> int:
     """``history``: the audit trail, newest first (read-only; exit 2 if there is none yet)."""
     journal = wiring.read_journal(config, missing_ok=False)
     try:
-        rows = report.history(journal, config, args.target, args.limit)
+        rows = report.read_history(journal, config, args.target, args.limit)
     finally:
         journal.close()
-    print(json.dumps(rows, indent=2) if args.json else report.history_table(rows))
+    print(json.dumps(as_json(rows), indent=2) if args.json else report.history_table(rows))
     return EXIT_OK
 
 

@@ -137,7 +137,7 @@ def run(out: TextIO) -> int:
                         say(f"  {r.name}: {r.status}: {r.detail}")
                     return 1
             say("")
-            say(report.status_table(report.status(config, rt.journal, fakes.clock.now)))
+            say(report.status_table(report.read_status(config, rt.journal, fakes.clock.now)))
             return _prove(fakes, rt, say)
         finally:
             rt.close()

@@ -3,7 +3,8 @@
 python-gitlab can retry by itself, but its rules are wrong for rotation: with transient retries on
 it re-POSTs a create after a 5xx or a lost response (a second token whose value nobody sees), and it
 obeys a 429 by sleeping as long as the server asks, ten times over. So its retries are off on every
-request and this module decides instead (``reference/gitlab.md`` §5.4, §8):
+request and this module decides instead (``reference/gitlab.md`` §5.4, §8), through the adapters'
+one loop, :func:`rotator.adapters.retrying.call`:
 
 * a 429 was refused before any effect, so every call retries it, waiting what the server asks
   (``Retry-After``, else ``RateLimit-Reset``, else backoff; capped by :mod:`rotator.adapters.retrying`);

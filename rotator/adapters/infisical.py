@@ -5,11 +5,12 @@ rotator's User-Agent, waits for a sliding-window limiter (reads and writes apart
 counts them) and goes through :meth:`InfisicalAPI._request`, the one place where httpx failures
 and error answers become :class:`~rotator.core.errors.InfisicalError`, upstream messages redacted.
 
-Retries (architecture §1 rule 3): a 429 was refused before any effect, so it is retried after the
-wait the server asks for; a 5xx, a timeout or a lost connection is retried with backoff (the PATCH
-carries the same value every time, so a repeat is harmless) but leaves the outcome unknown, and
-after that no 4xx proves "not stored". A login answered 401 is never retried, in this call or any
-later one: three failures lock the identity.
+Retries (architecture §1 rule 3), by the adapters' one loop (:func:`rotator.adapters.retrying.call`):
+a 429 was refused before any effect, so it is retried after the wait the server asks for; a 5xx, a
+timeout or a lost connection is retried with backoff (the PATCH carries the same value every time,
+so a repeat is harmless) but leaves the outcome unknown, and after that no 4xx proves "not stored".
+A login answered 401 is never retried, in this call or any later one: three failures lock the
+identity.
 
 No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
 the route and the ``Location`` (a bearer token or a client secret must reach the configured
@@ -266,7 +267,7 @@ class InfisicalAPI:
                 call, failed.status, failed.message, not_applied=not_applied, kind=kind
             ) from None
 
-    def _attempt(self, call: _Call, progress: "_Progress") -> Any:  # noqa: ANN401 - as _request
+    def _attempt(self, call: _Call, progress: _Progress) -> Any:  # noqa: ANN401 - as _request
         """One attempt of ``call`` (two when a refused bearer token is replaced by a fresh login)."""
         while True:
             headers = {"User-Agent": self._user_agent}
@@ -298,9 +299,8 @@ class InfisicalAPI:
                 self._forget(used)
                 continue
             server_side = status is not None and status >= HTTPStatus.INTERNAL_SERVER_ERROR
-            progress.unknown = (
-                progress.unknown or lost or server_side
-            )  # Infisical may have failed after storing
+            # Infisical may have failed after storing: no later refusal proves "not stored".
+            progress.unknown = progress.unknown or lost or server_side
             headers_seen = response.headers if response is not None else httpx.Headers()
             raise _Failed(status, headers_seen, message, payload)
 

@@ -10,7 +10,7 @@ from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.model import Change
 from rotator.core.ports import Alert
 from rotator.doors import wiring
-from rotator.doors.config import parse_config
+from rotator.doors.config import engine_spec, parse_config
 from rotator.engine.context import Context
 from rotator.engine.run import Engine, RunOptions
 from rotator.journal.sqlite import SQLiteJournal
@@ -60,9 +60,17 @@ def test_a_broken_journal_fails_the_target_with_an_alert_not_an_exception(tmp_pa
     heard = Heard()
     unused = cast("Any", None)  # no upstream call happens before the journal is read
     ctx = Context(
-        unused, unused, journal, lambda: datetime.now(UTC), lambda _s: None, "x", "t", observer=heard
+        unused,
+        unused,
+        journal,
+        lambda: datetime.now(UTC),
+        lambda _s: None,
+        lambda: 0.0,
+        "x",
+        "t",
+        observer=heard,
     )
-    engine = Engine(parse_config(CONFIG), ctx)
+    engine = Engine(engine_spec(parse_config(CONFIG)), ctx)
     [report] = engine.run(RunOptions())
     assert (report.status, report.failed) == ("failed", True)
     assert "unexpected ProgrammingError" in report.detail

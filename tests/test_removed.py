@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
-from rotator.doors.config import parse_config
+from rotator.doors.config import engine_spec, parse_config
 from rotator.engine.context import Context
 from rotator.engine.removed import find_removed, plan_removed
 from rotator.engine.run import Engine, RunOptions
@@ -58,7 +58,7 @@ def test_an_older_key_is_retired_by_the_later_push_of_another_removed_key(tmp_pa
     _entry(journal, older, 11, T1)
     _entry(journal, later, 22, T1 + timedelta(days=1))
     now = T1 + timedelta(days=1) + GRACE + timedelta(minutes=1)
-    found = {str(r.key): r for r in find_removed(config, journal, now)}
+    found = {str(r.key): r for r in find_removed(engine_spec(config), journal, now)}
     old_plan = plan_removed(journal, found[str(older)], now)
     assert [t.token_id for t in old_plan.due] == [11]
     new_plan = plan_removed(journal, found[str(later)], now)
@@ -75,8 +75,8 @@ def test_three_removed_keys_of_one_name_and_project_each_get_their_own_run(tmp_p
         _entry(journal, TargetKey(URL, 1, connection), token_id, T1)
     now = T1 + timedelta(days=1)
     unused = cast("Any", None)  # a dry run reads the journal only
-    ctx = Context(unused, unused, journal, lambda: now, lambda _s: None, URL, "test")
-    reports = Engine(parse_config(CONFIG), ctx).run(RunOptions(dry_run=True))[1:]
+    ctx = Context(unused, unused, journal, lambda: now, lambda _s: None, lambda: 0.0, URL, "test")
+    reports = Engine(engine_spec(parse_config(CONFIG)), ctx).run(RunOptions(dry_run=True))[1:]
     assert len({r.name for r in reports}) == 3
     planned = [token_id for r in reports for token_id in (11, 21, 31) if f"token {token_id} " in r.detail]
     assert sorted(planned) == [11, 21, 31]

@@ -185,7 +185,7 @@ def test_a_queued_trigger_coalesces_onto_a_forced_rotation_a_replica_ran_meanwhi
 
 
 def test_rotator_rotate_is_never_coalesced(fakes: Fakes, tmp_path: Path) -> None:
-    """Right after a forced HTTP rotation, `rotator rotate`'s run (no coalesce_after) still rotates."""
+    """Right after a forced HTTP rotation, `rotator rotate`'s run (no triggered_at) still rotates."""
     with running_daemon(fakes, tmp_path) as running, running.client() as client:
         rotation = journal_rotation(client, trigger(client, APP).json()["id"])
         target = running.daemon.targets[APP]

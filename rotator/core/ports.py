@@ -153,7 +153,7 @@ def holders(records: Sequence[TokenRecord], *roles: str) -> list[TokenRecord]:
 class Alert:
     """Something an operator must hear about: a failed rotation, drift, a token running out.
 
-    ``reason`` is one of :data:`rotator.engine.context.ALERT_REASONS`; ``message`` is one line already free
+    ``reason`` is one of :data:`rotator.engine.alerts.ALERT_REASONS`; ``message`` is one line already free
     of token values (it names target, step, upstream, route and status where there is one).
     """
 

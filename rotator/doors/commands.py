@@ -26,11 +26,13 @@ from rotator.core.errors import ConfigError, LeaseLostError, UpstreamError
 from rotator.core.model import Lease, TargetKey
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
+from rotator.core.spec import RotationSpec
 from rotator.doors import report, wiring
-from rotator.doors.config import Config, Target
+from rotator.doors.config import Config, engine_spec
 from rotator.doors.outcome import Outcome
 from rotator.doors.readmodel import as_json
-from rotator.engine.context import Recorder, check_connection, owned_elsewhere
+from rotator.engine.checks import check_connection, owned_elsewhere
+from rotator.engine.recorder import Recorder
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
 
@@ -181,7 +183,7 @@ def _print_dropped(journal: Journal, found: Removed, *, checked: bool) -> None:
 
 def _removed_key(config: Config, journal: Journal, key: str) -> Removed:
     """The removed key named ``key``; a usage error (exit 2) for a configured or unknown one."""
-    removed, kept = classify(config, journal)
+    removed, kept = classify(engine_spec(config), journal)
     if key in kept:
         raise ConfigError("KEY", f"{key} is not removed: {kept[key]}; change the config first")
     for found in removed:
@@ -247,7 +249,7 @@ def check(_args: argparse.Namespace, config: Config) -> Outcome:
         item("gitlab: manager token", lambda: _manager(rt))
         item("infisical: credentials", lambda: _infisical(rt))
         notes = report.lifetime_notes(config, journal, wiring.clock(config, os.environ))
-        for target in config.targets:
+        for target in rt.engine.spec.targets:
             _check_target(rt, target, item, journal)
             if target.name in notes:
                 print(f"warn    {target.name}: {notes[target.name]}")
@@ -259,7 +261,7 @@ def check(_args: argparse.Namespace, config: Config) -> Outcome:
 
 def _check_target(
     rt: wiring.Runtime,
-    target: Target,
+    target: RotationSpec,
     item: Callable[[str, Callable[[], str | None]], None],
     journal: Journal,
 ) -> None:
@@ -274,7 +276,7 @@ def _check_target(
         return None if (level or 0) >= _MAINTAINER else f"the manager's role {level} is below maintainer (40)"
 
     def connection() -> str | None:
-        return check_connection(rt.infisical.get_connection(str(target.connection_id)), rt.config.gitlab.url)
+        return check_connection(rt.infisical.get_connection(target.connection_id), rt.config.gitlab.url)
 
     item(f"{target.name}: project {target.project}", project)
     item(f"{target.name}: connection {target.connection_id}", connection)
@@ -284,7 +286,7 @@ def _check_target(
         print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
     adopt = target.adopt_token_id
     if adopt is not None and project_ids:
-        key = TargetKey(rt.config.gitlab.url, project_ids[0], str(target.connection_id))
+        key = TargetKey(rt.config.gitlab.url, project_ids[0], target.connection_id)
         item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, key, adopt))
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
+from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
 from rotator.doors.config_yaml import load_yaml
 from rotator.doors.files import CONFIG_FILE_LIMIT, read_text_file
 
@@ -333,6 +334,33 @@ class Config(_Strict):
         _no_duplicates(self.targets, lambda t: (str(t.project), t.token_base_name), "token.name")
         _no_duplicates(self.targets, lambda t: t.adopt_token_id, "adopt_token_id")
         return self
+
+
+def rotation_spec(target: Target) -> RotationSpec:
+    """What the engine needs of one configured target, as a frozen value."""
+    token = target.token
+    return RotationSpec(
+        name=target.name,
+        project=target.project,
+        connection_id=str(target.connection_id),
+        token=TokenShape(tuple(token.scopes), token.access_level, token.lifetime),
+        token_base_name=target.token_base_name,
+        renew_before=target.renew_before,
+        grace=target.grace,
+        rotate_every=target.rotate_every,
+        schedule=target.schedule,
+        adopt_token_id=target.adopt_token_id,
+        hold_revoke_if_used=target.hold_revoke_if_used,
+    )
+
+
+def engine_spec(config: Config) -> EngineSpec:
+    """What the engine needs of the whole config: ``gitlab.url``, its concurrency, the targets."""
+    return EngineSpec(
+        gitlab_url=config.gitlab.url,
+        targets=tuple(rotation_spec(t) for t in config.targets),
+        max_concurrent_rotations=config.max_concurrent_rotations,
+    )
 
 
 def _no_duplicates(targets: Sequence[Target], key: Callable[[Target], object], field: str) -> None:

@@ -18,7 +18,8 @@ A trigger arriving within ``daemon.min_trigger_interval`` of the target's last f
 replicas and restarts) starts nothing: it is answered with that rotation, ``coalesced``. A queued
 trigger is checked again when it runs, under the target's lease: a forced rotation another replica
 ran while it waited coalesces it too. A journal time beyond the skew margin ahead of this clock
-(:data:`rotator.engine.run.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned about.
+(:data:`rotator.core.coalescing.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned
+about. Both checks ask :func:`rotator.core.coalescing.coalesces`, with the trigger's arrival.
 
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
 shutdown timeout, and says whether they did.
@@ -41,14 +42,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.adapters import cron
 from rotator.adapters.metrics import Metrics, TargetGauges
+from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
 from rotator.core.errors import JournalDamagedError, RotatorError
 from rotator.core.model import Outcome, Role, RotationRecord, TargetState
 from rotator.core.schedule import expiry_instant
+from rotator.core.spec import RotationSpec
 from rotator.doors import report
-from rotator.doors.config import Target
 from rotator.doors.wiring import Runtime
 from rotator.engine.retire import unrevocable
-from rotator.engine.run import FORCED_TRIGGERS, RunOptions, TargetReport, from_a_fast_clock
+from rotator.engine.run import RunOptions, TargetReport, from_a_fast_clock
 
 
 log = structlog.get_logger("rotator")
@@ -119,7 +121,7 @@ class Daemon:
         """Drive ``rt``'s engine; ``metrics`` hears every run; the trigger is off without a token."""
         self.rt, self.metrics, self.trigger_enabled = rt, metrics, trigger_enabled
         self.config = rt.config
-        self.targets = {t.name: t for t in rt.config.targets}
+        self.targets = {t.name: t for t in rt.engine.spec.targets}
         self._locks = {name: threading.Lock() for name in self.targets}
         self._runs: OrderedDict[str, TriggeredRun] = OrderedDict()
         self._runs_lock = threading.Lock()
@@ -233,7 +235,7 @@ class Daemon:
         # The job may wait for a worker while another replica forces a rotation of the target:
         # the engine re-checks the interval under the lease, from the trigger's arrival.
         interval = self.config.daemon.min_trigger_interval
-        coalesce_after = self.rt.engine.ctx.clock() - interval if interval else None
+        arrived = self.rt.engine.ctx.clock() if interval else None
         with self._runs_lock:
             self._remember(run)
         with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
@@ -243,14 +245,14 @@ class Daemon:
             # releases the target's lock); a missed trigger would lock the target for good.
             self.scheduler.add_job(
                 self._triggered,
-                args=[run, coalesce_after],
+                args=[run, arrived],
                 id=f"trigger:{run.id}",
                 name=f"trigger {name}",
                 misfire_grace_time=None,
             )
         return run
 
-    def _recent(self, target: Target) -> TriggeredRun | Refusal | None:
+    def _recent(self, target: RotationSpec) -> TriggeredRun | Refusal | None:
         """The answer to a trigger inside ``min_trigger_interval`` of a forced rotation; else None.
 
         Read from the journal, so a rotation another replica or ``rotator rotate`` forced counts
@@ -273,19 +275,19 @@ class Daemon:
                 detail = f"a forced rotation of {target.name} is in flight; see /v1/targets/{target.name}"
                 return Refusal(409, "rotating", detail)
             return None
-        until = _next_trigger(last, now, interval)
-        if now >= until:
+        if not coalesces(last, now, interval, now):
             return None
+        until = next_trigger(last, now, interval)
         self._count_coalesced(target, last, until)
         return replace(self._answered_by(target, last), coalesced=True, next_trigger_at=until)
 
-    def _count_coalesced(self, target: Target, rotation: RotationRecord, until: datetime) -> None:
+    def _count_coalesced(self, target: RotationSpec, rotation: RotationRecord, until: datetime) -> None:
         self.metrics.triggers_coalesced.labels(target.name).inc()
         log.info(
             "daemon.trigger_coalesced", target=target.name, rotation=rotation.id, next_trigger_at=_iso(until)
         )
 
-    def _answered_by(self, target: Target, rotation: RotationRecord) -> TriggeredRun:
+    def _answered_by(self, target: RotationSpec, rotation: RotationRecord) -> TriggeredRun:
         """The trigger request that performed ``rotation``, or one made up from the journal.
 
         Only a request that planned the rotation itself answers for it: one that came back busy,
@@ -358,7 +360,7 @@ class Daemon:
         """The per-target gauges, from the journal."""
         engine = self.rt.engine
         rows = []
-        for target in self.config.targets:
+        for target in self.targets.values():
             key = engine.key(target, resolve=False)
             situation, state = engine.situation(target, key)
             tokens = self.rt.journal.tokens(key) if key else []
@@ -389,7 +391,7 @@ class Daemon:
         finally:
             lock.release()
 
-    def _triggered(self, run: TriggeredRun, coalesce_after: datetime | None = None) -> None:
+    def _triggered(self, run: TriggeredRun, arrived: datetime | None = None) -> None:
         lock = self._locks[run.target]
         try:
             # Times before statuses: a poller never sees "running" without started_at.
@@ -397,7 +399,11 @@ class Daemon:
             run.status = "running"
             target = self.targets[run.target]
             options = RunOptions(
-                names=(run.target,), force=True, trigger="http", coalesce_after=coalesce_after
+                names=(run.target,),
+                force=True,
+                trigger="http",
+                triggered_at=arrived,
+                min_trigger_interval=self.config.daemon.min_trigger_interval,
             )
             outcome = self._execute(target, options)
             if outcome is None:
@@ -408,7 +414,7 @@ class Daemon:
             if onto is not None:
                 # Described by the rotation it was coalesced onto, as a coalesced 202 is.
                 interval = self.config.daemon.min_trigger_interval
-                until = _next_trigger(onto, self.rt.engine.ctx.clock(), interval)
+                until = next_trigger(onto, self.rt.engine.ctx.clock(), interval)
                 self._count_coalesced(target, onto, until)
                 run.rotations, run.coalesced, run.next_trigger_at = [_reference(onto)], True, until
                 _describe(run, onto)
@@ -431,7 +437,9 @@ class Daemon:
         for stand_in in stand_ins:
             self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
 
-    def _execute(self, target: Target, options: RunOptions, *, plan: bool = True) -> TargetReport | None:
+    def _execute(
+        self, target: RotationSpec, options: RunOptions, *, plan: bool = True
+    ) -> TargetReport | None:
         """Run one target unless the daemon is draining (``None`` then)."""
         if not self._enter():
             return None
@@ -445,7 +453,7 @@ class Daemon:
             self._plan_wake(target)
         return outcome
 
-    def _plan_wake(self, target: Target) -> None:
+    def _plan_wake(self, target: RotationSpec) -> None:
         """Schedule a one-shot run at the target's next event: due, a grace's end, a backoff's end."""
         if self.draining.is_set():
             return
@@ -511,30 +519,21 @@ class Daemon:
             self._inflight -= 1
             self._idle.notify_all()
 
-    def _state(self, target: Target) -> TargetState | None:
+    def _state(self, target: RotationSpec) -> TargetState | None:
         key = self.rt.engine.key(target, resolve=False)
         return self.rt.journal.target(key) if key else None
 
-    def _rotations(self, target: Target, ids: tuple[str, ...]) -> list[dict[str, Any]]:
+    def _rotations(self, target: RotationSpec, ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The journal's records of the rotations ``ids`` (a run plans at most two), oldest first."""
         key = self.rt.engine.key(target, resolve=False)
         if key is None or not ids:
             return []
         return [_reference(r) for r in reversed(self.rt.journal.rotations(key, limit=10)) if r.id in ids]
 
-    def _rotation(self, target: Target, rotation_id: str) -> RotationRecord | None:
+    def _rotation(self, target: RotationSpec, rotation_id: str) -> RotationRecord | None:
         key = self.rt.engine.key(target, resolve=False)
         found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
         return found[0] if found else None
-
-
-def _next_trigger(rotation: RotationRecord, now: datetime, interval: timedelta) -> datetime:
-    """From when a trigger starts a rotation again: the rotation's end plus the interval.
-
-    At most ``now`` plus the interval: a time a little ahead of this clock (within the skew margin)
-    must not stretch the wait beyond one interval.
-    """
-    return min((rotation.finished_at or rotation.planned_at) + interval, now + interval)
 
 
 def _describe(run: TriggeredRun, rotation: RotationRecord) -> None:

@@ -117,7 +117,7 @@ def run(out: TextIO) -> Outcome:
         say(f"state in a temporary folder; targets {', '.join(t.name for t in config.targets)}")
         narrator = _Narrator(out)
         rt = wiring.build(config, fakes.seed.environment())
-        engine = Engine(config, replace(rt.engine.ctx, clock=fakes.clock.now, observer=narrator))
+        engine = Engine(rt.engine.spec, replace(rt.engine.ctx, clock=fakes.clock.now, observer=narrator))
         try:
             steps = (
                 ("1. first run: adopt the tokens the connections hold, rotate, verify", RunOptions()),
@@ -148,8 +148,8 @@ def _prove(fakes: Fakes, rt: wiring.Runtime, say: Callable[[str], None]) -> Outc
     say("\nproof, asked of the fakes rather than of rotator:")
     ok = True
     with httpx.Client(base_url=fakes.seed.gitlab_url, timeout=10) as gitlab:
-        for target in rt.config.targets:
-            held = fakes.infisical.test_only_held_token(str(target.connection_id))
+        for target in rt.engine.spec.targets:
+            held = fakes.infisical.test_only_held_token(target.connection_id)
             works = fakes.gitlab.test_only_accepts(held)
             ok = ok and works
             say(f"  {target.name:<11} Infisical holds a token GitLab accepts: {'yes' if works else 'NO'}")
@@ -162,7 +162,7 @@ def _prove(fakes: Fakes, rt: wiring.Runtime, say: Callable[[str], None]) -> Outc
                 answers.append(f"{token_id}->{status.status_code}")
                 ok = ok and status.status_code == _DEAD
             say(f"  {target.name:<11} old tokens presented to GitLab: {', '.join(answers) or 'none'}")
-            project = fakes.seed.project_ids[fakes.seed.connection_ids.index(str(target.connection_id))]
+            project = fakes.seed.project_ids[fakes.seed.connection_ids.index(target.connection_id)]
             active = fakes.gitlab.test_only_active_token_ids(project)
             alone = [fakes.gitlab.test_only_token(i).value for i in active] == [held]
             ok = ok and alone

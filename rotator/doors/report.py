@@ -8,6 +8,8 @@ frozen by drift, holding a revoke, holding a live token it has no access to revo
 after a failure; a removed key holding a revoke or a live token it has no access to revoke.
 """
 
+import time
+
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -17,7 +19,7 @@ from rotator.core import model
 from rotator.core.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.core.ports import Journal
 from rotator.core.schedule import decide
-from rotator.doors.config import Config
+from rotator.doors.config import Config, engine_spec
 from rotator.doors.readmodel import (
     Drift,
     HistoryRow,
@@ -34,7 +36,7 @@ from rotator.doors.readmodel import (
     as_json,
     shown,
 )
-from rotator.engine.context import Context, Settings, lifetime_note
+from rotator.engine.context import Context, Settings
 from rotator.engine.removed import find_removed, live, plan_removed
 from rotator.engine.retire import describe_untracked
 from rotator.engine.run import (
@@ -44,6 +46,7 @@ from rotator.engine.run import (
     removed_failing_reason,
     require_known,
 )
+from rotator.engine.timing import lifetime_note
 
 
 def _stamp(when: datetime) -> str:
@@ -63,12 +66,13 @@ def _offline_engine(config: Config, journal: Journal, clock: Callable[[], dateti
         journal,
         clock,
         lambda _s: None,
+        time.monotonic,
         config.gitlab.url,
         "status",
         settings=Settings(run_interval=config.daemon.check_interval),
         cron=cron.next_fire,
     )
-    return Engine(config, ctx)
+    return Engine(engine_spec(config), ctx)
 
 
 def status(config: Config, journal: Journal, clock: Callable[[], datetime]) -> dict[str, Any]:
@@ -81,7 +85,7 @@ def read_status(config: Config, journal: Journal, clock: Callable[[], datetime])
     engine = _offline_engine(config, journal, clock)
     now = clock()
     rows = []
-    for target in config.targets:
+    for target in engine.spec.targets:
         key = engine.key(target, resolve=False)
         situation, state = engine.situation(target, key)
         tokens = journal.tokens(key) if key else []
@@ -145,7 +149,7 @@ def _unfinished(rotation: RotationRecord | None) -> UnfinishedRotation | None:
 def removed(config: Config, journal: Journal, now: datetime) -> tuple[RemovedStatus, ...]:
     """The journal keys no configured target maps to that still hold something, and the way out."""
     rows = []
-    for found in find_removed(config, journal, now):
+    for found in find_removed(engine_spec(config), journal, now):
         tokens = live(journal.tokens(found.key), now)
         current = [t for t in tokens if t.role is Role.CURRENT]
         plan = plan_removed(journal, found, now)
@@ -214,7 +218,7 @@ def lifetime_notes(config: Config, journal: Journal, clock: Callable[[], datetim
     """Per target, the rule-6 note when GitLab's lifetime cap overrides ``rotate_before``."""
     engine = _offline_engine(config, journal, clock)
     notes = {}
-    for target in config.targets:
+    for target in engine.spec.targets:
         note = lifetime_note(engine.ctx, target, engine.key(target, resolve=False))
         if note is not None:
             notes[target.name] = note

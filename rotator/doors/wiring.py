@@ -3,17 +3,19 @@
 Three test hooks live here, each announced on stderr when used: ``ROTATOR_TEST_CLOCK_OFFSET`` (a
 duration such as ``20m`` or ``-2d``, added to rotator's clock), ``ROTATOR_TEST_CRASH_AFTER`` (a
 step name: the process exits right after recording it) and ``ROTATOR_TEST_SLEEP_SCALE`` (a number
-from 0 to 1 that every retry, backoff and rate-limit wait is multiplied by, so a test of a failing
-upstream does not wait out real backoff; polls, timeouts and the clock are untouched). A variable
-alone arms nothing: both
-upstream URLs must be loopback and the fakes must prove the ``ROTATOR_TEST_HOOKS`` key they handed
-out (:mod:`rotator.doors.hooks`); otherwise the hook is ignored, with a line on stderr saying why.
+from 0 to 1 that every wait is multiplied by: retries, backoff, rate limits and the polls of the
+self-check and verify, whose deadlines are measured on a monotonic clock that still counts each
+wait in full, so a test of a failing upstream does not wait out real time; timeouts and the wall
+clock are untouched). A variable alone arms nothing: both upstream URLs must be loopback and the
+fakes must prove the ``ROTATOR_TEST_HOOKS`` key they handed out (:mod:`rotator.doors.hooks`);
+otherwise the hook is ignored, with a line on stderr saying why.
 """
 
 import os
 import shlex
 import socket
 import sys
+import threading
 import time
 
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +34,7 @@ from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal, Observer, Observers
 from rotator.doors import hooks
-from rotator.doors.config import Config, load_config
+from rotator.doors.config import Config, engine_spec, load_config
 from rotator.doors.environment import load_secrets, webhook_url
 from rotator.engine.context import Context, Settings
 from rotator.engine.run import Engine
@@ -109,20 +111,51 @@ def _scale(raw: str) -> float:
     return scale
 
 
-def sleep(config: Config, environ: Mapping[str, str]) -> Callable[[float], None]:
-    """How rotator waits before a retry: ``time.sleep``, scaled by ``ROTATOR_TEST_SLEEP_SCALE`` where armed.
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How rotator waits (``sleep``) and measures waits (``monotonic``); the two always agree."""
 
-    The scaled sleep is asked for the unscaled wait (what a test may assert on) and sleeps that
-    many seconds times the scale.
+    sleep: Callable[[float], None]
+    monotonic: Callable[[], float]
+
+
+class _Scaled:
+    """Sleeps shortened by a scale, and a monotonic clock that counts each one at full length.
+
+    A wait is computed and asked for in full (what a test may assert on) and lasts ``scale`` of
+    it; the clock then moves on by the whole of it. So a deadline loop (the 10 s self-check, the
+    verify window) sees its window pass after the same number of polls as in production, in a
+    thousandth of the time. The skipped time is kept per thread: each run's deadlines are its
+    own, and two targets polling at once do not shorten each other's windows.
     """
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self._local = threading.local()
+
+    def _skipped(self) -> float:
+        return float(getattr(self._local, "skipped", 0.0))
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self.scale)
+        self._local.skipped = self._skipped() + seconds * (1.0 - self.scale)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._skipped()
+
+
+def pace(config: Config, environ: Mapping[str, str]) -> Pace:
+    """``time.sleep`` and ``time.monotonic``; :class:`_Scaled` under an armed ``ROTATOR_TEST_SLEEP_SCALE``."""
     scale = _test_hook(config, environ, SLEEP_SCALE, _scale)
     if scale is None:
-        return time.sleep
+        return Pace(time.sleep, time.monotonic)
+    scaled = _Scaled(scale)
+    return Pace(scaled.sleep, scaled.monotonic)
 
-    def scaled(seconds: float) -> None:
-        time.sleep(seconds * scale)
 
-    return scaled
+def sleep(config: Config, environ: Mapping[str, str]) -> Callable[[float], None]:
+    """How rotator waits: ``time.sleep``, scaled where ``ROTATOR_TEST_SLEEP_SCALE`` is armed (see pace)."""
+    return pace(config, environ).sleep
 
 
 def _journal_path(config: Config) -> Path:
@@ -248,9 +281,10 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     secrets = load_secrets(environ)
     hook = webhook_url(environ, config.notify.webhook_url)
     now = clock(config, environ)
-    # Retries, backoff and rate limits only: the rotation's own polls (self-check, verify) run
-    # against a real deadline, so a shorter sleep there would only poll more often.
-    wait = sleep(config, environ)
+    # One pace for every wait: retries, backoff, rate limits, and the rotation's own polls, whose
+    # deadlines are measured on the monotonic clock that counts a scaled sleep in full.
+    timing = pace(config, environ)
+    wait = timing.sleep
     agent = user_agent()
     webhook = Webhook(hook, user_agent=agent, sleep=wait) if hook is not None else None
     gitlab = GitLabAPI(
@@ -289,7 +323,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         infisical=infisical,
         journal=store,
         clock=now,
-        sleep=time.sleep,
+        sleep=wait,
+        monotonic=timing.monotonic,
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
         # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
@@ -298,4 +333,4 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),
     )
-    return Runtime(config, Engine(config, ctx), gitlab, infisical, store, webhook)
+    return Runtime(config, Engine(engine_spec(config), ctx), gitlab, infisical, store, webhook)

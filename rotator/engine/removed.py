@@ -30,8 +30,6 @@ the same instance. A configured project path never resolved is not guessed at: n
 connection counts as removed until it resolves.
 """
 
-import uuid
-
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -51,8 +49,9 @@ from rotator.core.model import (
 )
 from rotator.core.ports import Journal
 from rotator.core.schedule import expiry_instant
-from rotator.doors.config import Config, Target, TokenSpec
-from rotator.engine.context import Context, Recorder, Scratch, TargetFailedError, upstream_message
+from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
+from rotator.engine.context import Context, Scratch
+from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 from rotator.engine.rotation import TargetRun
 
@@ -105,18 +104,18 @@ def _recorded_grace(tokens: list[TokenRecord]) -> timedelta:
     return max(timedelta(0), min(graces)) if graces else timedelta(0)
 
 
-def classify(config: Config, journal: Journal) -> tuple[list[Removed], dict[str, str]]:
+def classify(spec: EngineSpec, journal: Journal) -> tuple[list[Removed], dict[str, str]]:
     """Every journal key no configured target maps to; and, for the others, which target keeps each.
 
     Offline: a project path resolves through the journal's cache only. A key on the connection of
     a target whose path never resolved is kept (not guessed at): it may be that target's own key.
     """
-    url = config.gitlab.url
+    url = spec.gitlab_url
     kept_by: dict[TargetKey, str] = {}
     owners: dict[str, Owner] = {}
     unresolved: dict[str, str] = {}
-    for target in config.targets:
-        connection = str(target.connection_id)
+    for target in spec.targets:
+        connection = target.connection_id
         project = target.project
         project_id = project if isinstance(project, int) else journal.project_id(url, project)
         if project_id is None:
@@ -167,10 +166,10 @@ def _last_pusher(journal: Journal, states: list[TargetState], key: TargetKey) ->
     return Owner(f"{last.name} (removed)", last.key, _recorded_grace(journal.tokens(last.key)))
 
 
-def find_removed(config: Config, journal: Journal, now: datetime) -> list[Removed]:
+def find_removed(spec: EngineSpec, journal: Journal, now: datetime) -> list[Removed]:
     """The removed keys holding a live token, a tombstone, an unfinished rotation or a token to abandon."""
     found = []
-    for r in classify(config, journal)[0]:
+    for r in classify(spec, journal)[0]:
         tokens = journal.tokens(r.key)
         if (
             live(tokens, now)
@@ -182,22 +181,21 @@ def find_removed(config: Config, journal: Journal, now: datetime) -> list[Remove
     return found
 
 
-def stand_in(removed: Removed, name: str) -> Target:
-    """A revoke-only target for the key: never due, never created for (the engine sees to that)."""
-    token = TokenSpec.model_construct(
-        name=None, scopes=("api",), access_level=40, lifetime=timedelta(days=365)
-    )
-    return Target.model_construct(
+def stand_in(removed: Removed, name: str) -> RotationSpec:
+    """A revoke-only spec for the key, shown as ``name``: never due, never created for.
+
+    Only what the revoke side reads is real (the key's project and connection, its recorded
+    grace); the token's shape is a placeholder, since nothing is ever created for it.
+    """
+    return RotationSpec(
         name=name,
         project=removed.key.project_id,
-        connection_id=uuid.UUID(removed.key.connection_id),
-        token=token,
-        rotate_every=None,
-        rotate_before=timedelta(days=1),
+        connection_id=removed.key.connection_id,
+        token=TokenShape(("api",), 40, timedelta(days=365)),
+        token_base_name=name,
+        renew_before=timedelta(days=1),
         grace=removed.grace,
-        adopt_token_id=None,
-        hold_revoke_if_used=True,
-        schedule=None,
+        removed=True,
     )
 
 
@@ -294,7 +292,7 @@ def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPl
 class RemovedRun(Retirer):
     """The revokes of a removed key under its lease: by a run, or by ``rotator forget --revoke``."""
 
-    def __init__(self, ctx: Context, rec: Recorder, target: Target, removed: Removed) -> None:
+    def __init__(self, ctx: Context, rec: Recorder, target: RotationSpec, removed: Removed) -> None:
         """Act on ``removed`` through the configured GitLab, as ``target`` (its stand-in)."""
         super().__init__(ctx, rec, target, removed.key.project_id, Scratch())
         self.removed = removed

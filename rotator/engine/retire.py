@@ -23,15 +23,10 @@ import structlog
 from rotator.core.errors import GitLabError, UpstreamError
 from rotator.core.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
 from rotator.core.schedule import expiry_instant
-from rotator.doors.config import Target
-from rotator.engine.context import (
-    Context,
-    Recorder,
-    Scratch,
-    TargetFailedError,
-    owned_elsewhere,
-    upstream_message,
-)
+from rotator.core.spec import RotationSpec
+from rotator.engine.checks import owned_elsewhere
+from rotator.engine.context import Context, Scratch
+from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
 
 
 log = structlog.get_logger("rotator")
@@ -53,7 +48,7 @@ class Retirer:
     """The revoke side of a target's run; :class:`rotator.engine.rotation.TargetRun` adds the rotation."""
 
     def __init__(
-        self, ctx: Context, rec: Recorder, target: Target, project_id: int, scratch: Scratch
+        self, ctx: Context, rec: Recorder, target: RotationSpec, project_id: int, scratch: Scratch
     ) -> None:
         """Act on ``target`` under the recorder's lease."""
         self.ctx, self.rec, self.target, self.project_id, self.scratch = ctx, rec, target, project_id, scratch

@@ -18,6 +18,7 @@ from typing import Self
 
 import structlog
 
+from rotator.core.coalescing import CLOCK_SKEW_MARGIN, FORCED_TRIGGERS, coalesces, fast_clock_skew
 from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError, UpstreamError
 from rotator.core.model import (
     Lease,
@@ -31,20 +32,14 @@ from rotator.core.model import (
     UnresolvedProject,
 )
 from rotator.core.schedule import Due, Situation, Work, decide, expiry_instant, is_due
-from rotator.doors.config import Config, Target
-from rotator.engine.context import (
-    Context,
-    Recorder,
-    TargetFailedError,
-    alert,
-    expiring_on,
-    lifetime_note,
-    timing,
-    upstream_message,
-)
+from rotator.core.spec import EngineSpec, RotationSpec
+from rotator.engine.alerts import alert
+from rotator.engine.context import Context
+from rotator.engine.recorder import Recorder, TargetFailedError, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.engine.retire import unrevocable
 from rotator.engine.rotation import TargetRun
+from rotator.engine.timing import expiring_on, lifetime_note, timing
 
 
 log = structlog.get_logger("rotator")
@@ -52,14 +47,6 @@ log = structlog.get_logger("rotator")
 REMOVED = " (removed)"
 #: The step named when a target's ``group/project`` path does not resolve to an id.
 RESOLVE = "resolve"
-#: The journal triggers of a forced rotation: an HTTP trigger is coalesced onto the newest of these.
-#: Not "schedule" or "run-once": a due rotation is not what the caller asked for, and not counting
-#: it keeps "rotate now" meaning a fresh token whenever no one forced one moments ago.
-FORCED_TRIGGERS = frozenset({"http", "rotate"})
-#: How far past this process's clock a journal time may lie and still count as "recent". Beyond it
-#: the time was written by a fast clock (another replica, a CronJob node); trusting it would block
-#: every trigger of the target for the whole skew.
-CLOCK_SKEW_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +59,11 @@ class RunOptions:
     take_over: bool = False
     revoke_anyway: bool = False
     trigger: str = "run-once"
-    #: The HTTP trigger's coalescing (``daemon.min_trigger_interval``), re-checked under the lease:
-    #: a forced rotation of the target that finished at or after this instant (the trigger's
-    #: arrival less the interval) makes the run start nothing. ``None`` (the CLI, the schedule):
-    #: no such check.
-    coalesce_after: datetime | None = None
+    #: An HTTP trigger's arrival, re-checked under the lease against ``min_trigger_interval``
+    #: (:func:`rotator.core.coalescing.coalesces`): a forced rotation that finished within the
+    #: interval before it makes the run start nothing. ``None`` (the CLI, the schedule): no check.
+    triggered_at: datetime | None = None
+    min_trigger_interval: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,35 +77,35 @@ class TargetReport:
     actions: tuple[str, ...] = ()
     #: The ids of the rotations this run planned (not one it resumed, nor another worker's).
     rotations: tuple[str, ...] = ()
-    #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.coalesce_after).
+    #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.triggered_at).
     coalesced_onto: str | None = None
 
 
 class Engine:
     """Runs targets against the ports in a :class:`Context`."""
 
-    def __init__(self, config: Config, ctx: Context) -> None:
-        """Act on ``config``'s targets through ``ctx``."""
-        self.config, self.ctx = config, ctx
+    def __init__(self, spec: EngineSpec, ctx: Context) -> None:
+        """Act on ``spec``'s targets through ``ctx``."""
+        self.spec, self.ctx = spec, ctx
         #: Set on SIGTERM: targets not yet started are skipped; those in flight finish.
         self.stopping = threading.Event()
-        #: What :meth:`removed_targets` found, by stand-in name (configured names hold no space).
-        self._removed: dict[str, Removed] = {}
+        #: What :meth:`removed_targets` found, by the stand-in spec it returned.
+        self._removed: dict[RotationSpec, Removed] = {}
         #: Lifetime notes already logged by this process (one warning per target and value).
         self._noted: set[tuple[str, str]] = set()
         self._noted_lock = threading.Lock()
 
-    def select(self, names: Sequence[str]) -> list[Target]:
+    def select(self, names: Sequence[str]) -> list[RotationSpec]:
         """The named targets (all if none); an unknown name is a usage error."""
-        known = {t.name: t for t in self.config.targets}
+        known = {t.name: t for t in self.spec.targets}
         for name in names:
             require_known(name, known)
-        return [known[n] for n in names] if names else list(self.config.targets)
+        return [known[n] for n in names] if names else list(self.spec.targets)
 
     def run(self, options: RunOptions) -> list[TargetReport]:
         """Run the selected targets, at most ``max_concurrent_rotations`` at once."""
         targets = self.select(options.names)
-        with ThreadPoolExecutor(max_workers=self.config.max_concurrent_rotations) as pool:
+        with ThreadPoolExecutor(max_workers=self.spec.max_concurrent_rotations) as pool:
             reports = list(pool.map(lambda t: self._guarded(t, options), targets))
             if options.names:
                 return reports
@@ -133,7 +120,7 @@ class Engine:
                 removed = []
             return reports + list(pool.map(lambda t: self._guarded(t, options), removed))
 
-    def run_target(self, target: Target, options: RunOptions) -> TargetReport:
+    def run_target(self, target: RotationSpec, options: RunOptions) -> TargetReport:
         """Run one target (configured, or a stand-in from :meth:`removed_targets`); never raises.
 
         The daemon's way in: a damaged journal fails the run with its one line (and /readyz
@@ -144,23 +131,24 @@ class Engine:
         except JournalDamagedError as error:
             return self._failed(target, str(error))
 
-    def removed_targets(self) -> list[Target]:
+    def removed_targets(self) -> list[RotationSpec]:
         """Stand-ins for the journal keys no configured target maps to (:mod:`rotator.engine.removed`).
 
         Each is revoke-only: never due, never created for; :meth:`run_target` runs it.
         """
         stand_ins = []
         names: set[str] = set()
-        for found in find_removed(self.config, self.ctx.journal, self.ctx.clock()):
+        for found in find_removed(self.spec, self.ctx.journal, self.ctx.clock()):
             name = stand_in_name(found, names)
             names.add(name)
-            self._removed[name] = found
-            stand_ins.append(stand_in(found, name))
+            spec = stand_in(found, name)
+            self._removed[spec] = found
+            stand_ins.append(spec)
         return stand_ins
 
-    def key(self, target: Target, *, resolve: bool) -> TargetKey | None:
+    def key(self, target: RotationSpec, *, resolve: bool) -> TargetKey | None:
         """The journal key: the project path's id from the journal, or from GitLab if ``resolve``."""
-        url = self.config.gitlab.url
+        url = self.spec.gitlab_url
         if isinstance(target.project, int):
             project_id: int | None = target.project
         else:
@@ -168,23 +156,23 @@ class Engine:
             if project_id is None and resolve:
                 project_id = self.ctx.gitlab.project_id(target.project)
                 self.ctx.journal.remember_project(url, target.project, project_id)
-        return TargetKey(url, project_id, str(target.connection_id)) if project_id is not None else None
+        return TargetKey(url, project_id, target.connection_id) if project_id is not None else None
 
-    def unresolved(self, target: Target, key: TargetKey | None) -> UnresolvedProject | None:
+    def unresolved(self, target: RotationSpec, key: TargetKey | None) -> UnresolvedProject | None:
         """The recorded failure to resolve the target's project path, while that leaves it keyless."""
         if key is not None or isinstance(target.project, int):
             return None
-        return self.ctx.journal.unresolved(self.config.gitlab.url, target.project)
+        return self.ctx.journal.unresolved(self.spec.gitlab_url, target.project)
 
     def failing(
-        self, target: Target, key: TargetKey | None, state: TargetState | None, now: datetime
+        self, target: RotationSpec, key: TargetKey | None, state: TargetState | None, now: datetime
     ) -> str | None:
         """Why a configured target counts as failing (exit 1), from the journal alone; else None."""
         if key is None:
             return unresolved_reason(self.unresolved(target, key))
         return failing_reason(state, now, self.ctx.journal.tokens(key))
 
-    def situation(self, target: Target, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
+    def situation(self, target: RotationSpec, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
         """What the journal says about the target, offline."""
         state = self.ctx.journal.target(key) if key else None
         tokens = self.ctx.journal.tokens(key) if key else []
@@ -202,7 +190,7 @@ class Engine:
             state,
         )
 
-    def _guarded(self, target: Target, options: RunOptions) -> TargetReport:
+    def _guarded(self, target: RotationSpec, options: RunOptions) -> TargetReport:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         # The rotations this run plans, filled as each is recorded: kept even if the run then fails.
@@ -223,7 +211,7 @@ class Engine:
             return report
         return self._failed(target, message, planned)
 
-    def _failed(self, target: Target, message: str, planned: Sequence[str] = ()) -> TargetReport:
+    def _failed(self, target: RotationSpec, message: str, planned: Sequence[str] = ()) -> TargetReport:
         """Alert that ``target`` failed with ``message``, and report it."""
         try:
             key = self.key(target, resolve=False)
@@ -232,9 +220,9 @@ class Engine:
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message, rotations=tuple(planned))
 
-    def _warn_lifetime(self, target: Target) -> None:
+    def _warn_lifetime(self, target: RotationSpec) -> None:
         """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
-        if target.name in self._removed:
+        if target.removed:
             return
         try:
             note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
@@ -249,10 +237,10 @@ class Engine:
         # Not a failure: the token is rotated at the effective time, once per lifetime.
         log.warning("token.lifetime_capped", target=target.name, note=note)
 
-    def _one(self, target: Target, options: RunOptions, planned: list[str]) -> TargetReport:
-        removed = self._removed.get(target.name)
-        if removed is not None:
-            return self._removed_one(target, removed, options)
+    def _one(self, target: RotationSpec, options: RunOptions, planned: list[str]) -> TargetReport:
+        if target.removed:
+            # A stand-in this engine's removed_targets made (its key and what replaced it).
+            return self._removed_one(target, self._removed[target], options)
         key = self.key(target, resolve=False)
         situation, state = self.situation(target, key)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
@@ -280,7 +268,7 @@ class Engine:
         return self._leased(target, key, options, work, planned)
 
     def _leased(
-        self, target: Target, key: TargetKey, options: RunOptions, work: Work, planned: list[str]
+        self, target: RotationSpec, key: TargetKey, options: RunOptions, work: Work, planned: list[str]
     ) -> TargetReport:
         """Do ``work`` under the target's lease ("busy" if another worker holds it)."""
         # One holder per acquisition, so two runs in one process never share a lease.
@@ -302,28 +290,29 @@ class Engine:
         finally:
             self.ctx.journal.release(lease)
 
-    def _coalesced_onto(self, target: Target, key: TargetKey, options: RunOptions) -> RotationRecord | None:
+    def _coalesced_onto(
+        self, target: RotationSpec, key: TargetKey, options: RunOptions
+    ) -> RotationRecord | None:
         """The finished forced rotation an HTTP-triggered run is coalesced onto (lease held), if any."""
-        if options.coalesce_after is None:
+        if options.triggered_at is None:
             return None
         last = self.ctx.journal.last_rotation(key, FORCED_TRIGGERS)
         # An unfinished one is no other worker's any more (we hold the lease): the run resumes it.
         if last is None or last.outcome is Outcome.IN_PROGRESS:
             return None
-        if (last.finished_at or last.planned_at) < options.coalesce_after:
+        now = self.ctx.clock()
+        if from_a_fast_clock(target.name, last, now):
             return None
-        if from_a_fast_clock(target.name, last, self.ctx.clock()):
-            return None
-        return last
+        return last if coalesces(last, options.triggered_at, options.min_trigger_interval, now) else None
 
-    def _unresolved(self, target: Target, error: UpstreamError) -> TargetReport:
+    def _unresolved(self, target: RotationSpec, error: UpstreamError) -> TargetReport:
         """The project path did not resolve: record it (``status``, the failing gauge), alert, fail.
 
         Nothing is created, pushed or revoked: without the project's id there is nothing to act
         on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
         """
         message = str(replace(error, target=target.name, step=RESOLVE))
-        url, project, now = self.config.gitlab.url, str(target.project), self.ctx.clock()
+        url, project, now = self.spec.gitlab_url, str(target.project), self.ctx.clock()
         last = self.ctx.journal.unresolved(url, project)
         self.ctx.journal.record_unresolved(
             UnresolvedProject(
@@ -345,7 +334,7 @@ class Engine:
             journal.target(removed.key), self.ctx.clock(), journal.tokens(removed.key)
         )
 
-    def _removed_one(self, target: Target, removed: Removed, options: RunOptions) -> TargetReport:
+    def _removed_one(self, target: RotationSpec, removed: Removed, options: RunOptions) -> TargetReport:
         """A removed key: revoke what is due, report what is left alone (a warning, not a failure).
 
         It fails (exit 1) while it holds a live token it has no access to revoke, or a held revoke.
@@ -406,7 +395,7 @@ class Engine:
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
     def _work(
-        self, target: Target, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
+        self, target: RotationSpec, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
     ) -> TargetReport:
         lease = rec.lease
         run = TargetRun(self.ctx, rec, target, lease.key.project_id, options.trigger)
@@ -453,22 +442,21 @@ class Engine:
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
 
 
-def _coalesced(target: Target, onto: RotationRecord) -> TargetReport:
+def _coalesced(target: RotationSpec, onto: RotationRecord) -> TargetReport:
     detail = f"coalesced onto forced rotation {onto.id}; nothing started"
     return TargetReport(target.name, "coalesced", failed=False, detail=detail, coalesced_onto=onto.id)
 
 
 def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> bool:
     """Whether ``rotation``'s latest time lies beyond :data:`CLOCK_SKEW_MARGIN` past ``now`` (logged)."""
-    recorded = max(rotation.planned_at, rotation.finished_at or rotation.planned_at)
-    skew = recorded - now
-    if skew <= CLOCK_SKEW_MARGIN:
+    skew = fast_clock_skew(rotation, now, CLOCK_SKEW_MARGIN)
+    if skew is None:
         return False
     log.warning(
         "trigger.clock_skew",
         target=name,
         rotation=rotation.id,
-        recorded_at=recorded.isoformat(),
+        recorded_at=(now + skew).isoformat(),
         skew_s=int(skew.total_seconds()),
         note="a journal time later than this clock is not recent; check the clocks of the replicas and nodes",
     )

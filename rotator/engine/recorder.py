@@ -1,0 +1,100 @@
+"""The journal writes of one target's run, fenced by its lease, and the bookkeeping of its failures.
+
+:class:`Recorder` writes each change under the lease (with the crash hook the step tests use) and
+records a failure with its backoff and alert (:meth:`Recorder.failed`), returning the
+:class:`TargetFailedError` the run raises.
+"""
+
+import os
+import threading
+
+from dataclasses import replace
+
+import structlog
+
+from rotator.core.errors import LeaseLostError, RotatorError, UpstreamError
+from rotator.core.model import Change, Lease, TargetKey, TargetState
+from rotator.core.schedule import backoff_until
+from rotator.core.spec import RotationSpec
+from rotator.engine.alerts import alert, tell
+from rotator.engine.context import Context
+
+
+log = structlog.get_logger("rotator")
+
+
+class TargetFailedError(RotatorError):
+    """This run of the target stops here; ``reason`` is in :data:`rotator.engine.alerts.ALERT_REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        """Fail with an alert reason and a message naming what went wrong."""
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+class Recorder:
+    """Fenced journal writes for one target, with the crash hook the step tests use."""
+
+    def __init__(
+        self, ctx: Context, lease: Lease, target: RotationSpec, lost: threading.Event | None = None
+    ) -> None:
+        """Write under ``lease``; ``lost`` is set by the renewer when the lease cannot be kept."""
+        self.ctx, self.lease, self.target = ctx, lease, target
+        self.lost = lost or threading.Event()
+        #: Where this target's run is, for alerts and the failures metric: a step or "revoke".
+        self.step = "prepare"
+
+    @property
+    def key(self) -> TargetKey:
+        """The target's journal key."""
+        return self.lease.key
+
+    def write(self, change: Change, point: str | None = None) -> None:
+        """Record ``change``; then, if this is the test's crash point, stop dead."""
+        self.ctx.journal.write(self.lease, change)
+        if change.rotation is not None:
+            self.step = change.rotation.step.value
+        tell(self.ctx, lambda observer: observer.recorded(self.target.name, change))
+        if point is not None:
+            self.checkpoint(point)
+
+    def ensure_lease(self) -> None:
+        """Before a mutation: prove (with a fenced write) that this worker still holds the target."""
+        if self.lost.is_set():
+            msg = f"lease on {self.lease.key} lost; sending nothing more"
+            raise LeaseLostError(msg)
+        self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
+
+    def checkpoint(self, point: str) -> None:
+        """A crash point with nothing to record (between a check and the call it licenses)."""
+        if point == self.ctx.crash_after:
+            log.warning("test.crash", target=self.target.name, after=point)
+            os._exit(70)
+
+    def state(self) -> TargetState:
+        """The target's current bookkeeping."""
+        return self.ctx.journal.target(self.key) or TargetState(self.key, self.target.name)
+
+    def failed(self, reason: str, message: str, *, backoff: bool = True) -> TargetFailedError:
+        """Record a failure (and its backoff), alert, and return the error to raise."""
+        now = self.ctx.clock()
+        state = self.state()
+        failures = state.failures + 1
+        until = backoff_until(now, failures, self.ctx.settings.backoff_base, self.ctx.settings.backoff_cap)
+        self.write(
+            Change(
+                target=replace(
+                    state,
+                    failures=failures if backoff else state.failures,
+                    backoff_until=until if backoff else state.backoff_until,
+                    last_error=message,
+                )
+            )
+        )
+        alert(self.ctx, self.target, self.key, reason, message, step=self.step)
+        return TargetFailedError(reason, message)
+
+
+def upstream_message(error: UpstreamError, step: str) -> str:
+    """An upstream error as one line naming the step."""
+    return str(replace(error, step=step)) if error.step is None else str(error)

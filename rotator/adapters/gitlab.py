@@ -3,7 +3,8 @@
 python-gitlab can retry by itself, but its rules are wrong for rotation: with transient retries on
 it re-POSTs a create after a 5xx or a lost response (a second token whose value nobody sees), and it
 obeys a 429 by sleeping as long as the server asks, ten times over. So its retries are off on every
-request and this module decides instead (``reference/gitlab.md`` §5.4, §8):
+request and this module decides instead (``reference/gitlab.md`` §5.4, §8), through the adapters'
+one loop, :func:`rotator.adapters.retrying.call`:
 
 * a 429 was refused before any effect, so every call retries it, waiting what the server asks
   (``Retry-After``, else ``RateLimit-Reset``, else backoff; capped by :mod:`rotator.adapters.retrying`);
@@ -38,7 +39,6 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
-import tenacity
 
 from rotator.adapters import retrying
 from rotator.core.errors import GitLabError
@@ -54,6 +54,10 @@ TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, *range(520, 531)})
 #: Answers by which GitLab refused a request before acting on it (``not_applied=True``).
 REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 422, 429})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+#: Reads and revokes: repeating them is harmless, so an unknown outcome is retried too.
+_IDEMPOTENT = retrying.Policy(idempotent=True, transient=TRANSIENT_STATUSES)
+#: A create: only a 429 (refused before any effect) is retried; anything else goes to reconciliation.
+_ONCE = retrying.Policy(idempotent=False, transient=TRANSIENT_STATUSES)
 # A 2xx answer whose body is not what GitLab documents fails while parsing, with one of these.
 _UNEXPECTED = (AttributeError, KeyError, TypeError, ValueError)
 
@@ -304,38 +308,37 @@ class GitLabAPI:
     ) -> T:
         """Run ``send`` under the retry rules of the module docstring; failures leave as GitLabError."""
 
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, _NETWORK_ERRORS) and self._on_response is not None:
-                self._on_response("gitlab", route, "error")  # no answer: the response hook never ran
-            status = exc.response_code if isinstance(exc, gitlab.exceptions.GitlabError) else None
-            if status == HTTPStatus.TOO_MANY_REQUESTS:
-                return True
-            return idempotent and (status in TRANSIENT_STATUSES or isinstance(exc, _NETWORK_ERRORS))
+        def attempt() -> T:
+            try:
+                return send()
+            except _NETWORK_ERRORS:
+                if self._on_response is not None:
+                    self._on_response("gitlab", route, "error")  # no answer: the response hook never ran
+                raise
 
-        attempts = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self._max_attempts),
-            retry=tenacity.retry_if_exception(retryable),
-            wait=self._wait,
-            sleep=self._sleep,
-            reraise=True,
-        )
         try:
-            return attempts(send)
+            return retrying.call(
+                attempt,
+                _IDEMPOTENT if idempotent else _ONCE,
+                self._answer,
+                attempts=self._max_attempts,
+                sleep=self._sleep,
+            )
         except _FAILURES as exc:
             # Not chained: the original's text is GitLab's unredacted message.
             raise _gitlab_error(route, exc, (self._token, *secrets)) from None
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        attempt = state.attempt_number - 1
-        exc = state.outcome.exception() if state.outcome else None
-        if (
-            isinstance(exc, gitlab.exceptions.GitlabError)
-            and exc.response_code == HTTPStatus.TOO_MANY_REQUESTS
-        ):
+    def _answer(self, exc: BaseException) -> retrying.Answer | None:
+        """A failed attempt as :func:`rotator.adapters.retrying.call` sees it; ``None``: never retried."""
+        if isinstance(exc, _NETWORK_ERRORS):
+            return retrying.Answer(None)
+        if not isinstance(exc, gitlab.exceptions.GitlabError) or exc.response_code is None:
+            return None  # a refused redirect, an answer that does not parse: a retry cannot help
+        if exc.response_code == HTTPStatus.TOO_MANY_REQUESTS:
             # Same thread, no request since the 429: these are its headers.
             headers: dict[str, str] = getattr(self._seen, "headers", {})
-            return retrying.rate_limit_wait(headers, _flatten(exc.error_message), attempt, time.time())
-        return retrying.backoff(attempt)
+            return retrying.Answer(exc.response_code, headers, _flatten(exc.error_message))
+        return retrying.Answer(exc.response_code)
 
 
 # ---- mapping and parsing ------------------------------------------------------------------------

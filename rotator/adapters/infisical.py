@@ -5,11 +5,12 @@ rotator's User-Agent, waits for a sliding-window limiter (reads and writes apart
 counts them) and goes through :meth:`InfisicalAPI._request`, the one place where httpx failures
 and error answers become :class:`~rotator.core.errors.InfisicalError`, upstream messages redacted.
 
-Retries (architecture §1 rule 3): a 429 was refused before any effect, so it is retried after the
-wait the server asks for; a 5xx, a timeout or a lost connection is retried with backoff (the PATCH
-carries the same value every time, so a repeat is harmless) but leaves the outcome unknown, and
-after that no 4xx proves "not stored". A login answered 401 is never retried, in this call or any
-later one: three failures lock the identity.
+Retries (architecture §1 rule 3), by the adapters' one loop (:func:`rotator.adapters.retrying.call`):
+a 429 was refused before any effect, so it is retried after the wait the server asks for; a 5xx, a
+timeout or a lost connection is retried with backoff (the PATCH carries the same value every time,
+so a repeat is harmless) but leaves the outcome unknown, and after that no 4xx proves "not stored".
+A login answered 401 is never retried, in this call or any later one: three failures lock the
+identity.
 
 No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
 the route and the ``Location`` (a bearer token or a client secret must reach the configured
@@ -116,6 +117,34 @@ class _Call:
     missing: str | None = None
 
 
+@dataclass(slots=True)
+class _Progress:
+    """What the attempts of one call have learnt so far."""
+
+    unknown: bool = False  # an attempt may have been applied (a 5xx, a lost answer)
+    reauthed: bool = False  # a refused bearer token was already replaced once
+
+
+class _Failed(Exception):  # noqa: N818 - one attempt's answer, turned into an InfisicalError by _request
+    """An attempt that got no 2xx: its status (``None``: no answer), the server's hints and text."""
+
+    def __init__(self, status: int | None, headers: httpx.Headers, message: str, payload: object) -> None:
+        super().__init__(status)
+        self.status, self.headers, self.message, self.payload = status, headers, message, payload
+
+
+#: Every call is idempotent (a PATCH carries the same value each time, a login or renewal asks
+#: again): a 429, a 5xx and a missing answer are retried; nothing else is.
+_RULES = retrying.Policy(idempotent=True)
+
+
+def _answer(exc: BaseException) -> retrying.Answer | None:
+    """An attempt's failure as the retry loop sees it; an InfisicalError (a redirect, a login) is final."""
+    if not isinstance(exc, _Failed):
+        return None
+    return retrying.Answer(exc.status, exc.headers, exc.message)
+
+
 class InfisicalAPI:
     """The :class:`~rotator.core.ports.InfisicalPort` over httpx; see the module docstring."""
 
@@ -217,11 +246,32 @@ class InfisicalAPI:
 
     def _request(self, call: _Call) -> Any:  # noqa: ANN401 - any JSON value; callers check its shape
         """Send ``call`` with retries (module docstring); the parsed JSON of a 2xx, else raise."""
-        unknown = reauthed = False
-        attempt = 0
+        progress = _Progress()
+        try:
+            return retrying.call(
+                lambda: self._attempt(call, progress),
+                _RULES,
+                _answer,
+                attempts=self._max_attempts,
+                sleep=self._sleep,
+            )
+        except _Failed as failed:
+            kind = (
+                ConnectionNotFoundError
+                if _is_missing(call, failed.status, failed.payload)
+                else InfisicalError
+            )
+            # Once an attempt may have been applied, no later refusal proves "not stored".
+            not_applied = not progress.unknown and failed.status in _REFUSALS
+            raise self._error(
+                call, failed.status, failed.message, not_applied=not_applied, kind=kind
+            ) from None
+
+    def _attempt(self, call: _Call, progress: _Progress) -> Any:  # noqa: ANN401 - as _request
+        """One attempt of ``call`` (two when a refused bearer token is replaced by a fresh login)."""
         while True:
             headers = {"User-Agent": self._user_agent}
-            used = self._authorize(headers, unknown=unknown) if call.auth else None
+            used = self._authorize(headers, unknown=progress.unknown) if call.auth else None
             call.limiter.acquire()
             response, failure, lost = self._send(call, headers)
             status = response.status_code if response is not None else None
@@ -238,23 +288,21 @@ class InfisicalAPI:
             if _is_3xx(response):
                 # Never followed (see _send): refused here, before the generic error handling.
                 raise self._error(call, status, _redirected(response), not_applied=call.method == "GET")
-            if used is not None and not reauthed and self._auth.client_id and _auth_refused(status, payload):
+            if (
+                used is not None
+                and not progress.reauthed
+                and self._auth.client_id
+                and _auth_refused(status, payload)
+            ):
                 # Refused at the door (expired, revoked), so nothing was applied: log in, once more.
-                reauthed = True
+                progress.reauthed = True
                 self._forget(used)
                 continue
             server_side = status is not None and status >= HTTPStatus.INTERNAL_SERVER_ERROR
-            unknown = unknown or lost or server_side  # Infisical may have failed after storing
-            retryable = server_side or status in {None, HTTPStatus.TOO_MANY_REQUESTS}
-            attempt += 1
-            if not retryable or attempt >= self._max_attempts:
-                kind = ConnectionNotFoundError if _is_missing(call, status, payload) else InfisicalError
-                not_applied = not unknown and status in _REFUSALS
-                raise self._error(call, status, message, not_applied=not_applied, kind=kind)
-            if response is not None and status == HTTPStatus.TOO_MANY_REQUESTS:
-                self._sleep(retrying.rate_limit_wait(response.headers, message, attempt - 1, time.time()))
-            else:
-                self._sleep(retrying.backoff(attempt - 1))
+            # Infisical may have failed after storing: no later refusal proves "not stored".
+            progress.unknown = progress.unknown or lost or server_side
+            headers_seen = response.headers if response is not None else httpx.Headers()
+            raise _Failed(status, headers_seen, message, payload)
 
     def _send(self, call: _Call, headers: dict[str, str]) -> tuple[httpx.Response | None, str, bool]:
         """One attempt: (response, failure text, whether the request may have been applied)."""

@@ -1,8 +1,19 @@
-"""How long to wait before retrying, and how fast rotator may call upstream. Shared by both adapters.
+"""The one retry loop of the adapters (GitLab, Infisical, webhook), its waits, and the rate limiter.
 
-A 429 was refused before any effect, so it is always retried; the wait comes from the server when
-it says (``Retry-After`` seconds, else ``RateLimit-Reset`` epoch, else Infisical's "try again in N
-seconds"), else exponential backoff. Every wait is capped, so a run finishes in bounded time.
+:func:`call` runs one logical request, attempt after attempt, on tenacity. Each adapter says which
+failures are which by turning an exception into an :class:`Answer` (or ``None``: not a failure a
+retry can help, re-raised at once), and which answers it retries by a :class:`Policy`:
+
+* a 429 was refused before any effect, so it is always retried, non-idempotent calls included;
+  the wait comes from the server when it says (``Retry-After`` seconds, else ``RateLimit-Reset``
+  epoch, else Infisical's "try again in N seconds"), else exponential backoff;
+* an answer in the policy's ``transient`` statuses (a 5xx), or no answer at all (a timeout, a lost
+  connection), leaves the outcome unknown: retried with jittered backoff only when the policy is
+  ``idempotent``. A token create is not, so it is never blind-retried;
+* at most ``attempts`` tries, and every wait is capped, so a run finishes in bounded time.
+
+The sleep is injected (the tests' sleep scale and fake sleeps), and so is a ``stopping`` check:
+once it says so, no further attempt is made and the last failure is raised.
 """
 
 import random
@@ -11,7 +22,12 @@ import threading
 import time
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import TypeVar
+
+import tenacity
 
 
 #: No single wait is longer than this, whatever the server asks.
@@ -19,6 +35,100 @@ MAX_WAIT = 60.0
 #: Backoff for failures that carry no hint: base * 2**attempt, with jitter.
 BACKOFF_BASE = 0.5
 _TRY_AGAIN = re.compile(r"try again in (\d+) seconds?", re.IGNORECASE)
+#: Every 5xx (an HTTP status has three digits): the server may have failed after acting.
+SERVER_ERRORS: Container[int] = range(HTTPStatus.INTERNAL_SERVER_ERROR, 1000)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A failed attempt as the retry rules see it.
+
+    ``status`` is ``None`` when no answer came (a timeout, a lost connection): the outcome is
+    unknown. ``headers`` and ``message`` are the server's hints for a 429's wait; nothing else reads them.
+    """
+
+    status: int | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Which failed attempts an adapter's call retries (see the module docstring)."""
+
+    #: Whether repeating the request is harmless, so an unknown outcome may be retried blind.
+    idempotent: bool
+    #: Answers that leave the outcome unknown (the server may have failed after acting).
+    transient: Container[int] = SERVER_ERRORS
+
+    def retries(self, answer: Answer) -> bool:
+        """Whether a call under this policy tries again after ``answer``."""
+        if answer.status == HTTPStatus.TOO_MANY_REQUESTS:
+            return True  # refused before any effect: safe to repeat, whatever the request
+        return self.idempotent and (answer.status is None or answer.status in self.transient)
+
+
+def wait_after(answer: Answer, attempt: int, now: float) -> float:
+    """Seconds to wait after ``answer`` to attempt ``attempt`` (0-based) before the next one."""
+    if answer.status == HTTPStatus.TOO_MANY_REQUESTS:
+        return rate_limit_wait(answer.headers, answer.message, attempt, now)
+    return backoff(attempt)
+
+
+class _Stopped(Exception):  # noqa: N818 - a signal inside call(), never seen outside it
+    """Raised by the sleep once ``stopping`` says so; :func:`call` raises the last failure instead."""
+
+
+def call(  # noqa: PLR0913 - every knob but the first three is keyword-only and injected by tests
+    send: Callable[[], T],
+    policy: Policy,
+    answer: Callable[[BaseException], Answer | None],
+    *,
+    attempts: int,
+    sleep: Callable[[float], None],
+    stopping: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> T:
+    """``send()``'s result, trying at most ``attempts`` times; else its last exception, re-raised.
+
+    After a failure, ``answer(exc)`` says what it was; if ``policy`` retries that answer and an
+    attempt is left, :func:`wait_after` seconds are slept (``clock`` is the wall clock a
+    ``RateLimit-Reset`` epoch is read against) and ``send`` runs again, unless ``stopping()``
+    says so by then.
+    """
+    failures: list[tuple[BaseException, Answer]] = []
+
+    def retry(state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        seen = answer(exc) if exc is not None else None
+        if exc is None or seen is None:
+            return False
+        failures.append((exc, seen))
+        return policy.retries(seen)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return wait_after(failures[-1][1], state.attempt_number - 1, clock())
+
+    def nap(seconds: float) -> None:
+        sleep(seconds)
+        if stopping is not None and stopping():
+            raise _Stopped
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        retry=retry,
+        wait=wait,
+        sleep=nap,
+        reraise=True,
+    )
+    try:
+        return retrying(send)
+    except _Stopped:
+        pass
+    # Outside the handler, so the failure keeps its own cause and context (messages read them).
+    raise failures[-1][0]
 
 
 def backoff(attempt: int, *, base: float = BACKOFF_BASE) -> float:

@@ -92,6 +92,30 @@ def payload(alert: Alert) -> dict[str, str | None]:
 _Key = tuple[str, ...]
 
 
+class _Refused(Exception):  # noqa: N818 - the receiver's answer, not rotator's error
+    """An attempt the receiver answered with something other than a 2xx."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.status, self.response = response.status_code, response
+
+
+#: A repeated alert is harmless next to a lost one: a 429, a 5xx and a lost connection are retried;
+#: any other refusal (a revoked webhook answers 404 or 410) will not change on retry.
+_RULES = retrying.Policy(idempotent=True)
+
+
+def _answer(exc: BaseException) -> retrying.Answer | None:
+    """An attempt's failure as the retry loop sees it; anything but these leaves ``_deliver`` at once."""
+    if isinstance(exc, httpx.TransportError):
+        return retrying.Answer(None)
+    if not isinstance(exc, _Refused):
+        return None
+    if exc.status == HTTPStatus.TOO_MANY_REQUESTS:  # only a 429's wait reads the server's hints
+        return retrying.Answer(exc.status, exc.response.headers, exc.response.text[:200])
+    return retrying.Answer(exc.status)
+
+
 @dataclass(frozen=True, slots=True)
 class _Delivery:
     key: _Key
@@ -248,43 +272,34 @@ class Webhook:
             self._client.close()
 
     def _deliver(self, delivery: _Delivery) -> None:
-        status: int | None = None
-        error: str | None = None
-        attempt = 0
-        while attempt < self._attempts:
-            if attempt and self._stopping:
-                break
-            attempt += 1
-            try:
-                response = self._client.post(
-                    self._url.reveal(), content=delivery.body, headers=self._headers, timeout=self._timeout
-                )
-            except httpx.TransportError as exc:
-                status, error = None, type(exc).__name__
-                wait = retrying.backoff(attempt - 1)
-            else:
-                if response.is_success:
-                    log.info(
-                        "notify.sent",
-                        host=self._host,
-                        target=delivery.target,
-                        reason=delivery.reason,
-                        attempts=attempt,
-                    )
-                    return
-                status, error = response.status_code, None
-                if status == HTTPStatus.TOO_MANY_REQUESTS:
-                    wait = retrying.rate_limit_wait(
-                        response.headers, response.text[:200], attempt - 1, time.time()
-                    )
-                elif status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-                    wait = retrying.backoff(attempt - 1)
-                else:
-                    # Any other refusal (a revoked webhook answers 404 or 410) will not change on retry.
-                    break
-            if attempt < self._attempts:
-                self._sleep(wait)
-        self._failed(delivery, attempts=attempt, status=status, error=error)
+        tried = 0
+
+        def post() -> None:
+            nonlocal tried
+            tried += 1
+            response = self._client.post(
+                self._url.reveal(), content=delivery.body, headers=self._headers, timeout=self._timeout
+            )
+            if not response.is_success:
+                raise _Refused(response)
+
+        try:
+            retrying.call(
+                post,
+                _RULES,
+                _answer,
+                attempts=self._attempts,
+                sleep=self._sleep,
+                stopping=lambda: self._stopping,
+            )
+        except httpx.TransportError as exc:
+            self._failed(delivery, attempts=tried, error=type(exc).__name__)
+        except _Refused as refused:
+            self._failed(delivery, attempts=tried, status=refused.status)
+        else:
+            log.info(
+                "notify.sent", host=self._host, target=delivery.target, reason=delivery.reason, attempts=tried
+            )
 
     def _failed(
         self, delivery: _Delivery, *, attempts: int, status: int | None = None, error: str | None = None

@@ -1,6 +1,8 @@
 """The ``rotator`` command: the composition root, and the only place that maps outcomes to exit codes.
 
-Exit codes: 0 fine; 1 a failure found at run time; 2 bad configuration or usage.
+Exit codes: 0 fine; 1 a failure found at run time; 2 bad configuration or usage. The commands
+return an :class:`~rotator.doors.outcome.Outcome`; :data:`EXIT_CODES` is the one table that turns
+it into a number (argparse's own usage errors exit 2 too).
 """
 
 import argparse
@@ -11,11 +13,28 @@ import signal
 import sys
 import threading
 
-from collections.abc import Sequence
-from types import FrameType
+from collections.abc import Mapping, Sequence
+from types import FrameType, MappingProxyType
+
+from rotator.doors.outcome import Outcome
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Every outcome's exit code: this table is the only place a command's result becomes a number.
+EXIT_CODES: Mapping[Outcome, int] = MappingProxyType(
+    {
+        Outcome.OK: EXIT_OK,
+        Outcome.FAILING: EXIT_FAILED,
+        Outcome.PROBLEMS: EXIT_FAILED,
+        Outcome.REFUSED: EXIT_FAILED,
+        Outcome.CANNOT_LISTEN: EXIT_FAILED,
+        Outcome.ABANDONED: EXIT_FAILED,
+        Outcome.DISPROVED: EXIT_FAILED,
+        Outcome.INTERRUPTED: EXIT_FAILED,
+        Outcome.OUTPUT_LOST: EXIT_FAILED,
+        Outcome.USAGE: EXIT_USAGE,
+    }
+)
 #: The most rows ``history --limit`` may ask for (a bound SQLite's LIMIT can hold, and a screenful of audit).
 HISTORY_LIMIT = 10_000
 
@@ -238,7 +257,7 @@ _ROTATE = (
 )
 
 
-def _run_fakes(args: argparse.Namespace) -> int:
+def _run_fakes(args: argparse.Namespace) -> Outcome:
     from rotator.testing import start_fakes  # noqa: PLC0415 - only this command needs the fakes
 
     stop = threading.Event()
@@ -255,7 +274,7 @@ def _run_fakes(args: argparse.Namespace) -> int:
             f"rotator fakes: cannot listen on {args.host}:{args.port}: {error.strerror}",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return Outcome.CANNOT_LISTEN
     try:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
@@ -274,7 +293,7 @@ def _run_fakes(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         context.__exit__(None, None, None)
-    return EXIT_OK
+    return Outcome.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     would run it (``os.environ``, ``sys.stdout`` and ``sys.stderr`` are read at call time).
     """
     try:
-        code = _main(argv)
+        outcome = _main(argv)
         # Flushed here, not at interpreter exit: there a BrokenPipeError is printed as "Exception
         # ignored ..." with a traceback, whatever we catch.
         sys.stdout.flush()
@@ -295,11 +314,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        return EXIT_FAILED
+        outcome = Outcome.OUTPUT_LOST
+    code = EXIT_CODES[outcome]
+    if outcome is Outcome.ABANDONED:
+        # Only the daemon, always its own process: a rotation still runs in a worker thread, which
+        # the interpreter would wait for at exit. The journal lets the next start resume it.
+        os._exit(code)
     return code
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None) -> Outcome:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "fakes":
@@ -314,11 +338,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 "rotator demo: interrupted; the fakes are stopped and the temporary folder removed",
                 file=sys.stderr,
             )
-            return EXIT_FAILED
+            return Outcome.INTERRUPTED
     return _target_command(args)
 
 
-def _target_command(args: argparse.Namespace) -> int:
+def _target_command(args: argparse.Namespace) -> Outcome:
 
     from rotator.core.errors import ConfigError  # noqa: PLC0415
     from rotator.doors import commands, hooks, wiring  # noqa: PLC0415
@@ -341,4 +365,4 @@ def _target_command(args: argparse.Namespace) -> int:
         return handlers[args.command](args, config)
     except ConfigError as error:
         print(f"rotator: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return Outcome.USAGE

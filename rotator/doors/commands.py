@@ -2,9 +2,9 @@
 
 ``forget`` lets a removed target's journal entry go.
 
-Each returns its exit code: 0 fine (or nothing due, or ``plan`` listing due work), 1 any selected
-target failed, is frozen, holds a revoke or backs off, 2 bad config or usage (raised as
-:class:`ConfigError` and mapped by :mod:`rotator.doors.cli`). stdout carries only the result.
+Each returns an :class:`~rotator.doors.outcome.Outcome` (bad config or usage is raised as
+:class:`ConfigError`); :mod:`rotator.doors.cli` alone turns it into an exit code. stdout carries
+only the result.
 """
 
 import argparse
@@ -29,13 +29,14 @@ from rotator.core.redact import redact
 from rotator.core.spec import RotationSpec
 from rotator.doors import report, wiring
 from rotator.doors.config import Config, engine_spec
+from rotator.doors.outcome import Outcome
+from rotator.doors.readmodel import as_json
 from rotator.engine.checks import check_connection, owned_elsewhere
 from rotator.engine.recorder import Recorder
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
 
 
-EXIT_OK, EXIT_FAILED = 0, 1
 _MAINTAINER = 40
 _IN_USE_MARGIN = timedelta(minutes=15)
 #: Long enough for a few revokes; forget renews nothing.
@@ -43,13 +44,13 @@ _FORGET_LEASE = timedelta(minutes=10)
 log = structlog.get_logger("rotator")
 
 
-def _print_reports(reports: list[TargetReport]) -> int:
+def _print_reports(reports: list[TargetReport]) -> Outcome:
     for r in reports:
         print(f"{r.name}: {r.status}: {redact(r.detail)}")  # details quote upstream messages
-    return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+    return Outcome.FAILING if any(r.failed for r in reports) else Outcome.OK
 
 
-def run_once(args: argparse.Namespace, config: Config) -> int:
+def run_once(args: argparse.Namespace, config: Config) -> Outcome:
     """``run-once`` and ``rotate``: the CronJob mode and the on-demand trigger."""
     configure()
     # A dry run (plan) reads the journal and never creates it: it changes nothing, not even that.
@@ -81,19 +82,19 @@ def _stop(rt: wiring.Runtime) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C is a person insisting
 
 
-def status(args: argparse.Namespace, config: Config) -> int:
+def status(args: argparse.Namespace, config: Config) -> Outcome:
     """``status``: offline, from the journal (read-only; exit 2 if there is none yet)."""
     journal = wiring.read_journal(config, missing_ok=False)
     try:
-        data = report.status(config, journal, wiring.clock(config, os.environ))
+        data = report.read_status(config, journal, wiring.clock(config, os.environ))
     finally:
         journal.close()
-    print(json.dumps(data, indent=2) if args.json else report.status_table(data))
-    failing = any(row["failing"] for row in (*data["targets"], *data["removed"]))
-    return EXIT_FAILED if failing else EXIT_OK
+    print(json.dumps(as_json(data), indent=2) if args.json else report.status_table(data))
+    failing = any(t.failing for t in data.targets) or any(r.failing for r in data.removed)
+    return Outcome.FAILING if failing else Outcome.OK
 
 
-def forget(args: argparse.Namespace, config: Config) -> int:
+def forget(args: argparse.Namespace, config: Config) -> Outcome:
     """``forget KEY [--revoke]``: let a removed target's journal entry go (its rotations stay)."""
     wiring.require_journal(config)  # with no journal there is nothing to forget: create none to say so
     rt: wiring.Runtime | None = None
@@ -110,14 +111,14 @@ def forget(args: argparse.Namespace, config: Config) -> int:
         lease = journal.acquire(found.key, found.name, holder, now, _FORGET_LEASE)
         if lease is None:
             print(f"rotator forget: {found.key}: another worker holds it; try again", file=sys.stderr)
-            return EXIT_FAILED
+            return Outcome.REFUSED
         try:
             blocked = _not_yet(journal, found, now, revoke=args.revoke)
             if blocked:
                 for line in blocked:
                     print(f"not forgotten: {redact(line)}")
                 print(f"kept {found.key}: a run can still find what it may have created")
-                return EXIT_FAILED
+                return Outcome.REFUSED
             if rt is not None:
                 refused = _revoke_removed(rt, lease, found)
                 if refused:
@@ -126,7 +127,7 @@ def forget(args: argparse.Namespace, config: Config) -> int:
                     print(
                         f"kept {found.key}: nothing is forgotten while it holds a live token it cannot revoke"
                     )
-                    return EXIT_FAILED
+                    return Outcome.REFUSED
             for token in live(journal.tokens(found.key), now):
                 print(f"left live, no longer tracked: token {token.token_id} ({token.role.value})")
             _print_dropped(journal, found, checked=rt is not None)
@@ -134,7 +135,7 @@ def forget(args: argparse.Namespace, config: Config) -> int:
         finally:
             journal.release(lease)
         print(f"forgot {found.key} ({found.name}); its rotations stay in `rotator history`")
-        return EXIT_OK
+        return Outcome.OK
     finally:
         (rt.close if rt is not None else journal.close)()
 
@@ -209,18 +210,18 @@ def _revoke_removed(rt: wiring.Runtime, lease: Lease, found: Removed) -> list[st
     return refused
 
 
-def history(args: argparse.Namespace, config: Config) -> int:
+def history(args: argparse.Namespace, config: Config) -> Outcome:
     """``history``: the audit trail, newest first (read-only; exit 2 if there is none yet)."""
     journal = wiring.read_journal(config, missing_ok=False)
     try:
-        rows = report.history(journal, config, args.target, args.limit)
+        rows = report.read_history(journal, config, args.target, args.limit)
     finally:
         journal.close()
-    print(json.dumps(rows, indent=2) if args.json else report.history_table(rows))
-    return EXIT_OK
+    print(json.dumps(as_json(rows), indent=2) if args.json else report.history_table(rows))
+    return Outcome.OK
 
 
-def check(_args: argparse.Namespace, config: Config) -> int:
+def check(_args: argparse.Namespace, config: Config) -> Outcome:
     """``check``: a preflight with no side effects; every problem is one line."""
     configure()
     # The real journal, read-only (empty if there is none yet): adopt_token_id must not name a
@@ -255,7 +256,7 @@ def check(_args: argparse.Namespace, config: Config) -> int:
     finally:
         rt.close()
         journal.close()
-    return EXIT_FAILED if problems else EXIT_OK
+    return Outcome.PROBLEMS if problems else Outcome.OK
 
 
 def _check_target(
@@ -321,7 +322,7 @@ def _adoptable(rt: wiring.Runtime, journal: Journal, key: TargetKey, token_id: i
     return None if info.active else f"token {token_id} is not active"
 
 
-def daemon(_args: argparse.Namespace, config: Config) -> int:
+def daemon(_args: argparse.Namespace, config: Config) -> Outcome:
     """``daemon``: schedule every target, serve health, metrics and the trigger, until SIGTERM."""
     # Imported here: the CronJob's run-once should not pay for FastAPI, uvicorn and APScheduler.
     from rotator.adapters.metrics import Metrics  # noqa: PLC0415
@@ -344,7 +345,7 @@ def daemon(_args: argparse.Namespace, config: Config) -> int:
             f"rotator: error: daemon.listen: cannot listen on {config.daemon.listen}: {error.strerror}",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return Outcome.CANNOT_LISTEN
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal(stop))
@@ -362,13 +363,13 @@ def daemon(_args: argparse.Namespace, config: Config) -> int:
     drained = service.stop(timeout)
     server.stop()
     if not drained:
-        # A rotation is still running: its journal records let the next start resume it. Exit now
-        # rather than wait on it (the pool's threads would hold the interpreter open).
+        # A rotation is still running: its journal records let the next start resume it. The
+        # process ends at once (rotator.doors.cli), rather than wait on it: rt stays open under it.
         log.error("daemon.shutdown_timeout", in_flight=service.in_flight)
         if rt.webhook is not None:
             rt.webhook.flush(5.0)
         sys.stderr.flush()
-        os._exit(EXIT_FAILED)
+        return Outcome.ABANDONED
     rt.close()
     log.info("daemon.stopped")
-    return EXIT_OK
+    return Outcome.OK

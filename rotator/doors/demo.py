@@ -25,6 +25,7 @@ from rotator.core.model import Change, Origin, Role, Step, short_hash
 from rotator.core.ports import Alert
 from rotator.doors import report, wiring
 from rotator.doors.config import parse_config
+from rotator.doors.outcome import Outcome
 from rotator.engine.run import Engine, RunOptions
 from rotator.testing import Fakes, start_fakes
 
@@ -104,8 +105,8 @@ def _config(fakes: Fakes) -> dict[str, object]:
     }
 
 
-def run(out: TextIO) -> int:
-    """Run the demo, printing to ``out``; 0 if every proof holds, else 1."""
+def run(out: TextIO) -> Outcome:
+    """Run the demo, printing to ``out``: OK if every run succeeds and every proof holds."""
     configure(level=40)  # errors only on stderr: the narration is the output
     with tempfile.TemporaryDirectory(prefix="rotator-demo-") as tmp, start_fakes() as fakes:
         folder = Path(tmp)
@@ -135,15 +136,15 @@ def run(out: TextIO) -> int:
                 if any(r.failed for r in reports):
                     for r in reports:
                         say(f"  {r.name}: {r.status}: {r.detail}")
-                    return 1
+                    return Outcome.FAILING
             say("")
-            say(report.status_table(report.status(config, rt.journal, fakes.clock.now)))
+            say(report.status_table(report.read_status(config, rt.journal, fakes.clock.now)))
             return _prove(fakes, rt, say)
         finally:
             rt.close()
 
 
-def _prove(fakes: Fakes, rt: wiring.Runtime, say: Callable[[str], None]) -> int:
+def _prove(fakes: Fakes, rt: wiring.Runtime, say: Callable[[str], None]) -> Outcome:
     say("\nproof, asked of the fakes rather than of rotator:")
     ok = True
     with httpx.Client(base_url=fakes.seed.gitlab_url, timeout=10) as gitlab:
@@ -170,4 +171,4 @@ def _prove(fakes: Fakes, rt: wiring.Runtime, say: Callable[[str], None]) -> int:
     say(
         "\ndemo passed: rotated twice, old tokens dead, Infisical holds a live one" if ok else "\ndemo FAILED"
     )
-    return 0 if ok else 1
+    return Outcome.OK if ok else Outcome.DISPROVED

@@ -22,11 +22,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rotator.core.redact import redact_tree
 from rotator.core.secret import Secret
+from rotator.doors import readmodel
 
 
 class Service(Protocol):
@@ -80,113 +81,13 @@ class Readiness(_Model):
     draining: bool
 
 
-class PendingRevoke(_Model):
-    """A retired token, revoked once its grace has passed."""
-
-    token_id: int
-    revoke_after: str | None
-    #: Since when the manager has had no access to revoke it (it stays live until revoked or expired).
-    no_access_since: str | None = None
+# /v1/targets serves the status read model itself: its schemas are derived from those classes.
+class Status(RootModel[readmodel.Status]):
+    """``/v1/targets``' document, validated against the read model: a field it does not declare is refused."""
 
 
-class Drift(_Model):
-    """The connection changed outside rotator: the hash prefixes it expected and observed."""
-
-    since: str | None
-    expected: str | None
-    observed: str | None
-
-
-class UntrackedToken(_Model):
-    """An active token of the project that no target tracks (listed at a take-over)."""
-
-    token_id: int
-    name: str
-    expires_at: str | None
-
-
-class UntrackedTokens(_Model):
-    """The take-over's list of untracked active tokens, as of when it was taken."""
-
-    as_of: str | None
-    tokens: list[UntrackedToken]
-
-
-class UnresolvedProject(_Model):
-    """The failure to resolve the target's ``group/project`` path, kept until the path resolves."""
-
-    project: str
-    since: str | None
-    last_failed: str | None
-    failures: int
-    status: int | None
-    error: str
-
-
-class TargetStatus(_Model):
-    """One target, as ``rotator status --json`` shows it."""
-
-    target: str
-    token_id: int | None
-    expires_at: str | None
-    last_rotation: str | None
-    last_outcome: str | None
-    next_due: str | None
-    due_reason: str
-    would: str
-    pending_revokes: list[PendingRevoke]
-    possibly_held: list[int]
-    drift: Drift | None
-    holding_revoke_since: str | None
-    backoff_until: str | None
-    last_error: str | None
-    failing: bool
-    failing_reason: str | None
-    untracked_tokens: UntrackedTokens | None
-    unresolved_project: UnresolvedProject | None
-
-
-class TombstoneStatus(_Model):
-    """A token name a late create may still use; re-checked until ``until``, then once more."""
-
-    name: str
-    until: str | None
-
-
-class UnfinishedRotation(_Model):
-    """A removed key's rotation that stopped mid-way; the next run resumes it."""
-
-    rotation: str
-    step: str
-    token_name: str
-
-
-class RemovedStatus(_Model):
-    """A journal key no configured target maps to any more, what it still holds, and the way out."""
-
-    key: str
-    target: str
-    token_id: int | None
-    expires_at: str | None
-    pending_revokes: list[PendingRevoke]
-    possibly_held: list[int]
-    connection_used_by: str | None
-    revoke_next_run: list[int]
-    left_alone: list[str]
-    #: Holding a revoke, or a live token the manager has no access to revoke (``status`` exits 1).
-    failing: bool
-    failing_reason: str | None
-    tombstones: list[TombstoneStatus]
-    unfinished: UnfinishedRotation | None
-    forget: str
-
-
-class Status(_Model):
-    """Every configured target, as of a time; and the removed keys still tracked."""
-
-    as_of: str
-    targets: list[TargetStatus]
-    removed: list[RemovedStatus]
+class TargetStatus(RootModel[readmodel.TargetStatus]):
+    """One row of ``/v1/targets``, validated like :class:`Status`."""
 
 
 class RotationRef(_Model):
@@ -315,9 +216,9 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
     guarded = [Depends(_authorizer(api_token))]
 
     @app.get("/v1/targets", tags=["targets"], dependencies=guarded, responses=_UNAUTHORIZED)
-    def targets() -> Status:
+    def targets() -> readmodel.Status:
         """Every target: the same data as `rotator status --json`."""
-        return Status.model_validate(_shown(service.status()))
+        return Status.model_validate(_shown(service.status())).root
 
     @app.get(
         "/v1/targets/{name}",
@@ -325,11 +226,11 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
         dependencies=guarded,
         responses={**_UNAUTHORIZED, 404: {"model": Problem, "description": "no such target"}},
     )
-    def target(name: str) -> TargetStatus:
+    def target(name: str) -> readmodel.TargetStatus:
         """One target, as `rotator status --json` shows it."""
         for row in service.status()["targets"]:
             if row["target"] == name:
-                return TargetStatus.model_validate(_shown(row))
+                return TargetStatus.model_validate(_shown(row)).root
         raise _problem(404, "unknown_target", f"no target named {name!r}")
 
     @app.post(

@@ -12,20 +12,23 @@ anywhere leaves the journal saying exactly what may have happened:
 
 A 200 from the PATCH means stored: from then on this rotation never revokes the new token.
 
-This module makes the calls and records; it decides nothing about what an answer proves. Each
-answer goes through a rule of :mod:`rotator.core.rules` (which names the evidence), and each step,
-outcome or role change through :func:`rotator.core.machine.advance` (whose tables say where the
-evidence leads, and which action follows).
+The forward path is one loop (:meth:`TargetRun._drive`): :meth:`TargetRun.perform` turns the
+action the core licensed into upstream calls and returns what they prove (each answer goes through
+a rule of :mod:`rotator.core.rules`, which names the evidence); :func:`rotator.core.machine.advance`
+says where the evidence leads and which action follows; ``_record`` journals the new step before
+that action runs; a closed outcome ends the loop (``_ended``). This module makes the calls and
+records; it decides nothing about what an answer proves.
 """
 
 import uuid
 
-from dataclasses import replace
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 
 import structlog
 
 from rotator.core import evidence, rules
-from rotator.core.errors import GitLabError, InfisicalError
+from rotator.core.errors import GitLabError, InfisicalError, ProtocolViolation
 from rotator.core.machine import Action, advance
 from rotator.core.model import (
     OWNED_ROLES,
@@ -50,7 +53,6 @@ from rotator.core.schedule import (
     requested_expiry,
     token_name,
 )
-from rotator.core.secret import Secret
 from rotator.core.spec import RotationSpec
 from rotator.engine.alerts import tell
 from rotator.engine.checks import check_connection
@@ -60,6 +62,8 @@ from rotator.engine.retire import Retirer
 
 
 log = structlog.get_logger("rotator")
+
+_CREATE_ASKS = 2  # the first create, and one more only after a definite expiry-limit 400
 
 
 class TargetRun(Retirer):
@@ -158,35 +162,7 @@ class TargetRun(Retirer):
         self.rec.write(Change(rotation=rotation), "PLANNED")
         self.scratch.planned.append(rotation_id)
         self.rec.ensure_lease()
-        new, rotation = self._create(rotation)
-        with watch(new.value):  # the scrubber knows this exact value while it is in memory
-            return self._push_new(rotation, new)
-
-    def _push_new(self, rotation: RotationRecord, new: NewToken) -> bool:
-        created = evidence.CreateAnswered(new.info.id, new.info.expires_at, rotation.planned_at)
-        rotation, _ = advance(rotation, created)
-        candidate = TokenRecord(
-            self.rec.key,
-            new.info.id,
-            new.info.name,
-            Origin.CREATED,
-            Role.CANDIDATE,
-            new.info.expires_at,
-            rotation.id,
-        )
-        self.rec.write(Change(rotation=rotation, tokens=(candidate,)), "CREATED")
-        self._self_check(rotation, new)
-        rotation, _ = advance(rotation, evidence.SelfCheckPassed(self.ctx.clock()))
-        held, _ = advance(candidate, evidence.PushSent())
-        self.rec.write(Change(rotation=rotation, tokens=(held,)), "PUSHING")
-        self.rec.ensure_lease()
-        stored = self._push(rotation, new.value, held)
-        if stored is None:
-            return True
-        rotation, _ = advance(rotation, replace(stored, at=self.ctx.clock()))
-        held, _ = advance(held, evidence.PushAnswered(stored.hash))
-        self.rec.write(Change(rotation=rotation, tokens=(held,)), "PUSHED")
-        return self.verify(rotation)
+        return self._drive(rotation, Action.CREATE)
 
     def _drift_before_push(self, observed: str) -> None:
         state = self.rec.state()
@@ -271,35 +247,156 @@ class TargetRun(Retirer):
         record = TokenRecord(self.rec.key, info.id, info.name, Origin.ADOPTED, Role.CURRENT, info.expires_at)
         self.rec.write(Change(tokens=(record,)))
 
-    def _create(self, rotation: RotationRecord) -> tuple[NewToken, RotationRecord]:
-        spec = self.target.token
-        for attempt in range(2):
-            request = TokenRequest(
-                rotation.token_name, spec.scopes, spec.access_level, rotation.requested_expiry
-            )
-            try:
-                return self.ctx.gitlab.create_token(self.project_id, request), rotation
-            except GitLabError as error:
-                now = self.ctx.clock()
-                answer = rules.create_proves(error, retried=attempt > 0, at=now, target=self.target.name)
-            if isinstance(answer, evidence.ExpiryCapped):
-                # Nothing was created; ask again for the last day GitLab allows.
-                rotation, _ = advance(rotation, answer)
-                self.rec.write(Change(rotation=rotation))
-                log.warning(
-                    "token.expiry_clamped", target=self.target.name, expires_at=str(rotation.requested_expiry)
-                )
-                continue
-            _, action = advance(rotation, answer)
-            if action is Action.RECHECK_NAME:
-                # The create may have happened (or may still): find it by exact name, now and later.
-                self.tombstone(rotation.token_name)
-                self.recheck_name(rotation.token_name)
-            self.close(rotation, replace(answer, at=self.ctx.clock()))
-            raise self.rec.failed("failed", answer.note)
-        raise AssertionError  # pragma: no cover - the loop returns or raises
+    # -- the forward path: one loop over the core's actions -----------------------------------
+    def verify(self, rotation: RotationRecord) -> bool:
+        """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED.
 
-    def _self_check(self, rotation: RotationRecord, new: NewToken) -> None:
+        Returns True when a fresh rotation must follow: under ``--take-over``, a re-read showing
+        someone else's write means our push was overwritten, not that the target drifted.
+        """
+        return self._drive(rotation, Action.REREAD)
+
+    def _drive(self, rotation: RotationRecord, action: Action) -> bool:
+        """Perform ``action``, feed its evidence to the core, record; repeat until the core says stop.
+
+        True when a fresh rotation must follow. Raises TargetFailedError when the target stops.
+        """
+        with ExitStack() as stack:  # the new token's value is watched from its create to the end
+            flight = _Flight(stack)
+            found: evidence.RotationEvidence | None = None
+            while True:
+                found = self.perform(action, rotation, flight, found)
+                if found is None:  # pragma: no cover - only a closed rotation's clean-up answers nothing
+                    raise ProtocolViolation(rotation.step.value, f"{action.name} without evidence")
+                moved, action = advance(rotation, found)
+                if moved.outcome is not Outcome.IN_PROGRESS:
+                    return self._ended(rotation, found, action, flight)
+                rotation = self._record(moved, found, flight)
+
+    def perform(
+        self,
+        action: Action,
+        rotation: RotationRecord,
+        flight: "_Flight",
+        cause: evidence.RotationEvidence | None = None,
+    ) -> evidence.RotationEvidence | None:
+        """Turn one action into its upstream calls; what they prove (None for a closed rotation's clean-up).
+
+        The only place the forward path does I/O beyond the journal. ``cause`` is the evidence
+        that licensed a clean-up (REVOKE_NEW, RECHECK_NAME).
+        """
+        if action is Action.CREATE:
+            return self._create(rotation, flight)
+        if action is Action.SELF_CHECK:
+            return self._self_check(flight.live())
+        if action is Action.PUSH:
+            return self._push(rotation, flight.live())
+        if action is Action.REREAD:
+            return self._reread(rotation, flight)
+        return self._clean_up(action, rotation, cause)
+
+    def _clean_up(
+        self, action: Action, rotation: RotationRecord, cause: evidence.RotationEvidence | None
+    ) -> evidence.RotationEvidence | None:
+        """Undo what a create or a refused push may have left: a name to find, a token to revoke."""
+        if action is Action.RECHECK_NAME:
+            # The create may have happened (or may still): find it by exact name, now and later.
+            self.tombstone(rotation.token_name)
+            self.recheck_name(rotation.token_name)
+            return None
+        if action is Action.REVOKE_NEW and rotation.new_token_id is not None:
+            if isinstance(cause, evidence.PatchRefused):
+                self.revoke_now(rotation.new_token_id, "the push was refused")
+                return evidence.RefusalUndone(self.ctx.clock(), cause.note)
+            self.revoke_now(rotation.new_token_id, "failed its self-check")
+            return None
+        raise ProtocolViolation(rotation.step.value, action.name)  # no action of the forward path
+
+    def _record(
+        self, rotation: RotationRecord, found: evidence.RotationEvidence, flight: "_Flight"
+    ) -> RotationRecord:
+        """Journal the step ``found`` moved to, before the side effect the step licenses."""
+        if isinstance(found, evidence.ExpiryCapped):
+            # Nothing was created; ask again for the last day GitLab allows.
+            self.rec.write(Change(rotation=rotation))
+            log.warning(
+                "token.expiry_clamped", target=self.target.name, expires_at=str(rotation.requested_expiry)
+            )
+        elif isinstance(found, evidence.CreateAnswered):
+            info = flight.live().info
+            flight.token = TokenRecord(
+                self.rec.key, info.id, info.name, Origin.CREATED, Role.CANDIDATE, info.expires_at, rotation.id
+            )
+            self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "CREATED")
+        elif isinstance(found, evidence.SelfCheckPassed):
+            flight.token, _ = advance(flight.recorded(), evidence.PushSent())
+            self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "PUSHING")
+            self.rec.ensure_lease()
+        elif isinstance(found, evidence.PatchStored):
+            flight.token, _ = advance(flight.recorded(), evidence.PushAnswered(found.hash))
+            self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "PUSHED")
+        elif isinstance(found, evidence.PatchRefused):
+            # Refused before storage: back to CREATED (a crash now means "revoke it"); the revoke follows.
+            flight.token, _ = advance(flight.recorded(), evidence.PushRejected())
+            self.rec.write(Change(rotation=rotation, tokens=(flight.token,)))
+        elif isinstance(found, evidence.RereadFailed):
+            # The table keeps it at PUSHED: nothing to write; the next run re-reads.
+            raise self.rec.failed("failed", found.note) from None
+        return rotation  # a lagging re-read records nothing
+
+    def _ended(
+        self, rotation: RotationRecord, found: evidence.RotationEvidence, action: Action, flight: "_Flight"
+    ) -> bool:
+        """The core closed the rotation on ``found``: clean up as ``action`` says, record the close, stop.
+
+        True when a fresh rotation must follow; otherwise raises TargetFailedError (or returns
+        False once VERIFIED is recorded).
+        """
+        if isinstance(found, evidence.RereadSame):
+            self._verified(rotation, found.hash)
+            return False
+        if isinstance(found, evidence.PatchUnknown | evidence.PatchNotLanded | evidence.RereadOverwritten):
+            # Infisical may hold our token: never revoke it on this evidence; a fresh push decides.
+            # The line is kept for the run's failure should the next push not land either.
+            self.scratch.unknown_push = found.line
+            self.close(rotation, found)
+            return True
+        if isinstance(found, evidence.RereadOther):
+            self.close(rotation, found)
+            raise self.freeze(found.hash)
+        if not isinstance(
+            found,
+            evidence.CreateRefused
+            | evidence.CreateUnknown
+            | evidence.SelfCheckFailed
+            | evidence.RefusalUndone,
+        ):  # pragma: no cover - the table closes the forward path on no other evidence
+            raise ProtocolViolation(rotation.step.value, type(found).__name__)
+        if action in (Action.RECHECK_NAME, Action.REVOKE_NEW):
+            self.perform(action, rotation, flight, found)  # the clean-up comes before the close is recorded
+        self.close(rotation, replace(found, at=self.ctx.clock()))
+        if isinstance(found, evidence.SelfCheckFailed):
+            raise self.rec.failed("failed", f"{self.target.name}: the new token failed its {found.note}")
+        raise self.rec.failed("failed", found.note)
+
+    def _create(self, rotation: RotationRecord, flight: "_Flight") -> evidence.RotationEvidence:
+        """Ask GitLab for the token; never twice blind (the second ask follows a definite 400 only)."""
+        if (
+            flight.creates >= _CREATE_ASKS
+        ):  # pragma: no cover - the rules give ExpiryCapped to a first ask only
+            raise ProtocolViolation(rotation.step.value, "a third create")
+        flight.creates += 1
+        spec = self.target.token
+        request = TokenRequest(rotation.token_name, spec.scopes, spec.access_level, rotation.requested_expiry)
+        try:
+            new = self.ctx.gitlab.create_token(self.project_id, request)
+        except GitLabError as error:
+            retried = flight.creates > 1
+            return rules.create_proves(error, retried=retried, at=self.ctx.clock(), target=self.target.name)
+        flight.hold(new)
+        return evidence.CreateAnswered(new.info.id, new.info.expires_at, rotation.planned_at)
+
+    def _self_check(self, new: NewToken) -> evidence.SelfCheckPassed | evidence.SelfCheckFailed:
         deadline = self.ctx.monotonic() + self.ctx.settings.self_check_window.total_seconds()
         while True:
             answer: TokenInfo | GitLabError
@@ -309,100 +406,49 @@ class TargetRun(Retirer):
                 answer = error
             problem = rules.self_check_problem(answer, new.info.id, self.target.name)
             if problem is None:
-                return
-            if rules.self_check_hopeless(answer):
-                break  # a refused redirect is no replica lag: waiting out the window changes nothing
-            if self.ctx.monotonic() >= deadline:
-                break
+                return evidence.SelfCheckPassed(self.ctx.clock())
+            # A refused redirect is no replica lag: waiting out the window changes nothing.
+            if rules.self_check_hopeless(answer) or self.ctx.monotonic() >= deadline:
+                return evidence.SelfCheckFailed(self.ctx.clock(), f"self-check: {problem}")
             # A fresh token can lag on GitLab's read replicas.
             self.ctx.sleep(min(1.0, self.ctx.settings.poll_interval))
-        self.revoke_now(rotation.new_token_id or new.info.id, "failed its self-check")
-        self.close(rotation, evidence.SelfCheckFailed(self.ctx.clock(), f"self-check: {problem}"))
-        raise self.rec.failed("failed", f"{self.target.name}: the new token failed its self-check: {problem}")
 
-    def _push(
-        self, rotation: RotationRecord, value: Secret, held: TokenRecord
-    ) -> evidence.PatchStored | None:
-        """PATCH the new token; the stored evidence, or None when a fresh rotation must follow."""
+    def _push(self, rotation: RotationRecord, new: NewToken) -> evidence.RotationEvidence:
+        """PATCH the new token into the connection; what the answer proves."""
         conn = self.read_connection()
         answer: str | InfisicalError
         try:
-            answer = self.ctx.infisical.push_token(conn, value)
+            answer = self.ctx.infisical.push_token(conn, new.value)
         except InfisicalError as error:
             answer = error
         finally:
             # Whatever happened, the connection may have changed: later steps must read it afresh.
             self.scratch.connection = None
-        now = self.ctx.clock()
-        proof = rules.patch_proves(answer, pre_hash=rotation.pre_hash, at=now, target=self.target.name)
-        if isinstance(proof, evidence.PatchStored):
-            return proof
-        if isinstance(proof, evidence.PatchRefused):
-            # Refused before storage: back to CREATED (a crash now means "revoke it"), then revoke.
-            created, _ = advance(rotation, proof)
-            candidate, _ = advance(held, evidence.PushRejected())
-            self.rec.write(Change(rotation=created, tokens=(candidate,)))
-            self.revoke_now(candidate.token_id, "the push was refused")
-            self.close(created, evidence.RefusalUndone(self.ctx.clock(), proof.note))
-            raise self.rec.failed("failed", proof.note)
-        # Infisical may have stored it: never revoke it on this evidence; a fresh push decides.
-        self._superseded(rotation, proof)
-        return None
+        return rules.patch_proves(
+            answer, pre_hash=rotation.pre_hash, at=self.ctx.clock(), target=self.target.name
+        )
 
-    def _superseded(
-        self,
-        rotation: RotationRecord,
-        proof: evidence.PatchUnknown | evidence.PatchNotLanded | evidence.RereadOverwritten,
-    ) -> None:
-        """Our push's outcome is unknown, or it is not what Infisical holds: supersede the rotation.
-
-        The line is kept for the run's failure should the next push not land either.
-        """
-        self.scratch.unknown_push = proof.line
-        self.close(rotation, proof)
-
-    def verify(self, rotation: RotationRecord) -> bool:
-        """Re-read until our hash shows (replica lag: up to a minute), then record VERIFIED.
-
-        Returns True when a fresh rotation must follow: under ``--take-over``, a re-read showing
-        someone else's write means our push was overwritten, not that the target drifted.
-        """
-        deadline = self.ctx.monotonic() + self.ctx.settings.reread_window.total_seconds()
-        while True:
-            try:
-                observed = self.connection_checked(fresh=True)
-            except InfisicalError as error:
-                line = rules.described(error, self.target.name, "verify")
-                failed = evidence.RereadFailed(self.ctx.clock(), f"{line}; the rotation stays at PUSHED")
-                advance(rotation, failed)
-                raise self.rec.failed("failed", failed.note) from None
-            seen = rules.reread_proves(
-                observed,
-                rotation,
-                take_over=self.scratch.take_over,
-                at=self.ctx.clock(),
-                target=self.target.name,
+    def _reread(self, rotation: RotationRecord, flight: "_Flight") -> evidence.RotationEvidence:
+        """One re-read of the connection; after a lagging one, first wait (or give up past the window)."""
+        if flight.reread_deadline is None:
+            flight.reread_deadline = self.ctx.monotonic() + self.ctx.settings.reread_window.total_seconds()
+        elif self.ctx.monotonic() >= flight.reread_deadline:
+            message = (
+                f"{self.target.name}: verify: the re-read still shows the pre-PATCH hash; stays at PUSHED"
             )
-            if isinstance(seen, evidence.RereadSame):
-                break
-            if isinstance(seen, evidence.RereadOverwritten):
-                # The operator accepts the connection as it is. Our token was held for a while,
-                # so it stays possibly held (retired after grace and settle); a fresh push follows.
-                self._superseded(rotation, seen)
-                return True
-            if isinstance(seen, evidence.RereadOther):
-                self.close(rotation, seen)
-                self.freeze(observed)
-            advance(rotation, seen)  # lagging: the table keeps it at PUSHED
-            if self.ctx.monotonic() >= deadline:
-                message = (
-                    f"{self.target.name}: verify: the re-read still shows the pre-PATCH hash; stays at PUSHED"
-                )
-                advance(rotation, evidence.RereadFailed(self.ctx.clock(), message))
-                raise self.rec.failed("failed", message)
+            return evidence.RereadFailed(self.ctx.clock(), message)
+        else:
             self.ctx.sleep(self.ctx.settings.poll_interval)
-        self._verified(rotation, observed)
-        return False
+        try:
+            observed = self.connection_checked(fresh=True)
+        except InfisicalError as error:
+            line = rules.described(error, self.target.name, "verify")
+            return evidence.RereadFailed(self.ctx.clock(), f"{line}; the rotation stays at PUSHED")
+        # Under --take-over, a third hash means our push was overwritten: our token was held for a
+        # while, so it stays possibly held (retired after grace and settle); a fresh push follows.
+        return rules.reread_proves(
+            observed, rotation, take_over=self.scratch.take_over, at=self.ctx.clock(), target=self.target.name
+        )
 
     def _verified(self, rotation: RotationRecord, observed: str) -> None:
         now = self.ctx.clock()
@@ -435,3 +481,31 @@ class TargetRun(Retirer):
         self.rec.write(Change(rotation=done, tokens=(current, *retiring), target=state), "VERIFIED")
         self.scratch.actions.append(f"rotated: token {rotation.new_token_id} expires {rotation.expires_at}")
         self._finished_line(done)
+
+
+@dataclass(slots=True)
+class _Flight:
+    """What one pass of :meth:`TargetRun._drive` holds between actions; in memory only, never recorded."""
+
+    stack: ExitStack
+    new: NewToken | None = None  # the live value, watched by the scrubber from its create on
+    token: TokenRecord | None = None  # the new token's record as last written
+    creates: int = 0
+    reread_deadline: float | None = None
+
+    def hold(self, new: NewToken) -> None:
+        """Keep the created token for the self-check and the push; the scrubber knows its value now."""
+        self.new = new
+        self.stack.enter_context(watch(new.value))
+
+    def live(self) -> NewToken:
+        """The created token (an action that needs it before the create is a protocol violation)."""
+        if self.new is None:
+            raise ProtocolViolation("PLANNED", "a token action before the create")
+        return self.new
+
+    def recorded(self) -> TokenRecord:
+        """The new token's record as last written."""
+        if self.token is None:
+            raise ProtocolViolation("PLANNED", "a token role change before the create")
+        return self.token

@@ -8,6 +8,7 @@ connection checks of rule 5, and the bookkeeping for failures and backoff.
 import functools
 import os
 import threading
+import time
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -79,6 +80,8 @@ class Context:
     actor: str
     settings: Settings = Settings()
     crash_after: str | None = None  # test hook: exit right after recording this step
+    #: Measures the self-check and re-read windows; tests pair it with a sleep that only advances it.
+    monotonic: Callable[[], float] = time.monotonic
     #: A cron expression's first fire time after an instant (:func:`rotator.adapters.cron.next_fire`).
     cron: Callable[[str, datetime], datetime | None] = _no_cron
     observer: Observer = NO_OBSERVER

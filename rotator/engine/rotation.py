@@ -13,7 +13,6 @@ anywhere leaves the journal saying exactly what may have happened:
 A 200 from the PATCH means stored: from then on this rotation never revokes the new token.
 """
 
-import time
 import uuid
 
 from dataclasses import replace
@@ -297,7 +296,7 @@ class TargetRun(Retirer):
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _self_check(self, rotation: RotationRecord, new: NewToken) -> None:
-        deadline = time.monotonic() + self.ctx.settings.self_check_window.total_seconds()
+        deadline = self.ctx.monotonic() + self.ctx.settings.self_check_window.total_seconds()
         while True:
             try:
                 info = self.ctx.gitlab.token_self(new.value)
@@ -308,7 +307,7 @@ class TargetRun(Retirer):
                 problem = upstream_message(replace(error, target=self.target.name), "self-check")
                 if error.status is not None and 300 <= error.status < 400:  # noqa: PLR2004
                     break  # a refused redirect is no replica lag: waiting out the window changes nothing
-            if time.monotonic() >= deadline:
+            if self.ctx.monotonic() >= deadline:
                 break
             # A fresh token can lag on GitLab's read replicas.
             self.ctx.sleep(min(1.0, self.ctx.settings.poll_interval))
@@ -367,7 +366,7 @@ class TargetRun(Retirer):
         Returns True when a fresh rotation must follow: under ``--take-over``, a re-read showing
         someone else's write means our push was overwritten, not that the target drifted.
         """
-        deadline = time.monotonic() + self.ctx.settings.reread_window.total_seconds()
+        deadline = self.ctx.monotonic() + self.ctx.settings.reread_window.total_seconds()
         while True:
             try:
                 observed = self.connection_checked(fresh=True)
@@ -391,7 +390,7 @@ class TargetRun(Retirer):
                     replace(rotation, reread_hash=observed), Outcome.DRIFT, "re-read shows another hash"
                 )
                 self.freeze(observed)
-            if time.monotonic() >= deadline:
+            if self.ctx.monotonic() >= deadline:
                 message = (
                     f"{self.target.name}: verify: the re-read still shows the pre-PATCH hash; stays at PUSHED"
                 )

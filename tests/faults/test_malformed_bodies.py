@@ -16,7 +16,7 @@ HTML = "<html><body><h1>Welcome</h1><p>Please sign in</p></body></html>"
 TRUNCATED = '{"appConnection": {"id": "3c90c3cc-0d44'
 
 
-def _connection_view(fakes: Fakes) -> dict[str, Any]:
+def connection_view(fakes: Fakes) -> dict[str, Any]:
     """What Infisical answers for the first connection right now (read as the seeded identity)."""
     with identity_client(fakes) as client:
         answer = client.get(f"/api/v1/app-connections/gitlab/{fakes.seed.connection_ids[0]}")
@@ -24,8 +24,9 @@ def _connection_view(fakes: Fakes) -> dict[str, Any]:
     return view
 
 
-def _without_hash(fakes: Fakes) -> dict[str, Any]:
-    view = _connection_view(fakes)
+def without_hash(fakes: Fakes) -> dict[str, Any]:
+    """The first connection as Infisical answers it, less its credentialsHash."""
+    view = connection_view(fakes)
     del view["appConnection"]["credentialsHash"]
     return view
 
@@ -57,9 +58,9 @@ def test_a_malformed_answer_is_a_clear_error_and_revokes_nothing(
     route, status, body = BODIES[case_name]
     case = Case(fakes, tmp_path)
     if body == "without-hash":
-        body = _without_hash(fakes)
+        body = without_hash(fakes)
     elif body == "unchanged":
-        body = _connection_view(fakes)
+        body = connection_view(fakes)
     fault = server_for(fakes, route).faults.fail(route, status, body=body, times=None)
     result = case.run("run-once")
     assert fault.reached.is_set()

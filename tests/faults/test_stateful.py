@@ -24,7 +24,7 @@ from rotator.testing import Fault, start_fakes
 from tests.faults import ledger
 from tests.faults.calls import CALLS, server_for
 from tests.faults.campaign import CRASHED, Case
-from tests.faults.test_upstream_failures import MODES, fault_for
+from tests.faults.matrix import MODES, fault_for
 
 
 pytestmark = pytest.mark.slow

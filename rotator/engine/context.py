@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from typing import NoReturn
 
 import structlog
 
@@ -67,6 +68,10 @@ def _no_cron(expression: str, _after: datetime) -> datetime | None:
     raise RuntimeError(msg)
 
 
+def _exit_now() -> NoReturn:
+    os._exit(70)  # a crash: no cleanup, no release, no last write
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Everything a target's run talks to."""
@@ -82,6 +87,8 @@ class Context:
     crash_after: str | None = None  # test hook: exit right after recording this step
     #: Measures the self-check and re-read windows; tests pair it with a sleep that only advances it.
     monotonic: Callable[[], float] = time.monotonic
+    #: How the crash hook stops the run: the process ends (tests of the engine in process stop the run).
+    crash: Callable[[], NoReturn] = _exit_now
     #: A cron expression's first fire time after an instant (:func:`rotator.adapters.cron.next_fire`).
     cron: Callable[[str, datetime], datetime | None] = _no_cron
     observer: Observer = NO_OBSERVER
@@ -147,7 +154,7 @@ class Recorder:
         """A crash point with nothing to record (between a check and the call it licenses)."""
         if point == self.ctx.crash_after:
             log.warning("test.crash", target=self.target.name, after=point)
-            os._exit(70)
+            self.ctx.crash()
 
     def state(self) -> TargetState:
         """The target's current bookkeeping."""

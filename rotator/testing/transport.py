@@ -25,7 +25,7 @@ import io
 import os
 import urllib.parse
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.client import RemoteDisconnected
@@ -82,6 +82,9 @@ class Upstreams:
     """The fakes a transport reaches, found by the host and port of their :attr:`FakeServer.url`."""
 
     servers: tuple[FakeServer, ...] = field(default=())
+    #: Called after each request the fakes handled (answered or not), before the client hears:
+    #: a test can stop the client right there, as a SIGKILL during the call would.
+    after: Callable[[], None] | None = None
 
     def find(self, url: str) -> FakeServer | None:
         """The listening fake at ``url``'s host and port, if any."""
@@ -117,6 +120,8 @@ class Upstreams:
         )
         held = _Held()
         response = server.dispatch(request, held)
+        if self.after is not None:
+            self.after()
         if read_timeout is not None and held.seconds >= read_timeout:
             raise _TimedOut
         if response is None:
@@ -132,9 +137,9 @@ class Upstreams:
 class FakeTransport(httpx.BaseTransport):
     """An httpx transport to the fakes (``httpx.Client(transport=FakeTransport(gitlab, infisical))``)."""
 
-    def __init__(self, *servers: FakeServer) -> None:
-        """Reach ``servers`` (each by the address it was started on)."""
-        self.upstreams = Upstreams(servers)
+    def __init__(self, *servers: FakeServer, after: Callable[[], None] | None = None) -> None:
+        """Reach ``servers`` (each by the address it was started on); see :attr:`Upstreams.after`."""
+        self.upstreams = Upstreams(servers, after)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Hand ``request`` to its fake; raise what httpx raises over a socket when there is no answer."""
@@ -165,10 +170,10 @@ class FakeTransport(httpx.BaseTransport):
 class FakeAdapter(requests.adapters.BaseAdapter):
     """A requests adapter to the fakes; see :func:`session_for`."""
 
-    def __init__(self, *servers: FakeServer) -> None:
-        """Reach ``servers`` (each by the address it was started on)."""
+    def __init__(self, *servers: FakeServer, after: Callable[[], None] | None = None) -> None:
+        """Reach ``servers`` (each by the address it was started on); see :attr:`Upstreams.after`."""
         super().__init__()
-        self.upstreams = Upstreams(servers)
+        self.upstreams = Upstreams(servers, after)
 
     def send(  # noqa: PLR0913, PLR0917 - requests' own signature
         self,
@@ -230,10 +235,10 @@ class FakeAdapter(requests.adapters.BaseAdapter):
         """Nothing to release: there are no connections."""
 
 
-def session_for(*servers: FakeServer) -> requests.Session:
+def session_for(*servers: FakeServer, after: Callable[[], None] | None = None) -> requests.Session:
     """A requests session whose every ``http://`` and ``https://`` request goes to ``servers``."""
     session = requests.Session()
-    adapter = FakeAdapter(*servers)
+    adapter = FakeAdapter(*servers, after=after)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

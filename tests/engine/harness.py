@@ -10,8 +10,10 @@ per run, the reports printed as the command prints them, exit 1 when a target fa
   every run as the SQLite file is;
 * the fakes' clock as rotator's clock, and :class:`Pauses` as every sleep: each wait is recorded
   at full length and moves a monotonic clock on, and nothing really sleeps;
-* a crash after a recorded step as a process crash looks from outside: the write lands, then the
-  run stops dead (:class:`CrashingJournal`), the lease is left held, nothing more is sent.
+* a crash as a process crash looks from outside: at the crash hook's point (after a recorded
+  step, as ``ROTATOR_TEST_CRASH_AFTER``), or the moment a request reaches a fault (as a SIGKILL
+  during a call), the run stops dead (:class:`Crashed`); the journal takes no further write
+  (:class:`CrashingJournal`), the lease is left held, nothing more is sent.
 
 Every invariant :class:`Case` checks after a run (no leak, no lockout, no credential sent astray,
 no blind create retry, no current token revoked, no token beyond those the journal accounts for)
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import structlog
@@ -43,7 +45,7 @@ from rotator.doors.environment import load_secrets
 from rotator.engine.context import Context, Settings
 from rotator.engine.run import Engine, RunOptions
 from rotator.journal.memory import MemoryJournal
-from rotator.testing import Fakes
+from rotator.testing import Fakes, Fault
 from rotator.testing.transport import FakeTransport, session_for
 from tests.cli_harness import Result
 from tests.faults import ledger
@@ -55,34 +57,33 @@ class Crashed(BaseException):
 
 
 class CrashingJournal(MemoryJournal):
-    """A journal whose write of step ``crash_after`` is the last thing a run does.
+    """A journal a crashed run can no longer touch, as a killed process cannot.
 
-    The write lands; then it and every later write, renew and release raise :class:`Crashed`, so
-    the lease stays held and nothing else is recorded, until :meth:`restart` (the next process).
+    After :meth:`die`, every write, renew, acquire and release raises :class:`Crashed`, so the
+    lease stays held and nothing more is recorded, until :meth:`restart` (the next process).
     """
 
     def __init__(self) -> None:
-        """Empty, crashing nowhere."""
+        """Empty and alive."""
         super().__init__()
-        self.crash_after: str | None = None
         self._dead = threading.Event()
 
-    def restart(self, crash_after: str | None) -> None:
-        """A new run: alive again, crashing after ``crash_after`` (a step) if given."""
+    def die(self) -> None:
+        """The run is dead from here on."""
+        self._dead.set()
+
+    def restart(self) -> None:
+        """A new run: alive again."""
         self._dead.clear()
-        self.crash_after = crash_after
 
     def _alive(self) -> None:
         if self._dead.is_set():
             raise Crashed
 
     def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change``; if it records the crash step, die right after."""
+        """Record ``change``, unless the run has crashed."""
         self._alive()
         super().write(lease, change)
-        if change.rotation is not None and change.rotation.step.value == self.crash_after:
-            self._dead.set()
-            raise Crashed
 
     def renew(self, lease: Lease, *args: Any) -> Lease:  # noqa: ANN401 - MemoryJournal's own arguments
         """Renew, unless the run has crashed."""
@@ -129,6 +130,8 @@ class EngineCase(Case):
         super().__init__(fakes, folder, **settings)
         self.store = CrashingJournal()
         self.pauses = Pauses()
+        #: The fault whose request kills the run when it reaches the fake (see :meth:`kill_at`).
+        self._kill: Fault | None = None
 
     @property
     def config(self) -> Config:
@@ -142,8 +145,7 @@ class EngineCase(Case):
         if command in {"status", "history"}:
             result = self._report(command)
         else:
-            assert args == ("run-once",), f"the engine case runs run-once only, not {args}"
-            result = self._run_once(crash_after)
+            result = self._run_once(_options(args), crash_after)
         ledger.count("engine_runs")
         if crash_after and result.code == CRASHED:
             ledger.count("crashes")
@@ -151,9 +153,26 @@ class EngineCase(Case):
         self.check()
         return result
 
-    def _run_once(self, crash_after: str | None) -> Result:
+    def kill_at(self, fault: Fault, *args: str, env: dict[str, str] | None = None) -> Result:
+        """Run ``rotator ARGS`` and stop it dead once a request reaches ``fault`` (if one does)."""
+        self._kill = fault
+        try:
+            return self.run(*args, env=env)
+        finally:
+            self._kill = None
+
+    def _crash(self) -> NoReturn:
+        self.store.die()
+        raise Crashed
+
+    def _after_call(self) -> None:
+        if self._kill is not None and self._kill.reached.is_set():
+            ledger.count("crashes")
+            self._crash()
+
+    def _run_once(self, options: RunOptions, crash_after: str | None) -> Result:
         config = self.config
-        self.store.restart(crash_after)
+        self.store.restart()
         gitlab, infisical = self._adapters(config)
         ctx = Context(
             gitlab=gitlab,
@@ -164,12 +183,14 @@ class EngineCase(Case):
             gitlab_url=config.gitlab.url,
             actor="engine-test",
             settings=replace(Settings(), run_interval=config.daemon.check_interval),
+            crash_after=crash_after,
             cron=cron.next_fire,
             monotonic=self.pauses.monotonic,
+            crash=self._crash,
         )
         with _captured_logs() as stderr:
             try:
-                reports = Engine(config, ctx).run(RunOptions())
+                reports = Engine(config, ctx).run(options)
             except Crashed:
                 return Result(CRASHED, "", stderr.getvalue(), in_process=True)
             finally:
@@ -182,14 +203,16 @@ class EngineCase(Case):
     def _adapters(self, config: Config) -> tuple[GitLabAPI, InfisicalAPI]:
         """Fresh clients per run, as each ``run-once`` process builds them (rotator.doors.wiring.build)."""
         seed, agent = self.fakes.seed, wiring.user_agent()
-        servers = (self.fakes.gitlab, self.fakes.infisical)
+        # A foreign host a case points GitLab at is reachable too: were a client to follow the
+        # pointer, the request would land there and Case.check would see it.
+        servers = (self.fakes.gitlab, self.fakes.infisical, *([self.elsewhere] if self.elsewhere else []))
         gitlab = GitLabAPI(
             config.gitlab.url,
             load_secrets(seed.environment()).gitlab_token,
             timeout=config.gitlab.timeout.total_seconds(),
             user_agent=agent,
             requests_per_minute=config.gitlab.requests_per_minute,
-            session=session_for(*servers),
+            session=session_for(*servers, after=self._after_call),
             sleep=self.pauses,
             monotonic=self.pauses.monotonic,
         )
@@ -202,7 +225,7 @@ class EngineCase(Case):
             user_agent=agent,
             reads_per_minute=config.infisical.reads_per_minute,
             writes_per_minute=config.infisical.writes_per_minute,
-            client=httpx.Client(transport=FakeTransport(*servers), timeout=timeout),
+            client=httpx.Client(transport=FakeTransport(*servers, after=self._after_call), timeout=timeout),
             clock=self.fakes.clock.now,
             sleep=self.pauses,
             monotonic=self.pauses.monotonic,
@@ -229,6 +252,16 @@ class EngineCase(Case):
             records += [state, *self.store.tokens(state.key), *self.store.tombstones(state.key)]
         records += self.store.rotations(None, 10_000)
         return records
+
+
+def _options(args: tuple[str, ...]) -> RunOptions:
+    """``run-once`` or ``rotate NAME [--take-over]`` as the command line turns them into options."""
+    if args == ("run-once",):
+        return RunOptions()
+    command, name, *flags = args
+    assert command == "rotate", f"the engine case runs run-once and rotate only, not {args}"
+    assert set(flags) <= {"--take-over"}, flags
+    return RunOptions(names=(name,), force=True, take_over="--take-over" in flags, trigger="rotate")
 
 
 @contextmanager

@@ -1,14 +1,53 @@
 """Malformed upstream answers through the engine: an error naming target, step and status; nothing revoked."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rotator.testing import Fakes
 from tests.engine.harness import EngineCase
 from tests.faults import ledger
-from tests.faults.calls import server_for
-from tests.faults.test_malformed_bodies import BODIES, connection_view, without_hash
+from tests.faults.calls import CONNECTION, CREATE, LOGIN, PATCH, PROJECT, SELF, TOKEN, server_for
+from tests.faults.campaign import identity_client
+
+
+HTML = "<html><body><h1>Welcome</h1><p>Please sign in</p></body></html>"
+TRUNCATED = '{"appConnection": {"id": "3c90c3cc-0d44'
+
+
+def connection_view(fakes: Fakes) -> dict[str, Any]:
+    """What Infisical answers for the first connection right now (read as the seeded identity)."""
+    with identity_client(fakes) as client:
+        answer = client.get(f"/api/v1/app-connections/gitlab/{fakes.seed.connection_ids[0]}")
+    view: dict[str, Any] = answer.json()
+    return view
+
+
+def without_hash(fakes: Fakes) -> dict[str, Any]:
+    """The first connection as Infisical answers it, less its credentialsHash."""
+    view = connection_view(fakes)
+    del view["appConnection"]["credentialsHash"]
+    return view
+
+
+BODIES: dict[str, tuple[str, int, Any]] = {
+    "gitlab-project-html": (PROJECT, 200, HTML),
+    "gitlab-adopted-token-truncated": (TOKEN, 200, '{"id": 1, "name": "app-de'),
+    "gitlab-create-html": (CREATE, 201, HTML),
+    "gitlab-create-truncated": (CREATE, 201, '{"id": 99, "token": "glpat-'),
+    "gitlab-create-no-token": (CREATE, 201, {"id": 99, "name": "x", "active": True}),
+    "gitlab-self-check-html": (SELF, 200, HTML),
+    "infisical-login-html": (LOGIN, 200, HTML),
+    "infisical-login-no-token": (LOGIN, 200, {"expiresIn": 7200, "tokenType": "Bearer"}),
+    "infisical-read-html": (CONNECTION, 200, HTML),
+    "infisical-read-truncated": (CONNECTION, 200, TRUNCATED),
+    "infisical-read-no-hash": (CONNECTION, 200, "without-hash"),
+    "infisical-patch-html": (PATCH, 200, HTML),
+    "infisical-patch-truncated": (PATCH, 200, TRUNCATED),
+    "infisical-patch-no-hash": (PATCH, 200, "without-hash"),
+    "infisical-patch-hash-unchanged": (PATCH, 200, "unchanged"),
+}
 
 
 @pytest.mark.parametrize("case_name", list(BODIES))

@@ -11,7 +11,9 @@ from tests.faults.calls import CALLS, Call
 from tests.faults.matrix import MODES, expected_exit, fault_for
 
 
-@pytest.mark.parametrize("times", [1, None], ids=["once", "persistent"])
+@pytest.mark.parametrize(
+    "times", [1, pytest.param(None, marks=pytest.mark.exhaustive)], ids=["once", "persistent"]
+)
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("call", CALLS, ids=[c.label.replace(" ", "-") for c in CALLS])
 def test_a_failing_call_is_reported_and_converges(

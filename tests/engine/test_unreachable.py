@@ -11,7 +11,9 @@ from tests.faults import ledger
 from tests.faults.calls import Call
 
 
-@pytest.mark.parametrize("runs", [1, 3], ids=["once", "persistent"])
+@pytest.mark.parametrize(
+    "runs", [1, pytest.param(3, marks=pytest.mark.exhaustive)], ids=["once", "persistent"]
+)
 @pytest.mark.parametrize("phase", ["first", "grace", "recovery"])
 @pytest.mark.parametrize("upstream", ["gitlab", "infisical"])
 def test_a_refused_upstream_is_reported_and_converges(

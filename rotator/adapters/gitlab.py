@@ -156,16 +156,20 @@ class GitLabAPI:
         session: requests.Session | None = None,
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
         on_response: Callable[[str, str, str], None] | None = None,
     ) -> None:
         """Talk to ``url`` with the manager ``token``; ``sleep`` waits out limits and backoff.
+
+        ``session`` carries every request (tests mount :mod:`rotator.testing.transport` on one);
+        ``monotonic`` is the clock the rate limiter counts its window on, and moves as ``sleep`` waits.
 
         ``on_response(upstream, route, status)`` is told of every HTTP answer (status ``"error"``
         when none came), for the daemon's request counter.
         """
         self._url, self._token = url, token
         self._session = session or requests.Session()
-        self._limiter = retrying.Limiter(requests_per_minute, sleep=sleep)
+        self._limiter = retrying.Limiter(requests_per_minute, clock=monotonic, sleep=sleep)
         self._timeout, self._user_agent = timeout, user_agent
         self._max_attempts, self._sleep = max_attempts, sleep
         # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:

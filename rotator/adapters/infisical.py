@@ -161,9 +161,13 @@ class InfisicalAPI:
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
         on_response: Callable[[str, str, str], None] | None = None,
     ) -> None:
         """Talk to the Infisical at ``url``; no request is sent until a method needs one.
+
+        ``client`` carries every request (tests give one over :mod:`rotator.testing.transport`);
+        ``monotonic`` is the clock the rate limiters count their windows on, and moves as ``sleep`` waits.
 
         ``on_response(upstream, route, status)`` is told of every attempt's answer (status
         ``"error"`` when none came), for the daemon's request counter.
@@ -176,8 +180,8 @@ class InfisicalAPI:
         self._client = client if client is not None else httpx.Client(timeout=timeout)
         self._max_attempts = max(1, max_attempts)
         self._sleep, self._clock = sleep, clock
-        self._reads = retrying.Limiter(reads_per_minute, sleep=sleep)
-        self._writes = retrying.Limiter(writes_per_minute, sleep=sleep)
+        self._reads = retrying.Limiter(reads_per_minute, clock=monotonic, sleep=sleep)
+        self._writes = retrying.Limiter(writes_per_minute, clock=monotonic, sleep=sleep)
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
         self._grant: _Grant | None = None
         self._login_refused: str | None = None

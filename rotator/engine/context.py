@@ -5,9 +5,12 @@ here, built by :mod:`rotator.doors.wiring` (or a test); nothing in the engine re
 :class:`Scratch` is what one run learns as it goes (reads shared within the run, its actions).
 """
 
+import os
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from rotator.core.model import Connection, TokenInfo
 from rotator.core.ports import GitLabPort, InfisicalPort, Journal, NoObserver, Observer
@@ -40,6 +43,10 @@ def _no_cron(expression: str, _after: datetime) -> datetime | None:
     raise RuntimeError(msg)
 
 
+def _exit_now() -> NoReturn:
+    os._exit(70)  # a crash: no cleanup, no release, no last write
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Everything a target's run talks to."""
@@ -56,6 +63,8 @@ class Context:
     actor: str
     settings: Settings = Settings()
     crash_after: str | None = None  # test hook: exit right after recording this step
+    #: How the crash hook stops the run: the process ends (tests of the engine in process stop the run).
+    crash: Callable[[], NoReturn] = _exit_now
     #: A cron expression's first fire time after an instant (:func:`rotator.adapters.cron.next_fire`).
     cron: Callable[[str, datetime], datetime | None] = _no_cron
     observer: Observer = NO_OBSERVER

@@ -5,7 +5,6 @@ records a failure with its backoff and alert (:meth:`Recorder.failed`), returnin
 :class:`TargetFailedError` the run raises.
 """
 
-import os
 import threading
 
 from dataclasses import replace
@@ -64,7 +63,7 @@ class Recorder:
         """A crash point with nothing to record (between a check and the call it licenses)."""
         if point == self.ctx.crash_after:
             log.warning("test.crash", target=self.target.name, after=point)
-            os._exit(70)
+            self.ctx.crash()
 
     def state(self) -> TargetState:
         """The target's current bookkeeping."""

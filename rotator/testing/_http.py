@@ -30,7 +30,6 @@ import secrets
 import socket
 import struct
 import threading
-import time
 import urllib.parse
 
 from collections import Counter
@@ -113,6 +112,8 @@ class HTTPError(Exception):
 
 
 Handler = Callable[[Request], Response]
+#: How a fault keeps a request waiting for some seconds (see :meth:`FakeServer.dispatch`).
+Hold = Callable[[float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,8 +342,20 @@ class FakeServer:
 
     # ---- dispatch -----------------------------------------------------------------------------
 
-    def dispatch(self, request: Request) -> Response | None:
-        """Handle one request; ``None`` means: close the connection without answering."""
+    @property
+    def listening(self) -> bool:
+        """Whether the server accepts connections now (started, and not stopped or refusing)."""
+        return self._httpd is not None and not self._stopping.is_set()
+
+    def dispatch(self, request: Request, hold: Hold | None = None) -> Response | None:
+        """Handle one request; ``None`` means: close the connection without answering.
+
+        ``hold(seconds)`` is how a ``latency`` or ``hang`` fault keeps the request waiting: by
+        default it waits for real (over loopback the client's own timeout then fires); the
+        in-process transports (:mod:`rotator.testing.transport`) pass one that only adds the
+        seconds up, and decide from the total and the client's timeout what the client sees.
+        """
+        hold = hold or self._hold
         matched = self._match(request.method, request.path)
         if matched is None:
             return self.not_found(request)
@@ -363,7 +376,7 @@ class FakeServer:
             with self._calls_lock:
                 self._calls.append(call)
             refused, headers = self.gate(request)
-            response = refused or self._faulty(route, request)
+            response = refused or self._faulty(route, request, hold)
             if response is not None:
                 response.headers = {**headers, **response.headers}
                 call.status = response.status
@@ -379,21 +392,25 @@ class FakeServer:
         del request
         return None, {}
 
-    def _faulty(self, route: Route, request: Request) -> Response | None:
+    def _hold(self, seconds: float) -> None:
+        """Over loopback, a held request really waits (a stopping server releases it early)."""
+        self._stopping.wait(seconds)
+
+    def _faulty(self, route: Route, request: Request, hold: Hold) -> Response | None:
         delay = self.faults.latency_for(route.name)
         if delay:
-            time.sleep(delay)
+            hold(delay)
         fault = self.faults.take(route.name)
         if fault is not None:
-            outcome = self._apply_fault(fault, route, request)
+            outcome = self._apply_fault(fault, route, request, hold)
             if outcome is not _CONTINUE:
                 return outcome  # type: ignore[return-value]
         return self._run(route, request)
 
-    def _apply_fault(self, fault: Fault, route: Route, request: Request) -> object:
+    def _apply_fault(self, fault: Fault, route: Route, request: Request, hold: Hold) -> object:
         if fault.kind == "latency":
             fault.reached.set()
-            time.sleep(fault.seconds)
+            hold(fault.seconds)
             return _CONTINUE
         if fault.kind == "redirect":
             fault.reached.set()
@@ -418,7 +435,7 @@ class FakeServer:
             self._run(route, request)
         fault.reached.set()
         if fault.kind in {"hang", "hang_after"}:
-            self._stopping.wait(fault.seconds)
+            hold(fault.seconds)
         return None  # drop_before, drop_after, and a hang that has run its course
 
     def _run(self, route: Route, request: Request) -> Response:

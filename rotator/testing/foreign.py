@@ -16,7 +16,7 @@ import threading
 
 from dataclasses import dataclass
 
-from rotator.testing._http import FakeServer, Request, Response
+from rotator.testing._http import FakeServer, Hold, Request, Response
 
 
 #: The headers that carry a credential, as the fakes see them (lower-cased).
@@ -44,8 +44,9 @@ class ForeignHost(FakeServer):
         self._received: list[Received] = []
         self._received_lock = threading.Lock()
 
-    def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: Request, hold: Hold | None = None) -> Response:
         """Record the request, whatever its path (control routes included), and answer ``200 []``."""
+        del hold  # no faults here
         carried = tuple(name for name in CREDENTIAL_HEADERS if request.headers.get(name))
         with self._received_lock:
             self._received.append(Received(request.method, request.path, carried))

@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 
 from rotator.core.model import Role
+from rotator.core.ports import Journal
 from rotator.doors import report, wiring
+from rotator.doors.config import Config
 from rotator.testing import Fakes, Fault, ForeignHost
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
@@ -204,15 +206,19 @@ class Case:
             }
         journal = wiring.open_journal(config)
         try:
-            now = datetime.now(UTC) + self.fakes.clock.offset
-            status = report.status(config, journal, lambda: now)
-            history = report.history(journal, config, None, 10_000)
-            tracked = [t for state in journal.targets() for t in journal.tokens(state.key)]
-            known = {t.token_id for t in tracked}
-            current = {t.token_id for t in tracked if t.role is Role.CURRENT}
-            names = {s.name for state in journal.targets() for s in journal.tombstones(state.key)}
+            return self.view(config, journal)
         finally:
             journal.close()
+
+    def view(self, config: Config, journal: Journal) -> dict[str, Any]:
+        """What :meth:`journal` returns, read from an open ``journal`` (its status and history scanned)."""
+        now = datetime.now(UTC) + self.fakes.clock.offset
+        status = report.status(config, journal, lambda: now)
+        history = report.history(journal, config, None, 10_000)
+        tracked = [t for state in journal.targets() for t in journal.tokens(state.key)]
+        known = {t.token_id for t in tracked}
+        current = {t.token_id for t in tracked if t.role is Role.CURRENT}
+        names = {s.name for state in journal.targets() for s in journal.tombstones(state.key)}
         self.scan(json.dumps([status, history], default=str))
         return {"status": status, "history": history, "known": known, "current": current, "tombstones": names}
 

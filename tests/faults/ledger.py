@@ -20,6 +20,7 @@ LABELS = {
     "bad_inputs": "bad inputs tried (configs, environments, bodies)",
     "runs": "rotator processes run",
     "in_process_runs": "in-process runs (rotator.doors.cli.main called in the test process)",
+    "engine_runs": "engine runs (rotator.engine.run.Engine over in-process transports, tests/engine)",
     "invariant_checks": "invariant checks passed",
     "bytes_scanned": "bytes scanned for token values",
     "leaks": "token values leaked",

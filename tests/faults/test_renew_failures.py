@@ -7,15 +7,17 @@ process renews; this drives the same adapter with the fakes' clock moved to the 
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
 from rotator.core.errors import InfisicalError
 from rotator.core.secret import Secret
 from rotator.testing import Fakes
+from rotator.testing.transport import FakeTransport
 from tests.faults import ledger
 from tests.faults.calls import CONNECTION, LOGIN, RENEW
-from tests.faults.test_upstream_failures import MODES, fault_for
+from tests.faults.matrix import MODES, fault_for
 
 
 @pytest.fixture
@@ -29,6 +31,8 @@ def api(fakes: Fakes) -> Iterator[InfisicalAPI]:
         user_agent="rotator/faults",
         sleep=lambda _s: None,
         clock=fakes.clock.now,
+        # In process: a hang costs no real second (rotator.testing.transport).
+        client=httpx.Client(transport=FakeTransport(fakes.gitlab, fakes.infisical), timeout=1.0),
     )
     yield adapter
     adapter.close()

@@ -1,4 +1,4 @@
-"""Connection refused: an upstream with nothing listening on its port, for one run or several."""
+"""Connection refused through the engine: an upstream with nothing listening, for one run or several."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -6,12 +6,9 @@ from pathlib import Path
 import pytest
 
 from rotator.testing import Fakes
+from tests.engine.harness import EngineCase
 from tests.faults import ledger
 from tests.faults.calls import Call
-from tests.faults.campaign import Case
-
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
@@ -23,7 +20,7 @@ def test_a_refused_upstream_is_reported_and_converges(
     fakes: Fakes, tmp_path: Path, upstream: str, phase: str, runs: int
 ) -> None:
     """UPSTREAM refuses connections for RUNS runs in PHASE: exit 1 naming it, nothing lost, then converge."""
-    case = Case(fakes, tmp_path, timeout="1s")
+    case = EngineCase(fakes, tmp_path, timeout="1s")
     Call(f"refused {upstream}", "", phase).reach(case)
     with getattr(fakes, upstream).refusing():
         for _ in range(runs):

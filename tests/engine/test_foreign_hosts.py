@@ -1,9 +1,4 @@
-"""GitLab pointing elsewhere (issue 14 item 2): a redirect, or a next-page link to another host.
-
-Each case is a campaign case: ``run-once`` exits 1 with one line naming the route and where GitLab
-pointed, nothing reaches the foreign host (:meth:`Case.check` asserts it after every run), and the
-target converges once the fault is gone.
-"""
+"""GitLab pointing elsewhere, through the engine: a redirect or a next-page link to another host."""
 
 from pathlib import Path
 
@@ -11,15 +6,12 @@ import pytest
 import yaml
 
 from rotator.testing import Fakes, ForeignHost
+from tests.engine.harness import EngineCase
 from tests.faults import ledger
 from tests.faults.calls import LIST, PROJECT, SELF, TOKEN
-from tests.faults.campaign import Case
 
 
-pytestmark = pytest.mark.slow
-
-
-def _without_adoption(case: Case) -> None:
+def without_adoption(case: EngineCase) -> None:
     """Drop ``adopt_token_id``: the first rotation then lists the project's tokens ("journal lost?")."""
     path = case.folder / "rotator.yaml"
     config = yaml.safe_load(path.read_text())
@@ -28,23 +20,24 @@ def _without_adoption(case: Case) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-@pytest.mark.parametrize(
-    ("route", "kind", "said"),
-    [
-        (PROJECT, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
-        (TOKEN, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
-        (SELF, "redirect", "-> 302: redirected to {url}/api/v4/personal_access_tokens/self"),
-        (LIST, "foreign_next", "-> 200: the next-page link points to {url}/api/v4/projects/"),
-    ],
-)
+#: (route, fault, what the failure line says): every way the fakes point GitLab's client elsewhere.
+POINTERS = [
+    (PROJECT, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
+    (TOKEN, "redirect", "-> 302: redirected to {url}/api/v4/projects/"),
+    (SELF, "redirect", "-> 302: redirected to {url}/api/v4/personal_access_tokens/self"),
+    (LIST, "foreign_next", "-> 200: the next-page link points to {url}/api/v4/projects/"),
+]
+
+
+@pytest.mark.parametrize(("route", "kind", "said"), POINTERS)
 def test_gitlab_pointing_elsewhere_fails_the_target_and_sends_nothing_there(  # noqa: PLR0913, PLR0917 - one row of the table
     fakes: Fakes, foreign: ForeignHost, tmp_path: Path, route: str, kind: str, said: str
 ) -> None:
     """A redirect (project, token read, self-check) or a foreign next link: exit 1, one line, no leak."""
-    case = Case(fakes, tmp_path)
+    case = EngineCase(fakes, tmp_path)
     case.elsewhere = foreign
     if route == LIST:
-        _without_adoption(case)
+        without_adoption(case)
     getattr(fakes.gitlab.faults, kind)(route, foreign.url, times=None)
     result = case.run("run-once")
     ledger.count("faults")

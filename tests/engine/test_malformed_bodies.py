@@ -1,4 +1,4 @@
-"""Malformed upstream answers: a clear error naming target, step and status, and nothing revoked."""
+"""Malformed upstream answers through the engine: an error naming target, step and status; nothing revoked."""
 
 from pathlib import Path
 from typing import Any
@@ -6,17 +6,17 @@ from typing import Any
 import pytest
 
 from rotator.testing import Fakes
+from tests.engine.harness import EngineCase
 from tests.faults import ledger
 from tests.faults.calls import CONNECTION, CREATE, LOGIN, PATCH, PROJECT, SELF, TOKEN, server_for
-from tests.faults.campaign import Case, identity_client
+from tests.faults.campaign import identity_client
 
 
-pytestmark = pytest.mark.slow
 HTML = "<html><body><h1>Welcome</h1><p>Please sign in</p></body></html>"
 TRUNCATED = '{"appConnection": {"id": "3c90c3cc-0d44'
 
 
-def _connection_view(fakes: Fakes) -> dict[str, Any]:
+def connection_view(fakes: Fakes) -> dict[str, Any]:
     """What Infisical answers for the first connection right now (read as the seeded identity)."""
     with identity_client(fakes) as client:
         answer = client.get(f"/api/v1/app-connections/gitlab/{fakes.seed.connection_ids[0]}")
@@ -24,8 +24,9 @@ def _connection_view(fakes: Fakes) -> dict[str, Any]:
     return view
 
 
-def _without_hash(fakes: Fakes) -> dict[str, Any]:
-    view = _connection_view(fakes)
+def without_hash(fakes: Fakes) -> dict[str, Any]:
+    """The first connection as Infisical answers it, less its credentialsHash."""
+    view = connection_view(fakes)
     del view["appConnection"]["credentialsHash"]
     return view
 
@@ -55,11 +56,11 @@ def test_a_malformed_answer_is_a_clear_error_and_revokes_nothing(
 ) -> None:
     """Every answer of ROUTE is malformed: exit 1 naming target, step and status; the old token lives."""
     route, status, body = BODIES[case_name]
-    case = Case(fakes, tmp_path)
+    case = EngineCase(fakes, tmp_path)
     if body == "without-hash":
-        body = _without_hash(fakes)
+        body = without_hash(fakes)
     elif body == "unchanged":
-        body = _connection_view(fakes)
+        body = connection_view(fakes)
     fault = server_for(fakes, route).faults.fail(route, status, body=body, times=None)
     result = case.run("run-once")
     assert fault.reached.is_set()

@@ -127,6 +127,15 @@ ROLE_TABLE: dict[tuple[Role, type[ev.TokenEvidence]], RoleTransition] = {
         Role.REVOKED, Action.NOTHING, "listed again, revoked again"
     ),
     (Role.REVOKED, ev.NoAccess): RoleTransition(_CAND, Action.RETRY_NEXT_RUN, "listed again, no access"),
+    # Likewise a token recorded abandoned (its expiry passed while the manager had no access) that
+    # GitLab still lists active (a skewed clock, a later expiry upstream): it is live, so it is
+    # revoked now, or tracked as live again, never left behind as "expired".
+    (Role.ABANDONED, ev.RevokeProven): RoleTransition(
+        Role.REVOKED, Action.NOTHING, "listed active after its expiry, revoked"
+    ),
+    (Role.ABANDONED, ev.NoAccess): RoleTransition(
+        _CAND, Action.RETRY_NEXT_RUN, "listed active after its expiry, no access"
+    ),
     (_CAND, ev.NoAccess): RoleTransition(_CAND, Action.RETRY_NEXT_RUN, "no access, retried"),
     (_PEND, ev.NoAccess): RoleTransition(_PEND, Action.RETRY_NEXT_RUN, "no access, retried"),
     (_CAND, ev.ExpiredUnrevoked): _UNREVOKED,

@@ -4,6 +4,7 @@ import itertools
 
 from collections import deque
 from dataclasses import fields, replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -192,6 +193,18 @@ def test_a_held_token_is_revoked_only_after_a_verified_push_retired_it() -> None
 
 
 def test_finished_roles_take_no_evidence_but_a_fresh_listing() -> None:
-    """ABANDONED is final; REVOKED moves only when GitLab lists the token active again."""
-    assert not [key for key in ROLE_TABLE if key[0] is Role.ABANDONED]
-    assert {kind for role, kind in ROLE_TABLE if role is Role.REVOKED} == {ev.RevokeProven, ev.NoAccess}
+    """ABANDONED and REVOKED move only when a re-check lists the token active again."""
+    for done in (Role.ABANDONED, Role.REVOKED):
+        assert {kind for role, kind in ROLE_TABLE if role is done} == {ev.RevokeProven, ev.NoAccess}
+
+
+@given(tokens(Role.ABANDONED))
+def test_an_abandoned_token_listed_active_again_is_revoked_or_tracked_live(token: TokenRecord) -> None:
+    """A token recorded abandoned that a tombstone re-check finds active is revoked, or tracked as live."""
+    at = datetime(2026, 3, 4, tzinfo=UTC)
+    revoked, _ = advance(token, ev.RevokeProven(at, "DELETE 204"))
+    assert (revoked.role, revoked.revoked_at, revoked.evidence) == (Role.REVOKED, at, "DELETE 204")
+    tracked, action = advance(token, ev.NoAccess(at))
+    assert tracked.role is Role.CANDIDATE
+    assert tracked.no_access_since is not None
+    assert action is Action.RETRY_NEXT_RUN

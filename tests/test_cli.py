@@ -156,3 +156,44 @@ def test_a_journal_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> N
     assert done.code == 2
     assert "state.url: cannot create the journal" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _status_config(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    config = tmp_path / "rotator.yaml"
+    config.write_text(
+        "gitlab: {url: https://gitlab.example.com}\n"
+        f"state: {{url: 'sqlite:///{tmp_path}/state.db'}}\n"
+        "targets: [{name: app, project: 1, connection_id: 3c90c3cc-0d44-4b50-8888-8dd25736052a,"
+        " token: {scopes: [api]}}]\n"
+    )
+    return config, {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+
+
+def test_config_is_accepted_after_the_command(tmp_path: Path) -> None:
+    """`rotator status --config x.yaml` reads x.yaml exactly as `rotator --config x.yaml status` does."""
+    config, env = _status_config(tmp_path)
+    before = run_in_process(["--config", str(config), "status", "--json"], env)
+    after = run_in_process(["status", "--json", "--config", str(config)], env)
+    # Nothing has run yet: both name the journal the file configures, so both read the file.
+    assert (before.code, after.code) == (2, 2)
+    assert f"state.url: no journal at {tmp_path}/state.db" in after.stderr
+    assert after.stderr == before.stderr
+
+
+def test_config_given_before_and_after_the_command_is_a_usage_error(tmp_path: Path) -> None:
+    """Two --config values for one run: exit 2 naming --config, nothing read or written."""
+    config, env = _status_config(tmp_path)
+    result = run_in_process(["--config", str(config), "run-once", "--config", str(config)], env)
+    assert result.code == 2
+    assert "--config: given both before and after the command" in result.stderr
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_every_target_command_takes_config_after_it() -> None:
+    """Each command that reads the config lists --config in its own --help."""
+    from rotator.doors.cli import TARGET_COMMANDS  # noqa: PLC0415 - the list under test
+
+    for command in TARGET_COMMANDS:
+        shown = run_in_process([command, "--help"], dict(os.environ))
+        assert shown.code == 0
+        assert "--config PATH" in shown.stdout, command

@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_target_commands(commands)
+    for name in TARGET_COMMANDS:
+        # `rotator check --config x.yaml` is the commonest way to write it: accepted after the
+        # command too, under its own name, so that giving it in both places can be refused.
+        commands.choices[name].add_argument(
+            "--config",
+            dest="config_after",
+            metavar="PATH",
+            help="the YAML configuration, also accepted before the command (default: $ROTATOR_CONFIG)",
+        )
     fakes = commands.add_parser(
         "fakes",
         help="start a fake GitLab and a fake Infisical on loopback, seeded for config/example.yaml",
@@ -342,6 +351,22 @@ def _main(argv: Sequence[str] | None) -> Outcome:
     return _target_command(args)
 
 
+#: The commands that act on the configured targets: each reads ``--config``.
+TARGET_COMMANDS = ("run-once", "rotate", "plan", "status", "history", "check", "daemon", "forget")
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """``--config`` given before or after the command; given in both places it is a usage error."""
+    from rotator.core.errors import ConfigError  # noqa: PLC0415
+
+    before: str | None = args.config
+    after: str | None = getattr(args, "config_after", None)
+    if before is not None and after is not None:
+        # Two files named for one run: rotator will not guess which the operator meant.
+        raise ConfigError("--config", "given both before and after the command; give it once")
+    return after if after is not None else before
+
+
 def _target_command(args: argparse.Namespace) -> Outcome:
 
     from rotator.core.errors import ConfigError  # noqa: PLC0415
@@ -361,7 +386,7 @@ def _target_command(args: argparse.Namespace) -> Outcome:
         "forget": commands.forget,
     }
     try:
-        config = wiring.load(args.config, os.environ)
+        config = wiring.load(_config_path(args), os.environ)
         return handlers[args.command](args, config)
     except ConfigError as error:
         print(f"rotator: error: {error}", file=sys.stderr)

@@ -33,7 +33,7 @@ def test_the_sleep_scale_is_armed_with_the_fakes_proof(
     """With the key the fakes handed out, a 10 s wait sleeps 10 ms, and stderr says the hook is on."""
     h = Harness(fakes, tmp_path)
     env = {**fakes.seed.environment(), SLEEP_SCALE: "0.001"}
-    wait = wiring.sleep(_config(h), env)
+    wait = wiring.pace(_config(h), env).sleep
     slept = _recorded(monkeypatch)
     wait(10.0)
     assert slept == [pytest.approx(0.01)]
@@ -49,7 +49,7 @@ def test_the_sleep_scale_is_ignored_without_the_fakes_proof(
     env = {k: v for k, v in fakes.seed.environment().items() if k != "ROTATOR_TEST_HOOKS"}
     if key is not None:
         env["ROTATOR_TEST_HOOKS"] = key
-    assert wiring.sleep(_config(h), {**env, SLEEP_SCALE: "0.001"}) is time.sleep
+    assert wiring.pace(_config(h), {**env, SLEEP_SCALE: "0.001"}).sleep is time.sleep
     err = capsys.readouterr().err
     assert f"ignoring {SLEEP_SCALE}: " in err
     assert "is in effect" not in err
@@ -62,7 +62,7 @@ def test_the_sleep_scale_is_ignored_off_loopback(
     h = Harness(fakes, tmp_path)
     h.write_config(urls=("https://gitlab.example.com", fakes.seed.infisical_url))
     env = {**fakes.seed.environment(), SLEEP_SCALE: "0.001"}
-    assert wiring.sleep(_config(h), env) is time.sleep
+    assert wiring.pace(_config(h), env).sleep is time.sleep
     assert (
         f"ignoring {SLEEP_SCALE}: gitlab.url and infisical.url are not both loopback"
         in capsys.readouterr().err
@@ -75,7 +75,7 @@ def test_no_sleep_scale_means_real_sleeps(
     """Unset or empty (how a harness test opts out): ``time.sleep`` and not a word on stderr."""
     h = Harness(fakes, tmp_path)
     for env in ({}, {SLEEP_SCALE: ""}):
-        assert wiring.sleep(_config(h), {**fakes.seed.environment(), **env}) is time.sleep
+        assert wiring.pace(_config(h), {**fakes.seed.environment(), **env}).sleep is time.sleep
     assert capsys.readouterr().err == ""
 
 
@@ -84,7 +84,7 @@ def test_a_malformed_sleep_scale_is_a_usage_error(fakes: Fakes, tmp_path: Path, 
     """Not a number from 0 to 1: a ConfigError naming the variable (exit 2), armed or not."""
     h = Harness(fakes, tmp_path)
     with pytest.raises(ConfigError, match=SLEEP_SCALE):
-        wiring.sleep(_config(h), {SLEEP_SCALE: value})
+        wiring.pace(_config(h), {SLEEP_SCALE: value})
     assert h.run("run-once", extra_env={SLEEP_SCALE: value}).code == 2  # a usage error
 
 

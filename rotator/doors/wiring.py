@@ -153,11 +153,6 @@ def pace(config: Config, environ: Mapping[str, str]) -> Pace:
     return Pace(scaled.sleep, scaled.monotonic)
 
 
-def sleep(config: Config, environ: Mapping[str, str]) -> Callable[[float], None]:
-    """How rotator waits: ``time.sleep``, scaled where ``ROTATOR_TEST_SLEEP_SCALE`` is armed (see pace)."""
-    return pace(config, environ).sleep
-
-
 def _journal_path(config: Config) -> Path:
     if not config.state.url.startswith("sqlite:///"):
         raise ConfigError("state.url", "only sqlite:/// is supported in this version")

@@ -174,7 +174,7 @@ def _advance_rotation(
         closed = f"{record.step.value} ({record.outcome.value})"
         raise ProtocolViolation(closed, kind.__name__)
     entry = ROTATION_TABLE.get((record.step, kind))  # type: ignore[arg-type]  # a token kind finds no entry
-    if entry is None or isinstance(evidence, _TOKEN_KINDS):
+    if entry is None or isinstance(evidence, ev.TokenEvidence):
         raise ProtocolViolation(record.step.value, kind.__name__)
     moved = replace(evidence.apply(record), step=entry.to, outcome=entry.outcome)
     if entry.outcome is not Outcome.IN_PROGRESS:
@@ -188,18 +188,6 @@ def _advance_token(
 ) -> tuple[TokenRecord, Action]:
     kind = type(evidence)
     entry = ROLE_TABLE.get((record.role, kind))  # type: ignore[arg-type]  # a rotation kind finds no entry
-    if entry is None or not isinstance(evidence, _TOKEN_KINDS):
+    if entry is None or not isinstance(evidence, ev.TokenEvidence):
         raise ProtocolViolation(record.role.value, kind.__name__)
     return replace(evidence.apply(record), role=entry.to), entry.action
-
-
-_TOKEN_KINDS = (
-    ev.PushSent,
-    ev.PushAnswered,
-    ev.PushRejected,
-    ev.PushVerified,
-    ev.Retired,
-    ev.RevokeProven,
-    ev.NoAccess,
-    ev.ExpiredUnrevoked,
-)

@@ -4,6 +4,7 @@ import time
 
 from pathlib import Path
 
+from rotator.adapters.retrying import BACKOFF_BASE, MAX_WAIT
 from rotator.testing import Fakes
 from tests.engine.harness import EngineCase
 from tests.faults.calls import PROJECT
@@ -20,8 +21,12 @@ def test_retries_and_timeouts_cost_no_wall_time(fakes: Fakes, tmp_path: Path) ->
     case.assert_reported(result)
     assert fault.reached.is_set()
     assert len(fakes.gitlab.calls(PROJECT)) == 5
+    # Four backoffs, each asked for in full: within its jittered band [ceiling / 2, ceiling].
+    ceilings = [min(MAX_WAIT, BACKOFF_BASE * 2**attempt) for attempt in range(4)]
+    assert len(case.pauses.asked) == len(ceilings), case.pauses.asked
+    for wait, ceiling in zip(case.pauses.asked, ceilings, strict=True):
+        assert ceiling / 2 <= wait <= ceiling, case.pauses.asked
     asked = sum(case.pauses.asked)
-    assert asked >= 5, case.pauses.asked  # four backoffs at least
     # Over loopback: five 1 s timeouts plus the backoff. Here: neither.
     assert elapsed < asked / 2, (elapsed, case.pauses.asked)
     assert case.pauses.monotonic() >= asked  # the windows measured on it moved as far

@@ -37,6 +37,9 @@ EXAMPLES = int(os.environ.get("FAULT_CAMPAIGN_EXAMPLES", "10"))
 class RotatorMachine(RuleBasedStateMachine):
     """One target, grace 30 min, 1 s timeouts; fresh fakes and state per example."""
 
+    #: The longest gap between two runs when time jumps (a CronJob's schedule).
+    run_every = timedelta(days=7)
+
     def __init__(self) -> None:
         """Start the fakes and write the config."""
         super().__init__()
@@ -111,7 +114,7 @@ class RotatorMachine(RuleBasedStateMachine):
     @rule(minutes=st.sampled_from([1, 11, 16, 31, 61, 241, 60 * 24 * 21]))
     def advance_clock(self, minutes: int) -> None:
         """Time passes: a lease, the settle time, grace, a backoff, or weeks (with a weekly run)."""
-        step, week = timedelta(minutes=minutes), timedelta(days=7)
+        step, week = timedelta(minutes=minutes), self.run_every
         # A run at least every week, as a CronJob's: without one, expiry would be the test's
         # doing. One run before a three-week step was not enough: a killed run's lease made it
         # "busy", and the adopted token expired in the gap (found by the engine's machine; the

@@ -99,11 +99,12 @@ USER 10001:10001
 # 0.0.0.0:8080 by default.
 EXPOSE 8080
 
-# For `docker run` and Compose only (Kubernetes ignores it and uses its own probes). The
-# standard library's urllib: no curl in a slim image, and none needed. For one-shot commands
-# (run-once, check) the container exits long before the start period ends.
+# For `docker run` and Compose only (Kubernetes ignores it and uses its own probes).
+# `rotator healthcheck` GETs /healthz on the config's daemon.listen (so a moved port is followed;
+# no curl in a slim image, and none needed), exiting 0 or 1. For one-shot commands (run-once,
+# check) the container exits long before the start period ends.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+    CMD ["rotator", "healthcheck"]
 
 # Exec form: rotator is PID 1 and receives SIGTERM itself; both the daemon and run-once drain
 # on it (rotations in flight finish, the journal records the rest). `CMD` is the default

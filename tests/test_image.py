@@ -15,6 +15,7 @@ import yaml
 
 from dockerfile_parse import DockerfileParser  # type: ignore[import-untyped]
 
+from rotator.doors import healthcheck
 from rotator.doors.cli import build_parser
 from rotator.doors.config import DaemonSettings, split_listen
 
@@ -248,14 +249,21 @@ def test_runtime_environment_suits_a_read_only_root_filesystem() -> None:
     assert env["PATH"].startswith("/opt/rotator/bin:")
 
 
-def test_exposes_the_daemons_default_port_and_probes_its_healthz() -> None:
-    """EXPOSE is daemon.listen's default port; the HEALTHCHECK GETs /healthz there, in exec form."""
+def test_exposes_the_daemons_default_port_and_probes_it_where_daemon_listen_says() -> None:
+    """EXPOSE is daemon.listen's default port; HEALTHCHECK is `rotator healthcheck`, which reads it."""
     _, port = split_listen(DaemonSettings().listen)
     assert _final().last("EXPOSE").split() == [port]
-    healthcheck = _final().last("HEALTHCHECK")
-    command = _exec_form(healthcheck.partition("CMD")[2].strip())
-    assert command[0] == "python"
-    assert f"http://127.0.0.1:{port}/healthz" in command[-1]
+    options, _, command = _final().last("HEALTHCHECK").partition("CMD")
+    assert _exec_form(command.strip()) == ["rotator", "healthcheck"]
+    assert build_parser().parse_args(["healthcheck"]).command == "healthcheck"
+    env: dict[str, str] = {}
+    for value in _final().all("ENV"):
+        env |= _pairs(value)
+    assert env["ROTATOR_CONFIG"]  # the config it reads, with no --config on the command line
+    # Docker kills a check that outlives --timeout: the probe's own timeout must end first.
+    timeout = re.search(r"--timeout=(\d+)s", options)
+    assert timeout is not None
+    assert int(timeout.group(1)) > healthcheck.TIMEOUT
 
 
 def test_oci_labels_name_the_project() -> None:

@@ -32,6 +32,7 @@ EXIT_CODES: Mapping[Outcome, int] = MappingProxyType(
         Outcome.DISPROVED: EXIT_FAILED,
         Outcome.INTERRUPTED: EXIT_FAILED,
         Outcome.OUTPUT_LOST: EXIT_FAILED,
+        Outcome.UNHEALTHY: EXIT_FAILED,
         Outcome.USAGE: EXIT_USAGE,
     }
 )
@@ -57,6 +58,21 @@ ROTATOR_TEST_CLOCK_OFFSET=31d moves rotator's clock a month ahead.
 example:
   rotator fakes                 # then, in another shell, export the printed variables
   rotator fakes --port 0 --json # machine-readable, for scripts and tests
+"""
+
+
+_HEALTHCHECK = """\
+GET http://HOST:PORT/healthz, HOST:PORT being the config's daemon.listen (0.0.0.0 and :: are probed
+on 127.0.0.1 and ::1), with a 3 s timeout. Reads only daemon.listen: no secret, no journal. The
+image's HEALTHCHECK runs it, so the probe follows daemon.listen.
+
+environment: ROTATOR_CONFIG, if --config is not given.
+
+exit codes: 0 the daemon answered 200; 1 anything else, an unreadable config included (never 2,
+which Docker reserves in a health check).
+
+example:
+  rotator --config rotator.yaml healthcheck
 """
 
 
@@ -89,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="the YAML configuration, also accepted before the command (default: $ROTATOR_CONFIG)",
         )
+    health = commands.add_parser(
+        "healthcheck",
+        help="exit 0 if the daemon on daemon.listen answers /healthz (the image's HEALTHCHECK)",
+        description=_HEALTHCHECK,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    health.add_argument(
+        "--config", dest="config_after", metavar="PATH", help="also accepted before the command"
+    )
     fakes = commands.add_parser(
         "fakes",
         help="start a fake GitLab and a fake Infisical on loopback, seeded for config/example.yaml",
@@ -337,6 +362,10 @@ def _main(argv: Sequence[str] | None) -> Outcome:
     args = parser.parse_args(argv)
     if args.command == "fakes":
         return _run_fakes(args)
+    if args.command == "healthcheck":
+        from rotator.doors import healthcheck  # noqa: PLC0415 - reads daemon.listen, nothing else
+
+        return healthcheck.run(args.config, args.config_after, os.environ)
     if args.command == "demo":
         from rotator.doors import demo  # noqa: PLC0415 - only this command needs the fakes
 

@@ -27,6 +27,8 @@ class Outcome(Enum):
     DISPROVED = "disproved"
     #: The demo was interrupted (Ctrl-C).
     INTERRUPTED = "interrupted"
+    #: ``healthcheck``: the daemon did not answer ``/healthz`` with 200, or its address is unknown.
+    UNHEALTHY = "unhealthy"
     #: The reader of stdout left early (``rotator history | head -1``).
     OUTPUT_LOST = "output_lost"
     #: Bad configuration or usage.

@@ -1,5 +1,6 @@
 """The daemon's HTTP face over real loopback HTTP: probes, auth, the trigger, status and metrics."""
 
+import threading
 import time
 
 from collections.abc import Callable, Iterator
@@ -101,8 +102,9 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     workers: int = 4,
     min_trigger_interval: str | None = None,
     clock_offset: str | None = None,
+    grace: str = "0s",
 ) -> Iterator[Running]:
-    """A daemon for both example targets (grace 0s) serving on an ephemeral loopback port.
+    """A daemon for both example targets (grace 0s unless ``grace``) serving on an ephemeral loopback port.
 
     ``scheduled`` starts the scheduler and waits for its first pass (which rotates both
     never-rotated targets and reads rotator's own credentials), so the tests start from a quiet,
@@ -111,7 +113,7 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     ``clock_offset`` moves the daemon's clock (the armed test hook). Another daemon on the same
     ``folder`` shares the journal: a second replica, or the same one restarted.
     """
-    harness = Harness(fakes, folder, grace="0s")
+    harness = Harness(fakes, folder, grace=grace)
     path = folder / "rotator.yaml"
     document = yaml.safe_load(path.read_text())
     document["daemon"] = {"listen": "127.0.0.1:0", "check_interval": check_interval, "jitter": "0s"}
@@ -259,6 +261,34 @@ def test_readyz_recovers_once_gitlab_accepts_the_manager_token_again(
     again = client.get("/readyz")
     assert again.status_code == 200, again.text
     assert again.json()["gitlab"]["credential"] == "ok"
+
+
+def test_readyz_is_503_draining_while_a_rotation_finishes_and_healthz_stays_200(
+    running: Running, client: httpx.Client
+) -> None:
+    """Stop requested with a rotation in flight: /readyz 503 saying draining, /healthz still 200."""
+    before = client.get("/readyz")
+    assert (before.status_code, before.json()["draining"]) == (200, False)
+    slow = running.fakes.infisical.faults.delay(PATCH, 3.0)
+    run_id = trigger(client, APP).json()["id"]
+    assert slow.reached.wait(15)
+    drained: list[bool] = []
+    stopping = threading.Thread(target=lambda: drained.append(running.daemon.stop(timedelta(seconds=30))))
+    stopping.start()
+    wait_until(lambda: client.get("/readyz").json()["draining"], what="/readyz to say draining")
+    ready, health = client.get("/readyz"), client.get("/healthz")
+    in_flight = client.get(f"/v1/rotations/{run_id}").json()["status"]
+    stopping.join(30)
+    assert in_flight == "running"  # the probes above saw the drain, not its end
+    assert ready.status_code == 503
+    body = ready.json()
+    # Draining alone makes it unready: the journal and both credentials are fine.
+    assert (body["ready"], body["draining"], body["journal"]) == (False, True, "ok")
+    assert (body["gitlab"]["credential"], body["infisical"]["credential"]) == ("ok", "ok")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert drained == [True]
+    assert finished(client, run_id)["outcome"] == "done"
+    assert running.held_works(0)
 
 
 def test_metrics_after_a_rotation_count_it_and_leak_no_token(running: Running, client: httpx.Client) -> None:
@@ -445,7 +475,8 @@ def test_trigger_is_503_shutting_down_once_the_daemon_drains(running: Running, c
     answer = client.post(f"/v1/targets/{APP}/rotate")
     assert answer.status_code == 503
     assert answer.json()["reason"] == "shutting_down"
-    assert client.get("/readyz").json()["draining"] is True
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["draining"]) == (503, True)
 
 
 # -- status -----------------------------------------------------------------------------------------
@@ -517,3 +548,23 @@ def test_a_trigger_queued_longer_than_a_check_interval_still_runs(fakes: Fakes, 
         assert again.status_code == 202
         wait_until(finished(again), 30)
         assert running.held_works(1)
+
+
+def test_pending_revokes_and_build_info_are_scraped(fakes: Fakes, tmp_path: Path) -> None:
+    """rotator_pending_revokes{target}: 1 in the grace, 0 once revoked; rotator_build_info{version} is 1."""
+    from rotator import __version__  # noqa: PLC0415 - the package's version, as the scrape must show it
+
+    def pending(running: Running) -> dict[str, float]:
+        with running.client(token=None) as http:
+            scrape = http.get("/metrics").text
+        assert samples(scrape, "rotator_build_info") == [({"version": str(__version__)}, 1.0)]
+        return {labels["target"]: value for labels, value in samples(scrape, "rotator_pending_revokes")}
+
+    with running_daemon(fakes, tmp_path, grace="1h", scheduled=False) as idle:
+        assert pending(idle) == {APP: 0, API: 0}  # never rotated: nothing retired yet
+    with running_daemon(fakes, tmp_path, grace="1h") as rotated:
+        # The first pass rotated both targets: each adopted token waits out its hour of grace.
+        assert pending(rotated) == {APP: 1, API: 1}
+    with running_daemon(fakes, tmp_path, grace="1h", clock_offset="61m") as later:
+        wait_until(lambda: pending(later) == {APP: 0, API: 0}, what="the revokes past grace")
+        assert later.fakes.seed.adopt_token_ids[0] not in later.harness.active_tokens(0)

@@ -3,8 +3,9 @@
 Counters (``rotator_rotations_total``, ``rotator_rotation_failures_total``, the duration histogram,
 ``rotator_upstream_requests_total`` and ``rotator_triggers_coalesced_total``) count what this
 process saw since it started; Prometheus' ``increase()`` copes with restarts. Gauges (expiry, next
-rotation, last success, drift, failing) are read from the journal at scrape time instead, so they
-are true after a restart and also reflect what a CronJob or another replica did.
+rotation, last success, drift, failing, pending revokes) are read from the journal at scrape time
+instead, so they are true after a restart and also reflect what a CronJob or another replica did.
+``rotator_build_info{version}`` is always 1: it says which release answers the scrape.
 
 No label carries a token value: labels are target names, outcomes and reasons from fixed lists,
 steps, upstream names, route templates (ids replaced) and HTTP statuses.
@@ -16,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,6 +40,8 @@ class TargetGauges:
     last_success: datetime | None
     drift: bool
     failing: bool
+    #: Retired tokens waiting for their revoke (as ``status`` lists them).
+    pending_revokes: int = 0
 
 
 class Metrics:
@@ -79,6 +82,15 @@ class Metrics:
             ["upstream", "route", "status"],
             registry=self.registry,
         )
+        from rotator import __version__  # noqa: PLC0415 - metadata lookup, once per daemon
+
+        build = Gauge(
+            "rotator_build_info",
+            "Always 1; the version label says which release of rotator is running.",
+            ["version"],
+            registry=self.registry,
+        )
+        build.labels(str(__version__)).set(1)
 
     def start_targets(self, names: Iterable[str]) -> None:
         """Show every target's counters from zero, so ``increase()`` sees the first one."""
@@ -141,6 +153,7 @@ class _Gauges(Collector):
                 _seconds(row.last_success),
                 float(row.drift),
                 float(row.failing),
+                float(row.pending_revokes),
             )
             for (family, _), value in zip(families, values, strict=True):
                 if value is not None:
@@ -161,6 +174,7 @@ class _Gauges(Collector):
                 "rotator_failing",
                 "1 while frozen, holding a revoke, or failed since the last verified rotation.",
             ),
+            ("rotator_pending_revokes", "Retired tokens not yet revoked, as `rotator status` lists them."),
         )
         return [(GaugeMetricFamily(name, text, labels=["target"]), name) for name, text in specs]
 

@@ -50,7 +50,7 @@ from rotator.core.spec import RotationSpec
 from rotator.doors import report
 from rotator.doors.wiring import Runtime
 from rotator.engine.retire import unrevocable
-from rotator.engine.run import RunOptions, TargetReport, from_a_fast_clock
+from rotator.engine.run import RunOptions, TargetReport, awaits_revoke, from_a_fast_clock
 
 
 log = structlog.get_logger("rotator")
@@ -329,7 +329,12 @@ class Daemon:
         return report.status(self.config, self.rt.journal, self.rt.engine.ctx.clock)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready unless the journal is unreachable or an upstream refused our credential at last use."""
+        """Ready unless draining, the journal is unreachable, or an upstream refused our credential.
+
+        Draining (stop requested, runs in flight finishing) is not ready, so a load balancer or a
+        Kubernetes Service sends the next trigger to another replica instead of to a 503.
+        """
+        draining = self.draining.is_set()
         try:
             self.rt.journal.targets()
             journal = "ok"
@@ -351,9 +356,9 @@ class Daemon:
                 "credential": "refused" if credentials["infisical"] else "ok",
                 "expires_at": _iso(self._credentials.get("infisical_access_token")),
             },
-            "draining": self.draining.is_set(),
+            "draining": draining,
         }
-        ready = journal == "ok" and not any(credentials.values())
+        ready = journal == "ok" and not any(credentials.values()) and not draining
         return ready, {"ready": ready, **body}
 
     def gauges(self) -> list[TargetGauges]:
@@ -377,6 +382,7 @@ class Daemon:
                     failing=bool(state and (state.drift_since or state.hold_since or state.failures))
                     or any(unrevocable(t) for t in tokens)
                     or engine.unresolved(target, key) is not None,
+                    pending_revokes=sum(1 for t in tokens if awaits_revoke(t)),
                 )
             )
         return rows

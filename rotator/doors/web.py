@@ -72,7 +72,7 @@ class CredentialHealth(_Model):
 
 
 class Readiness(_Model):
-    """Ready unless the journal is unreachable or an upstream refused rotator's credential."""
+    """Ready unless draining, the journal is unreachable, or an upstream refused rotator's credential."""
 
     ready: bool
     journal: str
@@ -179,7 +179,7 @@ def _health_routes(app: FastAPI, service: Service, registry: CollectorRegistry) 
 
     @app.get("/readyz", tags=["health"], responses={503: {"model": Readiness, "description": "not ready"}})
     def readyz(response: Response) -> Readiness:
-        """Ready unless the journal is unreachable or GitLab or Infisical refused our credential."""
+        """Ready unless draining (stopping), the journal is unreachable, or our credential was refused."""
         ready, body = service.readiness()
         response.status_code = 200 if ready else 503
         return Readiness.model_validate(body)

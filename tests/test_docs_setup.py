@@ -1,4 +1,4 @@
-"""Every ```yaml block of README.md and docs/setup.md parses: configs with rotator's own parser, the rest as YAML."""
+"""Every ```yaml block of README.md and docs/setup.md parses: configs by rotator's parser, others as YAML."""
 
 import re
 
@@ -43,9 +43,7 @@ def test_yaml_block_parses(name: str, line: int, block: str) -> None:
 
 def test_setup_guide_has_both_worked_configs() -> None:
     """docs/setup.md holds a GitLab.com config and a self-managed one, and README its reference config."""
-    configs = {
-        name: [load_yaml(block, Path(name)) for _, block in _blocks(name)] for name in DOCS
-    }
+    configs = {name: [load_yaml(block, Path(name)) for _, block in _blocks(name)] for name in DOCS}
     setup = [parse_config(d, base_dir=ROOT) for d in configs["docs/setup.md"] if _is_config(d)]
     assert [c.gitlab.url for c in setup][:2] == ["https://gitlab.com", "https://gitlab.internal.example:8443"]
     assert any(_is_config(d) for d in configs["README.md"])

@@ -301,7 +301,9 @@ def _run_fakes(args: argparse.Namespace) -> Outcome:
             for name, value in seed.environment().items():
                 print(f"export {name}={value}")
             print("# ROTATOR_TEST_HOOKS arms ROTATOR_TEST_CLOCK_OFFSET against these fakes only:")
-            print("#   ROTATOR_TEST_CLOCK_OFFSET=61m rotator run-once   # revokes past the example's 1h grace")
+            print(
+                "#   ROTATOR_TEST_CLOCK_OFFSET=61m rotator run-once   # revokes past the example's 1h grace"
+            )
             # Everything above is new at each start; a journal from an earlier start describes
             # tokens and connection contents this world never had (rotator would see drift).
             print("# A new world: delete the journal an earlier start left (rm -f config/rotator-state.db*).")

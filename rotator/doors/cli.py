@@ -52,6 +52,9 @@ The fakes are for trying rotator out and for tests; they hold everything in memo
 GitLab listens on PORT and Infisical on PORT+1 (default 8929 and 8930); --port 0 picks two free
 ports. The seed matches config/example.yaml: projects acme/app and acme/api, one Infisical GitLab
 connection each, a manager token, and a machine identity. Stop with Ctrl-C.
+Each start is a new world (new credentials, tokens numbered from 1 again): delete the journal an
+earlier session left (rm -f config/rotator-state.db* for config/example.yaml) and export the new
+variables.
 The printed ROTATOR_TEST_HOOKS arms the test hooks for these fakes only: with it exported,
 ROTATOR_TEST_CLOCK_OFFSET=31d moves rotator's clock a month ahead.
 
@@ -322,7 +325,13 @@ def _run_fakes(args: argparse.Namespace) -> Outcome:
             print("# for rotator, in another shell:")
             for name, value in seed.environment().items():
                 print(f"export {name}={value}")
-            print("# ROTATOR_TEST_HOOKS arms ROTATOR_TEST_CLOCK_OFFSET (e.g. 31d) against these fakes only.")
+            print("# ROTATOR_TEST_HOOKS arms ROTATOR_TEST_CLOCK_OFFSET against these fakes only:")
+            print(
+                "#   ROTATOR_TEST_CLOCK_OFFSET=61m rotator run-once   # revokes past the example's 1h grace"
+            )
+            # Everything above is new at each start; a journal from an earlier start describes
+            # tokens and connection contents this world never had (rotator would see drift).
+            print("# A new world: delete the journal an earlier start left (rm -f config/rotator-state.db*).")
             print("# Ctrl-C stops the fakes.", flush=True)
         stop.wait()
     finally:

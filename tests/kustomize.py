@@ -37,6 +37,14 @@ _GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"
 _HASH_LETTERS = str.maketrans("013ae", "ghkmt")
 
 
+class KustomizationError(ValueError):
+    """A kustomization kustomize itself would reject: the subject (a name, a path) and the problem."""
+
+    def __init__(self, subject: str, problem: str) -> None:
+        """Name what is wrong, and why."""
+        super().__init__(f"{subject}: {problem}")
+
+
 @dataclass
 class _Build:
     objects: list[Obj] = field(default_factory=list)
@@ -102,7 +110,10 @@ def config_map_hash(data: dict[str, str]) -> str:
     the data alone. Mirrored here so that both renderings agree.
     """
     encoded = json.dumps(
-        {"data": data, "kind": "ConfigMap", "name": ""}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        {"data": data, "kind": "ConfigMap", "name": ""},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     ).translate(_GO_JSON_ESCAPES)
     return hashlib.sha256(encoded.encode()).hexdigest()[:10].translate(_HASH_LETTERS)
 
@@ -119,14 +130,16 @@ def _generate(directory: Path, generator: Obj, build: _Build) -> None:
     existing = [o for o in build.objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
     if behavior == "create":
         if existing:
-            raise ValueError(f"configMapGenerator: {name} exists already; use behavior: replace or merge")
-        build.objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+            raise KustomizationError(name, "exists already: use behavior replace or merge")
+        build.objects.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+        )
         build.generated.add(name)
         return
     if behavior not in {"replace", "merge"}:
         raise NotImplementedError(f"the fallback renderer does not handle behavior: {behavior}")
     if len(existing) != 1 or name not in build.generated:
-        raise ValueError(f"configMapGenerator: behavior {behavior} needs a generated {name} from a resource")
+        raise KustomizationError(name, "no generated ConfigMap of that name to replace or merge")
     if behavior == "replace":
         existing[0]["data"] = data
     else:
@@ -161,7 +174,7 @@ def _add_suffixes(build: _Build) -> list[Obj]:
 
 def _pointer(path: str) -> list[str]:
     if not path.startswith("/"):
-        raise ValueError(f"a JSON pointer starts with '/': {path!r}")
+        raise KustomizationError(path, "a JSON pointer starts with /")
     return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
 
 
@@ -176,7 +189,7 @@ def _apply_operation(obj: Obj, operation: Obj) -> None:
         node.insert(len(node) if last == "-" else int(last), operation["value"])
     elif op in {"add", "replace"} and isinstance(node, dict):
         if op == "replace" and last not in node:
-            raise KeyError(f"replace: {operation['path']} does not exist")
+            raise KustomizationError(operation["path"], "replace: no such path")
         node[last] = operation["value"]
     elif op == "replace" and isinstance(node, list):
         node[int(last)] = operation["value"]
@@ -192,7 +205,9 @@ def _patch(build: _Build, patch: Obj) -> None:
     _refuse_unknown("patch targets", target, _TARGET_KEYS)
     operations = _documents(patch["patch"])
     if len(operations) != 1 or not isinstance(operations[0], list):
-        raise NotImplementedError("the fallback renderer handles JSON 6902 patches (a list of operations) only")
+        raise NotImplementedError(
+            "the fallback renderer handles JSON 6902 patches (a list of operations) only"
+        )
     matched = [
         o
         for o in build.objects
@@ -200,13 +215,35 @@ def _patch(build: _Build, patch: Obj) -> None:
         and o["metadata"]["name"] == target.get("name", o["metadata"]["name"])
     ]
     if not matched:
-        raise ValueError(f"patch target {target} matches nothing")
+        raise KustomizationError(str(target), "the patch target matches nothing")
     for obj in matched:
-        for operation in operations[0]:
-            _apply_operation(obj, operation)
+        apply_json_patch(obj, operations[0])
+
+
+def apply_json_patch(obj: Obj, operations: list[Obj]) -> None:
+    """Apply JSON 6902 operations (add, replace, remove) to ``obj`` in place."""
+    for operation in operations:
+        _apply_operation(obj, operation)
 
 
 # --- one kustomization ----------------------------------------------------------------------------
+
+
+def _add_labels(objects: list[Obj], entries: list[Obj]) -> None:
+    for labels in entries:
+        _refuse_unknown("labels entries", labels, _LABEL_KEYS)
+        if labels.get("includeSelectors") or labels.get("includeTemplates"):
+            raise NotImplementedError("the fallback renderer adds labels to metadata only")
+        for obj in objects:
+            obj["metadata"].setdefault("labels", {}).update(labels["pairs"])
+
+
+def _set_namespace(objects: list[Obj], namespace: str) -> None:
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            obj["metadata"]["name"] = namespace  # as kustomize does
+        elif obj["kind"] not in _CLUSTER_SCOPED:
+            obj["metadata"]["namespace"] = namespace
 
 
 def _build(directory: Path) -> _Build:
@@ -225,22 +262,12 @@ def _build(directory: Path) -> _Build:
         _generate(directory, generator, build)
     for patch in kustomization.get("patches", []):
         _patch(build, patch)
-    for labels in kustomization.get("labels", []):
-        _refuse_unknown("labels entries", labels, _LABEL_KEYS)
-        if labels.get("includeSelectors") or labels.get("includeTemplates"):
-            raise NotImplementedError("the fallback renderer adds labels to metadata only")
-        for obj in build.objects:
-            obj["metadata"].setdefault("labels", {}).update(labels["pairs"])
+    _add_labels(build.objects, kustomization.get("labels", []))
     for image in kustomization.get("images", []):
         _refuse_unknown("images entries", image, _IMAGE_KEYS)
     _walk_containers(build.objects, kustomization.get("images", []))
-    namespace = kustomization.get("namespace")
-    if namespace is not None:
-        for obj in build.objects:
-            if obj["kind"] == "Namespace":
-                obj["metadata"]["name"] = namespace  # as kustomize does
-            elif obj["kind"] not in _CLUSTER_SCOPED:
-                obj["metadata"]["namespace"] = namespace
+    if "namespace" in kustomization:
+        _set_namespace(build.objects, kustomization["namespace"])
     return build
 
 

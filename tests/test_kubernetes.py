@@ -1,35 +1,46 @@
 """The Kubernetes manifests (deploy/kubernetes): rendered, schema-checked offline, held to rotator's needs.
 
 Each overlay is rendered with `kubectl kustomize` when kubectl is installed, else with the small
-renderer below, which handles exactly what the kustomizations use (resources, namespace, labels,
-images) and refuses anything else; when kubectl is there, both renderings must agree.
+renderer in tests/kustomize.py, which handles exactly what the kustomizations use and refuses
+anything else; when kubectl is there, both renderings must agree.
 """
 
 import copy
+import json
 import re
 import shutil
 import subprocess
+import tomllib
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.doors import wiring
 from rotator.doors.config import Config, parse_config
 from rotator.journal.sqlite import sqlite_path
+from tests.kustomize import Obj, apply_json_patch, render, render_fallback, render_kubectl
 
-
-Obj = dict[str, Any]
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("daemon", "cronjob")
+EXAMPLE = "my-overlay"  # the documented "your overlay" example, on top of overlays/daemon
+DIRECTORIES = {
+    "daemon": KUBERNETES / "overlays" / "daemon",
+    "cronjob": KUBERNETES / "overlays" / "cronjob",
+    EXAMPLE: KUBERNETES / "examples" / EXAMPLE,
+}
+VERSION: str = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+GENERATED_CONFIG = re.compile(r"rotator-config-[a-z0-9]{10}")
+OPERATIONS = ROOT / "docs" / "operations.md"
 SCHEMA_VERSION = "1.30"
 UID = 10001
 PORT = 8080
@@ -48,103 +59,9 @@ SECRET_KEYS = {
 SHUTDOWN_EXTRA = timedelta(seconds=35)
 
 
-# --- the fallback renderer ------------------------------------------------------------------------
-
-_KUSTOMIZATION_KEYS = frozenset({"apiVersion", "kind", "namespace", "labels", "resources", "images"})
-_LABEL_KEYS = frozenset({"pairs", "includeSelectors", "includeTemplates"})
-_IMAGE_KEYS = frozenset({"name", "newName", "newTag", "digest"})
-_CLUSTER_SCOPED = frozenset({"Namespace"})  # the only cluster-scoped kind the manifests hold
-
-
-def _documents(text: str) -> list[Obj]:
-    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-
-
-def _refuse_unknown(what: str, keys: object, known: frozenset[str]) -> None:
-    unknown = sorted(set(keys) - known) if isinstance(keys, dict) else ["(not a mapping)"]
-    if unknown:
-        raise NotImplementedError(f"the fallback renderer does not handle {what}: {unknown}")
-
-
-def _image_name(image: str) -> str:
-    name = image.split("@", 1)[0]
-    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-
-
-def _set_images(node: object, images: list[Obj]) -> None:
-    """Kustomize's images transformer: every container and initContainer, wherever it sits."""
-    if isinstance(node, list):
-        for item in node:
-            _set_images(item, images)
-        return
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        if key in {"containers", "initContainers"} and isinstance(value, list):
-            for container in value:
-                _set_image(container, images)
-        else:
-            _set_images(value, images)
-
-
-def _set_image(container: Obj, images: list[Obj]) -> None:
-    current = container["image"]
-    for image in images:
-        if _image_name(current) != image["name"]:
-            continue
-        name = image.get("newName", image["name"])
-        if "digest" in image:
-            container["image"] = f"{name}@{image['digest']}"
-        elif "newTag" in image:
-            container["image"] = f"{name}:{image['newTag']}"
-        else:
-            container["image"] = name + current.removeprefix(_image_name(current))
-
-
-def render_fallback(directory: Path) -> list[Obj]:
-    """Render a kustomization directory in pure Python (the subset the manifests use)."""
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
-    _refuse_unknown("kustomization keys", kustomization, _KUSTOMIZATION_KEYS)
-    objects: list[Obj] = []
-    for entry in kustomization.get("resources", []):
-        path = directory / entry
-        objects += render_fallback(path) if path.is_dir() else _documents(path.read_text(encoding="utf-8"))
-    for labels in kustomization.get("labels", []):
-        _refuse_unknown("labels entries", labels, _LABEL_KEYS)
-        if labels.get("includeSelectors") or labels.get("includeTemplates"):
-            raise NotImplementedError("the fallback renderer adds labels to metadata only")
-        for obj in objects:
-            obj["metadata"].setdefault("labels", {}).update(labels["pairs"])
-    for image in kustomization.get("images", []):
-        _refuse_unknown("images entries", image, _IMAGE_KEYS)
-    _set_images(objects, kustomization.get("images", []))
-    namespace = kustomization.get("namespace")
-    if namespace is not None:
-        for obj in objects:
-            if obj["kind"] == "Namespace":
-                obj["metadata"]["name"] = namespace  # as kustomize does
-            elif obj["kind"] not in _CLUSTER_SCOPED:
-                obj["metadata"]["namespace"] = namespace
-    return objects
-
-
-def render_kubectl(directory: Path, kubectl: str) -> list[Obj]:
-    """Render a kustomization directory with `kubectl kustomize`."""
-    result = subprocess.run(
-        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=True
-    )
-    return _documents(result.stdout)
-
-
-def render(directory: Path) -> list[Obj]:
-    """Kubectl's rendering when kubectl is installed, else the fallback's."""
-    kubectl = shutil.which("kubectl")
-    return render_fallback(directory) if kubectl is None else render_kubectl(directory, kubectl)
-
-
 @cache
 def _rendered(overlay: str) -> tuple[Obj, ...]:
-    return tuple(render(KUBERNETES / "overlays" / overlay))
+    return tuple(render(DIRECTORIES[overlay]))
 
 
 def _sorted(objects: list[Obj]) -> list[Obj]:
@@ -195,9 +112,16 @@ def container(overlay: str) -> Obj:
     return first
 
 
+def config_map(overlay: str) -> Obj:
+    """The overlay's only ConfigMap: rotator-config with its generated hash suffix."""
+    (found,) = [o for o in objects(overlay) if o["kind"] == "ConfigMap"]
+    assert GENERATED_CONFIG.fullmatch(found["metadata"]["name"]), found["metadata"]["name"]
+    return found
+
+
 def config_text() -> str:
     """The rotator.yaml the ConfigMap holds (the same in both overlays)."""
-    texts: set[str] = {one(o, "ConfigMap", "rotator-config")["data"]["rotator.yaml"] for o in OVERLAYS}
+    texts: set[str] = {config_map(o)["data"]["rotator.yaml"] for o in OVERLAYS}
     assert len(texts) == 1
     return texts.pop()
 
@@ -228,12 +152,13 @@ def _readme_alert_rules() -> list[Obj]:
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def test_fallback_renders_exactly_what_kubectl_renders(overlay: str) -> None:
-    """The pure-Python fallback's objects equal `kubectl kustomize`'s, sorted by kind and name."""
+@pytest.mark.parametrize("name", DIRECTORIES)
+def test_fallback_renders_exactly_what_kubectl_renders(name: str) -> None:
+    """The pure-Python fallback's objects (hash suffixes, patches) equal `kubectl kustomize`'s."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
-    directory = KUBERNETES / "overlays" / overlay
+    directory = DIRECTORIES[name]
     assert _sorted(render_fallback(directory)) == _sorted(render_kubectl(directory, kubectl))
 
 
@@ -253,7 +178,9 @@ def test_render_falls_back_without_kubectl(overlay: str, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("line", "refused"),
     [
-        ("patches: [{path: p.yaml}]", "kustomization keys"),
+        ("patches: [{path: p.yaml}]", "patches entries"),
+        ("patches: [{target: {kind: A}, patch: 'metadata: {}'}]", "JSON 6902 patches"),
+        ("configMapGenerator: [{name: c, literals: [a=b]}]", "configMapGenerator entries"),
         ("commonLabels: {a: b}", "kustomization keys"),
         ("labels: [{pairs: {a: b}, includeSelectors: true}]", "metadata only"),
         ("images: [{name: rotator, newTag: '1', tagSuffix: x}]", "images entries"),
@@ -325,7 +252,7 @@ def test_overlays_hold_the_expected_objects() -> None:
     base = {
         ("Namespace", "rotator"),
         ("ServiceAccount", "rotator"),
-        ("ConfigMap", "rotator-config"),
+        ("ConfigMap", "rotator-config-HASH"),
         ("PersistentVolumeClaim", "rotator-state"),
         ("NetworkPolicy", "rotator"),
     }
@@ -336,7 +263,13 @@ def test_overlays_hold_the_expected_objects() -> None:
         ("ServiceMonitor", "rotator"),
         ("PrometheusRule", "rotator"),
     }
-    kinds = {o: sorted((x["kind"], x["metadata"]["name"]) for x in objects(o)) for o in OVERLAYS}
+    kinds = {
+        o: sorted(
+            (x["kind"], GENERATED_CONFIG.sub("rotator-config-HASH", x["metadata"]["name"]))
+            for x in objects(o)
+        )
+        for o in OVERLAYS
+    }
     assert kinds["daemon"] == sorted(base | daemon)
     assert kinds["cronjob"] == sorted(base | {("CronJob", "rotator")})
 
@@ -395,7 +328,7 @@ def test_containers_are_locked_down(overlay: str) -> None:
         assert context["capabilities"] == {"drop": ["ALL"]}
         for bound in ("requests", "limits"):
             assert set(each["resources"][bound]) == {"cpu", "memory"}
-        assert each["image"] == "ghcr.io/example/rotator:0.1.0"
+        assert each["image"] == f"ghcr.io/example/rotator:{VERSION}"
 
 
 def test_volumes_hold_config_journal_and_tmp(overlay: str) -> None:
@@ -405,7 +338,9 @@ def test_volumes_hold_config_journal_and_tmp(overlay: str) -> None:
     mounts = {m["mountPath"]: m for m in container(overlay)["volumeMounts"]}
     assert set(mounts) == {CONFIG_MOUNT, STATE_MOUNT, TMP_MOUNT}
     assert mounts[CONFIG_MOUNT]["readOnly"] is True
-    assert volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == "rotator-config"
+    assert (
+        volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == config_map(overlay)["metadata"]["name"]
+    )
     assert not mounts[STATE_MOUNT].get("readOnly", False)
     claim = volumes[mounts[STATE_MOUNT]["name"]]["persistentVolumeClaim"]["claimName"]
     assert one(overlay, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -566,10 +501,230 @@ def test_prometheus_rule_carries_the_readmes_alerts() -> None:
     assert "rotator_failing == 1" in expiring
     assert "rotator_credential_expiry_timestamp_seconds" in rules["RotatorCredentialExpiring"]["expr"]
     readme = _readme_alert_rules()
-    assert set(rules) == {r["alert"] for r in readme}
+    assert set(rules) >= {r["alert"] for r in readme}
     for documented in readme:
         ours = rules[documented["alert"]]
         assert " ".join(ours["expr"].split()) == " ".join(documented["expr"].split())
         assert ours.get("for") == documented.get("for")
         assert ours["labels"] == documented["labels"]
         assert ours.get("annotations", {}).items() >= documented.get("annotations", {}).items()
+
+
+def _alerts() -> dict[str, Obj]:
+    (group,) = one("daemon", "PrometheusRule")["spec"]["groups"]
+    return {r["alert"]: r for r in group["rules"]}
+
+
+def _exported_metric_names() -> set[str]:
+    """Every series name a daemon's /metrics can show, read from rotator's own Metrics."""
+    metrics = Metrics()
+    metrics.start_targets(["t"])
+    metrics.failures.labels("t", "push", "failed")
+    metrics.duration.observe(1.0)
+    metrics.requests.labels("gitlab", "other", "200")
+    now = datetime.now(UTC)
+    metrics.watch_targets(lambda: [TargetGauges("t", now, now, now, drift=True, failing=True)])
+    metrics.watch_credentials(lambda: {"gitlab_manager_token": now})
+    return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+
+
+def _github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings (outside code fences) of a Markdown text."""
+    anchors: set[str] = set()
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"#{1,6} (.+)", line)):
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_prometheus_rule_covers_expiry_drift_held_revokes_failures_and_absence() -> None:
+    """One alert each: token expiry while failing, drift, a held revoke, other failures, rotator absent."""
+    exprs = {name: " ".join(rule["expr"].split()) for name, rule in _alerts().items()}
+    assert "rotator_failing == 1" in exprs["RotatorTokenExpiringAndFailing"]
+    assert exprs["RotatorDrift"] == "rotator_drift == 1"
+    assert 'rotator_rotation_failures_total{reason="in_use"}[1h]' in exprs["RotatorRevokeHeld"]
+    assert "increase(rotator_rotation_failures_total{" in exprs["RotatorRotationFailures"]
+    assert exprs["RotatorRotationFailures"].endswith("[1h])) > 0")
+    assert exprs["RotatorAbsent"].startswith('absent(up{job="rotator"}')
+    assert "rotator_credential_expiry_timestamp_seconds" in exprs["RotatorCredentialExpiring"]
+
+
+def test_every_alert_expression_uses_metrics_rotator_exports() -> None:
+    """Each rotator_* name in an expression is a series the daemon exports; `up` is scraped as job rotator."""
+    exported = _exported_metric_names()
+    assert "rotator_rotation_failures_total" in exported  # the reading is not vacuous
+    for name, rule in _alerts().items():
+        used = set(re.findall(r"\brotator_\w+", rule["expr"]))
+        assert used <= exported, f"{name}: {sorted(used - exported)} not exported"
+    # The Prometheus Operator names the job after the Service unless the ServiceMonitor sets jobLabel.
+    assert "jobLabel" not in one("daemon", "ServiceMonitor")["spec"]
+    assert one("daemon", "Service")["metadata"]["name"] == "rotator"
+
+
+def test_every_alert_links_a_runbook_that_exists() -> None:
+    """Each alert's runbook_url points at a heading of docs/operations.md."""
+    anchors = _github_anchors(OPERATIONS.read_text(encoding="utf-8"))
+    assert "held-revoke-in_use" in anchors  # the slugs are GitHub's, backticks and parentheses dropped
+    for name, rule in _alerts().items():
+        url = rule["annotations"]["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page.endswith("/docs/operations.md"), f"{name}: {url}"
+        assert anchor in anchors, f"{name}: no heading for #{anchor} in docs/operations.md"
+
+
+# --- the generated ConfigMap, the image tag ------------------------------------------------------
+
+
+@pytest.mark.parametrize("renderer", ["render", "fallback"])
+def test_a_config_change_renames_the_config_map_and_rolls_the_pod(tmp_path: Path, renderer: str) -> None:
+    """Editing rotator.yaml gives the ConfigMap a new hashed name, and the Deployment follows it."""
+    copied = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copied)
+    path = copied / "base" / "rotator.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("rotate_every: 7d", "rotate_every: 6d"))
+    rendered = (render if renderer == "render" else render_fallback)(copied / "overlays" / "daemon")
+    (changed,) = [o for o in rendered if o["kind"] == "ConfigMap"]
+    (deployment,) = [o for o in rendered if o["kind"] == "Deployment"]
+    name = changed["metadata"]["name"]
+    assert GENERATED_CONFIG.fullmatch(name)
+    assert name != config_map("daemon")["metadata"]["name"]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert [v["configMap"]["name"] for v in volumes if "configMap" in v] == [name]
+
+
+@pytest.mark.parametrize("name", DIRECTORIES)
+def test_image_tags_are_the_package_version(name: str) -> None:
+    """Every kustomization's image tag equals pyproject.toml's version, as the rendered containers show."""
+    for kustomization in DIRECTORIES[name].glob("kustomization.yaml"):
+        images = yaml.safe_load(kustomization.read_text(encoding="utf-8"))["images"]
+        assert [image["newTag"] for image in images] == [VERSION]
+    tags = {c["image"].rsplit(":", 1)[1] for o in objects(name) for c in _containers_of(o)}
+    assert tags == {VERSION}
+
+
+def _containers_of(obj: Obj) -> list[Obj]:
+    spec = obj.get("spec", {})
+    template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
+    found: list[Obj] = template["spec"]["containers"] if template else []
+    return found
+
+
+# --- the example overlay --------------------------------------------------------------------------
+
+
+def test_example_overlay_validates_against_the_kubernetes_schemas() -> None:
+    """examples/my-overlay renders to objects that pass the strict 1.30 schemas."""
+    for obj in objects(EXAMPLE):
+        if not obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert kubernetes_validate.validate(obj, desired_version=SCHEMA_VERSION, strict=True)
+
+
+def test_example_overlay_mounts_its_own_config(tmp_path: Path) -> None:
+    """Its rotator.yaml replaces the base's, is accepted by rotator, and is what the Deployment mounts."""
+    own = (DIRECTORIES[EXAMPLE] / "rotator.yaml").read_text(encoding="utf-8")
+    generated = config_map(EXAMPLE)
+    assert generated["data"] == {"rotator.yaml": own}
+    assert generated["metadata"]["name"] != config_map("daemon")["metadata"]["name"]
+    path = tmp_path / "rotator.yaml"
+    path.write_text(own, encoding="utf-8")
+    parsed = wiring.load(str(path), {})
+    assert parsed.daemon.listen == f"0.0.0.0:{PORT}"
+    assert sqlite_path(parsed.state.url, Path(CONFIG_MOUNT)).parent == Path(STATE_MOUNT)
+    volumes = pod_template_of(one(EXAMPLE, "Deployment"))["spec"]["volumes"]
+    assert [v["configMap"]["name"] for v in volumes if "configMap" in v] == [generated["metadata"]["name"]]
+
+
+def pod_template_of(workload_object: Obj) -> Obj:
+    """A Deployment's pod template."""
+    template: Obj = workload_object["spec"]["template"]
+    return template
+
+
+def test_example_overlay_opens_egress_to_its_gitlab_on_8443() -> None:
+    """The patched policy allows TCP 8443 (the config's GitLab port) and keeps DNS and 443."""
+    policy = one(EXAMPLE, "NetworkPolicy")
+    ports = {(p["protocol"], p["port"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 8443)}
+    (rule,) = [r for r in policy["spec"]["egress"] if {"protocol": "TCP", "port": 8443} in r["ports"]]
+    assert rule["to"]
+    assert all("ipBlock" in peer for peer in rule["to"])
+    own = yaml.safe_load((DIRECTORIES[EXAMPLE] / "rotator.yaml").read_text(encoding="utf-8"))
+    assert urlsplit(own["gitlab"]["url"]).port == 8443
+
+
+def test_example_overlay_uses_its_own_image() -> None:
+    """The image the overlay sets replaces the placeholder, tagged with the package version."""
+    (each,) = pod_template_of(one(EXAMPLE, "Deployment"))["spec"]["containers"]
+    assert each["image"] == f"registry.example.com/platform/rotator:{VERSION}"
+
+
+# --- the guide (deploy/kubernetes/README.md) ------------------------------------------------------
+
+
+def _guide() -> str:
+    return (KUBERNETES / "README.md").read_text(encoding="utf-8")
+
+
+def _guide_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", _guide(), re.DOTALL)
+    return [line.strip() for block in blocks for line in block.splitlines()]
+
+
+def test_guide_creates_the_namespace_then_the_secret_then_applies() -> None:
+    """From a clean cluster: the namespace exists before the Secret, and the Secret before `apply -k`."""
+    commands = _guide_commands()
+
+    def first(fragment: str) -> int:
+        return next(i for i, line in enumerate(commands) if fragment in line)
+
+    namespace = first("kubectl apply -f deploy/kubernetes/base/namespace.yaml")
+    secret = first("create secret generic rotator-secrets")
+    assert namespace < secret < first("kubectl apply -k")
+    assert f"kubectl -n {one('daemon', 'Namespace')['metadata']['name']} create secret" in commands[secret]
+
+
+def test_guide_version_command_prints_the_package_version() -> None:
+    """The guide's VERSION=$(...) line, run from the repository's root, gives pyproject's version."""
+    (line,) = [c for c in _guide_commands() if c.startswith("VERSION=$(")]
+    shell = shutil.which("sh")
+    assert shell is not None
+    result = subprocess.run(
+        [shell, "-c", f'{line}\nprintf %s "$VERSION"'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout == VERSION
+
+
+def test_guide_set_image_replaces_the_name_the_overlays_set() -> None:
+    """`kustomize edit set image` in the guide names the image the overlays produce, not `rotator`."""
+    names = {
+        image["newName"]
+        for overlay in OVERLAYS
+        for image in yaml.safe_load(
+            (DIRECTORIES[overlay] / "kustomization.yaml").read_text(encoding="utf-8")
+        )["images"]
+    }
+    edits = [c for c in _guide_commands() if c.startswith("kustomize edit set image ")]
+    assert edits
+    for edit in edits:
+        assert edit.removeprefix("kustomize edit set image ").split("=", 1)[0] in names
+
+
+def test_guide_one_off_job_patch_turns_the_cronjob_into_the_command() -> None:
+    """The guide's JSON patch, applied to the CronJob's job template, runs `status` with the same pod."""
+    (patch,) = re.findall(r"-p '(\[.*?\])'", _guide())
+    template = copy.deepcopy(one("cronjob", "CronJob")["spec"]["jobTemplate"])
+    job = {"spec": template["spec"]}
+    apply_json_patch(job, json.loads(patch))
+    (each,) = job["spec"]["template"]["spec"]["containers"]
+    assert each["args"] == ["--config", f"{CONFIG_MOUNT}/rotator.yaml", "status"]
+    assert {k: v for k, v in each.items() if k != "args"} == {
+        k: v for k, v in container("cronjob").items() if k != "args"
+    }

@@ -1,4 +1,4 @@
-# rotator's container image: `docker build -t rotator --build-arg VERSION=0.1.0 .`
+# rotator's container image: `docker build -t rotator:0.1.0.dev0 --build-arg VERSION=0.1.0.dev0 .` (the package version)
 #
 # Two stages on one pinned base image. The first builds rotator's wheel from the source tree; the
 # second installs that wheel, and the dependencies pip resolves for it, into a virtual environment

@@ -88,8 +88,8 @@ def test_rotate_an_unknown_name_names_the_target_not_an_option(tmp_path: Path) -
     done = _run("--config", str(config), "rotate", "app-deplyo")
     assert done.code == 2
     assert done.stderr == (
-        "rotator: error: rotate NAME: no target named 'app-deplyo'; did you mean 'app-deploy'?"
-        " (configured: app-deploy, api-deploy)\n"
+        "rotator: error: rotate NAME: no target named 'app-deplyo' (did you mean 'app-deploy'?);"
+        " configured: app-deploy, api-deploy\n"
     )
     assert "--target" not in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["rotator.yaml"]
@@ -102,6 +102,6 @@ def test_an_unknown_target_option_is_named_as_the_option(tmp_path: Path, command
     done = _run("--config", str(config), command, "--target", "nope")
     assert done.code == 2
     assert done.stderr == (
-        "rotator: error: --target: no target named 'nope' (configured: app-deploy, api-deploy)\n"
+        "rotator: error: --target: no target named 'nope'; configured: app-deploy, api-deploy\n"
     )
     assert [p.name for p in tmp_path.iterdir()] == ["rotator.yaml"]

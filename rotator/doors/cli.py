@@ -2,7 +2,9 @@
 
 Exit codes: 0 fine; 1 a failure found at run time; 2 bad configuration or usage. The commands
 return an :class:`~rotator.doors.outcome.Outcome`; :data:`EXIT_CODES` is the one table that turns
-it into a number (argparse's own usage errors exit 2 too).
+it into a number (argparse's own usage errors exit 2 too). Each command's help text is a page of
+:mod:`rotator.doors.help`; the options accepted before or after the command are
+:mod:`rotator.doors.options`.
 """
 
 import argparse
@@ -305,7 +307,7 @@ def _require_targets(args: argparse.Namespace, config: "Config") -> None:
     # `rotate nope`: the user typed a NAME, not --target; the error names what was typed.
     key = "rotate NAME" if args.command == "rotate" else "--target"
     for name in args.target or ():
-        require_known(name, names, key=key)
+        require_known(name, names, key=key, listed="configured")
 
 
 def _target_command(args: argparse.Namespace) -> Outcome:

@@ -470,14 +470,13 @@ def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> boo
     return True
 
 
-def require_known(name: str, known: Iterable[str], *, key: str = "--target") -> None:
-    """A usage error on ``key`` (exit 2) listing the configured names, unless ``name`` is one of them."""
+def require_known(name: str, known: Iterable[str], *, key: str = "--target", listed: str = "known") -> None:
+    """A usage error on ``key`` (exit 2) naming the ``listed`` names, unless ``name`` is one of them."""
     names = list(known)
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
-        configured = ", ".join(names) or "none"
-        raise ConfigError(key, f"no target named {name!r}{guess} (configured: {configured})")
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(key, f"no target named {name!r}{guess}; {listed}: {', '.join(names) or 'none'}")
 
 
 def stand_in_name(found: Removed, taken: set[str]) -> str:

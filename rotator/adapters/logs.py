@@ -1,5 +1,10 @@
 """structlog set up for rotator: JSON off a terminal, readable on one, and a last-line scrubber.
 
+What the operator did not choose is decided by the stream (:func:`decide`): off a terminal (a
+container, a CronJob, a pipe) JSON lines at info, as a log collector wants them; on a terminal the
+console format at warning, so the result lines a command prints on stdout are not drowned by its
+progress on stderr (``-v``: info, ``-vv``: debug). An explicit format or level always wins.
+
 The scrubber is the final processor before rendering: whatever an event carries, any live token
 value registered with :func:`watch` and anything :mod:`rotator.core.redact` recognises (GitLab tokens,
 JWTs, a URL's ``user:password@``) is replaced by ``[REDACTED]``, and control characters are shown
@@ -13,6 +18,7 @@ import logging
 import sys
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
@@ -23,7 +29,29 @@ from rotator.core.redact import MARKER, live_values, redact_tree, scrub_text, wa
 
 
 REDACTED = MARKER
-__all__ = ["REDACTED", "configure", "scrub", "scrub_text", "watch"]
+__all__ = ["REDACTED", "LogOptions", "configure", "decide", "scrub", "scrub_text", "watch"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogOptions:
+    """What the operator asked for; ``None`` leaves the choice to the stream (:func:`decide`)."""
+
+    json: bool | None = None
+    level: int | None = None
+    #: How many ``-v`` were given: on a terminal 1 is info, 2 or more debug.
+    verbosity: int = 0
+
+
+def decide(options: LogOptions, *, terminal: bool) -> tuple[bool, int]:
+    """``(as_json, level)`` for a stream that is (or is not) a terminal; see the module docstring."""
+    as_json = not terminal if options.json is None else options.json
+    if options.level is not None:
+        return as_json, options.level
+    if options.verbosity >= 2:  # noqa: PLR2004 - -vv
+        return as_json, logging.DEBUG
+    if options.verbosity == 1 or not terminal:
+        return as_json, logging.INFO
+    return as_json, logging.WARNING
 
 
 def scrub(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -40,10 +68,22 @@ class _Bridge(logging.Handler):
         getattr(structlog.get_logger(record.name), level)("library.log", message=record.getMessage())
 
 
-def configure(*, stream: TextIO | None = None, json: bool | None = None, level: int = logging.INFO) -> None:
-    """Send structlog events to ``stream`` (stderr): JSON unless it is a terminal."""
+def configure(
+    options: LogOptions | None = None,
+    *,
+    stream: TextIO | None = None,
+    json: bool | None = None,
+    level: int | None = None,
+) -> None:
+    """Send structlog events to ``stream`` (stderr) as ``options`` ask; ``json`` and ``level`` win."""
     stream = stream or sys.stderr
-    as_json = not stream.isatty() if json is None else json
+    options = options or LogOptions()
+    options = LogOptions(
+        json=options.json if json is None else json,
+        level=options.level if level is None else level,
+        verbosity=options.verbosity,
+    )
+    as_json, level = decide(options, terminal=stream.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json

@@ -2,7 +2,9 @@
 
 Exit codes: 0 fine; 1 a failure found at run time; 2 bad configuration or usage. The commands
 return an :class:`~rotator.doors.outcome.Outcome`; :data:`EXIT_CODES` is the one table that turns
-it into a number (argparse's own usage errors exit 2 too).
+it into a number (argparse's own usage errors exit 2 too). Each command's help text is a page of
+:mod:`rotator.doors.help`; the options accepted before or after the command are
+:mod:`rotator.doors.options`.
 """
 
 import argparse
@@ -13,10 +15,18 @@ import signal
 import sys
 import threading
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, MappingProxyType
+from typing import TYPE_CHECKING
 
+from rotator.core.errors import ConfigError
+from rotator.doors import help as help_text
+from rotator.doors import options
 from rotator.doors.outcome import Outcome
+
+
+if TYPE_CHECKING:
+    from rotator.doors.config import Config
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -39,44 +49,12 @@ EXIT_CODES: Mapping[Outcome, int] = MappingProxyType(
 #: The most rows ``history --limit`` may ask for (a bound SQLite's LIMIT can hold, and a screenful of audit).
 HISTORY_LIMIT = 10_000
 
-_DEMO = """\
-Start the fakes on free loopback ports, write a two-target config in a temporary folder, and run
-the real engine through a whole cycle: adopt the tokens the connections hold, rotate, verify by
-credentialsHash, let the grace pass (on the fakes' clock), revoke, then a forced second rotation
-and its revoke. Each step is printed as it is recorded, then the status table, then the proof:
-Infisical holds a token GitLab accepts, and every old token answers 401. Nothing leaves loopback;
-nothing is left behind. Exit 0 if the proof holds.
-"""
-_FAKES_EPILOG = """\
-The fakes are for trying rotator out and for tests; they hold everything in memory.
-GitLab listens on PORT and Infisical on PORT+1 (default 8929 and 8930); --port 0 picks two free
-ports. The seed matches config/example.yaml: projects acme/app and acme/api, one Infisical GitLab
-connection each, a manager token, and a machine identity. Stop with Ctrl-C.
-Each start is a new world (new credentials, tokens numbered from 1 again): delete the journal an
-earlier session left (rm -f config/rotator-state.db* for config/example.yaml) and export the new
-variables.
-The printed ROTATOR_TEST_HOOKS arms the test hooks for these fakes only: with it exported,
-ROTATOR_TEST_CLOCK_OFFSET=31d moves rotator's clock a month ahead.
-
-example:
-  rotator fakes                 # then, in another shell, export the printed variables
-  rotator fakes --port 0 --json # machine-readable, for scripts and tests
-"""
-
-
-_HEALTHCHECK = """\
-GET http://HOST:PORT/healthz, HOST:PORT being the config's daemon.listen (0.0.0.0 and :: are probed
-on 127.0.0.1 and ::1), with a 3 s timeout. Reads only daemon.listen: no secret, no journal. The
-image's HEALTHCHECK runs it, so the probe follows daemon.listen.
-
-environment: ROTATOR_CONFIG, if --config is not given.
-
-exit codes: 0 the daemon answered 200; 1 anything else, an unreadable config included (never 2,
-which Docker reserves in a health check).
-
-example:
-  rotator --config rotator.yaml healthcheck
-"""
+#: The commands that act on the configured targets: each reads ``--config`` (before or after it).
+TARGET_COMMANDS = ("run-once", "rotate", "plan", "status", "history", "check", "validate", "daemon", "forget")
+#: The commands that write log lines (on stderr): they take the log options after them too.
+LOGGING_COMMANDS = ("run-once", "rotate", "plan", "check", "daemon", "forget")
+#: The shells ``rotator completion`` writes a script for (those shtab supports).
+SHELLS = ("bash", "zsh", "tcsh")
 
 
 def _version() -> str:
@@ -86,58 +64,31 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with a help text per command."""
+    """The argument parser; every command's help text comes from :data:`rotator.doors.help.PAGES`."""
     parser = argparse.ArgumentParser(
         prog="rotator",
         description="Keep GitLab project access tokens fresh inside Infisical, without lockouts or leaks.",
+        epilog=help_text.TOP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rotator {_version()}")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="the YAML configuration (default: $ROTATOR_CONFIG; there is no default path)",
-    )
+    options.add(parser, after=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_target_commands(commands)
-    for name in TARGET_COMMANDS:
-        # `rotator check --config x.yaml` is the commonest way to write it: accepted after the
-        # command too, under its own name, so that giving it in both places can be refused.
-        commands.choices[name].add_argument(
-            "--config",
-            dest="config_after",
-            metavar="PATH",
-            help="the YAML configuration, also accepted before the command (default: $ROTATOR_CONFIG)",
+    for name, page in help_text.PAGES.items():
+        command = commands.add_parser(
+            name,
+            help=page.summary,
+            description=page.description,
+            epilog=help_text.epilog(page),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-    health = commands.add_parser(
-        "healthcheck",
-        help="exit 0 if the daemon on daemon.listen answers /healthz (the image's HEALTHCHECK)",
-        description=_HEALTHCHECK,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    health.add_argument(
-        "--config", dest="config_after", metavar="PATH", help="also accepted before the command"
-    )
-    fakes = commands.add_parser(
-        "fakes",
-        help="start a fake GitLab and a fake Infisical on loopback, seeded for config/example.yaml",
-        description="Start a fake GitLab and a fake Infisical on 127.0.0.1, seeded, until interrupted.",
-        epilog=_FAKES_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    fakes.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    fakes.add_argument(
-        "--port",
-        type=int,
-        default=8929,
-        help="GitLab's port; Infisical takes the next (default: %(default)s)",
-    )
-    fakes.add_argument("--json", action="store_true", help="print the seed as one JSON object")
-    commands.add_parser(
-        "demo",
-        help="a full rotation cycle against the fakes, narrated and proved; needs no config or secret",
-        description=_DEMO,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        arguments = _ARGUMENTS.get(name)
+        if arguments is not None:
+            arguments(command)
+        if name in TARGET_COMMANDS:
+            options.add(command, after=True, logs=name in LOGGING_COMMANDS)
+        elif name == "healthcheck":  # reads daemon.listen only, logs nothing
+            options.add(command, after=True, logs=False)
     return parser
 
 
@@ -163,34 +114,30 @@ def _history_limit(text: str) -> int:
     return value
 
 
-def _add_target_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    run = commands.add_parser(
-        "run-once",
-        help="resume, revoke past grace, rotate what is due, then exit (the CronJob mode)",
-        description=_RUN_ONCE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _run_once(run: argparse.ArgumentParser) -> None:
     run.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     run.add_argument("--force", action="store_true", help="rotate the selected targets even if not due")
     run.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing (= plan)")
     _run_flags(run)
     run.set_defaults(trigger="run-once")
-    rotate = commands.add_parser(
-        "rotate", help="rotate one target now (= run-once --target NAME --force)", description=_ROTATE
-    )
+
+
+def _rotate(rotate: argparse.ArgumentParser) -> None:
     rotate.add_argument("name", metavar="NAME", help="the target to rotate")
     _run_flags(rotate)
     rotate.set_defaults(trigger="rotate", force=True, dry_run=False)
-    plan = commands.add_parser(
-        "plan", help="what run-once would do, per target, with reasons; sends no mutation upstream"
-    )
+
+
+def _plan(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     plan.set_defaults(trigger="plan", force=False, dry_run=True, take_over=False, revoke_anyway=False)
-    status = commands.add_parser(
-        "status", help="per target: token, expiry, last rotation, next due, pending revokes, drift (offline)"
-    )
+
+
+def _status(status: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help='print {"as_of": ..., "targets": [...]}')
-    history = commands.add_parser("history", help="the audit trail, one row per rotation, newest first")
+
+
+def _history(history: argparse.ArgumentParser) -> None:
     history.add_argument("--target", metavar="NAME", help="only this target")
     history.add_argument(
         "--limit",
@@ -200,97 +147,44 @@ def _add_target_commands(commands: "argparse._SubParsersAction[argparse.Argument
         help=f"at most this many rows, 1 to {HISTORY_LIMIT} (default: %(default)s)",
     )
     history.add_argument("--json", action="store_true", help="print a JSON array")
-    commands.add_parser(
-        "check", help="preflight without side effects: config, credentials, roles, connections"
-    )
-    forget = commands.add_parser(
-        "forget",
-        help="stop tracking a removed target's journal entry (--revoke: revoke what it holds first)",
-        description=_FORGET,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+
+def _forget(forget: argparse.ArgumentParser) -> None:
     forget.add_argument(
         "key", metavar="KEY", help="the entry's key, url|project|connection, as status prints it"
     )
     forget.add_argument(
         "--revoke", action="store_true", help="first revoke every live token it tracks that is safe to revoke"
     )
-    commands.add_parser(
-        "daemon",
-        help="run until stopped: rotate on schedule, serve /healthz /readyz /metrics and the HTTP trigger",
-        description=_DAEMON,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+
+
+def _fakes(fakes: argparse.ArgumentParser) -> None:
+    fakes.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    fakes.add_argument(
+        "--port",
+        type=int,
+        default=8929,
+        help="GitLab's port; Infisical takes the next (default: %(default)s)",
     )
+    fakes.add_argument("--json", action="store_true", help="print the seed as one JSON object")
 
 
-_RUN_ONCE = """\
-Resume any unfinished rotation, revoke old tokens whose grace has passed, rotate every due target
-(every selected target with --force), then exit. A run with nothing to do calls nothing upstream.
+def _completion(completion: argparse.ArgumentParser) -> None:
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
 
-exit codes: 0 all fine or nothing due; 1 a target failed, is frozen by drift, holds a revoke, or is
-backing off; 2 bad config or usage.
 
-examples:
-  rotator --config rotator.yaml run-once
-  rotator --config rotator.yaml run-once --target app-deploy --force
-  rotator --config rotator.yaml run-once --dry-run
-"""
-_FORGET = """\
-A target removed from the config, re-pointed to another project, or left behind by a gitlab.url
-change keeps its journal entry: its pending revokes are still carried out, and its current token
-is revoked once another target's verified push holds the connection. `rotator status` lists such
-entries, what they hold, and this command for each. forget drops the entry (its token records and
-tombstones); its rotations stay in `rotator history`. Without --revoke, whatever it still holds
-stays live in GitLab, untracked. It refuses while the entry has an unfinished rotation (run
-`rotator run-once` first) and, without --revoke, while a tombstone is live (a late create may
-still use that name).
-
-With --revoke it first re-checks every tombstoned name (revoking a match), then revokes, through
-the configured GitLab, every live token the entry tracks: grace and the still-in-use check are
-waived, but not the safety rules. A token the connection may
-still hold (its hash is this entry's verified push) is refused, as is any token when the connection
-holds an unknown push (drift), a token another target tracks, and every token of an entry recorded
-for another GitLab instance. A connection Infisical reports deleted holds nothing: all are revoked.
-If anything is refused or fails, nothing is forgotten.
-
-exit codes: 0 forgotten; 1 a revoke or re-check refused or failed, an unfinished rotation, a live
-tombstone without --revoke (the entry is kept), or the entry is busy;
-2 KEY names no removed entry (a configured target still maps to it, or it is unknown).
-
-example:
-  rotator --config rotator.yaml status       # lists removed entries and the command for each
-  rotator --config rotator.yaml forget --revoke \\
-      'https://gitlab.example.com|42|3c90c3cc-0d44-4b50-8888-8dd25736052a'
-"""
-_DAEMON = """\
-Run until SIGTERM or SIGINT. Every target is checked every daemon.check_interval (default 5m, plus
-up to daemon.jitter), woken at its next due time or end of grace, and at each fire of its cron
-schedule; at most max_concurrent_rotations run at once. An HTTP server on daemon.listen (default
-0.0.0.0:8080) serves:
-
-  GET  /healthz /readyz /metrics /openapi.json     open
-  GET  /v1/targets  /v1/targets/NAME               Authorization: Bearer $ROTATOR_API_TOKEN
-  POST /v1/targets/NAME/rotate                     202 + id; 409 in flight or drift; 404; 401
-  GET  /v1/rotations/ID                            progress and outcome of a triggered rotation
-
-A POST within daemon.min_trigger_interval (default 1m; 0s: off) of the end of the target's last
-forced rotation (a POST or `rotator rotate`, as the journal records it: across replicas sharing
-it and across restarts) starts nothing: it gets 409 while that rotation runs, then 202 with that
-rotation's id, "coalesced": true and "next_trigger_at". A failed rotation counts too (it may have
-minted a token before failing): to retry one at once, run `rotator rotate NAME`, which is never
-coalesced.
-
-Without ROTATOR_API_TOKEN the /v1 routes answer 503; scheduled rotations still run. On SIGTERM the
-daemon takes no new work, lets rotations in flight finish (at most daemon.shutdown_timeout), and
-exits 0 (1 if one was still running: the journal lets the next start resume it).
-
-example:
-  ROTATOR_API_TOKEN=$(openssl rand -hex 32) rotator --config rotator.yaml daemon
-  curl -X POST -H "Authorization: Bearer $ROTATOR_API_TOKEN" localhost:8080/v1/targets/app-deploy/rotate
-"""
-_ROTATE = (
-    "Rotate one target now, finishing any unfinished rotation first."
-    " The same as run-once --target NAME --force."
+#: Each command's own arguments (the global options are added by :mod:`rotator.doors.options`).
+_ARGUMENTS: Mapping[str, Callable[[argparse.ArgumentParser], None]] = MappingProxyType(
+    {
+        "run-once": _run_once,
+        "rotate": _rotate,
+        "plan": _plan,
+        "status": _status,
+        "history": _history,
+        "forget": _forget,
+        "fakes": _fakes,
+        "completion": _completion,
+    }
 )
 
 
@@ -369,63 +263,84 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> Outcome:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "fakes":
-        return _run_fakes(args)
-    if args.command == "healthcheck":
-        from rotator.doors import healthcheck  # noqa: PLC0415 - reads daemon.listen, nothing else
+    try:
+        args.log = options.log_options(args, os.environ)
+        if args.command == "completion":
+            return _print_completion(parser, args.shell)
+        if args.command == "fakes":
+            return _run_fakes(args)
+        if args.command == "healthcheck":
+            from rotator.doors import healthcheck  # noqa: PLC0415 - reads daemon.listen, nothing else
 
-        return healthcheck.run(args.config, args.config_after, os.environ)
-    if args.command == "demo":
-        from rotator.doors import demo  # noqa: PLC0415 - only this command needs the fakes
-
-        try:
-            return demo.run(sys.stdout)
-        except KeyboardInterrupt:
-            print(
-                "rotator demo: interrupted; the fakes are stopped and the temporary folder removed",
-                file=sys.stderr,
-            )
-            return Outcome.INTERRUPTED
-    return _target_command(args)
+            return healthcheck.run(args.config, args.config_after, os.environ)
+        if args.command == "demo":
+            return _run_demo()
+        return _target_command(args)
+    except ConfigError as error:
+        print(f"rotator: error: {error}", file=sys.stderr)
+        return Outcome.USAGE
 
 
-#: The commands that act on the configured targets: each reads ``--config``.
-TARGET_COMMANDS = ("run-once", "rotate", "plan", "status", "history", "check", "daemon", "forget")
+def _print_completion(parser: argparse.ArgumentParser, shell: str) -> Outcome:
+    import shtab  # noqa: PLC0415 - only this command needs it
+
+    print(shtab.complete(parser, shell=shell))
+    return Outcome.OK
 
 
-def _config_path(args: argparse.Namespace) -> str | None:
-    """``--config`` given before or after the command; given in both places it is a usage error."""
-    from rotator.core.errors import ConfigError  # noqa: PLC0415
+def _run_demo() -> Outcome:
+    from rotator.doors import demo  # noqa: PLC0415 - only this command needs the fakes
 
-    before: str | None = args.config
-    after: str | None = getattr(args, "config_after", None)
-    if before is not None and after is not None:
-        # Two files named for one run: rotator will not guess which the operator meant.
-        raise ConfigError("--config", "given both before and after the command; give it once")
-    return after if after is not None else before
+    try:
+        return demo.run(sys.stdout)
+    except KeyboardInterrupt:
+        print(
+            "rotator demo: interrupted; the fakes are stopped and the temporary folder removed",
+            file=sys.stderr,
+        )
+        return Outcome.INTERRUPTED
+
+
+def _validate(args: argparse.Namespace, config: "Config") -> Outcome:
+    """``validate``: the config is already loaded and checked; say so in one line."""
+    from rotator.doors import wiring  # noqa: PLC0415
+
+    wiring.journal_path(config)  # state.url's scheme, without looking at the file
+    names = [t.name for t in config.targets]
+    path = wiring.config_path(options.config_path(args), os.environ)
+    print(f"ok: {path}: {len(names)} target(s): {', '.join(names)}")
+    return Outcome.OK
+
+
+def _require_targets(args: argparse.Namespace, config: "Config") -> None:
+    """Every NAME given is a configured target: checked before any secret is read or journal opened."""
+    from rotator.engine.run import require_known  # noqa: PLC0415
+
+    names = [t.name for t in config.targets]
+    # `rotate nope`: the user typed a NAME, not --target; the error names what was typed.
+    key = "rotate NAME" if args.command == "rotate" else "--target"
+    for name in args.target or ():
+        require_known(name, names, key=key, listed="configured")
 
 
 def _target_command(args: argparse.Namespace) -> Outcome:
-
-    from rotator.core.errors import ConfigError  # noqa: PLC0415
     from rotator.doors import commands, hooks, wiring  # noqa: PLC0415
 
     hooks.forget_proofs()  # a test hook's proof is good for one command, as it is for one process
     if args.command == "rotate":
         args.target = [args.name]
-    handlers = {
+    handlers: Mapping[str, Callable[[argparse.Namespace, Config], Outcome]] = {
         "run-once": commands.run_once,
         "rotate": commands.run_once,
         "plan": commands.run_once,
         "status": commands.status,
         "history": commands.history,
         "check": commands.check,
+        "validate": _validate,
         "daemon": commands.daemon,
         "forget": commands.forget,
     }
-    try:
-        config = wiring.load(_config_path(args), os.environ)
-        return handlers[args.command](args, config)
-    except ConfigError as error:
-        print(f"rotator: error: {error}", file=sys.stderr)
-        return Outcome.USAGE
+    config = wiring.load(options.config_path(args), os.environ)
+    if args.command in {"run-once", "rotate", "plan"}:
+        _require_targets(args, config)
+    return handlers[args.command](args, config)

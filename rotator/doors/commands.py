@@ -52,7 +52,7 @@ def _print_reports(reports: list[TargetReport]) -> Outcome:
 
 def run_once(args: argparse.Namespace, config: Config) -> Outcome:
     """``run-once`` and ``rotate``: the CronJob mode and the on-demand trigger."""
-    configure()
+    configure(args.log)
     # A dry run (plan) reads the journal and never creates it: it changes nothing, not even that.
     rt = wiring.build(config, os.environ, journal="read" if args.dry_run else "write")
     try:
@@ -99,7 +99,7 @@ def forget(args: argparse.Namespace, config: Config) -> Outcome:
     wiring.require_journal(config)  # with no journal there is nothing to forget: create none to say so
     rt: wiring.Runtime | None = None
     if args.revoke:
-        configure()
+        configure(args.log)
         rt = wiring.build(config, os.environ)
         journal = rt.journal
     else:
@@ -221,9 +221,9 @@ def history(args: argparse.Namespace, config: Config) -> Outcome:
     return Outcome.OK
 
 
-def check(_args: argparse.Namespace, config: Config) -> Outcome:
+def check(args: argparse.Namespace, config: Config) -> Outcome:
     """``check``: a preflight with no side effects; every problem is one line."""
-    configure()
+    configure(args.log)
     # The real journal, read-only (empty if there is none yet): adopt_token_id must not name a
     # token another target owns. The engine's own (in-memory) journal stays the throwaway one.
     journal = wiring.read_journal(config, missing_ok=True)
@@ -322,7 +322,7 @@ def _adoptable(rt: wiring.Runtime, journal: Journal, key: TargetKey, token_id: i
     return None if info.active else f"token {token_id} is not active"
 
 
-def daemon(_args: argparse.Namespace, config: Config) -> Outcome:
+def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     """``daemon``: schedule every target, serve health, metrics and the trigger, until SIGTERM."""
     # Imported here: the CronJob's run-once should not pay for FastAPI, uvicorn and APScheduler.
     from rotator.adapters.metrics import Metrics  # noqa: PLC0415
@@ -331,7 +331,7 @@ def daemon(_args: argparse.Namespace, config: Config) -> Outcome:
     from rotator.doors.daemon import Daemon, on_signal  # noqa: PLC0415
     from rotator.doors.environment import api_token  # noqa: PLC0415
 
-    configure()
+    configure(args.log)
     token = api_token(os.environ)
     metrics = Metrics()
     rt = wiring.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)

@@ -36,6 +36,7 @@ from rotator.core.ports import Journal, Observer, Observers
 from rotator.doors import hooks
 from rotator.doors.config import Config, engine_spec, load_config
 from rotator.doors.environment import load_secrets, webhook_url
+from rotator.doors.options import CONFIG_VARIABLE
 from rotator.engine.context import Context, Settings
 from rotator.engine.run import Engine
 from rotator.journal.file import loose_files, loose_permissions
@@ -43,7 +44,6 @@ from rotator.journal.memory import MemoryJournal
 from rotator.journal.sqlite import SQLiteJournal, sqlite_path
 
 
-CONFIG_VARIABLE = "ROTATOR_CONFIG"
 CLOCK_OFFSET = "ROTATOR_TEST_CLOCK_OFFSET"
 CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
 SLEEP_SCALE = "ROTATOR_TEST_SLEEP_SCALE"
@@ -153,7 +153,8 @@ def pace(config: Config, environ: Mapping[str, str]) -> Pace:
     return Pace(scaled.sleep, scaled.monotonic)
 
 
-def _journal_path(config: Config) -> Path:
+def journal_path(config: Config) -> Path:
+    """The journal's file, from ``state.url`` (a usage error for a scheme this version cannot open)."""
     if not config.state.url.startswith("sqlite:///"):
         raise ConfigError("state.url", "only sqlite:/// is supported in this version")
     return sqlite_path(config.state.url, config.base_dir)
@@ -178,7 +179,7 @@ def _warn_if_loose(path: Path) -> None:
 
 def open_journal(config: Config) -> Journal:
     """The journal the config names (SQLite today), created if missing: for the commands that write."""
-    path = _journal_path(config)
+    path = journal_path(config)
     journal = SQLiteJournal(path)
     _warn_if_loose(path)
     return journal
@@ -190,7 +191,7 @@ def _exists(path: Path) -> bool:
 
 def require_journal(config: Config) -> None:
     """A usage error if there is no journal yet: for the commands that only make sense with one."""
-    path = _journal_path(config)
+    path = journal_path(config)
     if not _exists(path):
         problem = f"no journal at {path} (nothing has run yet; `rotator run-once` creates it)"
         raise ConfigError("state.url", problem)
@@ -202,7 +203,7 @@ def read_journal(config: Config, *, missing_ok: bool) -> Journal:
     With no journal yet, ``missing_ok`` (``plan``, ``check``) reads an empty one; otherwise
     (``status``, ``history``) it is a usage error saying how a journal comes to be.
     """
-    path = _journal_path(config)
+    path = journal_path(config)
     if missing_ok and not _exists(path):
         return SQLiteJournal(Path(":memory:"), read_only=True)
     require_journal(config)

@@ -7,6 +7,7 @@ tombstones, in that order. One target's failure never stops another's; the repor
 failed, so the CLI can exit 1.
 """
 
+import difflib
 import threading
 import uuid
 
@@ -469,11 +470,13 @@ def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> boo
     return True
 
 
-def require_known(name: str, known: Iterable[str]) -> None:
-    """A usage error (``--target``, exit 2) listing the known names, unless ``name`` is one of them."""
+def require_known(name: str, known: Iterable[str], *, key: str = "--target", listed: str = "known") -> None:
+    """A usage error on ``key`` (exit 2) naming the ``listed`` names, unless ``name`` is one of them."""
     names = list(known)
     if name not in names:
-        raise ConfigError("--target", f"no target named {name!r}; known: {', '.join(names)}")
+        close = difflib.get_close_matches(name, names, n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(key, f"no target named {name!r}{guess}; {listed}: {', '.join(names) or 'none'}")
 
 
 def stand_in_name(found: Removed, taken: set[str]) -> str:

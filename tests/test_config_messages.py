@@ -128,6 +128,20 @@ def test_a_misspelt_rotate_every_is_named_with_the_key_meant(tmp_path: Path) -> 
     assert str(error) == "targets[0].rotate_evry: unknown key (line 21); did you mean rotate_every?"
 
 
+def test_the_readmes_example_error_is_what_rotator_prints(tmp_path: Path) -> None:
+    """README's Configuration section shows the line printed for a misspelt key on line 12."""
+    text = (
+        "gitlab:\n  url: https://gitlab.example.com\n  timeout: 30s\n"
+        "defaults:\n  grace: 1h\n  token:\n    scopes: [api]\n"
+        f"targets:\n  - name: app-deploy\n    project: 42\n    connection_id: {CONN}\n"
+        "    rotate_evry: 7d\n"
+    )
+    assert text.splitlines()[11] == "    rotate_evry: 7d"
+    line = f"rotator: error: {_load_error(tmp_path, text)}"
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"`{line}`" in readme
+
+
 def test_an_unknown_key_like_no_other_lists_the_keys_taken(tmp_path: Path) -> None:
     """With no key close to it, the message lists what that mapping takes, in the documented order."""
     error = _load_error(tmp_path, GOOD.replace("  jitter: 30s\n", "  colour: red\n"))

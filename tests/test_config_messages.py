@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rotator.core.errors import ConfigError
 from rotator.doors.config import load_config, parse_config
+from rotator.doors.config_yaml_problems import yaml_problem
 from tests.cli_harness import run_in_process
 
 
@@ -377,84 +379,85 @@ def _refusal(data: object) -> ConfigError | None:
 # --- YAML that does not parse -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
+#: Common YAML slips and what rotator says of them (after ``not valid YAML``).
+YAML_SLIPS: list[tuple[str, str]] = [
+    (
+        "gitlab: [unclosed\n",
         (
-            "gitlab: [unclosed\n",
-            (
-                "at line 2, column 1: the [ opened at line 1, column 9 is never closed with ]"
-                " (or lacks a comma between items)"
-            ),
+            "at line 2, column 1: the [ opened at line 1, column 9 is never closed with ]"
+            " (or lacks a comma between items)"
         ),
+    ),
+    (
+        "gitlab: {url: https://g\ntargets: []\n",
         (
-            "gitlab: {url: https://g\ntargets: []\n",
-            (
-                "at line 2, column 8: the { opened at line 1, column 9 is never closed with }"
-                " (or lacks a comma between items)"
-            ),
+            "at line 2, column 8: the { opened at line 1, column 9 is never closed with }"
+            " (or lacks a comma between items)"
         ),
+    ),
+    (
+        'gitlab:\n  url: "https://g\ntargets: []\n',
+        "at line 4, column 1: the quote opened at line 2, column 8 is never closed",
+    ),
+    (
+        "gitlab:\n  url: 'https://g\ntargets: []\n",
+        "at line 4, column 1: the quote opened at line 2, column 8 is never closed",
+    ),
+    (
+        "gitlab:\n\turl: https://g\n",
+        "at line 2, column 1: a tab character; YAML indents (and separates values) with spaces only",
+    ),
+    (
+        "gitlab:\n  url: https://g\n\ttimeout: 30s\n",
+        "at line 3, column 1: a tab character; YAML indents (and separates values) with spaces only",
+    ),
+    (
+        "gitlab:\n  url: https://g\n timeout: 30s\n",
         (
-            'gitlab:\n  url: "https://g\ntargets: []\n',
-            "at line 4, column 1: the quote opened at line 2, column 8 is never closed",
+            "at line 3, column 2: this line does not line up with the keys above it (check its"
+            " indentation), or text follows a closing quote or bracket"
         ),
+    ),
+    (
+        "gitlab:\n  url: https://g\n    timeout: 30s\n",
         (
-            "gitlab:\n  url: 'https://g\ntargets: []\n",
-            "at line 4, column 1: the quote opened at line 2, column 8 is never closed",
+            "at line 3, column 12: a ': ' where no key can start: a key indented deeper than the one"
+            " above it, or a value holding ': ' that needs quotes"
         ),
+    ),
+    (
+        "targets:\n  - name: a\n  project: 1\n",
+        "at line 3, column 3: a list's items must each start with '- ', at the same indentation",
+    ),
+    (
+        "gitlab: *nope\n",
+        ("at line 1, column 9: an alias (*name) refers to no anchor (&name) written above it"),
+    ),
+    ("gitlab: @x\n", "at line 1, column 9: a value cannot start with '@'; put the value in quotes"),
+    ("a: 1\n---\nb: 2\n", "at line 2, column 1: a second document (---); the config is one document"),
+    (
+        "a: !env X\n",
+        ("at line 1, column 4: an unknown tag (!...): the config is plain YAML, without custom tags"),
+    ),
+    (
+        "a: - x\n",
         (
-            "gitlab:\n\turl: https://g\n",
-            "at line 2, column 1: a tab character; YAML indents (and separates values) with spaces only",
+            "at line 1, column 4: a list item ('- ') on the same line as its key; start the list"
+            " on the next line"
         ),
+    ),
+    ("a: \x07\n", "at line 1, column 4: the character U+0007 is not allowed in YAML"),
+    (
+        "a: 2024-13-45\n",
         (
-            "gitlab:\n  url: https://g\n\ttimeout: 30s\n",
-            "at line 3, column 1: a tab character; YAML indents (and separates values) with spaces only",
+            "(a value that looks like a date, a number or a !!tag cannot be read as one;"
+            " quote it if it is text)"
         ),
-        (
-            "gitlab:\n  url: https://g\n timeout: 30s\n",
-            (
-                "at line 3, column 2: this line does not line up with the keys above it (check its"
-                " indentation), or text follows a closing quote or bracket"
-            ),
-        ),
-        (
-            "gitlab:\n  url: https://g\n    timeout: 30s\n",
-            (
-                "at line 3, column 12: a ': ' where no key can start: a key indented deeper than the one"
-                " above it, or a value holding ': ' that needs quotes"
-            ),
-        ),
-        (
-            "targets:\n  - name: a\n  project: 1\n",
-            "at line 3, column 3: a list's items must each start with '- ', at the same indentation",
-        ),
-        (
-            "gitlab: *nope\n",
-            ("at line 1, column 9: an alias (*name) refers to no anchor (&name) written above it"),
-        ),
-        ("gitlab: @x\n", "at line 1, column 9: a value cannot start with '@'; put the value in quotes"),
-        ("a: 1\n---\nb: 2\n", "at line 2, column 1: a second document (---); the config is one document"),
-        (
-            "a: !env X\n",
-            ("at line 1, column 4: an unknown tag (!...): the config is plain YAML, without custom tags"),
-        ),
-        (
-            "a: - x\n",
-            (
-                "at line 1, column 4: a list item ('- ') on the same line as its key; start the list"
-                " on the next line"
-            ),
-        ),
-        ("a: \x07\n", "at line 1, column 4: the character U+0007 is not allowed in YAML"),
-        (
-            "a: 2024-13-45\n",
-            (
-                "(a value that looks like a date, a number or a !!tag cannot be read as one;"
-                " quote it if it is text)"
-            ),
-        ),
-    ],
-)
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), YAML_SLIPS)
 def test_a_yaml_error_says_why_as_well_as_where(tmp_path: Path, text: str, message: str) -> None:
     """Each common YAML slip: its line and column, and the mistake in plain words."""
     error = _load_error(tmp_path, text)
@@ -474,3 +477,12 @@ def test_a_yaml_error_exits_2_with_one_line(tmp_path: Path) -> None:
             " YAML indents (and separates values) with spaces only"
         )
     ]
+
+
+@pytest.mark.parametrize(("text", "message"), [(t, m) for t, m in YAML_SLIPS if m.startswith("at line")])
+def test_the_pure_python_parser_gives_the_same_why(text: str, message: str) -> None:
+    """Where PyYAML has no C parser its problems are worded otherwise; the reason shown is the same."""
+    with pytest.raises(yaml.YAMLError) as raised:
+        yaml.load(text, Loader=yaml.SafeLoader)  # the pure-Python parser, on purpose
+    why = yaml_problem(raised.value, text).split(": ", 1)[1]
+    assert why == message.split(": ", 1)[1]

@@ -34,10 +34,13 @@ _PROBLEMS: tuple[tuple[str, str], ...] = (
         ),
     ),
     (
-        r"block sequence entries are not allowed",
+        r"sequence entries are not allowed",
         "a list item ('- ') on the same line as its key; start the list on the next line",
     ),
-    (r"expected '-' indicator", "a list's items must each start with '- ', at the same indentation"),
+    (
+        r"expected '-' indicator|block collection",
+        "a list's items must each start with '- ', at the same indentation",
+    ),
     (
         r"expected key|expected <block end>",
         (

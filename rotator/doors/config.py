@@ -429,9 +429,11 @@ def _merge(defaults: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, 
 def _key(loc: Loc) -> str:
     key = ""
     for part in loc:
-        # A bool is a key (YAML reads `yes:` as true), not a list index.
-        name = str(part).lower() if isinstance(part, bool) else str(part)
-        key += f"[{part}]" if isinstance(part, int) and name == str(part) else (f".{name}" if key else name)
+        if isinstance(part, int) and not isinstance(part, bool):
+            key += f"[{part}]"
+        else:  # a bool is a key, not a list index: YAML reads an unquoted `yes:` as true
+            name = str(part).lower() if isinstance(part, bool) else str(part)
+            key += f".{name}" if key else name
     return key or "(file)"
 
 

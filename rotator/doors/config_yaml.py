@@ -7,6 +7,10 @@ Merge keys (``<<: *defaults``) still work: a key a merge brings in may be overri
 mapping itself, as YAML intends; only keys written in the mapping itself are compared. ``<<``
 itself is such a key: two ``<<:`` lines in one mapping are refused too (where both bring a key,
 the last would win silently); ``<<: [*a, *b]`` merges several, the first listed winning.
+
+:func:`load_located` also answers where a key is written (its line), so a config error can
+say it; a document that does not parse is named with its line, column and why
+(:mod:`rotator.doors.config_yaml_problems`).
 """
 
 from collections.abc import Callable, Sequence

@@ -9,7 +9,7 @@ with dicts). ``defaults`` merge into each target per key, ``token`` included, so
 import re
 import uuid
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +29,8 @@ from pydantic import (
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
-from rotator.doors.config_yaml import load_yaml
+from rotator.doors.config_errors import UUID_HINT, describe, retell, unknown_key
+from rotator.doors.config_yaml import Locate, load_located
 from rotator.doors.files import CONFIG_FILE_LIMIT, read_text_file
 
 
@@ -87,10 +88,22 @@ def _duration(value: object) -> object:
         raise ValueError(msg) from None
 
 
+def _within(least: timedelta, most: timedelta) -> AfterValidator:
+    """A duration from ``least`` to ``most``, refused in the file's spelling (``1h``, not a timedelta)."""
+
+    def check(value: timedelta) -> timedelta:
+        if not least <= value <= most:
+            msg = f"must be from {describe(least)} to {describe(most)}, not {describe(value)}"
+            raise ValueError(msg)
+        return value
+
+    return AfterValidator(check)
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 #: An HTTP timeout: at most a day (the socket layer overflows on 999999999d).
-Timeout = Annotated[Duration, Field(gt=timedelta(0), le=timedelta(days=1))]
+Timeout = Annotated[Duration, _within(timedelta(seconds=1), timedelta(days=1))]
 
 
 def _access_level(value: object) -> object:
@@ -212,6 +225,15 @@ class Target(_Strict):
             raise ValueError(msg)
         return value
 
+    @field_validator("connection_id", mode="before")
+    @classmethod
+    def _connection_text(cls, value: object) -> object:
+        # pydantic would also take 16 bytes (!!binary) as a UUID; the connection's id is written as text.
+        if not isinstance(value, str):
+            msg = f"must be {UUID_HINT}, not {describe(value)}"
+            raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
+        return value
+
     @field_validator("project", mode="before")
     @classmethod
     def _project_type(cls, value: object) -> object:
@@ -249,15 +271,18 @@ class Target(_Strict):
     @model_validator(mode="after")
     def _timings(self) -> "Target":
         if self.renew_before >= self.token.lifetime:
-            msg = "rotate_before: must be shorter than token.lifetime"
+            msg = (
+                f"rotate_before: must be shorter than token.lifetime ({describe(self.token.lifetime)}),"
+                f" not {describe(self.renew_before)}"
+            )
             raise ValueError(msg)
         between = (  # not `or`: a rotate_every of 0s is a value (and too short), not an absence
             self.rotate_every if self.rotate_every is not None else self.token.lifetime - self.renew_before
         )
         if self.grace >= between:
             msg = (
-                "grace: must be shorter than the time between rotations"
-                " (rotate_every, or lifetime - rotate_before)"
+                f"grace: must be shorter than the time between rotations ({describe(between)}: rotate_every,"
+                f" or lifetime - rotate_before), not {describe(self.grace)}"
             )
             raise ValueError(msg)
         return self
@@ -267,11 +292,11 @@ class DaemonSettings(_Strict):
     """``daemon:``: the long-running mode's address and rhythm."""
 
     listen: str = "0.0.0.0:8080"  # a container's port is reached through its Service
-    check_interval: Annotated[Duration, Field(ge=timedelta(seconds=1), le=timedelta(days=1))] = timedelta(
+    check_interval: Annotated[Duration, _within(timedelta(seconds=1), timedelta(days=1))] = timedelta(
         minutes=5
     )
-    jitter: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(seconds=30)
-    shutdown_timeout: Annotated[Duration, Field(le=timedelta(hours=1))] = timedelta(minutes=5)
+    jitter: Annotated[Duration, _within(timedelta(0), timedelta(hours=1))] = timedelta(seconds=30)
+    shutdown_timeout: Annotated[Duration, _within(timedelta(0), timedelta(hours=1))] = timedelta(minutes=5)
     #: A ``POST /v1/targets/NAME/rotate`` within this long of the target's last forced rotation
     #: (measured from the journal, so fleet-wide) is answered with that rotation; ``0s``: never.
     min_trigger_interval: Duration = timedelta(minutes=1)
@@ -376,6 +401,22 @@ def _no_duplicates(targets: Sequence[Target], key: Callable[[Target], object], f
 
 
 _DEFAULTS_FORBIDDEN = ("name", "project", "connection_id", "adopt_token_id")
+#: The keys each mapping of the file takes, in the order the README documents them.
+_FILE_KEYS = (*(f for f in Config.model_fields if f not in {"targets", "base_dir"}), "defaults", "targets")
+_SECTION_KEYS = {
+    name: tuple(model.model_fields)
+    for name, model in (
+        ("gitlab", GitLabSettings),
+        ("infisical", InfisicalSettings),
+        ("state", StateSettings),
+        ("daemon", DaemonSettings),
+        ("notify", NotifySettings),
+    )
+}
+_TARGET_KEYS = tuple(Target.model_fields)
+_TOKEN_KEYS = tuple(TokenSpec.model_fields)
+
+Loc = tuple[int | str, ...]
 
 
 def _merge(defaults: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
@@ -385,27 +426,87 @@ def _merge(defaults: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _key(loc: tuple[int | str, ...]) -> str:
+def _key(loc: Loc) -> str:
     key = ""
     for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            key += f"[{part}]"
+        else:  # a bool is a key, not a list index: YAML reads an unquoted `yes:` as true
+            name = str(part).lower() if isinstance(part, bool) else str(part)
+            key += f".{name}" if key else name
     return key or "(file)"
 
 
-def parse_config(data: object, *, base_dir: Path = Path()) -> Config:
-    """Validate a parsed YAML document; raise :class:`ConfigError` naming the first bad key."""
+def _loc(key: str) -> Loc:
+    """``targets[1].token.name`` as ``("targets", 1, "token", "name")`` (keys our own rules name)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", key))
+
+
+def _mappings(raw: Mapping[Any, Any]) -> Iterator[tuple[Loc, Mapping[Any, Any], tuple[str, ...]]]:
+    """Each mapping of the file with the keys it takes: the top level first, then in file order."""
+    yield (), raw, _FILE_KEYS
+    for name, value in raw.items():
+        if name in _SECTION_KEYS and isinstance(value, Mapping):
+            yield (name,), value, _SECTION_KEYS[name]
+        elif name == "defaults" and isinstance(value, Mapping):
+            yield from _target_mappings(("defaults",), value)
+        elif name == "targets" and isinstance(value, list):
+            for index, target in enumerate(value):
+                if isinstance(target, Mapping):
+                    yield from _target_mappings(("targets", index), target)
+
+
+def _target_mappings(
+    loc: Loc, target: Mapping[Any, Any]
+) -> Iterator[tuple[Loc, Mapping[Any, Any], tuple[str, ...]]]:
+    yield loc, target, _TARGET_KEYS
+    if isinstance(target.get("token"), Mapping):
+        yield (*loc, "token"), target["token"], _TOKEN_KEYS
+
+
+def _refuse_unknown_keys(raw: Mapping[Any, Any], locate: Locate) -> None:
+    """The first key no mapping takes, named with the nearest known key.
+
+    Before pydantic: a misspelt key is the mistake, and "targets[0].token: is required" (for a
+    misspelt ``default:``) or "connection_id: is required" (for ``conection_id:``) its side effect.
+    """
+    for loc, mapping, known in _mappings(raw):
+        for key in mapping:
+            if key not in known:
+                path = (*loc, key)
+                raise ConfigError(_key(path), unknown_key(key, known, locate(path)))
+
+
+def _line(locate: Locate, loc: Loc) -> str:
+    """`` (line N)`` where ``loc`` is written; a target's field may come from ``defaults``."""
+    line = locate(loc)
+    if line is None and len(loc) > 2 and loc[0] == "targets":  # noqa: PLR2004 - targets, index, field
+        line = locate(("defaults", *loc[2:]))
+    return f" (line {line})" if line else ""
+
+
+def parse_config(data: object, *, base_dir: Path = Path(), locate: Locate | None = None) -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` naming the first bad key.
+
+    ``locate`` tells where a key is written in the file, for the message; dicts built in code have none.
+    """
+    where: Locate = locate or (lambda _: None)
+    if data is None:
+        raise ConfigError("(file)", "is empty; write gitlab: and targets: (see config/example.yaml)")
     if not isinstance(data, Mapping):
-        raise ConfigError("(file)", "must be a mapping with gitlab:, targets: and optional sections")
+        problem = f"must be a mapping with gitlab:, targets: and optional sections, not {describe(data)}"
+        raise ConfigError("(file)", problem)
     raw = dict(data)
-    if "base_dir" in raw:  # the model's field for the file's folder, not a key of the file
-        raise ConfigError("base_dir", "Extra inputs are not permitted")
+    _refuse_unknown_keys(raw, where)
     defaults = raw.pop("defaults", None)
     defaults = {} if defaults is None else defaults
     if not isinstance(defaults, Mapping):
-        raise ConfigError("defaults", "must be a mapping of target fields")
+        problem = f"must be a mapping of target fields, not {describe(defaults)}{_line(where, ('defaults',))}"
+        raise ConfigError("defaults", problem)
     for forbidden in _DEFAULTS_FORBIDDEN:
         if forbidden in defaults:
-            raise ConfigError(f"defaults.{forbidden}", "is per target; it cannot be a default")
+            line = _line(where, ("defaults", forbidden))
+            raise ConfigError(f"defaults.{forbidden}", f"is per target; it cannot be a default{line}")
     targets = raw.get("targets")
     if isinstance(targets, list):
         raw["targets"] = [_merge(defaults, t) if isinstance(t, Mapping) else t for t in targets]
@@ -413,17 +514,17 @@ def parse_config(data: object, *, base_dir: Path = Path()) -> Config:
         return Config.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as error:
         first = error.errors()[0]
-        key, problem = _key(tuple(first["loc"])), str(first["msg"]).removeprefix("Value error, ")
+        loc, problem = tuple(first["loc"]), retell(first)
         # Cross-field rules raise "field: problem" so the key can name the field itself.
-        named = re.match(r"^([\w.\[\]]+): (.+)$", problem)
+        named = re.match(r"^([\w.\[\]]+): (.+)$", problem) if first["type"] == "value_error" else None
         if named:
-            key = named.group(1) if key == "(file)" else f"{key}.{named.group(1)}"
-            problem = named.group(2)
-        raise ConfigError(key, problem) from None
+            loc, problem = (*loc, *_loc(named.group(1))), named.group(2)
+        shown = loc[:-1] if first["type"] == "missing" else loc  # the line of the mapping lacking it
+        raise ConfigError(_key(loc), problem + _line(where, shown)) from None
 
 
 def load_config(path: Path) -> Config:
     """Read and validate the YAML file at ``path``."""
     text = read_text_file(str(path), key="--config", limit=CONFIG_FILE_LIMIT, what="a config file")
-    data = load_yaml(text, path)
-    return parse_config(data, base_dir=path.resolve().parent)
+    data, locate = load_located(text, path)
+    return parse_config(data, base_dir=path.resolve().parent, locate=locate)

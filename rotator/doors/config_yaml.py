@@ -7,8 +7,13 @@ Merge keys (``<<: *defaults``) still work: a key a merge brings in may be overri
 mapping itself, as YAML intends; only keys written in the mapping itself are compared. ``<<``
 itself is such a key: two ``<<:`` lines in one mapping are refused too (where both bring a key,
 the last would win silently); ``<<: [*a, *b]`` merges several, the first listed winning.
+
+:func:`load_located` also answers where a key is written (its line), so a config error can
+say it; a document that does not parse is named with its line, column and why
+(:mod:`rotator.doors.config_yaml_problems`).
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from rotator.core.errors import ConfigError
+from rotator.doors.config_yaml_problems import yaml_problem
 
 
 if TYPE_CHECKING:
@@ -122,25 +128,57 @@ def _hashable(key: object) -> object:
     return key
 
 
+#: Where a key path (``("targets", 0, "grace")``) is written: its 1-based line, or None if it is not.
+Locate = Callable[[Sequence[str | int]], int | None]
+
+
 def load_yaml(text: str, path: Path) -> object:
     """The document in ``text`` (read from ``path``), or a :class:`ConfigError` saying what is wrong."""
+    return load_located(text, path)[0]
+
+
+def load_located(text: str, path: Path) -> tuple[object, Locate]:
+    """:func:`load_yaml`'s document, and where each of its keys is written (for error messages)."""
     loader = _StrictLoader(text)
     try:
         root = loader.get_single_node()
-        return None if root is None else _construct(loader, root)
+        document = None if root is None else _construct(loader, root)
     except ConfigError:  # a key written twice, already worded: not "not valid YAML" below
         raise
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("--config", f"{path}: not valid YAML{where}") from None
+        raise ConfigError("--config", f"{path}: not valid YAML{yaml_problem(error, text)}") from None
     except Exception as error:  # noqa: BLE001 - PyYAML raises more than YAMLError on some documents:
         # ValueError for 2024-13-45 or 5000 digits, KeyError/IndexError/AttributeError for a bad !!bool,
         # !!int or !!timestamp, RecursionError for deep nesting.
-        # The type only: the message would quote the offending value, which may be anything.
-        raise ConfigError("--config", f"{path}: not valid YAML ({type(error).__name__})") from None
+        # Never the message: it would quote the offending value, which may be anything.
+        raise ConfigError("--config", f"{path}: not valid YAML ({_unreadable(error)})") from None
     finally:
         loader.dispose()
+    return document, lambda loc: _line_of(root, loc)
+
+
+def _unreadable(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return "a value that looks like a date, a number or a !!tag cannot be read as one; quote it if it is text"
+
+
+def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
+    """The line of the key (or list item) at ``loc``, following the loaded (merged) nodes."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        elif isinstance(node, yaml.MappingNode):
+            pairs = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
+            if not pairs:
+                return None
+            key_node, node = pairs[-1]  # after merging, a mapping's own key comes last
+            line = key_node.start_mark.line + 1
+        else:
+            return None
+    return line
 
 
 def _construct(loader: _StrictLoader, root: yaml.Node) -> object:

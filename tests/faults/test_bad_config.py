@@ -245,12 +245,17 @@ def _put(document: dict[str, Any], path: Path_, value: object) -> bool:
     return False
 
 
-def _key(path: Path_) -> str:
-    """The regex of the key an error at ``path`` names; ``defaults`` fields surface on a target."""
-    if path == ("defaults", "token"):  # a target with its own token: then it lacks the default scopes
+def _key(path: Path_, *, as_written: bool = False) -> str:
+    """The regex of the key an error at ``path`` names; ``defaults`` fields surface on a target.
+
+    An unknown key (``as_written``) is named where it is written, ``defaults`` included.
+    """
+    if (
+        path == ("defaults", "token") and not as_written
+    ):  # a target with its own token: then it lacks the default scopes
         return r"targets\[\d+\]\.token(?:\.scopes)?"
     text = ""
-    if len(path) > 1 and path[0] == "defaults" and path[1] not in PER_TARGET:
+    if not as_written and len(path) > 1 and path[0] == "defaults" and path[1] not in PER_TARGET:
         text, path = r"targets\[\d+\]", path[1:]
     for part in path:
         # A control or format character in a key (an invisible soft hyphen) is named escaped.
@@ -433,7 +438,9 @@ def _token_field(field: str, values: st.SearchStrategy[object]) -> st.SearchStra
 def _unknown_key(section: Path_, known: set[str]) -> st.SearchStrategy[Edit]:
     keys = _UNKNOWN_KEYS.filter(lambda key: key not in known)
     return st.tuples(keys, st.integers() | st.text(max_size=4)).map(
-        lambda kv: Edit("unknown key", (((*section, kv[0]), kv[1]),), _key((*section, kv[0]))),
+        lambda kv: Edit(
+            "unknown key", (((*section, kv[0]), kv[1]),), _key((*section, kv[0]), as_written=True)
+        ),
     )
 
 

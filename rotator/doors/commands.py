@@ -300,7 +300,7 @@ def _check_target(
         return check_connection(rt.infisical.get_connection(target.connection_id), rt.config.gitlab.url)
 
     item(f"{target.name}: project {target.project}", project, "gitlab")
-    key = f"targets[{index}].connection_id"
+    key = f"targets[{index}].connection_id: {target.connection_id}"
     item(f"{target.name}: connection {target.connection_id}", connection, "infisical", key)
     if "api" not in target.token.scopes:
         print(f"warn    {target.name}: token.scopes lack api; Infisical's GitLab syncs need it")

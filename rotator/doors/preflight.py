@@ -31,6 +31,8 @@ from rotator.doors.environment import (
 
 
 _NAMES = {"gitlab": "GitLab", "infisical": "Infisical"}
+#: How both adapters begin the message of a connection never made (rotator.adapters.reach).
+_UNREACHABLE = "cannot reach "
 #: Infisical's error class for a bearer token that does not verify (malformed, expired): a 403.
 _TOKEN_ERROR = "TokenError"  # noqa: S105 - an error class's name
 
@@ -54,17 +56,18 @@ class Wording:
         names = (INFISICAL_TOKEN,) if static else (INFISICAL_CLIENT_ID, INFISICAL_CLIENT_SECRET)
         return cls(given_as(environ, GITLAB_TOKEN), tuple(given_as(environ, n) for n in names))
 
-    def problem(self, error: UpstreamError, connection_key: str | None = None) -> str:
+    def problem(self, error: UpstreamError, connection: str | None = None) -> str:
         """One line for ``error``: what to fix where that is known, else the error as it is.
 
-        ``connection_key`` (``targets[N].connection_id``) when the failed item read a connection.
+        ``connection`` (``targets[N].connection_id: ID``) when the failed item read that connection.
         """
         said = f"{error.status}: {error.message}"
-        if isinstance(error, ConnectionNotFoundError) and connection_key is not None:
-            return f"{connection_key}: not found in Infisical, or the identity may not read it ({said})"
+        if isinstance(error, ConnectionNotFoundError) and connection is not None:
+            # Infisical's message only repeats the id; its status says whose answer this was.
+            return f"{connection} not found in Infisical, or the identity may not read it ({error.status})"
         if refused_credential(error):
             return self._refused(error, said)
-        if error.status is None and error.message.startswith("cannot reach "):
+        if error.status is None and error.message.startswith(_UNREACHABLE):
             return error.message  # the address and the reason: all there is to say
         return str(error)
 
@@ -88,6 +91,8 @@ class Wording:
         if refused_credential(error):
             variables = self.gitlab_token if error.upstream == "gitlab" else " and ".join(self.infisical)
             return f"{name} refused {variables} (above)"
+        if error.status is None and error.message.startswith(_UNREACHABLE):
+            return f"{name} could not be reached (above)"
         if error.status is None:
             return f"{name} did not answer (above)"
         return None

@@ -255,6 +255,22 @@ def test_run_once_sends_a_refused_login_once_for_all_targets(h: Harness) -> None
     assert _infisical_calls(h) == {LOGIN: 1}
 
 
+@pytest.mark.parametrize("command", ["check", "run-once"])
+def test_a_login_refused_with_another_4xx_is_not_sent_again(h: Harness, command: str) -> None:
+    """A login answered 403 (an IP allow-list, say) is not sent again for the second target either."""
+    h.fakes.infisical.faults.fail(LOGIN, 403, times=None)
+    result = h.run(command)
+    assert result.code == 1, result.stdout + result.stderr
+    if command == "check":
+        [line] = _lines(result, "PROBLEM")
+        assert line.startswith(
+            "PROBLEM infisical: credentials: Infisical refused the Universal Auth login with"
+            " ROTATOR_INFISICAL_CLIENT_ID and ROTATOR_INFISICAL_CLIENT_SECRET (403: "
+        ), line
+        assert line.endswith(f"): fix them; {LOCKOUT}"), line
+    assert _infisical_calls(h) == {LOGIN: 1}
+
+
 def _alert_for(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda event: event.get("event") == "target.alert" and event["target"] == name
 

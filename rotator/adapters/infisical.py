@@ -9,8 +9,8 @@ Retries (architecture §1 rule 3), by the adapters' one loop (:func:`rotator.ada
 a 429 was refused before any effect, so it is retried after the wait the server asks for; a 5xx, a
 timeout or a lost connection is retried with backoff (the PATCH carries the same value every time,
 so a repeat is harmless) but leaves the outcome unknown, and after that no 4xx proves "not stored".
-A login answered 401 is never retried, in this call or any later one: three failures lock the
-identity.
+A login Infisical refused (a 4xx other than 429) is never sent again, in this call or any later one
+of the process: three failures lock the identity.
 
 No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
 the route and the ``Location`` (a bearer token or a client secret must reach the configured
@@ -191,7 +191,7 @@ class InfisicalAPI:
         self._writes = retrying.Limiter(writes_per_minute, clock=monotonic, sleep=sleep)
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
         self._grant: _Grant | None = None
-        self._login_refused: str | None = None
+        self._login_refused: tuple[int, str] | None = None  # the refusal's status and message
         self._on_response = on_response
         #: Whether Infisical refused our own credential at its last use (the daemon's /readyz).
         self.credential_refused = False
@@ -400,9 +400,8 @@ class InfisicalAPI:
         route = LOGIN_ROUTE
         if self._login_refused is not None:
             # Refused once in this process: asking again could lock the identity out.
-            raise InfisicalError(
-                "infisical", route, HTTPStatus.UNAUTHORIZED, self._login_refused, not_applied=True
-            )
+            status, message = self._login_refused
+            raise InfisicalError("infisical", route, status, message, not_applied=True)
         client_id, client_secret = self._auth.client_id, self._auth.client_secret
         if client_id is None or client_secret is None:  # static mode: _bearer never comes here
             msg = "a static access token does not log in"
@@ -412,8 +411,9 @@ class InfisicalAPI:
         try:
             return self._grant_from(call, self._request(call), None)
         except InfisicalError as error:
-            if error.status == HTTPStatus.UNAUTHORIZED:
-                self._login_refused = error.message
+            answered = error.status
+            if answered is not None and login_refused(error):
+                self._login_refused = (answered, error.message)
             raise
 
     def _renew(self, grant: _Grant, now: datetime) -> _Grant:
@@ -442,6 +442,22 @@ class InfisicalAPI:
         else:
             max_end = now + timedelta(seconds=float(max_ttl)) if max_ttl else None
         return _Grant(Secret(token), now + ttl if ttl else None, ttl, max_end)
+
+
+def login_refused(error: InfisicalError) -> bool:
+    """Whether ``error`` is a Universal Auth login Infisical refused: never to be sent again.
+
+    Any 4xx but a 429 (the lockout's own lock was busy, or a rate limit: refused before any
+    effect). A 401 counts towards the lockout (three in 30 s); the others (an IP allow-list, a
+    malformed body) would only be refused again, and which of them count is not documented.
+    """
+    status = error.status
+    return (
+        error.route == LOGIN_ROUTE
+        and status is not None
+        and HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR
+        and status != HTTPStatus.TOO_MANY_REQUESTS
+    )
 
 
 def _renew_margin(ttl: timedelta) -> timedelta:

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from rotator.adapters.infisical import LOGIN_ROUTE
-from rotator.core.errors import ConnectionNotFoundError, UpstreamError
+from rotator.adapters.infisical import LOGIN_ROUTE, login_refused
+from rotator.core.errors import ConnectionNotFoundError, InfisicalError, UpstreamError
 from rotator.doors.environment import (
     GITLAB_TOKEN,
     INFISICAL_CLIENT_ID,
@@ -101,6 +101,8 @@ class Wording:
 def refused_credential(error: UpstreamError) -> bool:
     """Whether the upstream refused rotator's own credential (not a permission on one object)."""
     if error.status == HTTPStatus.UNAUTHORIZED:
+        return True
+    if isinstance(error, InfisicalError) and login_refused(error):
         return True
     return (
         error.upstream == "infisical"

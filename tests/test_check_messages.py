@@ -211,6 +211,17 @@ def test_an_unreachable_upstream_is_named_by_its_address(h: Harness, closed_port
 
 
 @pytest.mark.slow
+def test_a_host_that_does_not_resolve_is_named_with_its_port(h: Harness) -> None:
+    """A gitlab.url whose name does not resolve: the address with its default port, and the DNS failure."""
+    h.write_config(urls=("https://gitlab.rotator-test.invalid", h.fakes.seed.infisical_url))
+    result = h.run("check")
+    assert result.code == 1
+    [line] = _lines(result, "PROBLEM gitlab")
+    reach = "cannot reach https://gitlab.rotator-test.invalid:443: DNS lookup failed ("
+    assert line.startswith(f"PROBLEM gitlab: manager token: {reach}"), line
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("upstream", ["gitlab", "infisical"])
 def test_a_connect_that_hangs_is_given_up_after_five_seconds(
     h: Harness, unanswering_port: int, upstream: str

@@ -28,6 +28,7 @@ request is sent to an absolute URL outside ``gitlab.url``, whoever built it.
 
 import json
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -39,8 +40,9 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
+import urllib3
 
-from rotator.adapters import retrying
+from rotator.adapters import reach, retrying
 from rotator.core.errors import GitLabError
 from rotator.core.model import NewToken, TokenInfo, TokenRequest
 from rotator.core.redact import redact
@@ -54,6 +56,8 @@ TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, *range(520, 531)})
 #: Answers by which GitLab refused a request before acting on it (``not_applied=True``).
 REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 422, 429})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+#: In a requests.ConnectionError's chain: no connection was made (refused, no such host), nothing sent.
+_NOT_CONNECTED = (urllib3.exceptions.NewConnectionError, ConnectionRefusedError, socket.gaierror)
 #: Reads and revokes: repeating them is harmless, so an unknown outcome is retried too.
 _IDEMPOTENT = retrying.Policy(idempotent=True, transient=TRANSIENT_STATUSES)
 #: A create: only a 429 (refused before any effect) is retried; anything else goes to reconciliation.
@@ -95,10 +99,17 @@ _OTHER_ROUTE = "other"
 class _Client(gitlab.Gitlab):
     """python-gitlab with its own retries off and our limiter in front of every HTTP request."""
 
-    def __init__(self, url: str, limiter: retrying.Limiter, **settings: Any) -> None:  # noqa: ANN401 - python-gitlab's settings, passed through
-        """A client for ``url`` with python-gitlab's ``settings``."""
+    def __init__(
+        self,
+        url: str,
+        limiter: retrying.Limiter,
+        connect_timeout: float | None,
+        **settings: Any,  # noqa: ANN401 - python-gitlab's settings, passed through
+    ) -> None:
+        """A client for ``url`` with python-gitlab's ``settings``; ``connect_timeout`` bounds each connect."""
         super().__init__(url, **settings)
         self._limiter = limiter
+        self._connect_timeout = connect_timeout
 
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:  # noqa: ANN401 - python-gitlab's own signature, passed through
         """One HTTP request, exactly: every page of a ``get_all`` list comes through here too."""
@@ -115,7 +126,12 @@ class _Client(gitlab.Gitlab):
     def _get_session_opts(self) -> dict[str, Any]:
         # python-gitlab hands these to requests.Session.request on every request; http_request's
         # own keywords would become query parameters instead.
-        return {**super()._get_session_opts(), "allow_redirects": False}
+        opts = {**super()._get_session_opts(), "allow_redirects": False}
+        if self._connect_timeout is not None:
+            # requests' (connect, read) pair: a host that does not answer is given up on sooner
+            # than an answer that is slow to come.
+            opts["timeout"] = (self._connect_timeout, opts["timeout"])
+        return opts
 
     def _check_redirects(self, result: requests.Response) -> None:  # type: ignore[override]
         """Refuse every 3xx and every foreign next-page link (python-gitlab calls this per answer).
@@ -154,12 +170,16 @@ class GitLabAPI:
         user_agent: str,
         requests_per_minute: int = 600,
         session: requests.Session | None = None,
-        max_attempts: int = 5,
+        max_attempts: int = retrying.ATTEMPTS,
+        connect_timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_response: Callable[[str, str, str], None] | None = None,
     ) -> None:
         """Talk to ``url`` with the manager ``token``; ``sleep`` waits out limits and backoff.
+
+        ``connect_timeout`` (at most ``timeout``) bounds the connect alone; ``timeout`` then bounds
+        the wait for each answer. ``max_attempts`` 1 is ``check``'s: no retry of any kind.
 
         ``session`` carries every request (tests mount :mod:`rotator.testing.transport` on one);
         ``monotonic`` is the clock the rate limiter counts its window on, and moves as ``sleep`` waits.
@@ -171,6 +191,7 @@ class GitLabAPI:
         self._session = session or requests.Session()
         self._limiter = retrying.Limiter(requests_per_minute, clock=monotonic, sleep=sleep)
         self._timeout, self._user_agent = timeout, user_agent
+        self._connect_timeout = min(connect_timeout, timeout) if connect_timeout is not None else None
         self._max_attempts, self._sleep = max_attempts, sleep
         # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:
         # remember the last response's headers (never its body) per thread.
@@ -283,6 +304,7 @@ class GitLabAPI:
         return _Client(
             self._url,
             self._limiter,
+            self._connect_timeout,
             private_token=token.reveal(),
             timeout=self._timeout,
             user_agent=self._user_agent,
@@ -330,7 +352,8 @@ class GitLabAPI:
             )
         except _FAILURES as exc:
             # Not chained: the original's text is GitLab's unredacted message.
-            raise _gitlab_error(route, exc, (self._token, *secrets)) from None
+            connect = self._connect_timeout if self._connect_timeout is not None else self._timeout
+            raise _gitlab_error(route, exc, (self._token, *secrets), (self._url, connect)) from None
 
     def _answer(self, exc: BaseException) -> retrying.Answer | None:
         """A failed attempt as :func:`rotator.adapters.retrying.call` sees it; ``None``: never retried."""
@@ -381,13 +404,23 @@ def _shown(url: str) -> str:
     return re.sub(r"[^\x21-\x7e]", "?", shown)
 
 
-def _gitlab_error(route: str, exc: Exception, secrets: tuple[Secret, ...]) -> GitLabError:
-    """The one mapping from a python-gitlab or requests failure to :class:`GitLabError`."""
+def _gitlab_error(
+    route: str, exc: Exception, secrets: tuple[Secret, ...], where: tuple[str, float]
+) -> GitLabError:
+    """The one mapping from a python-gitlab or requests failure to :class:`GitLabError`.
+
+    ``where`` is ``gitlab.url`` and the connect timeout, for a connection never made.
+    """
     status: int | None = None
+    url, connect_timeout = where
     if isinstance(exc, gitlab.exceptions.GitlabError):
         status, message = exc.response_code, _describe(exc)
     elif isinstance(exc, _Refused):
         status, message = exc.status, exc.message
+    elif isinstance(exc, requests.ConnectTimeout):
+        message = reach.cannot_reach(url, f"no connection within {connect_timeout:g}s")
+    elif isinstance(exc, requests.ConnectionError) and reach.in_chain(exc, _NOT_CONNECTED):
+        message = reach.cannot_reach(url, reach.os_reason(exc) or f"no connection ({type(exc).__name__})")
     elif isinstance(exc, requests.Timeout):
         message = f"timed out ({type(exc).__name__})"
     elif isinstance(exc, requests.exceptions.ChunkedEncodingError):

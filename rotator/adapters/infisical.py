@@ -9,8 +9,8 @@ Retries (architecture §1 rule 3), by the adapters' one loop (:func:`rotator.ada
 a 429 was refused before any effect, so it is retried after the wait the server asks for; a 5xx, a
 timeout or a lost connection is retried with backoff (the PATCH carries the same value every time,
 so a repeat is harmless) but leaves the outcome unknown, and after that no 4xx proves "not stored".
-A login answered 401 is never retried, in this call or any later one: three failures lock the
-identity.
+A login Infisical refused (a 4xx other than 429) is never sent again, in this call or any later one
+of the process: three failures lock the identity.
 
 No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
 the route and the ``Location`` (a bearer token or a client secret must reach the configured
@@ -38,7 +38,7 @@ from typing import Any, TypeGuard
 
 import httpx
 
-from rotator.adapters import retrying
+from rotator.adapters import reach, retrying
 from rotator.core.errors import ConnectionNotFoundError, InfisicalError
 from rotator.core.model import Connection
 from rotator.core.redact import redact
@@ -46,6 +46,8 @@ from rotator.core.secret import Secret
 
 
 _LOGIN = "/api/v1/auth/universal-auth/login"
+#: The route a Universal Auth login's errors name (a refused one is never sent again).
+LOGIN_ROUTE = f"POST {_LOGIN}"
 _RENEW = "/api/v1/auth/token/renew"
 _CONNECTION = "/api/v1/app-connections/gitlab/"
 #: Infisical calls GitLab, with retries, inside the PATCH: give it at least this long (architecture §5).
@@ -158,7 +160,8 @@ class InfisicalAPI:
         reads_per_minute: int = 60,
         writes_per_minute: int = 200,
         client: httpx.Client | None = None,
-        max_attempts: int = 5,
+        max_attempts: int = retrying.ATTEMPTS,
+        connect_timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
@@ -171,10 +174,14 @@ class InfisicalAPI:
 
         ``on_response(upstream, route, status)`` is told of every attempt's answer (status
         ``"error"`` when none came), for the daemon's request counter.
+
+        ``connect_timeout`` (at most a call's timeout) bounds the connect alone; ``max_attempts``
+        1 is ``check``'s: no retry of any kind (a refused login is never retried in any case).
         """
         self._url = url.rstrip("/")
         self._auth = auth
         self._timeout = timeout
+        self._connect_timeout = connect_timeout
         self._user_agent = user_agent
         # No base_url, no event hooks, httpx's own logging left alone: nothing here writes a header.
         self._client = client if client is not None else httpx.Client(timeout=timeout)
@@ -184,7 +191,7 @@ class InfisicalAPI:
         self._writes = retrying.Limiter(writes_per_minute, clock=monotonic, sleep=sleep)
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
         self._grant: _Grant | None = None
-        self._login_refused: str | None = None
+        self._login_refused: tuple[int, str] | None = None  # the refusal's status and message
         self._on_response = on_response
         #: Whether Infisical refused our own credential at its last use (the daemon's /readyz).
         self.credential_refused = False
@@ -310,20 +317,26 @@ class InfisicalAPI:
 
     def _send(self, call: _Call, headers: dict[str, str]) -> tuple[httpx.Response | None, str, bool]:
         """One attempt: (response, failure text, whether the request may have been applied)."""
+        connect = min(self._connect_timeout or call.timeout, call.timeout)
         try:
             response = self._client.request(
                 call.method,
                 self._url + call.path,
                 json=call.body,
                 headers=headers,
-                timeout=call.timeout,
+                timeout=httpx.Timeout(call.timeout, connect=connect),
                 follow_redirects=False,  # httpx's default, made explicit for a client passed in
             )
         # Exception types only, never their text: httpx/h11 quote a refused header value (the
         # bearer token) as bytes, which no literal redaction matches. The OS's reason for a failed
-        # connect ("Connection refused") is fixed text and is kept.
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return None, f"could not connect ({_os_reason(exc)})", False  # never sent
+        # connect ("Connection refused") is fixed text and is kept. Never sent, in all three.
+        except httpx.ConnectTimeout:
+            return None, reach.cannot_reach(self._url, f"no connection within {connect:g}s"), False
+        except httpx.ConnectError as exc:
+            reason = reach.os_reason(exc) or f"no connection ({type(exc).__name__})"
+            return None, reach.cannot_reach(self._url, reason), False
+        except httpx.PoolTimeout:
+            return None, "could not connect (PoolTimeout)", False
         except httpx.TimeoutException as exc:
             return None, f"no answer in time ({type(exc).__name__})", True
         except httpx.HTTPError as exc:  # a reset, a closed connection, a garbled answer: sent, answer lost
@@ -384,12 +397,11 @@ class InfisicalAPI:
                 self._grant = None
 
     def _login(self) -> _Grant:
-        route = f"POST {_LOGIN}"
+        route = LOGIN_ROUTE
         if self._login_refused is not None:
             # Refused once in this process: asking again could lock the identity out.
-            raise InfisicalError(
-                "infisical", route, HTTPStatus.UNAUTHORIZED, self._login_refused, not_applied=True
-            )
+            status, message = self._login_refused
+            raise InfisicalError("infisical", route, status, message, not_applied=True)
         client_id, client_secret = self._auth.client_id, self._auth.client_secret
         if client_id is None or client_secret is None:  # static mode: _bearer never comes here
             msg = "a static access token does not log in"
@@ -399,8 +411,9 @@ class InfisicalAPI:
         try:
             return self._grant_from(call, self._request(call), None)
         except InfisicalError as error:
-            if error.status == HTTPStatus.UNAUTHORIZED:
-                self._login_refused = error.message
+            answered = error.status
+            if answered is not None and login_refused(error):
+                self._login_refused = (answered, error.message)
             raise
 
     def _renew(self, grant: _Grant, now: datetime) -> _Grant:
@@ -431,20 +444,20 @@ class InfisicalAPI:
         return _Grant(Secret(token), now + ttl if ttl else None, ttl, max_end)
 
 
-def _os_reason(exc: BaseException) -> str:
-    """``ConnectError: Connection refused``: the type, and the OS's reason if one is in the chain.
+def login_refused(error: InfisicalError) -> bool:
+    """Whether ``error`` is a Universal Auth login Infisical refused: never to be sent again.
 
-    ``strerror`` is the operating system's fixed text for an errno; the exceptions' own texts are
-    never used (see :meth:`InfisicalAPI._send`).
+    Any 4xx but a 429 (the lockout's own lock was busy, or a rate limit: refused before any
+    effect). A 401 counts towards the lockout (three in 30 s); the others (an IP allow-list, a
+    malformed body) would only be refused again, and which of them count is not documented.
     """
-    seen: BaseException | None = exc
-    for _ in range(8):  # httpx wraps httpcore wraps OSError: a short chain, bounded all the same
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and isinstance(seen.strerror, str) and seen.strerror:
-            return f"{type(exc).__name__}: {seen.strerror}"
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
+    status = error.status
+    return (
+        error.route == LOGIN_ROUTE
+        and status is not None
+        and HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR
+        and status != HTTPStatus.TOO_MANY_REQUESTS
+    )
 
 
 def _renew_margin(ttl: timedelta) -> timedelta:

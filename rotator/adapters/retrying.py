@@ -30,6 +30,8 @@ from typing import TypeVar
 import tenacity
 
 
+#: Tries per logical request in a run or the daemon (``check`` makes one: it reports, it does not persevere).
+ATTEMPTS = 5
 #: No single wait is longer than this, whatever the server asks.
 MAX_WAIT = 60.0
 #: Backoff for failures that carry no hint: base * 2**attempt, with jitter.

@@ -8,6 +8,7 @@ only the result.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -18,16 +19,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 
 from rotator.adapters.logs import configure
-from rotator.core.errors import ConfigError, LeaseLostError, UpstreamError
+from rotator.core.errors import ConfigError, ConnectionNotFoundError, LeaseLostError, UpstreamError
 from rotator.core.model import Lease, TargetKey
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
 from rotator.core.spec import RotationSpec
-from rotator.doors import report, wiring
+from rotator.doors import preflight, report, wiring
 from rotator.doors.config import Config, engine_spec
 from rotator.doors.outcome import Outcome
 from rotator.doors.readmodel import as_json
@@ -221,24 +223,45 @@ def history(args: argparse.Namespace, config: Config) -> Outcome:
     return Outcome.OK
 
 
+class Item(Protocol):
+    """One ``check`` line: its label, its probe, the upstream it asks, the connection's config key."""
+
+    def __call__(
+        self, what: str, probe: Callable[[], str | None], upstream: str, key: str | None = None
+    ) -> None:
+        """Run ``probe`` (unless ``upstream`` already failed) and print its line."""
+
+
 def check(args: argparse.Namespace, config: Config) -> Outcome:
-    """``check``: a preflight with no side effects; every problem is one line."""
+    """``check``: a preflight with no side effects; every problem is one line.
+
+    Each request is sent once (:func:`rotator.doors.wiring.build`'s ``preflight``), and an upstream
+    that refused the credential or did not answer is not asked again (:mod:`rotator.doors.preflight`).
+    """
     configure(args.log)
     # The real journal, read-only (empty if there is none yet): adopt_token_id must not name a
     # token another target owns. The engine's own (in-memory) journal stays the throwaway one.
     journal = wiring.read_journal(config, missing_ok=True)
     try:
-        rt = wiring.build(config, os.environ, journal="scratch")
+        rt = wiring.build(config, os.environ, journal="scratch", preflight=True)
     except BaseException:
         journal.close()
         raise
     problems: list[str] = []
+    wording = preflight.Wording.of(os.environ)
+    blocked: dict[str, str] = {}  # upstream -> why its later items are skipped
 
-    def item(what: str, probe: Callable[[], str | None]) -> None:
+    def item(what: str, probe: Callable[[], str | None], upstream: str, key: str | None = None) -> None:
+        if upstream in blocked:
+            print(f"skip    {what}: not checked: {blocked[upstream]}")
+            return
         try:
             problem = probe()
         except UpstreamError as error:
-            problem = str(error)
+            problem = wording.problem(error, key)
+            reason = wording.blocking(error)
+            if reason is not None:
+                blocked.setdefault(error.upstream, reason)
         said = "" if problem is None else ": " + redact(problem)  # problems quote upstream messages
         print(f"{'ok     ' if problem is None else 'PROBLEM'} {what}{said}")
         if problem is not None:
@@ -246,11 +269,11 @@ def check(args: argparse.Namespace, config: Config) -> Outcome:
 
     try:
         print(f"ok      config: {len(config.targets)} target(s)")
-        item("gitlab: manager token", lambda: _manager(rt))
-        item("infisical: credentials", lambda: _infisical(rt))
+        item("gitlab: manager token", lambda: _manager(rt), "gitlab")
+        item("infisical: credentials", lambda: _infisical(rt), "infisical")
         notes = report.lifetime_notes(config, journal, wiring.clock(config, os.environ))
-        for target in rt.engine.spec.targets:
-            _check_target(rt, target, item, journal)
+        for index, target in enumerate(rt.engine.spec.targets):
+            _check_target(rt, (index, target), item, journal)
             if target.name in notes:
                 print(f"warn    {target.name}: {notes[target.name]}")
     finally:
@@ -260,11 +283,9 @@ def check(args: argparse.Namespace, config: Config) -> Outcome:
 
 
 def _check_target(
-    rt: wiring.Runtime,
-    target: RotationSpec,
-    item: Callable[[str, Callable[[], str | None]], None],
-    journal: Journal,
+    rt: wiring.Runtime, indexed: tuple[int, RotationSpec], item: Item, journal: Journal
 ) -> None:
+    index, target = indexed
     project_ids: list[int] = []
 
     def project() -> str | None:
@@ -278,16 +299,19 @@ def _check_target(
     def connection() -> str | None:
         return check_connection(rt.infisical.get_connection(target.connection_id), rt.config.gitlab.url)
 
-    item(f"{target.name}: project {target.project}", project)
-    item(f"{target.name}: connection {target.connection_id}", connection)
+    item(f"{target.name}: project {target.project}", project, "gitlab")
+    key = f"targets[{index}].connection_id: {target.connection_id}"
+    item(f"{target.name}: connection {target.connection_id}", connection, "infisical", key)
     if "api" not in target.token.scopes:
         print(f"warn    {target.name}: token.scopes lack api; Infisical's GitLab syncs need it")
     if target.grace < _IN_USE_MARGIN and target.hold_revoke_if_used:
         print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
     adopt = target.adopt_token_id
     if adopt is not None and project_ids:
-        key = TargetKey(rt.config.gitlab.url, project_ids[0], target.connection_id)
-        item(f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, key, adopt))
+        owner = TargetKey(rt.config.gitlab.url, project_ids[0], target.connection_id)
+        item(
+            f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, owner, adopt), "gitlab"
+        )
 
 
 def _manager(rt: wiring.Runtime) -> str | None:
@@ -303,7 +327,9 @@ def _manager(rt: wiring.Runtime) -> str | None:
 
 def _infisical(rt: wiring.Runtime) -> str | None:
     first = rt.config.targets[0]
-    rt.infisical.get_connection(str(first.connection_id))
+    # Infisical's own "not found" came past authentication: the connection's own line says it.
+    with contextlib.suppress(ConnectionNotFoundError):
+        rt.infisical.get_connection(str(first.connection_id))
     expiry = rt.infisical.access_token_expiry()
     if expiry is not None:
         print(f"info    infisical: access token expires in {expiry - datetime.now(UTC)}")

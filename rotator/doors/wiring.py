@@ -26,7 +26,7 @@ from typing import Literal, TypeVar
 
 import structlog
 
-from rotator.adapters import cron
+from rotator.adapters import cron, retrying
 from rotator.adapters.gitlab import GitLabAPI
 from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
 from rotator.adapters.webhook import Webhook
@@ -49,6 +49,8 @@ CRASH_AFTER = "ROTATOR_TEST_CRASH_AFTER"
 SLEEP_SCALE = "ROTATOR_TEST_SLEEP_SCALE"
 #: How long a command waits, at exit, for alerts still being delivered (architecture §5).
 WEBHOOK_FLUSH_SECONDS = 30.0
+#: ``check``'s bound on each connect: a preflight says "cannot reach" in seconds, not minutes.
+PREFLIGHT_CONNECT_TIMEOUT = 5.0
 log = structlog.get_logger("rotator")
 T = TypeVar("T")
 
@@ -265,6 +267,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     journal: Literal["write", "read", "scratch"] = "write",
     observers: Sequence[Observer] = (),
     on_response: Callable[[str, str, str], None] | None = None,
+    preflight: bool = False,
 ) -> Runtime:
     """Everything an upstream-calling command needs; secrets are read here and nowhere else.
 
@@ -273,6 +276,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     preflight may write to. Neither of the last two creates or changes a file.
     ``observers`` hear of finished rotations and alerts; the webhook, if configured, is added
     here. ``on_response(upstream, route, status)`` sees every upstream answer (the metrics).
+    ``preflight`` (``check``) sends each request once, with a connect timeout of at most
+    :data:`PREFLIGHT_CONNECT_TIMEOUT`: a preflight reports, it does not persevere as a run does.
     """
     secrets = load_secrets(environ)
     hook = webhook_url(environ, config.notify.webhook_url)
@@ -283,6 +288,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     wait = timing.sleep
     agent = user_agent()
     webhook = Webhook(hook, user_agent=agent, sleep=wait) if hook is not None else None
+    # A run tries each request up to five times, its connect bounded by the configured timeout alone.
+    attempts, connect = (1, PREFLIGHT_CONNECT_TIMEOUT) if preflight else (retrying.ATTEMPTS, None)
     gitlab = GitLabAPI(
         config.gitlab.url,
         secrets.gitlab_token,
@@ -291,6 +298,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         requests_per_minute=config.gitlab.requests_per_minute,
         sleep=wait,
         on_response=on_response,
+        max_attempts=attempts,
+        connect_timeout=connect,
     )
     auth = (
         InfisicalAuth.token(secrets.infisical_token)
@@ -307,6 +316,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         clock=now,
         sleep=wait,
         on_response=on_response,
+        max_attempts=attempts,
+        connect_timeout=connect,
     )
     if journal == "write":
         store = open_journal(config)

@@ -68,6 +68,30 @@ def _weekdays(field: str) -> str:
 #: What crontab(5) allows in each of the other fields (APScheduler would also take "last", "L" ...).
 _NUMERIC = re.compile(r"^[\d*,/-]+$")
 _MONTHS = re.compile(r"^(?:[\d*,/-]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)+$", re.IGNORECASE)
+#: Each numeric field's bounds, as crontab(5) gives them.
+_BOUNDS = {"minute": (0, 59), "hour": (0, 23), "day of month": (1, 31), "month": (1, 12)}
+
+
+def _in_bounds(name: str, field: str) -> None:
+    """Each number in ``field`` within the field's bounds, each range forwards, each step usable.
+
+    Checked here so that the message names the field: APScheduler's own says only "Error
+    validating expression '61'", which a reader of a five-field line cannot place.
+    """
+    low, high = _BOUNDS[name]
+    for item in field.split(","):
+        span, _, step = item.partition("/")
+        numbers = [int(part) for part in span.split("-") if part.isdigit()]
+        for number in numbers:
+            if not low <= number <= high:
+                msg = f"{name} {number} is out of range {low}-{high}"
+                raise ValueError(msg)
+        if len(numbers) == 2 and numbers[0] > numbers[1]:  # noqa: PLR2004 - a range's two ends
+            msg = f"{name} range {span!r} runs backwards"
+            raise ValueError(msg)
+        if step and (not step.isdigit() or not 0 < int(step) <= high - low):
+            msg = f"{name} step {step!r} must be a number from 1 to {high - low}"
+            raise ValueError(msg)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -90,6 +114,7 @@ def trigger(expression: str) -> "CronTrigger":
         if not allowed.match(value):
             msg = f"{name} {value!r} is not crontab syntax (numbers, *, ranges, lists, steps)"
             raise ValueError(msg)
+        _in_bounds(name, value)
     try:
         days = _weekdays(weekday) if weekday != "*" else "*"
         built = CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=days, timezone=UTC)

@@ -30,7 +30,7 @@ from rotator.adapters import cron, retrying
 from rotator.adapters.gitlab import GitLabAPI
 from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
 from rotator.adapters.webhook import Webhook
-from rotator.core.durations import parse_duration
+from rotator.core.durations import format_duration, parse_duration
 from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal, Observer, Observers
 from rotator.doors import hooks
@@ -254,7 +254,8 @@ def load(option: str | None, environ: Mapping[str, str]) -> Config:
         if target.grace >= gap:
             # Each fire is a rotation; a grace as long as the gap between them piles up old tokens.
             raise ConfigError(
-                f"targets[{index}].grace", f"must be shorter than the schedule's shortest gap ({gap})"
+                f"targets[{index}].grace",
+                f"must be shorter than the schedule's shortest gap ({format_duration(gap)})",
             )
     return config
 

@@ -451,6 +451,21 @@ def test_invalid_credentials_are_never_retried(fakes: Fakes, make_api: MakeAPI, 
     assert make_api().get_connection(_conn_id(fakes)).id == _conn_id(fakes)  # the identity is not locked
 
 
+def test_unanswered_logins_stop_before_a_third_could_lock_the_identity(
+    fakes: Fakes, make_api: MakeAPI
+) -> None:
+    """Logins whose answers are lost (each may have failed) stop at two per 30 s: no lockout follows."""
+    wrong = InfisicalAuth.universal(fakes.seed.infisical_client_id, Secret("wrong-secret-0000"))
+    fakes.infisical.faults.drop_after(LOGIN, times=None)  # applied (a failure counted), answer lost
+    with pytest.raises(InfisicalError) as excinfo:
+        make_api(auth=wrong).get_connection(_conn_id(fakes))
+    assert "not sent" in _error(excinfo).message
+    assert "lock the identity" in _error(excinfo).message
+    assert _counts(fakes) == {LOGIN: 2}
+    fakes.infisical.faults.clear()
+    assert make_api().get_connection(_conn_id(fakes)).id == _conn_id(fakes)  # the identity is not locked
+
+
 def test_lockout_is_not_retried(fakes: Fakes, make_api: MakeAPI) -> None:
     """A locked identity's 401 is raised after a single login attempt."""
     url = f"{fakes.seed.infisical_url}/api/v1/auth/universal-auth/login"

@@ -10,7 +10,9 @@ a 429 was refused before any effect, so it is retried after the wait the server 
 timeout or a lost connection is retried with backoff (the PATCH carries the same value every time,
 so a repeat is harmless) but leaves the outcome unknown, and after that no 4xx proves "not stored".
 A login Infisical refused (a 4xx other than 429) is never sent again, in this call or any later one
-of the process: three failures lock the identity.
+of the process: three failures lock the identity. A login whose answer was lost (or a 5xx) may
+have counted as a failure too, so at most two such go out in any 30 s (Infisical's lockout
+window): a third is not sent, and the call fails saying why.
 
 No redirect is followed, whatever client is passed in: a 3xx fails the call with one line naming
 the route and the ``Location`` (a bearer token or a client secret must reach the configured
@@ -56,6 +58,10 @@ RENEW_FRACTION = 0.2
 RENEW_FLOOR = timedelta(minutes=5)
 #: A token this close to its expiry is treated as expired: renewing it could race the server's clock.
 _EXPIRY_SKEW = timedelta(seconds=10)
+#: Universal Auth's lockout: three failed logins within this window lock the method for 5 minutes.
+LOCKOUT_WINDOW = 30.0
+#: Unanswered logins let out per window: one fewer than the failures that lock the identity.
+LOGINS_UNANSWERED = 2
 #: Answers that refuse a request before Infisical's handler stores anything.
 _REFUSALS = frozenset({400, 401, 403, 404, 422, 429})
 _AUTH = frozenset({HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN})
@@ -187,6 +193,8 @@ class InfisicalAPI:
         self._client = client if client is not None else httpx.Client(timeout=timeout)
         self._max_attempts = max(1, max_attempts)
         self._sleep, self._clock = sleep, clock
+        self._monotonic = monotonic
+        self._unanswered_logins: list[float] = []  # when each login with no 2xx or 4xx went out
         self._reads = retrying.Limiter(reads_per_minute, clock=monotonic, sleep=sleep)
         self._writes = retrying.Limiter(writes_per_minute, clock=monotonic, sleep=sleep)
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
@@ -284,7 +292,9 @@ class InfisicalAPI:
             headers = {"User-Agent": self._user_agent}
             used = self._authorize(headers, unknown=progress.unknown) if call.auth else None
             call.limiter.acquire()
-            response, failure, lost = self._send(call, headers)
+            response, failure, lost = (
+                self._send_login(call, headers) if call.path == _LOGIN else self._send(call, headers)
+            )
             status = response.status_code if response is not None else None
             if self._on_response is not None:
                 self._on_response("infisical", call.route, str(status or "error"))
@@ -314,6 +324,23 @@ class InfisicalAPI:
             progress.unknown = progress.unknown or lost or server_side
             headers_seen = response.headers if response is not None else httpx.Headers()
             raise _Failed(status, headers_seen, message, payload)
+
+    def _send_login(self, call: _Call, headers: dict[str, str]) -> tuple[httpx.Response | None, str, bool]:
+        """:meth:`_send` for a login, unless two in the lockout window went unanswered (may have failed)."""
+        since = self._monotonic() - LOCKOUT_WINDOW
+        self._unanswered_logins = [sent for sent in self._unanswered_logins if sent > since]
+        if len(self._unanswered_logins) >= LOGINS_UNANSWERED:
+            problem = (
+                f"not sent: {LOGINS_UNANSWERED} Universal Auth logins in the last {LOCKOUT_WINDOW:g}s got no"
+                " answer, and had they failed a third would lock the identity for 5 minutes; try again later"
+            )
+            raise self._error(call, None, problem, not_applied=True)
+        response, failure, lost = self._send(call, headers)
+        if response is None or response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            self._unanswered_logins.append(self._monotonic())
+        elif response.is_success:
+            self._unanswered_logins.clear()  # the secret is right: a lost login was no failure
+        return response, failure, lost
 
     def _send(self, call: _Call, headers: dict[str, str]) -> tuple[httpx.Response | None, str, bool]:
         """One attempt: (response, failure text, whether the request may have been applied)."""

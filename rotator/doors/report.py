@@ -414,7 +414,7 @@ def read_history(journal: Journal, config: Config, name: str | None, limit: int)
 
 def history_table(rows: Sequence[HistoryRow], width: int = DEFAULT_WIDTH) -> str:
     """The human form of :func:`read_history`; a row's error on the lines below it, wrapped to ``width``."""
-    header = ("STARTED", "TARGET", "ROTATION", "OUTCOME", "STEP", "OLD>NEW", "HASH", "RETIRED")
+    header = ("STARTED", "TARGET", "ROTATION", "OUTCOME", "LAST STEP", "OLD>NEW", "HASH", "RETIRED")
     table = [header]
     for r in rows:
         retired = ",".join(f"{t.token_id}{'(revoked)' if t.revoked_at else ''}" for t in r.retired)

@@ -289,6 +289,7 @@ class TargetRun(Retirer):
         """
         # The step alerts, the webhook and the failures metric name: the same word the upstream
         # error lines use (rules.described), so a failure names one step wherever it is read.
+        failed_at = self.rec.step
         self.rec.step = STEP_OF.get(action, self.rec.step)
         if action is Action.CREATE:
             return self._create(rotation, flight)
@@ -298,7 +299,10 @@ class TargetRun(Retirer):
             return self._push(rotation, flight.live())
         if action is Action.REREAD:
             return self._reread(rotation, flight)
-        return self._clean_up(action, rotation, cause)
+        found = self._clean_up(action, rotation, cause)
+        # A clean-up that worked is not where the rotation failed: the step that caused it is.
+        self.rec.step = failed_at
+        return found
 
     def _clean_up(
         self, action: Action, rotation: RotationRecord, cause: evidence.RotationEvidence | None

@@ -466,7 +466,7 @@ def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> boo
         "trigger.clock_skew",
         target=name,
         rotation=rotation.id,
-        recorded_at=(now + skew).isoformat(),
+        recorded_at=stamp(now + skew),
         skew_s=int(skew.total_seconds()),
         note="a journal time later than this clock is not recent; check the clocks of the replicas and nodes",
     )

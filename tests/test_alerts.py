@@ -4,9 +4,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from prometheus_client import generate_latest
 
 from rotator.adapters.metrics import Metrics, TargetGauges
+from rotator.adapters.webhook import payload
 from rotator.core.model import Change
 from rotator.core.ports import Alert
 from rotator.doors import wiring
@@ -100,9 +103,9 @@ def test_expiring_is_not_counted_as_a_failure() -> None:
     metrics = Metrics()
     now = datetime.now(UTC)
     metrics.alert(Alert("app-deploy", "expiring", "not rotated", now))
-    metrics.alert(Alert("app-deploy", "failed", "boom", now, step="PUSHING"))
+    metrics.alert(Alert("app-deploy", "failed", "boom", now, step="push"))
     text = generate_latest(metrics.registry).decode()
-    assert 'rotator_rotation_failures_total{reason="failed",step="PUSHING",target="app-deploy"} 1.0' in text
+    assert 'rotator_rotation_failures_total{reason="failed",step="push",target="app-deploy"} 1.0' in text
     assert 'reason="expiring"' not in text
 
 
@@ -136,3 +139,53 @@ def test_an_observer_that_raises_never_stops_a_rotation(tmp_path: Path) -> None:
         assert [(r.status, r.failed) for r in reports] == [("done", False), ("done", False)]
         for connection in CONNECTIONS:
             assert fakes.gitlab.test_only_accepts(fakes.infisical.test_only_held_token(connection))
+
+
+class Listener:
+    """An observer keeping the alerts it hears, and nothing else."""
+
+    def __init__(self) -> None:
+        """Nothing heard yet."""
+        self.alerts: list[Alert] = []
+
+    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
+        """Not an alert."""
+
+    def alert(self, alert: Alert) -> None:
+        """Remember an alert."""
+        self.alerts.append(alert)
+
+    def recorded(self, target: str, change: Change) -> None:
+        """Not an alert."""
+
+
+@pytest.mark.parametrize(
+    ("upstream", "route", "step"),
+    [
+        ("gitlab", "POST /api/v4/projects/:id/access_tokens", "create"),
+        ("infisical", "PATCH /api/v1/app-connections/gitlab/:connectionId", "push"),
+    ],
+)
+def test_an_alert_names_the_step_its_error_line_names(
+    tmp_path: Path, upstream: str, route: str, step: str
+) -> None:
+    """A refused create or push: the alert, the webhook body and the error line say the same step."""
+    with start_fakes() as fakes:
+        Harness(fakes, tmp_path)
+        environ = fakes.seed.environment()
+        config = wiring.load(str(tmp_path / "rotator.yaml"), environ)
+        heard = Listener()
+        rt = wiring.build(config, environ, observers=(heard,))
+        try:
+            (fakes.gitlab if upstream == "gitlab" else fakes.infisical).faults.fail(route, 400)
+            reports = rt.engine.run(RunOptions(names=("app-deploy",)))
+        finally:
+            rt.close()
+    [report] = reports
+    assert report.failed
+    assert f"step={step} " in report.detail
+    [alert] = [a for a in heard.alerts if a.reason == "failed"]
+    assert alert.step == step
+    body = payload(alert)
+    assert body["step"] == step
+    assert str(body["text"]).startswith(f"rotator: app-deploy: failed at step {step}: {upstream} ")

@@ -1,13 +1,13 @@
 """Durations: the accepted spellings, the refused ones, and the round trip."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.core.durations import format_duration, parse_duration
+from rotator.core.durations import days_column, format_duration, in_days, parse_duration, stamp
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,27 @@ def test_only_ascii_digits_make_a_duration(digits: str, unit: str) -> None:
         assert not digits.isascii()
     else:
         assert digits.isascii()
+
+
+def test_a_time_is_shown_as_rfc3339_utc_to_the_second() -> None:
+    """Any zone is shown in UTC with a Z, without fractions; a naive time is taken as UTC."""
+    paris = timezone(timedelta(hours=1))
+    assert stamp(datetime(2026, 12, 4, 16, 30, 0, 999_999, tzinfo=paris)) == "2026-12-04T15:30:00Z"
+    assert stamp(datetime(2026, 12, 4, 15, 30, tzinfo=UTC)) == "2026-12-04T15:30:00Z"
+    assert stamp(datetime(2026, 12, 4, 15, 30)) == "2026-12-04T15:30:00Z"  # noqa: DTZ001 - the naive case
+
+
+@pytest.mark.parametrize(
+    ("left", "cell", "words"),
+    [
+        (timedelta(days=19, hours=23), "19d", "in 19 days"),
+        (timedelta(days=1), "1d", "in 1 day"),
+        (timedelta(hours=23, minutes=59), "<1d", "in less than a day"),
+        (timedelta(0), "<1d", "in less than a day"),
+        (timedelta(seconds=-1), "expired", "already past"),
+    ],
+)
+def test_time_left_is_counted_in_whole_days(left: timedelta, cell: str, words: str) -> None:
+    """Days rounded down, in a table cell and in a sentence; a past time is never counted as days left."""
+    assert days_column(left.days) == cell
+    assert in_days(left) == words

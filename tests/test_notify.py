@@ -166,18 +166,18 @@ def test_payload_has_the_alert_fields_a_slack_text_line_and_our_user_agent(
 ) -> None:
     """The body carries every alert field, a one-line Slack text, JSON content type and the User-Agent."""
     hook = make_hook()
-    hook.alert(alert("Infisical answered 503", step="PUSHING"))
+    hook.alert(alert("Infisical answered 503", step="push"))
     assert hook.flush(5)
     [request] = receiver.requests
     assert request.path == SECRET_PATH
     assert request.headers["user-agent"] == USER_AGENT
     assert request.headers["content-type"] == "application/json"
     assert request.body == {
-        "text": "rotator: app-deploy: failed at step PUSHING: Infisical answered 503",
+        "text": "rotator: app-deploy: failed at step push: Infisical answered 503",
         "source": "rotator",
         "target": "app-deploy",
         "reason": "failed",
-        "step": "PUSHING",
+        "step": "push",
         "message": "Infisical answered 503",
         "at": "2025-03-14T09:26:53Z",
         "expires_at": None,
@@ -191,8 +191,20 @@ def test_expiring_text_names_the_expiry_date(receiver: Receiver, make_hook: Make
     assert hook.flush(5)
     body = receiver.requests[0].body
     assert body["expires_at"] == "2025-03-20"
-    assert "expires on 2025-03-20" in body["text"]
+    assert "expires on 2025-03-20 (in 5 days)" in body["text"]
     assert body["text"].startswith("rotator: app-deploy: expiring")
+
+
+def test_text_says_the_target_and_step_once(receiver: Receiver, make_hook: MakeHook) -> None:
+    """The text leads with target and step, so the error line's ``target=… step=…`` is not repeated."""
+    route = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+    line = f"target=app-deploy step=push infisical {route} -> 503: down"
+    hook = make_hook()
+    hook.alert(alert(line, step="push"))
+    assert hook.flush(5)
+    body = receiver.requests[0].body
+    assert body["text"] == (f"rotator: app-deploy: failed at step push: infisical {route} -&gt; 503: down")
+    assert body["message"] == line  # the field keeps the whole line, for whoever parses it
 
 
 def test_text_is_one_line_with_slack_markup_escaped(receiver: Receiver, make_hook: MakeHook) -> None:

@@ -59,6 +59,11 @@ def _assert_clean(result: Result) -> None:
             assert [s for s in _strings(json.loads(line)) if _raw(s)] == [], line
 
 
+def _unindented(text: str) -> list[str]:
+    """The lines that start a line of their own: the rest are the indented continuations of a wrapped one."""
+    return [line for line in text.splitlines() if not line.startswith("  ")]
+
+
 def _result_lines(result: Result) -> list[str]:
     """The lines of stdout, each of which must be one target's result: ``NAME: STATUS: DETAIL``."""
     lines = result.stdout.splitlines()
@@ -89,7 +94,10 @@ def test_an_infisical_message_cannot_forge_a_line_in_run_once_status_or_history(
     assert SHOWN in result.stdout
     status = h.run("status")
     _assert_clean(status)
-    assert len(status.stdout.splitlines()) == 4  # "as of", the header, one row per target
+    # "as of", the header, one row per target, the failing target's reason; wrapped lines are indented.
+    lines = _unindented(status.stdout)
+    assert len(lines) == 5, lines
+    assert lines[-1].split(": ")[:2] in ([name, "failing"] for name in TARGETS), lines[-1]
     as_json = h.run("status", "--json")
     errors = [t["last_error"] for t in as_json.json()["targets"] if t["last_error"]]
     assert len(errors) == 1
@@ -97,7 +105,7 @@ def test_an_infisical_message_cannot_forge_a_line_in_run_once_status_or_history(
     assert r"Bad\x1b[31mRequest" in errors[0]
     history = h.run("history")
     _assert_clean(history)
-    assert len(history.stdout.splitlines()) == 3  # the header, one rotation per target
+    assert len(_unindented(history.stdout)) == 3  # the header, one rotation per target (errors indented)
 
 
 def test_a_token_name_cannot_forge_a_line_in_take_over_or_status(
@@ -118,8 +126,10 @@ def test_a_token_name_cannot_forge_a_line_in_take_over_or_status(
     assert f"{by_hand.id} {SHOWN}" in taken.stdout
     status = h.run("status")
     _assert_clean(status)
-    assert len(status.stdout.splitlines()) == 5  # as above, plus the untracked-token line
-    assert f"{by_hand.id} {SHOWN}" in status.stdout
+    lines = _unindented(status.stdout)
+    assert len(lines) == 5, lines  # "as of", the header, a row per target, the untracked-token line
+    assert lines[-1].startswith("app-deploy: untracked active tokens")
+    assert " ".join(f"{by_hand.id} {SHOWN}".split()) in " ".join(status.stdout.split())  # wrapped, whole
 
 
 def test_check_shows_upstream_names_and_messages_on_one_line_each(h: Harness) -> None:

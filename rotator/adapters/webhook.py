@@ -36,9 +36,12 @@ import httpx
 import structlog
 
 from rotator.adapters import retrying
+from rotator.core.durations import in_days, stamp
+from rotator.core.errors import said_of
 from rotator.core.model import Change
 from rotator.core.ports import Alert
 from rotator.core.redact import scrub_text
+from rotator.core.schedule import expiry_instant
 from rotator.core.secret import Secret
 
 
@@ -55,12 +58,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _rfc3339(moment: datetime) -> str:
-    # A naive datetime in an alert is the engine's UTC clock without its zone, not local time.
-    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _slack_line(text: str) -> str:
     # Slack reads &, < and > as markup (links, mentions); one line keeps a channel scannable.
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -68,10 +65,15 @@ def _slack_line(text: str) -> str:
 
 
 def _text(alert: Alert, message: str, expires_at: date | None) -> str:
+    # The line leads with the target and the step: the message does not repeat them.
     if alert.reason == EXPIRING:
-        when = f", the token expires on {expires_at.isoformat()}" if expires_at else ""
-        return f"{SOURCE}: {alert.target}: {EXPIRING}{when}: {message}"
-    return f"{SOURCE}: {alert.target}: {alert.reason} at step {alert.step}: {message}"
+        # A naive datetime in an alert is the engine's UTC clock without its zone, not local time.
+        at = alert.at if alert.at.tzinfo else alert.at.replace(tzinfo=UTC)
+        left = f" ({in_days(expiry_instant(expires_at) - at)})" if expires_at else ""
+        when = f", the token expires on {expires_at.isoformat()}{left}" if expires_at else ""
+        return f"{SOURCE}: {alert.target}: {EXPIRING}{when}: {said_of(alert.target, message)}"
+    said = said_of(alert.target, message, alert.step)
+    return f"{SOURCE}: {alert.target}: {alert.reason} at step {alert.step}: {said}"
 
 
 def payload(alert: Alert) -> dict[str, str | None]:
@@ -84,7 +86,7 @@ def payload(alert: Alert) -> dict[str, str | None]:
         "reason": alert.reason,
         "step": alert.step,
         "message": message,
-        "at": _rfc3339(alert.at),
+        "at": stamp(alert.at),
         "expires_at": alert.expires_at.isoformat() if alert.expires_at else None,
     }
 

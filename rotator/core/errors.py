@@ -22,6 +22,8 @@ Each message is one line whatever it quotes: control characters are shown escape
 upstream's answer cannot forge a second line or recolour a terminal.
 """
 
+import re
+
 from dataclasses import dataclass, replace
 
 from rotator.core.redact import printable
@@ -119,3 +121,16 @@ class TargetFailedError(RotatorError):
         """Fail with an alert reason and a message naming what went wrong."""
         super().__init__(message)
         self.reason, self.message = reason, message
+
+
+def said_of(target: str, line: str, step: str | None = None) -> str:
+    """``line`` for a reader who already sees ``target`` (and ``step``): without repeating them.
+
+    Engine messages start ``NAME: ...`` and upstream errors name ``target=NAME step=STEP`` (see
+    :meth:`UpstreamError.__str__`), which is right in a log line or the journal; a result line,
+    a table row or a chat message that leads with the target would say it twice.
+    """
+    if line.startswith(f"{target}: "):
+        line = line[len(target) + 2 :]
+    named = [f"target={re.escape(target)}"] + ([f"step={re.escape(step)}"] if step else [])
+    return re.sub(rf"(?:^|(?<=\s))(?:{'|'.join(named)}) ", "", line)

@@ -24,10 +24,12 @@ from typing import Protocol
 import structlog
 
 from rotator.adapters.logs import configure
-from rotator.core.errors import ConfigError, ConnectionNotFoundError, LeaseLostError, UpstreamError
+from rotator.core.durations import human_duration, in_days, stamp
+from rotator.core.errors import ConfigError, ConnectionNotFoundError, LeaseLostError, UpstreamError, said_of
 from rotator.core.model import Lease, TargetKey
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
+from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.doors import preflight, report, wiring
 from rotator.doors.config import Config, engine_spec
@@ -48,7 +50,8 @@ log = structlog.get_logger("rotator")
 
 def _print_reports(reports: list[TargetReport]) -> Outcome:
     for r in reports:
-        print(f"{r.name}: {r.status}: {redact(r.detail)}")  # details quote upstream messages
+        # Details quote upstream messages (redacted), and name the target the line leads with.
+        print(f"{r.name}: {r.status}: {redact(said_of(r.name, r.detail))}")
     return Outcome.FAILING if any(r.failed for r in reports) else Outcome.OK
 
 
@@ -91,7 +94,11 @@ def status(args: argparse.Namespace, config: Config) -> Outcome:
         data = report.read_status(config, journal, wiring.clock(config, os.environ))
     finally:
         journal.close()
-    print(json.dumps(as_json(data), indent=2) if args.json else report.status_table(data))
+    print(
+        json.dumps(as_json(data), indent=2)
+        if args.json
+        else report.status_table(data, report.terminal_width())
+    )
     failing = any(t.failing for t in data.targets) or any(r.failing for r in data.removed)
     return Outcome.FAILING if failing else Outcome.OK
 
@@ -162,7 +169,7 @@ def _not_yet(journal: Journal, found: Removed, now: datetime, *, revoke: bool) -
         )
     if not revoke:
         lines += [
-            f"tombstoned name {s.name} is re-checked until {s.until:%Y-%m-%d %H:%M}Z (a create that completes"
+            f"tombstoned name {s.name} is re-checked until {stamp(s.until)} (a create that completes"
             f" late would stay live, untracked): `rotator forget '{found.key}' --revoke` re-checks it now"
             for s in journal.tombstones(found.key)
             if s.until > now
@@ -219,7 +226,11 @@ def history(args: argparse.Namespace, config: Config) -> Outcome:
         rows = report.read_history(journal, config, args.target, args.limit)
     finally:
         journal.close()
-    print(json.dumps(as_json(rows), indent=2) if args.json else report.history_table(rows))
+    print(
+        json.dumps(as_json(rows), indent=2)
+        if args.json
+        else report.history_table(rows, report.terminal_width())
+    )
     return Outcome.OK
 
 
@@ -320,7 +331,9 @@ def _manager(rt: wiring.Runtime) -> str | None:
         return "the manager token is not active"
     if "api" not in me.scopes:
         return f"the manager token lacks the api scope (has {', '.join(me.scopes)})"
-    left = f"expires {me.expires_at}" if me.expires_at else "never expires"
+    left = "never expires"
+    if me.expires_at:
+        left = f"expires {me.expires_at} ({in_days(expiry_instant(me.expires_at) - datetime.now(UTC))})"
     print(f"info    gitlab: manager token {me.id} ({redact(me.name)}) {left}")  # GitLab's name for it
     return None
 
@@ -332,7 +345,7 @@ def _infisical(rt: wiring.Runtime) -> str | None:
         rt.infisical.get_connection(str(first.connection_id))
     expiry = rt.infisical.access_token_expiry()
     if expiry is not None:
-        print(f"info    infisical: access token expires in {expiry - datetime.now(UTC)}")
+        print(f"info    infisical: access token expires in {human_duration(expiry - datetime.now(UTC))}")
     return None
 
 

@@ -43,6 +43,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from rotator.adapters import cron
 from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
+from rotator.core.durations import stamp
 from rotator.core.errors import JournalDamagedError, RotatorError
 from rotator.core.model import Outcome, Role, RotationRecord, TargetState
 from rotator.core.schedule import expiry_instant
@@ -111,7 +112,7 @@ class Refusal:
 
 
 def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+    return stamp(when) if when else None
 
 
 class Daemon:

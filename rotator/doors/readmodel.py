@@ -90,6 +90,9 @@ class TargetStatus:
     target: str
     token_id: int | None
     expires_at: str | None
+    #: Whole days until the current token dies (00:00 UTC on ``expires_at``), rounded down:
+    #: 0 is less than a day, negative is already expired.
+    expires_in_days: int | None
     last_rotation: str | None
     last_outcome: str | None
     next_due: str | None

@@ -8,17 +8,23 @@ frozen by drift, holding a revoke, holding a live token it has no access to revo
 after a failure; a removed key holding a revoke or a live token it has no access to revoke.
 """
 
+import os
+import re
+import sys
+import textwrap
 import time
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from rotator.adapters import cron
 from rotator.core import model
+from rotator.core.durations import days_column, stamp
+from rotator.core.errors import said_of
 from rotator.core.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.core.ports import Journal
-from rotator.core.schedule import decide
+from rotator.core.schedule import decide, expiry_instant
 from rotator.doors.config import Config, engine_spec
 from rotator.doors.readmodel import (
     Drift,
@@ -49,12 +55,31 @@ from rotator.engine.run import (
 from rotator.engine.timing import lifetime_note
 
 
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+#: The width long lines are wrapped to when the terminal's is unknown (output to a pipe or a file).
+DEFAULT_WIDTH = 100
+#: Narrower than this, wrapping would stack a word per line: take the long line instead.
+_MIN_WIDTH = 40
+#: A command in backticks, kept on one line when wrapping; the no-break space holds it together.
+_COMMAND = re.compile(r"`[^`]*`")
+_NBSP = "\u00a0"
 
 
 def _iso(when: datetime | None) -> str | None:
-    return _stamp(when) if when else None
+    return stamp(when) if when else None
+
+
+def terminal_width(environ: Mapping[str, str] | None = None) -> int:
+    """The width to wrap long lines to: ``COLUMNS``, else the terminal's, else :data:`DEFAULT_WIDTH`.
+
+    The terminal is asked only when stdout is one: a pipe or a file gets the same table every time.
+    """
+    columns = (os.environ if environ is None else environ).get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else DEFAULT_WIDTH
+    except (OSError, ValueError):  # no file descriptor (a captured stream), or not a terminal after all
+        return DEFAULT_WIDTH
 
 
 def _offline_engine(config: Config, journal: Journal, clock: Callable[[], datetime]) -> Engine:
@@ -102,6 +127,10 @@ def read_status(config: Config, journal: Journal, clock: Callable[[], datetime])
                     expires_at=current[-1].expires_at.isoformat()
                     if current and current[-1].expires_at
                     else None,
+                    # Rounded down (timedelta.days): 0 is less than a day, negative is expired.
+                    expires_in_days=(expiry_instant(current[-1].expires_at) - now).days
+                    if current and current[-1].expires_at
+                    else None,
                     last_rotation=_iso(last[0].planned_at) if last else None,
                     last_outcome=last[0].outcome.value if last else None,
                     next_due=_iso(situation.due.next_due),
@@ -126,7 +155,7 @@ def read_status(config: Config, journal: Journal, clock: Callable[[], datetime])
                 )
             )
         )
-    return Status(as_of=_stamp(now), targets=tuple(rows), removed=removed(config, journal, now))
+    return Status(as_of=stamp(now), targets=tuple(rows), removed=removed(config, journal, now))
 
 
 def _awaiting_revoke(tokens: Sequence[TokenRecord]) -> tuple[PendingRevoke, ...]:
@@ -225,74 +254,106 @@ def lifetime_notes(config: Config, journal: Journal, clock: Callable[[], datetim
     return notes
 
 
-def status_table(report: Status) -> str:
-    """The human form of :func:`read_status`."""
+def status_table(report: Status, width: int = DEFAULT_WIDTH) -> str:
+    """The human form of :func:`read_status`; notes and errors below the table, wrapped to ``width``."""
     lines = [f"as of {report.as_of}"]
-    header = ("TARGET", "TOKEN", "EXPIRES", "LAST", "NEXT DUE", "PENDING", "DRIFT", "LAST ERROR")
+    header = ("TARGET", "TOKEN", "EXPIRES", "EXPIRES IN", "LAST", "NEXT DUE", "PENDING REVOKE", "DRIFT")
     rows = [header]
-    for t in report.targets:
-        pending = ",".join(
-            f"{p.token_id}@{(p.revoke_after or '')[:16]}{_no_access(p)}" for p in t.pending_revokes
+    rows += [
+        (
+            t.target,
+            str(t.token_id or "-"),
+            t.expires_at or "-",
+            days_column(t.expires_in_days),
+            t.last_outcome or "never",
+            f"{t.next_due or '-'} ({t.due_reason})",
+            _pending_summary(t.pending_revokes),
+            f"since {t.drift.since}" if t.drift else "-",
         )
-        drift = f"since {(t.drift.since or '')[:16]}" if t.drift else "-"
-        rows.append(
-            (
-                t.target,
-                str(t.token_id or "-"),
-                t.expires_at or "-",
-                t.last_outcome or "never",
-                f"{(t.next_due or '-')[:16]} ({t.due_reason})",
-                pending or "-",
-                drift,
-                (t.last_error or "-")[:80],
-            )
-        )
+        for t in report.targets
+    ]
     lines += _columns(rows)
     for t in report.targets:
-        if t.unresolved_project:
-            # No column says it (no token, no rotation yet), and the error alone is cut short.
-            lines.append(f"{t.target}: failing: {t.failing_reason}")
+        # Below the table, not in a column: an upstream error is long, and cut short it says nothing.
+        if t.failing_reason:
+            lines += _wrapped(f"{t.target}: failing: {said_of(t.target, t.failing_reason)}", width)
+        elif t.last_error:
+            lines += _wrapped(f"{t.target}: last error: {said_of(t.target, t.last_error)}", width)
         untracked = t.untracked_tokens
         if untracked and untracked.tokens:
             tokens = describe_untracked(tuple((u.token_id, u.name, u.expires_at) for u in untracked.tokens))
-            lines.append(
-                f"{t.target}: untracked active tokens as of {(untracked.as_of or '')[:16]}Z (take-over;"
-                f" rotator leaves them alone, revoke the one you no longer need): {tokens}"
+            lines += _wrapped(
+                f"{t.target}: untracked active tokens as of {untracked.as_of} (take-over;"
+                f" rotator leaves them alone, revoke the one you no longer need): {tokens}",
+                width,
             )
-    if report.removed:
-        lines += [
-            "",
-            "removed from the config, still tracked (revoked when safe; `rotator forget` lets one go):",
-        ]
-        gone = [("KEY", "WAS", "TOKEN", "PENDING", "HELD?", "CONNECTION NOW USED BY")]
-        gone += [
-            (
-                r.key,
-                r.target,
-                str(r.token_id or "-"),
-                ",".join(_pending(p) for p in r.pending_revokes) or "-",
-                ",".join(str(i) for i in r.possibly_held) or "-",
-                r.connection_used_by or "-",
-            )
-            for r in report.removed
-        ]
-        lines += _columns(gone)
-        for r in report.removed:
-            lines += [f"  {r.key}: tombstoned name {t.name} until {t.until}" for t in r.tombstones]
-            if r.unfinished:
-                u = r.unfinished
-                lines.append(f"  {r.key}: rotation {u.rotation} stopped at {u.step}; the next run resumes it")
-        lines += [f"  {r.forget}" for r in report.removed]
-        lines += [f"{r.target} (removed): failing: {r.failing_reason}" for r in report.removed if r.failing]
+    lines += _removed_lines(report.removed, width)
     return "\n".join(lines)
 
 
-def _no_access(pending: PendingRevoke) -> str:
-    return " NO ACCESS" if pending.no_access_since else ""
+def _removed_lines(removed: Sequence[RemovedStatus], width: int) -> list[str]:
+    """The removed keys still tracked: a table, then what each still holds and the way out."""
+    if not removed:
+        return []
+    lines = [
+        "",
+        "removed from the config, still tracked (revoked when safe; `rotator forget` lets one go):",
+    ]
+    gone = [("KEY", "WAS", "TOKEN", "PENDING REVOKE", "HELD?", "CONNECTION NOW USED BY")]
+    gone += [
+        (
+            r.key,
+            r.target,
+            str(r.token_id or "-"),
+            _pending_summary(r.pending_revokes),
+            ",".join(str(i) for i in r.possibly_held) or "-",
+            r.connection_used_by or "-",
+        )
+        for r in removed
+    ]
+    lines += _columns(gone)
+    for r in removed:
+        lines += [f"  {r.key}: tombstoned name {t.name} until {t.until}" for t in r.tombstones]
+        if r.unfinished:
+            u = r.unfinished
+            lines.append(f"  {r.key}: rotation {u.rotation} stopped at {u.step}; the next run resumes it")
+    lines += [f"  {r.forget}" for r in removed]  # a command to paste: one line, however long
+    for r in removed:
+        if r.failing:
+            lines += _wrapped(f"{r.target} (removed): failing: {r.failing_reason}", width)
+    return lines
 
 
-def _pending(pending: PendingRevoke) -> str:
-    return f"{pending.token_id}{_no_access(pending)}"
+def _pending_summary(pending: Sequence[PendingRevoke]) -> str:
+    """``2, next 2026-12-05T10:00:00Z``: how many wait for their revoke, and the next one due.
+
+    A token the manager has no access to revoke has no next time (``2 (1 NO ACCESS), next ...``);
+    ``status --json`` lists each token.
+    """
+    if not pending:
+        return "-"
+    blocked = sum(1 for p in pending if p.no_access_since)
+    # One format (RFC 3339 UTC, to the second) throughout, so the text sorts by time.
+    due = sorted(p.revoke_after for p in pending if p.revoke_after and not p.no_access_since)
+    count = f"{len(pending)} ({blocked} NO ACCESS)" if blocked else str(len(pending))
+    return f"{count}, next {due[0]}" if due else count
+
+
+def _wrapped(line: str, width: int, indent: str = "  ") -> list[str]:
+    """``line`` wrapped at spaces to ``width``, continued under ``indent``.
+
+    Never mid-word: a word longer than the width (a URL) is kept whole, and so is a command in
+    backticks (`rotator rotate app-deploy --take-over`), which is copied and pasted as one.
+    """
+    kept = _COMMAND.sub(lambda found: found.group(0).replace(" ", _NBSP), line)
+    wrapped = textwrap.wrap(
+        kept,
+        max(width, _MIN_WIDTH),
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [part.replace(_NBSP, " ") for part in wrapped] or [line]
 
 
 def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -351,15 +412,15 @@ def read_history(journal: Journal, config: Config, name: str | None, limit: int)
     return tuple(rows)
 
 
-def history_table(rows: Sequence[HistoryRow]) -> str:
-    """The human form of :func:`read_history`."""
-    header = ("STARTED", "TARGET", "ROTATION", "OUTCOME", "STEP", "OLD>NEW", "HASH", "RETIRED", "ERROR")
+def history_table(rows: Sequence[HistoryRow], width: int = DEFAULT_WIDTH) -> str:
+    """The human form of :func:`read_history`; a row's error on the lines below it, wrapped to ``width``."""
+    header = ("STARTED", "TARGET", "ROTATION", "OUTCOME", "LAST STEP", "OLD>NEW", "HASH", "RETIRED")
     table = [header]
     for r in rows:
         retired = ",".join(f"{t.token_id}{'(revoked)' if t.revoked_at else ''}" for t in r.retired)
         table.append(
             (
-                (r.started or "")[:19],
+                r.started or "-",
                 r.target,
                 r.rotation[:8],
                 r.outcome,
@@ -367,10 +428,12 @@ def history_table(rows: Sequence[HistoryRow]) -> str:
                 f"{r.old_token_id or '-'}>{r.new_token_id or '-'}",
                 r.patch_hash or "-",
                 retired or "-",
-                (r.error or "-")[:60],
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
-    )
+    lines = _columns(table)
+    out = lines[:1]
+    for line, r in zip(lines[1:], rows, strict=True):
+        out.append(line)
+        if r.error:
+            out += _wrapped(f"  error: {said_of(r.target, r.error)}", width, indent="    ")
+    return "\n".join(out)

@@ -16,6 +16,7 @@ from rotator.core.errors import (
     TargetFailedError,  # re-exported: it was defined in this package
     UpstreamError,
 )
+from rotator.core.machine import Action
 from rotator.core.model import Change, Lease, TargetKey, TargetState
 from rotator.core.schedule import backoff_until
 from rotator.core.spec import RotationSpec
@@ -24,6 +25,15 @@ from rotator.engine.context import Context
 
 
 log = structlog.get_logger("rotator")
+#: The step a rotation's action is named by, in alerts, the webhook, metrics and error lines alike.
+STEP_OF = {
+    Action.CREATE: "create",
+    Action.SELF_CHECK: "self-check",
+    Action.PUSH: "push",
+    Action.REREAD: "verify",
+    Action.REVOKE_NEW: "revoke",
+    Action.RECHECK_NAME: "recheck",
+}
 
 
 class Recorder:
@@ -35,7 +45,8 @@ class Recorder:
         """Write under ``lease``; ``lost`` is set by the renewer when the lease cannot be kept."""
         self.ctx, self.lease, self.target = ctx, lease, target
         self.lost = lost or threading.Event()
-        #: Where this target's run is, for alerts and the failures metric: a step or "revoke".
+        #: Where this target's run is, for alerts and the failures metric: the call being made, in
+        #: the words the upstream error lines use (:data:`STEP_OF`, "revoke", "resolve", ...).
         self.step = "prepare"
 
     @property
@@ -46,8 +57,6 @@ class Recorder:
     def write(self, change: Change, point: str | None = None) -> None:
         """Record ``change``; then, if this is the test's crash point, stop dead."""
         self.ctx.journal.write(self.lease, change)
-        if change.rotation is not None:
-            self.step = change.rotation.step.value
         tell(self.ctx, lambda observer: observer.recorded(self.target.name, change))
         if point is not None:
             self.checkpoint(point)

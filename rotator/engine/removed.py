@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from rotator.core import evidence, rules
+from rotator.core.durations import stamp
 from rotator.core.errors import ConnectionNotFoundError, GitLabError, TargetFailedError
 from rotator.core.machine import advance
 from rotator.core.model import (
@@ -272,7 +273,7 @@ def plan_removed(journal: Journal, removed: Removed, now: datetime) -> RemovedPl
         if after is not None and after <= now:
             due.append(token)
         elif after is not None:
-            left.append(f"token {token.token_id} ({token.role.value}): revoke after {after:%Y-%m-%d %H:%M}Z")
+            left.append(f"token {token.token_id} ({token.role.value}): revoke after {stamp(after)}")
         elif removed.owner is not None:
             left.append(
                 f"token {token.token_id} ({token.role.value}): from a rotation that never finished;"

@@ -25,6 +25,7 @@ import structlog
 
 from rotator.core import evidence as ev
 from rotator.core import rules
+from rotator.core.durations import stamp
 from rotator.core.errors import GitLabError, TargetFailedError, UpstreamError
 from rotator.core.machine import advance
 from rotator.core.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
@@ -220,9 +221,9 @@ class Retirer:
         for token in self.ctx.journal.tokens(self.rec.key):
             if not (unrevocable(token) and token.expires_at and now >= expiry_instant(token.expires_at)):
                 continue
-            since = token.no_access_since.isoformat() if token.no_access_since else "?"
+            since = stamp(token.no_access_since) if token.no_access_since else "?"
             evidence = (
-                f"expired {token.expires_at.isoformat()} 00:00 UTC, not revoked: the manager had no"
+                f"expired {stamp(expiry_instant(token.expires_at))}, not revoked: the manager had no"
                 f" access to the project since {since}"
             )
             abandoned, _ = advance(token, ev.ExpiredUnrevoked(evidence))
@@ -344,7 +345,7 @@ class Retirer:
             state = self.rec.state()
             self.rec.write(Change(target=replace(state, hold_since=state.hold_since or now)))
             message = (
-                f"{self.target.name}: token {token.token_id} was used at {used.isoformat()},"
+                f"{self.target.name}: token {token.token_id} was used at {stamp(used)},"
                 f" after it was retired; revoke held ({self.revoke_anyway_hint()})"
             )
             raise self.rec.failed("in_use", message, backoff=False)

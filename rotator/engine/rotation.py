@@ -57,7 +57,7 @@ from rotator.core.spec import RotationSpec
 from rotator.engine.alerts import tell
 from rotator.engine.checks import check_connection
 from rotator.engine.context import Context, Scratch
-from rotator.engine.recorder import Recorder
+from rotator.engine.recorder import STEP_OF, Recorder
 from rotator.engine.retire import Retirer
 
 
@@ -221,6 +221,7 @@ class TargetRun(Retirer):
             )
 
     def _adopt(self, adopt: int) -> None:
+        self.rec.step = "adopt"
         owned = self.owned_elsewhere(adopt)
         if owned is not None:
             # Adopting it would rotate it away and revoke it under the target that owns it.
@@ -246,6 +247,7 @@ class TargetRun(Retirer):
             raise self.rec.failed("failed", str(refusal), backoff=False)
         record = TokenRecord(self.rec.key, info.id, info.name, Origin.ADOPTED, Role.CURRENT, info.expires_at)
         self.rec.write(Change(tokens=(record,)))
+        self.rec.step = "prepare"
 
     # -- the forward path: one loop over the core's actions -----------------------------------
     def verify(self, rotation: RotationRecord) -> bool:
@@ -285,6 +287,10 @@ class TargetRun(Retirer):
         The only place the forward path does I/O beyond the journal. ``cause`` is the evidence
         that licensed a clean-up (REVOKE_NEW, RECHECK_NAME).
         """
+        # The step alerts, the webhook and the failures metric name: the same word the upstream
+        # error lines use (rules.described), so a failure names one step wherever it is read.
+        failed_at = self.rec.step
+        self.rec.step = STEP_OF.get(action, self.rec.step)
         if action is Action.CREATE:
             return self._create(rotation, flight)
         if action is Action.SELF_CHECK:
@@ -293,7 +299,10 @@ class TargetRun(Retirer):
             return self._push(rotation, flight.live())
         if action is Action.REREAD:
             return self._reread(rotation, flight)
-        return self._clean_up(action, rotation, cause)
+        found = self._clean_up(action, rotation, cause)
+        # A clean-up that worked is not where the rotation failed: the step that caused it is.
+        self.rec.step = failed_at
+        return found
 
     def _clean_up(
         self, action: Action, rotation: RotationRecord, cause: evidence.RotationEvidence | None

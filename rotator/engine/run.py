@@ -20,6 +20,7 @@ from typing import Self
 import structlog
 
 from rotator.core.coalescing import CLOCK_SKEW_MARGIN, FORCED_TRIGGERS, coalesces, fast_clock_skew
+from rotator.core.durations import stamp
 from rotator.core.errors import (
     ConfigError,
     JournalDamagedError,
@@ -177,7 +178,7 @@ class Engine:
         """Why a configured target counts as failing (exit 1), from the journal alone; else None."""
         if key is None:
             return unresolved_reason(self.unresolved(target, key))
-        return failing_reason(state, now, self.ctx.journal.tokens(key))
+        return failing_reason(state, now, self.ctx.journal.tokens(key), target.name)
 
     def situation(self, target: RotationSpec, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
         """What the journal says about the target, offline."""
@@ -261,7 +262,7 @@ class Engine:
         if work.idle:
             if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:
                 # Nothing will be tried before the backoff ends, and the token is running out.
-                alert(self.ctx, target, key, "expiring", f"{target.name}: not rotated: {failing}")
+                alert(self.ctx, target, key, "expiring", f"not rotated: {failing}")
             return TargetReport(
                 target.name, "idle", failing is not None, failing or describe(work, situation, None)
             )
@@ -441,7 +442,10 @@ class Engine:
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
         failing = failing_reason(
-            self.ctx.journal.target(lease.key), self.ctx.clock(), self.ctx.journal.tokens(lease.key)
+            self.ctx.journal.target(lease.key),
+            self.ctx.clock(),
+            self.ctx.journal.tokens(lease.key),
+            target.name,
         )
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
@@ -463,7 +467,7 @@ def from_a_fast_clock(name: str, rotation: RotationRecord, now: datetime) -> boo
         "trigger.clock_skew",
         target=name,
         rotation=rotation.id,
-        recorded_at=(now + skew).isoformat(),
+        recorded_at=stamp(now + skew),
         skew_s=int(skew.total_seconds()),
         note="a journal time later than this clock is not recent; check the clocks of the replicas and nodes",
     )
@@ -502,23 +506,26 @@ def awaits_revoke(token: TokenRecord) -> bool:
 
 
 def failing_reason(
-    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord] = ()
+    state: TargetState | None, now: datetime, tokens: Sequence[TokenRecord] = (), name: str | None = None
 ) -> str | None:
     """Why a target counts as failing (exit 1), else None.
 
     Frozen, holding a revoke, holding a live token it has no access to revoke, or backing off.
+    The hints name the command to run for the target ``name`` (its configured name; by default
+    the name the journal recorded), ready to paste.
     """
     if state is None:
         return None
+    name = name or state.name
     if state.drift_since is not None:
-        return f"frozen by drift since {state.drift_since:%Y-%m-%d %H:%M}Z; run `rotate NAME --take-over`"
+        return f"frozen by drift since {stamp(state.drift_since)}; run `rotator rotate {name} --take-over`"
     if state.hold_since is not None:
-        return "a revoke is held: the old token is still in use (`rotate NAME --revoke-anyway`)"
+        return f"a revoke is held: the old token is still in use (`rotator rotate {name} --revoke-anyway`)"
     stuck = no_access_reason(now, tokens)
     if stuck is not None:
         return stuck
     if state.failures and state.backoff_until is not None and state.backoff_until > now:
-        return f"backing off after a failure until {state.backoff_until:%Y-%m-%d %H:%M}Z: {state.last_error}"
+        return f"backing off after a failure until {stamp(state.backoff_until)}: {state.last_error}"
     return None
 
 
@@ -528,7 +535,7 @@ def unresolved_reason(record: UnresolvedProject | None) -> str | None:
         return None
     times = "once" if record.failures == 1 else f"{record.failures} times in a row"
     return (
-        f"cannot resolve project {record.project} (failed {times} since {record.since:%Y-%m-%d %H:%M}Z):"
+        f"cannot resolve project {record.project} (failed {times} since {stamp(record.since)}):"
         f" {record.error}; check the path and that the manager token can read the project"
         " (retried every run)"
     )
@@ -564,8 +571,9 @@ def removed_failing_reason(
         for t in tokens
     )
     if state is not None and state.hold_since is not None and held:
-        since = f"{state.hold_since:%Y-%m-%d %H:%M}Z"
-        return f"a revoke is held since {since}: a retired token was used after it was retired"
+        return (
+            f"a revoke is held since {stamp(state.hold_since)}: a retired token was used after it was retired"
+        )
     return no_access_reason(now, tokens)
 
 
@@ -584,9 +592,7 @@ def describe(work: Work, situation: Situation, failing: str | None) -> str:
         parts.append(failing)
     if not parts:
         when = situation.due.next_due
-        parts.append(
-            f"nothing due; next {situation.due.reason} at {when:%Y-%m-%d %H:%M}Z" if when else "nothing due"
-        )
+        parts.append(f"nothing due; next {situation.due.reason} at {stamp(when)}" if when else "nothing due")
     return "; ".join(parts)
 
 

@@ -33,9 +33,10 @@ from tests.faults import ledger
 
 CREATE = "POST /api/v4/projects/:id/access_tokens"
 CRASHED = 70
-#: How a failure line looks: ``target=<name> step=<step> <upstream> <route> -> <status or cause>``.
+#: How a failure line looks: ``<name>[ (removed)]: <status>: … step=<step> <upstream> <route> -> <status
+#: or cause>`` (the result line names its target once, at its start).
 FAILURE_LINE = re.compile(
-    r"target=(?P<target>\S+) step=(?P<step>\S+) (?P<upstream>gitlab|infisical) .+ -> \S+"
+    r"^(?P<target>[^\s:]+)[^:]*: \S+: .*\bstep=(?P<step>\S+) (?P<upstream>gitlab|infisical) .+ -> \S+"
 )
 
 

@@ -266,7 +266,7 @@ def test_a_misspelt_key_comes_before_the_key_it_leaves_missing(tmp_path: Path) -
             "gitlab:\n  url:https://gitlab.example.com",
             (
                 "gitlab: must be a mapping (key: value lines, indented under it),"
-                " not 'url:https://gitlab.example.com' (a key needs a space after its colon: url: x) (line 1)"
+                " not text (a key needs a space after its colon: url: x) (line 1)"
             ),
         ),
         (
@@ -374,6 +374,68 @@ def _refusal(data: object) -> ConfigError | None:
     except ConfigError as error:
         return error
     return None
+
+
+# --- values that may be credentials ----------------------------------------------------------------
+
+#: What a careless operator may put where a mapping belongs: each holds a credential.
+SECRET_TEXT = "S3cretPassw0rd-9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        (
+            "state:\n  url: sqlite:///rotator-state.db",
+            f"state: postgresql://rotator:{SECRET_TEXT}@db:5432/rotator",
+            "state",
+        ),
+        (
+            "notify:\n  webhook_url: https://hooks.example.com/x",
+            f"notify: https://hooks.example.com/{SECRET_TEXT}",
+            "notify",
+        ),
+        ("gitlab:\n  url: https://gitlab.example.com", f"gitlab: {SECRET_TEXT}", "gitlab"),
+        ("    token:\n      lifetime: 30d", f"    token: {SECRET_TEXT}", "targets[0].token"),
+    ],
+)
+def test_text_where_a_mapping_belongs_is_not_quoted(tmp_path: Path, old: str, new: str, key: str) -> None:
+    """A section written as one line of text may be a credential (a database URL, a webhook, a token)."""
+    assert old in GOOD
+    config = tmp_path / "rotator.yaml"
+    config.write_text(GOOD.replace(old, new, 1))
+    done = run_in_process(["validate", "--config", str(config)], {})
+    assert done.code == 2
+    assert f"rotator: error: {key}: must be a mapping" in done.stderr
+    assert SECRET_TEXT[:6] not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f"glpat-{SECRET_TEXT[:20]}\n",  # a token file passed as --config
+        f"INFISICAL_CLIENT_SECRET={SECRET_TEXT}\nROTATOR_GITLAB_TOKEN=glpat-x\n",  # an env file
+    ],
+)
+def test_a_file_of_one_text_is_not_quoted(tmp_path: Path, content: str) -> None:
+    """``--config`` naming a secret's file by mistake: the error says what it is, never what it holds."""
+    config = tmp_path / "secret"
+    config.write_text(content)
+    done = run_in_process(["validate", "--config", str(config)], {})
+    assert done.code == 2
+    assert done.stderr.startswith("rotator: error: (file): must be a mapping")
+    assert SECRET_TEXT[:6] not in done.stderr + done.stdout
+
+
+def test_a_token_written_as_a_key_is_redacted(tmp_path: Path) -> None:
+    """A GitLab token pasted as a key (``glpat-...: x``) is named by its path, its value hidden."""
+    token = f"glpat-{SECRET_TEXT[:20]}"
+    config = tmp_path / "rotator.yaml"
+    config.write_text(GOOD.replace("gitlab:\n", f"gitlab:\n  {token}: x\n", 1))
+    done = run_in_process(["validate", "--config", str(config)], {})
+    assert done.code == 2
+    assert done.stderr.startswith("rotator: error: gitlab.[REDACTED]: unknown key")
+    assert SECRET_TEXT[:6] not in done.stderr
 
 
 # --- YAML that does not parse -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING
 
 from rotator.core.errors import ConfigError
+from rotator.core.redact import redact
 from rotator.doors import help as help_text
 from rotator.doors import options
 from rotator.doors.outcome import Outcome
@@ -277,7 +278,9 @@ def _main(argv: Sequence[str] | None) -> Outcome:
             return _run_demo()
         return _target_command(args)
     except ConfigError as error:
-        print(f"rotator: error: {error}", file=sys.stderr)
+        # Redacted: a usage error may quote what was written (a key, a name), and a token pasted
+        # in the wrong place is still a token.
+        print(f"rotator: error: {redact(str(error))}", file=sys.stderr)
         return Outcome.USAGE
 
 

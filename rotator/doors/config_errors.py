@@ -55,8 +55,11 @@ def retell(error: ErrorDetails) -> str:
     sentence = _sentence(kind, field, ctx)
     if error["input"] in ("", None):  # "must not be empty, not empty text" says it twice
         return sentence
-    hint = _colon_hint(error["input"]) if kind in _MAPPING_KINDS else ""
-    return f"{sentence}, not {describe(error['input'])}{hint}"
+    if kind in _MAPPING_KINDS:
+        # Never quoted: text where a section belongs is often what the operator meant to put in it,
+        # a credential among them (state: postgresql://user:password@..., notify: <webhook URL>).
+        return f"{sentence}, not {describe(error['input'], secret=True)}{_colon_hint(error['input'])}"
+    return f"{sentence}, not {describe(error['input'])}"
 
 
 _BARE = {
@@ -119,8 +122,13 @@ def _colon_hint(value: object) -> str:
     return ""
 
 
-def describe(value: object, *, quote: bool = True) -> str:
-    """``value`` as the file would show it: ``true``, ``30d``, ``'abc'``, ``a list``."""
+def describe(value: object, *, quote: bool = True, secret: bool = False) -> str:
+    """``value`` as the file would show it: ``true``, ``30d``, ``'abc'``, ``a list``.
+
+    ``secret``: text is named as such, never shown (it may be a credential written in the wrong place).
+    """
+    if secret and isinstance(value, str):
+        return "text" if value else "empty text"
     if value is None or isinstance(value, bool | int | float | str | timedelta):
         return _scalar(value, quote=quote)
     if isinstance(value, datetime):  # before date: a datetime is a date

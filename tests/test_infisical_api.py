@@ -466,6 +466,32 @@ def test_unanswered_logins_stop_before_a_third_could_lock_the_identity(
     assert make_api().get_connection(_conn_id(fakes)).id == _conn_id(fakes)  # the identity is not locked
 
 
+class _RefusedFirst(httpx.BaseTransport):
+    """Refuses the first ``times`` connections (nothing sent), then carries requests to the fakes."""
+
+    def __init__(self, times: int) -> None:
+        self.left, self.real = times, httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.left:
+            self.left -= 1
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return self.real.handle_request(request)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_logins_never_sent_do_not_count_towards_the_lockout(fakes: Fakes, make_api: MakeAPI) -> None:
+    """A refused connection sent no login, so it cannot have failed one: the run's retries get through."""
+    client = httpx.Client(transport=_RefusedFirst(3), timeout=5.0)
+    try:
+        assert make_api(client=client).get_connection(_conn_id(fakes)).id == _conn_id(fakes)
+    finally:
+        client.close()
+    assert _counts(fakes) == {LOGIN: 1, GET: 1}
+
+
 def test_lockout_is_not_retried(fakes: Fakes, make_api: MakeAPI) -> None:
     """A locked identity's 401 is raised after a single login attempt."""
     url = f"{fakes.seed.infisical_url}/api/v1/auth/universal-auth/login"

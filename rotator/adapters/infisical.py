@@ -336,9 +336,12 @@ class InfisicalAPI:
             )
             raise self._error(call, None, problem, not_applied=True)
         response, failure, lost = self._send(call, headers)
-        if response is None or response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        # A connection never made sent nothing (``lost`` is False): no login to have failed.
+        if (response is None and lost) or (
+            response is not None and response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR
+        ):
             self._unanswered_logins.append(self._monotonic())
-        elif response.is_success:
+        elif response is not None and response.is_success:
             self._unanswered_logins.clear()  # the secret is right: a lost login was no failure
         return response, failure, lost
 

@@ -131,6 +131,15 @@ def test_a_config_it_cannot_use_is_exit_1_naming_the_key(
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_log_variable_is_not_exit_2(tmp_path: Path) -> None:
+    """The probe logs nothing, so ROTATOR_LOG_LEVEL is not its business: still 0 or 1, never 2."""
+    with closed_port() as port:
+        arguments = ["healthcheck", "--config", str(config(tmp_path, f"127.0.0.1:{port}"))]
+        result = run_in_process(arguments, {"ROTATOR_LOG_LEVEL": "verbose", "ROTATOR_LOG_FORMAT": "xml"})
+    assert result.code == 1
+    assert result.stderr == f"rotator healthcheck: http://127.0.0.1:{port}/healthz: Connection refused\n"
+
+
 def test_a_config_without_daemon_listen_probes_its_default() -> None:
     """No daemon.listen in the config: daemon.listen's default, on loopback; other hosts as written."""
     assert DaemonSettings().listen == healthcheck.DEFAULT_LISTEN

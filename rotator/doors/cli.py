@@ -264,16 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> Outcome:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        # Before the log variables are read: the probe logs nothing, and must never exit 2.
+        from rotator.doors import healthcheck  # noqa: PLC0415 - reads daemon.listen, nothing else
+
+        return healthcheck.run(args.config, args.config_after, os.environ)
     try:
         args.log = options.log_options(args, os.environ)
         if args.command == "completion":
             return _print_completion(parser, args.shell)
         if args.command == "fakes":
             return _run_fakes(args)
-        if args.command == "healthcheck":
-            from rotator.doors import healthcheck  # noqa: PLC0415 - reads daemon.listen, nothing else
-
-            return healthcheck.run(args.config, args.config_after, os.environ)
         if args.command == "demo":
             return _run_demo()
         return _target_command(args)

@@ -101,6 +101,20 @@ def test_a_drift_hint_names_the_target_to_paste(h: Harness, infisical: httpx.Cli
     assert "NAME" not in ran.stdout + status.stdout
 
 
+def test_a_failing_target_keeps_its_last_error_in_the_table(h: Harness, infisical: httpx.Client) -> None:
+    """Frozen by drift: the failing line says what to run, the last error what was found (both hashes)."""
+    assert h.run("run-once").code == 0
+    other = h.fakes.gitlab.test_only_token(h.active_tokens(0)[-1])
+    assert patch_by_hand(infisical, h.fakes.gitlab.url, CONNECTIONS[0], other.value).status_code == 200
+    h.fakes.clock.advance(timedelta(minutes=61))
+    assert h.run("run-once").code == 1
+    drift = h.run("status", "--json").json()["targets"][0]["drift"]
+    shown = " ".join(h.run("status").stdout.split())
+    assert "app-deploy: failing: frozen by drift since" in shown
+    assert f"app-deploy: last error: drift: the connection holds {drift['observed']}" in shown
+    assert drift["expected"] in shown
+
+
 def test_status_history_and_plan_show_one_time_format(h: Harness) -> None:
     """Every time people read in status, history and plan is RFC 3339 UTC to the second."""
     assert h.run("run-once").code == 0

@@ -277,8 +277,11 @@ def status_table(report: Status, width: int = DEFAULT_WIDTH) -> str:
         # Below the table, not in a column: an upstream error is long, and cut short it says nothing.
         if t.failing_reason:
             lines += _wrapped(f"{t.target}: failing: {said_of(t.target, t.failing_reason)}", width)
-        elif t.last_error:
-            lines += _wrapped(f"{t.target}: last error: {said_of(t.target, t.last_error)}", width)
+        last_error = said_of(t.target, t.last_error) if t.last_error else None
+        # A failing reason says what to do (drift, a held revoke); the error what was found: both,
+        # unless the reason already quotes the error (backing off after a failure).
+        if last_error and last_error not in (t.failing_reason or ""):
+            lines += _wrapped(f"{t.target}: last error: {last_error}", width)
         untracked = t.untracked_tokens
         if untracked and untracked.tokens:
             tokens = describe_untracked(tuple((u.token_id, u.name, u.expires_at) for u in untracked.tokens))

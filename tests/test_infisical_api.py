@@ -475,7 +475,8 @@ class _RefusedFirst(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.left:
             self.left -= 1
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+            refused = "[Errno 111] Connection refused"
+            raise httpx.ConnectError(refused, request=request)
         return self.real.handle_request(request)
 
     def close(self) -> None:

@@ -495,8 +495,8 @@ def parse_config(data: object, *, base_dir: Path = Path(), locate: Locate | None
         raise ConfigError("(file)", "is empty; write gitlab: and targets: (see config/example.yaml)")
     if not isinstance(data, Mapping):
         # Never the text itself: a --config naming a token's or an env file by mistake would print it.
-        shown = describe(data, secret=True)
-        problem = f"must be a mapping with gitlab:, targets: and optional sections, not {shown}"
+        written = describe(data, secret=True)
+        problem = f"must be a mapping with gitlab:, targets: and optional sections, not {written}"
         raise ConfigError("(file)", problem)
     raw = dict(data)
     _refuse_unknown_keys(raw, where)

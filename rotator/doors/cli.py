@@ -136,7 +136,9 @@ def _plan(plan: argparse.ArgumentParser) -> None:
 
 
 def _status(status: argparse.ArgumentParser) -> None:
-    status.add_argument("--json", action="store_true", help='print {"as_of": ..., "targets": [...]}')
+    status.add_argument(
+        "--json", action="store_true", help='print {"as_of": ..., "targets": [...], "removed": [...]}'
+    )
 
 
 def _history(history: argparse.ArgumentParser) -> None:

@@ -19,6 +19,8 @@ LOGIN = "POST /api/v1/auth/universal-auth/login"
 GET_CONNECTION = "GET /api/v1/app-connections/gitlab/:connectionId"
 LOCKOUT = "not retried: repeated failures lock the identity"
 UNKNOWN_CONNECTION = "00000000-0000-4000-8000-000000000000"
+#: adopt_token_id's line when its project could not be read: shown as skipped, not left out.
+UNREAD = "not checked: the project could not be read (above)"
 
 
 @pytest.fixture
@@ -94,7 +96,9 @@ def test_a_refused_gitlab_token_names_the_variable_it_came_from(
             f" (401: 401 Unauthorized): fix {variable}"
         ),
         f"skip    app-deploy: project acme/app: not checked: GitLab refused {variable} (above)",
+        f"skip    app-deploy: adopt_token_id 1: {UNREAD}",
         f"skip    api-deploy: project acme/api: not checked: GitLab refused {variable} (above)",
+        f"skip    api-deploy: adopt_token_id 2: {UNREAD}",
     ]
     assert _gitlab_calls(h) == {SELF: 1}
     assert wrong not in result.stdout + result.stderr
@@ -197,7 +201,9 @@ def test_an_unreachable_upstream_is_named_by_its_address(h: Harness, closed_port
         expected = [
             f"PROBLEM gitlab: manager token: cannot reach {down}: connection refused",
             "skip    app-deploy: project acme/app: not checked: GitLab could not be reached (above)",
+            f"skip    app-deploy: adopt_token_id 1: {UNREAD}",
             "skip    api-deploy: project acme/api: not checked: GitLab could not be reached (above)",
+            f"skip    api-deploy: adopt_token_id 2: {UNREAD}",
         ]
     else:
         skipped = "not checked: Infisical could not be reached (above)"
@@ -249,6 +255,7 @@ def test_check_sends_each_request_once_where_run_once_retries(h: Harness) -> Non
             " no answer (ConnectionError)"
         ),
         "skip    app-deploy: project acme/app: not checked: GitLab did not answer (above)",
+        f"skip    app-deploy: adopt_token_id 1: {UNREAD}",
     ]
     assert _gitlab_calls(h) == {SELF: 1}
     h.fakes.gitlab.reset_calls()
@@ -310,3 +317,13 @@ def test_the_daemon_sends_a_refused_login_once(fakes: Fakes, tmp_path: Path) -> 
     assert daemon.stop() == 0
     assert ready.status_code == 503
     assert _infisical_calls(h) == {LOGIN: 1}
+
+
+def test_a_short_grace_is_warned_in_the_configs_own_words(h: Harness) -> None:
+    """A grace inside the 15m still-in-use margin is warned as written (10m), not as 0:10:00."""
+    h.write_config(grace="10m")
+    result = h.run("check")
+    assert _lines(result, "warn") == [
+        f"warn    {name}: grace 10m is shorter than the 15m still-in-use margin"
+        for name in ("app-deploy", "api-deploy")
+    ], result.stdout

@@ -8,6 +8,7 @@ the point.
 import json
 import logging
 import os
+import re
 import subprocess
 
 from pathlib import Path
@@ -79,11 +80,13 @@ def test_a_chosen_level_drops_the_info_lines(
 
 
 def test_console_format_off_a_terminal(h: Harness) -> None:
-    """--log-format console: readable lines at info even off a terminal, and no JSON."""
+    """--log-format console: readable lines at info even off a terminal, no JSON, times to the second."""
     done = h.run("run-once", extra_env={"ROTATOR_LOG_FORMAT": "console"})
     assert done.code == 0, done.stderr
     assert _events(done) == []
     assert "[info" in done.stderr
+    stamps = [line.split(" ", 1)[0] for line in done.stderr.splitlines() if "[info" in line]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps), stamps  # RFC 3339, no µs
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,8 @@ def test_the_try_it_steps_rotate_and_the_clock_offset_shows_the_revoke(tmp_path:
     with fakes_process(port) as world:
         assert "rm -f config/rotator-state.db*" in world.printed
         assert "ROTATOR_TEST_CLOCK_OFFSET=61m" in world.printed
+        # Not the default ports: the fakes say the example config as written would miss them.
+        assert "# config/example.yaml expects 127.0.0.1:8929 and :8930: use a copy" in world.printed
         shell.paste(world)
         for line in first:
             result = shell.run(line)

@@ -101,7 +101,9 @@ def configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # A person reads the console: the one time format, to the second (core.durations.stamp);
+            # JSON keeps the microseconds a log pipeline orders by.
+            structlog.processors.TimeStamper(fmt="iso" if as_json else "%Y-%m-%dT%H:%M:%SZ", utc=True),
             # structlog's dict tracebacks show locals by default: a token in a frame would leak.
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
             if as_json

@@ -50,6 +50,8 @@ EXIT_CODES: Mapping[Outcome, int] = MappingProxyType(
 #: The most rows ``history --limit`` may ask for (a bound SQLite's LIMIT can hold, and a screenful of audit).
 HISTORY_LIMIT = 10_000
 
+#: Where `rotator fakes` puts GitLab (Infisical on the next port): config/example.yaml names both.
+FAKES_PORT = 8929
 #: The commands that act on the configured targets: each reads ``--config`` (before or after it).
 TARGET_COMMANDS = ("run-once", "rotate", "plan", "status", "history", "check", "validate", "daemon", "forget")
 #: The commands that write log lines (on stderr): they take the log options after them too.
@@ -135,7 +137,9 @@ def _plan(plan: argparse.ArgumentParser) -> None:
 
 
 def _status(status: argparse.ArgumentParser) -> None:
-    status.add_argument("--json", action="store_true", help='print {"as_of": ..., "targets": [...]}')
+    status.add_argument(
+        "--json", action="store_true", help='print {"as_of": ..., "targets": [...], "removed": [...]}'
+    )
 
 
 def _history(history: argparse.ArgumentParser) -> None:
@@ -164,7 +168,7 @@ def _fakes(fakes: argparse.ArgumentParser) -> None:
     fakes.add_argument(
         "--port",
         type=int,
-        default=8929,
+        default=FAKES_PORT,
         help="GitLab's port; Infisical takes the next (default: %(default)s)",
     )
     fakes.add_argument("--json", action="store_true", help="print the seed as one JSON object")
@@ -220,6 +224,12 @@ def _run_fakes(args: argparse.Namespace) -> Outcome:
             print("# for rotator, in another shell:")
             for name, value in seed.environment().items():
                 print(f"export {name}={value}")
+            if (args.host, args.port) != ("127.0.0.1", FAKES_PORT):
+                # config/example.yaml names the default ports: as written it would miss these fakes.
+                print(
+                    f"# config/example.yaml expects 127.0.0.1:{FAKES_PORT} and :{FAKES_PORT + 1}: use a copy"
+                )
+                print("# whose gitlab.url and infisical.url are the two URLs above.")
             print("# ROTATOR_TEST_HOOKS arms ROTATOR_TEST_CLOCK_OFFSET against these fakes only:")
             print(
                 "#   ROTATOR_TEST_CLOCK_OFFSET=61m rotator run-once   # revokes past the example's 1h grace"

@@ -24,7 +24,7 @@ from typing import Protocol
 import structlog
 
 from rotator.adapters.logs import configure
-from rotator.core.durations import human_duration, in_days, stamp
+from rotator.core.durations import format_duration, human_duration, in_days, stamp
 from rotator.core.errors import ConfigError, ConnectionNotFoundError, LeaseLostError, UpstreamError, said_of
 from rotator.core.model import Lease, TargetKey
 from rotator.core.ports import Journal
@@ -316,13 +316,17 @@ def _check_target(
     if "api" not in target.token.scopes:
         print(f"warn    {target.name}: token.scopes lack api; Infisical's GitLab syncs need it")
     if target.grace < _IN_USE_MARGIN and target.hold_revoke_if_used:
-        print(f"warn    {target.name}: grace {target.grace} is shorter than the 15m still-in-use margin")
+        grace = format_duration(target.grace)  # as written in the config: 10m, not 0:10:00
+        print(f"warn    {target.name}: grace {grace} is shorter than the 15m still-in-use margin")
     adopt = target.adopt_token_id
-    if adopt is not None and project_ids:
-        owner = TargetKey(rt.config.gitlab.url, project_ids[0], target.connection_id)
-        item(
-            f"{target.name}: adopt_token_id {adopt}", lambda: _adoptable(rt, journal, owner, adopt), "gitlab"
-        )
+    if adopt is None:
+        return
+    label = f"{target.name}: adopt_token_id {adopt}"
+    if not project_ids:  # the project line above says why; an item left out would read as passed
+        print(f"skip    {label}: not checked: the project could not be read (above)")
+        return
+    owner = TargetKey(rt.config.gitlab.url, project_ids[0], target.connection_id)
+    item(label, lambda: _adoptable(rt, journal, owner, adopt), "gitlab")
 
 
 def _manager(rt: wiring.Runtime) -> str | None:

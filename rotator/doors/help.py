@@ -47,6 +47,8 @@ LOGS = Variable(
 VARIABLES = (CONFIG, GITLAB, INFISICAL, WEBHOOK, API, LOGS)
 _UPSTREAM = (CONFIG, GITLAB, INFISICAL, WEBHOOK, LOGS)
 _USAGE = "2 bad config or usage, naming the key or variable at fault"
+#: For the commands that read no config: only the command line can be wrong.
+_BAD_USAGE = "2 a usage error (an unknown option or value)"
 #: Where a variable's description starts, and the width the exit codes are wrapped to.
 _COLUMN, _WIDTH = 32, 100
 
@@ -184,9 +186,10 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             ("rotator --config rotator.yaml rotate app-deploy",),
         ),
         "plan": Page(
-            "what run-once would do, per target, with reasons; sends no mutation upstream",
-            "Say what run-once would do for each target, and why. It reads GitLab and Infisical but sends"
-            "\nno create, PATCH or DELETE, and reads the journal without creating it.",
+            "what run-once would do, per target, with reasons; sends nothing upstream",
+            "Say what run-once would do for each target, and why, from the journal alone (read without"
+            "\ncreating it): it sends nothing upstream, so it cannot see drift or a lost journal that no"
+            "\nrun has met yet. The secrets must be set, as for run-once.",
             _UPSTREAM,
             f"0 the plan, due work included; {_FAILING}; {_USAGE}",
             ("rotator --config rotator.yaml plan --target app-deploy",),
@@ -211,7 +214,8 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             "preflight without side effects: config, credentials, roles, connections",
             "Preflight without side effects: the config, both credentials, the manager's role on each"
             "\nproject, each connection, and that adopt_token_id is the connection's token and nobody"
-            "\nelse's. One line per check: ok, warn or PROBLEM.",
+            "\nelse's. One line per check: ok, info, warn, PROBLEM, or skip (not asked: an earlier"
+            "\nline says why). Each request is sent once, with a connect timeout of at most 5 s.",
             _UPSTREAM,
             f"0 every check passed; 1 any PROBLEM line; {_USAGE}",
             ("rotator --config rotator.yaml check",),
@@ -260,14 +264,14 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             "a full rotation cycle against the fakes, narrated and proved; needs no config or secret",
             _DEMO,
             (),
-            "0 the proof holds; 1 a run failed, the proof does not hold, or Ctrl-C",
+            f"0 the proof holds; 1 a run failed, the proof does not hold, or Ctrl-C; {_BAD_USAGE}",
             ("rotator demo",),
         ),
         "fakes": Page(
             "start a fake GitLab and a fake Infisical on loopback, seeded for config/example.yaml",
             _FAKES,
             (),
-            f"0 stopped by Ctrl-C or SIGTERM; 1 cannot listen on the port; {_USAGE}",
+            f"0 stopped by Ctrl-C or SIGTERM; 1 cannot listen on the port; {_BAD_USAGE}",
             (
                 "rotator fakes                 # then, in another shell, export the printed variables",
                 "rotator fakes --port 0 --json # machine-readable, for scripts and tests",
@@ -277,7 +281,7 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             "print a shell completion script (bash, zsh or tcsh)",
             _COMPLETION,
             (),
-            f"0 printed; {_USAGE} (an unknown shell)",
+            "0 printed; 2 a usage error (an unknown shell)",
             (
                 "rotator completion bash > ~/.local/share/bash-completion/completions/rotator",
                 'rotator completion zsh > "${fpath[1]}/_rotator"',

@@ -1,25 +1,33 @@
-# rotator's container image: `docker build -t rotator:0.1.0.dev0 --build-arg VERSION=0.1.0.dev0 .` (the package version)
+# rotator's container image. Build it with the package's version (README, "The container image"):
+#   version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+#   docker build --build-arg VERSION="$version" --build-arg SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" -t "rotator:$version" .
+# (`buildah bud --format docker` takes the same arguments; CI builds it so, on a stand-in base.)
 #
 # Two stages on one pinned base image. The first builds rotator's wheel from the source tree; the
-# second installs that wheel, and the dependencies pip resolves for it, into a virtual environment
-# at /opt/rotator. Only the wheel crosses from the first stage, never the source tree, and the final
-# image is what `.ci/install-check` reproduces without Docker (same wheel, same install).
+# second installs the locked dependencies (requirements.lock, every file pinned by hash) and that
+# wheel into a virtual environment at /opt/rotator. Only the wheel and the lock cross into the
+# final image, never the source tree; `.ci/install-check` repeats this install without a container
+# and `.ci/image` builds and runs the image itself.
 #
 # Run it with a read-only root filesystem, as the non-root user it declares (one command, shown
 # on several lines):
 #   docker run --read-only --tmpfs /tmp -v rotator-state:/var/lib/rotator -p 8080:8080
 #     -v "$PWD/rotator.yaml:/etc/rotator/rotator.yaml:ro"
 #     -e ROTATOR_GITLAB_TOKEN -e ROTATOR_INFISICAL_CLIENT_ID -e ROTATOR_INFISICAL_CLIENT_SECRET
-#     rotator
+#     "rotator:$version"
 # The configuration must put the journal on the state volume, by an absolute path:
 #   state: {url: "sqlite:////var/lib/rotator/state.db"}
 # (a relative sqlite path is resolved against the config file's folder, which is read-only here).
 # Secrets come from the environment at run time (or *_FILE variables); none is in any layer.
 
-# The base image is pinned by tag (one tag, used by both stages, so the venv built for one
-# interpreter runs on the same interpreter). Pin by digest as well where builds must be
-# bit-for-bit reproducible: python:3.11.11-slim-bookworm@sha256:...
-FROM python:3.11.11-slim-bookworm AS build
+# The base image, pinned by tag: one for both stages, so that the venv built for one interpreter
+# runs on the same interpreter. A mirror or an internal registry replaces it with
+# `--build-arg BASE_IMAGE=registry.example.com/python:3.11.11-slim-bookworm`; any Debian-like
+# image with python (3.11+, with venv and pip), groupadd and useradd will do. Pin by digest as
+# well where builds must be bit-for-bit reproducible: python:3.11.11-slim-bookworm@sha256:...
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
 
 # No bytecode or pip cache in this stage either: nothing here ships, but it keeps the layer small.
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -32,11 +40,14 @@ WORKDIR /src
 # database) can never end up in a layer even if .dockerignore misses it.
 COPY pyproject.toml README.md ./
 COPY rotator/ rotator/
-# --no-deps: this stage builds rotator's own wheel only; the final stage resolves the dependencies.
+# --no-deps: this stage builds rotator's own wheel only; the final stage installs the locked
+# dependencies. SOURCE_DATE_EPOCH (the commit's time: `git log -1 --format=%ct`) stamps every
+# file in the wheel, so two builds of one commit give the same wheel, byte for byte.
+ARG SOURCE_DATE_EPOCH
 RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 
 
-FROM python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 # A fixed, numeric, non-root user and group. Fixed ids let a Kubernetes securityContext
 # (runAsUser/fsGroup 10001) and a volume's ownership agree with the image; no home, no shell.
@@ -45,14 +56,25 @@ RUN groupadd --system --gid 10001 rotator \
             --home-dir /var/lib/rotator --shell /usr/sbin/nologin rotator \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/rotator
 
-# The wheel from the first stage. COPY --from (rather than RUN --mount) works with every builder,
-# BuildKit or not (kaniko, buildah). The wheel stays in this layer: about 150 kB.
-COPY --from=build /wheels/ /tmp/wheels/
+# The dependencies first, from the lock alone (a layer that stays cached until the lock changes):
+# --require-hashes installs exactly the files the lock names, or fails. Refresh the lock with the
+# command at its top (uv pip compile ...).
+COPY requirements.lock /tmp/requirements.lock
 # A venv keeps rotator and its dependencies apart from the base image's own Python packages.
 # pip compiles the .pyc files here, at build time, so that start-up (which matters for the
 # CronJob mode) reads them and nothing is written at run time.
 RUN python -m venv /opt/rotator \
- && /opt/rotator/bin/pip install --no-cache-dir --disable-pip-version-check /tmp/wheels/rotator-*.whl \
+ && /opt/rotator/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+        -r /tmp/requirements.lock \
+ && rm /tmp/requirements.lock
+
+# Then the wheel from the first stage, --no-deps: its dependencies are the locked ones above, and
+# `pip check` fails the build if the lock no longer satisfies what pyproject.toml asks for.
+# COPY --from (rather than RUN --mount) works with every builder, BuildKit or not (kaniko, buildah).
+COPY --from=build /wheels/ /tmp/wheels/
+RUN /opt/rotator/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        /tmp/wheels/rotator-*.whl \
+ && /opt/rotator/bin/pip check \
  && rm -rf /tmp/wheels
 
 # PYTHONDONTWRITEBYTECODE: the root filesystem is read-only at run time, so never try to write
@@ -76,14 +98,17 @@ ENV PATH="/opt/rotator/bin:${PATH}" \
 WORKDIR /var/lib/rotator
 VOLUME ["/var/lib/rotator"]
 
-# For the OCI labels only; they change nothing at run time, and come after every RUN so that a
-# new version does not invalidate the install layer's cache. CI passes the release (VERSION, e.g.
-# the git tag), the commit (REVISION) and the repository's address (SOURCE_URL), e.g.
-#   --build-arg VERSION="$CI_COMMIT_TAG" --build-arg REVISION="$CI_COMMIT_SHA"
-#   --build-arg SOURCE_URL="$CI_PROJECT_URL"
-ARG VERSION=0.1.0.dev0
+# For the OCI labels only; they come after every install so that a new version does not
+# invalidate the install layers' cache. VERSION is the package's version, required: the build
+# stops unless `rotator --version` says the same, so the label never disagrees with the program.
+# CI may add the commit (REVISION) and the repository's address (SOURCE_URL):
+#   --build-arg REVISION="$CI_COMMIT_SHA" --build-arg SOURCE_URL="$CI_PROJECT_URL"
+ARG VERSION
 ARG REVISION=""
 ARG SOURCE_URL=""
+RUN test "rotator ${VERSION}" = "$(rotator --version)" \
+ || { echo "VERSION=${VERSION} is not the package's version ($(rotator --version)): pass" \
+           "--build-arg VERSION=<pyproject.toml's project.version>" >&2; exit 1; }
 
 LABEL org.opencontainers.image.title="rotator" \
       org.opencontainers.image.description="Keeps GitLab project access tokens fresh inside Infisical, safely." \

@@ -286,6 +286,9 @@ def _main(argv: Sequence[str] | None) -> Outcome:
         if args.command == "fakes":
             return _run_fakes(args)
         if args.command == "demo":
+            from rotator.doors import scratch  # noqa: PLC0415
+
+            scratch.check(os.environ, None)  # its journal is in its own scratch folder
             return _run_demo()
         return _target_command(args)
     except ConfigError as error:
@@ -357,4 +360,8 @@ def _target_command(args: argparse.Namespace) -> Outcome:
     config = wiring.load(options.config_path(args), os.environ)
     if args.command in {"run-once", "rotate", "plan"}:
         _require_targets(args, config)
+    if args.command != "validate":  # validate opens no journal and writes nothing
+        from rotator.doors import scratch  # noqa: PLC0415
+
+        scratch.check(os.environ, wiring.journal_path(config).parent)
     return handlers[args.command](args, config)

@@ -21,6 +21,7 @@ import urllib.request
 
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 
 UID = "10001"
@@ -49,7 +50,7 @@ SECRET_NAME = re.compile(r"token|secret|credential", re.IGNORECASE)
 CODE = re.compile(r"\.(py|pyc|pyi|so|h|rb|pl|pm|sh)$|/__pycache__/")
 
 
-class Failure(Exception):
+class SmokeError(Exception):
     """A check failed: the message says which and what was seen."""
 
 
@@ -62,14 +63,18 @@ def ok(text: str) -> None:
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``podman ARGS``, captured; a non-zero exit is a Failure unless ``check`` is false."""
+    """``podman ARGS``, captured; a non-zero exit is a SmokeError unless ``check`` is false."""
     done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
-        raise Failure(f"podman {' '.join(args[:3])} ... exited {done.returncode}: {done.stderr.strip()[-800:]}")
+        raise SmokeError(
+            f"podman {' '.join(args[:3])} ... exited {done.returncode}: {done.stderr.strip()[-800:]}"
+        )
     return done
 
 
-def run(image: str, *args: str, options: tuple[str, ...] = (), tmpfs: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    image: str, *args: str, options: tuple[str, ...] = (), tmpfs: bool = True
+) -> subprocess.CompletedProcess[str]:
     """One container to completion: ``podman run --rm HARDENED [--tmpfs /tmp] OPTIONS IMAGE ARGS``."""
     return podman("run", "--rm", *HARDENED, *(TMPFS if tmpfs else []), *options, image, *args, check=False)
 
@@ -82,15 +87,15 @@ def check_config(image: str, version: str) -> None:
     inspected = json.loads(podman("image", "inspect", image).stdout)[0]
     config = inspected["Config"]
     if config.get("User") != f"{UID}:{UID}":
-        raise Failure(f"the image runs as {config.get('User')!r}, not {UID}:{UID}")
+        raise SmokeError(f"the image runs as {config.get('User')!r}, not {UID}:{UID}")
     label = config.get("Labels", {}).get("org.opencontainers.image.version")
     if label != version:
-        raise Failure(f"label org.opencontainers.image.version is {label!r}, the package is {version}")
+        raise SmokeError(f"label org.opencontainers.image.version is {label!r}, the package is {version}")
     if config.get("Entrypoint") != ["rotator"] or config.get("Cmd") != ["daemon"]:
-        raise Failure(f"entrypoint {config.get('Entrypoint')} and command {config.get('Cmd')}")
+        raise SmokeError(f"entrypoint {config.get('Entrypoint')} and command {config.get('Cmd')}")
     health = (inspected.get("Healthcheck") or config.get("Healthcheck") or {}).get("Test")
     if health != ["CMD", "rotator", "healthcheck"]:
-        raise Failure(f"HEALTHCHECK is {health} (built without --format docker?)")
+        raise SmokeError(f"HEALTHCHECK is {health} (built without --format docker?)")
     ok(f"user {config['User']}, label version {label}, rotator daemon, HEALTHCHECK rotator healthcheck")
 
 
@@ -139,7 +144,7 @@ def check_layers(image: str, folder: Path) -> None:
                 problems += _layer_problems(layer)
     archive.unlink()
     if problems:
-        raise Failure("secrets or state in the image's layers:\n      " + "\n      ".join(problems[:20]))
+        raise SmokeError("secrets or state in the image's layers:\n      " + "\n      ".join(problems[:20]))
     ok(f"{len(layers)} layers scanned: no state file, secret-looking file, token value or private key")
 
 
@@ -150,7 +155,7 @@ def check_version(image: str, version: str) -> None:
     """``rotator --version`` is the package's version (and the label's: check_config)."""
     done = run(image, "--version", options=("--network", "none"))
     if done.returncode != 0 or done.stdout.strip() != f"rotator {version}":
-        raise Failure(f"--version: exit {done.returncode}, {done.stdout.strip()!r} (package {version})")
+        raise SmokeError(f"--version: exit {done.returncode}, {done.stdout.strip()!r} (package {version})")
     ok(f"--version: {done.stdout.strip()}")
 
 
@@ -159,7 +164,7 @@ def check_demo(image: str) -> None:
     done = run(image, "demo", options=("--network", "none"))
     last = done.stdout.strip().splitlines()[-1:] or [""]
     if done.returncode != 0 or not last[0].startswith("demo passed"):
-        raise Failure(f"demo: exit {done.returncode}: {last[0]} {done.stderr.strip()[-400:]}")
+        raise SmokeError(f"demo: exit {done.returncode}: {last[0]} {done.stderr.strip()[-400:]}")
     ok(f"demo: {last[0]}")
 
 
@@ -183,7 +188,7 @@ def _until(what: str, probe: Callable[[], bool], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not probe():
         if time.monotonic() > deadline:
-            raise Failure(f"timed out after {seconds:.0f}s waiting for {what}")
+            raise SmokeError(f"timed out after {seconds:.0f}s waiting for {what}")
         time.sleep(0.3)
 
 
@@ -202,7 +207,7 @@ class World:
         """``rotator fakes --port 0 --json`` from the same image; its seed becomes the config."""
         podman("run", "--detach", "--name", self.fakes, *HARDENED, *TMPFS, "--network", "host",
                self.image, "fakes", "--port", "0", "--json")  # fmt: skip
-        seed: dict[str, object] = {}
+        seed: dict[str, Any] = {}
 
         def printed() -> bool:
             lines = podman("logs", self.fakes).stdout.splitlines()
@@ -211,6 +216,8 @@ class World:
             return bool(seed)
 
         _until("the fakes' seed", printed)
+        paths, connections = list(seed["project_paths"]), list(seed["connection_ids"])
+        held = list(seed["adopt_token_ids"])
         config = {
             "gitlab": {"url": seed["gitlab_url"]},
             "infisical": {"url": seed["infisical_url"]},
@@ -218,10 +225,15 @@ class World:
             "daemon": {"listen": f"127.0.0.1:{self.port}"},
             "defaults": {"grace": "1h", "token": {"scopes": ["api"], "lifetime": "30d"}},
             "targets": [
-                {"name": f"{path.rsplit('/', 1)[-1]}-deploy", "project": path, "connection_id": conn, "adopt_token_id": held}
-                for path, conn, held in zip(seed["project_paths"], seed["connection_ids"], seed["adopt_token_ids"], strict=True)  # type: ignore[call-overload]
+                {
+                    "name": f"{p.rsplit('/', 1)[-1]}-deploy",
+                    "project": p,
+                    "connection_id": c,
+                    "adopt_token_id": t,
+                }
+                for p, c, t in zip(paths, connections, held, strict=True)
             ],
-        }  # fmt: skip
+        }
         (self.folder / "rotator.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
         (self.folder / "rotator.yaml").chmod(0o644)
         # Passed to podman by name (-e NAME), from its environment: no value on any command line.
@@ -234,7 +246,12 @@ class World:
 
     def _options(self) -> list[str]:
         names = [word for name in self.env for word in ("--env", name)]
-        mounts = ["--volume", f"{self.volume}:{STATE}", "--volume", f"{self.folder / 'rotator.yaml'}:{CONFIG}:ro"]
+        mounts = [
+            "--volume",
+            f"{self.volume}:{STATE}",
+            "--volume",
+            f"{self.folder / 'rotator.yaml'}:{CONFIG}:ro",
+        ]
         return ["--network", "host", *mounts, *names]
 
     def podman_env(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -246,23 +263,35 @@ class World:
         """The daemon without a writable /tmp: exit 2 naming TMPDIR, nothing written to the volume."""
         done = self.podman_env("run", "--rm", *HARDENED, *self._options(), self.image)
         if done.returncode != 2 or "TMPDIR: /tmp: cannot write a scratch file" not in done.stderr:
-            raise Failure(f"daemon without --tmpfs /tmp: exit {done.returncode}: {done.stderr.strip()[-400:]}")
+            raise SmokeError(
+                f"daemon without --tmpfs /tmp: exit {done.returncode}: {done.stderr.strip()[-400:]}"
+            )
         ok("daemon without --tmpfs /tmp: exit 2, TMPDIR named, the state volume untouched")
 
     def run_daemon(self) -> str:
-        """Start the image's default command; wait for /healthz and /readyz; return /metrics."""
-        done = self.podman_env("run", "--detach", "--name", self.daemon, *HARDENED, *TMPFS, *self._options(), self.image)
+        """Start the image's default command; wait for /healthz and /readyz; return the base URL."""
+        done = self.podman_env(
+            "run", "--detach", "--name", self.daemon, *HARDENED, *TMPFS, *self._options(), self.image
+        )
         if done.returncode != 0:
-            raise Failure(f"podman run daemon: {done.stderr.strip()[-400:]}")
+            raise SmokeError(f"podman run daemon: {done.stderr.strip()[-400:]}")
         base = f"http://127.0.0.1:{self.port}"
         for route in ("/healthz", "/readyz"):
-            _until(f"GET {route} 200", lambda route=route: self._alive() and _get(base + route)[0] == 200)
+
+            def answers(url: str = base + route) -> bool:
+                return self._alive() and _get(url)[0] == 200
+
+            _until(f"GET {route} 200", answers)
         # The process as the host sees it: the user the image declares, whoever started it.
         pid = podman("inspect", "--format", "{{.State.Pid}}", self.daemon).stdout.strip()
         status = Path(f"/proc/{pid}/status").read_text()
-        ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines() if line[:4] in {"Uid:", "Gid:"}}
+        ids = {
+            line.split(":")[0]: line.split()[1:]
+            for line in status.splitlines()
+            if line[:4] in {"Uid:", "Gid:"}
+        }
         if ids != {"Uid": [UID] * 4, "Gid": [UID] * 4}:
-            raise Failure(f"the daemon runs as {ids}, not uid and gid {UID}")
+            raise SmokeError(f"the daemon runs as {ids}, not uid and gid {UID}")
         ok(f"GET /healthz 200, GET /readyz 200; the daemon runs as uid {UID}, gid {UID}")
         return base
 
@@ -270,7 +299,7 @@ class World:
         state = podman("inspect", "--format", "{{.State.Status}}", self.daemon, check=False).stdout.strip()
         if state != "running":
             logs = podman("logs", self.daemon, check=False)
-            raise Failure(f"the daemon is {state or 'gone'}: {(logs.stdout + logs.stderr).strip()[-800:]}")
+            raise SmokeError(f"the daemon is {state or 'gone'}: {(logs.stdout + logs.stderr).strip()[-800:]}")
         return True
 
     def stop_daemon(self) -> None:
@@ -280,16 +309,20 @@ class World:
         logs = podman("logs", self.daemon)
         podman("rm", self.daemon)
         if code != "0":
-            raise Failure(f"the daemon exited {code} on SIGTERM: {(logs.stdout + logs.stderr).strip()[-800:]}")
+            raise SmokeError(
+                f"the daemon exited {code} on SIGTERM: {(logs.stdout + logs.stderr).strip()[-800:]}"
+            )
         if TOKEN.search((logs.stdout + logs.stderr).encode()):
-            raise Failure("the daemon's logs hold a token value")
+            raise SmokeError("the daemon's logs hold a token value")
         ok("SIGTERM: exit 0; no token value in its logs")
 
     def history(self) -> list[dict[str, object]]:
         """``rotator history --json`` on the state volume, from a one-off container."""
-        done = self.podman_env("run", "--rm", *HARDENED, *TMPFS, *self._options(), self.image, "history", "--json")
+        done = self.podman_env(
+            "run", "--rm", *HARDENED, *TMPFS, *self._options(), self.image, "history", "--json"
+        )
         if done.returncode != 0:
-            raise Failure(f"history --json: exit {done.returncode}: {done.stderr.strip()[-400:]}")
+            raise SmokeError(f"history --json: exit {done.returncode}: {done.stderr.strip()[-400:]}")
         rows: list[dict[str, object]] = json.loads(done.stdout)
         return rows
 
@@ -298,11 +331,20 @@ class World:
         for name in (self.daemon, self.fakes):
             podman("rm", "--force", "--time", "5", name, check=False)
         podman("volume", "rm", "--force", self.volume, check=False)
+        # And the anonymous volumes the image's VOLUME gave the one-off containers (this store only).
+        podman("volume", "prune", "--force", check=False)
 
 
 def _rotated(metrics: str, target: str) -> float:
-    found = re.search(rf'^rotator_rotations_total\{{(?=[^}}]*outcome="succeeded")(?=[^}}]*target="{target}")[^}}]*\}} (\S+)', metrics, re.MULTILINE)  # fmt: skip
-    return float(found[1]) if found else 0.0
+    """``rotator_rotations_total{outcome="succeeded", target=TARGET}``, 0 if absent."""
+    for line in metrics.splitlines():
+        name, _, rest = line.partition("{")
+        labels, _, value = rest.partition("} ")
+        if name == "rotator_rotations_total" and {'outcome="succeeded"', f'target="{target}"'} <= set(
+            labels.split(",")
+        ):
+            return float(value)
+    return 0.0
 
 
 def check_daemon(world: World) -> None:
@@ -311,7 +353,10 @@ def check_daemon(world: World) -> None:
     world.refused_without_tmp()
     base = world.run_daemon()
     targets = ("app-deploy", "api-deploy")
-    _until("a rotation of each target in /metrics", lambda: all(_rotated(_get(base + "/metrics")[1], t) == 1 for t in targets))
+    _until(
+        "a rotation of each target in /metrics",
+        lambda: all(_rotated(_get(base + "/metrics")[1], t) == 1 for t in targets),
+    )
     ok("/metrics: rotator_rotations_total{outcome=succeeded} 1 for " + " and ".join(targets))
     world.stop_daemon()
     base = world.run_daemon()
@@ -321,7 +366,7 @@ def check_daemon(world: World) -> None:
     world.stop_daemon()
     rows = world.history()
     if any(again) or sorted(str(row.get("target")) for row in rows) != sorted(targets):
-        raise Failure(f"after a restart on the same volume: rotations {again}, history {rows}")
+        raise SmokeError(f"after a restart on the same volume: rotations {again}, history {rows}")
     ok("restart on the same volume: nothing rotated; history --json: one rotation per target")
 
 
@@ -337,7 +382,7 @@ def main() -> int:
             check_version(image, version)
             check_demo(image)
             check_daemon(world)
-        except (Failure, subprocess.TimeoutExpired) as failure:
+        except (SmokeError, subprocess.TimeoutExpired) as failure:
             print(f"image smoke test: FAILED: {failure}", file=sys.stderr, flush=True)
             return 1
         finally:

@@ -56,13 +56,13 @@ def test_a_writable_tmpdir_elsewhere_lets_the_run_go_ahead(h: Harness, tmp_path:
 
 
 def test_validate_writes_nothing_and_ignores_tmpdir(h: Harness, tmp_path: Path) -> None:
-    """validate (offline, for CI) does not need a scratch folder: exit 0 with an unwritable TMPDIR."""
+    """Validate (offline, for CI) needs no scratch folder: exit 0 with an unwritable TMPDIR."""
     result = h.run("validate", extra_env={"TMPDIR": str(_unwritable(tmp_path))})
     assert result.code == 0, result.stderr
 
 
 def test_the_demo_refuses_an_unwritable_tmpdir(tmp_path: Path) -> None:
-    """rotator demo keeps its whole world in a scratch folder: exit 2 naming TMPDIR, no fakes started."""
+    """The demo keeps its whole world in a scratch folder: exit 2 naming TMPDIR, no fakes started."""
     bad = _unwritable(tmp_path)
     result = run_in_process(["demo"], {"TMPDIR": str(bad)})
     assert result.code == 2

@@ -1,7 +1,8 @@
-# rotator's container image. Build it with the package's version (README, "The container image"):
-#   version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-#   docker build --build-arg VERSION="$version" --build-arg SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" -t "rotator:$version" .
-# (`buildah bud --format docker` takes the same arguments; CI builds it so, on a stand-in base.)
+# rotator's container image. Build it from the repository's root, tagged with the package's version
+# (deploy/kubernetes/README.md, "The image", has the buildah command and the push too):
+#   VERSION=$(python3 -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
+#   docker build --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg VERSION="$VERSION" --build-arg SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" -t "rotator:$VERSION" .
+# with BASE_IMAGE the default below (python:3.11.11-slim-bookworm) or your mirror's copy of it.
 #
 # Two stages on one pinned base image. The first builds rotator's wheel from the source tree; the
 # second installs the locked dependencies (requirements.lock, every file pinned by hash) and that
@@ -14,7 +15,7 @@
 #   docker run --read-only --tmpfs /tmp -v rotator-state:/var/lib/rotator -p 8080:8080
 #     -v "$PWD/rotator.yaml:/etc/rotator/rotator.yaml:ro"
 #     -e ROTATOR_GITLAB_TOKEN -e ROTATOR_INFISICAL_CLIENT_ID -e ROTATOR_INFISICAL_CLIENT_SECRET
-#     "rotator:$version"
+#     "rotator:$VERSION"
 # The configuration must put the journal on the state volume, by an absolute path:
 #   state: {url: "sqlite:////var/lib/rotator/state.db"}
 # (a relative sqlite path is resolved against the config file's folder, which is read-only here).

@@ -70,14 +70,33 @@ def _instructions() -> tuple[Instruction, ...]:
     )
 
 
+def _global_args() -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults: what a FROM line may refer to."""
+    found: dict[str, str] = {}
+    for instruction in _instructions():
+        if instruction.name == "FROM":
+            break
+        if instruction.name == "ARG":
+            found |= _pairs(instruction.value)
+    return found
+
+
+@cache
+def _from_lines() -> tuple[str, ...]:
+    """Each FROM's image as written (``${BASE_IMAGE}``, say), before the defaults are put in."""
+    return tuple(i.value.split()[0] for i in _instructions() if i.name == "FROM")
+
+
 @cache
 def _stages() -> tuple[Stage, ...]:
     stages: list[Stage] = []
+    defaults = _global_args()
     for instruction in _instructions():
         if instruction.name == "FROM":
             words = [w for w in instruction.value.split() if not w.startswith("--")]  # drop --platform
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(words[0], name, ()))
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults[m[1] or m[2]], words[0])
+            stages.append(Stage(image, name, ()))
         elif stages:  # an ARG before the first FROM belongs to no stage
             last = stages[-1]
             stages[-1] = Stage(last.image, last.name, (*last.instructions, instruction))
@@ -181,6 +200,15 @@ def test_builds_in_two_stages_on_one_pinned_python_3_11_slim_image() -> None:
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", _final().image)
 
 
+def test_the_base_image_is_one_build_argument_for_every_stage() -> None:
+    """ARG BASE_IMAGE (the pinned slim image) comes before the first FROM; every base stage is FROM it."""
+    assert _global_args() == {"BASE_IMAGE": _final().image}
+    names = {stage.name for stage in _stages()}
+    written = [image for image in _from_lines() if image not in names]
+    assert written
+    assert set(written) <= {"${BASE_IMAGE}", "$BASE_IMAGE"}
+
+
 def test_base_image_satisfies_requires_python() -> None:
     """The image's Python is one pyproject's requires-python accepts."""
     requires = _pyproject()["project"]["requires-python"]
@@ -204,6 +232,36 @@ def test_first_stage_builds_the_wheel_and_the_final_stage_installs_it() -> None:
     assert from_builder, f"the final stage copies nothing --from={builder.name}"
     installs = [run for run in _final().all("RUN") if "pip install" in run]
     assert any(".whl" in run and "--no-cache-dir" in run for run in installs), installs
+
+
+def test_the_dependencies_come_from_the_lock_by_hash_and_the_wheel_adds_none() -> None:
+    """requirements.lock is installed with --require-hashes, then the wheel --no-deps, then pip check."""
+    final = _final()
+    lock = next(n for n, run in enumerate(final.instructions) if "--require-hashes" in run.value)
+    assert re.search(r"-r \S*requirements\.lock\b", final.instructions[lock].value)
+    wheel = final.index("RUN", ".whl")
+    assert lock < wheel, "the locked dependencies first: their layer stays cached while the code changes"
+    assert "--no-deps" in final.instructions[wheel].value
+    assert "pip check" in final.instructions[wheel].value
+
+
+def test_the_wheel_is_stamped_with_source_date_epoch() -> None:
+    """The wheel's stage declares ARG SOURCE_DATE_EPOCH before it runs pip wheel (a reproducible wheel)."""
+    builder = next(s for s in _stages()[:-1] if any("pip wheel" in run for run in s.all("RUN")))
+    declared = builder.index("ARG", "SOURCE_DATE_EPOCH")
+    assert declared < builder.index("RUN", "pip wheel")
+
+
+def test_the_build_stops_when_version_is_not_the_packages() -> None:
+    """ARG VERSION has no default; a RUN after it checks ``rotator $VERSION`` against ``--version``."""
+    final = _final()
+    declared = final.index("ARG", "VERSION")
+    assert _pairs(final.instructions[declared].value) == {"VERSION": ""}
+    check = final.index("RUN", "rotator --version")
+    assert declared < check
+    assert re.search(
+        r'"rotator \$\{?VERSION\}?" = "\$\(rotator --version\)"', final.instructions[check].value
+    )
 
 
 # How it runs.
@@ -293,8 +351,8 @@ def test_no_env_or_arg_is_named_like_a_secret() -> None:
 
 
 def test_no_secret_can_be_copied_in() -> None:
-    """Only pyproject.toml, README.md and rotator/ come from the context; no ADD; no token in the file."""
-    assert sorted(_context_sources()) == ["README.md", "pyproject.toml", "rotator/"]
+    """Only pyproject.toml, README.md, requirements.lock and rotator/ come in; no ADD; no token."""
+    assert sorted(_context_sources()) == ["README.md", "pyproject.toml", "requirements.lock", "rotator/"]
     assert not any(i.name == "ADD" for i in _instructions())
     assert not GITLAB_TOKEN.search((ROOT / "Dockerfile").read_text(encoding="utf-8"))
 
@@ -376,3 +434,48 @@ def test_example_config_holds_no_secret() -> None:
         (k, v) for k, v in _scalars(yaml.safe_load(text)) if isinstance(v, str) and SECRET_NAME.search(k)
     ]
     assert secrets == []
+
+
+# How the image is built: the documented command is the one CI runs.
+
+
+def _build_command(text: str, tool: str) -> str:
+    """The one line in ``text`` that starts with ``tool`` (``buildah bud``), up to its context ``.``."""
+    (line,) = [
+        line.strip() for line in text.splitlines() if line.strip().startswith(f"{tool} ") and " -t " in line
+    ]
+    return line[: line.index(' -t "rotator:$VERSION" .') + len(' -t "rotator:$VERSION" .')]
+
+
+def test_the_readme_and_the_guides_buildah_command_is_what_ci_runs() -> None:
+    """README, the Kubernetes guide and .ci/image hold the same buildah bud line, word for word."""
+    ci = _build_command((ROOT / ".ci" / "image").read_text(encoding="utf-8"), "buildah bud")
+    assert "--format docker" in ci  # without it buildah writes an OCI image, which drops the HEALTHCHECK
+    assert '--build-arg VERSION="$VERSION"' in ci
+    assert '--build-arg BASE_IMAGE="$BASE_IMAGE"' in ci
+    assert "--build-arg SOURCE_DATE_EPOCH=" in ci
+    for doc in ("README.md", "deploy/kubernetes/README.md"):
+        assert _build_command((ROOT / doc).read_text(encoding="utf-8"), "buildah bud") == ci, doc
+
+
+def test_the_docker_build_command_passes_the_same_arguments() -> None:
+    """The documented docker build line is the buildah line's arguments, in the Dockerfile's header too."""
+    ci = _build_command((ROOT / ".ci" / "image").read_text(encoding="utf-8"), "buildah bud")
+    arguments = ci[ci.index("--build-arg") :]
+    for doc in ("README.md", "deploy/kubernetes/README.md"):
+        assert _build_command((ROOT / doc).read_text(encoding="utf-8"), "docker build") == (
+            f"docker build {arguments}"
+        ), doc
+    header = (ROOT / "Dockerfile").read_text(encoding="utf-8").split("\n\n", 1)[0]
+    assert f"docker build {arguments}" in header
+
+
+def test_ci_and_the_docs_compute_the_version_the_same_way() -> None:
+    """The VERSION=$(...) line of .ci/image is the guide's (whose own test runs it)."""
+    line = next(
+        line
+        for line in (ROOT / ".ci" / "image").read_text(encoding="utf-8").splitlines()
+        if line.startswith("VERSION=$(")
+    )
+    for doc in ("README.md", "deploy/kubernetes/README.md"):
+        assert line in (ROOT / doc).read_text(encoding="utf-8").splitlines(), doc

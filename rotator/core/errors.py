@@ -5,6 +5,7 @@
     RotatorError                 (abstract; never raised directly)
     ├── ConfigError              the config file or the environment is wrong; exit 2
     │   └── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
+    ├── JournalUnavailableError  the journal's database cannot be reached; exit 1
     ├── LeaseLostError           another worker holds the target; stop acting on it
     ├── ProtocolViolation        a transition the protocol's tables do not hold (a bug, never retried)
     ├── TargetFailedError        this target cannot proceed in this run; carries an alert reason
@@ -92,6 +93,22 @@ class JournalDamagedError(ConfigError):
     Not one target's failure: every read may meet the damage, and nothing in the file can be
     trusted until it is restored. The commands exit 2; the daemon reports it per run and on /readyz.
     """
+
+
+@dataclass(eq=False)
+class JournalUnavailableError(RotatorError):
+    """The journal's database server cannot be reached or did not answer in time; exit 1.
+
+    Not a config mistake (the same config may work in a minute), so not a :class:`ConfigError`.
+    ``problem`` names the server (``host:port``), never a password.
+    """
+
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        """``state.url: problem``, one line (control characters escaped)."""
+        return printable(f"{self.key}: {self.problem}")
 
 
 class LeaseLostError(RotatorError):

@@ -1,24 +1,33 @@
 """The stores the journal contract suite runs over: add a store here and every contract test runs on it.
 
 A store factory is a context manager that makes one empty store and yields an *opener*: each call
-returns a new handle on that same store (for SQLite, another connection to the one file; for the
-memory store, the store itself), so concurrency tests can race separate handles the way separate
-processes would. Leaving the context closes every handle and removes whatever the store left behind.
+returns a new handle on that same store (for SQLite, another connection to the one file; for
+PostgreSQL, another pool on the one database; for the memory store, the store itself), so
+concurrency tests can race separate handles the way separate processes would. Leaving the context
+closes every handle and removes whatever the store left behind.
 """
 
 import tempfile
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import psycopg
+
+from rotator.core.model import Lease, TargetKey
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
+from rotator.journal.postgres import Limits, PostgresJournal
 from rotator.journal.sqlite import SQLiteJournal
+from tests.postgres import fresh_schema
 
 
 Opener = Callable[[], Journal]
 StoreFactory = Callable[[], AbstractContextManager[Opener]]
+#: The lease clock of the PostgreSQL store under test: a one-row table the tests set (see ClockedJournal).
+TEST_CLOCK = "(SELECT at FROM test_clock)"
 
 
 @contextmanager
@@ -47,5 +56,63 @@ def sqlite_store() -> Iterator[Opener]:
                 handle.close()
 
 
-#: Every store, by name (the pytest id). PostgreSQL joins here in the next issue.
-STORES: dict[str, StoreFactory] = {"memory": memory_store, "sqlite": sqlite_store}
+class ClockedJournal(PostgresJournal):
+    """The PostgreSQL journal with its lease clock on a test table, set from the ``now`` each call passes.
+
+    Production leases run on the database's ``clock_timestamp()`` and ignore ``now``; here the same
+    SQL reads ``test_clock`` instead, which :meth:`acquire` and :meth:`renew` first set to their
+    ``now``, so the contract's time-driven cases run unchanged.
+    """
+
+    def __init__(self, url: str) -> None:
+        """A handle on the journal at ``url`` (whose ``test_clock`` table exists), and a clock setter."""
+        super().__init__(url, clock=TEST_CLOCK, limits=Limits(pool_size=2))
+        self._clock_conn = psycopg.connect(url, autocommit=True)
+
+    def _set_clock(self, now: datetime) -> None:
+        self._clock_conn.execute("UPDATE test_clock SET at = %s", (now,))
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Acquire with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().acquire(key, name, holder, now, ttl)
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Renew with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().renew(lease, now, ttl)
+
+    def close(self) -> None:
+        """Close the pool and the clock's connection."""
+        self._clock_conn.close()
+        super().close()
+
+
+def add_test_clock(url: str) -> None:
+    """Create the one-row ``test_clock`` table :class:`ClockedJournal` reads."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE test_clock (at timestamptz NOT NULL)")
+        conn.execute("INSERT INTO test_clock (at) VALUES ('epoch')")
+
+
+@contextmanager
+def postgres_store() -> Iterator[Opener]:
+    """A PostgreSQL journal in a freshly created schema (dropped after); each handle is its own pool."""
+    handles: list[ClockedJournal] = []
+    with fresh_schema() as url:
+        add_test_clock(url)
+
+        def opener() -> Journal:
+            handle = ClockedJournal(url)
+            handles.append(handle)
+            return handle
+
+        try:
+            yield opener
+        finally:
+            for handle in handles:
+                handle.close()
+
+
+#: Every store, by name (the pytest id).
+STORES: dict[str, StoreFactory] = {"memory": memory_store, "sqlite": sqlite_store, "postgres": postgres_store}

@@ -1,0 +1,442 @@
+"""The shared journal: PostgreSQL over psycopg 3 and a connection pool, fenced writes, the database's clock.
+
+Same contract as :mod:`rotator.journal.sqlite` (the contract suite runs both): every write is one
+transaction that first locks the key's lease row (``SELECT ... FOR UPDATE``) and checks the
+caller's lease is still the current one (holder and fence), so a worker that lost its lease
+records nothing more. Records are ``jsonb`` documents beside a few key columns
+(:mod:`rotator.journal.codec`).
+
+**Leases run on the database's clock.** Several replicas share this journal, and their clocks may
+disagree; a lease decided by each caller's ``now`` would let a replica whose clock runs ahead take a
+lease another still holds. So :meth:`PostgresJournal.acquire` and :meth:`PostgresJournal.renew`
+ignore the ``now`` they are passed: whether a lease has lapsed, and until when a new one lasts,
+are computed in SQL from ``clock`` (an SQL expression, ``clock_timestamp()`` unless told
+otherwise), and the :class:`Lease` handed back carries the database's expiry. The only other
+``clock`` is the journal contract suite's: a one-row table its tests set from the ``now`` they
+pass, so the suite can drive time on PostgreSQL exactly as on the other stores, through the same
+SQL. Times *inside* records (``planned_at`` and the like) are the engine's facts and stay as given.
+
+Every statement has a time limit: ``connect_timeout`` when connecting, and ``statement_timeout``
+and ``lock_timeout`` set on each pooled connection, so a stuck database makes a call fail (as
+:class:`JournalUnavailableError`) instead of hanging a worker. The password never comes from the
+URL (the config refuses one there); it is passed beside it and watched by the log scrubber.
+"""
+
+import dataclasses
+
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import psycopg
+import psycopg_pool
+
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+
+from rotator.core.errors import JournalUnavailableError, LeaseLostError
+from rotator.core.model import (
+    Change,
+    Lease,
+    Outcome,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenOwner,
+    TokenRecord,
+    Tombstone,
+    UnresolvedProject,
+    same_instance,
+)
+from rotator.core.redact import watch
+from rotator.core.secret import Secret
+from rotator.journal.codec import from_json, to_json
+from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
+
+
+Conn = psycopg.Connection[TupleRow]
+#: The production clock: the database server's, read afresh at each statement.
+DATABASE_CLOCK = "clock_timestamp()"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """Every wait on the database has an end (seconds)."""
+
+    connect: float = 10
+    statement: float = 30
+    lock: float = 10
+    pool_size: int = 8
+
+
+def server(url: str) -> str:
+    """``host:port`` of a postgresql:// URL, for messages (never the user or password)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return f"{host}:{port}"
+
+
+def unavailable(url: str, error: psycopg.Error, password: Secret | None) -> JournalUnavailableError:
+    """The one-line error for a database that cannot be reached or did not answer in time."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    if password is not None and password.reveal():
+        reason = reason.replace(password.reveal(), "[REDACTED]")
+    return JournalUnavailableError("state.url", f"the journal's database at {server(url)}: {reason}")
+
+
+class PostgresJournal:
+    """The :class:`rotator.core.ports.Journal` on PostgreSQL; safe to share between threads (the pool)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: Secret | None = None,
+        read_only: bool = False,
+        clock: str = DATABASE_CLOCK,
+        limits: Limits = Limits(),
+    ) -> None:
+        """Connect, create or migrate the schema (unless ``read_only``), and start the pool.
+
+        An unreachable server is a :class:`JournalUnavailableError` naming ``host:port``; a schema
+        newer than this rotator knows, or a database holding something else, a :class:`ConfigError`.
+        ``read_only`` (``status``, ``history``) changes nothing: every connection is read-only.
+        """
+        self._url, self._password, self._clock = url, password, clock
+        self._stack = ExitStack()
+        if password is not None:
+            self._stack.enter_context(watch(password))  # the scrubber removes it from any log line
+        kwargs: dict[str, Any] = {"connect_timeout": max(1, round(limits.connect))}
+        if password is not None:
+            kwargs["password"] = password.reveal()
+        settings = {
+            "statement_timeout": f"{round(limits.statement * 1000)}ms",
+            "lock_timeout": f"{round(limits.lock * 1000)}ms",
+            "TimeZone": "UTC",
+            "default_transaction_read_only": "on" if read_only else "off",
+        }
+
+        def configure(conn: Conn) -> None:
+            conn.autocommit = True
+            for name, value in settings.items():
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+        try:
+            with psycopg.connect(url, **kwargs) as conn:
+                configure(conn)
+                if read_only:
+                    refuse_newer(found_version(conn))
+                else:
+                    migrate(conn)
+            self._pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
+                url,
+                kwargs=kwargs,
+                min_size=1,
+                max_size=limits.pool_size,
+                configure=configure,
+                timeout=limits.connect + limits.statement,
+                open=True,
+            )
+        except psycopg.OperationalError as error:
+            self._stack.close()
+            raise unavailable(url, error, password) from None
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        """Close the pool and stop watching the password."""
+        self._pool.close()
+        self._stack.close()
+
+    def __enter__(self) -> Self:
+        """The journal itself."""
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Close it."""
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        """A pooled connection; a lost or too slow database becomes a :class:`JournalUnavailableError`."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as error:
+            raise unavailable(self._url, error, self._password) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Conn]:
+        with self._connection() as conn, conn.transaction():
+            yield conn
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """The first column of every row ``sql`` selects."""
+        with self._connection() as conn:
+            return [row[0] for row in conn.execute(sql.encode(), args).fetchall()]
+
+    # Leases ---------------------------------------------------------------------------------
+
+    def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """Take the lease if free, lapsed by the database's clock, or ``holder``'s; the fence always rises.
+
+        ``now`` is not used: see the module docstring.
+        """
+        del now
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO leases (key, holder, fence) VALUES (%s, NULL, 0) ON CONFLICT (key) DO NOTHING",
+                (str(key),),
+            )
+            row = conn.execute(
+                # The clock is this store's own SQL (see __init__), never input: safe to splice.
+                f"SELECT holder, lease_until > {self._clock} FROM leases WHERE key = %s FOR UPDATE".encode(),  # noqa: S608
+                (str(key),),
+            ).fetchone()
+            assert row is not None  # noqa: S101 - inserted above, and lease rows are never deleted
+            current, live = row
+            if current not in (None, holder) and live:
+                return None
+            taken = conn.execute(
+                f"UPDATE leases SET holder = %s, fence = fence + 1, lease_until = {self._clock} + %s"  # noqa: S608
+                " WHERE key = %s RETURNING fence, lease_until".encode(),
+                (holder, ttl, str(key)),
+            ).fetchone()
+            assert taken is not None  # noqa: S101 - the row is locked above
+            conn.execute(
+                "INSERT INTO targets (key, data) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                (str(key), Jsonb(to_json(TargetState(key=key, name=name)))),
+            )
+            return Lease(key, holder, int(taken[0]), taken[1])
+
+    @staticmethod
+    def _check(conn: Conn, lease: Lease) -> None:
+        """Lock the key's lease row; LeaseLostError unless ``lease`` is still its current one."""
+        row = conn.execute(
+            "SELECT holder, fence FROM leases WHERE key = %s FOR UPDATE", (str(lease.key),)
+        ).fetchone()
+        if row is None or (row[0], row[1]) != (lease.holder, lease.fence):
+            msg = f"lease on {lease.key} lost (fence {lease.fence})"
+            raise LeaseLostError(msg)
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend the lease to the database's clock plus ``ttl``; LeaseLostError if no longer current."""
+        del now
+        with self._transaction() as conn:
+            self._check(conn, lease)
+            row = conn.execute(
+                f"UPDATE leases SET lease_until = {self._clock} + %s WHERE key = %s"  # noqa: S608
+                " RETURNING lease_until".encode(),
+                (ttl, str(lease.key)),
+            ).fetchone()
+            assert row is not None  # noqa: S101 - locked by _check
+            return dataclasses.replace(lease, expires=row[0])
+
+    def release(self, lease: Lease) -> None:
+        """Free the lease if it is still the current one (the fence stays)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE leases SET holder = NULL, lease_until = NULL"
+                " WHERE key = %s AND holder = %s AND fence = %s",
+                (str(lease.key), lease.holder, lease.fence),
+            )
+
+    # Fenced writes ----------------------------------------------------------------------------
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Record ``change`` in one transaction, after checking the lease."""
+        with self._transaction() as conn:
+            self._check(conn, lease)
+            key = str(lease.key)
+            if change.rotation is not None:
+                r = change.rotation
+                # An upsert keeps the row's seq: the tie-break of "newest first" is first recorded.
+                conn.execute(
+                    "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
+                    " outcome = excluded.outcome, data = excluded.data",
+                    (r.id, key, r.planned_at, r.outcome.value, _doc(r)),
+                )
+            for token in change.tokens:
+                conn.execute(
+                    "INSERT INTO tokens (key, token_id, data) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (key, token_id) DO UPDATE SET data = excluded.data",
+                    (key, token.token_id, _doc(token)),
+                )
+            if change.target is not None:
+                conn.execute("UPDATE targets SET data = %s WHERE key = %s", (_doc(change.target), key))
+            for stone in change.tombstones:
+                conn.execute(
+                    "INSERT INTO tombstones (key, name, data) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (key, name) DO UPDATE SET data = excluded.data",
+                    (key, stone.name, _doc(stone)),
+                )
+            if change.drop_tombstones:
+                conn.execute(
+                    "DELETE FROM tombstones WHERE key = %s AND name = ANY(%s)",
+                    (key, list(change.drop_tombstones)),
+                )
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the key's target, tokens and tombstones; keep its rotations (open ones failed) and fence."""
+        with self._transaction() as conn:
+            self._check(conn, lease)
+            key = str(lease.key)
+            rows = conn.execute(
+                "SELECT data FROM rotations WHERE key = %s AND outcome = 'in_progress'", (key,)
+            ).fetchall()
+            for (data,) in rows:
+                closed = dataclasses.replace(
+                    from_json(RotationRecord, data), outcome=Outcome.FAILED, error=note
+                )
+                conn.execute(
+                    "UPDATE rotations SET outcome = %s, data = %s WHERE id = %s",
+                    (closed.outcome.value, _doc(closed), closed.id),
+                )
+            conn.execute("DELETE FROM tokens WHERE key = %s", (key,))
+            conn.execute("DELETE FROM tombstones WHERE key = %s", (key,))
+            conn.execute("DELETE FROM targets WHERE key = %s", (key,))
+            conn.execute("UPDATE leases SET holder = NULL, lease_until = NULL WHERE key = %s", (key,))
+
+    # Reads ------------------------------------------------------------------------------------
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """The target's bookkeeping, or None."""
+        rows = self._rows("SELECT data FROM targets WHERE key = %s", (str(key),))
+        return from_json(TargetState, rows[0]) if rows else None
+
+    def targets(self) -> list[TargetState]:
+        """Every target the journal knows, by key."""
+        return [from_json(TargetState, row) for row in self._rows("SELECT data FROM targets ORDER BY key")]
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The target's tracked tokens, oldest (lowest id) first."""
+        rows = self._rows("SELECT data FROM tokens WHERE key = %s ORDER BY token_id", (str(key),))
+        return [from_json(TokenRecord, row) for row in rows]
+
+    def owners(self, gitlab_url: str, token_id: int) -> list[TokenOwner]:
+        """Every target on ``gitlab_url`` that tracks ``token_id``, by key."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT tokens.data, targets.data FROM tokens LEFT JOIN targets ON targets.key = tokens.key"
+                " WHERE tokens.token_id = %s ORDER BY tokens.key",
+                (token_id,),
+            ).fetchall()
+        owners = []
+        for token_data, target_data in rows:
+            token = from_json(TokenRecord, token_data)
+            if same_instance(token.key.gitlab_url, gitlab_url):
+                name = target_data["name"] if target_data else str(token.key)
+                owners.append(TokenOwner(token.key, name, token.role))
+        return owners
+
+    def rotations(self, key: TargetKey | None = None, limit: int = 20) -> list[RotationRecord]:
+        """Rotations newest first, of one target or all."""
+        if key is None:
+            rows = self._rows(
+                "SELECT data FROM rotations ORDER BY planned_at DESC, seq DESC LIMIT %s", (limit,)
+            )
+        else:
+            rows = self._rows(
+                "SELECT data FROM rotations WHERE key = %s ORDER BY planned_at DESC, seq DESC LIMIT %s",
+                (str(key), limit),
+            )
+        return [from_json(RotationRecord, row) for row in rows]
+
+    def rotations_of(self, recorded: Collection[tuple[TargetKey, str]], limit: int) -> list[RotationRecord]:
+        """Rotations recorded under any of the (key, name) pairs, newest first (filtered before LIMIT)."""
+        keys, names = [str(key) for key, _ in recorded], [name for _, name in recorded]
+        rows = self._rows(
+            "SELECT r.data FROM rotations AS r JOIN unnest(%s::text[], %s::text[]) AS wanted (key, name)"
+            " ON r.key = wanted.key AND r.data->>'target' = wanted.name"
+            " ORDER BY r.planned_at DESC, r.seq DESC LIMIT %s",
+            (keys, names, limit),
+        )
+        return [from_json(RotationRecord, row) for row in rows]
+
+    def recorded_names(self) -> list[tuple[TargetKey, str]]:
+        """Every (key, target name) pair a rotation was recorded under, once each."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT DISTINCT data->'key', data->>'target' FROM rotations").fetchall()
+        return [(TargetKey(**key), name) for key, name in rows]
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The newest rotation of ``key`` still in progress, if any."""
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE key = %s AND outcome = 'in_progress'"
+            " ORDER BY planned_at DESC, seq DESC LIMIT 1",
+            (str(key),),
+        )
+        return from_json(RotationRecord, rows[0]) if rows else None
+
+    def last_rotation(self, key: TargetKey, triggers: Collection[str]) -> RotationRecord | None:
+        """The newest rotation of ``key`` started by one of ``triggers``."""
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE key = %s AND data->>'trigger' = ANY(%s)"
+            " ORDER BY planned_at DESC, seq DESC LIMIT 1",
+            (str(key), sorted(triggers)),
+        )
+        return from_json(RotationRecord, rows[0]) if rows else None
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check, by name."""
+        rows = self._rows("SELECT data FROM tombstones WHERE key = %s ORDER BY name", (str(key),))
+        return [from_json(Tombstone, row) for row in rows]
+
+    # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
+
+    def project_id(self, gitlab_url: str, project: str) -> int | None:
+        """A project path resolved before."""
+        rows = self._rows(
+            "SELECT project_id FROM projects WHERE gitlab_url = %s AND ref = %s", (gitlab_url, project)
+        )
+        return int(rows[0]) if rows else None
+
+    def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
+        """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO projects (gitlab_url, ref, project_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT (gitlab_url, ref) DO UPDATE SET project_id = excluded.project_id",
+                (gitlab_url, project, project_id),
+            )
+            conn.execute("DELETE FROM unresolved WHERE gitlab_url = %s AND ref = %s", (gitlab_url, project))
+
+    def unresolved(self, gitlab_url: str, project: str) -> UnresolvedProject | None:
+        """The failure to resolve a project path, recorded since it last resolved; else ``None``."""
+        rows = self._rows(
+            "SELECT data FROM unresolved WHERE gitlab_url = %s AND ref = %s", (gitlab_url, project)
+        )
+        return from_json(UnresolvedProject, rows[0]) if rows else None
+
+    def record_unresolved(self, record: UnresolvedProject) -> None:
+        """Record (replace) the failure to resolve ``record.project``; unfenced: no key, no lease."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO unresolved (gitlab_url, ref, data) VALUES (%s, %s, %s)"
+                " ON CONFLICT (gitlab_url, ref) DO UPDATE SET data = excluded.data",
+                (record.gitlab_url, record.project, _doc(record)),
+            )
+
+
+def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Limits()) -> bool:
+    """Whether the database at ``url`` holds a journal (a schema_version table); nothing is created."""
+    kwargs: dict[str, Any] = {"connect_timeout": max(1, round(limits.connect))}
+    if password is not None:
+        kwargs["password"] = password.reveal()
+    try:
+        with psycopg.connect(url, **kwargs) as conn:
+            return found_version(conn) is not None
+    except psycopg.OperationalError as error:
+        raise unavailable(url, error, password) from None
+
+
+def _doc(record: object) -> Jsonb:
+    return Jsonb(to_json(record))

@@ -11,7 +11,8 @@ The rules every store follows, spelled out here once:
 
 * **Leases.** A target's lease is held while ``now < expires``; a lease that is free, released or
   expired (judged by the ``now`` the caller passes, the store's clock) may be taken, and so may one
-  its holder already holds. Every acquisition makes a new fencing number, one more than the last.
+  its holder already holds. Every acquisition makes a new fencing number, one more than the last,
+  a forget notwithstanding (a key configured again continues from its last fence).
 * **Fencing.** :meth:`~MemoryJournal.write`, :meth:`~MemoryJournal.renew` and
   :meth:`~MemoryJournal.forget` first check that the lease (holder and fence) is still the key's
   current one, and otherwise raise :class:`rotator.core.errors.LeaseLostError` having changed nothing.
@@ -91,6 +92,7 @@ class MemoryJournal:
         """An empty journal."""
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
+        self._fences: dict[str, int] = {}  # the last fence of each forgotten key
         self._rotations: dict[str, _Rotation] = {}  # by rotation id
         self._tokens: dict[tuple[str, int], TokenRecord] = {}  # by (key, token id)
         self._tombstones: dict[tuple[str, str], Tombstone] = {}  # by (key, name)
@@ -113,8 +115,9 @@ class MemoryJournal:
             until = now + ttl
             row = self._targets.get(str(key))
             if row is None:
-                self._targets[str(key)] = _Target(TargetState(key=key, name=name), 1, holder, until)
-                return Lease(key, holder, 1, until)
+                fence = self._fences.get(str(key), 0) + 1
+                self._targets[str(key)] = _Target(TargetState(key=key, name=name), fence, holder, until)
+                return Lease(key, holder, fence, until)
             held = row.holder is not None and row.until is not None and row.until > now
             if held and row.holder != holder:
                 return None
@@ -171,7 +174,7 @@ class MemoryJournal:
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's state, tokens and tombstones; keep its rotations, an unfinished one failed."""
         with self._lock:
-            self._current(lease)
+            self._fences[str(lease.key)] = self._current(lease).fence
             key = str(lease.key)
             for stored in list(self._rotations.values()):
                 if stored.key == key and stored.record.outcome is Outcome.IN_PROGRESS:

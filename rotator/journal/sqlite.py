@@ -33,27 +33,11 @@ from rotator.core.model import (
     UnresolvedProject,
     same_instance,
 )
+from rotator.journal import sqlite_schema
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.file import create, refuse_unfit
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS targets (
-    key TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL, lease_until TEXT, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rotations (
-    id TEXT PRIMARY KEY, key TEXT NOT NULL, planned_at TEXT NOT NULL, outcome TEXT NOT NULL,
-    data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS rotations_by_key ON rotations (key, planned_at);
-CREATE TABLE IF NOT EXISTS tokens (
-    key TEXT NOT NULL, token_id INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, token_id));
-CREATE INDEX IF NOT EXISTS tokens_by_id ON tokens (token_id);
-CREATE TABLE IF NOT EXISTS tombstones (
-    key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
-CREATE TABLE IF NOT EXISTS projects (
-    gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, project_id INTEGER NOT NULL, PRIMARY KEY (gitlab_url, ref));
-CREATE TABLE IF NOT EXISTS unresolved (
-    gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gitlab_url, ref));
-"""
 #: Tables a journal written by an older version may lack: read as empty when opened read-only.
 _LATER_TABLES = frozenset({"unresolved"})
 
@@ -125,15 +109,24 @@ class SQLiteJournal:
             if empty:
                 # Nothing to read: the schema in memory, so every read answers "nothing yet".
                 self._db.close()
-                self._db = sqlite3.connect(":memory:", check_same_thread=False)
-                self._db.executescript(_SCHEMA)
+                self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                sqlite_schema.create_all(self._db)
+            else:
+                try:
+                    with self._using():
+                        sqlite_schema.refuse_newer(self._db)
+                except ConfigError:
+                    self._db.close()
+                    raise
             self._db.execute("PRAGMA query_only=ON")
             return
         try:
             with self._using():
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(_SCHEMA)
+            # In the write lock: two processes opening an older journal at once migrate it once.
+            with self._transaction() as db:
+                sqlite_schema.migrate(db)
         except ConfigError:
             self._db.close()
             raise
@@ -218,12 +211,15 @@ class SQLiteJournal:
             ).fetchone()
             until = now + ttl
             if row is None:
+                # A forgotten key continues from its last fence (see sqlite_schema, version 2).
+                last = db.execute("SELECT fence FROM fences WHERE key = ?", (str(key),)).fetchone()
+                fence = (last[0] if last else 0) + 1
                 state = to_json(TargetState(key=key, name=name))
                 db.execute(
-                    "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, 1, ?, ?)",
-                    (str(key), holder, until.isoformat(), json.dumps(state)),
+                    "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, ?, ?, ?)",
+                    (str(key), holder, fence, until.isoformat(), json.dumps(state)),
                 )
-                return Lease(key, holder, 1, until)
+                return Lease(key, holder, fence, until)
             current, fence, lease_until = row
             if current not in (None, holder) and lease_until and datetime.fromisoformat(lease_until) > now:
                 return None
@@ -303,6 +299,10 @@ class SQLiteJournal:
                     "UPDATE rotations SET outcome = ?, data = ? WHERE id = ?",
                     (closed.outcome.value, _dump(closed), closed.id),
                 )
+            db.execute(
+                "INSERT OR REPLACE INTO fences (key, fence) SELECT key, fence FROM targets WHERE key = ?",
+                (key,),
+            )
             for table in ("tokens", "tombstones", "targets"):
                 db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608 - fixed names
 

@@ -373,6 +373,19 @@ def test_fences_count_per_key(journal: Journal) -> None:
     assert _lease(journal, OTHER_KEY).fence == 1
 
 
+def test_the_fence_keeps_rising_across_a_forget(journal: Journal) -> None:
+    """A forgotten key taken again continues from its last fence: a lease from before never matches again."""
+    first = _lease(journal)
+    second = _lease(journal, KEY, "w1", NOW + US)
+    journal.forget(second, "forgotten")
+    again = _lease(journal, KEY, "w1", NOW + US)
+    assert again.fence == second.fence + 1 == 3
+    for stale in (first, second):
+        with pytest.raises(LeaseLostError):
+            journal.write(stale, Change(rotation=rotation()))
+    assert journal.rotations(KEY) == []
+
+
 def test_a_worker_that_lost_its_lease_records_nothing(journal: Journal) -> None:
     """Fencing: after another worker takes over, the old lease's writes and renewals fail."""
     old = _lease(journal)

@@ -1,0 +1,87 @@
+"""The SQLite journal's schema: its versions, created and migrated by rotator itself.
+
+Version 1 is the schema of the releases before versioning: no ``schema_version`` table (and, in
+the oldest, no ``unresolved`` table). ``MIGRATIONS[n - 1]`` brings version ``n - 1`` to ``n``;
+:func:`migrate` runs the missing ones inside the caller's write transaction (``BEGIN IMMEDIATE``:
+SQLite's write lock is what keeps two processes from migrating at once), so an existing journal
+upgrades in place with its records untouched. A schema newer than :data:`VERSION` is refused.
+
+Version 2 adds ``fences``: the last fence of each key ``rotator forget`` dropped, so a key
+configured again continues from it instead of restarting at 1 (a lease handed out before the
+forget can never match a later one).
+"""
+
+import sqlite3
+
+from rotator.journal.versions import too_new
+
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: every statement IF NOT EXISTS, as the unversioned releases wrote it, so an unversioned
+    # journal (which may lack only the later `unresolved` table) is brought to version 1 in place.
+    """
+    CREATE TABLE IF NOT EXISTS targets (
+        key TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL, lease_until TEXT, data TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS rotations (
+        id TEXT PRIMARY KEY, key TEXT NOT NULL, planned_at TEXT NOT NULL, outcome TEXT NOT NULL,
+        data TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS rotations_by_key ON rotations (key, planned_at);
+    CREATE TABLE IF NOT EXISTS tokens (
+        key TEXT NOT NULL, token_id INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, token_id));
+    CREATE INDEX IF NOT EXISTS tokens_by_id ON tokens (token_id);
+    CREATE TABLE IF NOT EXISTS tombstones (
+        key TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, name));
+    CREATE TABLE IF NOT EXISTS projects (
+        gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, project_id INTEGER NOT NULL,
+        PRIMARY KEY (gitlab_url, ref));
+    CREATE TABLE IF NOT EXISTS unresolved (
+        gitlab_url TEXT NOT NULL, ref TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gitlab_url, ref));
+    """,
+    # 2: the fences of forgotten keys.
+    """
+    CREATE TABLE fences (key TEXT PRIMARY KEY, fence INTEGER NOT NULL);
+    """,
+)
+#: The newest schema this rotator knows.
+VERSION = len(MIGRATIONS)
+
+
+def found_version(db: sqlite3.Connection) -> int:
+    """The journal's schema version: 0 for an empty database, 1 for an unversioned journal."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return 0
+    if "schema_version" not in tables:
+        return 1
+    row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 1
+
+
+def refuse_newer(db: sqlite3.Connection) -> None:
+    """A ConfigError (exit 2) if the journal's schema is newer than this rotator knows."""
+    version = found_version(db)
+    if version > VERSION:
+        raise too_new(version, VERSION)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema to :data:`VERSION`; the caller holds the write transaction."""
+    version = found_version(db)
+    if version > VERSION:
+        raise too_new(version, VERSION)
+    if version == VERSION:
+        return
+    for number in range(version + 1, VERSION + 1):
+        for statement in MIGRATIONS[number - 1].split(";"):
+            if statement.strip():
+                db.execute(statement)
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    db.execute("DELETE FROM schema_version")
+    db.execute("INSERT INTO schema_version (version) VALUES (?)", (VERSION,))
+
+
+def create_all(db: sqlite3.Connection) -> None:
+    """The whole schema on an empty database outside any transaction (an empty read-only journal)."""
+    db.execute("BEGIN")
+    migrate(db)
+    db.execute("COMMIT")

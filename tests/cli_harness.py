@@ -62,6 +62,9 @@ class Result:
 class Harness:
     """A config in a temporary folder pointing at running fakes, and helpers to run and inspect."""
 
+    #: The config's ``state.url``: a test may point it elsewhere (a PostgreSQL database) and rewrite.
+    state_url = "sqlite:///state.db"
+
     def __init__(self, fakes: Fakes, folder: Path, **target_fields: Any) -> None:  # noqa: ANN401
         """Write ``rotator.yaml`` for ``fakes`` with ``target_fields`` in ``defaults``."""
         self.fakes, self.folder = fakes, folder
@@ -84,7 +87,7 @@ class Harness:
         config = {
             "gitlab": {"url": gitlab_url, "timeout": timeout},
             "infisical": {"url": infisical_url, "timeout": timeout},
-            "state": {"url": "sqlite:///state.db"},
+            "state": {"url": self.state_url},
             "defaults": {"grace": "1h", "token": {"scopes": ["api"], "lifetime": "30d"}, **defaults},
             "targets": [
                 {

@@ -58,17 +58,18 @@ def test_validate_reads_rotator_config_too(tmp_path: Path) -> None:
     [
         ("defaults: {rotate_every: often}\n", "sqlite:///journal/state.db", "rotate_every"),
         ("defaults: {schedule: '0 0 31 2 *'}\n", "sqlite:///journal/state.db", "targets[0].schedule"),
-        ("", "postgresql://db/rotator", "state.url"),
+        ("", "postgresql://rotator:pw-never-echoed@db/rotator", "state.url"),
     ],
 )
 def test_a_broken_config_is_exit_2_naming_the_key_as_every_command_says_it(
     tmp_path: Path, extra: str, state: str, key: str
 ) -> None:
-    """A bad value, a schedule that never fires, an unsupported journal: exit 2, the key, run-once's words."""
+    """A bad value, a schedule that never fires, a password in state.url: exit 2, the key, one text."""
     config = _config(tmp_path, extra=extra, state=state)
     done = _run("validate", "--config", str(config))
     assert done.code == 2
     assert key in done.stderr
+    assert "pw-never-echoed" not in done.stderr
     assert done.stdout == ""
     # The same text as a command that would act on the file (with every secret it needs set).
     acting = _run(

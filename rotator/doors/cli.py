@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING
 
-from rotator.core.errors import ConfigError
+from rotator.core.errors import ConfigError, JournalUnavailableError
 from rotator.core.redact import redact
 from rotator.doors import help as help_text
 from rotator.doors import options
@@ -44,6 +44,7 @@ EXIT_CODES: Mapping[Outcome, int] = MappingProxyType(
         Outcome.INTERRUPTED: EXIT_FAILED,
         Outcome.OUTPUT_LOST: EXIT_FAILED,
         Outcome.UNHEALTHY: EXIT_FAILED,
+        Outcome.UNAVAILABLE: EXIT_FAILED,
         Outcome.USAGE: EXIT_USAGE,
     }
 )
@@ -271,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _main(argv: Sequence[str] | None) -> Outcome:
+def _main(argv: Sequence[str] | None) -> Outcome:  # noqa: PLR0911 - one return per kind of command or failure
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "healthcheck":
@@ -296,6 +297,9 @@ def _main(argv: Sequence[str] | None) -> Outcome:
         # in the wrong place is still a token.
         print(f"rotator: error: {redact(str(error))}", file=sys.stderr)
         return Outcome.USAGE
+    except JournalUnavailableError as error:
+        print(f"rotator: error: {redact(str(error))}", file=sys.stderr)
+        return Outcome.UNAVAILABLE
 
 
 def _print_completion(parser: argparse.ArgumentParser, shell: str) -> Outcome:
@@ -322,7 +326,6 @@ def _validate(args: argparse.Namespace, config: "Config") -> Outcome:
     """``validate``: the config is already loaded and checked; say so in one line."""
     from rotator.doors import wiring  # noqa: PLC0415
 
-    wiring.journal_path(config)  # state.url's scheme, without looking at the file
     names = [t.name for t in config.targets]
     path = wiring.config_path(options.config_path(args), os.environ)
     print(f"ok: {path}: {len(names)} target(s): {', '.join(names)}")
@@ -363,5 +366,5 @@ def _target_command(args: argparse.Namespace) -> Outcome:
     if args.command != "validate":  # validate opens no journal and writes nothing
         from rotator.doors import scratch  # noqa: PLC0415
 
-        scratch.check(os.environ, wiring.journal_path(config).parent)
+        scratch.check(os.environ, wiring.state_dir(config))
     return handlers[args.command](args, config)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -168,6 +168,21 @@ class StateSettings(_Strict):
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             msg = "must start with sqlite:/// (a file) or postgresql://"
+            raise ValueError(msg)
+        if value.startswith("sqlite:///"):
+            return value
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            msg = "must be a URL such as postgresql://rotator@db.example.com:5432/rotator"
+            raise ValueError(msg) from None
+        if parts.password is not None or "password" in parse_qs(parts.query):
+            # Never quoted back: the message says what is wrong, not what was written.
+            msg = (
+                "must not hold a password: give it in ROTATOR_STATE_PASSWORD or"
+                " ROTATOR_STATE_PASSWORD_FILE, or in a libpq passfile (~/.pgpass)"
+            )
             raise ValueError(msg)
         return value
 

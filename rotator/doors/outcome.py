@@ -29,6 +29,8 @@ class Outcome(Enum):
     INTERRUPTED = "interrupted"
     #: ``healthcheck``: the daemon did not answer ``/healthz`` with 200, or its address is unknown.
     UNHEALTHY = "unhealthy"
+    #: The journal's database server could not be reached (or did not answer in time).
+    UNAVAILABLE = "unavailable"
     #: The reader of stdout left early (``rotator history | head -1``).
     OUTPUT_LOST = "output_lost"
     #: Bad configuration or usage.

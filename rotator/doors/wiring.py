@@ -33,7 +33,7 @@ from rotator.adapters.webhook import Webhook
 from rotator.core.durations import format_duration, parse_duration
 from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal, Observer, Observers
-from rotator.doors import hooks
+from rotator.doors import hooks, state
 from rotator.doors.config import Config, engine_spec, load_config
 from rotator.doors.environment import load_secrets, webhook_url
 from rotator.doors.options import CONFIG_VARIABLE
@@ -156,10 +156,13 @@ def pace(config: Config, environ: Mapping[str, str]) -> Pace:
 
 
 def journal_path(config: Config) -> Path:
-    """The journal's file, from ``state.url`` (a usage error for a scheme this version cannot open)."""
-    if not config.state.url.startswith("sqlite:///"):
-        raise ConfigError("state.url", "only sqlite:/// is supported in this version")
+    """The journal's file, from an ``sqlite:///`` ``state.url``."""
     return sqlite_path(config.state.url, config.base_dir)
+
+
+def state_dir(config: Config) -> Path | None:
+    """The folder the journal's file is in; ``None`` when the journal is in a database server."""
+    return None if state.is_postgres(config) else journal_path(config).parent
 
 
 def _warn_if_loose(path: Path) -> None:
@@ -179,8 +182,13 @@ def _warn_if_loose(path: Path) -> None:
         )
 
 
-def open_journal(config: Config) -> Journal:
-    """The journal the config names (SQLite today), created if missing: for the commands that write."""
+def open_journal(config: Config, environ: Mapping[str, str] | None = None) -> Journal:
+    """The journal the config names, created (or its schema migrated) if need be: for the commands that write.
+
+    ``environ`` (default: the process's) gives a PostgreSQL journal's password.
+    """
+    if state.is_postgres(config):
+        return state.open_postgres(config, os.environ if environ is None else environ)
     path = journal_path(config)
     journal = SQLiteJournal(path)
     _warn_if_loose(path)
@@ -191,20 +199,25 @@ def _exists(path: Path) -> bool:
     return path.is_symlink() or path.exists()  # a dangling link is there (and refused when opened)
 
 
-def require_journal(config: Config) -> None:
+def require_journal(config: Config, environ: Mapping[str, str] | None = None) -> None:
     """A usage error if there is no journal yet: for the commands that only make sense with one."""
+    if state.is_postgres(config):
+        state.require_postgres(config, os.environ if environ is None else environ)
+        return
     path = journal_path(config)
     if not _exists(path):
         problem = f"no journal at {path} (nothing has run yet; `rotator run-once` creates it)"
         raise ConfigError("state.url", problem)
 
 
-def read_journal(config: Config, *, missing_ok: bool) -> Journal:
+def read_journal(config: Config, *, missing_ok: bool, environ: Mapping[str, str] | None = None) -> Journal:
     """The journal opened read-only: creates no file or folder, changes nothing.
 
     With no journal yet, ``missing_ok`` (``plan``, ``check``) reads an empty one; otherwise
     (``status``, ``history``) it is a usage error saying how a journal comes to be.
     """
+    if state.is_postgres(config):
+        return state.read_postgres(config, os.environ if environ is None else environ, missing_ok=missing_ok)
     path = journal_path(config)
     if missing_ok and not _exists(path):
         return SQLiteJournal(Path(":memory:"), read_only=True)
@@ -321,9 +334,9 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         connect_timeout=connect,
     )
     if journal == "write":
-        store = open_journal(config)
+        store = open_journal(config, environ)
     elif journal == "read":
-        store = read_journal(config, missing_ok=True)
+        store = read_journal(config, missing_ok=True, environ=environ)
     else:
         store = MemoryJournal()
     ctx = Context(

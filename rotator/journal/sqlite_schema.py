@@ -1,7 +1,9 @@
 """The SQLite journal's schema: its versions, created and migrated by rotator itself.
 
-Version 1 is the schema of the releases before versioning: no ``schema_version`` table (and, in
-the oldest, no ``unresolved`` table). ``MIGRATIONS[n - 1]`` brings version ``n - 1`` to ``n``;
+Version 0 is an empty database or a journal of the releases before versioning (no
+``schema_version`` table and, in the oldest, no ``unresolved`` table): migration 1 creates every
+table that is missing, so it brings either to version 1. ``MIGRATIONS[n - 1]`` brings version
+``n - 1`` to ``n``;
 :func:`migrate` runs the missing ones inside the caller's write transaction (``BEGIN IMMEDIATE``:
 SQLite's write lock is what keeps two processes from migrating at once), so an existing journal
 upgrades in place with its records untouched. A schema newer than :data:`VERSION` is refused.
@@ -18,7 +20,7 @@ from rotator.journal.versions import too_new
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: every statement IF NOT EXISTS, as the unversioned releases wrote it, so an unversioned
-    # journal (which may lack only the later `unresolved` table) is brought to version 1 in place.
+    # journal (which may lack the later `unresolved` table) is brought to version 1 in place.
     """
     CREATE TABLE IF NOT EXISTS targets (
         key TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL, lease_until TEXT, data TEXT NOT NULL);
@@ -47,14 +49,12 @@ VERSION = len(MIGRATIONS)
 
 
 def found_version(db: sqlite3.Connection) -> int:
-    """The journal's schema version: 0 for an empty database, 1 for an unversioned journal."""
+    """The journal's schema version: 0 for an empty database or an unversioned journal."""
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if not tables:
-        return 0
     if "schema_version" not in tables:
-        return 1
+        return 0
     row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0]) if row and row[0] is not None else 1
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def refuse_newer(db: sqlite3.Connection) -> None:

@@ -138,3 +138,13 @@ def test_processes_opening_a_fresh_database_together_all_succeed(database: str) 
     assert results == [("", 0)] * 6
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(VERSION,)]
+
+
+def test_an_option_libpq_does_not_know_is_exit_2_naming_it(h: Harness) -> None:
+    """?colour=blue in state.url: exit 2 with libpq's words, nothing sent upstream."""
+    h.state_url += "?colour=blue"
+    h.write_config()
+    done = h.run("run-once")
+    assert done.code == 2
+    assert 'state.url: libpq cannot read it: invalid URI query parameter: "colour"' in done.stderr
+    assert h.calls() == 0

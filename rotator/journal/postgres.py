@@ -33,10 +33,11 @@ from urllib.parse import urlsplit
 import psycopg
 import psycopg_pool
 
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
-from rotator.core.errors import JournalUnavailableError, LeaseLostError
+from rotator.core.errors import ConfigError, JournalUnavailableError, LeaseLostError
 from rotator.core.model import (
     Change,
     Lease,
@@ -112,9 +113,7 @@ class PostgresJournal:
         self._stack = ExitStack()
         if password is not None:
             self._stack.enter_context(watch(password))  # the scrubber removes it from any log line
-        kwargs: dict[str, Any] = {"connect_timeout": max(1, round(limits.connect))}
-        if password is not None:
-            kwargs["password"] = password.reveal()
+        kwargs = _connect_kwargs(url, password, limits)
         settings = {
             "statement_timeout": f"{round(limits.statement * 1000)}ms",
             "lock_timeout": f"{round(limits.lock * 1000)}ms",
@@ -428,14 +427,25 @@ class PostgresJournal:
 
 def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Limits()) -> bool:
     """Whether the database at ``url`` holds a journal (a schema_version table); nothing is created."""
-    kwargs: dict[str, Any] = {"connect_timeout": max(1, round(limits.connect))}
-    if password is not None:
-        kwargs["password"] = password.reveal()
     try:
-        with psycopg.connect(url, **kwargs) as conn:
+        with psycopg.connect(url, **_connect_kwargs(url, password, limits)) as conn:
             return found_version(conn) is not None
     except psycopg.OperationalError as error:
         raise unavailable(url, error, password) from None
+
+
+def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[str, Any]:
+    """What is passed beside the URL: the password, and a connect timeout unless the URL sets its own."""
+    kwargs: dict[str, Any] = {}
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:  # an unknown option, a bad %-escape: libpq's words
+        raise ConfigError("state.url", f"libpq cannot read it: {' '.join(str(error).split())}") from None
+    if "connect_timeout" not in given:  # a keyword would override the URL's
+        kwargs["connect_timeout"] = max(1, round(limits.connect))
+    if password is not None:
+        kwargs["password"] = password.reveal()
+    return kwargs
 
 
 def _doc(record: object) -> Jsonb:

@@ -175,6 +175,26 @@ def _fakes(fakes: argparse.ArgumentParser) -> None:
     fakes.add_argument("--json", action="store_true", help="print the seed as one JSON object")
 
 
+def _state(state: argparse.ArgumentParser) -> None:
+    actions = state.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, page in help_text.STATE_PAGES.items():
+        action = actions.add_parser(
+            name,
+            help=page.summary,
+            description=page.description,
+            epilog=help_text.epilog(page),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        action.add_argument("--from", dest="source", required=True, metavar="URL", help="the journal to copy")
+        action.add_argument(
+            "--to",
+            dest="destination",
+            required=True,
+            metavar="URL",
+            help="an empty store (created if missing)",
+        )
+
+
 def _completion(completion: argparse.ArgumentParser) -> None:
     completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
 
@@ -189,6 +209,7 @@ _ARGUMENTS: Mapping[str, Callable[[argparse.ArgumentParser], None]] = MappingPro
         "history": _history,
         "forget": _forget,
         "fakes": _fakes,
+        "state": _state,
         "completion": _completion,
     }
 )
@@ -286,6 +307,10 @@ def _main(argv: Sequence[str] | None) -> Outcome:  # noqa: PLR0911 - one return 
             return _print_completion(parser, args.shell)
         if args.command == "fakes":
             return _run_fakes(args)
+        if args.command == "state":
+            from rotator.doors import state_copy  # noqa: PLC0415 - only this command copies journals
+
+            return state_copy.run(args.source, args.destination, os.environ)
         if args.command == "demo":
             from rotator.doors import scratch  # noqa: PLC0415
 

@@ -24,6 +24,8 @@ INFISICAL_CLIENT_ID = "ROTATOR_INFISICAL_CLIENT_ID"
 INFISICAL_CLIENT_SECRET = "ROTATOR_INFISICAL_CLIENT_SECRET"  # noqa: S105 - a variable's name
 WEBHOOK_URL = "ROTATOR_WEBHOOK_URL"
 API_TOKEN = "ROTATOR_API_TOKEN"  # noqa: S105 - a variable's name
+#: A PostgreSQL journal's password (never inside state.url or a `state copy` URL).
+STATE_PASSWORD = "ROTATOR_STATE_PASSWORD"  # noqa: S105 - a variable's name
 #: Unicode categories no credential holds: controls (NUL, CR, LF, ESC), format characters (a BOM,
 #: a zero-width space, bidi controls), lone surrogates, and the space and line separators.
 _NOT_IN_A_SECRET = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})

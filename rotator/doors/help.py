@@ -39,12 +39,15 @@ INFISICAL = Variable(
 )
 WEBHOOK = Variable(_secret(env.WEBHOOK_URL), "where alerts are posted (overrides notify.webhook_url)")
 API = Variable(_secret(env.API_TOKEN), "the bearer token /v1/* requires; unset, those routes answer 503")
+STATE = Variable(
+    _secret(env.STATE_PASSWORD), "for a postgresql:// URL: the database password (never in the URL)"
+)
 LOGS = Variable(
     f"{LOG_FORMAT}, {LOG_LEVEL}",
     "as --log-format (json|console) and --log-level; the options win",
 )
 #: Every variable a command may read, in the order the pages list them.
-VARIABLES = (CONFIG, GITLAB, INFISICAL, WEBHOOK, API, LOGS)
+VARIABLES = (CONFIG, GITLAB, INFISICAL, WEBHOOK, API, STATE, LOGS)
 _UPSTREAM = (CONFIG, GITLAB, INFISICAL, WEBHOOK, LOGS)
 _USAGE = "2 bad config or usage, naming the key or variable at fault"
 #: For the commands that read no config: only the command line can be wrong.
@@ -159,6 +162,29 @@ _VALIDATE = """\
 Check the config file offline, as CI can before a deploy: the YAML, every key and value, the
 cron schedules, and the state.url scheme. It reads no secret, opens no journal (none is created)
 and calls nothing upstream. The errors are the ones every other command gives for the same file."""
+_STATE_COPY = """\
+Copy the journal --from one store --to another (SQLite to PostgreSQL and back), to grow from one
+replica to many or to move the state file: stop every rotator using the source first. URLs are
+written as state.url is (sqlite:///PATH is relative to the current folder here, sqlite:////PATH
+absolute). The source is read, never changed or created; the destination is created if missing
+and must hold nothing. Everything is copied: targets with their leases' fencing numbers,
+rotations in the order recorded, tokens, tombstones, resolved and unresolved project paths.
+The copy is refused while any lease in the source is live (a rotation in flight would fork the
+journal). The destination is then read back: its rows and contents must equal the source's, and
+the source must not have changed meanwhile. One line per table with its rows; no record, and no
+token value (the journal holds none), is printed."""
+_STATE_PAGE = (
+    (STATE,),
+    (
+        "0 copied and verified; 1 refused: a rotation in flight in the source, the destination does"
+        " not read back as the source, or the source changed meanwhile; 2 --from names no journal,"
+        " --to already holds one, or a URL is not sqlite:/// or postgresql://"
+    ),
+    (
+        "rotator state copy --from sqlite:////var/lib/rotator/state.db \\",
+        "    --to postgresql://rotator@db.example.com:5432/rotator",
+    ),
+)
 _COMPLETION = """\
 Print a shell completion script, generated from this command line (commands, options, choices)."""
 _FAILING = "1 a target failed, is frozen by drift, holds a revoke, or is backing off (stdout says which)"
@@ -277,6 +303,12 @@ PAGES: Mapping[str, Page] = MappingProxyType(
                 "rotator fakes --port 0 --json # machine-readable, for scripts and tests",
             ),
         ),
+        "state": Page(
+            "the journal itself: `state copy` moves it between stores (SQLite, PostgreSQL)",
+            "Act on the journal itself rather than on targets. `rotator state copy --from URL --to URL`"
+            "\ncopies a journal into an empty store and verifies it (see `rotator state copy --help`).",
+            *_STATE_PAGE,
+        ),
         "completion": Page(
             "print a shell completion script (bash, zsh or tcsh)",
             _COMPLETION,
@@ -288,4 +320,9 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             ),
         ),
     }
+)
+
+#: The pages of ``rotator state``'s actions.
+STATE_PAGES: Mapping[str, Page] = MappingProxyType(
+    {"copy": Page("copy the journal into an empty store, verified", _STATE_COPY, *_STATE_PAGE)}
 )

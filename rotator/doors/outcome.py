@@ -16,7 +16,8 @@ class Outcome(Enum):
     FAILING = "failing"
     #: ``check`` found at least one problem.
     PROBLEMS = "problems"
-    #: ``forget`` kept the entry: busy, an unfinished rotation, a live tombstone, or a revoke refused.
+    #: ``forget`` kept the entry: busy, an unfinished rotation, a live tombstone, or a revoke refused;
+    #: ``state copy`` refused: a rotation in flight, or the copy did not read back as the source.
     REFUSED = "refused"
     #: ``daemon`` or ``fakes`` could not listen on the address asked for.
     CANNOT_LISTEN = "cannot_listen"

@@ -50,7 +50,8 @@ from rotator.core.model import (
     same_instance,
 )
 from rotator.core.redact import redact
-from rotator.journal.codec import FREE_TEXT
+from rotator.journal.codec import FREE_TEXT, from_json, to_json
+from rotator.journal.snapshot import KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
 
 
 R = TypeVar("R")
@@ -279,3 +280,57 @@ class MemoryJournal:
         """Record (replace) the failure to resolve ``record.project``."""
         with self._lock:
             self._unresolved[record.gitlab_url, record.project] = kept(record)
+
+    # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Every table, rotations in the order first recorded."""
+        with self._lock:
+            return Snapshot(
+                targets=tuple(
+                    TargetRow(key, row.holder, row.fence, row.until, to_json(row.state))
+                    for key, row in sorted(self._targets.items())
+                ),
+                rotations=tuple(
+                    KeyedRow(r.key, to_json(r.record))
+                    for r in sorted(self._rotations.values(), key=lambda r: r.seq)
+                ),
+                tokens=tuple(KeyedRow(k, to_json(t)) for (k, _), t in sorted(self._tokens.items())),
+                tombstones=tuple(KeyedRow(k, to_json(s)) for (k, _), s in sorted(self._tombstones.items())),
+                projects=tuple(
+                    ProjectRow(url, path, pid) for (url, path), pid in sorted(self._projects.items())
+                ),
+                unresolved=tuple(to_json(u) for _, u in sorted(self._unresolved.items())),
+            )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Fill this empty journal with ``snapshot``; NotEmptyError (nothing changed) if it holds anything."""
+        with self._lock:
+            nonempty({table: bool(rows) for table, rows in self._tables().items()})
+            for t in snapshot.targets:
+                self._targets[t.key] = _Target(from_json(TargetState, t.state), t.fence, t.holder, t.until)
+            for seq, r in enumerate(snapshot.rotations, start=1):
+                self._rotations[r.data["id"]] = _Rotation(r.key, from_json(RotationRecord, r.data), seq)
+            self._seq = len(snapshot.rotations)
+            for r in snapshot.tokens:
+                token = from_json(TokenRecord, r.data)
+                self._tokens[r.key, token.token_id] = token
+            for r in snapshot.tombstones:
+                stone = from_json(Tombstone, r.data)
+                self._tombstones[r.key, stone.name] = stone
+            for p in snapshot.projects:
+                self._projects[p.gitlab_url, p.project] = p.project_id
+            for data in snapshot.unresolved:
+                record = from_json(UnresolvedProject, data)
+                self._unresolved[record.gitlab_url, record.project] = record
+
+    def _tables(self) -> dict[str, object]:
+        """Each table's rows, by the snapshot's table names (for the emptiness check)."""
+        return {
+            "targets": self._targets,
+            "rotations": self._rotations,
+            "tokens": self._tokens,
+            "tombstones": self._tombstones,
+            "projects": self._projects,
+            "unresolved": self._unresolved,
+        }

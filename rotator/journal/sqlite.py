@@ -36,6 +36,7 @@ from rotator.core.model import (
 from rotator.journal import sqlite_schema
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.file import create, refuse_unfit
+from rotator.journal.snapshot import TABLES, FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
 
 
 #: Tables a journal written by an older version may lack: read as empty when opened read-only.
@@ -454,6 +455,124 @@ class SQLiteJournal:
             rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return not tables <= {name for (name,) in rows}
 
+    # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Every table in one read transaction; rotations in the order first recorded (rowid)."""
+        with self._using() as db:
+            db.execute("BEGIN")
+            try:
+                present = self._tables(db)
+                targets = db.execute("SELECT key, holder, fence, lease_until, data FROM targets ORDER BY key")
+                keyed = {
+                    table: tuple(KeyedRow(key, json.loads(data)) for key, data in db.execute(sql))
+                    for table, sql in _KEYED_READS.items()
+                }
+                return Snapshot(
+                    targets=tuple(
+                        TargetRow(key, holder, fence, _instant(until), json.loads(data))
+                        for key, holder, fence, until, data in targets.fetchall()
+                    ),
+                    projects=tuple(
+                        ProjectRow(*row)
+                        for row in db.execute(
+                            "SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2"
+                        )
+                    ),
+                    # Tables a journal written by an older version may lack, opened read-only.
+                    unresolved=tuple(
+                        json.loads(data)
+                        for (data,) in (
+                            db.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref")
+                            if "unresolved" in present
+                            else ()
+                        )
+                    ),
+                    fences=tuple(
+                        FenceRow(*row)
+                        for row in (
+                            db.execute("SELECT key, fence FROM fences ORDER BY key")
+                            if "fences" in present
+                            else ()
+                        )
+                    ),
+                    **keyed,
+                )
+            finally:
+                db.execute("COMMIT")
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds anything.
+
+        Rotations are inserted in the snapshot's order, so their rowids (the tie-break of "newest
+        first") keep it; each key column is the one the source wrote the row under.
+        """
+        with self._transaction() as db:
+            present = self._tables(db) & set(TABLES)
+            nonempty(
+                {
+                    table: db.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]  # noqa: S608 - fixed names
+                    for table in sorted(present)
+                }
+            )
+            db.executemany(
+                "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (t.key, t.holder, t.fence, t.until.isoformat() if t.until else None, _text(t.state))
+                    for t in snapshot.targets
+                ],
+            )
+            db.executemany(
+                "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (r.data["id"], r.key, r.data["planned_at"], r.data["outcome"], _text(r.data))
+                    for r in snapshot.rotations
+                ],
+            )
+            db.executemany(
+                "INSERT INTO tokens (key, token_id, data) VALUES (?, ?, ?)",
+                [(r.key, r.data["token_id"], _text(r.data)) for r in snapshot.tokens],
+            )
+            db.executemany(
+                "INSERT INTO tombstones (key, name, data) VALUES (?, ?, ?)",
+                [(r.key, r.data["name"], _text(r.data)) for r in snapshot.tombstones],
+            )
+            db.executemany(
+                "INSERT INTO projects (gitlab_url, ref, project_id) VALUES (?, ?, ?)",
+                [(p.gitlab_url, p.project, p.project_id) for p in snapshot.projects],
+            )
+            db.executemany(
+                "INSERT INTO unresolved (gitlab_url, ref, data) VALUES (?, ?, ?)",
+                [(u["gitlab_url"], u["project"], _text(u)) for u in snapshot.unresolved],
+            )
+            if snapshot.fences:  # a journal with forgotten keys' fences has the table that keeps them
+                db.executemany(
+                    "INSERT INTO fences (key, fence) VALUES (?, ?)",
+                    [(f.key, f.fence) for f in snapshot.fences],
+                )
+
+    @staticmethod
+    def _tables(db: sqlite3.Connection) -> set[str]:
+        """The tables this file has."""
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
 
 def _dump(record: object) -> str:
     return json.dumps(to_json(record), sort_keys=True)
+
+
+def _text(document: dict[str, Any]) -> str:
+    """A document as the data column keeps it (as :func:`_dump` writes a record)."""
+    return json.dumps(document, sort_keys=True)
+
+
+def _instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+#: The rows of the tables kept as (key column, document), each in its snapshot's order.
+_KEYED_READS = {
+    "rotations": "SELECT key, data FROM rotations ORDER BY rowid",
+    "tokens": "SELECT key, data FROM tokens ORDER BY key, token_id",
+    "tombstones": "SELECT key, data FROM tombstones ORDER BY key, name",
+}

@@ -1,0 +1,101 @@
+"""``rotator state copy --from URL --to URL``: move the journal from one store into another, verified.
+
+The URLs are written as ``state.url`` is, except that a relative ``sqlite:///PATH`` is relative to
+the current folder (there is no config file here). The source is opened read-only and never
+created; the destination is created if missing and must hold nothing. The copy itself, its
+refusals and its check are :func:`rotator.journal.snapshot.copy`'s; this door opens the stores,
+names the option at fault (exit 2), and prints one line per table: counts, never a record.
+"""
+
+import sys
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from rotator.core.errors import ConfigError
+from rotator.doors.outcome import Outcome
+from rotator.journal.snapshot import TABLES, CopyRefusedError, NotEmptyError, copy, counts
+from rotator.journal.sqlite import SQLiteJournal, sqlite_path
+
+
+SQLITE = "sqlite:///"
+POSTGRES = ("postgresql://", "postgres://")
+_FORMS = "sqlite:///PATH (relative to the current folder), sqlite:////ABSOLUTE/PATH or postgresql://USER@HOST:PORT/DB"
+
+
+def _path(url: str, option: str) -> Path:
+    """The SQLite file a URL names; a usage error on ``option`` for any URL this version cannot open."""
+    if url.startswith(POSTGRES):
+        raise ConfigError(option, "only sqlite:/// is supported in this version")
+    if not url.startswith(SQLITE):
+        raise ConfigError(option, f"must be {_FORMS}")
+    try:
+        return sqlite_path(url, Path.cwd())
+    except ConfigError as error:
+        raise ConfigError(option, error.problem) from None
+
+
+def _exists(path: Path) -> bool:
+    return path.is_symlink() or path.exists()  # a dangling link is there (and refused when opened)
+
+
+def _open(path: Path, option: str, *, read_only: bool) -> SQLiteJournal:
+    """The journal at ``path``, with its refusals (not a journal, a symlink, damaged) put on ``option``."""
+    try:
+        return SQLiteJournal(path, read_only=read_only)
+    except ConfigError as error:
+        raise ConfigError(option, error.problem) from None
+
+
+def _remove(path: Path) -> None:
+    """Remove an SQLite file this command created and left empty, with its WAL files."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        file.unlink(missing_ok=True)
+
+
+def run(
+    source_url: str, destination_url: str, environ: Mapping[str, str], out: TextIO = sys.stdout
+) -> Outcome:
+    """Copy, verify, and print the rows per table; REFUSED (exit 1) with the reason on stderr.
+
+    ``environ`` gives a PostgreSQL journal's password (``ROTATOR_STATE_PASSWORD``); SQLite needs none.
+    """
+    del environ  # read by the PostgreSQL store only
+    source_path = _path(source_url, "--from")
+    destination_path = _path(destination_url, "--to")
+    if not _exists(source_path):
+        raise ConfigError("--from", f"no journal at {source_path}")
+    if _exists(destination_path) and destination_path.resolve() == source_path.resolve():
+        raise ConfigError("--to", "is the journal --from names; copy into a new file or an empty database")
+    created = not _exists(destination_path)
+    source = _open(source_path, "--from", read_only=True)
+    try:
+        destination = _open(destination_path, "--to", read_only=False)
+        try:
+            copied = copy(source, destination, datetime.now(UTC))
+        except NotEmptyError as error:
+            problem = f"{destination_path}: {error}; copy into a new file or an empty database"
+            raise ConfigError("--to", problem) from None
+        except CopyRefusedError as error:
+            print(f"rotator: state copy refused: {error}", file=sys.stderr)  # noqa: T201 - the reason, for the operator
+            # Refused before writing: a file this command created would only be in the way.
+            unused = created and not any(counts(destination.snapshot()).values())
+            destination.close()
+            if unused:
+                _remove(destination_path)
+            return Outcome.REFUSED
+        finally:
+            destination.close()  # again after a refusal: closing twice is harmless
+    finally:
+        source.close()
+    width = max(len(table) for table in TABLES)
+    for table in TABLES:
+        print(f"{table:<{width}}  {copied[table]:>8}", file=out)
+    print(
+        f"ok: {sum(copied.values())} rows copied from {source_path} to {destination_path};"
+        " the destination reads back the same (rows and contents)",
+        file=out,
+    )
+    return Outcome.OK

@@ -16,6 +16,7 @@ from rotator.journal.sqlite import SQLiteJournal
 from tests.cli_harness import Result, run_in_process
 from tests.journal.samples import KEY, TTL
 from tests.journal.test_copy import _fill, _reads
+from tests.postgres import fresh_database
 
 
 def _copy(source: str, destination: str) -> Result:
@@ -165,3 +166,38 @@ def test_state_copy_help_describes_urls_password_exit_codes_and_an_example() -> 
     assert "ROTATOR_STATE_PASSWORD[_FILE]" in shown.stdout
     assert "\n  0 copied and verified; 1 refused" in shown.stdout
     assert "rotator state copy --from sqlite:////" in shown.stdout
+
+
+def test_sqlite_to_postgresql_and_back_reads_as_the_source(source: Path, tmp_path: Path) -> None:
+    """SQLite → a fresh PostgreSQL database → a new SQLite file: exit 0 each way, every read alike."""
+    back = tmp_path / "back" / "state.db"
+    with fresh_database() as database:
+        there = _copy(_url(source), database)
+        assert there.code == 0, there.stderr
+        assert "rows copied from" in there.stdout
+        assert "postgres@" not in there.stdout  # the database is named by host, port and name only
+        again = _copy(_url(source), database)
+        assert again.code == 2, again.stdout
+        assert "--to" in again.stderr
+        home = _copy(database, _url(back))
+        assert home.code == 0, home.stderr
+    assert _read(back) == _read(source)
+
+
+def test_a_postgresql_source_without_a_journal_is_named(tmp_path: Path) -> None:
+    """An empty database as --from: exit 2 naming --from; nothing is created in it or on disk."""
+    destination = tmp_path / "new" / "state.db"
+    with fresh_database() as database:
+        done = _copy(database, _url(destination))
+    assert done.code == 2
+    assert "--from" in done.stderr
+    assert "no journal" in done.stderr
+    assert not destination.exists()
+
+
+def test_a_password_in_a_postgresql_url_is_refused_unechoed(source: Path) -> None:
+    """A password written into --to is refused (exit 2, naming --to) and never printed."""
+    done = _copy(_url(source), "postgresql://rotator:Sup3rSecretPw@127.0.0.1:5432/nowhere")
+    assert done.code == 2
+    assert "--to" in done.stderr
+    assert "Sup3rSecretPw" not in done.stderr + done.stdout

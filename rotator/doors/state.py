@@ -14,12 +14,12 @@ from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal
 from rotator.core.secret import Secret
 from rotator.doors.config import Config
-from rotator.doors.environment import read_variable
+from rotator.doors.environment import STATE_PASSWORD, read_variable
 from rotator.journal.memory import MemoryJournal
 from rotator.journal.postgres import PostgresJournal, has_journal, server
 
 
-PASSWORD = "ROTATOR_STATE_PASSWORD"  # noqa: S105 - a variable's name
+PASSWORD = STATE_PASSWORD
 SCHEMES = ("postgresql://", "postgres://")
 
 

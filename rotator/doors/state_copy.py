@@ -13,9 +13,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from rotator.core.errors import ConfigError
+from rotator.core.secret import Secret
+from rotator.doors.config import StateSettings
 from rotator.doors.outcome import Outcome
+from rotator.doors.state import password
+from rotator.journal.postgres import PostgresJournal, has_journal, server
 from rotator.journal.snapshot import TABLES, CopyRefusedError, NotEmptyError, copy, counts
 from rotator.journal.sqlite import SQLiteJournal, sqlite_path
 
@@ -25,10 +32,28 @@ POSTGRES = ("postgresql://", "postgres://")
 _FORMS = "sqlite:///PATH (relative to the current folder), sqlite:////ABSOLUTE/PATH or postgresql://USER@HOST:PORT/DB"
 
 
+def _where(url: str) -> str:
+    """``host:port/db`` of a PostgreSQL URL: what messages name (never the user or any option)."""
+    return f"postgresql://{server(url)}{urlsplit(url).path or '/'}"
+
+
+def _postgres(url: str, option: str, secret: Secret | None, *, read_only: bool) -> PostgresJournal:
+    """The PostgreSQL journal ``url`` names, checked as ``state.url`` is (no password in it)."""
+    try:
+        StateSettings(url=url)
+    except ValidationError as error:
+        problem = str(error.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigError(option, problem) from None
+    if read_only and not has_journal(url, password=secret):
+        raise ConfigError(option, f"no journal in the database at {_where(url)}")
+    try:
+        return PostgresJournal(url, password=secret, read_only=read_only)
+    except ConfigError as error:
+        raise ConfigError(option, error.problem) from None
+
+
 def _path(url: str, option: str) -> Path:
     """The SQLite file a URL names; a usage error on ``option`` for any URL this version cannot open."""
-    if url.startswith(POSTGRES):
-        raise ConfigError(option, "only sqlite:/// is supported in this version")
     if not url.startswith(SQLITE):
         raise ConfigError(option, f"must be {_FORMS}")
     try:
@@ -56,34 +81,53 @@ def _remove(path: Path) -> None:
 
 
 def run(
-    source_url: str, destination_url: str, environ: Mapping[str, str], out: TextIO = sys.stdout
+    source_url: str, destination_url: str, environ: Mapping[str, str], out: TextIO | None = None
 ) -> Outcome:
     """Copy, verify, and print the rows per table; REFUSED (exit 1) with the reason on stderr.
 
-    ``environ`` gives a PostgreSQL journal's password (``ROTATOR_STATE_PASSWORD``); SQLite needs none.
+    ``environ`` gives a PostgreSQL journal's password (``ROTATOR_STATE_PASSWORD``, for both ends).
     """
-    del environ  # read by the PostgreSQL store only
-    source_path = _path(source_url, "--from")
-    destination_path = _path(destination_url, "--to")
-    if not _exists(source_path):
+    out = out or sys.stdout  # read at call time: the tests swap sys.stdout per command
+    secret = password(environ)
+    source_pg, destination_pg = source_url.startswith(POSTGRES), destination_url.startswith(POSTGRES)
+    source_path = None if source_pg else _path(source_url, "--from")
+    destination_path = None if destination_pg else _path(destination_url, "--to")
+    if source_path is not None and not _exists(source_path):
         raise ConfigError("--from", f"no journal at {source_path}")
-    if _exists(destination_path) and destination_path.resolve() == source_path.resolve():
+    if source_pg and destination_pg and _where(source_url) == _where(destination_url):
         raise ConfigError("--to", "is the journal --from names; copy into a new file or an empty database")
-    created = not _exists(destination_path)
-    source = _open(source_path, "--from", read_only=True)
+    if (
+        source_path is not None
+        and destination_path is not None
+        and _exists(destination_path)
+        and destination_path.resolve() == source_path.resolve()
+    ):
+        raise ConfigError("--to", "is the journal --from names; copy into a new file or an empty database")
+    created = destination_path is not None and not _exists(destination_path)
+    source: SQLiteJournal | PostgresJournal = (
+        _postgres(source_url, "--from", secret, read_only=True)
+        if source_path is None
+        else _open(source_path, "--from", read_only=True)
+    )
+    source_name = _where(source_url) if source_path is None else str(source_path)
+    destination_name = _where(destination_url) if destination_path is None else str(destination_path)
     try:
-        destination = _open(destination_path, "--to", read_only=False)
+        destination: SQLiteJournal | PostgresJournal = (
+            _postgres(destination_url, "--to", secret, read_only=False)
+            if destination_path is None
+            else _open(destination_path, "--to", read_only=False)
+        )
         try:
             copied = copy(source, destination, datetime.now(UTC))
         except NotEmptyError as error:
-            problem = f"{destination_path}: {error}; copy into a new file or an empty database"
+            problem = f"{destination_name}: {error}; copy into a new file or an empty database"
             raise ConfigError("--to", problem) from None
         except CopyRefusedError as error:
             print(f"rotator: state copy refused: {error}", file=sys.stderr)  # noqa: T201 - the reason, for the operator
             # Refused before writing: a file this command created would only be in the way.
             unused = created and not any(counts(destination.snapshot()).values())
             destination.close()
-            if unused:
+            if unused and destination_path is not None:
                 _remove(destination_path)
             return Outcome.REFUSED
         finally:
@@ -94,7 +138,7 @@ def run(
     for table in TABLES:
         print(f"{table:<{width}}  {copied[table]:>8}", file=out)
     print(
-        f"ok: {sum(copied.values())} rows copied from {source_path} to {destination_path};"
+        f"ok: {sum(copied.values())} rows copied from {source_name} to {destination_name};"
         " the destination reads back the same (rows and contents)",
         file=out,
     )

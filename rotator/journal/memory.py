@@ -51,7 +51,7 @@ from rotator.core.model import (
 )
 from rotator.core.redact import redact
 from rotator.journal.codec import FREE_TEXT, from_json, to_json
-from rotator.journal.snapshot import KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
+from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
 
 
 R = TypeVar("R")
@@ -301,6 +301,7 @@ class MemoryJournal:
                     ProjectRow(url, path, pid) for (url, path), pid in sorted(self._projects.items())
                 ),
                 unresolved=tuple(to_json(u) for _, u in sorted(self._unresolved.items())),
+                fences=tuple(FenceRow(key, fence) for key, fence in sorted(self._fences.items())),
             )
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -320,6 +321,7 @@ class MemoryJournal:
                 self._tombstones[r.key, stone.name] = stone
             for p in snapshot.projects:
                 self._projects[p.gitlab_url, p.project] = p.project_id
+            self._fences.update((f.key, f.fence) for f in snapshot.fences)
             for data in snapshot.unresolved:
                 record = from_json(UnresolvedProject, data)
                 self._unresolved[record.gitlab_url, record.project] = record
@@ -333,4 +335,5 @@ class MemoryJournal:
             "tombstones": self._tombstones,
             "projects": self._projects,
             "unresolved": self._unresolved,
+            "fences": self._fences,
         }

@@ -55,6 +55,7 @@ from rotator.core.redact import watch
 from rotator.core.secret import Secret
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
+from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
 
 
 Conn = psycopg.Connection[TupleRow]
@@ -424,6 +425,85 @@ class PostgresJournal:
                 (record.gitlab_url, record.project, _doc(record)),
             )
 
+    # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Every table in one repeatable-read transaction; rotations in the order first recorded (seq).
+
+        A lease row without a target is a forgotten key's fence.
+        """
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            leases = conn.execute(
+                "SELECT l.key, l.holder, l.fence, l.lease_until, t.data"
+                " FROM leases AS l LEFT JOIN targets AS t ON t.key = l.key ORDER BY l.key"
+            ).fetchall()
+            keyed = {
+                table: tuple(KeyedRow(key, data) for key, data in conn.execute(sql))
+                for table, sql in _KEYED_READS.items()
+            }
+            projects = conn.execute(
+                "SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2"
+            ).fetchall()
+            unresolved = conn.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref").fetchall()
+        return Snapshot(
+            targets=tuple(TargetRow(k, h, f, u, d) for k, h, f, u, d in leases if d is not None),
+            fences=tuple(FenceRow(k, f) for k, _, f, _, d in leases if d is None),
+            projects=tuple(ProjectRow(url, ref, int(pid)) for url, ref, pid in projects),
+            unresolved=tuple(data for (data,) in unresolved),
+            **keyed,
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds rows."""
+        with self._transaction() as conn:
+            tables = ("leases", "targets", "rotations", "tokens", "tombstones", "projects", "unresolved")
+            conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE".encode())
+            found = {
+                table: bool(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table})".encode()).fetchone()[0])  # type: ignore[index]  # noqa: S608 - fixed names
+                for table in tables
+            }
+            nonempty(found)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO leases (key, holder, fence, lease_until) VALUES (%s, %s, %s, %s)",
+                    [(t.key, t.holder, t.fence, t.until) for t in snapshot.targets]
+                    + [(f.key, None, f.fence, None) for f in snapshot.fences],
+                )
+                cur.executemany(
+                    "INSERT INTO targets (key, data) VALUES (%s, %s)",
+                    [(t.key, Jsonb(t.state)) for t in snapshot.targets],
+                )
+                # One by one, in order: each takes the next seq, the tie-break of "newest first".
+                for r in snapshot.rotations:
+                    cur.execute(
+                        "INSERT INTO rotations (id, key, planned_at, outcome, data)"
+                        " VALUES (%s, %s, %s, %s, %s)",
+                        (
+                            r.data["id"],
+                            r.key,
+                            datetime.fromisoformat(r.data["planned_at"]),
+                            r.data["outcome"],
+                            Jsonb(r.data),
+                        ),
+                    )
+                cur.executemany(
+                    "INSERT INTO tokens (key, token_id, data) VALUES (%s, %s, %s)",
+                    [(r.key, r.data["token_id"], Jsonb(r.data)) for r in snapshot.tokens],
+                )
+                cur.executemany(
+                    "INSERT INTO tombstones (key, name, data) VALUES (%s, %s, %s)",
+                    [(r.key, r.data["name"], Jsonb(r.data)) for r in snapshot.tombstones],
+                )
+                cur.executemany(
+                    "INSERT INTO projects (gitlab_url, ref, project_id) VALUES (%s, %s, %s)",
+                    [(p.gitlab_url, p.project, p.project_id) for p in snapshot.projects],
+                )
+                cur.executemany(
+                    "INSERT INTO unresolved (gitlab_url, ref, data) VALUES (%s, %s, %s)",
+                    [(u["gitlab_url"], u["project"], Jsonb(u)) for u in snapshot.unresolved],
+                )
+
 
 def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Limits()) -> bool:
     """Whether the database at ``url`` holds a journal (a schema_version table); nothing is created."""
@@ -450,3 +530,11 @@ def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[s
 
 def _doc(record: object) -> Jsonb:
     return Jsonb(to_json(record))
+
+
+#: The rows of the tables kept as (key column, document), each in its snapshot's order.
+_KEYED_READS = {
+    "rotations": "SELECT key, data FROM rotations ORDER BY seq",
+    "tokens": "SELECT key, data FROM tokens ORDER BY key, token_id",
+    "tombstones": "SELECT key, data FROM tombstones ORDER BY key, name",
+}

@@ -115,17 +115,9 @@ class PostgresJournal:
         if password is not None:
             self._stack.enter_context(watch(password))  # the scrubber removes it from any log line
         kwargs = _connect_kwargs(url, password, limits)
-        settings = {
-            "statement_timeout": f"{round(limits.statement * 1000)}ms",
-            "lock_timeout": f"{round(limits.lock * 1000)}ms",
-            "TimeZone": "UTC",
-            "default_transaction_read_only": "on" if read_only else "off",
-        }
 
         def configure(conn: Conn) -> None:
-            conn.autocommit = True
-            for name, value in settings.items():
-                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            _configure(conn, limits, read_only=read_only)
 
         try:
             with psycopg.connect(url, **kwargs) as conn:
@@ -509,9 +501,23 @@ def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Li
     """Whether the database at ``url`` holds a journal (a schema_version table); nothing is created."""
     try:
         with psycopg.connect(url, **_connect_kwargs(url, password, limits)) as conn:
+            _configure(conn, limits, read_only=True)  # a database that does not answer is not waited for
             return found_version(conn) is not None
     except psycopg.OperationalError as error:
         raise unavailable(url, error, password) from None
+
+
+def _configure(conn: Conn, limits: Limits, *, read_only: bool) -> None:
+    """Autocommit, and the session's time limits, time zone and read-only flag: on every connection."""
+    conn.autocommit = True
+    settings = {
+        "statement_timeout": f"{round(limits.statement * 1000)}ms",
+        "lock_timeout": f"{round(limits.lock * 1000)}ms",
+        "TimeZone": "UTC",
+        "default_transaction_read_only": "on" if read_only else "off",
+    }
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
 
 def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[str, Any]:

@@ -44,8 +44,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 #: The newest schema this rotator knows.
 VERSION = len(MIGRATIONS)
-#: Tables only rotator's journal has: one of them without ``schema_version`` is another application's.
-_OURS = ("leases", "targets", "rotations", "tokens", "tombstones")
+#: The journal's tables: one of them without ``schema_version`` is another application's (and creating
+#: the journal beside it would fail half way, on a name already taken).
+_OURS = ("leases", "targets", "rotations", "tokens", "tombstones", "projects", "unresolved")
 
 
 def found_version(conn: psycopg.Connection[TupleRow]) -> int | None:

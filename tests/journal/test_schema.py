@@ -2,6 +2,7 @@
 
 import shutil
 import sqlite3
+import threading
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rotator.core.errors import ConfigError
+from rotator.core.errors import ConfigError, JournalUnavailableError
 from rotator.journal import postgres_schema, sqlite_schema
-from rotator.journal.postgres import PostgresJournal
+from rotator.journal.postgres import Limits, PostgresJournal, has_journal
 from rotator.journal.sqlite import SQLiteJournal
 from tests.postgres import fresh_schema
 
@@ -119,3 +120,39 @@ def test_postgres_refuses_a_database_holding_another_applications_tables() -> No
             PostgresJournal(url)
         with psycopg.connect(url, autocommit=True) as conn:
             assert conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,)
+
+
+@pytest.mark.parametrize("table", ["projects", "unresolved"])
+def test_postgres_refuses_another_applications_table_named_like_any_of_the_journals(table: str) -> None:
+    """Another application's ``projects`` (or ``unresolved``) table: exit-2 ConfigError, nothing created."""
+    with fresh_schema() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {table} (id int)".encode())
+        with pytest.raises(ConfigError, match=f"holds tables \\({table}\\) but no rotator journal"):
+            PostgresJournal(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,)
+
+
+def test_looking_for_a_postgres_journal_gives_up_when_the_database_does_not_answer() -> None:
+    """has_journal (status, history, state copy) is bounded by the statement timeout, not left hanging."""
+    with fresh_schema() as url:
+        PostgresJournal(url).close()
+        with psycopg.connect(url) as blocker:
+            blocker.execute("LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")  # a migration in progress
+            outcome: list[object] = []
+
+            def look() -> None:
+                try:
+                    outcome.append(has_journal(url, limits=Limits(connect=2, statement=0.3, lock=0.3)))
+                except JournalUnavailableError as error:
+                    outcome.append(error)
+
+            worker = threading.Thread(target=look, daemon=True)
+            worker.start()
+            worker.join(timeout=10)
+            blocker.rollback()  # lets a hanging look finish, so the schema can be dropped
+        worker.join(timeout=10)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], JournalUnavailableError)
+        assert "canceling statement due to" in str(outcome[0])

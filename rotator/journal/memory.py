@@ -301,7 +301,13 @@ class MemoryJournal:
                     ProjectRow(url, path, pid) for (url, path), pid in sorted(self._projects.items())
                 ),
                 unresolved=tuple(to_json(u) for _, u in sorted(self._unresolved.items())),
-                fences=tuple(FenceRow(key, fence) for key, fence in sorted(self._fences.items())),
+                # A key configured again has a target whose fence is past its forgotten one: that
+                # fence is spent, and a store keeping fences beside its leases holds one per key.
+                fences=tuple(
+                    FenceRow(key, fence)
+                    for key, fence in sorted(self._fences.items())
+                    if key not in self._targets
+                ),
             )
 
     def restore(self, snapshot: Snapshot) -> None:

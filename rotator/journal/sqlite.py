@@ -491,7 +491,12 @@ class SQLiteJournal:
                     fences=tuple(
                         FenceRow(*row)
                         for row in (
-                            db.execute("SELECT key, fence FROM fences ORDER BY key")
+                            # Only forgotten keys not configured again: a target's fence is past
+                            # its old one (and PostgreSQL keeps one fence per key).
+                            db.execute(
+                                "SELECT key, fence FROM fences"
+                                " WHERE key NOT IN (SELECT key FROM targets) ORDER BY key"
+                            )
                             if "fences" in present
                             else ()
                         )

@@ -325,3 +325,13 @@ def test_any_journal_copies_exactly(data: st.DataObject, steps: list[str], *, to
     for key in ops.KEYS:
         assert src.acquire(key, "app", "w9", later, TTL) == dst.acquire(key, "app", "w9", later, TTL)
     sqlite.close()
+
+
+def test_a_key_forgotten_then_configured_again_copies(pair: tuple[Opener, Opener]) -> None:
+    """A key forgotten and leased again copies to any store; its next fence is the same on both."""
+    src, dst = pair[0](), pair[1]()
+    src.forget(_take(src, GONE_KEY, "w1", NOW), "forgotten")
+    src.release(_take(src, GONE_KEY, "w1", NOW))  # configured again: a new target row
+    copy(_c(src), _c(dst), LATER)
+    assert _reads(dst) == _reads(src)
+    assert _take(dst, GONE_KEY, "w2", LATER).fence == _take(src, GONE_KEY, "w2", LATER).fence == 3

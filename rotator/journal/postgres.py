@@ -446,6 +446,12 @@ class PostgresJournal:
             **keyed,
         )
 
+    def lease_clock(self, now: datetime) -> datetime:
+        """The database's clock, which every lease here runs on; ``now`` is not used (module docstring)."""
+        del now
+        at: datetime = self._rows(f"SELECT {self._clock}")[0]  # the clock: this store's own SQL
+        return at
+
     def restore(self, snapshot: Snapshot) -> None:
         """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds rows."""
         with self._transaction() as conn:

@@ -36,8 +36,8 @@ from rotator.journal.codec import from_json, to_json
 
 #: A record as :func:`rotator.journal.codec.to_json` writes it.
 Document = dict[str, Any]
-#: A lease that ended less than this long ago still counts as live: a store may judge leases by its
-#: own clock (PostgreSQL's), which can run behind the clock of the machine copying.
+#: A lease that ended less than this long ago still counts as live: the clock that set a lease (a
+#: daemon's, for SQLite) may run behind the one judging it. PostgreSQL's leases are judged by its own.
 CLOCK_MARGIN = timedelta(minutes=1)
 
 
@@ -102,6 +102,9 @@ class Copyable(Protocol):
 
     def restore(self, snapshot: Snapshot) -> None:
         """Write ``snapshot`` into this store in one transaction; NotEmptyError if it holds anything."""
+
+    def lease_clock(self, now: datetime) -> datetime:
+        """The instant leases are judged at: the store's own clock if its leases run on one, else ``now``."""
 
 
 class NotEmptyError(RotatorError):
@@ -193,15 +196,17 @@ def copy(
 ) -> dict[str, int]:
     """Copy the journal ``source`` holds into the empty ``destination``; the rows per table.
 
-    Refused (CopyRefusedError, nothing written) while any lease in the source is live: a rotation
+    Refused (CopyRefusedError, nothing written) while any lease in the source is live (by the
+    source's own lease clock where it has one, PostgreSQL's; else by ``now``): a rotation
     in flight would go on writing to the source, and the two journals would fork. NotEmptyError if
     the destination holds anything. Afterwards the destination is read back: its counts and
     contents must equal the source's, and the source must not have changed meanwhile (a process
     still running on it); otherwise CopyRefusedError. ``report(table, rows)`` hears each table as
     it is verified.
     """
+    at = source.lease_clock(now)  # read first: an earlier instant can only count more leases live
     taken = source.snapshot()
-    held = live_leases(taken, now)
+    held = live_leases(taken, at)
     if held:
         names = ", ".join(sorted(str(row.state.get("name", row.key)) for row in held))
         msg = (

@@ -82,6 +82,11 @@ class ClockedJournal(PostgresJournal):
         self._set_clock(now)
         return super().renew(lease, now, ttl)
 
+    def lease_clock(self, now: datetime) -> datetime:
+        """The test clock, set to ``now`` first (as acquire and renew do)."""
+        self._set_clock(now)
+        return super().lease_clock(now)
+
     def close(self) -> None:
         """Close the pool and the clock's connection."""
         self._clock_conn.close()

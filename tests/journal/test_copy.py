@@ -10,7 +10,7 @@ import contextlib
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -34,6 +34,7 @@ from rotator.core.model import (
 )
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
+from rotator.journal.postgres import PostgresJournal
 from rotator.journal.snapshot import (
     TABLES,
     Copyable,
@@ -47,6 +48,7 @@ from rotator.journal.sqlite import SQLiteJournal
 from tests.journal import test_differential as ops
 from tests.journal.samples import KEY, NOW, OTHER_KEY, TTL, UNRESOLVED, rotation
 from tests.journal.stores import STORES, Opener
+from tests.postgres import fresh_schema
 
 
 PAIRS = [(a, b) for a in sorted(STORES) for b in sorted(STORES)]
@@ -335,3 +337,13 @@ def test_a_key_forgotten_then_configured_again_copies(pair: tuple[Opener, Opener
     copy(_c(src), _c(dst), LATER)
     assert _reads(dst) == _reads(src)
     assert _take(dst, GONE_KEY, "w2", LATER).fence == _take(src, GONE_KEY, "w2", LATER).fence == 3
+
+
+def test_a_postgresql_sources_leases_are_judged_by_its_own_clock() -> None:
+    """A machine whose clock runs an hour ahead still sees the database's live lease and is refused."""
+    with fresh_schema() as url, PostgresJournal(url) as src:
+        assert (
+            src.acquire(KEY, "name-42", "w1", NOW, TTL) is not None
+        )  # live for ten minutes, by the database
+        with pytest.raises(CopyRefusedError, match=r"in flight.*name-42"):
+            copy(src, MemoryJournal(), datetime.now(UTC) + timedelta(hours=1))

@@ -132,6 +132,9 @@ class PostgresJournal:
                 min_size=1,
                 max_size=limits.pool_size,
                 configure=configure,
+                # A connection the server dropped (a restart, a failover, pg_terminate_backend) is
+                # found on checkout and replaced, instead of failing the next journal call.
+                check=psycopg_pool.ConnectionPool.check_connection,
                 timeout=limits.connect + limits.statement,
                 open=True,
             )

@@ -12,8 +12,10 @@ The first renewal that fails (the journal raises: the lease was taken over, the 
 reached; or it answers for another holder or fence) marks the lease lost for good. From then on
 every upstream request of the run raises :class:`LeaseLostError` before it is sent (the ports of
 :attr:`LeaseKeeper.ctx` check first), and so does every journal write
-(:class:`rotator.engine.recorder.Recorder` checks first). A request already in flight finishes;
-what it returns is not recorded, and the next run resumes from what the journal holds.
+(:class:`rotator.engine.recorder.Recorder` checks first, renewing when due, as before a request:
+a write is fenced by the journal, but a journal back after a blip would take it). A request
+already in flight finishes; what it returns is not recorded, and the next run resumes from what
+the journal holds.
 """
 
 import threading
@@ -70,7 +72,7 @@ class LeaseKeeper:
         self._thread.join()
 
     def check(self) -> None:
-        """Before an upstream request: LeaseLostError if lost; renew first when a renewal is due."""
+        """Before an upstream request or a journal write: LeaseLostError if lost; renew first if due."""
         with self._lock:
             self._refuse_if_lost()
             if self.ctx.monotonic() - self._renewed >= self.ctx.settings.lease_renew.total_seconds():
@@ -81,10 +83,6 @@ class LeaseKeeper:
         with self._lock:
             self._refuse_if_lost()
             self._renew()
-
-    def held(self) -> None:
-        """Before a journal write: LeaseLostError once a renewal has failed (the write itself is fenced)."""
-        self._refuse_if_lost()
 
     def _refuse_if_lost(self) -> None:
         if self.lost.is_set():

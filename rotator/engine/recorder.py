@@ -58,7 +58,7 @@ class Recorder:
 
         Nothing once the lease is lost: a renewal failed, so the target may be another worker's.
         """
-        self.keeper.held()
+        self.keeper.check()
         self.ctx.journal.write(self.lease, change)
         tell(self.ctx, lambda observer: observer.recorded(self.target.name, change))
         if point is not None:

@@ -23,6 +23,7 @@ from rotator.core.durations import stamp
 from rotator.core.errors import (
     ConfigError,
     JournalDamagedError,
+    JournalUnavailableError,
     LeaseLostError,
     TargetFailedError,
     UpstreamError,
@@ -208,6 +209,8 @@ class Engine:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
             message = str(error)
+        except JournalUnavailableError as error:
+            message = f"{target.name}: {error}"  # names the server, never a password
         except JournalDamagedError:
             raise  # not this target's failure: no target can run on a damaged journal
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others

@@ -203,6 +203,7 @@ def test_load_config_reports_file_problems(tmp_path: Path) -> None:
 DURATION_KEYS: list[tuple[tuple[str, ...], str]] = [
     (("gitlab", "timeout"), "gitlab.timeout"),
     (("infisical", "timeout"), "infisical.timeout"),
+    (("state", "lease_ttl"), "state.lease_ttl"),
     (("daemon", "check_interval"), "daemon.check_interval"),
     (("daemon", "jitter"), "daemon.jitter"),
     (("daemon", "shutdown_timeout"), "daemon.shutdown_timeout"),

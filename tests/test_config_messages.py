@@ -215,6 +215,11 @@ def test_a_misspelt_key_comes_before_the_key_it_leaves_missing(tmp_path: Path) -
             "daemon.check_interval: must be from 1s to 1d, not 2d (line 8)",
         ),
         (
+            "  url: sqlite:///rotator-state.db",
+            "  url: sqlite:///rotator-state.db\n  lease_ttl: 1s",
+            "state.lease_ttl: must be from 5s to 1d, not 1s (line 7)",
+        ),
+        (
             "    scopes: [api]",
             "    scopes: api",
             "targets[0].token.scopes: must be a list, such as [api], not 'api' (line 14)",
@@ -299,7 +304,8 @@ def test_an_empty_file_says_what_to_write(tmp_path: Path) -> None:
 KEYS: list[tuple[str, ...]] = [
     ("gitlab",), ("gitlab", "url"), ("gitlab", "timeout"), ("gitlab", "requests_per_minute"),
     ("infisical",), ("infisical", "url"), ("infisical", "timeout"), ("infisical", "reads_per_minute"),
-    ("infisical", "writes_per_minute"), ("state",), ("state", "url"), ("max_concurrent_rotations",),
+    ("infisical", "writes_per_minute"), ("state",), ("state", "url"), ("state", "lease_ttl"),
+    ("max_concurrent_rotations",),
     ("daemon",), ("daemon", "listen"), ("daemon", "check_interval"), ("daemon", "jitter"),
     ("daemon", "shutdown_timeout"), ("daemon", "min_trigger_interval"), ("notify",),
     ("notify", "webhook_url"), ("defaults",), ("targets",), ("targets", "*"),

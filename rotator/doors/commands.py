@@ -36,6 +36,7 @@ from rotator.doors.config import Config, engine_spec
 from rotator.doors.outcome import Outcome
 from rotator.doors.readmodel import as_json
 from rotator.engine.checks import check_connection, owned_elsewhere
+from rotator.engine.lease import LeaseKeeper
 from rotator.engine.recorder import Recorder
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
@@ -44,7 +45,6 @@ from rotator.engine.run import REMOVED, RunOptions, TargetReport
 _MAINTAINER = 40
 _IN_USE_MARGIN = timedelta(minutes=15)
 #: Long enough for a few revokes; forget renews nothing.
-_FORGET_LEASE = timedelta(minutes=10)
 log = structlog.get_logger("rotator")
 
 
@@ -117,7 +117,7 @@ def forget(args: argparse.Namespace, config: Config) -> Outcome:
         found = _removed_key(config, journal, args.key)
         now = wiring.clock(config, os.environ)()
         holder = f"{socket.gethostname()}:{os.getpid()}:forget"
-        lease = journal.acquire(found.key, found.name, holder, now, _FORGET_LEASE)
+        lease = journal.acquire(found.key, found.name, holder, now, config.state.lease_ttl)
         if lease is None:
             print(f"rotator forget: {found.key}: another worker holds it; try again", file=sys.stderr)
             return Outcome.REFUSED
@@ -207,15 +207,23 @@ def _removed_key(config: Config, journal: Journal, key: str) -> Removed:
 def _revoke_removed(rt: wiring.Runtime, lease: Lease, found: Removed) -> list[str]:
     """Revoke what the key holds, as far as is safe; the refusals (an upstream failure is one)."""
     target = stand_in(found, f"{found.name}{REMOVED}")
-    run = RemovedRun(rt.engine.ctx, Recorder(rt.engine.ctx, lease, target), target, found)
+    with LeaseKeeper(rt.engine.ctx, lease) as keeper:
+        rec = Recorder(keeper, target)
+        run = RemovedRun(rec.ctx, rec, target, found)
+        refused = _revoke_all(run, target)
+    for action in run.scratch.actions:
+        print(redact(action))  # actions quote upstream token names
+    return refused
+
+
+def _revoke_all(run: RemovedRun, target: RotationSpec) -> list[str]:
+    """``forget --revoke``'s revokes; the refusals, an upstream failure or a lost lease among them."""
     try:
         refused = run.revoke_all()
     except UpstreamError as error:
         refused = [str(replace(error, target=target.name, step=error.step or "forget"))]
     except LeaseLostError as error:
         refused = [str(error)]
-    for action in run.scratch.actions:
-        print(redact(action))  # actions quote upstream token names
     return refused
 
 

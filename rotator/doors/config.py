@@ -159,9 +159,12 @@ class InfisicalSettings(_Strict):
 
 
 class StateSettings(_Strict):
-    """``state:``: the journal's location."""
+    """``state:``: the journal's location, and how long a target's lease lasts unless renewed."""
 
     url: str = "sqlite:///rotator-state.db"
+    #: A run renews its lease every 30 s (a third of this, when shorter); a worker that dies holds
+    #: its targets until it lapses. Short values are for tests; a long one delays recovery.
+    lease_ttl: Annotated[Duration, _within(timedelta(seconds=5), timedelta(days=1))] = timedelta(minutes=10)
 
     @field_validator("url")
     @classmethod

@@ -37,7 +37,7 @@ from rotator.doors import hooks, state
 from rotator.doors.config import Config, engine_spec, load_config
 from rotator.doors.environment import load_secrets, webhook_url
 from rotator.doors.options import CONFIG_VARIABLE
-from rotator.engine.context import Context, Settings
+from rotator.engine.context import Context, Settings, lease_renew_for
 from rotator.engine.run import Engine
 from rotator.journal.file import loose_files, loose_permissions
 from rotator.journal.memory import MemoryJournal
@@ -273,6 +273,18 @@ def load(option: str | None, environ: Mapping[str, str]) -> Config:
     return config
 
 
+def engine_settings(config: Config, base: Settings | None = None) -> Settings:
+    """The engine's timings from the config: the lease (``state.lease_ttl``) and the run interval."""
+    ttl = config.state.lease_ttl
+    return replace(
+        base or Settings(),
+        lease_ttl=ttl,
+        lease_renew=lease_renew_for(ttl),
+        # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
+        run_interval=config.daemon.check_interval,
+    )
+
+
 def build(  # noqa: PLR0913 - each keyword is one command's need
     config: Config,
     environ: Mapping[str, str],
@@ -348,8 +360,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         monotonic=timing.monotonic,
         gitlab_url=config.gitlab.url,
         actor=f"{socket.gethostname()}:{os.getpid()}",
-        # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
-        settings=replace(settings or Settings(), run_interval=config.daemon.check_interval),
+        settings=engine_settings(config, settings),
         crash_after=_test_hook(config, environ, CRASH_AFTER, str),
         cron=cron.next_fire,
         observer=Observers((*observers, *([webhook] if webhook else []))),

@@ -16,12 +16,25 @@ from rotator.core.model import Connection, TokenInfo
 from rotator.core.ports import GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 
 
+#: How often a run renews its lease, at most (``lease_renew_for``).
+LEASE_RENEW = timedelta(seconds=30)
+
+
+def lease_renew_for(ttl: timedelta) -> timedelta:
+    """How often a lease lasting ``ttl`` is renewed: every 30 s, or a third of ``ttl`` when shorter.
+
+    A third leaves two more tries (or one slow statement) before a lease could lapse under a run.
+    """
+    return min(LEASE_RENEW, ttl / 3)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Timings of the protocol; tests shorten the waits."""
 
+    #: ``state.lease_ttl``; ``lease_renew`` follows it (:func:`lease_renew_for`).
     lease_ttl: timedelta = timedelta(minutes=10)
-    lease_renew: timedelta = timedelta(seconds=30)
+    lease_renew: timedelta = LEASE_RENEW
     reread_window: timedelta = timedelta(minutes=1)
     self_check_window: timedelta = timedelta(seconds=10)
     in_use_margin: timedelta = timedelta(minutes=15)

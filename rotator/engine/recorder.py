@@ -5,14 +5,11 @@ records a failure with its backoff and alert (:meth:`Recorder.failed`), returnin
 :class:`TargetFailedError` the run raises.
 """
 
-import threading
-
 from dataclasses import replace
 
 import structlog
 
 from rotator.core.errors import (
-    LeaseLostError,
     TargetFailedError,  # re-exported: it was defined in this package
     UpstreamError,
 )
@@ -21,7 +18,7 @@ from rotator.core.model import Change, Lease, TargetKey, TargetState
 from rotator.core.schedule import backoff_until
 from rotator.core.spec import RotationSpec
 from rotator.engine.alerts import alert, tell
-from rotator.engine.context import Context
+from rotator.engine.lease import LeaseKeeper
 
 
 log = structlog.get_logger("rotator")
@@ -39,15 +36,17 @@ STEP_OF = {
 class Recorder:
     """Fenced journal writes for one target, with the crash hook the step tests use."""
 
-    def __init__(
-        self, ctx: Context, lease: Lease, target: RotationSpec, lost: threading.Event | None = None
-    ) -> None:
-        """Write under ``lease``; ``lost`` is set by the renewer when the lease cannot be kept."""
-        self.ctx, self.lease, self.target = ctx, lease, target
-        self.lost = lost or threading.Event()
+    def __init__(self, keeper: LeaseKeeper, target: RotationSpec) -> None:
+        """Write under the lease ``keeper`` keeps, through its context (whose ports check the lease)."""
+        self.keeper, self.ctx, self.target = keeper, keeper.ctx, target
         #: Where this target's run is, for alerts and the failures metric: the call being made, in
         #: the words the upstream error lines use (:data:`STEP_OF`, "revoke", "resolve", ...).
         self.step = "prepare"
+
+    @property
+    def lease(self) -> Lease:
+        """The lease this run writes under."""
+        return self.keeper.lease
 
     @property
     def key(self) -> TargetKey:
@@ -55,18 +54,19 @@ class Recorder:
         return self.lease.key
 
     def write(self, change: Change, point: str | None = None) -> None:
-        """Record ``change``; then, if this is the test's crash point, stop dead."""
+        """Record ``change``; then, if this is the test's crash point, stop dead.
+
+        Nothing once the lease is lost: a renewal failed, so the target may be another worker's.
+        """
+        self.keeper.check()
         self.ctx.journal.write(self.lease, change)
         tell(self.ctx, lambda observer: observer.recorded(self.target.name, change))
         if point is not None:
             self.checkpoint(point)
 
     def ensure_lease(self) -> None:
-        """Before a mutation: prove (with a fenced write) that this worker still holds the target."""
-        if self.lost.is_set():
-            msg = f"lease on {self.lease.key} lost; sending nothing more"
-            raise LeaseLostError(msg)
-        self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
+        """Before a mutation: prove (with a renewal) that this worker still holds the target."""
+        self.keeper.renew()
 
     def checkpoint(self, point: str) -> None:
         """A crash point with nothing to record (between a check and the call it licenses)."""

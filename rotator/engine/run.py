@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Self
 
 import structlog
 
@@ -24,12 +23,12 @@ from rotator.core.durations import stamp
 from rotator.core.errors import (
     ConfigError,
     JournalDamagedError,
+    JournalUnavailableError,
     LeaseLostError,
     TargetFailedError,
     UpstreamError,
 )
 from rotator.core.model import (
-    Lease,
     Outcome,
     Role,
     RotationRecord,
@@ -43,6 +42,7 @@ from rotator.core.schedule import Due, Situation, Work, decide, expiry_instant, 
 from rotator.core.spec import EngineSpec, RotationSpec
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
+from rotator.engine.lease import LeaseKeeper
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.engine.retire import unrevocable
@@ -209,6 +209,8 @@ class Engine:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
             message = str(error)
+        except JournalUnavailableError as error:
+            message = f"{target.name}: {error}"  # names the server, never a password
         except JournalDamagedError:
             raise  # not this target's failure: no target can run on a damaged journal
         except Exception as error:  # noqa: BLE001 - one target's surprise must not sink the others
@@ -286,17 +288,27 @@ class Engine:
         )
         if lease is None:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
+        keeper = LeaseKeeper(self.ctx, lease)
         try:
             # Under the lease, so another replica's forced rotation that ran while this trigger
             # waited for a worker is finished and recorded; before PLANNED, so nothing is minted.
             onto = self._coalesced_onto(target, lease.key, options)
             if onto is not None:
                 return _coalesced(target, onto)
-            with _Renewer(self.ctx, lease) as renewer:
-                rec = Recorder(self.ctx, lease, target, renewer.lost)
-                return self._work(target, options, rec, work, planned)
+            with keeper:
+                return self._work(target, options, Recorder(keeper, target), work, planned)
         finally:
-            self.ctx.journal.release(lease)
+            self._release(keeper)
+
+    def _release(self, keeper: LeaseKeeper) -> None:
+        """Give the lease up; once it is lost, only as far as the journal lets (else it lapses)."""
+        try:
+            self.ctx.journal.release(keeper.lease)
+        except Exception as error:
+            if not keeper.lost.is_set():
+                raise
+            # The run has already failed on the lost lease: that, not this, is what it reports.
+            log.warning("lease.release_failed", key=str(keeper.lease.key), error=type(error).__name__)
 
     def _coalesced_onto(
         self, target: RotationSpec, key: TargetKey, options: RunOptions
@@ -375,10 +387,11 @@ class Engine:
         )
         if lease is None:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this key")
+        keeper = LeaseKeeper(self.ctx, lease)
         try:
-            with _Renewer(self.ctx, lease) as renewer:
-                rec = Recorder(self.ctx, lease, target, renewer.lost)
-                run = RemovedRun(self.ctx, rec, target, removed)
+            with keeper:
+                rec = Recorder(keeper, target)
+                run = RemovedRun(rec.ctx, rec, target, removed)
                 try:
                     run.sweep(plan)
                 except TargetFailedError as error:
@@ -388,7 +401,7 @@ class Engine:
                     rec.failed("failed", message)
                     return TargetReport(target.name, "failed", failed=True, detail=message + hint)
         finally:
-            self.ctx.journal.release(lease)
+            self._release(keeper)
         still = "; ".join(plan_removed(self.ctx.journal, removed, self.ctx.clock()).left)
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         # A token the manager could not revoke (Retirer._mark_no_access alerts, and does not raise).
@@ -406,7 +419,7 @@ class Engine:
         self, target: RotationSpec, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
     ) -> TargetReport:
         lease = rec.lease
-        run = TargetRun(self.ctx, rec, target, lease.key.project_id, options.trigger)
+        run = TargetRun(rec.ctx, rec, target, lease.key.project_id, options.trigger)
         run.scratch.planned = planned
         run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
         try:
@@ -594,30 +607,3 @@ def describe(work: Work, situation: Situation, failing: str | None) -> str:
         when = situation.due.next_due
         parts.append(f"nothing due; next {situation.due.reason} at {stamp(when)}" if when else "nothing due")
     return "; ".join(parts)
-
-
-class _Renewer:
-    """Renews a lease in the background; a failed renewal marks the lease lost."""
-
-    def __init__(self, ctx: Context, lease: Lease) -> None:
-        self.ctx, self.lease = ctx, lease
-        self.stop, self.lost = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _loop(self) -> None:
-        interval = self.ctx.settings.lease_renew.total_seconds()
-        while not self.stop.wait(interval):
-            try:
-                self.lease = self.ctx.journal.renew(self.lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
-            except Exception as error:  # noqa: BLE001 - any failure to renew means the lease may be gone
-                self.lost.set()
-                log.error("lease.lost", key=str(self.lease.key), error=type(error).__name__)
-                return

@@ -26,7 +26,6 @@ import threading
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,7 +41,7 @@ from rotator.core.redact import redact
 from rotator.doors import report, wiring
 from rotator.doors.config import Config, engine_spec
 from rotator.doors.environment import load_secrets
-from rotator.engine.context import Context, Settings
+from rotator.engine.context import Context
 from rotator.engine.run import Engine, RunOptions
 from rotator.journal.memory import MemoryJournal
 from rotator.testing import Fakes, Fault
@@ -182,7 +181,7 @@ class EngineCase(Case):
             sleep=self.pauses,
             gitlab_url=config.gitlab.url,
             actor="engine-test",
-            settings=replace(Settings(), run_interval=config.daemon.check_interval),
+            settings=wiring.engine_settings(config),
             crash_after=crash_after,
             cron=cron.next_fire,
             monotonic=self.pauses.monotonic,

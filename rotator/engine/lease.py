@@ -1,0 +1,185 @@
+"""A target's lease while a run acts on it: renewed, and checked before every upstream request.
+
+Another worker may take a target once its lease lapses, so a worker that cannot keep its lease
+must stop acting at once. :class:`LeaseKeeper` renews the lease every ``Settings.lease_renew``:
+
+- in a background thread, on real time, so a long upstream call or wait does not let it lapse;
+- in the run's own thread, right before an upstream request, whenever a renewal is due by the
+  run's monotonic clock (``Context.monotonic``), so a run whose time is injected (or whose
+  background thread is starved) renews as its time passes.
+
+The first renewal that fails (the journal raises: the lease was taken over, the database cannot be
+reached; or it answers for another holder or fence) marks the lease lost for good. From then on
+every upstream request of the run raises :class:`LeaseLostError` before it is sent (the ports of
+:attr:`LeaseKeeper.ctx` check first), and so does every journal write
+(:class:`rotator.engine.recorder.Recorder` checks first, renewing when due, as before a request:
+a write is fenced by the journal, but a journal back after a blip would take it). A request
+already in flight finishes; what it returns is not recorded, and the next run resumes from what
+the journal holds.
+"""
+
+import threading
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import NoReturn, Self
+
+import structlog
+
+from rotator.core.errors import JournalUnavailableError, LeaseLostError
+from rotator.core.model import Connection, Lease, NewToken, TokenInfo, TokenRequest
+from rotator.core.ports import GitLabPort, InfisicalPort
+from rotator.core.secret import Secret
+from rotator.engine.context import Context
+
+
+log = structlog.get_logger("rotator")
+
+
+class LeaseKeeper:
+    """Keeps one lease for one run; :attr:`ctx` is the run's context with guarded ports."""
+
+    def __init__(self, ctx: Context, lease: Lease) -> None:
+        """Keep ``lease`` (just acquired) with ``ctx``'s journal, clocks and lease settings."""
+        self._lease = lease
+        self._lock = threading.Lock()
+        self._renewed = ctx.monotonic()  # when the last good renewal (or the acquisition) was sent
+        self._why = ""
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
+        #: The run's context: every GitLab and Infisical request first passes :meth:`check`.
+        self.ctx = replace(
+            ctx,
+            gitlab=_GuardedGitLab(ctx.gitlab, self.check),
+            infisical=_GuardedInfisical(ctx.infisical, self.check),
+        )
+
+    @property
+    def lease(self) -> Lease:
+        """The lease as last renewed (holder and fence never change)."""
+        return self._lease
+
+    def __enter__(self) -> Self:
+        """Start renewing in the background."""
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Stop renewing (the caller releases the lease)."""
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        """Before an upstream request or a journal write: LeaseLostError if lost; renew first if due."""
+        with self._lock:
+            self._refuse_if_lost()
+            if self.ctx.monotonic() - self._renewed >= self.ctx.settings.lease_renew.total_seconds():
+                self._renew()
+
+    def renew(self) -> None:
+        """Renew now (before a mutation: proof the target is still ours); LeaseLostError if it is not."""
+        with self._lock:
+            self._refuse_if_lost()
+            self._renew()
+
+    def _refuse_if_lost(self) -> None:
+        if self.lost.is_set():
+            raise self._lost_error()
+
+    def _lost_error(self) -> LeaseLostError:
+        return LeaseLostError(
+            f"lease on {self._lease.key} lost ({self._why}); nothing more is sent or recorded"
+        )
+
+    def _renew(self) -> None:
+        """One renewal (the lock held); a failure marks the lease lost and raises LeaseLostError."""
+        sent = self.ctx.monotonic()
+        lease = self._lease
+        try:
+            renewed = self.ctx.journal.renew(lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
+        except Exception as error:  # noqa: BLE001 - any failure to renew means the lease may be gone
+            self._lose(_why(error), type(error).__name__)
+        if (renewed.key, renewed.holder, renewed.fence) != (lease.key, lease.holder, lease.fence):
+            self._lose(f"the journal renewed it as fence {renewed.fence}, not {lease.fence}", "fence")
+        self._lease, self._renewed = renewed, sent
+
+    def _lose(self, why: str, error: str) -> NoReturn:
+        self._why = why
+        self.lost.set()
+        log.error("lease.lost", key=str(self._lease.key), error=error)
+        raise self._lost_error() from None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ctx.settings.lease_renew.total_seconds()):
+            try:
+                self.renew()
+            except LeaseLostError:
+                return
+
+
+class _GuardedGitLab:
+    """A GitLab port whose every request first checks the lease."""
+
+    def __init__(self, port: GitLabPort, check: Callable[[], None]) -> None:
+        self._port, self._check = port, check
+
+    def project_id(self, project: int | str) -> int:
+        self._check()
+        return self._port.project_id(project)
+
+    def manager_access_level(self, project_id: int) -> int | None:
+        self._check()
+        return self._port.manager_access_level(project_id)
+
+    def manager_self(self) -> TokenInfo:
+        self._check()
+        return self._port.manager_self()
+
+    def list_tokens(self, project_id: int) -> list[TokenInfo]:
+        self._check()
+        return self._port.list_tokens(project_id)
+
+    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
+        self._check()
+        return self._port.get_token(project_id, token_id)
+
+    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+        self._check()
+        return self._port.create_token(project_id, request)
+
+    def token_self(self, value: Secret) -> TokenInfo:
+        self._check()
+        return self._port.token_self(value)
+
+    def delete_token(self, project_id: int, token_id: int) -> None:
+        self._check()
+        self._port.delete_token(project_id, token_id)
+
+
+class _GuardedInfisical:
+    """An Infisical port whose every request first checks the lease."""
+
+    def __init__(self, port: InfisicalPort, check: Callable[[], None]) -> None:
+        self._port, self._check = port, check
+
+    def get_connection(self, connection_id: str) -> Connection:
+        self._check()
+        return self._port.get_connection(connection_id)
+
+    def push_token(self, connection: Connection, value: Secret) -> str:
+        self._check()
+        return self._port.push_token(connection, value)
+
+    def access_token_expiry(self) -> datetime | None:
+        return self._port.access_token_expiry()  # what the client knows: no request
+
+
+def _why(error: Exception) -> str:
+    """Why a renewal failed, in words (never an unknown exception's text: it may hold anything)."""
+    if isinstance(error, LeaseLostError):
+        return "another worker holds it now"
+    if isinstance(error, JournalUnavailableError):
+        return f"the journal cannot be reached: {error}"
+    return f"renewal failed: {type(error).__name__}"

@@ -1,0 +1,103 @@
+"""The lease's timings come from ``state.lease_ttl``; a renewal failing in the background stops the run."""
+
+import threading
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rotator.core.errors import LeaseLostError
+from rotator.core.model import Lease, TargetKey, TokenInfo
+from rotator.doors.config import parse_config
+from rotator.doors.wiring import engine_settings
+from rotator.engine.context import Context, Settings
+from rotator.engine.lease import LeaseKeeper
+from rotator.journal.memory import MemoryJournal
+
+
+CONN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+KEY = TargetKey("https://gitlab.example.com", 42, CONN)
+NOW = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("written", "ttl", "renew"),
+    [
+        (None, timedelta(minutes=10), timedelta(seconds=30)),
+        ("6s", timedelta(seconds=6), timedelta(seconds=2)),
+        ("90s", timedelta(seconds=90), timedelta(seconds=30)),
+        ("1d", timedelta(days=1), timedelta(seconds=30)),
+    ],
+)
+def test_state_lease_ttl_sets_the_lease_and_its_renewal(
+    written: str | None, ttl: timedelta, renew: timedelta
+) -> None:
+    """The engine's lease lasts ``state.lease_ttl`` and is renewed every 30 s, or a third of it if shorter."""
+    state = {"lease_ttl": written} if written else {}
+    config = parse_config(
+        {
+            "gitlab": {"url": "https://gitlab.example.com"},
+            "state": state,
+            "targets": [
+                {"name": "app-deploy", "project": 42, "connection_id": CONN, "token": {"scopes": ["api"]}}
+            ],
+        }
+    )
+    settings = engine_settings(config)
+    assert (settings.lease_ttl, settings.lease_renew) == (ttl, renew)
+
+
+class _Failing(MemoryJournal):
+    """A journal whose renewals fail once ``broken`` is set (the database went away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = threading.Event()
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        if self.broken.is_set():
+            raise ConnectionError
+        return super().renew(lease, now, ttl)
+
+
+class _GitLab:
+    """A GitLab port whose listing stays in flight until the lease is lost; it counts what it is asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.lost: threading.Event | None = None
+
+    def list_tokens(self, _project_id: int) -> list[TokenInfo]:
+        self.asked += 1
+        assert self.lost is not None
+        assert self.lost.wait(timeout=30), "the background renewal never marked the lease lost"
+        return []
+
+
+def test_a_renewal_failing_in_the_background_stops_the_call_after_the_one_in_flight() -> None:
+    """The background thread's failed renewal lets the call in flight finish and refuses the next."""
+    journal = _Failing()
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    gitlab = _GitLab()
+    unused: Any = None
+    ctx = Context(
+        gitlab=gitlab,  # type: ignore[arg-type]  # only the listing is used
+        infisical=unused,
+        journal=journal,
+        clock=lambda: NOW,
+        sleep=lambda _s: None,
+        monotonic=lambda: 0.0,  # the run's clock stands still: only the background thread renews
+        gitlab_url=KEY.gitlab_url,
+        actor="test",
+        # Real time, but a thousandth of a second: the thread renews at once (an Event wait, no sleep).
+        settings=Settings(lease_renew=timedelta(milliseconds=1)),
+    )
+    with LeaseKeeper(ctx, lease) as keeper:
+        gitlab.lost = keeper.lost
+        journal.broken.set()
+        assert keeper.ctx.gitlab.list_tokens(42) == []  # in flight when the lease was lost: it finishes
+        with pytest.raises(LeaseLostError, match=r"lease on .* lost \(renewal failed: ConnectionError\)"):
+            keeper.ctx.gitlab.list_tokens(42)
+    assert gitlab.asked == 1

@@ -3,12 +3,11 @@
 import argparse
 import re
 
-from datetime import UTC, datetime
 from pathlib import Path
 
-from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.doors.cli import build_parser
 from rotator.engine.recorder import STEP_OF
+from tests.metrics_sample import every_series
 
 
 ROOT = Path(__file__).parents[1]
@@ -36,14 +35,7 @@ def _commands() -> set[str]:
 
 def _exported() -> dict[str, set[str]]:
     """Every series a daemon's /metrics shows (counters with ``_total``), and its labels."""
-    metrics = Metrics()
-    metrics.start_targets(["t"])
-    metrics.failures.labels("t", "push", "failed")
-    metrics.duration.observe(1.0)
-    metrics.requests.labels("gitlab", "other", "200")
-    now = datetime.now(UTC)
-    metrics.watch_targets(lambda: [TargetGauges("t", now, now, now, drift=False, failing=False)])
-    metrics.watch_credentials(lambda: {"gitlab_manager_token": now})
+    metrics = every_series()
     return {
         family.name + ("_total" if family.type == "counter" else ""): {
             label for sample in family.samples for label in sample.labels if label != "le"

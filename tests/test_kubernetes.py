@@ -13,7 +13,7 @@ import subprocess
 import tomllib
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,11 +22,11 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.doors import wiring
 from rotator.doors.config import Config, parse_config
 from rotator.journal.sqlite import sqlite_path
 from tests.kustomize import Obj, apply_json_patch, render, render_fallback, render_kubectl
+from tests.metrics_sample import every_series
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -517,15 +517,7 @@ def _alerts() -> dict[str, Obj]:
 
 def _exported_metric_names() -> set[str]:
     """Every series name a daemon's /metrics can show, read from rotator's own Metrics."""
-    metrics = Metrics()
-    metrics.start_targets(["t"])
-    metrics.failures.labels("t", "push", "failed")
-    metrics.duration.observe(1.0)
-    metrics.requests.labels("gitlab", "other", "200")
-    now = datetime.now(UTC)
-    metrics.watch_targets(lambda: [TargetGauges("t", now, now, now, drift=True, failing=True)])
-    metrics.watch_credentials(lambda: {"gitlab_manager_token": now})
-    return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+    return {sample.name for family in every_series().registry.collect() for sample in family.samples}
 
 
 def _github_anchors(markdown: str) -> set[str]:

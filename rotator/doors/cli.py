@@ -79,13 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add(parser, after=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, page in help_text.PAGES.items():
-        command = commands.add_parser(
-            name,
-            help=page.summary,
-            description=page.description,
-            epilog=help_text.epilog(page),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        command = _add_page(commands, name, page)
         arguments = _ARGUMENTS.get(name)
         if arguments is not None:
             arguments(command)
@@ -94,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "healthcheck":  # reads daemon.listen only, logs nothing
             options.add(command, after=True, logs=False)
     return parser
+
+
+def _add_page(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, page: help_text.Page
+) -> argparse.ArgumentParser:
+    """A command (or a ``state`` action) whose help is ``page``: summary, description, epilog."""
+    return commands.add_parser(
+        name,
+        help=page.summary,
+        description=page.description,
+        epilog=help_text.epilog(page),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _run_flags(command: argparse.ArgumentParser) -> None:
@@ -178,13 +185,7 @@ def _fakes(fakes: argparse.ArgumentParser) -> None:
 def _state(state: argparse.ArgumentParser) -> None:
     actions = state.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, page in help_text.STATE_PAGES.items():
-        action = actions.add_parser(
-            name,
-            help=page.summary,
-            description=page.description,
-            epilog=help_text.epilog(page),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        action = _add_page(actions, name, page)
         action.add_argument("--from", dest="source", required=True, metavar="URL", help="the journal to copy")
         action.add_argument(
             "--to",

@@ -36,7 +36,12 @@ def password(environ: Mapping[str, str]) -> Secret | None:
 
 def where(config: Config) -> str:
     """``host:port/db``: the journal's database, for messages."""
-    return f"{server(config.state.url)}{urlsplit(config.state.url).path or '/'}"
+    return database(config.state.url)
+
+
+def database(url: str) -> str:
+    """``host:port/db`` of a postgresql:// URL (never the user, the password or any option)."""
+    return f"{server(url)}{urlsplit(url).path or '/'}"
 
 
 def open_postgres(config: Config, environ: Mapping[str, str]) -> Journal:

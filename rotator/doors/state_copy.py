@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -21,8 +20,8 @@ from rotator.core.errors import ConfigError
 from rotator.core.secret import Secret
 from rotator.doors.config import StateSettings
 from rotator.doors.outcome import Outcome
-from rotator.doors.state import password
-from rotator.journal.postgres import PostgresJournal, has_journal, server
+from rotator.doors.state import database, password
+from rotator.journal.postgres import PostgresJournal, has_journal
 from rotator.journal.snapshot import TABLES, CopyRefusedError, NotEmptyError, copy, counts
 from rotator.journal.sqlite import SQLiteJournal, sqlite_path
 
@@ -33,8 +32,8 @@ _FORMS = "sqlite:///PATH (relative to the current folder), sqlite:////ABSOLUTE/P
 
 
 def _where(url: str) -> str:
-    """``host:port/db`` of a PostgreSQL URL: what messages name (never the user or any option)."""
-    return f"postgresql://{server(url)}{urlsplit(url).path or '/'}"
+    """A PostgreSQL URL as messages name it: ``postgresql://host:port/db``."""
+    return f"postgresql://{database(url)}"
 
 
 def _postgres(url: str, option: str, secret: Secret | None, *, read_only: bool) -> PostgresJournal:
@@ -94,14 +93,14 @@ def run(
     destination_path = None if destination_pg else _path(destination_url, "--to")
     if source_path is not None and not _exists(source_path):
         raise ConfigError("--from", f"no journal at {source_path}")
-    if source_pg and destination_pg and _where(source_url) == _where(destination_url):
-        raise ConfigError("--to", "is the journal --from names; copy into a new file or an empty database")
-    if (
+    same_database = source_pg and destination_pg and _where(source_url) == _where(destination_url)
+    same_file = (
         source_path is not None
         and destination_path is not None
         and _exists(destination_path)
         and destination_path.resolve() == source_path.resolve()
-    ):
+    )
+    if same_database or same_file:
         raise ConfigError("--to", "is the journal --from names; copy into a new file or an empty database")
     created = destination_path is not None and not _exists(destination_path)
     source: SQLiteJournal | PostgresJournal = (

@@ -39,21 +39,29 @@ def memory_store() -> Iterator[Opener]:
 
 
 @contextmanager
+def _handles(open_handle: Callable[[], SQLiteJournal | PostgresJournal]) -> Iterator[Opener]:
+    """An opener making a new handle on one store per call; every handle closed at the end."""
+    handles: list[SQLiteJournal | PostgresJournal] = []
+
+    def opener() -> Journal:
+        handles.append(open_handle())
+        return handles[-1]
+
+    try:
+        yield opener
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+@contextmanager
 def sqlite_store() -> Iterator[Opener]:
     """An SQLite journal in a fresh folder; each handle is its own connection to the file."""
-    handles: list[SQLiteJournal] = []
-    with tempfile.TemporaryDirectory() as folder:
-
-        def opener() -> Journal:
-            handle = SQLiteJournal(Path(folder) / "state.db")
-            handles.append(handle)
-            return handle
-
-        try:
-            yield opener
-        finally:
-            for handle in handles:
-                handle.close()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        _handles(lambda: SQLiteJournal(Path(folder) / "state.db")) as opener,
+    ):
+        yield opener
 
 
 class ClockedJournal(PostgresJournal):
@@ -103,20 +111,10 @@ def add_test_clock(url: str) -> None:
 @contextmanager
 def postgres_store() -> Iterator[Opener]:
     """A PostgreSQL journal in a freshly created schema (dropped after); each handle is its own pool."""
-    handles: list[ClockedJournal] = []
     with fresh_schema() as url:
         add_test_clock(url)
-
-        def opener() -> Journal:
-            handle = ClockedJournal(url)
-            handles.append(handle)
-            return handle
-
-        try:
+        with _handles(lambda: ClockedJournal(url)) as opener:
             yield opener
-        finally:
-            for handle in handles:
-                handle.close()
 
 
 #: Every store, by name (the pytest id).

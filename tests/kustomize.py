@@ -1,8 +1,9 @@
 """Rendering deploy/kubernetes: `kubectl kustomize` when kubectl is installed, else a small fallback.
 
 The fallback handles exactly the kustomize features the manifests use (resources, namespace,
-labels, images, a configMapGenerator from files with its hash suffix, and JSON 6902 patches
-targeted by kind and name) and refuses anything else, so it can never render silently differently.
+labels, images, a configMapGenerator from files with its hash suffix, JSON 6902 patches
+targeted by kind and name, and an object's deletion by a `$patch: delete` patch) and refuses
+anything else, so it can never render silently differently.
 When kubectl is there, tests/test_kubernetes.py checks that both renderings agree.
 """
 
@@ -28,6 +29,8 @@ _IMAGE_KEYS = frozenset({"name", "newName", "newTag", "digest"})
 _GENERATOR_KEYS = frozenset({"name", "files", "behavior"})
 _PATCH_KEYS = frozenset({"target", "patch"})
 _TARGET_KEYS = frozenset({"kind", "name"})
+# The only strategic-merge patch handled: `$patch: delete` naming one object by kind and name.
+_DELETE_KEYS = frozenset({"$patch", "apiVersion", "kind", "metadata"})
 _CLUSTER_SCOPED = frozenset({"Namespace"})  # the only cluster-scoped kind the manifests hold
 # Where a pod spec names a ConfigMap; kustomize rewrites these to the generated (suffixed) name.
 _CONFIG_MAP_REFERENCES = frozenset({"configMap", "configMapRef", "configMapKeyRef"})
@@ -185,7 +188,11 @@ def _apply_operation(obj: Obj, operation: Obj) -> None:
     for part in parents:
         node = node[int(part)] if isinstance(node, list) else node[part]
     op = operation["op"]
-    if op == "add" and isinstance(node, list):
+    if op == "test":
+        found = node[int(last)] if isinstance(node, list) else node.get(last)
+        if found != operation["value"]:
+            raise KustomizationError(operation["path"], f"test failed: {found!r} != {operation['value']!r}")
+    elif op == "add" and isinstance(node, list):
         node.insert(len(node) if last == "-" else int(last), operation["value"])
     elif op in {"add", "replace"} and isinstance(node, dict):
         if op == "replace" and last not in node:
@@ -199,8 +206,34 @@ def _apply_operation(obj: Obj, operation: Obj) -> None:
         raise NotImplementedError(f"the fallback renderer does not handle op {op!r} at {operation['path']}")
 
 
+def _delete(build: _Build, patch: Obj) -> None:
+    """A strategic-merge patch without a target: only `$patch: delete` of one named object."""
+    documents = _documents(patch["patch"])
+    if len(documents) != 1 or not isinstance(documents[0], dict) or documents[0].get("$patch") != "delete":
+        raise NotImplementedError(
+            "the fallback renderer handles strategic-merge patches of `$patch: delete` only"
+        )
+    doc = documents[0]
+    _refuse_unknown("`$patch: delete` keys", doc, _DELETE_KEYS)
+    _refuse_unknown("`$patch: delete` metadata", doc["metadata"], frozenset({"name"}))
+    kept = [
+        o
+        for o in build.objects
+        if (o["apiVersion"], o["kind"], o["metadata"]["name"])
+        != (doc["apiVersion"], doc["kind"], doc["metadata"]["name"])
+    ]
+    if len(kept) != len(build.objects) - 1:
+        raise KustomizationError(
+            f"{doc['kind']}/{doc['metadata']['name']}", "the delete matches no one object"
+        )
+    build.objects[:] = kept
+
+
 def _patch(build: _Build, patch: Obj) -> None:
     _refuse_unknown("patches entries", patch, _PATCH_KEYS)
+    if "target" not in patch:
+        _delete(build, patch)
+        return
     target = patch["target"]
     _refuse_unknown("patch targets", target, _TARGET_KEYS)
     operations = _documents(patch["patch"])
@@ -221,7 +254,7 @@ def _patch(build: _Build, patch: Obj) -> None:
 
 
 def apply_json_patch(obj: Obj, operations: list[Obj]) -> None:
-    """Apply JSON 6902 operations (add, replace, remove) to ``obj`` in place."""
+    """Apply JSON 6902 operations (add, replace, remove, test) to ``obj`` in place."""
     for operation in operations:
         _apply_operation(obj, operation)
 

@@ -33,10 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("daemon", "cronjob")
 EXAMPLE = "my-overlay"  # the documented "your overlay" example, on top of overlays/daemon
+HA = "ha"  # three replicas on PostgreSQL, on top of overlays/daemon
+CRON_PG = "cronjob-postgresql"  # the CronJob on PostgreSQL, beside the replicas
 DIRECTORIES = {
     "daemon": KUBERNETES / "overlays" / "daemon",
     "cronjob": KUBERNETES / "overlays" / "cronjob",
     EXAMPLE: KUBERNETES / "examples" / EXAMPLE,
+    HA: KUBERNETES / "overlays" / HA,
+    CRON_PG: KUBERNETES / "examples" / CRON_PG,
 }
 VERSION: str = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 GENERATED_CONFIG = re.compile(r"rotator-config-[a-z0-9]{10}")
@@ -496,9 +500,9 @@ def test_prometheus_rule_carries_the_readmes_alerts() -> None:
     """The PrometheusRule has README's two alerts, same expressions, durations and severities."""
     (group,) = one("daemon", "PrometheusRule")["spec"]["groups"]
     rules = {r["alert"]: r for r in group["rules"]}
-    expiring = rules["RotatorTokenExpiringAndFailing"]["expr"]
+    expiring = " ".join(rules["RotatorTokenExpiringAndFailing"]["expr"].split())
     assert "rotator_token_expiry_timestamp_seconds" in expiring
-    assert "rotator_failing == 1" in expiring
+    assert "max by (target) (rotator_failing) == 1" in expiring
     assert "rotator_credential_expiry_timestamp_seconds" in rules["RotatorCredentialExpiring"]["expr"]
     readme = _readme_alert_rules()
     assert set(rules) >= {r["alert"] for r in readme}
@@ -535,8 +539,8 @@ def _github_anchors(markdown: str) -> set[str]:
 def test_prometheus_rule_covers_expiry_drift_held_revokes_failures_and_absence() -> None:
     """One alert each: token expiry while failing, drift, a held revoke, other failures, rotator absent."""
     exprs = {name: " ".join(rule["expr"].split()) for name, rule in _alerts().items()}
-    assert "rotator_failing == 1" in exprs["RotatorTokenExpiringAndFailing"]
-    assert exprs["RotatorDrift"] == "rotator_drift == 1"
+    assert "max by (target) (rotator_failing) == 1" in exprs["RotatorTokenExpiringAndFailing"]
+    assert exprs["RotatorDrift"] == "max by (target) (rotator_drift) == 1"
     assert 'rotator_rotation_failures_total{reason="in_use"}[1h]' in exprs["RotatorRevokeHeld"]
     assert "increase(rotator_rotation_failures_total{" in exprs["RotatorRotationFailures"]
     assert exprs["RotatorRotationFailures"].endswith("[1h])) > 0")
@@ -554,6 +558,45 @@ def test_every_alert_expression_uses_metrics_rotator_exports() -> None:
     # The Prometheus Operator names the job after the Service unless the ServiceMonitor sets jobLabel.
     assert "jobLabel" not in one("daemon", "ServiceMonitor")["spec"]
     assert one("daemon", "Service")["metadata"]["name"] == "rotator"
+
+
+def _unaggregated(expr: str, kinds: dict[str, tuple[str, set[str]]]) -> list[str]:
+    """Each rotator_* series in ``expr`` not aggregated as several identical replicas need.
+
+    A gauge (the same journal read by every replica) must sit directly in ``max``/``min by`` its
+    own labels, so the rule sees it once per target; a counter (each process's own count) in
+    ``sum by (...) (increase(``, so the replicas' counts add up.
+    """
+    wrong = []
+    for match in re.finditer(r"\brotator_\w+", expr):
+        kind, labels = kinds[match.group()]
+        before = " ".join(expr[: match.start()].split())
+        if kind == "gauge":
+            by = re.search(r"\b(?:max|min) by \(([\w, ]*)\) \($", before)
+            ok = by is not None and {label.strip() for label in by.group(1).split(",")} == labels
+        else:
+            ok = re.search(r"\bsum by \([\w, ]*\) \(increase\($", before) is not None
+        if not ok:
+            wrong.append(match.group())
+    return wrong
+
+
+def test_every_alert_aggregates_the_replicas_series() -> None:
+    """Rules over several replicas' identical gauges take max/min by their labels; counters are summed."""
+    kinds = {
+        family.name + ("_total" if family.type == "counter" else ""): (
+            family.type,
+            {label for sample in family.samples for label in sample.labels if label != "le"},
+        )
+        for family in every_series().registry.collect()
+    }
+    assert kinds["rotator_drift"] == ("gauge", {"target"})
+    for name, rule in _alerts().items():
+        assert _unaggregated(rule["expr"], kinds) == [], name
+    # The check is not vacuous: the rules as written for one replica fail it.
+    assert _unaggregated("rotator_drift == 1", kinds) == ["rotator_drift"]
+    assert _unaggregated("sum by (target) (rotator_failing) == 1", kinds) == ["rotator_failing"]
+    assert _unaggregated("increase(rotator_rotations_total[1h]) > 0", kinds) == ["rotator_rotations_total"]
 
 
 def test_every_alert_links_a_runbook_that_exists() -> None:
@@ -591,8 +634,8 @@ def test_a_config_change_renames_the_config_map_and_rolls_the_pod(tmp_path: Path
 def test_image_tags_are_the_package_version(name: str) -> None:
     """Every kustomization's image tag equals pyproject.toml's version, as the rendered containers show."""
     for kustomization in DIRECTORIES[name].glob("kustomization.yaml"):
-        images = yaml.safe_load(kustomization.read_text(encoding="utf-8"))["images"]
-        assert [image["newTag"] for image in images] == [VERSION]
+        images = yaml.safe_load(kustomization.read_text(encoding="utf-8")).get("images")
+        assert images is None or [image["newTag"] for image in images] == [VERSION]
     tags = {c["image"].rsplit(":", 1)[1] for o in objects(name) for c in _containers_of(o)}
     assert tags == {VERSION}
 
@@ -720,3 +763,99 @@ def test_guide_one_off_job_patch_turns_the_cronjob_into_the_command() -> None:
     assert {k: v for k, v in each.items() if k != "args"} == {
         k: v for k, v in container("cronjob").items() if k != "args"
     }
+
+
+# --- several replicas (overlays/ha) and the CronJob on PostgreSQL --------------------------------
+
+
+def _ha_pod(name: str) -> Obj:
+    kind = "Deployment" if name == HA else "CronJob"
+    spec = one(name, kind)["spec"]
+    pod: Obj = spec["template"] if name == HA else spec["jobTemplate"]["spec"]["template"]
+    return pod
+
+
+@pytest.mark.parametrize("name", [HA, CRON_PG])
+def test_postgresql_overlays_validate_without_a_volume_and_read_the_password_from_a_secret(name: str) -> None:
+    """No claim or volume; state.url is postgresql:// with no password: a mounted Secret file gives it."""
+    rendered = objects(name)
+    for obj in rendered:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "rotator"
+        assert obj["kind"] not in {"PersistentVolumeClaim", "Secret"}
+        if not obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert kubernetes_validate.validate(obj, desired_version=SCHEMA_VERSION, strict=True)
+    pod = _ha_pod(name)["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert not any("persistentVolumeClaim" in v for v in volumes.values())
+    (each,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in each["volumeMounts"]}
+    assert STATE_MOUNT not in mounts
+    (env,) = each["env"]
+    assert env["name"] == "ROTATOR_STATE_PASSWORD_FILE"
+    folder, file = env["value"].rsplit("/", 1)
+    assert mounts[folder]["readOnly"] is True
+    secret = volumes[mounts[folder]["name"]]["secret"]
+    assert secret["secretName"] == "rotator-database"
+    assert [item["path"] for item in secret["items"]] == [file]
+    assert each["envFrom"] == [{"secretRef": {"name": "rotator-secrets"}}]
+    (generated,) = [o for o in rendered if o["kind"] == "ConfigMap"]
+    parsed = parse_config(yaml.safe_load(generated["data"]["rotator.yaml"]))
+    assert urlsplit(parsed.state.url).scheme == "postgresql"
+    assert urlsplit(parsed.state.url).password is None
+
+
+def test_ha_runs_three_spread_replicas_updated_one_at_a_time() -> None:
+    """3 replicas, RollingUpdate by one, a PDB allowing one down, spread over zones and nodes."""
+    deployment = one(HA, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
+    labels = spec["template"]["metadata"]["labels"]
+    budget = one(HA, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["selector"]["matchLabels"] == labels
+    spread = {c["topologyKey"]: c for c in spec["template"]["spec"]["topologySpreadConstraints"]}
+    assert set(spread) == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert all(c["labelSelector"]["matchLabels"] == labels and c["maxSkew"] == 1 for c in spread.values())
+    # The Service reaches every replica (any may take a trigger), and the rest is the daemon's pod.
+    assert one(HA, "Service")["spec"]["selector"] == labels
+    (each,) = spec["template"]["spec"]["containers"]
+    daemon = container("daemon")
+    same = {k: v for k, v in each.items() if k not in {"env", "volumeMounts"}}
+    assert same == {k: v for k, v in daemon.items() if k != "volumeMounts"}
+    assert {o["kind"] for o in objects(HA)} >= {"ServiceMonitor", "PrometheusRule", "NetworkPolicy"}
+
+
+def test_ha_egress_adds_the_database_to_dns_and_https() -> None:
+    """The replicas may reach TCP 5432 (a placeholder peer, marked), besides DNS and 443; ingress 8080."""
+    pod_labels = _ha_pod(HA)["metadata"]["labels"]
+    policies = [
+        o
+        for o in objects(HA)
+        if o["kind"] == "NetworkPolicy" and _matches(o["spec"]["podSelector"]["matchLabels"], pod_labels)
+    ]
+    egress = [rule for p in policies for rule in p["spec"].get("egress", [])]
+    ports = {(port["protocol"], port["port"]) for rule in egress for port in rule["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 5432)}
+    (database,) = [rule for rule in egress if rule["ports"] == [{"protocol": "TCP", "port": 5432}]]
+    assert database["to"]
+    assert "PLACEHOLDER" in (DIRECTORIES[HA] / "networkpolicy.yaml").read_text(encoding="utf-8")
+    ingress = [rule for p in policies for rule in p["spec"].get("ingress", [])]
+    assert [rule["ports"] for rule in ingress] == [[{"protocol": "TCP", "port": PORT}]]
+
+
+def test_cronjob_on_postgresql_coexists_with_the_replicas() -> None:
+    """Same config and database as overlays/ha; every object both render is identical; one run at a time."""
+    replicas = {(o["kind"], o["metadata"]["name"]): o for o in objects(HA)}
+    cron = {(o["kind"], o["metadata"]["name"]): o for o in objects(CRON_PG)}
+    shared = set(replicas) & set(cron)
+    assert {kind for kind, _ in shared} == {"Namespace", "ServiceAccount", "ConfigMap", "NetworkPolicy"}
+    for key in shared:
+        assert replicas[key] == cron[key], key
+    spec = one(CRON_PG, "CronJob")["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec == one("cronjob", "CronJob")["spec"] | {"jobTemplate": spec["jobTemplate"]}

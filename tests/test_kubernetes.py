@@ -184,6 +184,7 @@ def test_render_falls_back_without_kubectl(overlay: str, monkeypatch: pytest.Mon
     [
         ("patches: [{path: p.yaml}]", "patches entries"),
         ("patches: [{target: {kind: A}, patch: 'metadata: {}'}]", "JSON 6902 patches"),
+        ("patches: [{patch: 'kind: A'}]", "patch: delete. only"),
         ("configMapGenerator: [{name: c, literals: [a=b]}]", "configMapGenerator entries"),
         ("commonLabels: {a: b}", "kustomization keys"),
         ("labels: [{pairs: {a: b}, includeSelectors: true}]", "metadata only"),

@@ -45,6 +45,7 @@ import urllib3
 from rotator.adapters import reach, retrying
 from rotator.core.errors import GitLabError
 from rotator.core.model import NewToken, TokenInfo, TokenRequest
+from rotator.core.ports import CallLedger
 from rotator.core.redact import redact
 from rotator.core.secret import Secret
 
@@ -175,6 +176,7 @@ class GitLabAPI:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_response: Callable[[str, str, str], None] | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
         """Talk to ``url`` with the manager ``token``; ``sleep`` waits out limits and backoff.
 
@@ -183,13 +185,21 @@ class GitLabAPI:
 
         ``session`` carries every request (tests mount :mod:`rotator.testing.transport` on one);
         ``monotonic`` is the clock the rate limiter counts its window on, and moves as ``sleep`` waits.
+        With a shared ``ledger`` (the journal's), ``requests_per_minute`` holds for every process
+        sharing it, in the bucket ``gitlab:<url>`` (:class:`rotator.adapters.retrying.Limiter`).
 
         ``on_response(upstream, route, status)`` is told of every HTTP answer (status ``"error"``
         when none came), for the daemon's request counter.
         """
         self._url, self._token = url, token
         self._session = session or requests.Session()
-        self._limiter = retrying.Limiter(requests_per_minute, clock=monotonic, sleep=sleep)
+        self._limiter = retrying.Limiter(
+            requests_per_minute,
+            clock=monotonic,
+            sleep=sleep,
+            ledger=ledger,
+            bucket=retrying.bucket("gitlab", url),
+        )
         self._timeout, self._user_agent = timeout, user_agent
         self._connect_timeout = min(connect_timeout, timeout) if connect_timeout is not None else None
         self._max_attempts, self._sleep = max_attempts, sleep

@@ -43,6 +43,7 @@ import httpx
 from rotator.adapters import reach, retrying
 from rotator.core.errors import ConnectionNotFoundError, InfisicalError
 from rotator.core.model import Connection
+from rotator.core.ports import CallLedger
 from rotator.core.redact import redact
 from rotator.core.secret import Secret
 
@@ -172,11 +173,14 @@ class InfisicalAPI:
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         on_response: Callable[[str, str, str], None] | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
         """Talk to the Infisical at ``url``; no request is sent until a method needs one.
 
         ``client`` carries every request (tests give one over :mod:`rotator.testing.transport`);
         ``monotonic`` is the clock the rate limiters count their windows on, and moves as ``sleep`` waits.
+        With a shared ``ledger`` (the journal's), the ceilings hold for every process sharing it,
+        in the buckets ``infisical-read:<url>`` and ``infisical-write:<url>``.
 
         ``on_response(upstream, route, status)`` is told of every attempt's answer (status
         ``"error"`` when none came), for the daemon's request counter.
@@ -195,8 +199,13 @@ class InfisicalAPI:
         self._sleep, self._clock = sleep, clock
         self._monotonic = monotonic
         self._unanswered_logins: list[float] = []  # when each login with no 2xx or 4xx went out
-        self._reads = retrying.Limiter(reads_per_minute, clock=monotonic, sleep=sleep)
-        self._writes = retrying.Limiter(writes_per_minute, clock=monotonic, sleep=sleep)
+
+        def limiter(kind: str, per_minute: int) -> retrying.Limiter:
+            bucket = retrying.bucket(kind, url)
+            return retrying.Limiter(per_minute, clock=monotonic, sleep=sleep, ledger=ledger, bucket=bucket)
+
+        self._reads = limiter("infisical-read", reads_per_minute)
+        self._writes = limiter("infisical-write", writes_per_minute)
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
         self._grant: _Grant | None = None
         self._login_refused: tuple[int, str] | None = None  # the refusal's status and message

@@ -20,14 +20,18 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 
-from collections import deque
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TypeVar
 
 import tenacity
+
+from rotator.core.errors import JournalUnavailableError, RotatorError
+from rotator.core.ledger import admit
+from rotator.core.ports import CallLedger
 
 
 #: Tries per logical request in a run or the daemon (``check`` makes one: it reports, it does not persevere).
@@ -154,8 +158,35 @@ def rate_limit_wait(headers: Mapping[str, str], message: str, attempt: int, now:
     return backoff(attempt)
 
 
+def bucket(kind: str, url: str) -> str:
+    """A shared ledger's bucket for ``kind`` of calls to the upstream at ``url``: ``kind:url``.
+
+    The URL as every replica spells it alike: scheme and host lower case, the scheme's default
+    port written out, no trailing slash (so one instance is one bucket, however it is configured).
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the config would have refused it; keep the URL as written
+        return f"{kind}:{url.rstrip('/')}"
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    return f"{kind}:{scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}"
+
+
 class Limiter:
-    """At most ``per_minute`` calls in any sliding 60-second window; callers block until allowed."""
+    """At most ``per_minute`` calls in any sliding 60-second window; callers block until allowed.
+
+    Alone, it counts this process's calls on ``clock``. Given a shared ``ledger`` (the journal's,
+    when several processes or replicas share one), it counts there, in ``bucket``, so the ceiling
+    holds for all of them together; the ledger's own clock then counts, and this one is unused.
+    Either way the window is :func:`rotator.core.ledger.admit`'s.
+
+    A ledger that fails (its database cannot be reached) fails the call before it is sent: a
+    replica that cannot count its calls with the others sends none. The error is the journal's
+    (:class:`JournalUnavailableError`, or the store's own :class:`RotatorError`), never an
+    upstream's, so the engine reports the journal as what failed.
+    """
 
     def __init__(
         self,
@@ -163,22 +194,40 @@ class Limiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        ledger: CallLedger | None = None,
+        bucket: str = "",
     ) -> None:
-        """Allow ``per_minute`` calls per minute."""
+        """Allow ``per_minute`` calls per minute, in this process or in ``ledger``'s ``bucket``."""
+        if ledger is not None and not bucket:
+            msg = "a shared ledger needs a bucket name"
+            raise ValueError(msg)
         self._per_minute = per_minute
         self._clock, self._sleep = clock, sleep
-        self._calls: deque[float] = deque()
+        self._ledger, self._bucket = ledger, bucket
+        self._calls: tuple[float, ...] = ()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
         """Wait until one more call fits in the window, then count it."""
         while True:
-            with self._lock:
-                now = self._clock()
-                while self._calls and now - self._calls[0] >= 60.0:  # noqa: PLR2004 - one minute
-                    self._calls.popleft()
-                if len(self._calls) < self._per_minute:
-                    self._calls.append(now)
-                    return
-                wait = 60.0 - (now - self._calls[0])
+            wait = self._take()
+            if wait <= 0.0:
+                return
             self._sleep(wait)
+
+    def _take(self) -> float:
+        """Count one call if it fits (0.0), else the seconds to wait before asking again."""
+        if self._ledger is None:
+            with self._lock:
+                self._calls, wait = admit(self._calls, self._clock(), self._per_minute)
+            return wait
+        try:
+            return self._ledger.take(self._bucket, self._per_minute)
+        except RotatorError:
+            raise  # the store's own words: unreachable, damaged
+        except Exception as error:  # noqa: BLE001 - whatever failed, the call was not counted
+            # Any other failure (a lock that timed out, a driver's surprise) means the same: the
+            # call cannot be counted with the others', so it is not sent. Its type only: its text
+            # is not known to be free of anything a message must not carry.
+            problem = f"the shared call ledger failed ({type(error).__name__}); the request was not sent"
+            raise JournalUnavailableError("state.url", problem) from None

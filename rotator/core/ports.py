@@ -72,7 +72,28 @@ class InfisicalPort(Protocol):
         """When the Infisical access token in use expires (``None``: never, or unknown)."""
 
 
-class Journal(Protocol):
+class CallLedger(Protocol):
+    """What the replicas sharing a journal count together: upstream calls, and periodic jobs' turns.
+
+    Every store implements it on its own clock (PostgreSQL: the database's; SQLite: the machine's
+    wall clock; memory: in-process), deciding with :mod:`rotator.core.ledger`. A store that cannot
+    answer raises (:class:`rotator.core.errors.JournalUnavailableError` when its database cannot
+    be reached); the caller must then send nothing.
+    """
+
+    def take(self, bucket: str, per_minute: int) -> float:
+        """Count one call in ``bucket``'s sliding 60 s window if it fits and return 0.0; else wait this long.
+
+        At most ``per_minute`` calls are counted in any 60-second window, by every caller of the
+        store together. When the call does not fit, nothing is counted and the answer is the
+        seconds until one more would (ask again then: another caller may have taken it).
+        """
+
+    def claim(self, job: str, every: timedelta) -> bool:
+        """True for exactly one caller per ``every`` (a fleet-wide periodic job's turn), else False."""
+
+
+class Journal(CallLedger, Protocol):
     """The durable record of rotations, tokens and targets; every write is fenced by a lease."""
 
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:

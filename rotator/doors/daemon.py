@@ -21,6 +21,15 @@ ran while it waited coalesces it too. A journal time beyond the skew margin ahea
 (:data:`rotator.core.coalescing.CLOCK_SKEW_MARGIN`) is a fast clock's, not recent, and is only warned
 about. Both checks ask :func:`rotator.core.coalescing.coalesces`, with the trigger's arrival.
 
+With several replicas on one journal, the per-target jobs (``check``, ``wake``, ``cron``) run on
+every replica: that is how the work spreads, and the target's lease lets one replica at a time act
+on it (another's run comes back busy, or finds nothing due once it is done). The ``removed`` sweep
+is the fleet's: each replica's job first claims the turn in the journal's call ledger
+(:meth:`rotator.core.ports.CallLedger.claim`), and only the one that gets it sweeps, so the keys
+no configured target maps to are swept once per ``check_interval``, not once per replica. The
+``credentials`` refresh stays per replica: it feeds that replica's own ``/readyz`` and credential
+gauges, which say what that replica sees (its own clients, its own Infisical login).
+
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
 shutdown timeout, and says whether they did.
 """
@@ -44,7 +53,7 @@ from rotator.adapters import cron
 from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
 from rotator.core.durations import stamp
-from rotator.core.errors import JournalDamagedError, RotatorError
+from rotator.core.errors import JournalDamagedError, JournalUnavailableError, RotatorError
 from rotator.core.model import Outcome, Role, RotationRecord, TargetState
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
@@ -60,6 +69,10 @@ KEPT_RUNS = 1000
 #: How often the daemon re-reads its own credentials' expiry.
 CREDENTIAL_REFRESH = timedelta(hours=1)
 _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
+#: The fleet-wide job's name in the journal's claims.
+REMOVED_JOB = "removed"
+#: A claim is judged on the journal's clock, a job fires on this replica's: allow for the difference.
+_CLAIM_MARGIN = timedelta(seconds=1)
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
 
 
@@ -173,7 +186,7 @@ class Daemon:
                 )
         # Pending revokes of targets removed from the config are still carried out (rule 8).
         self.scheduler.add_job(
-            self._sweep_removed, every, id="removed", name="removed targets", next_run_time=now
+            self.sweep_removed, every, id=REMOVED_JOB, name="removed targets", next_run_time=now
         )
         self.scheduler.add_job(
             self._refresh_credentials,
@@ -434,15 +447,28 @@ class Daemon:
         finally:
             lock.release()
 
-    def _sweep_removed(self) -> None:
+    def sweep_removed(self) -> bool:
+        """The ``removed`` job: sweep the removed targets, unless another replica's turn came first.
+
+        True if this replica swept (see the module docstring: once per fleet per ``check_interval``).
+        """
+        if self.draining.is_set():
+            return False  # a stopping replica leaves the turn to the others
+        settings = self.config.daemon
         try:
+            if not self.rt.journal.claim(REMOVED_JOB, claim_window(settings.check_interval, settings.jitter)):
+                return False
             stand_ins = self.rt.engine.removed_targets()
         except JournalDamagedError as error:
             # The check jobs alert per target; this says why removed targets are not swept either.
             log.error("journal.damaged", error=str(error))
-            return
+            return False
+        except JournalUnavailableError as error:
+            log.warning("daemon.removed_unswept", error=str(error))  # names the server, never a password
+            return False
         for stand_in in stand_ins:
             self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
+        return True
 
     def _execute(
         self, target: RotationSpec, options: RunOptions, *, plan: bool = True
@@ -541,6 +567,16 @@ class Daemon:
         key = self.rt.engine.key(target, resolve=False)
         found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
         return found[0] if found else None
+
+
+def claim_window(interval: timedelta, jitter: timedelta) -> timedelta:
+    """How long a fleet-wide job's claim holds the other replicas off: about ``interval``.
+
+    Less the jitter and a margin: one replica's job fires every ``interval`` give or take
+    ``jitter``, so its next fire may come that much early, and a claim held longer would make a
+    lone replica skip every other turn. At least half the interval, whatever the jitter.
+    """
+    return max(interval - jitter - _CLAIM_MARGIN, interval / 2)
 
 
 def _describe(run: TriggeredRun, rotation: RotationRecord) -> None:

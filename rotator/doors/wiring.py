@@ -316,6 +316,16 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
     webhook = Webhook(hook, user_agent=agent, sleep=wait) if hook is not None else None
     # A run tries each request up to five times, its connect bounded by the configured timeout alone.
     attempts, connect = (1, PREFLIGHT_CONNECT_TIMEOUT) if preflight else (retrying.ATTEMPTS, None)
+    if journal == "write":
+        store = open_journal(config, environ)
+    elif journal == "read":
+        store = read_journal(config, missing_ok=True, environ=environ)
+    else:
+        store = MemoryJournal()
+    # The rate ceilings hold for every process sharing the journal (replicas, a CronJob beside a
+    # daemon), counted in its call ledger. `plan` and `check` count in process: their journal is
+    # read-only or a scratch one, and they send no more than a few reads.
+    ledger = store if journal == "write" else None
     gitlab = GitLabAPI(
         config.gitlab.url,
         secrets.gitlab_token,
@@ -326,6 +336,7 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         on_response=on_response,
         max_attempts=attempts,
         connect_timeout=connect,
+        ledger=ledger,
     )
     auth = (
         InfisicalAuth.token(secrets.infisical_token)
@@ -344,13 +355,8 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         on_response=on_response,
         max_attempts=attempts,
         connect_timeout=connect,
+        ledger=ledger,
     )
-    if journal == "write":
-        store = open_journal(config, environ)
-    elif journal == "read":
-        store = read_journal(config, missing_ok=True, environ=environ)
-    else:
-        store = MemoryJournal()
     ctx = Context(
         gitlab=gitlab,
         infisical=infisical,

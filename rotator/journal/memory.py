@@ -26,15 +26,20 @@ The rules every store follows, spelled out here once:
 
 Keys are compared as their string form (``url|project|connection``), the journal's primary key in
 every store.
+
+The call ledger (:class:`rotator.core.ports.CallLedger`) is this process's alone: a bucket's calls
+and a job's last claim, on the ``clock`` given (the wall clock unless told), decided by
+:mod:`rotator.core.ledger` as every store decides them.
 """
 
 import dataclasses
 import threading
 
 from collections.abc import Callable, Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from rotator.core import ledger
 from rotator.core.errors import LeaseLostError
 from rotator.core.model import (
     Change,
@@ -55,6 +60,10 @@ from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, T
 
 
 R = TypeVar("R")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def kept(record: R) -> R:
@@ -89,9 +98,12 @@ class _Rotation:
 class MemoryJournal:
     """The :class:`rotator.core.ports.Journal` in memory, safe to share between threads (one lock)."""
 
-    def __init__(self) -> None:
-        """An empty journal."""
+    def __init__(self, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        """An empty journal; ``clock`` is its call ledger's (leases are judged by the ``now`` passed)."""
         self._lock = threading.Lock()
+        self._clock = clock
+        self._calls: dict[str, tuple[float, ...]] = {}  # by bucket, oldest first
+        self._claims: dict[str, float] = {}  # by job: when it was last claimed
         self._targets: dict[str, _Target] = {}
         self._fences: dict[str, int] = {}  # the last fence of each forgotten key
         self._rotations: dict[str, _Rotation] = {}  # by rotation id
@@ -184,6 +196,25 @@ class MemoryJournal:
             self._tokens = {k: v for k, v in self._tokens.items() if k[0] != key}
             self._tombstones = {k: v for k, v in self._tombstones.items() if k[0] != key}
             del self._targets[key]
+
+    # The call ledger ----------------------------------------------------------------------------
+
+    def take(self, bucket: str, per_minute: int) -> float:
+        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        with self._lock:
+            self._calls[bucket], wait = ledger.admit(
+                self._calls.get(bucket, ()), self._clock().timestamp(), per_minute
+            )
+            return wait
+
+    def claim(self, job: str, every: timedelta) -> bool:
+        """Claim ``job``'s turn if it was not claimed within ``every``."""
+        with self._lock:
+            now = self._clock().timestamp()
+            if not ledger.claims(self._claims.get(job), now, every.total_seconds()):
+                return False
+            self._claims[job] = now
+            return True
 
     # Reads ------------------------------------------------------------------------------------
 

@@ -16,6 +16,13 @@ otherwise), and the :class:`Lease` handed back carries the database's expiry. Th
 pass, so the suite can drive time on PostgreSQL exactly as on the other stores, through the same
 SQL. Times *inside* records (``planned_at`` and the like) are the engine's facts and stay as given.
 
+The call ledger (:class:`rotator.core.ports.CallLedger`) runs on the same ``clock``, so the
+replicas' ceilings are counted on one clock whatever theirs say. A take or a claim is one
+transaction: an upsert that creates and row-locks the bucket's (or job's) row, so callers of one
+bucket queue there while other buckets go on; then the clock, read once the lock is held (so the
+instants recorded in a row only grow); then :mod:`rotator.core.ledger` decides, and the row is
+written only when a call is counted or a job claimed.
+
 Every statement has a time limit: ``connect_timeout`` when connecting, and ``statement_timeout``
 and ``lock_timeout`` set on each pooled connection, so a stuck database makes a call fail (as
 :class:`JournalUnavailableError`) instead of hanging a worker. The password never comes from the
@@ -37,6 +44,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from rotator.core import ledger
 from rotator.core.errors import ConfigError, JournalUnavailableError, LeaseLostError
 from rotator.core.model import (
     Change,
@@ -299,6 +307,48 @@ class PostgresJournal:
             conn.execute("DELETE FROM tombstones WHERE key = %s", (key,))
             conn.execute("DELETE FROM targets WHERE key = %s", (key,))
             conn.execute("UPDATE leases SET holder = NULL, lease_until = NULL WHERE key = %s", (key,))
+
+    # The call ledger ----------------------------------------------------------------------------
+
+    def _now(self, conn: Conn) -> float:
+        """The clock, in epoch seconds (read after the row lock: see the module docstring)."""
+        row = conn.execute(f"SELECT extract(epoch FROM {self._clock})::float8".encode()).fetchone()  # noqa: S608 - the clock is this store's own SQL
+        assert row is not None  # noqa: S101 - a SELECT without FROM has one row
+        return float(row[0])
+
+    @contextmanager
+    def _ledger_row(self, table: str, key: str, column: str, name: str) -> Iterator[tuple[Conn, Any]]:
+        """A transaction locking ``table``'s row ``key = name`` (made if need be); yields its ``column``."""
+        select = f"SELECT {column} FROM {table} WHERE {key} = %s FOR UPDATE".encode()  # noqa: S608 - fixed names
+        with self._transaction() as conn:
+            # Not waited for on disk: losing the last calls counted to a crash costs nothing, and
+            # the commit's flush would cost more than the rest of the transaction.
+            conn.execute("SET LOCAL synchronous_commit = off")
+            row = conn.execute(select, (name,)).fetchone()
+            if row is None:
+                # The row's first use: racing makers meet on the primary key, then on the lock.
+                insert = f"INSERT INTO {table} ({key}) VALUES (%s) ON CONFLICT ({key}) DO NOTHING"  # noqa: S608 - fixed names
+                conn.execute(insert.encode(), (name,))
+                row = conn.execute(select, (name,)).fetchone()
+            assert row is not None  # noqa: S101 - made above, and ledger rows are never deleted
+            yield conn, row[0]
+
+    def take(self, bucket: str, per_minute: int) -> float:
+        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        with self._ledger_row("call_windows", "bucket", "calls", bucket) as (conn, counted):
+            calls, wait = ledger.admit(counted, self._now(conn), per_minute)
+            if wait == 0.0:
+                conn.execute("UPDATE call_windows SET calls = %s WHERE bucket = %s", (list(calls), bucket))
+            return wait
+
+    def claim(self, job: str, every: timedelta) -> bool:
+        """Claim ``job``'s turn if no replica claimed it within ``every``."""
+        with self._ledger_row("job_claims", "job", "claimed_at", job) as (conn, claimed):
+            now = self._now(conn)
+            if not ledger.claims(claimed, now, every.total_seconds()):
+                return False
+            conn.execute("UPDATE job_claims SET claimed_at = %s WHERE job = %s", (now, job))
+            return True
 
     # Reads ------------------------------------------------------------------------------------
 

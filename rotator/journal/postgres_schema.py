@@ -41,6 +41,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE unresolved (gitlab_url text NOT NULL, ref text NOT NULL, data jsonb NOT NULL,
         PRIMARY KEY (gitlab_url, ref));
     """,
+    # The call ledger the replicas count together (rotator.core.ports.CallLedger): each bucket's
+    # calls of the last minute (epoch seconds on the database's clock) and each periodic job's
+    # last claim. Not part of a snapshot: nothing in them outlives a check interval.
+    """
+    CREATE TABLE call_windows (bucket text PRIMARY KEY, calls float8[] NOT NULL DEFAULT '{}');
+    CREATE TABLE job_claims (job text PRIMARY KEY, claimed_at float8);
+    """,
 )
 #: The newest schema this rotator knows.
 VERSION = len(MIGRATIONS)

@@ -6,19 +6,27 @@ write runs in one ``BEGIN IMMEDIATE`` transaction that first checks the caller's
 target's current one (holder and fencing number), so a worker that lost its lease to another
 process cannot record anything more. Records are stored as JSON documents beside a few key
 columns (see :mod:`rotator.journal.codec`).
+
+The call ledger (:class:`rotator.core.ports.CallLedger`) lives in the same file, so the processes of
+one machine sharing it (a daemon and a CronJob's ``run-once``) count their calls together: each
+take or claim is one ``BEGIN IMMEDIATE`` transaction on the machine's wall clock (``clock``),
+decided by :mod:`rotator.core.ledger`. Those transactions are not synced to disk one by one
+(``synchronous=NORMAL`` for them alone, still atomic under WAL): a power cut may forget the last
+calls counted, which costs nothing, while every record keeps its ``synchronous=FULL`` write.
 """
 
 import json
 import sqlite3
 import threading
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rotator.core import ledger
 from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError
 from rotator.core.model import (
     Change,
@@ -67,6 +75,10 @@ def damaged(path: Path, error: sqlite3.DatabaseError) -> JournalDamagedError | N
     return JournalDamagedError("state.url", problem)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def sqlite_path(url: str, base_dir: Path) -> Path:
     """``sqlite:///rel`` is relative to the config's folder; ``sqlite:////abs`` is absolute."""
     rest = url.removeprefix("sqlite:///")
@@ -79,8 +91,12 @@ def sqlite_path(url: str, base_dir: Path) -> Path:
 class SQLiteJournal:
     """The :class:`rotator.core.ports.Journal` on one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
         """Open (creating with mode 0600, in a folder made 0700, if needed) the journal at ``path``.
+
+        ``clock`` is the call ledger's (leases are judged by the ``now`` each caller passes).
 
         ``read_only`` opens an existing file for reading only, creating and changing nothing
         (``status``, ``history``, ``plan``, ``check``); a write then fails. Read-only, an empty
@@ -90,6 +106,7 @@ class SQLiteJournal:
         """
         self._lock = threading.RLock()
         self._path = path
+        self._clock = clock
         self._damage: JournalDamagedError | None = None
         memory = str(path) == ":memory:"
         if not memory:
@@ -306,6 +323,43 @@ class SQLiteJournal:
             )
             for table in ("tokens", "tombstones", "targets"):
                 db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))  # noqa: S608 - fixed names
+
+    # The call ledger ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _unsynced(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction not synced on its own (module docstring); FULL again for every other."""
+        with self._using():
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction() as db:
+                    yield db
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    def take(self, bucket: str, per_minute: int) -> float:
+        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        with self._unsynced() as db:
+            row = db.execute("SELECT calls FROM call_windows WHERE bucket = ?", (bucket,)).fetchone()
+            calls, wait = ledger.admit(
+                json.loads(row[0]) if row else [], self._clock().timestamp(), per_minute
+            )
+            if wait == 0.0:
+                db.execute(
+                    "INSERT OR REPLACE INTO call_windows (bucket, calls) VALUES (?, ?)",
+                    (bucket, json.dumps(calls)),
+                )
+            return wait
+
+    def claim(self, job: str, every: timedelta) -> bool:
+        """Claim ``job``'s turn if no process claimed it within ``every``."""
+        with self._unsynced() as db:
+            row = db.execute("SELECT claimed_at FROM job_claims WHERE job = ?", (job,)).fetchone()
+            now = self._clock().timestamp()
+            if not ledger.claims(row[0] if row else None, now, every.total_seconds()):
+                return False
+            db.execute("INSERT OR REPLACE INTO job_claims (job, claimed_at) VALUES (?, ?)", (job, now))
+            return True
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         with self._using():

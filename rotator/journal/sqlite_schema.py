@@ -43,6 +43,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE fences (key TEXT PRIMARY KEY, fence INTEGER NOT NULL);
     """,
+    # The call ledger the processes sharing this file count together (rotator.core.ports.CallLedger):
+    # each bucket's calls of the last minute (a JSON list of epoch seconds) and each periodic
+    # job's last claim. Not part of a snapshot: nothing in them outlives a check interval (so a
+    # file that somehow has them already, whatever its version says, just keeps them).
+    """
+    CREATE TABLE IF NOT EXISTS call_windows (bucket TEXT PRIMARY KEY, calls TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS job_claims (job TEXT PRIMARY KEY, claimed_at REAL NOT NULL);
+    """,
 )
 #: The newest schema this rotator knows.
 VERSION = len(MIGRATIONS)

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import structlog
@@ -49,6 +49,10 @@ from rotator.testing.transport import FakeTransport, session_for
 from tests.cli_harness import Result
 from tests.faults import ledger
 from tests.faults.campaign import CRASHED, Case
+
+
+if TYPE_CHECKING:
+    from rotator.core.ports import CallLedger
 
 
 class Crashed(BaseException):
@@ -129,6 +133,8 @@ class EngineCase(Case):
         super().__init__(fakes, folder, **settings)
         self.store = CrashingJournal()
         self.pauses = Pauses()
+        #: The shared call ledger the adapters count their calls in (a shared journal's); None: in process.
+        self.call_ledger: CallLedger | None = None
         #: The fault whose request kills the run when it reaches the fake (see :meth:`kill_at`).
         self._kill: Fault | None = None
 
@@ -214,6 +220,7 @@ class EngineCase(Case):
             session=session_for(*servers, after=self._after_call),
             sleep=self.pauses,
             monotonic=self.pauses.monotonic,
+            ledger=self.call_ledger,
         )
         secrets = load_secrets(seed.environment())
         timeout = config.infisical.timeout.total_seconds()
@@ -228,6 +235,7 @@ class EngineCase(Case):
             clock=self.fakes.clock.now,
             sleep=self.pauses,
             monotonic=self.pauses.monotonic,
+            ledger=self.call_ledger,
         )
         return gitlab, infisical
 

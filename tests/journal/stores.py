@@ -5,14 +5,18 @@ returns a new handle on that same store (for SQLite, another connection to the o
 PostgreSQL, another pool on the one database; for the memory store, the store itself), so
 concurrency tests can race separate handles the way separate processes would. Leaving the context
 closes every handle and removes whatever the store left behind.
+
+Every factory takes the ``clock`` its store's call ledger runs on (the wall clock unless told), so
+the ledger's contract can move time as the lease contract does with ``now``.
 """
 
 import tempfile
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 
@@ -25,15 +29,28 @@ from tests.postgres import fresh_schema
 
 
 Opener = Callable[[], Journal]
-StoreFactory = Callable[[], AbstractContextManager[Opener]]
+Clock = Callable[[], datetime]
+
+
+class StoreFactory(Protocol):
+    """Makes one empty store, its call ledger on ``clock``, and yields its opener."""
+
+    def __call__(self, clock: Clock | None = None) -> AbstractContextManager[Opener]:
+        """The store's context."""
+
+
 #: The lease clock of the PostgreSQL store under test: a one-row table the tests set (see ClockedJournal).
 TEST_CLOCK = "(SELECT at FROM test_clock)"
 
 
+def _wall() -> datetime:
+    return datetime.now(UTC)
+
+
 @contextmanager
-def memory_store() -> Iterator[Opener]:
+def memory_store(clock: Clock | None = None) -> Iterator[Opener]:
     """The reference store: every handle is the one :class:`MemoryJournal`."""
-    store = MemoryJournal()
+    store = MemoryJournal(clock=clock or _wall)
     yield lambda: store
     store.close()
 
@@ -55,11 +72,11 @@ def _handles(open_handle: Callable[[], SQLiteJournal | PostgresJournal]) -> Iter
 
 
 @contextmanager
-def sqlite_store() -> Iterator[Opener]:
+def sqlite_store(clock: Clock | None = None) -> Iterator[Opener]:
     """An SQLite journal in a fresh folder; each handle is its own connection to the file."""
     with (
         tempfile.TemporaryDirectory() as folder,
-        _handles(lambda: SQLiteJournal(Path(folder) / "state.db")) as opener,
+        _handles(lambda: SQLiteJournal(Path(folder) / "state.db", clock=clock or _wall)) as opener,
     ):
         yield opener
 
@@ -69,13 +86,15 @@ class ClockedJournal(PostgresJournal):
 
     Production leases run on the database's ``clock_timestamp()`` and ignore ``now``; here the same
     SQL reads ``test_clock`` instead, which :meth:`acquire` and :meth:`renew` first set to their
-    ``now``, so the contract's time-driven cases run unchanged.
+    ``now``, so the contract's time-driven cases run unchanged. The call ledger's :meth:`take` and
+    :meth:`claim`, which are passed no ``now``, first set it from ``ledger_clock``.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ledger_clock: Clock | None = None) -> None:
         """A handle on the journal at ``url`` (whose ``test_clock`` table exists), and a clock setter."""
         super().__init__(url, clock=TEST_CLOCK, limits=Limits(pool_size=2))
         self._clock_conn = psycopg.connect(url, autocommit=True)
+        self._ledger_clock = ledger_clock or _wall
 
     def _set_clock(self, now: datetime) -> None:
         self._clock_conn.execute("UPDATE test_clock SET at = %s", (now,))
@@ -89,6 +108,16 @@ class ClockedJournal(PostgresJournal):
         """Renew with the test clock at ``now``."""
         self._set_clock(now)
         return super().renew(lease, now, ttl)
+
+    def take(self, bucket: str, per_minute: int) -> float:
+        """Take with the test clock at the ledger clock's time."""
+        self._set_clock(self._ledger_clock())
+        return super().take(bucket, per_minute)
+
+    def claim(self, job: str, every: timedelta) -> bool:
+        """Claim with the test clock at the ledger clock's time."""
+        self._set_clock(self._ledger_clock())
+        return super().claim(job, every)
 
     def lease_clock(self, now: datetime) -> datetime:
         """The test clock, set to ``now`` first (as acquire and renew do)."""
@@ -109,11 +138,11 @@ def add_test_clock(url: str) -> None:
 
 
 @contextmanager
-def postgres_store() -> Iterator[Opener]:
+def postgres_store(clock: Clock | None = None) -> Iterator[Opener]:
     """A PostgreSQL journal in a freshly created schema (dropped after); each handle is its own pool."""
     with fresh_schema() as url:
         add_test_clock(url)
-        with _handles(lambda: ClockedJournal(url)) as opener:
+        with _handles(lambda: ClockedJournal(url, clock)) as opener:
             yield opener
 
 

@@ -1,0 +1,181 @@
+"""The call ledger (:class:`rotator.core.ports.CallLedger`), run against every store in ``stores.STORES``.
+
+Each store's ledger runs on a clock the tests move (``stores``' ``clock``); times are whole
+seconds plus multiples of 1/64 s, exact on every store (PostgreSQL's epoch seconds included), so
+answers are compared exactly with a plain model: a call is counted iff fewer than ``per_minute``
+were counted in the last 60 s (a call made exactly 60 s ago no longer counts), else the wait is
+until enough have left. Every example uses its own bucket and job names, so one store serves them all.
+"""
+
+import shutil
+import threading
+import uuid
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg
+import pytest
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rotator.core.ports import Journal
+from rotator.journal import postgres_schema
+from rotator.journal.postgres import PostgresJournal
+from rotator.journal.sqlite import SQLiteJournal
+from tests.journal.stores import STORES, Opener
+from tests.journal.test_schema import OLD
+from tests.postgres import fresh_schema
+
+
+T = TypeVar("T")
+START = datetime(2026, 1, 1, tzinfo=UTC)
+TICK = timedelta(seconds=1 / 64)
+WINDOW = timedelta(seconds=60)
+
+
+class Clock:
+    """The ledger's clock: set by the test, read by the store."""
+
+    def __init__(self) -> None:
+        """At :data:`START`."""
+        self.at = START
+
+    def __call__(self) -> datetime:
+        """The time now."""
+        return self.at
+
+
+@dataclass
+class Store:
+    """A store under test: its opener, a first handle on it, and its ledger's clock."""
+
+    opener: Opener
+    journal: Journal
+    clock: Clock
+
+
+@pytest.fixture(params=sorted(STORES), scope="module")
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """Each store, with the clock its ledger runs on (one store per module: names are per example)."""
+    clock = Clock()
+    with STORES[request.param](clock) as opener:
+        yield Store(opener, opener(), clock)
+
+
+def _unique(what: str) -> str:
+    return f"{what}:{uuid.uuid4().hex}"
+
+
+def _counted(granted: list[datetime], now: datetime) -> list[datetime]:
+    return [at for at in granted if now - WINDOW < at <= now]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.integers(1, 4),
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 2), st.integers(0, 64 * 70), st.just(64 * 60)),
+            st.booleans(),
+        ),
+        max_size=20,
+    ),
+)
+def test_every_store_counts_calls_in_a_sliding_minute_as_the_model_does(
+    store: Store, per_minute: int, asks: list[tuple[int, bool]]
+) -> None:
+    """Granted iff fewer than per_minute in the last 60 s, per bucket; a refusal waits until one fits."""
+    ledger, clock = store.journal, store.clock
+    buckets = (_unique("gitlab"), _unique("infisical-read"))
+    granted: dict[str, list[datetime]] = {b: [] for b in buckets}
+    clock.at = START
+    for ticks, second in asks:
+        clock.at += ticks * TICK
+        bucket = buckets[second]
+        counted = _counted(granted[bucket], clock.at)
+        wait = ledger.take(bucket, per_minute)
+        if len(counted) < per_minute:
+            assert wait == 0.0
+            granted[bucket].append(clock.at)
+        else:
+            leaving = counted[len(counted) - per_minute]
+            assert wait == (WINDOW - (clock.at - leaving)).total_seconds()
+    for calls in granted.values():
+        for start in calls:
+            assert sum(1 for at in calls if start <= at < start + WINDOW) <= per_minute
+
+
+def test_every_store_claims_a_job_once_per_period(store: Store) -> None:
+    """The first claim wins; none until the period has passed, on any handle; then one again."""
+    clock = store.clock
+    first, second = store.journal, store.opener()
+    job, every = _unique("removed"), timedelta(minutes=5)
+    clock.at = START
+    assert first.claim(job, every)
+    assert not second.claim(job, every)
+    clock.at = START + every - TICK
+    assert not first.claim(job, every)
+    assert not second.claim(job, every)
+    clock.at = START + every
+    assert second.claim(job, every)
+    assert not first.claim(job, every)
+    assert first.claim(_unique("other-job"), every)  # jobs are claimed apart
+
+
+def _race(opener: Opener, work: Callable[[Journal], T], workers: int = 4) -> list[T]:
+    """``work(handle)`` on ``workers`` handles at once (one handle each, as separate processes)."""
+    handles = [opener() for _ in range(workers)]
+    results: list[T] = []
+    gate = threading.Barrier(workers)
+    lock = threading.Lock()
+
+    def one(handle: Journal) -> None:
+        gate.wait()
+        answer = work(handle)
+        with lock:
+            results.append(answer)
+
+    threads = [threading.Thread(target=one, args=(h,)) for h in handles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_racing_callers_of_one_bucket_are_counted_once_each(store: Store) -> None:
+    """Four callers at once on a bucket allowing two: two are counted; four racing claims: one wins."""
+    store.clock.at = START
+    bucket, job = _unique("gitlab"), _unique("removed")
+    takes = _race(store.opener, lambda h: h.take(bucket, 2))
+    assert sum(1 for t in takes if t == 0.0) == 2
+    claims = _race(store.opener, lambda h: h.claim(job, timedelta(minutes=5)))
+    assert sorted(claims) == [False, False, False, True]
+
+
+def test_an_older_sqlite_journal_upgraded_in_place_keeps_a_ledger(tmp_path: Path) -> None:
+    """The release before versioning's journal opens for writing and counts calls and claims."""
+    path = tmp_path / "state.db"
+    shutil.copyfile(OLD, path)
+    journal = SQLiteJournal(path)
+    assert journal.targets()  # its records are still there
+    assert [journal.take("gitlab:x", 1), journal.take("gitlab:x", 1) > 0] == [0.0, True]
+    assert journal.claim("removed", timedelta(minutes=5))
+    journal.close()
+
+
+def test_a_postgres_journal_of_the_first_schema_version_gets_a_ledger() -> None:
+    """A version 1 schema (the first release on PostgreSQL) is migrated, and its ledger works."""
+    with fresh_schema() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+            conn.execute(postgres_schema.MIGRATIONS[0].encode())
+        with PostgresJournal(url) as journal:
+            assert [journal.take("gitlab:x", 1), journal.take("gitlab:x", 1) > 0] == [0.0, True]
+            assert journal.claim("removed", timedelta(minutes=5))

@@ -41,6 +41,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE unresolved (gitlab_url text NOT NULL, ref text NOT NULL, data jsonb NOT NULL,
         PRIMARY KEY (gitlab_url, ref));
     """,
+    # 2: HTTP trigger requests and their claims (claim_until on the database's clock); the
+    # rotations a request planned, found by its id.
+    """
+    CREATE TABLE requests (
+        seq bigserial UNIQUE, id text PRIMARY KEY, requested_at timestamptz NOT NULL,
+        status text NOT NULL, replica text, claim bigint NOT NULL, claim_until timestamptz,
+        data jsonb NOT NULL);
+    CREATE INDEX requests_by_status ON requests (status, requested_at);
+    CREATE INDEX rotations_by_request ON rotations ((data->>'request'));
+    """,
 )
 #: The newest schema this rotator knows.
 VERSION = len(MIGRATIONS)

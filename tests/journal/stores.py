@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from rotator.core.model import Lease, TargetKey
+from rotator.core.model import KEPT_REQUESTS, Lease, TargetKey, TriggerRequest
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
 from rotator.journal.postgres import Limits, PostgresJournal
@@ -69,7 +69,7 @@ class ClockedJournal(PostgresJournal):
 
     Production leases run on the database's ``clock_timestamp()`` and ignore ``now``; here the same
     SQL reads ``test_clock`` instead, which :meth:`acquire` and :meth:`renew` first set to their
-    ``now``, so the contract's time-driven cases run unchanged.
+    ``now``, so the contract's time-driven cases run unchanged; so do the requests' claim calls.
     """
 
     def __init__(self, url: str) -> None:
@@ -89,6 +89,30 @@ class ClockedJournal(PostgresJournal):
         """Renew with the test clock at ``now``."""
         self._set_clock(now)
         return super().renew(lease, now, ttl)
+
+    def add_request(
+        self, request: TriggerRequest, now: datetime, ttl: timedelta, keep: int = KEPT_REQUESTS
+    ) -> TriggerRequest:
+        """Add with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().add_request(request, now, ttl, keep)
+
+    def renew_claims(self, replica: str, now: datetime, ttl: timedelta) -> int:
+        """Renew with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().renew_claims(replica, now, ttl)
+
+    def lapsed_requests(self, now: datetime, limit: int) -> list[TriggerRequest]:
+        """Look with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().lapsed_requests(now, limit)
+
+    def claim_request(
+        self, request_id: str, replica: str, now: datetime, ttl: timedelta
+    ) -> TriggerRequest | None:
+        """Claim with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().claim_request(request_id, replica, now, ttl)
 
     def lease_clock(self, now: datetime) -> datetime:
         """The test clock, set to ``now`` first (as acquire and renew do)."""

@@ -99,8 +99,8 @@ def test_a_replica_sharing_the_journal_answers_409_then_coalesces(fakes: Fakes, 
         assert answer.status_code == 202, answer.text
         body = answer.json()
         assert body["coalesced"] is True
-        # The other replica's request id is unknown here: the journal's rotation id stands in, and polls.
-        assert body["id"] == rotation["id"]
+        # The journal names the request that planned the rotation: the other replica's, read here.
+        assert body["id"] == accepted.json()["id"]
         assert body["rotations"] == [rotation]
         assert (body["outcome"], body["failed"]) == ("done", False)
         assert two.get(f"/v1/rotations/{body['id']}").json()["rotations"] == [rotation]
@@ -110,12 +110,13 @@ def test_a_replica_sharing_the_journal_answers_409_then_coalesces(fakes: Fakes, 
 def test_after_the_interval_a_restarted_daemon_rotates_again(fakes: Fakes, tmp_path: Path) -> None:
     """A restart within the interval still coalesces; with the clock past it, a trigger mints a new token."""
     with running_daemon(fakes, tmp_path) as running, running.client() as client:
-        rotation = journal_rotation(client, trigger(client, APP).json()["id"])
+        request = trigger(client, APP).json()["id"]
+        rotation = journal_rotation(client, request)
         before = minted(running)
     with running_daemon(fakes, tmp_path) as restarted, restarted.client() as client:
         answer = trigger(client, APP)
         assert answer.status_code == 202, answer.text
-        assert (answer.json()["coalesced"], answer.json()["id"]) == (True, rotation["id"])
+        assert (answer.json()["coalesced"], answer.json()["id"]) == (True, request)
     fakes.clock.advance(timedelta(minutes=2))
     with running_daemon(fakes, tmp_path, clock_offset="2m") as later, later.client() as client:
         answer = trigger(client, APP)
@@ -239,12 +240,14 @@ def test_an_in_flight_rotation_stamped_by_a_fast_clock_is_not_a_409(fakes: Fakes
 def test_next_trigger_at_is_at_most_one_interval_away(fakes: Fakes, tmp_path: Path) -> None:
     """A rotation stamped 30 s ahead (inside the skew margin) coalesces, but for no more than the interval."""
     with running_daemon(fakes, tmp_path, clock_offset="30s") as fast, fast.client() as client:
-        ahead = journal_rotation(client, trigger(client, APP).json()["id"])
+        request = trigger(client, APP).json()["id"]
+        ahead = journal_rotation(client, request)
     with running_daemon(fakes, tmp_path) as running, running.client() as client:
         answer = trigger(client, APP)
         latest = datetime.now(UTC) + timedelta(minutes=1)
         assert answer.status_code == 202, answer.text
-        assert (answer.json()["coalesced"], answer.json()["id"]) == (True, ahead["id"])
+        assert (answer.json()["coalesced"], answer.json()["rotations"]) == (True, [ahead])
+        assert answer.json()["id"] == request
         assert datetime.fromisoformat(answer.json()["next_trigger_at"]) <= latest
 
 
@@ -275,7 +278,7 @@ def test_a_coalesced_answer_never_reuses_a_run_that_came_back_busy(fakes: Fakes,
         body = answer.json()
         assert (body["coalesced"], body["id"], body["outcome"], body["failed"]) == (
             True,
-            rotation["id"],
+            accepted.json()["id"],
             "done",
             False,
         )

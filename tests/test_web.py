@@ -103,6 +103,7 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     min_trigger_interval: str | None = None,
     clock_offset: str | None = None,
     grace: str = "0s",
+    state_url: str | None = None,
 ) -> Iterator[Running]:
     """A daemon for both example targets (grace 0s unless ``grace``) serving on an ephemeral loopback port.
 
@@ -111,7 +112,8 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     rotated state; without it nothing runs, not even a triggered rotation.
     ``min_trigger_interval`` is written to the config if given (else the default, 1m applies);
     ``clock_offset`` moves the daemon's clock (the armed test hook). Another daemon on the same
-    ``folder`` shares the journal: a second replica, or the same one restarted.
+    ``folder`` shares the journal: a second replica, or the same one restarted; so does one given the
+    same ``state_url`` (the journal's, instead of the folder's SQLite file).
     """
     harness = Harness(fakes, folder, grace=grace)
     path = folder / "rotator.yaml"
@@ -120,6 +122,8 @@ def running_daemon(  # noqa: PLR0913 - each keyword is one test's knob
     if min_trigger_interval is not None:
         document["daemon"]["min_trigger_interval"] = min_trigger_interval
     document["max_concurrent_rotations"] = workers
+    if state_url is not None:
+        document["state"] = {"url": state_url}
     path.write_text(yaml.safe_dump(document))
     environ = dict(fakes.seed.environment())
     if clock_offset is not None:

@@ -180,6 +180,9 @@ class RotationRecord:
     finished_at: datetime | None = None
     attempts: int = 1
     error: str | None = None
+    #: The HTTP trigger request (:class:`TriggerRequest` id) that planned it, written with PLANNED
+    #: under the lease: what keeps a request carried out once when another replica takes it over.
+    request: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,3 +275,55 @@ class Change:
     target: TargetState | None = None
     tombstones: tuple[Tombstone, ...] = ()
     drop_tombstones: tuple[str, ...] = ()
+
+
+class RequestStatus(StrEnum):
+    """Where an HTTP trigger request is (``GET /v1/rotations/{id}`` shows it)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+#: Statuses of a request still to be carried out: its claim is renewed, or taken over once it lapses.
+OPEN_REQUESTS = frozenset({RequestStatus.QUEUED, RequestStatus.RUNNING})
+#: How many ended (finished or cancelled) requests the journal keeps, newest first; an open one is
+#: never pruned.
+KEPT_REQUESTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRequest:
+    """One ``POST /v1/targets/{name}/rotate``, kept in the journal so any replica answers and finishes it.
+
+    ``replica`` claims it until ``claim_until`` (on the database's clock for a shared journal),
+    renewed while it waits and runs; ``claim`` grows with every claim, so a replica whose claim was
+    taken over can no longer record its progress. ``rotations`` are the journal rotations that
+    served it, as ``(id, outcome, step, new token id)`` when it ended.
+    """
+
+    id: str
+    target: str
+    requested_at: datetime
+    status: RequestStatus = RequestStatus.QUEUED
+    #: The trigger's arrival on the accepting replica's engine clock: ``min_trigger_interval``'s instant.
+    arrived_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str | None = None  # done | failed | busy | idle, as the engine reports
+    failed: bool | None = None
+    detail: str | None = None
+    rotations: tuple[tuple[str, str, str, int | None], ...] = ()
+    #: Answered with an earlier forced rotation instead of starting one (daemon.min_trigger_interval).
+    coalesced: bool = False
+    #: For a coalesced answer: from when a trigger of this target starts a rotation again.
+    next_trigger_at: datetime | None = None
+    replica: str | None = None
+    claim: int = 0
+    claim_until: datetime | None = None
+
+
+def claim_lapsed(request: TriggerRequest, now: datetime) -> bool:
+    """Whether ``request``'s claim has lapsed by ``now``: a claim is held while ``now < claim_until``."""
+    return request.claim_until is None or request.claim_until <= now

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from rotator.core.model import (
+    KEPT_REQUESTS,
     Change,
     Connection,
     Lease,
@@ -22,6 +23,7 @@ from rotator.core.model import (
     TokenRecord,
     TokenRequest,
     Tombstone,
+    TriggerRequest,
     UnresolvedProject,
 )
 from rotator.core.secret import Secret
@@ -93,7 +95,54 @@ class CallLedger(Protocol):
         """True for exactly one caller per ``every`` (a fleet-wide periodic job's turn), else False."""
 
 
-class Journal(CallLedger, Protocol):
+class Requests(Protocol):
+    """HTTP trigger requests, kept so that any replica answers for one and one replica carries it out.
+
+    A request is claimed by one replica at a time, until its claim lapses; the claim's time is
+    judged like a lease's (the caller's ``now``, or the database's clock for a shared journal).
+    Writes are not fenced by a target's lease: a request is not a target's record, and a replica
+    records a request's progress only while its claim (replica and claim number) is current.
+    """
+
+    def add_request(
+        self, request: TriggerRequest, now: datetime, ttl: timedelta, keep: int = KEPT_REQUESTS
+    ) -> TriggerRequest:
+        """Record a new request, as kept: if open, claimed by ``request.replica`` until ``now + ttl``.
+
+        Its claim number starts at 1 (0, with no replica, for one recorded already ended). An id
+        already recorded is left as it is, and returned. Ended requests beyond the newest ``keep``
+        (by request time) are pruned; an open one never is.
+        """
+
+    def request(self, request_id: str) -> TriggerRequest | None:
+        """A request by id, or ``None`` (unknown, or pruned)."""
+
+    def update_request(self, request: TriggerRequest) -> bool:
+        """Record ``request``'s progress if its claim (replica, claim number) is still current.
+
+        The claim columns are not changed. False, having changed nothing, if another replica has
+        claimed it since or it has ended.
+        """
+
+    def renew_claims(self, replica: str, now: datetime, ttl: timedelta) -> int:
+        """Extend every open request ``replica`` claims to ``now + ttl``; how many."""
+
+    def lapsed_requests(self, now: datetime, limit: int) -> list[TriggerRequest]:
+        """Open requests whose claim has lapsed (or that none holds), oldest first."""
+
+    def claim_request(
+        self, request_id: str, replica: str, now: datetime, ttl: timedelta
+    ) -> TriggerRequest | None:
+        """Claim an open request whose claim has lapsed; ``None`` if it is live, ended, or unknown.
+
+        One conditional update: of replicas racing for one request, exactly one wins.
+        """
+
+    def request_rotations(self, request_id: str) -> list[RotationRecord]:
+        """The rotations recorded as planned by the request, oldest first."""
+
+
+class Journal(CallLedger, Requests, Protocol):
     """The durable record of rotations, tokens and targets; every write is fenced by a lease."""
 
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:

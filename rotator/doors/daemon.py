@@ -30,16 +30,25 @@ no configured target maps to are swept once per ``check_interval``, not once per
 ``credentials`` refresh stays per replica: it feeds that replica's own ``/readyz`` and credential
 gauges, which say what that replica sees (its own clients, its own Infisical login).
 
+Trigger requests are kept in the journal (:class:`rotator.core.model.TriggerRequest`), so
+``GET /v1/rotations/{id}`` answers on every replica sharing it, and a request outlives the replica
+that accepted it. The accepting replica claims the request and renews its claims (job
+``requests``, every lease renewal interval, on a thread of its own so busy workers cannot starve
+it); a request whose claim lapsed (its replica died, or lost the database) and that has not ended is
+claimed by another replica with one conditional update, and carried out there. Carried out once:
+the engine, under the target's lease, plans no rotation for a request that already planned one
+(``RunOptions.request_id``), and resumes that one instead.
+
 Stopping (:meth:`Daemon.stop`) takes no new work, lets the runs in flight finish within the
-shutdown timeout, and says whether they did.
+shutdown timeout, and says whether they did; then it lets its claims lapse at once, so another
+replica takes over the requests it accepted but never started.
 """
 
 import threading
 import uuid
 
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,18 +63,27 @@ from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
 from rotator.core.durations import stamp
 from rotator.core.errors import JournalDamagedError, JournalUnavailableError, RotatorError
-from rotator.core.model import Outcome, Role, RotationRecord, TargetState
+from rotator.core.model import (
+    Outcome,
+    RequestStatus,
+    Role,
+    RotationRecord,
+    TargetState,
+    TriggerRequest,
+)
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.doors import report
+from rotator.doors.requests import TriggeredRun, described, made_up, reference
 from rotator.doors.wiring import Runtime
+from rotator.engine.context import Settings
 from rotator.engine.retire import unrevocable
 from rotator.engine.run import RunOptions, TargetReport, awaits_revoke, from_a_fast_clock
 
 
 log = structlog.get_logger("rotator")
-#: How many trigger requests ``GET /v1/rotations/{id}`` remembers (oldest forgotten first).
-KEPT_RUNS = 1000
+#: At most this many lapsed requests are taken over in one pass of the ``requests`` job.
+TAKEN_PER_PASS = 100
 #: How often the daemon re-reads its own credentials' expiry.
 CREDENTIAL_REFRESH = timedelta(hours=1)
 _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
@@ -74,45 +92,6 @@ REMOVED_JOB = "removed"
 #: A claim is judged on the journal's clock, a job fires on this replica's: allow for the difference.
 _CLAIM_MARGIN = timedelta(seconds=1)
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
-
-
-@dataclass
-class TriggeredRun:
-    """One ``POST /v1/targets/{name}/rotate``, as ``GET /v1/rotations/{id}`` reports it."""
-
-    id: str
-    target: str
-    requested_at: datetime
-    status: str = "queued"  # queued | running | finished | cancelled
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    outcome: str | None = None  # done | failed | busy | idle, as the engine reports
-    failed: bool | None = None
-    detail: str | None = None
-    rotations: list[dict[str, Any]] = field(default_factory=list)
-    #: Answered with an earlier forced rotation instead of starting one (daemon.min_trigger_interval).
-    coalesced: bool = False
-    #: For a coalesced answer: from when a trigger of this target starts a rotation again.
-    next_trigger_at: datetime | None = None
-    #: The ids of the rotations this request planned itself (not shown: ``rotations`` lists them).
-    performed: tuple[str, ...] = ()
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON body."""
-        return {
-            "id": self.id,
-            "target": self.target,
-            "status": self.status,
-            "requested_at": _iso(self.requested_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "outcome": self.outcome,
-            "failed": self.failed,
-            "detail": self.detail,
-            "rotations": self.rotations,
-            "coalesced": self.coalesced,
-            "next_trigger_at": _iso(self.next_trigger_at),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +116,19 @@ class Daemon:
         self.config = rt.config
         self.targets = {t.name: t for t in rt.engine.spec.targets}
         self._locks = {name: threading.Lock() for name in self.targets}
-        self._runs: OrderedDict[str, TriggeredRun] = OrderedDict()
-        self._runs_lock = threading.Lock()
+        #: Who claims this daemon's trigger requests: one name per daemon, never reused.
+        self.replica = f"{rt.engine.ctx.actor}:{uuid.uuid4().hex[:8]}"
         self._inflight = 0
         self._idle = threading.Condition()
         self.draining = threading.Event()
         self._credentials: dict[str, datetime | None] = {}
         settings = rt.config.daemon
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(rt.config.max_concurrent_rotations)},
+            executors={
+                "default": ThreadPoolExecutor(rt.config.max_concurrent_rotations),
+                # The claims' renewal must not wait behind rotations for a worker.
+                "requests": ThreadPoolExecutor(1),
+            },
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -156,6 +139,11 @@ class Daemon:
         metrics.start_targets(self.targets)
         metrics.watch_targets(self.gauges)
         metrics.watch_credentials(lambda: dict(self._credentials))
+
+    @property
+    def _settings(self) -> Settings:
+        """The engine's timings: a request's claim lasts as long as a lease, renewed as often."""
+        return self.rt.engine.ctx.settings
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,6 +177,14 @@ class Daemon:
             self.sweep_removed, every, id=REMOVED_JOB, name="removed targets", next_run_time=now
         )
         self.scheduler.add_job(
+            self.tend_requests,
+            IntervalTrigger(seconds=self._settings.lease_renew.total_seconds(), timezone=UTC),
+            id="requests",
+            name="trigger requests",
+            executor="requests",
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
             self._refresh_credentials,
             IntervalTrigger(seconds=CREDENTIAL_REFRESH.total_seconds(), timezone=UTC),
             id="credentials",
@@ -206,7 +202,19 @@ class Daemon:
         with self._idle:
             drained = self._idle.wait_for(lambda: self._inflight == 0, timeout.total_seconds())
         self.scheduler.shutdown(wait=False)
+        self._hand_over()
         return drained
+
+    def _hand_over(self) -> None:
+        """Let this replica's claims lapse now: another takes over what it accepted but did not finish.
+
+        A queued request never started here; one still running (the drain timed out) is resumed
+        elsewhere under the exactly-once rule. If this write fails, the claims lapse on their own.
+        """
+        try:
+            self.rt.journal.renew_claims(self.replica, self.rt.engine.ctx.clock(), timedelta(0))
+        except Exception as error:  # noqa: BLE001 - stopping goes on; the claims lapse with their ttl
+            log.warning("daemon.claims_kept", error=type(error).__name__)
 
     @property
     def in_flight(self) -> int:
@@ -239,32 +247,52 @@ class Daemon:
         except BaseException:
             lock.release()
             raise
-        if not isinstance(answer, TriggeredRun) or answer.coalesced:
+        if not isinstance(answer, TriggeredRun) or answer.request.coalesced:
             lock.release()  # nothing was queued; a queued run releases it when it ends
         return answer
 
     def _queue(self, name: str) -> TriggeredRun | Refusal:
-        """Queue a forced run of ``name``, whose lock the caller holds (503 if draining)."""
-        run = TriggeredRun(uuid.uuid4().hex, name, datetime.now(UTC))
-        # The job may wait for a worker while another replica forces a rotation of the target:
-        # the engine re-checks the interval under the lease, from the trigger's arrival.
-        interval = self.config.daemon.min_trigger_interval
-        arrived = self.rt.engine.ctx.clock() if interval else None
-        with self._runs_lock:
-            self._remember(run)
+        """Record and queue a forced run of ``name``, whose lock the caller holds (503 if draining).
+
+        The request is in the journal, claimed by this replica, before the 202: if this process
+        dies any time after, its claim lapses and another replica carries the request out.
+        """
+        request = TriggerRequest(
+            uuid.uuid4().hex,
+            name,
+            datetime.now(UTC),
+            # The job may wait for a worker while another replica forces a rotation of the
+            # target: the engine re-checks the interval under the lease, from this arrival.
+            arrived_at=self.rt.engine.ctx.clock(),
+            replica=self.replica,
+        )
         with self._idle:  # stop() sets draining under this lock: no 202 for a run that never comes
             if self.draining.is_set():
                 return Refusal(503, "shutting_down", "the daemon is shutting down; retry on another replica")
-            # misfire_grace_time=None: however long it waits for a free worker, it runs (and so
-            # releases the target's lock); a missed trigger would lock the target for good.
-            self.scheduler.add_job(
-                self._triggered,
-                args=[run, arrived],
-                id=f"trigger:{run.id}",
-                name=f"trigger {name}",
-                misfire_grace_time=None,
-            )
-        return run
+            try:
+                request = self.rt.journal.add_request(
+                    request, self.rt.engine.ctx.clock(), self._settings.lease_ttl
+                )
+            except Exception as error:  # noqa: BLE001 - nothing recorded: the caller may retry, here or elsewhere
+                why = str(error) if isinstance(error, RotatorError) else type(error).__name__
+                return Refusal(503, "journal_unavailable", f"the request could not be recorded: {why}")
+            self._schedule(request)
+        return TriggeredRun(request)
+
+    def _schedule(self, request: TriggerRequest, *, taken_over: bool = False, delay: float = 0) -> None:
+        """Run ``request`` on a worker (``taken_over``: this job takes the target's lock itself)."""
+        # misfire_grace_time=None: however long it waits for a free worker, it runs (and so
+        # releases the target's lock); a missed trigger would lock the target for good.
+        self.scheduler.add_job(
+            self._taken if taken_over else self._triggered,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=delay),
+            args=[request],
+            id=f"trigger:{request.id}",
+            name=f"trigger {request.target}",
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
 
     def _recent(self, target: RotationSpec) -> TriggeredRun | Refusal | None:
         """The answer to a trigger inside ``min_trigger_interval`` of a forced rotation; else None.
@@ -293,7 +321,8 @@ class Daemon:
             return None
         until = next_trigger(last, now, interval)
         self._count_coalesced(target, last, until)
-        return replace(self._answered_by(target, last), coalesced=True, next_trigger_at=until)
+        answer = self._answered_by(target, last)
+        return TriggeredRun(replace(answer, coalesced=True, next_trigger_at=until))
 
     def _count_coalesced(self, target: RotationSpec, rotation: RotationRecord, until: datetime) -> None:
         self.metrics.triggers_coalesced.labels(target.name).inc()
@@ -301,41 +330,29 @@ class Daemon:
             "daemon.trigger_coalesced", target=target.name, rotation=rotation.id, next_trigger_at=_iso(until)
         )
 
-    def _answered_by(self, target: RotationSpec, rotation: RotationRecord) -> TriggeredRun:
-        """The trigger request that performed ``rotation``, or one made up from the journal.
+    def _answered_by(self, target: RotationSpec, rotation: RotationRecord) -> TriggerRequest:
+        """The trigger request that planned ``rotation`` (any replica's), or one made up from the journal.
 
-        Only a request that planned the rotation itself answers for it: one that came back busy,
-        or was coalesced, lists another's rotation or did nothing, and its outcome would say so.
+        Only the request that planned the rotation answers for it (the rotation records which):
+        one that came back busy, or was coalesced, planned none, and its outcome would say so.
         """
-        with self._runs_lock:
-            for run in reversed(self._runs.values()):
-                if run.id == rotation.id or rotation.id in run.performed:
-                    return run
-            # Another replica's, or from before a restart: known by the journal's rotation id,
-            # which then also answers GET /v1/rotations/{id}.
-            run = TriggeredRun(
-                rotation.id,
-                target.name,
-                rotation.planned_at,
-                status="finished",
-                started_at=rotation.planned_at,
-                finished_at=rotation.finished_at,
-                rotations=[_reference(rotation)],
-            )
-            _describe(run, rotation)
-            self._remember(run)
-            return run
-
-    def _remember(self, run: TriggeredRun) -> None:
-        """Keep ``run`` for ``GET /v1/rotations/{id}`` (the caller holds ``_runs_lock``)."""
-        self._runs[run.id] = run
-        while len(self._runs) > KEPT_RUNS:
-            self._runs.popitem(last=False)
+        if rotation.request is not None:
+            request = self.rt.journal.request(rotation.request)
+            if request is not None:
+                return request
+        # `rotator rotate`'s rotation, or one whose request was pruned: known by the rotation's
+        # id, recorded (once) so that GET /v1/rotations/{id} answers for it on every replica.
+        made = made_up(target.name, rotation)
+        try:
+            return self.rt.journal.add_request(made, self.rt.engine.ctx.clock(), self._settings.lease_ttl)
+        except Exception as error:  # noqa: BLE001 - the answer stands; only a later GET of its id misses
+            log.warning("daemon.request_unrecorded", request=made.id, error=type(error).__name__)
+            return made
 
     def run(self, run_id: str) -> TriggeredRun | None:
-        """A trigger request by id, or ``None`` if unknown (or long forgotten)."""
-        with self._runs_lock:
-            return self._runs.get(run_id)
+        """A trigger request by id, as the journal holds it; ``None`` if unknown (or long pruned)."""
+        request = self.rt.journal.request(run_id)
+        return TriggeredRun(request) if request is not None else None
 
     # -- what the endpoints read ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -411,41 +428,134 @@ class Daemon:
         finally:
             lock.release()
 
-    def _triggered(self, run: TriggeredRun, arrived: datetime | None = None) -> None:
-        lock = self._locks[run.target]
+    def _triggered(self, request: TriggerRequest) -> None:
+        """Carry out a request this replica accepted; the HTTP thread took the target's lock for it."""
         try:
-            # Times before statuses: a poller never sees "running" without started_at.
-            run.started_at = datetime.now(UTC)
-            run.status = "running"
-            target = self.targets[run.target]
-            options = RunOptions(
-                names=(run.target,),
-                force=True,
-                trigger="http",
-                triggered_at=arrived,
-                min_trigger_interval=self.config.daemon.min_trigger_interval,
+            self._carry_out(request, taken_over=False)
+        finally:
+            self._locks[request.target].release()
+
+    def _taken(self, request: TriggerRequest) -> None:
+        """Carry out a request taken over from another replica, when no run of its target is in flight."""
+        if request.target not in self.targets:
+            # This replica's config differs from the one that accepted it: nothing here to run.
+            detail = (
+                f"replica {self.replica} took the request over but has no target named {request.target!r}"
             )
-            outcome = self._execute(target, options)
-            if outcome is None:
-                run.finished_at = datetime.now(UTC)
-                run.status = "cancelled"
-                return
-            onto = self._rotation(target, outcome.coalesced_onto) if outcome.coalesced_onto else None
-            if onto is not None:
-                # Described by the rotation it was coalesced onto, as a coalesced 202 is.
-                interval = self.config.daemon.min_trigger_interval
-                until = next_trigger(onto, self.rt.engine.ctx.clock(), interval)
-                self._count_coalesced(target, onto, until)
-                run.rotations, run.coalesced, run.next_trigger_at = [_reference(onto)], True, until
-                _describe(run, onto)
-            else:
-                run.performed = outcome.rotations
-                run.rotations = self._rotations(target, outcome.rotations)
-                run.outcome, run.failed, run.detail = outcome.status, outcome.failed, outcome.detail
-            run.finished_at = datetime.now(UTC)
-            run.status = "finished"
+            cancelled = replace(
+                request, status=RequestStatus.CANCELLED, finished_at=datetime.now(UTC), detail=detail
+            )
+            try:
+                self._record(cancelled)
+            except Exception as error:  # noqa: BLE001 - the claim is ours: nobody else would end it
+                self._retry_later(request, error)
+            return
+        lock = self._locks[request.target]
+        if not lock.acquire(blocking=False):
+            # A run of the target is in flight here: try again soon (the claim is ours, renewed).
+            self._schedule(request, taken_over=True, delay=self._settings.lease_renew.total_seconds())
+            return
+        try:
+            self._carry_out(request, taken_over=True)
         finally:
             lock.release()
+
+    def _carry_out(self, request: TriggerRequest, *, taken_over: bool) -> None:
+        """Run the request's forced rotation and record how it ended, all under this replica's claim.
+
+        Each record is conditional on the claim: if another replica took the request over (this
+        one's claim lapsed while it waited), nothing more is recorded or started here. What
+        happens at each crash point: before RUNNING is recorded, or at any point after, the
+        request stays open under a claim that lapses; the replica taking it over runs it again,
+        and the engine's exactly-once rule (under the target's lease) turns that run into
+        resuming the rotation this one planned, if it planned one, or reporting it once ended.
+        A record that fails here (the journal unreachable) is retried the same way, by this
+        replica, so a claim it keeps renewing never strands the request.
+        """
+        if self.draining.is_set():
+            return  # still queued: stop() lets the claim lapse, and another replica takes it over
+        target = self.targets[request.target]
+        running = replace(request, status=RequestStatus.RUNNING, started_at=datetime.now(UTC))
+        try:
+            if not self._record(running):
+                return
+        except Exception as error:  # noqa: BLE001 - not started: try again later
+            self._retry_later(request, error)
+            return
+        interval = self.config.daemon.min_trigger_interval
+        options = RunOptions(
+            names=(request.target,),
+            force=True,
+            trigger="http",
+            triggered_at=request.arrived_at if interval else None,
+            min_trigger_interval=interval,
+            request_id=request.id,
+        )
+        outcome = self._execute(target, options)
+        try:
+            if outcome is None:  # stop() began meanwhile: back in the queue, for another replica
+                self._record(replace(request, status=RequestStatus.QUEUED))
+            elif taken_over and outcome.status == "busy":
+                # Perhaps the dead replica's lease, not lapsed yet: not done until it runs here.
+                if self._record(replace(request, status=RequestStatus.QUEUED)):
+                    self._schedule(request, taken_over=True, delay=self._settings.lease_renew.total_seconds())
+            else:
+                self._record(self._ended(running, target, outcome))
+        except Exception as error:  # noqa: BLE001 - a run again reports what this one did, once
+            self._retry_later(request, error)
+
+    def _retry_later(self, request: TriggerRequest, error: Exception) -> None:
+        log.warning("daemon.request_unrecorded", request=request.id, error=type(error).__name__)
+        self._schedule(request, taken_over=True, delay=self._settings.lease_renew.total_seconds())
+
+    def _ended(self, request: TriggerRequest, target: RotationSpec, outcome: TargetReport) -> TriggerRequest:
+        """``request`` finished with the engine's ``outcome``."""
+        ended = replace(request, status=RequestStatus.FINISHED, finished_at=datetime.now(UTC))
+        onto = self._rotation(target, outcome.coalesced_onto) if outcome.coalesced_onto else None
+        if onto is not None:
+            # Described by the rotation it was coalesced onto, as a coalesced 202 is.
+            until = next_trigger(onto, self.rt.engine.ctx.clock(), self.config.daemon.min_trigger_interval)
+            self._count_coalesced(target, onto, until)
+            coalesced = replace(ended, rotations=(reference(onto),), coalesced=True, next_trigger_at=until)
+            return described(coalesced, onto)
+        # Every rotation recorded for the request: planned here, or by a replica that died after PLANNED.
+        served = tuple(reference(r) for r in self.rt.journal.request_rotations(request.id))
+        return replace(
+            ended, rotations=served, outcome=outcome.status, failed=outcome.failed, detail=outcome.detail
+        )
+
+    def _record(self, request: TriggerRequest) -> bool:
+        """Record the request's progress under this replica's claim; False if that claim is gone."""
+        if self.rt.journal.update_request(request):
+            return True
+        log.info("daemon.request_taken_elsewhere", request=request.id, target=request.target)
+        return False
+
+    # -- requests whose replica is gone ---------------------------------------------------------
+    def tend_requests(self) -> None:
+        """Renew this replica's claims; then take over requests whose claim lapsed (none while draining)."""
+        clock, ttl = self.rt.engine.ctx.clock, self._settings.lease_ttl
+        try:
+            self.rt.journal.renew_claims(self.replica, clock(), ttl)
+            if self.draining.is_set():
+                return
+            lapsed = self.rt.journal.lapsed_requests(clock(), TAKEN_PER_PASS)
+            for request in lapsed:
+                self._take_over(request)
+        except Exception as error:  # noqa: BLE001 - the next pass tries again; the claims lapse meanwhile
+            log.warning("daemon.requests_untended", error=type(error).__name__)
+
+    def _take_over(self, request: TriggerRequest) -> None:
+        """Claim ``request`` (one replica wins) and carry it out here; cancel it if its target is unknown."""
+        claimed = self.rt.journal.claim_request(
+            request.id, self.replica, self.rt.engine.ctx.clock(), self._settings.lease_ttl
+        )
+        if claimed is None:
+            return  # another replica won it, or its own replica renewed in time
+        log.info(
+            "daemon.request_taken_over", request=request.id, target=request.target, replica=request.replica
+        )
+        self._schedule(claimed, taken_over=True)
 
     def sweep_removed(self) -> bool:
         """The ``removed`` job: sweep the removed targets, unless another replica's turn came first.
@@ -556,13 +666,6 @@ class Daemon:
         key = self.rt.engine.key(target, resolve=False)
         return self.rt.journal.target(key) if key else None
 
-    def _rotations(self, target: RotationSpec, ids: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The journal's records of the rotations ``ids`` (a run plans at most two), oldest first."""
-        key = self.rt.engine.key(target, resolve=False)
-        if key is None or not ids:
-            return []
-        return [_reference(r) for r in reversed(self.rt.journal.rotations(key, limit=10)) if r.id in ids]
-
     def _rotation(self, target: RotationSpec, rotation_id: str) -> RotationRecord | None:
         key = self.rt.engine.key(target, resolve=False)
         found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
@@ -577,22 +680,6 @@ def claim_window(interval: timedelta, jitter: timedelta) -> timedelta:
     lone replica skip every other turn. At least half the interval, whatever the jitter.
     """
     return max(interval - jitter - _CLAIM_MARGIN, interval / 2)
-
-
-def _describe(run: TriggeredRun, rotation: RotationRecord) -> None:
-    """Set ``run``'s outcome from the finished journal ``rotation`` it stands for."""
-    succeeded = rotation.outcome is Outcome.SUCCEEDED
-    run.outcome, run.failed, run.detail = ("done" if succeeded else "failed"), not succeeded, rotation.error
-
-
-def _reference(rotation: RotationRecord) -> dict[str, Any]:
-    """A journal rotation as a triggered run lists it."""
-    return {
-        "id": rotation.id,
-        "outcome": rotation.outcome.value,
-        "step": rotation.step.value,
-        "new_token_id": rotation.new_token_id,
-    }
 
 
 def on_signal(stop: threading.Event) -> Callable[[int, object], None]:

@@ -25,6 +25,7 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, RootModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rotator.core.model import KEPT_REQUESTS
 from rotator.core.redact import redact_tree
 from rotator.core.secret import Secret
 from rotator.doors import readmodel
@@ -102,13 +103,16 @@ class RotationRef(_Model):
 class TriggeredRun(_Model):
     """A rotation requested over HTTP: queued, running, finished or cancelled, and its outcome.
 
-    ``coalesced``: the request came within ``daemon.min_trigger_interval`` of the target's last
-    forced rotation, so it started nothing and this is that rotation's request (by the journal's
-    rotation id if another replica, or this one before a restart, ran it); ``next_trigger_at`` is
-    when a trigger starts a rotation again (at most one interval away). A queued request is also
-    coalesced, when it starts, if another replica forced a rotation while it waited: it keeps its
-    own id, and ``outcome`` and ``rotations`` are that rotation's. ``rotations`` lists only the
-    rotations the request itself planned, or the one it was coalesced onto.
+    Requests live in the journal: every replica sharing it answers for every request, and one
+    whose replica died is carried out by another (once: a rotation it planned is resumed, never
+    planned again). ``coalesced``: the request came within ``daemon.min_trigger_interval`` of the
+    target's last forced rotation, so it started nothing and this is the request that planned
+    that rotation, whichever replica took it (or, for a rotation no request planned, such as
+    `rotator rotate`'s, one known by the rotation's id); ``next_trigger_at`` is when a trigger
+    starts a rotation again (at most one interval away). A queued request is also coalesced, when
+    it starts, if another replica forced a rotation while it waited: it keeps its own id, and
+    ``outcome`` and ``rotations`` are that rotation's. ``rotations`` lists only the rotations
+    planned for the request, or the one it was coalesced onto.
     """
 
     id: str
@@ -128,7 +132,10 @@ class TriggeredRun(_Model):
 _bearer = HTTPBearer(auto_error=False, description="ROTATOR_API_TOKEN")
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or wrong bearer token"},
-    503: {"model": Problem, "description": "ROTATOR_API_TOKEN is not set, or the daemon is stopping"},
+    503: {
+        "model": Problem,
+        "description": "ROTATOR_API_TOKEN is not set, the daemon is stopping, or the journal cannot record",
+    },
 }
 
 
@@ -271,11 +278,13 @@ def _v1_routes(app: FastAPI, service: Service, api_token: Secret | None) -> None
         responses={**_UNAUTHORIZED, 404: {"model": Problem, "description": "no such rotation request"}},
     )
     def rotation(run_id: str) -> TriggeredRun:
-        """A triggered rotation's progress and outcome."""
+        """A triggered rotation's progress and outcome, from the journal (any replica sharing it answers)."""
         run = service.run(run_id)
         if run is None:
             raise _problem(
-                404, "unknown_rotation", f"no rotation request {run_id!r} (the last 1000 are kept)"
+                404,
+                "unknown_rotation",
+                f"no rotation request {run_id!r} (the last {KEPT_REQUESTS} ended ones are kept)",
             )
         return TriggeredRun.model_validate(_shown(run.as_json()))
 

@@ -69,12 +69,22 @@ _CREATE_ASKS = 2  # the first create, and one more only after a definite expiry-
 class TargetRun(Retirer):
     """The rotation steps for one target under one lease (the revoke side is :class:`Retirer`)."""
 
-    def __init__(
-        self, ctx: Context, rec: Recorder, target: RotationSpec, project_id: int, trigger: str
+    def __init__(  # noqa: PLR0913 - the run's lease, target and why it runs
+        self,
+        ctx: Context,
+        rec: Recorder,
+        target: RotationSpec,
+        project_id: int,
+        trigger: str,
+        *,
+        request: str | None = None,
     ) -> None:
-        """Prepare to act on ``target`` (project ``project_id``) for a run started by ``trigger``."""
+        """Prepare to act on ``target`` (project ``project_id``) for a run started by ``trigger``.
+
+        ``request``: the HTTP trigger request the run carries out, recorded with PLANNED.
+        """
         super().__init__(ctx, rec, target, project_id, Scratch())
-        self.trigger = trigger
+        self.trigger, self.request = trigger, request
 
     # -- connection -------------------------------------------------------------------------
     def connection_checked(self, *, fresh: bool = False) -> str:
@@ -158,6 +168,7 @@ class TargetRun(Retirer):
             planned_at=now,
             old_token_id=current[-1].token_id if current else None,
             pre_hash=pre_hash,
+            request=self.request,
         )
         self.rec.write(Change(rotation=rotation), "PLANNED")
         self.scratch.planned.append(rotation_id)

@@ -72,6 +72,10 @@ class RunOptions:
     #: interval before it makes the run start nothing. ``None`` (the CLI, the schedule): no check.
     triggered_at: datetime | None = None
     min_trigger_interval: timedelta = timedelta(0)
+    #: The HTTP trigger request this run carries out, recorded in the PLANNED record of every
+    #: rotation it plans. Under the lease, a request that already planned a rotation plans no
+    #: other (another replica took it over): that rotation is resumed if unfinished, and reported.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +87,8 @@ class TargetReport:
     failed: bool
     detail: str
     actions: tuple[str, ...] = ()
-    #: The ids of the rotations this run planned (not one it resumed, nor another worker's).
+    #: The ids of the rotations this run planned (not one it resumed, nor another worker's); for
+    #: a request (``RunOptions.request_id``), every rotation recorded for it, oldest first.
     rotations: tuple[str, ...] = ()
     #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.triggered_at).
     coalesced_onto: str | None = None
@@ -290,11 +295,20 @@ class Engine:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
         keeper = LeaseKeeper(self.ctx, lease)
         try:
-            # Under the lease, so another replica's forced rotation that ran while this trigger
-            # waited for a worker is finished and recorded; before PLANNED, so nothing is minted.
-            onto = self._coalesced_onto(target, lease.key, options)
-            if onto is not None:
-                return _coalesced(target, onto)
+            # Exactly once, under the lease (so whoever planned for this request has recorded it or
+            # never will): a request that planned a rotation, here or on a replica that died
+            # after PLANNED, plans no other. Its rotation is resumed if unfinished, as any is.
+            served = self.ctx.journal.request_rotations(options.request_id) if options.request_id else []
+            if served:
+                planned.extend(r.id for r in served)
+                unfinished = any(r.outcome is Outcome.IN_PROGRESS for r in served)
+                work = replace(work, rotate=False, resume=work.resume or unfinished)
+            else:
+                # Under the lease, so another replica's forced rotation that ran while this trigger
+                # waited for a worker is finished and recorded; before PLANNED, so nothing is minted.
+                onto = self._coalesced_onto(target, lease.key, options)
+                if onto is not None:
+                    return _coalesced(target, onto)
             with keeper:
                 return self._work(target, options, Recorder(keeper, target), work, planned)
         finally:
@@ -419,7 +433,9 @@ class Engine:
         self, target: RotationSpec, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
     ) -> TargetReport:
         lease = rec.lease
-        run = TargetRun(rec.ctx, rec, target, lease.key.project_id, options.trigger)
+        run = TargetRun(
+            rec.ctx, rec, target, lease.key.project_id, options.trigger, request=options.request_id
+        )
         run.scratch.planned = planned
         run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
         try:

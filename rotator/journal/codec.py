@@ -22,7 +22,7 @@ T = TypeVar("T")
 #: Free text that may quote an upstream (an error, revoke evidence): redacted on its way into any
 #: store, so a credential an upstream echoed never reaches the file. Names and keys are never
 #: touched: recovery looks tokens up by their exact name.
-FREE_TEXT = frozenset({"error", "last_error", "evidence"})
+FREE_TEXT = frozenset({"error", "last_error", "evidence", "detail"})
 
 
 def to_json(record: object) -> dict[str, Any]:

@@ -20,6 +20,11 @@ The rules every store follows, spelled out here once:
 * **Order.** Rotations newest first by ``planned_at``; among rotations planned at the same instant,
   the one first recorded later comes first (rewriting a rotation never moves it). Targets by key,
   tokens by id, tombstones by name, owners by key.
+* **Requests.** A trigger request's claim is held while ``now < claim_until`` (the caller's clock,
+  as for leases); an open request (queued or running) whose claim has lapsed may be claimed, which
+  makes a new claim number. Progress is recorded only under the current claim, and never once
+  the request has ended. The newest :data:`~rotator.core.model.KEPT_REQUESTS` ended requests are
+  kept (by request time, then by when first recorded); open ones always.
 * **What is kept.** Records as written, except that free text which may quote an upstream
   (:data:`rotator.journal.codec.FREE_TEXT`) is redacted on its way in, as every store's codec does.
   Records are frozen, so a stored value can be handed out as it is.
@@ -42,6 +47,8 @@ from typing import TypeVar
 from rotator.core import ledger
 from rotator.core.errors import LeaseLostError
 from rotator.core.model import (
+    KEPT_REQUESTS,
+    OPEN_REQUESTS,
     Change,
     Lease,
     Outcome,
@@ -51,7 +58,9 @@ from rotator.core.model import (
     TokenOwner,
     TokenRecord,
     Tombstone,
+    TriggerRequest,
     UnresolvedProject,
+    claim_lapsed,
     same_instance,
 )
 from rotator.core.redact import redact
@@ -111,6 +120,7 @@ class MemoryJournal:
         self._tombstones: dict[tuple[str, str], Tombstone] = {}  # by (key, name)
         self._projects: dict[tuple[str, str], int] = {}  # by (gitlab url, path)
         self._unresolved: dict[tuple[str, str], UnresolvedProject] = {}  # by (gitlab url, path)
+        self._requests: dict[str, tuple[int, TriggerRequest]] = {}  # by id: (seq, request)
         self._seq = 0
 
     def close(self) -> None:
@@ -311,6 +321,103 @@ class MemoryJournal:
         """Record (replace) the failure to resolve ``record.project``."""
         with self._lock:
             self._unresolved[record.gitlab_url, record.project] = kept(record)
+
+    # Trigger requests (claimed, not fenced: see rotator.core.ports.Requests) ------------------------
+
+    def add_request(
+        self, request: TriggerRequest, now: datetime, ttl: timedelta, keep: int = KEPT_REQUESTS
+    ) -> TriggerRequest:
+        """Record a new request (claimed until ``now + ttl`` if open); an id already kept stays as it is."""
+        with self._lock:
+            if request.id in self._requests:
+                return self._requests[request.id][1]
+            opened = request.status in OPEN_REQUESTS
+            stored = kept(
+                dataclasses.replace(
+                    request,
+                    claim=1 if opened else 0,
+                    claim_until=now + ttl if opened else None,
+                    replica=request.replica if opened else None,
+                )
+            )
+            self._seq += 1
+            self._requests[request.id] = (self._seq, stored)
+            ended = sorted(
+                (
+                    (r.requested_at, seq, r.id)
+                    for seq, r in self._requests.values()
+                    if r.status not in OPEN_REQUESTS
+                ),
+                reverse=True,
+            )
+            for _, _, old in ended[keep:]:
+                del self._requests[old]
+            return stored
+
+    def request(self, request_id: str) -> TriggerRequest | None:
+        """A request by id, or None."""
+        with self._lock:
+            found = self._requests.get(request_id)
+            return found[1] if found else None
+
+    def update_request(self, request: TriggerRequest) -> bool:
+        """Record progress under the current claim of an open request; False (nothing changed) otherwise."""
+        with self._lock:
+            found = self._requests.get(request.id)
+            if found is None:
+                return False
+            seq, stored = found
+            if stored.status not in OPEN_REQUESTS or (stored.replica, stored.claim) != (
+                request.replica,
+                request.claim,
+            ):
+                return False
+            self._requests[request.id] = (
+                seq,
+                kept(dataclasses.replace(request, claim_until=stored.claim_until)),
+            )
+            return True
+
+    def renew_claims(self, replica: str, now: datetime, ttl: timedelta) -> int:
+        """Extend ``replica``'s open claims to ``now + ttl``."""
+        with self._lock:
+            mine = [
+                (seq, r)
+                for seq, r in self._requests.values()
+                if r.replica == replica and r.status in OPEN_REQUESTS
+            ]
+            for seq, r in mine:
+                self._requests[r.id] = (seq, dataclasses.replace(r, claim_until=now + ttl))
+            return len(mine)
+
+    def lapsed_requests(self, now: datetime, limit: int) -> list[TriggerRequest]:
+        """Open requests whose claim has lapsed by ``now``, oldest first."""
+        with self._lock:
+            found = sorted(
+                (r.requested_at, seq, r)
+                for seq, r in self._requests.values()
+                if r.status in OPEN_REQUESTS and claim_lapsed(r, now)
+            )
+            return [r for _, _, r in found[:limit]]
+
+    def claim_request(
+        self, request_id: str, replica: str, now: datetime, ttl: timedelta
+    ) -> TriggerRequest | None:
+        """Claim an open request whose claim has lapsed; the claim number rises."""
+        with self._lock:
+            found = self._requests.get(request_id)
+            if found is None or found[1].status not in OPEN_REQUESTS or not claim_lapsed(found[1], now):
+                return None
+            seq, stored = found
+            claimed = dataclasses.replace(
+                stored, replica=replica, claim=stored.claim + 1, claim_until=now + ttl
+            )
+            self._requests[request_id] = (seq, claimed)
+            return claimed
+
+    def request_rotations(self, request_id: str) -> list[RotationRecord]:
+        """The rotations the request planned, oldest first."""
+        return list(reversed(self._newest_first(lambda r: r.record.request == request_id, limit=-1)))
 
     # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
 

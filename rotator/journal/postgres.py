@@ -6,14 +6,15 @@ caller's lease is still the current one (holder and fence), so a worker that los
 records nothing more. Records are ``jsonb`` documents beside a few key columns
 (:mod:`rotator.journal.codec`).
 
-**Leases run on the database's clock.** Several replicas share this journal, and their clocks may
-disagree; a lease decided by each caller's ``now`` would let a replica whose clock runs ahead take a
-lease another still holds. So :meth:`PostgresJournal.acquire` and :meth:`PostgresJournal.renew`
-ignore the ``now`` they are passed: whether a lease has lapsed, and until when a new one lasts,
-are computed in SQL from ``clock`` (an SQL expression, ``clock_timestamp()`` unless told
-otherwise), and the :class:`Lease` handed back carries the database's expiry. The only other
-``clock`` is the journal contract suite's: a one-row table its tests set from the ``now`` they
-pass, so the suite can drive time on PostgreSQL exactly as on the other stores, through the same
+**Leases run on the database's clock**, and so do trigger requests' claims. Several replicas
+share this journal, and their clocks may disagree; a lease decided by each caller's ``now`` would
+let a replica whose clock runs ahead take a lease another still holds. So
+:meth:`PostgresJournal.acquire` and :meth:`PostgresJournal.renew` ignore the ``now`` they are
+passed: whether a lease has lapsed, and until when a new one lasts, are computed in SQL from
+``clock`` (an SQL expression, ``clock_timestamp()`` unless told otherwise), and the
+:class:`Lease` handed back carries the database's expiry. The only other ``clock`` is the journal
+contract suite's: a one-row table its tests set from the ``now`` they pass, so the suite can drive
+time on PostgreSQL exactly as on the other stores, through the same
 SQL. Times *inside* records (``planned_at`` and the like) are the engine's facts and stay as given.
 
 The call ledger (:class:`rotator.core.ports.CallLedger`) runs on the same ``clock``, so the
@@ -47,15 +48,19 @@ from psycopg.types.json import Jsonb
 from rotator.core import ledger
 from rotator.core.errors import ConfigError, JournalUnavailableError, LeaseLostError
 from rotator.core.model import (
+    KEPT_REQUESTS,
+    OPEN_REQUESTS,
     Change,
     Lease,
     Outcome,
+    RequestStatus,
     RotationRecord,
     TargetKey,
     TargetState,
     TokenOwner,
     TokenRecord,
     Tombstone,
+    TriggerRequest,
     UnresolvedProject,
     same_instance,
 )
@@ -470,6 +475,106 @@ class PostgresJournal:
                 (record.gitlab_url, record.project, _doc(record)),
             )
 
+    # Trigger requests (claimed on the database's clock, not fenced: rotator.core.ports.Requests) ----
+
+    def add_request(
+        self, request: TriggerRequest, now: datetime, ttl: timedelta, keep: int = KEPT_REQUESTS
+    ) -> TriggerRequest:
+        """Record a new request (claimed until the database's clock plus ``ttl`` if open); prune too."""
+        del now
+        opened = request.status in OPEN_REQUESTS
+        stored = dataclasses.replace(
+            request, replica=request.replica if opened else None, claim=1 if opened else 0, claim_until=None
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                # The clock is this store's own SQL (see __init__), never input: safe to splice.
+                "INSERT INTO requests (id, requested_at, status, replica, claim, claim_until, data)"  # noqa: S608
+                f" VALUES (%s, %s, %s, %s, %s, CASE WHEN %s THEN {self._clock} + %s END, %s)"
+                " ON CONFLICT (id) DO NOTHING".encode(),
+                (
+                    stored.id,
+                    stored.requested_at,
+                    stored.status.value,
+                    stored.replica,
+                    stored.claim,
+                    opened,
+                    ttl,
+                    _doc(stored),
+                ),
+            )
+            conn.execute(
+                "DELETE FROM requests WHERE status NOT IN ('queued', 'running') AND seq NOT IN"
+                " (SELECT seq FROM requests WHERE status NOT IN ('queued', 'running')"
+                " ORDER BY requested_at DESC, seq DESC LIMIT %s)",
+                (keep,),
+            )
+            row = conn.execute(f"{_REQUEST} WHERE id = %s".encode(), (request.id,)).fetchone()
+        # None only for an ended request older than the newest ``keep``: recorded, and pruned at once.
+        return _request(*row) if row else stored
+
+    def request(self, request_id: str) -> TriggerRequest | None:
+        """A request by id, or None."""
+        with self._connection() as conn:
+            row = conn.execute(f"{_REQUEST} WHERE id = %s".encode(), (request_id,)).fetchone()
+        return _request(*row) if row else None
+
+    def update_request(self, request: TriggerRequest) -> bool:
+        """Record progress under the current claim of an open request; False (nothing changed) otherwise."""
+        with self._connection() as conn:
+            done = conn.execute(
+                # The stored claim_until is kept: the document's copy is overwritten on every read.
+                "UPDATE requests SET status = %s, data = %s WHERE id = %s AND replica = %s AND claim = %s"
+                " AND status IN ('queued', 'running')",
+                (request.status.value, _doc(request), request.id, request.replica, request.claim),
+            )
+            return done.rowcount == 1
+
+    def renew_claims(self, replica: str, now: datetime, ttl: timedelta) -> int:
+        """Extend ``replica``'s open claims to the database's clock plus ``ttl``."""
+        del now
+        with self._connection() as conn:
+            return conn.execute(
+                f"UPDATE requests SET claim_until = {self._clock} + %s"  # noqa: S608 - the store's clock
+                " WHERE replica = %s AND status IN ('queued', 'running')".encode(),
+                (ttl, replica),
+            ).rowcount
+
+    def lapsed_requests(self, now: datetime, limit: int) -> list[TriggerRequest]:
+        """Open requests whose claim has lapsed by the database's clock, oldest first."""
+        del now
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"{_REQUEST} WHERE status IN ('queued', 'running')"
+                f" AND (claim_until IS NULL OR claim_until <= {self._clock})"
+                " ORDER BY requested_at, seq LIMIT %s".encode(),
+                (limit,),
+            ).fetchall()
+        return [_request(*row) for row in rows]
+
+    def claim_request(
+        self, request_id: str, replica: str, now: datetime, ttl: timedelta
+    ) -> TriggerRequest | None:
+        """Claim an open request whose claim has lapsed by the database's clock: one conditional UPDATE."""
+        del now
+        with self._connection() as conn:
+            # Racers serialise on the row lock; the loser re-checks the WHERE on the new row and misses.
+            row = conn.execute(
+                f"UPDATE requests SET replica = %s, claim = claim + 1, claim_until = {self._clock} + %s"  # noqa: S608
+                " WHERE id = %s AND status IN ('queued', 'running')"
+                f" AND (claim_until IS NULL OR claim_until <= {self._clock})"
+                " RETURNING data, status, replica, claim, claim_until".encode(),
+                (replica, ttl, request_id),
+            ).fetchone()
+        return _request(*row) if row else None
+
+    def request_rotations(self, request_id: str) -> list[RotationRecord]:
+        """The rotations the request planned, oldest first (by the index on the document's request)."""
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE data->>'request' = %s ORDER BY planned_at, seq", (request_id,)
+        )
+        return [from_json(RotationRecord, row) for row in rows]
+
     # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
 
     def snapshot(self) -> Snapshot:
@@ -595,6 +700,20 @@ def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[s
 
 def _doc(record: object) -> Jsonb:
     return Jsonb(to_json(record))
+
+
+#: A request row: its document and the claim columns, read by :func:`_request`.
+_REQUEST = "SELECT data, status, replica, claim, claim_until FROM requests"
+
+
+def _request(
+    data: dict[str, Any], status: str, replica: str | None, claim: int, until: datetime | None
+) -> TriggerRequest:
+    """A request row: its document, with the claim columns (which a renewal alone changes) over it."""
+    request = from_json(TriggerRequest, data)
+    return dataclasses.replace(
+        request, status=RequestStatus(status), replica=replica, claim=int(claim), claim_until=until
+    )
 
 
 #: The rows of the tables kept as (key column, document), each in its snapshot's order.

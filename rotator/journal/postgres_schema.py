@@ -41,12 +41,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE unresolved (gitlab_url text NOT NULL, ref text NOT NULL, data jsonb NOT NULL,
         PRIMARY KEY (gitlab_url, ref));
     """,
-    # The call ledger the replicas count together (rotator.core.ports.CallLedger): each bucket's
+    # 2: the call ledger the replicas count together (rotator.core.ports.CallLedger): each bucket's
     # calls of the last minute (epoch seconds on the database's clock) and each periodic job's
     # last claim. Not part of a snapshot: nothing in them outlives a check interval.
     """
     CREATE TABLE call_windows (bucket text PRIMARY KEY, calls float8[] NOT NULL DEFAULT '{}');
     CREATE TABLE job_claims (job text PRIMARY KEY, claimed_at float8);
+    """,
+    # 3: HTTP trigger requests and their claims (claim_until on the database's clock); the
+    # rotations a request planned, found by its id.
+    """
+    CREATE TABLE requests (
+        seq bigserial UNIQUE, id text PRIMARY KEY, requested_at timestamptz NOT NULL,
+        status text NOT NULL, replica text, claim bigint NOT NULL, claim_until timestamptz,
+        data jsonb NOT NULL);
+    CREATE INDEX requests_by_status ON requests (status, requested_at);
+    CREATE INDEX rotations_by_request ON rotations ((data->>'request'));
     """,
 )
 #: The newest schema this rotator knows.

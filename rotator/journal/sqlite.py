@@ -29,16 +29,21 @@ from typing import Any
 from rotator.core import ledger
 from rotator.core.errors import ConfigError, JournalDamagedError, LeaseLostError
 from rotator.core.model import (
+    KEPT_REQUESTS,
+    OPEN_REQUESTS,
     Change,
     Lease,
     Outcome,
+    RequestStatus,
     RotationRecord,
     TargetKey,
     TargetState,
     TokenOwner,
     TokenRecord,
     Tombstone,
+    TriggerRequest,
     UnresolvedProject,
+    claim_lapsed,
     same_instance,
 )
 from rotator.journal import sqlite_schema
@@ -48,7 +53,7 @@ from rotator.journal.snapshot import TABLES, FenceRow, KeyedRow, ProjectRow, Sna
 
 
 #: Tables a journal written by an older version may lack: read as empty when opened read-only.
-_LATER_TABLES = frozenset({"unresolved"})
+_LATER_TABLES = frozenset({"unresolved", "requests"})
 
 #: The tables (and columns) every journal has had since the first version: what tells a rotator
 #: journal from another application's SQLite file. Later versions may add tables, never drop these.
@@ -509,6 +514,113 @@ class SQLiteJournal:
             rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return not tables <= {name for (name,) in rows}
 
+    # Trigger requests (claimed, not fenced: see rotator.core.ports.Requests) ------------------------
+    # Claim times are compared here, in Python, as the leases' are: the caller's clock judges them.
+
+    def add_request(
+        self, request: TriggerRequest, now: datetime, ttl: timedelta, keep: int = KEPT_REQUESTS
+    ) -> TriggerRequest:
+        """Record a new request (claimed until ``now + ttl`` if open) and prune old ended ones."""
+        opened = request.status in OPEN_REQUESTS
+        stored = replace(
+            request,
+            replica=request.replica if opened else None,
+            claim=1 if opened else 0,
+            claim_until=now + ttl if opened else None,
+        )
+        with self._transaction() as db:
+            known = self._request_row(db, request.id)
+            if known is not None:
+                return known
+            db.execute(
+                "INSERT INTO requests (id, requested_at, status, replica, claim, claim_until, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stored.id,
+                    stored.requested_at.isoformat(),
+                    stored.status.value,
+                    stored.replica,
+                    stored.claim,
+                    _stamp(stored.claim_until),
+                    _dump(stored),
+                ),
+            )
+            db.execute(
+                "DELETE FROM requests WHERE status NOT IN ('queued', 'running') AND rowid NOT IN"
+                " (SELECT rowid FROM requests WHERE status NOT IN ('queued', 'running')"
+                " ORDER BY requested_at DESC, rowid DESC LIMIT ?)",
+                (keep,),
+            )
+            found = self._request_row(db, request.id)
+        # None only for an ended request older than the newest ``keep``: recorded, and pruned at once.
+        return found or stored
+
+    def _request_row(self, db: sqlite3.Connection, request_id: str) -> TriggerRequest | None:
+        row = db.execute(
+            "SELECT data, status, replica, claim, claim_until FROM requests WHERE id = ?", (request_id,)
+        ).fetchone()
+        return _request(*row) if row else None
+
+    def request(self, request_id: str) -> TriggerRequest | None:
+        """A request by id, or None."""
+        with self._using() as db:
+            return self._request_row(db, request_id)
+
+    def update_request(self, request: TriggerRequest) -> bool:
+        """Record progress under the current claim of an open request; False (nothing changed) otherwise."""
+        with self._transaction() as db:
+            stored = self._request_row(db, request.id)
+            if stored is None or stored.status not in OPEN_REQUESTS:
+                return False
+            if (stored.replica, stored.claim) != (request.replica, request.claim):
+                return False
+            db.execute(
+                "UPDATE requests SET status = ?, data = ? WHERE id = ?",
+                (request.status.value, _dump(replace(request, claim_until=stored.claim_until)), request.id),
+            )
+            return True
+
+    def renew_claims(self, replica: str, now: datetime, ttl: timedelta) -> int:
+        """Extend ``replica``'s open claims to ``now + ttl``."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE requests SET claim_until = ? WHERE replica = ? AND status IN ('queued', 'running')",
+                (_stamp(now + ttl), replica),
+            ).rowcount
+
+    def lapsed_requests(self, now: datetime, limit: int) -> list[TriggerRequest]:
+        """Open requests whose claim has lapsed by ``now``, oldest first."""
+        with self._using() as db:
+            rows = db.execute(
+                "SELECT data, status, replica, claim, claim_until FROM requests"
+                " WHERE status IN ('queued', 'running') ORDER BY requested_at, rowid"
+            ).fetchall()
+        lapsed = [r for r in (_request(*row) for row in rows) if claim_lapsed(r, now)]
+        return lapsed[:limit]
+
+    def claim_request(
+        self, request_id: str, replica: str, now: datetime, ttl: timedelta
+    ) -> TriggerRequest | None:
+        """Claim an open request whose claim has lapsed, in one write transaction (one racer wins)."""
+        with self._transaction() as db:
+            stored = self._request_row(db, request_id)
+            if stored is None or stored.status not in OPEN_REQUESTS or not claim_lapsed(stored, now):
+                return None
+            claimed = replace(stored, replica=replica, claim=stored.claim + 1, claim_until=now + ttl)
+            db.execute(
+                "UPDATE requests SET replica = ?, claim = ?, claim_until = ? WHERE id = ?",
+                (replica, claimed.claim, _stamp(claimed.claim_until), request_id),
+            )
+            return claimed
+
+    def request_rotations(self, request_id: str) -> list[RotationRecord]:
+        """The rotations the request planned, oldest first (by the index on the document's request)."""
+        rows = self._rows(
+            "SELECT data FROM rotations WHERE json_extract(data, '$.request') = ? ORDER BY planned_at, rowid",
+            (request_id,),
+        )
+        return [from_json(RotationRecord, row) for row in rows]
+
     # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
 
     def snapshot(self) -> Snapshot:
@@ -631,6 +743,18 @@ def _text(document: dict[str, Any]) -> str:
 
 def _instant(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _request(data: str, status: str, replica: str | None, claim: int, until: str | None) -> TriggerRequest:
+    """A request row: its document, with the claim columns (which a renewal alone changes) over it."""
+    request = from_json(TriggerRequest, json.loads(data))
+    return replace(
+        request, status=RequestStatus(status), replica=replica, claim=claim, claim_until=_instant(until)
+    )
 
 
 #: The rows of the tables kept as (key column, document), each in its snapshot's order.

@@ -11,6 +11,9 @@ upgrades in place with its records untouched. A schema newer than :data:`VERSION
 Version 2 adds ``fences``: the last fence of each key ``rotator forget`` dropped, so a key
 configured again continues from it instead of restarting at 1 (a lease handed out before the
 forget can never match a later one).
+
+Version 3 adds the call ledger (``call_windows``, ``job_claims``); version 4 adds ``requests``: the HTTP trigger requests (:class:`rotator.core.model.TriggerRequest`),
+so any replica sharing the journal answers for one and takes it over when its claim lapses.
 """
 
 import sqlite3
@@ -43,13 +46,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE fences (key TEXT PRIMARY KEY, fence INTEGER NOT NULL);
     """,
-    # The call ledger the processes sharing this file count together (rotator.core.ports.CallLedger):
+    # 3: the call ledger the processes sharing this file count together (rotator.core.ports.CallLedger):
     # each bucket's calls of the last minute (a JSON list of epoch seconds) and each periodic
     # job's last claim. Not part of a snapshot: nothing in them outlives a check interval (so a
     # file that somehow has them already, whatever its version says, just keeps them).
     """
     CREATE TABLE IF NOT EXISTS call_windows (bucket TEXT PRIMARY KEY, calls TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS job_claims (job TEXT PRIMARY KEY, claimed_at REAL NOT NULL);
+    """,
+    # 4: HTTP trigger requests and their claims; the rotations a request planned, found by its id.
+    """
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY, requested_at TEXT NOT NULL, status TEXT NOT NULL, replica TEXT,
+        claim INTEGER NOT NULL, claim_until TEXT, data TEXT NOT NULL);
+    CREATE INDEX requests_by_status ON requests (status, requested_at);
+    CREATE INDEX rotations_by_request ON rotations (json_extract(data, '$.request'));
     """,
 )
 #: The newest schema this rotator knows.

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import psycopg
 
-from rotator.core.model import Lease, TargetKey
+from rotator.core.model import KEPT_REQUESTS, Lease, TargetKey, TriggerRequest
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
 from rotator.journal.postgres import Limits, PostgresJournal
@@ -86,8 +86,9 @@ class ClockedJournal(PostgresJournal):
 
     Production leases run on the database's ``clock_timestamp()`` and ignore ``now``; here the same
     SQL reads ``test_clock`` instead, which :meth:`acquire` and :meth:`renew` first set to their
-    ``now``, so the contract's time-driven cases run unchanged. The call ledger's :meth:`take` and
-    :meth:`claim`, which are passed no ``now``, first set it from ``ledger_clock``.
+    ``now``, so the contract's time-driven cases run unchanged; so do the requests' claim calls. The
+    call ledger's :meth:`take` and :meth:`claim`, which are passed no ``now``, first set it from
+    ``ledger_clock``.
     """
 
     def __init__(self, url: str, ledger_clock: Clock | None = None) -> None:
@@ -118,6 +119,30 @@ class ClockedJournal(PostgresJournal):
         """Claim with the test clock at the ledger clock's time."""
         self._set_clock(self._ledger_clock())
         return super().claim(job, every)
+
+    def add_request(
+        self, request: TriggerRequest, now: datetime, ttl: timedelta, keep: int = KEPT_REQUESTS
+    ) -> TriggerRequest:
+        """Add with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().add_request(request, now, ttl, keep)
+
+    def renew_claims(self, replica: str, now: datetime, ttl: timedelta) -> int:
+        """Renew with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().renew_claims(replica, now, ttl)
+
+    def lapsed_requests(self, now: datetime, limit: int) -> list[TriggerRequest]:
+        """Look with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().lapsed_requests(now, limit)
+
+    def claim_request(
+        self, request_id: str, replica: str, now: datetime, ttl: timedelta
+    ) -> TriggerRequest | None:
+        """Claim with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().claim_request(request_id, replica, now, ttl)
 
     def lease_clock(self, now: datetime) -> datetime:
         """The test clock, set to ``now`` first (as acquire and renew do)."""

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from rotator.core.errors import ConfigError, JournalUnavailableError
+from rotator.core.model import TriggerRequest
 from rotator.journal import postgres_schema, sqlite_schema
 from rotator.journal.postgres import Limits, PostgresJournal, has_journal
 from rotator.journal.sqlite import SQLiteJournal
@@ -53,6 +54,10 @@ def test_an_unversioned_sqlite_journal_upgrades_in_place_with_its_records(tmp_pa
     journal = SQLiteJournal(path)
     assert _reads(journal) == expected
     assert expected[0]  # the fixture holds targets and rotations: the comparison is not of nothing
+    # The tables a later version added work at once: a trigger request, the rotations it planned.
+    request = TriggerRequest("q1", "app-deploy", datetime.now(UTC), replica="here")
+    assert journal.add_request(request, request.requested_at, timedelta(minutes=1)).claim == 1
+    assert journal.request_rotations("q1") == []
     journal.close()
     assert _version(path) == sqlite_schema.VERSION
     again = SQLiteJournal(path)

@@ -54,13 +54,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS call_windows (bucket TEXT PRIMARY KEY, calls TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS job_claims (job TEXT PRIMARY KEY, claimed_at REAL NOT NULL);
     """,
-    # 4: HTTP trigger requests and their claims; the rotations a request planned, found by its id.
+    # 4: HTTP trigger requests and their claims; the rotations a request planned, found by its id
+    # (IF NOT EXISTS, like 3: a file made by an unversioned release's test double may have them).
     """
-    CREATE TABLE requests (
+    CREATE TABLE IF NOT EXISTS requests (
         id TEXT PRIMARY KEY, requested_at TEXT NOT NULL, status TEXT NOT NULL, replica TEXT,
         claim INTEGER NOT NULL, claim_until TEXT, data TEXT NOT NULL);
-    CREATE INDEX requests_by_status ON requests (status, requested_at);
-    CREATE INDEX rotations_by_request ON rotations (json_extract(data, '$.request'));
+    CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, requested_at);
+    CREATE INDEX IF NOT EXISTS rotations_by_request ON rotations (json_extract(data, '$.request'));
     """,
 )
 #: The newest schema this rotator knows.

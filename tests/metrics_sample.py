@@ -15,4 +15,5 @@ def every_series() -> Metrics:
     now = datetime.now(UTC)
     metrics.watch_targets(lambda: [TargetGauges("t", now, now, now, drift=True, failing=True)])
     metrics.watch_credentials(lambda: {"gitlab_manager_token": now})
+    metrics.watch_journal(lambda: "read_only")
     return metrics

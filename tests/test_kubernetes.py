@@ -573,8 +573,12 @@ def _unaggregated(expr: str, kinds: dict[str, tuple[str, set[str]]]) -> list[str
         kind, labels = kinds[match.group()]
         before = " ".join(expr[: match.start()].split())
         if kind == "gauge":
-            by = re.search(r"\b(?:max|min) by \(([\w, ]*)\) \($", before)
-            ok = by is not None and {label.strip() for label in by.group(1).split(",")} == labels
+            # A label-free gauge (rotator_journal_up) is aggregated by plain max( or min(.
+            by = re.search(r"\b(?:max|min)(?: by \(([\w, ]*)\))? ?\($", before)
+            found = (
+                {label.strip() for label in (by.group(1) or "").split(",") if label.strip()} if by else None
+            )
+            ok = found == labels
         else:
             ok = re.search(r"\bsum by \([\w, ]*\) \(increase\($", before) is not None
         if not ok:
@@ -598,6 +602,8 @@ def test_every_alert_aggregates_the_replicas_series() -> None:
     assert _unaggregated("rotator_drift == 1", kinds) == ["rotator_drift"]
     assert _unaggregated("sum by (target) (rotator_failing) == 1", kinds) == ["rotator_failing"]
     assert _unaggregated("increase(rotator_rotations_total[1h]) > 0", kinds) == ["rotator_rotations_total"]
+    assert _unaggregated("max(rotator_drift) == 1", kinds) == ["rotator_drift"]
+    assert _unaggregated("rotator_journal_up == 0", kinds) == ["rotator_journal_up"]
 
 
 def test_every_alert_links_a_runbook_that_exists() -> None:

@@ -6,6 +6,9 @@ process saw since it started; Prometheus' ``increase()`` copes with restarts. Ga
 rotation, last success, drift, failing, pending revokes) are read from the journal at scrape time
 instead, so they are true after a restart and also reflect what a CronJob or another replica did.
 ``rotator_build_info{version}`` is always 1: it says which release answers the scrape.
+``rotator_journal_up`` is 1 while this process can read and write its journal, and
+``rotator_journal_unavailable{reason}`` says why not (one of :data:`JOURNAL_REASONS`), both asked at
+scrape time within a deadline (:mod:`rotator.doors.journal_health`).
 
 No label carries a token value: labels are target names, outcomes and reasons from fixed lists,
 steps, upstream names, route templates (ids replaced) and HTTP statuses.
@@ -28,6 +31,8 @@ from rotator.core.ports import Alert
 log = structlog.get_logger("rotator")
 #: Seconds a rotation takes, from planned to verified: mostly the connection re-read window.
 DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+#: Why the journal is unavailable: each has a ``rotator_journal_unavailable`` series, 1 for the current one.
+JOURNAL_REASONS = ("unreachable", "read_only", "damaged")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,13 @@ class Metrics:
         """Publish ``rotator_credential_expiry_timestamp_seconds{credential}`` from ``read``."""
         self.registry.register(_Credentials(read))
 
+    def watch_journal(self, read: Callable[[], str | None]) -> None:
+        """Publish ``rotator_journal_up`` and ``rotator_journal_unavailable{reason}`` from ``read``.
+
+        ``read`` returns why the journal is unavailable (one of :data:`JOURNAL_REASONS`), or ``None``.
+        """
+        self.registry.register(_Journal(read))
+
 
 def _seconds(when: datetime | None) -> float | None:
     return when.timestamp() if when is not None else None
@@ -200,3 +212,32 @@ class _Credentials(Collector):
             "When rotator's own credentials expire: the GitLab manager token, the Infisical access token.",
             labels=["credential"],
         )
+
+
+class _Journal(Collector):
+    def __init__(self, read: Callable[[], str | None]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        up, unavailable = self._families()
+        reason = self.read()
+        up.add_metric([], float(reason is None))
+        for each in JOURNAL_REASONS:
+            unavailable.add_metric([each], float(each == reason))
+        yield from (up, unavailable)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        # Label-free, so that `max`/`min` over the replicas keep one series whatever the reason.
+        up = GaugeMetricFamily(
+            "rotator_journal_up", "1 while this process can read and write its journal; 0 otherwise."
+        )
+        unavailable = GaugeMetricFamily(
+            "rotator_journal_unavailable",
+            "1 for the reason the journal is unavailable now (unreachable, read_only, damaged); else 0.",
+            labels=["reason"],
+        )
+        return up, unavailable

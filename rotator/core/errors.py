@@ -6,6 +6,7 @@
     ├── ConfigError              the config file or the environment is wrong; exit 2
     │   └── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
     ├── JournalUnavailableError  the journal's database cannot be reached; exit 1
+    │   └── JournalReadOnlyError the journal's database answers but refuses writes; exit 1
     ├── LeaseLostError           another worker holds the target; stop acting on it
     ├── ProtocolViolation        a transition the protocol's tables do not hold (a bug, never retried)
     ├── TargetFailedError        this target cannot proceed in this run; carries an alert reason
@@ -109,6 +110,14 @@ class JournalUnavailableError(RotatorError):
     def __str__(self) -> str:
         """``state.url: problem``, one line (control characters escaped)."""
         return printable(f"{self.key}: {self.problem}")
+
+
+class JournalReadOnlyError(JournalUnavailableError):
+    """The journal's database answers reads but refuses every write: a standby, or read-only by setting.
+
+    A kind of unavailable (exit 1, the run stops before its lease, so nothing is sent): the same
+    config works again once ``state.url`` reaches a primary that accepts writes.
+    """
 
 
 class LeaseLostError(RotatorError):

@@ -210,6 +210,12 @@ class Journal(CallLedger, Requests, Protocol):
     def record_unresolved(self, record: UnresolvedProject) -> None:
         """Record a failure to resolve ``record.project`` (no lease: a target without a key has none)."""
 
+    def writable(self) -> bool:
+        """Whether the store would accept a write now, asked without writing (the daemon's probe).
+
+        Raises as a read does when the store cannot be reached or is damaged.
+        """
+
     def close(self) -> None:
         """Release the store."""
 

@@ -74,6 +74,7 @@ from rotator.core.model import (
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.doors import report
+from rotator.doors.journal_health import JournalHealth, bounded_gauges
 from rotator.doors.requests import TriggeredRun, described, made_up, reference
 from rotator.doors.wiring import Runtime
 from rotator.engine.context import Settings
@@ -137,7 +138,10 @@ class Daemon:
             timezone=UTC,
         )
         metrics.start_targets(self.targets)
-        metrics.watch_targets(self.gauges)
+        #: Whether the journal can be read and written, asked within a deadline (/readyz, /metrics).
+        self.journal_health = JournalHealth(rt.journal)
+        metrics.watch_journal(self.journal_health.reason)
+        metrics.watch_targets(bounded_gauges(self.journal_health, self.gauges))
         metrics.watch_credentials(lambda: dict(self._credentials))
 
     @property
@@ -360,19 +364,14 @@ class Daemon:
         return report.status(self.config, self.rt.journal, self.rt.engine.ctx.clock)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready unless draining, the journal is unreachable, or an upstream refused our credential.
+        """Ready unless draining, the journal is not ``ok``, or an upstream refused our credential.
 
         Draining (stop requested, runs in flight finishing) is not ready, so a load balancer or a
-        Kubernetes Service sends the next trigger to another replica instead of to a 503.
+        Kubernetes Service sends the next trigger to another replica instead of to a 503. So is
+        a journal that is unreachable, damaged or read-only: a run there would fail at its lease.
         """
         draining = self.draining.is_set()
-        try:
-            self.rt.journal.targets()
-            journal = "ok"
-        except JournalDamagedError:
-            journal = "damaged"  # the runs' alerts carry the line saying where and what to do
-        except Exception as error:  # noqa: BLE001 - any failure to read means not ready
-            journal = f"unreachable ({type(error).__name__})"
+        journal = self.journal_health.state()
         credentials = {
             "gitlab": self.rt.gitlab.credential_refused,
             "infisical": self.rt.infisical.credential_refused,

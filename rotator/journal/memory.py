@@ -126,6 +126,10 @@ class MemoryJournal:
     def close(self) -> None:
         """Nothing to release; the records stay readable (a test may look after the engine closed it)."""
 
+    def writable(self) -> bool:
+        """Always: memory refuses no write."""
+        return True
+
     # Leases ---------------------------------------------------------------------------------
 
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:

@@ -42,11 +42,12 @@ import psycopg
 import psycopg_pool
 
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.errors import ReadOnlySqlTransaction
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from rotator.core import ledger
-from rotator.core.errors import ConfigError, JournalUnavailableError, LeaseLostError
+from rotator.core.errors import ConfigError, JournalReadOnlyError, JournalUnavailableError, LeaseLostError
 from rotator.core.model import (
     KEPT_REQUESTS,
     OPEN_REQUESTS,
@@ -105,6 +106,16 @@ def unavailable(url: str, error: psycopg.Error, password: Secret | None) -> Jour
     return JournalUnavailableError("state.url", f"the journal's database at {server(url)}: {reason}")
 
 
+def refuses_writes(url: str, error: psycopg.Error) -> JournalReadOnlyError:
+    """The one-line error for a database that refused a write because it is read-only."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return JournalReadOnlyError(
+        "state.url",
+        f"the journal's database at {server(url)} refuses writes ({reason}): it is a standby or"
+        " default_transaction_read_only is on; point state.url at the primary",
+    )
+
+
 class PostgresJournal:
     """The :class:`rotator.core.ports.Journal` on PostgreSQL; safe to share between threads (the pool)."""
 
@@ -119,7 +130,9 @@ class PostgresJournal:
     ) -> None:
         """Connect, create or migrate the schema (unless ``read_only``), and start the pool.
 
-        An unreachable server is a :class:`JournalUnavailableError` naming ``host:port``; a schema
+        An unreachable server is a :class:`JournalUnavailableError` naming ``host:port`` (a
+        :class:`JournalReadOnlyError` if the schema must be created or migrated on a read-only
+        one; a current schema opens, and the first write fails so instead); a schema
         newer than this rotator knows, or a database holding something else, a :class:`ConfigError`.
         ``read_only`` (``status``, ``history``) changes nothing: every connection is read-only.
         """
@@ -151,6 +164,9 @@ class PostgresJournal:
                 timeout=limits.connect + limits.statement,
                 open=True,
             )
+        except ReadOnlySqlTransaction as error:  # a schema to create or migrate on a standby
+            self._stack.close()
+            raise refuses_writes(url, error) from None
         except psycopg.OperationalError as error:
             self._stack.close()
             raise unavailable(url, error, password) from None
@@ -173,10 +189,17 @@ class PostgresJournal:
 
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
-        """A pooled connection; a lost or too slow database becomes a :class:`JournalUnavailableError`."""
+        """A pooled connection; a lost or too slow database becomes a :class:`JournalUnavailableError`.
+
+        A write the database refuses as read-only becomes a :class:`JournalReadOnlyError`, which
+        the engine reports as one line naming the database (the first write of a run is its
+        lease, so nothing was sent upstream).
+        """
         try:
             with self._pool.connection() as conn:
                 yield conn
+        except ReadOnlySqlTransaction as error:
+            raise refuses_writes(self._url, error) from None
         except psycopg.OperationalError as error:
             raise unavailable(self._url, error, self._password) from None
 
@@ -604,6 +627,18 @@ class PostgresJournal:
             **keyed,
         )
 
+    def writable(self) -> bool:
+        """False on a standby (in recovery) or while ``default_transaction_read_only`` is on; one statement.
+
+        Each autocommit statement is its own transaction, so ``transaction_read_only`` is what the
+        next write would meet: the server's default, or on during recovery.
+        """
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool"
+            ).fetchone()
+        return row is not None and not row[0]
+
     def lease_clock(self, now: datetime) -> datetime:
         """The database's clock, which every lease here runs on; ``now`` is not used (module docstring)."""
         del now
@@ -672,14 +707,20 @@ def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Li
 
 
 def _configure(conn: Conn, limits: Limits, *, read_only: bool) -> None:
-    """Autocommit, and the session's time limits, time zone and read-only flag: on every connection."""
+    """Autocommit, and the session's time limits, time zone and read-only flag: on every connection.
+
+    A writing handle leaves ``default_transaction_read_only`` as the server sets it: a database
+    made read-only on purpose (``ALTER DATABASE ... SET default_transaction_read_only = on`` to
+    freeze writes before a move) must refuse rotator's writes too, not be overridden by them.
+    """
     conn.autocommit = True
     settings = {
         "statement_timeout": f"{round(limits.statement * 1000)}ms",
         "lock_timeout": f"{round(limits.lock * 1000)}ms",
         "TimeZone": "UTC",
-        "default_transaction_read_only": "on" if read_only else "off",
     }
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
     for name, value in settings.items():
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 

@@ -16,6 +16,7 @@ calls counted, which costs nothing, while every record keeps its ``synchronous=F
 """
 
 import json
+import os
 import sqlite3
 import threading
 
@@ -191,6 +192,18 @@ class SQLiteJournal:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+    def writable(self) -> bool:
+        """False when opened read-only (``query_only``) or when the file's filesystem is mounted read-only.
+
+        File permissions are not asked: this process opened the file for writing already, and
+        SQLite keeps writing through that descriptor whatever its mode becomes.
+        """
+        with self._using() as db:
+            (query_only,) = db.execute("PRAGMA query_only").fetchone()
+        if query_only or str(self._path) == ":memory:":
+            return not query_only
+        return not os.statvfs(self._path).f_flag & os.ST_RDONLY
 
     @contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:

@@ -12,7 +12,8 @@ Version 2 adds ``fences``: the last fence of each key ``rotator forget`` dropped
 configured again continues from it instead of restarting at 1 (a lease handed out before the
 forget can never match a later one).
 
-Version 3 adds the call ledger (``call_windows``, ``job_claims``); version 4 adds ``requests``: the HTTP trigger requests (:class:`rotator.core.model.TriggerRequest`),
+Version 3 adds the call ledger (``call_windows``, ``job_claims``); version 4 adds ``requests``: the
+HTTP trigger requests (:class:`rotator.core.model.TriggerRequest`),
 so any replica sharing the journal answers for one and takes it over when its claim lapses.
 """
 

@@ -2,8 +2,9 @@
 
 The URLs are written as ``state.url`` is, except that a relative ``sqlite:///PATH`` is relative to
 the current folder (there is no config file here). The source is opened read-only and never
-created; the destination is created if missing and must hold nothing. The copy itself, its
-refusals and its check are :func:`rotator.journal.snapshot.copy`'s; this door opens the stores,
+created; the destination is created if missing and must hold nothing, and holds nothing again
+after a copy that fails (its write is one transaction, checked before it commits). The copy
+itself, its refusals and its check are :func:`rotator.journal.snapshot.copy`'s; this door opens the stores,
 names the option at fault (exit 2), and prints one line per table: counts, never a record.
 """
 
@@ -123,7 +124,9 @@ def run(
             raise ConfigError("--to", problem) from None
         except CopyRefusedError as error:
             print(f"rotator: state copy refused: {error}", file=sys.stderr)  # noqa: T201 - the reason, for the operator
-            # Refused before writing: a file this command created would only be in the way.
+            # Refused before writing, or after with the write undone (snapshot.copy checks before
+            # it commits): the destination holds nothing, and a file this command created would
+            # only be in the way.
             unused = created and not any(counts(destination.snapshot()).values())
             destination.close()
             if unused and destination_path is not None:

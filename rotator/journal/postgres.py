@@ -24,7 +24,7 @@ URL (the config refuses one there); it is passed beside it and watched by the lo
 
 import dataclasses
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -55,7 +55,7 @@ from rotator.core.redact import watch
 from rotator.core.secret import Secret
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
-from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
+from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
 
 
 Conn = psycopg.Connection[TupleRow]
@@ -423,31 +423,10 @@ class PostgresJournal:
     # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
 
     def snapshot(self) -> Snapshot:
-        """Every table in one repeatable-read transaction; rotations in the order first recorded (seq).
-
-        A lease row without a target is a forgotten key's fence.
-        """
+        """Every table in one repeatable-read transaction; rotations in the order first recorded (seq)."""
         with self._connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            leases = conn.execute(
-                "SELECT l.key, l.holder, l.fence, l.lease_until, t.data"
-                " FROM leases AS l LEFT JOIN targets AS t ON t.key = l.key ORDER BY l.key"
-            ).fetchall()
-            keyed = {
-                table: tuple(KeyedRow(key, data) for key, data in conn.execute(sql))
-                for table, sql in _KEYED_READS.items()
-            }
-            projects = conn.execute(
-                "SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2"
-            ).fetchall()
-            unresolved = conn.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref").fetchall()
-        return Snapshot(
-            targets=tuple(TargetRow(k, h, f, u, d) for k, h, f, u, d in leases if d is not None),
-            fences=tuple(FenceRow(k, f) for k, _, f, _, d in leases if d is None),
-            projects=tuple(ProjectRow(url, ref, int(pid)) for url, ref, pid in projects),
-            unresolved=tuple(data for (data,) in unresolved),
-            **keyed,
-        )
+            return _read(conn)
 
     def lease_clock(self, now: datetime) -> datetime:
         """The database's clock, which every lease here runs on; ``now`` is not used (module docstring)."""
@@ -455,8 +434,12 @@ class PostgresJournal:
         at: datetime = self._rows(f"SELECT {self._clock}")[0]  # the clock: this store's own SQL
         return at
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds rows."""
+    def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
+        """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds rows.
+
+        ``check`` sees the journal as read inside the transaction before it commits; if it
+        raises, nothing is.
+        """
         with self._transaction() as conn:
             tables = ("leases", "targets", "rotations", "tokens", "tombstones", "projects", "unresolved")
             conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE".encode())
@@ -504,6 +487,28 @@ class PostgresJournal:
                     "INSERT INTO unresolved (gitlab_url, ref, data) VALUES (%s, %s, %s)",
                     [(u["gitlab_url"], u["project"], Jsonb(u)) for u in snapshot.unresolved],
                 )
+            check(_read(conn))
+
+
+def _read(conn: Conn) -> Snapshot:
+    """Every table, in the caller's transaction; a lease row without a target is a forgotten key's fence."""
+    leases = conn.execute(
+        "SELECT l.key, l.holder, l.fence, l.lease_until, t.data"
+        " FROM leases AS l LEFT JOIN targets AS t ON t.key = l.key ORDER BY l.key"
+    ).fetchall()
+    keyed = {
+        table: tuple(KeyedRow(key, data) for key, data in conn.execute(sql))
+        for table, sql in _KEYED_READS.items()
+    }
+    projects = conn.execute("SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2").fetchall()
+    unresolved = conn.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref").fetchall()
+    return Snapshot(
+        targets=tuple(TargetRow(k, h, f, u, d) for k, h, f, u, d in leases if d is not None),
+        fences=tuple(FenceRow(k, f) for k, _, f, _, d in leases if d is None),
+        projects=tuple(ProjectRow(url, ref, int(pid)) for url, ref, pid in projects),
+        unresolved=tuple(data for (data,) in unresolved),
+        **keyed,
+    )
 
 
 def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Limits()) -> bool:

@@ -21,7 +21,7 @@ from rotator.journal.sqlite import SQLiteJournal
 from tests.cli_harness import Result, run_in_process
 from tests.journal.samples import KEY, TTL
 from tests.journal.test_copy import _fill, _reads
-from tests.postgres import fresh_database, fresh_schema
+from tests.postgres import fresh_database, fresh_schema, refusing_server
 
 
 def _copy(source: str, destination: str) -> Result:
@@ -235,3 +235,18 @@ def test_a_password_in_a_postgresql_url_is_refused_unechoed(source: Path) -> Non
     assert done.code == 2
     assert "--to" in done.stderr
     assert "Sup3rSecretPw" not in done.stderr + done.stdout
+
+
+def test_a_refused_password_names_its_variable(source: Path) -> None:
+    """A database refusing the password given for --to: exit 2 naming ROTATOR_STATE_PASSWORD, unechoed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    with refusing_server("28P01", 'password authentication failed for user "rotator"') as (port, sent):
+        destination = f"postgresql://rotator@127.0.0.1:{port}/rotator"
+        arguments = ["state", "copy", "--from", _url(source), "--to", destination]
+        done = run_in_process(arguments, {**env, "ROTATOR_STATE_PASSWORD": "pg-Wrong-Password-7"})
+    assert done.code == 2, done.stderr
+    assert done.stderr.startswith(
+        "rotator: error: ROTATOR_STATE_PASSWORD: the journal's database at 127.0.0.1:"
+    )
+    assert "pg-Wrong-Password-7" not in done.stderr + done.stdout
+    assert sent == ["pg-Wrong-Password-7"]

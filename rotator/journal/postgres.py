@@ -23,6 +23,7 @@ URL (the config refuses one there); it is passed beside it and watched by the lo
 """
 
 import dataclasses
+import re
 
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,7 +38,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
-from rotator.core.errors import ConfigError, JournalUnavailableError, LeaseLostError
+from rotator.core.errors import ConfigError, JournalUnavailableError, LeaseLostError, SignInRefusedError
 from rotator.core.model import (
     Change,
     Lease,
@@ -84,12 +85,49 @@ def server(url: str) -> str:
     return f"{host}:{port}"
 
 
-def unavailable(url: str, error: psycopg.Error, password: Secret | None) -> JournalUnavailableError:
-    """The one-line error for a database that cannot be reached or did not answer in time."""
+def _reason(error: psycopg.Error, password: Secret | None) -> str:
+    """The error's text on one line, the password (should libpq ever quote it) redacted."""
     reason = " ".join(str(error).split()) or type(error).__name__
     if password is not None and password.reveal():
         reason = reason.replace(password.reveal(), "[REDACTED]")
-    return JournalUnavailableError("state.url", f"the journal's database at {server(url)}: {reason}")
+    return reason
+
+
+def unavailable(url: str, error: psycopg.Error, password: Secret | None) -> JournalUnavailableError:
+    """The one-line error for a database that cannot be reached or did not answer in time."""
+    return JournalUnavailableError(
+        "state.url", f"the journal's database at {server(url)}: {_reason(error, password)}"
+    )
+
+
+#: How libpq words a refusal to sign in. A connection's error carries no SQLSTATE (libpq keeps
+#: only the text), so the server's words for class 28 are matched, in PostgreSQL's English:
+#: 28P01 (the password), and 28000 (the account: pg_hba.conf, the role, another method's check).
+_PASSWORD_REFUSED = re.compile(r"password authentication failed for user|no password supplied")
+_ACCOUNT_REFUSED = re.compile(
+    r"no pg_hba\.conf entry|pg_hba\.conf rejects connection|role \".*\" does not exist"
+    r"|is not permitted to log in|\w+ authentication failed for user"
+)
+_SIGN_IN_STATES = {"28P01": True, "28000": False}
+
+
+def refused(url: str, error: psycopg.Error, password: Secret | None) -> SignInRefusedError | None:
+    """A :class:`SignInRefusedError` if ``error`` is the server refusing to sign in, else ``None``.
+
+    The SQLSTATE decides where psycopg has one; on connecting it has none, and the text does.
+    """
+    text = str(error)
+    state = getattr(error, "sqlstate", None)
+    if state in _SIGN_IN_STATES:
+        wants_password = _SIGN_IN_STATES[state]
+    elif _PASSWORD_REFUSED.search(text):
+        wants_password = True
+    elif _ACCOUNT_REFUSED.search(text):
+        wants_password = False
+    else:
+        return None
+    problem = f"the journal's database at {server(url)} refused to sign in: {_reason(error, password)}"
+    return SignInRefusedError("state.url", problem, password=wants_password)
 
 
 class PostgresJournal:
@@ -140,7 +178,7 @@ class PostgresJournal:
             )
         except psycopg.OperationalError as error:
             self._stack.close()
-            raise unavailable(url, error, password) from None
+            raise refused(url, error, password) or unavailable(url, error, password) from None
         except BaseException:
             self._stack.close()
             raise
@@ -518,7 +556,7 @@ def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Li
             _configure(conn, limits, read_only=True)  # a database that does not answer is not waited for
             return found_version(conn) is not None
     except psycopg.OperationalError as error:
-        raise unavailable(url, error, password) from None
+        raise refused(url, error, password) or unavailable(url, error, password) from None
 
 
 def _configure(conn: Conn, limits: Limits, *, read_only: bool) -> None:

@@ -11,8 +11,11 @@ end to end, get a fresh database each.
 """
 
 import atexit
+import contextlib
 import os
 import secrets
+import socket
+import struct
 import threading
 
 from collections.abc import Iterator
@@ -76,3 +79,67 @@ def fresh_schema() -> Iterator[str]:
     finally:
         with psycopg.connect(database, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE".encode())
+
+
+# A server that refuses to sign in -----------------------------------------------------------------
+# The machine's PostgreSQL trusts every local connection, so it never refuses a password. This
+# speaks just enough of the protocol (v3) to: decline TLS and GSS encryption, ask for a
+# cleartext password (when ``ask`` is set) and read it, then answer with a FATAL ErrorResponse
+# carrying ``sqlstate`` and ``message``, as PostgreSQL does for a bad password or pg_hba refusal.
+
+_ENCRYPTION_REQUESTS = frozenset({80877103, 80877104})  # SSLRequest, GSSENCRequest
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError
+        data += chunk
+    return data
+
+
+def _refuse(conn: socket.socket, sqlstate: str, message: str, *, ask: bool, passwords: list[str]) -> None:
+    while True:  # the startup packet, after any encryption request (declined: "N")
+        (size,) = struct.unpack("!I", _exactly(conn, 4))
+        body = _exactly(conn, size - 4)
+        if struct.unpack("!I", body[:4])[0] not in _ENCRYPTION_REQUESTS:
+            break
+        conn.sendall(b"N")
+    if ask:
+        conn.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
+        _exactly(conn, 1)
+        (size,) = struct.unpack("!I", _exactly(conn, 4))
+        passwords.append(_exactly(conn, size - 4).rstrip(b"\0").decode())
+    fields = (("S", "FATAL"), ("V", "FATAL"), ("C", sqlstate), ("M", message))
+    body = b"".join(code.encode() + text.encode() + b"\0" for code, text in fields) + b"\0"
+    conn.sendall(b"E" + struct.pack("!I", len(body) + 4) + body)
+
+
+@contextmanager
+def refusing_server(sqlstate: str, message: str, *, ask: bool = True) -> Iterator[tuple[int, list[str]]]:
+    """A loopback "PostgreSQL" refusing every sign-in; yields its port and the passwords it was sent."""
+    passwords: list[str] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
+                _refuse(conn, sqlstate, message, ask=ask, passwords=passwords)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], passwords
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

@@ -1,5 +1,6 @@
 """The commands on a PostgreSQL journal: each test in a freshly created database, dropped afterwards."""
 
+import secrets
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import pytest
 from rotator.journal.postgres_schema import VERSION
 from rotator.testing import Fakes
 from tests.cli_harness import Harness
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, refusing_server
 
 
 pytestmark = pytest.mark.slow
@@ -148,3 +149,62 @@ def test_an_option_libpq_does_not_know_is_exit_2_naming_it(h: Harness) -> None:
     assert done.code == 2
     assert 'state.url: libpq cannot read it: invalid URI query parameter: "colour"' in done.stderr
     assert h.calls() == 0
+
+
+#: What PostgreSQL answers a wrong password with (SQLSTATE 28P01).
+BAD_PASSWORD = ("28P01", 'password authentication failed for user "rotator"')
+
+
+@pytest.mark.parametrize("variable", ["ROTATOR_STATE_PASSWORD", "ROTATOR_STATE_PASSWORD_FILE"])
+def test_a_refused_password_is_a_usage_error_naming_its_variable(
+    fakes: Fakes, tmp_path: Path, variable: str
+) -> None:
+    """The database refusing the password (28P01): exit 2 naming the variable it came from."""
+    password = f"pg-{secrets.token_hex(8)}"
+    if variable.endswith("_FILE"):
+        (tmp_path / "pw").write_text(password + "\n")
+        env = {variable: str(tmp_path / "pw")}
+    else:
+        env = {variable: password}
+    h = Harness(fakes, tmp_path)
+    with refusing_server(*BAD_PASSWORD) as (port, sent):
+        h.state_url = f"postgresql://rotator@127.0.0.1:{port}/rotator"
+        h.write_config()
+        for command in ("run-once", "status"):
+            done = h.run(command, extra_env=env)
+            assert done.code == 2, done.stderr
+            assert done.stderr.splitlines()[-1].startswith(
+                f"rotator: error: {variable}: the journal's database at 127.0.0.1:{port} refused to sign in: "
+            )
+            assert BAD_PASSWORD[1] in done.stderr
+            assert password not in done.stderr + done.stdout
+    assert set(sent) == {password}  # the refusal was of that very password
+    assert h.mutations() == 0
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        (
+            "28000",
+            'no pg_hba.conf entry for host "127.0.0.1", user "rotator", database "rotator"',
+            "state.url",
+        ),
+        (*BAD_PASSWORD, "ROTATOR_STATE_PASSWORD"),
+    ],
+    ids=["account-refused", "no-password-given"],
+)
+def test_a_refused_account_or_a_missing_password_is_a_usage_error(
+    fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: tuple[str, str, str]
+) -> None:
+    """pg_hba.conf refusing the user names state.url; a password asked for but given nowhere, the variable."""
+    sqlstate, message, key = refusal
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-passfile"))  # libpq finds no password there either
+    h = Harness(fakes, tmp_path)
+    with refusing_server(sqlstate, message, ask=sqlstate == "28P01") as (port, _):
+        h.state_url = f"postgresql://rotator@127.0.0.1:{port}/rotator"
+        h.write_config()
+        done = h.run("run-once")
+    assert done.code == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"rotator: error: {key}: ")
+    assert "refused to sign in" in done.stderr

@@ -4,19 +4,24 @@ What the copy preserves is the journal suite's business (``tests/journal/test_co
 pair of stores); here: the command's exit codes, its output and what it leaves on disk.
 """
 
+import contextlib
 import os
 import stat
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rotator.journal.postgres import PostgresJournal
+from rotator.journal.snapshot import Snapshot, accept
 from rotator.journal.sqlite import SQLiteJournal
 from tests.cli_harness import Result, run_in_process
 from tests.journal.samples import KEY, TTL
 from tests.journal.test_copy import _fill, _reads
-from tests.postgres import fresh_database
+from tests.postgres import fresh_database, fresh_schema, refusing_server
 
 
 def _copy(source: str, destination: str) -> Result:
@@ -111,6 +116,35 @@ def test_a_live_lease_refuses_the_copy_and_creates_nothing(source: Path, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_source_written_during_the_copy_leaves_the_destination_empty(
+    kind: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source changing mid-copy: exit 1 saying so; the destination keeps nothing (a new file is gone)."""
+    restore = SQLiteJournal.restore if kind == "sqlite" else PostgresJournal.restore
+
+    def meddling(self: Any, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:  # noqa: ANN401
+        late = SQLiteJournal(source)  # a rotator still running on the source, writing during the copy
+        late.remember_project(KEY.gitlab_url, "acme/late", 9)
+        late.close()
+        restore(self, snapshot, check)
+
+    with contextlib.ExitStack() as stack:
+        if kind == "sqlite":
+            destination = _url(tmp_path / "new" / "state.db")
+        else:
+            destination = stack.enter_context(fresh_schema())
+        with monkeypatch.context() as patched:
+            patched.setattr(SQLiteJournal if kind == "sqlite" else PostgresJournal, "restore", meddling)
+            done = _copy(_url(source), destination)
+        assert done.code == 1, done.stdout
+        assert "the source changed while it was being copied" in done.stderr
+        assert "nothing was kept in the destination" in done.stderr
+        assert not (tmp_path / "new" / "state.db").exists()
+        again = _copy(_url(source), destination)  # nothing there to refuse as "already holds a journal"
+        assert again.code == 0, again.stderr
+
+
 def test_a_missing_source_is_a_usage_error_and_creates_nothing(tmp_path: Path) -> None:
     """--from naming no file: exit 2 naming --from and the path; neither file is created."""
     done = _copy(_url(tmp_path / "nope.db"), _url(tmp_path / "new.db"))
@@ -201,3 +235,18 @@ def test_a_password_in_a_postgresql_url_is_refused_unechoed(source: Path) -> Non
     assert done.code == 2
     assert "--to" in done.stderr
     assert "Sup3rSecretPw" not in done.stderr + done.stdout
+
+
+def test_a_refused_password_names_its_variable(source: Path) -> None:
+    """A database refusing the password given for --to: exit 2 naming ROTATOR_STATE_PASSWORD, unechoed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    with refusing_server("28P01", 'password authentication failed for user "rotator"') as (port, sent):
+        destination = f"postgresql://rotator@127.0.0.1:{port}/rotator"
+        arguments = ["state", "copy", "--from", _url(source), "--to", destination]
+        done = run_in_process(arguments, {**env, "ROTATOR_STATE_PASSWORD": "pg-Wrong-Password-7"})
+    assert done.code == 2, done.stderr
+    assert done.stderr.startswith(
+        "rotator: error: ROTATOR_STATE_PASSWORD: the journal's database at 127.0.0.1:"
+    )
+    assert "pg-Wrong-Password-7" not in done.stderr + done.stdout
+    assert sent == ["pg-Wrong-Password-7"]

@@ -2,10 +2,16 @@
 
 import io
 import json
+import secrets
+import socket
+import sys
+import time
 
+import psycopg_pool
+import pytest
 import structlog
 
-from rotator.adapters.logs import REDACTED, configure, scrub_text, watch
+from rotator.adapters.logs import REDACTED, bridge, configure, scrub_text, watch
 from rotator.core.secret import Secret
 
 
@@ -94,3 +100,38 @@ def test_an_upstream_message_is_one_line_on_a_terminal() -> None:
     assert out.count("\n") == 1
     assert r"name=ok\x1b[2J\x1b]0;pwned\x07" in out
     assert [c for c in out.rstrip("\n") if not c.isprintable()] == []
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["before-configure", "after-configure"])
+def test_a_pool_warning_is_a_json_event_without_the_password(
+    *, configured: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """psycopg_pool's warning (a closed port) is one scrubbed JSON event on stderr, before configure too."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)  # read when the pool's thread logs: never a terminal
+    structlog.reset_defaults()
+    if configured:
+        configure(stream=stderr)
+    else:
+        bridge()  # as the command line does first: status, history and state copy configure no log
+    password = "Pg-" + secrets.token_hex(8)  # not watched: the pool's own text must not hold it
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
+        port = closed.getsockname()[1]
+        url = f"postgresql://rotator@127.0.0.1:{port}/test"
+        pool = psycopg_pool.ConnectionPool(url, kwargs={"password": password}, min_size=1, open=False)
+        pool.open(wait=False)
+        try:
+            deadline = time.monotonic() + 10
+            while "error connecting" not in stderr.getvalue():
+                assert time.monotonic() < deadline, "the pool never warned"
+                time.sleep(0.01)
+        finally:
+            pool.close(timeout=1)
+    text = stderr.getvalue()
+    first = json.loads(text.splitlines()[0])
+    assert (first["event"], first["level"], first["logger"]) == ("library.log", "warning", "psycopg.pool")
+    assert f"port {port} failed" in first["message"]
+    assert password not in text
+    assert url not in text
+    assert capsys.readouterr().out == ""

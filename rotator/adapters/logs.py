@@ -29,7 +29,7 @@ from rotator.core.redact import MARKER, live_values, redact_tree, scrub_text, wa
 
 
 REDACTED = MARKER
-__all__ = ["REDACTED", "LogOptions", "configure", "decide", "scrub", "scrub_text", "watch"]
+__all__ = ["REDACTED", "LogOptions", "bridge", "configure", "decide", "scrub", "scrub_text", "watch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +61,63 @@ def scrub(_logger: object, _method: str, event: MutableMapping[str, Any]) -> Mut
 
 
 class _Bridge(logging.Handler):
-    """Standard-library log records as structlog events (message text only, never exc_info)."""
+    """Standard-library log records (psycopg_pool, APScheduler, uvicorn) as structlog events.
+
+    Only the message text goes, never ``exc_info``, and through the scrubber like every event.
+    Before :func:`configure` (``status``, ``history`` and ``state copy`` log nothing of their own,
+    yet a journal's pool may warn) the event is rendered by a logger of this handler's own, as
+    :func:`configure` would render it, on stderr: never a stray plain-text line on the stream.
+    """
+
+    def __init__(self, options: LogOptions) -> None:
+        super().__init__(logging.WARNING)
+        self.options = options
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "error" if record.levelno >= logging.ERROR else "warning"
-        getattr(structlog.get_logger(record.name), level)("library.log", message=record.getMessage())
+        logger = structlog.get_logger(record.name) if structlog.is_configured() else self._unconfigured()
+        getattr(logger, level)("library.log", logger=record.name, message=record.getMessage())
+
+    def _unconfigured(self) -> Any:  # noqa: ANN401 - a structlog bound logger
+        stream = sys.stderr  # read at call time, as configure() does
+        as_json, level = decide(self.options, terminal=stream.isatty())
+        return structlog.wrap_logger(
+            structlog.PrintLogger(stream),
+            processors=_processors(as_json=as_json),
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+        )
+
+
+def bridge(options: LogOptions | None = None) -> None:
+    """Route the standard library's warnings into structlog (see :class:`_Bridge`), once.
+
+    Called as a command starts, before anything opens a journal, and again by :func:`configure`.
+    """
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _Bridge)]
+    root.addHandler(_Bridge(options or LogOptions()))
+
+
+def _processors(*, as_json: bool) -> list[Any]:
+    """The processors: context, level, time, exception, the scrubber, then the renderer."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+    )
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        # A person reads the console: the one time format, to the second (core.durations.stamp);
+        # JSON keeps the microseconds a log pipeline orders by.
+        structlog.processors.TimeStamper(fmt="iso" if as_json else "%Y-%m-%dT%H:%M:%SZ", utc=True),
+        # structlog's dict tracebacks show locals by default: a token in a frame would leak.
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        if as_json
+        else structlog.processors.format_exc_info,
+        scrub,
+        renderer,
+    ]
 
 
 def configure(
@@ -84,33 +136,14 @@ def configure(
         verbosity=options.verbosity,
     )
     as_json, level = decide(options, terminal=stream.isatty())
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
-    )
     # httpx logs each request's full URL at INFO; a webhook URL is a credential. Warnings only.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # APScheduler and uvicorn log through the standard library: their warnings join our stream
-    # as structlog events (scrubbed like ours), not as stray plain-text lines.
-    root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not isinstance(h, _Bridge)]
-    root.addHandler(_Bridge(logging.WARNING))
+    # APScheduler, uvicorn and psycopg_pool log through the standard library: their warnings join
+    # our stream as structlog events (scrubbed like ours), not as stray plain-text lines.
+    bridge(options)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            # A person reads the console: the one time format, to the second (core.durations.stamp);
-            # JSON keeps the microseconds a log pipeline orders by.
-            structlog.processors.TimeStamper(fmt="iso" if as_json else "%Y-%m-%dT%H:%M:%SZ", utc=True),
-            # structlog's dict tracebacks show locals by default: a token in a frame would leak.
-            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
-            if as_json
-            else structlog.processors.format_exc_info,
-            scrub,
-            renderer,
-        ],
+        processors=_processors(as_json=as_json),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,

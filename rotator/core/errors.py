@@ -4,7 +4,8 @@
 
     RotatorError                 (abstract; never raised directly)
     ├── ConfigError              the config file or the environment is wrong; exit 2
-    │   └── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
+    │   ├── JournalDamagedError  the journal's file is a damaged SQLite database; exit 2
+    │   └── SignInRefusedError   the journal's database refused to sign rotator in; exit 2
     ├── JournalUnavailableError  the journal's database cannot be reached; exit 1
     │   └── JournalReadOnlyError the journal's database answers but refuses writes; exit 1
     ├── LeaseLostError           another worker holds the target; stop acting on it
@@ -160,3 +161,16 @@ def said_of(target: str, line: str, step: str | None = None) -> str:
         line = line[len(target) + 2 :]
     named = [f"target={re.escape(target)}"] + ([f"step={re.escape(step)}"] if step else [])
     return re.sub(rf"(?:^|(?<=\s))(?:{'|'.join(named)}) ", "", line)
+
+
+@dataclass(eq=False)
+class SignInRefusedError(ConfigError):
+    """The journal's database refused to sign in (SQLSTATE class 28): a credential to fix, not an outage.
+
+    ``password`` is true when it refused the password sent, or asked for one none was given for;
+    false when it refused the account itself (no ``pg_hba.conf`` entry, no such role). The door
+    that knows where the password came from names that (``ROTATOR_STATE_PASSWORD``, its
+    ``_FILE``, a passfile) as the key. ``problem`` quotes the server, never a password.
+    """
+
+    password: bool = False

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING
 
+from rotator.adapters.logs import bridge
 from rotator.core.errors import ConfigError, JournalUnavailableError
 from rotator.core.redact import redact
 from rotator.doors import help as help_text
@@ -304,6 +305,9 @@ def _main(argv: Sequence[str] | None) -> Outcome:  # noqa: PLR0911 - one return 
         return healthcheck.run(args.config, args.config_after, os.environ)
     try:
         args.log = options.log_options(args, os.environ)
+        # Before any journal opens: a PostgreSQL pool's warnings are log lines in our format even
+        # in the commands that configure no log of their own (status, history, state copy).
+        bridge(args.log)
         if args.command == "completion":
             return _print_completion(parser, args.shell)
         if args.command == "fakes":

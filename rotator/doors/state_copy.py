@@ -2,8 +2,9 @@
 
 The URLs are written as ``state.url`` is, except that a relative ``sqlite:///PATH`` is relative to
 the current folder (there is no config file here). The source is opened read-only and never
-created; the destination is created if missing and must hold nothing. The copy itself, its
-refusals and its check are :func:`rotator.journal.snapshot.copy`'s; this door opens the stores,
+created; the destination is created if missing and must hold nothing, and holds nothing again
+after a copy that fails (its write is one transaction, checked before it commits). The copy
+itself, its refusals and its check are :func:`rotator.journal.snapshot.copy`'s; this door opens the stores,
 names the option at fault (exit 2), and prints one line per table: counts, never a record.
 """
 
@@ -16,11 +17,10 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from rotator.core.errors import ConfigError
-from rotator.core.secret import Secret
+from rotator.core.errors import ConfigError, SignInRefusedError
 from rotator.doors.config import StateSettings
 from rotator.doors.outcome import Outcome
-from rotator.doors.state import database, password
+from rotator.doors.state import database, password, signing_in
 from rotator.journal.postgres import PostgresJournal, has_journal
 from rotator.journal.snapshot import TABLES, CopyRefusedError, NotEmptyError, copy, counts
 from rotator.journal.sqlite import SQLiteJournal, sqlite_path
@@ -36,19 +36,23 @@ def _where(url: str) -> str:
     return f"postgresql://{database(url)}"
 
 
-def _postgres(url: str, option: str, secret: Secret | None, *, read_only: bool) -> PostgresJournal:
+def _postgres(url: str, option: str, environ: Mapping[str, str], *, read_only: bool) -> PostgresJournal:
     """The PostgreSQL journal ``url`` names, checked as ``state.url`` is (no password in it)."""
     try:
         StateSettings(url=url)
     except ValidationError as error:
         problem = str(error.errors()[0]["msg"]).removeprefix("Value error, ")
         raise ConfigError(option, problem) from None
-    if read_only and not has_journal(url, password=secret):
-        raise ConfigError(option, f"no journal in the database at {_where(url)}")
-    try:
-        return PostgresJournal(url, password=secret, read_only=read_only)
-    except ConfigError as error:
-        raise ConfigError(option, error.problem) from None
+    secret = password(environ)
+    with signing_in(url, environ, option):
+        if read_only and not has_journal(url, password=secret):
+            raise ConfigError(option, f"no journal in the database at {_where(url)}")
+        try:
+            return PostgresJournal(url, password=secret, read_only=read_only)
+        except SignInRefusedError:
+            raise
+        except ConfigError as error:
+            raise ConfigError(option, error.problem) from None
 
 
 def _path(url: str, option: str) -> Path:
@@ -87,7 +91,6 @@ def run(
     ``environ`` gives a PostgreSQL journal's password (``ROTATOR_STATE_PASSWORD``, for both ends).
     """
     out = out or sys.stdout  # read at call time: the tests swap sys.stdout per command
-    secret = password(environ)
     source_pg, destination_pg = source_url.startswith(POSTGRES), destination_url.startswith(POSTGRES)
     source_path = None if source_pg else _path(source_url, "--from")
     destination_path = None if destination_pg else _path(destination_url, "--to")
@@ -104,7 +107,7 @@ def run(
         raise ConfigError("--to", "is the journal --from names; copy into a new file or an empty database")
     created = destination_path is not None and not _exists(destination_path)
     source: SQLiteJournal | PostgresJournal = (
-        _postgres(source_url, "--from", secret, read_only=True)
+        _postgres(source_url, "--from", environ, read_only=True)
         if source_path is None
         else _open(source_path, "--from", read_only=True)
     )
@@ -112,7 +115,7 @@ def run(
     destination_name = _where(destination_url) if destination_path is None else str(destination_path)
     try:
         destination: SQLiteJournal | PostgresJournal = (
-            _postgres(destination_url, "--to", secret, read_only=False)
+            _postgres(destination_url, "--to", environ, read_only=False)
             if destination_path is None
             else _open(destination_path, "--to", read_only=False)
         )
@@ -123,7 +126,9 @@ def run(
             raise ConfigError("--to", problem) from None
         except CopyRefusedError as error:
             print(f"rotator: state copy refused: {error}", file=sys.stderr)  # noqa: T201 - the reason, for the operator
-            # Refused before writing: a file this command created would only be in the way.
+            # Refused before writing, or after with the write undone (snapshot.copy checks before
+            # it commits): the destination holds nothing, and a file this command created would
+            # only be in the way.
             unused = created and not any(counts(destination.snapshot()).values())
             destination.close()
             if unused and destination_path is not None:

@@ -6,7 +6,10 @@ must stop acting at once. :class:`LeaseKeeper` renews the lease every ``Settings
 - in a background thread, on real time, so a long upstream call or wait does not let it lapse;
 - in the run's own thread, right before an upstream request, whenever a renewal is due by the
   run's monotonic clock (``Context.monotonic``), so a run whose time is injected (or whose
-  background thread is starved) renews as its time passes.
+  background thread is starved) renews as its time passes. Only the run's own renewals reset
+  that clock's count: a monotonic clock may be the thread's own (``ROTATOR_TEST_SLEEP_SCALE``
+  counts each thread's shortened sleeps at full length), so a reading taken in the background
+  thread cannot be compared with one taken in the run's.
 
 The first renewal that fails (the journal raises: the lease was taken over, the database cannot be
 reached; or it answers for another holder or fence) marks the lease lost for good. From then on
@@ -84,6 +87,11 @@ class LeaseKeeper:
             self._refuse_if_lost()
             self._renew()
 
+    def _renew_in_background(self) -> None:
+        with self._lock:
+            self._refuse_if_lost()
+            self._renew(run_thread=False)
+
     def _refuse_if_lost(self) -> None:
         if self.lost.is_set():
             raise self._lost_error()
@@ -93,9 +101,9 @@ class LeaseKeeper:
             f"lease on {self._lease.key} lost ({self._why}); nothing more is sent or recorded"
         )
 
-    def _renew(self) -> None:
+    def _renew(self, *, run_thread: bool = True) -> None:
         """One renewal (the lock held); a failure marks the lease lost and raises LeaseLostError."""
-        sent = self.ctx.monotonic()
+        sent = self.ctx.monotonic() if run_thread else self._renewed
         lease = self._lease
         try:
             renewed = self.ctx.journal.renew(lease, self.ctx.clock(), self.ctx.settings.lease_ttl)
@@ -114,7 +122,7 @@ class LeaseKeeper:
     def _loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.lease_renew.total_seconds()):
             try:
-                self.renew()
+                self._renew_in_background()
             except LeaseLostError:
                 return
 

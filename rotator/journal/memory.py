@@ -42,7 +42,7 @@ import threading
 
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rotator.core import ledger
 from rotator.core.errors import LeaseLostError
@@ -65,7 +65,7 @@ from rotator.core.model import (
 )
 from rotator.core.redact import redact
 from rotator.journal.codec import FREE_TEXT, from_json, to_json
-from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
+from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
 
 
 R = TypeVar("R")
@@ -428,57 +428,73 @@ class MemoryJournal:
     def snapshot(self) -> Snapshot:
         """Every table, rotations in the order first recorded."""
         with self._lock:
-            return Snapshot(
-                targets=tuple(
-                    TargetRow(key, row.holder, row.fence, row.until, to_json(row.state))
-                    for key, row in sorted(self._targets.items())
-                ),
-                rotations=tuple(
-                    KeyedRow(r.key, to_json(r.record))
-                    for r in sorted(self._rotations.values(), key=lambda r: r.seq)
-                ),
-                tokens=tuple(KeyedRow(k, to_json(t)) for (k, _), t in sorted(self._tokens.items())),
-                tombstones=tuple(KeyedRow(k, to_json(s)) for (k, _), s in sorted(self._tombstones.items())),
-                projects=tuple(
-                    ProjectRow(url, path, pid) for (url, path), pid in sorted(self._projects.items())
-                ),
-                unresolved=tuple(to_json(u) for _, u in sorted(self._unresolved.items())),
-                # A key configured again has a target whose fence is past its forgotten one: that
-                # fence is spent, and a store keeping fences beside its leases holds one per key.
-                fences=tuple(
-                    FenceRow(key, fence)
-                    for key, fence in sorted(self._fences.items())
-                    if key not in self._targets
-                ),
-            )
+            return self._snapshot()
+
+    def _snapshot(self) -> Snapshot:
+        """:meth:`snapshot`, the lock held."""
+        return Snapshot(
+            targets=tuple(
+                TargetRow(key, row.holder, row.fence, row.until, to_json(row.state))
+                for key, row in sorted(self._targets.items())
+            ),
+            rotations=tuple(
+                KeyedRow(r.key, to_json(r.record))
+                for r in sorted(self._rotations.values(), key=lambda r: r.seq)
+            ),
+            tokens=tuple(KeyedRow(k, to_json(t)) for (k, _), t in sorted(self._tokens.items())),
+            tombstones=tuple(KeyedRow(k, to_json(s)) for (k, _), s in sorted(self._tombstones.items())),
+            projects=tuple(ProjectRow(url, path, pid) for (url, path), pid in sorted(self._projects.items())),
+            unresolved=tuple(to_json(u) for _, u in sorted(self._unresolved.items())),
+            # A key configured again has a target whose fence is past its forgotten one: that
+            # fence is spent, and a store keeping fences beside its leases holds one per key.
+            fences=tuple(
+                FenceRow(key, fence)
+                for key, fence in sorted(self._fences.items())
+                if key not in self._targets
+            ),
+        )
 
     def lease_clock(self, now: datetime) -> datetime:
         """``now``: this store's leases are judged by the clock each caller passes."""
         return now
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Fill this empty journal with ``snapshot``; NotEmptyError (nothing changed) if it holds anything."""
+    def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
+        """Fill this empty journal with ``snapshot``; NotEmptyError (nothing changed) if it holds anything.
+
+        ``check`` then sees what it holds; if it raises, the journal is emptied again (a rollback).
+        """
         with self._lock:
             nonempty({table: bool(rows) for table, rows in self._tables().items()})
-            for t in snapshot.targets:
-                self._targets[t.key] = _Target(from_json(TargetState, t.state), t.fence, t.holder, t.until)
-            for seq, r in enumerate(snapshot.rotations, start=1):
-                self._rotations[r.data["id"]] = _Rotation(r.key, from_json(RotationRecord, r.data), seq)
-            self._seq = len(snapshot.rotations)
-            for r in snapshot.tokens:
-                token = from_json(TokenRecord, r.data)
-                self._tokens[r.key, token.token_id] = token
-            for r in snapshot.tombstones:
-                stone = from_json(Tombstone, r.data)
-                self._tombstones[r.key, stone.name] = stone
-            for p in snapshot.projects:
-                self._projects[p.gitlab_url, p.project] = p.project_id
-            self._fences.update((f.key, f.fence) for f in snapshot.fences)
-            for data in snapshot.unresolved:
-                record = from_json(UnresolvedProject, data)
-                self._unresolved[record.gitlab_url, record.project] = record
+            try:
+                self._fill(snapshot)
+                check(self._snapshot())
+            except BaseException:
+                for rows in self._tables().values():
+                    rows.clear()
+                self._seq = 0
+                raise
 
-    def _tables(self) -> dict[str, object]:
+    def _fill(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot`` into the empty tables (the lock held)."""
+        for t in snapshot.targets:
+            self._targets[t.key] = _Target(from_json(TargetState, t.state), t.fence, t.holder, t.until)
+        for seq, r in enumerate(snapshot.rotations, start=1):
+            self._rotations[r.data["id"]] = _Rotation(r.key, from_json(RotationRecord, r.data), seq)
+        self._seq = len(snapshot.rotations)
+        for r in snapshot.tokens:
+            token = from_json(TokenRecord, r.data)
+            self._tokens[r.key, token.token_id] = token
+        for r in snapshot.tombstones:
+            stone = from_json(Tombstone, r.data)
+            self._tombstones[r.key, stone.name] = stone
+        for p in snapshot.projects:
+            self._projects[p.gitlab_url, p.project] = p.project_id
+        self._fences.update((f.key, f.fence) for f in snapshot.fences)
+        for data in snapshot.unresolved:
+            record = from_json(UnresolvedProject, data)
+            self._unresolved[record.gitlab_url, record.project] = record
+
+    def _tables(self) -> dict[str, dict[Any, Any]]:
         """Each table's rows, by the snapshot's table names (for the emptiness check)."""
         return {
             "targets": self._targets,

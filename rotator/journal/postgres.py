@@ -31,8 +31,9 @@ URL (the config refuses one there); it is passed beside it and watched by the lo
 """
 
 import dataclasses
+import re
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -47,7 +48,13 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from rotator.core import ledger
-from rotator.core.errors import ConfigError, JournalReadOnlyError, JournalUnavailableError, LeaseLostError
+from rotator.core.errors import (
+    ConfigError,
+    JournalReadOnlyError,
+    JournalUnavailableError,
+    LeaseLostError,
+    SignInRefusedError,
+)
 from rotator.core.model import (
     KEPT_REQUESTS,
     OPEN_REQUESTS,
@@ -69,7 +76,7 @@ from rotator.core.redact import watch
 from rotator.core.secret import Secret
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
-from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
+from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
 
 
 Conn = psycopg.Connection[TupleRow]
@@ -98,12 +105,49 @@ def server(url: str) -> str:
     return f"{host}:{port}"
 
 
-def unavailable(url: str, error: psycopg.Error, password: Secret | None) -> JournalUnavailableError:
-    """The one-line error for a database that cannot be reached or did not answer in time."""
+def _reason(error: psycopg.Error, password: Secret | None) -> str:
+    """The error's text on one line, the password (should libpq ever quote it) redacted."""
     reason = " ".join(str(error).split()) or type(error).__name__
     if password is not None and password.reveal():
         reason = reason.replace(password.reveal(), "[REDACTED]")
-    return JournalUnavailableError("state.url", f"the journal's database at {server(url)}: {reason}")
+    return reason
+
+
+def unavailable(url: str, error: psycopg.Error, password: Secret | None) -> JournalUnavailableError:
+    """The one-line error for a database that cannot be reached or did not answer in time."""
+    return JournalUnavailableError(
+        "state.url", f"the journal's database at {server(url)}: {_reason(error, password)}"
+    )
+
+
+#: How libpq words a refusal to sign in. A connection's error carries no SQLSTATE (libpq keeps
+#: only the text), so the server's words for class 28 are matched, in PostgreSQL's English:
+#: 28P01 (the password), and 28000 (the account: pg_hba.conf, the role, another method's check).
+_PASSWORD_REFUSED = re.compile(r"password authentication failed for user|no password supplied")
+_ACCOUNT_REFUSED = re.compile(
+    r"no pg_hba\.conf entry|pg_hba\.conf rejects connection|role \".*\" does not exist"
+    r"|is not permitted to log in|\w+ authentication failed for user"
+)
+_SIGN_IN_STATES = {"28P01": True, "28000": False}
+
+
+def refused(url: str, error: psycopg.Error, password: Secret | None) -> SignInRefusedError | None:
+    """A :class:`SignInRefusedError` if ``error`` is the server refusing to sign in, else ``None``.
+
+    The SQLSTATE decides where psycopg has one; on connecting it has none, and the text does.
+    """
+    text = str(error)
+    state = getattr(error, "sqlstate", None)
+    if state in _SIGN_IN_STATES:
+        wants_password = _SIGN_IN_STATES[state]
+    elif _PASSWORD_REFUSED.search(text):
+        wants_password = True
+    elif _ACCOUNT_REFUSED.search(text):
+        wants_password = False
+    else:
+        return None
+    problem = f"the journal's database at {server(url)} refused to sign in: {_reason(error, password)}"
+    return SignInRefusedError("state.url", problem, password=wants_password)
 
 
 def refuses_writes(url: str, error: psycopg.Error) -> JournalReadOnlyError:
@@ -169,7 +213,7 @@ class PostgresJournal:
             raise refuses_writes(url, error) from None
         except psycopg.OperationalError as error:
             self._stack.close()
-            raise unavailable(url, error, password) from None
+            raise refused(url, error, password) or unavailable(url, error, password) from None
         except BaseException:
             self._stack.close()
             raise
@@ -601,31 +645,10 @@ class PostgresJournal:
     # The whole journal, for `rotator state copy` (rotator.journal.snapshot) ------------------------
 
     def snapshot(self) -> Snapshot:
-        """Every table in one repeatable-read transaction; rotations in the order first recorded (seq).
-
-        A lease row without a target is a forgotten key's fence.
-        """
+        """Every table in one repeatable-read transaction; rotations in the order first recorded (seq)."""
         with self._connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            leases = conn.execute(
-                "SELECT l.key, l.holder, l.fence, l.lease_until, t.data"
-                " FROM leases AS l LEFT JOIN targets AS t ON t.key = l.key ORDER BY l.key"
-            ).fetchall()
-            keyed = {
-                table: tuple(KeyedRow(key, data) for key, data in conn.execute(sql))
-                for table, sql in _KEYED_READS.items()
-            }
-            projects = conn.execute(
-                "SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2"
-            ).fetchall()
-            unresolved = conn.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref").fetchall()
-        return Snapshot(
-            targets=tuple(TargetRow(k, h, f, u, d) for k, h, f, u, d in leases if d is not None),
-            fences=tuple(FenceRow(k, f) for k, _, f, _, d in leases if d is None),
-            projects=tuple(ProjectRow(url, ref, int(pid)) for url, ref, pid in projects),
-            unresolved=tuple(data for (data,) in unresolved),
-            **keyed,
-        )
+            return _read(conn)
 
     def writable(self) -> bool:
         """False on a standby (in recovery) or while ``default_transaction_read_only`` is on; one statement.
@@ -645,8 +668,12 @@ class PostgresJournal:
         at: datetime = self._rows(f"SELECT {self._clock}")[0]  # the clock: this store's own SQL
         return at
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds rows."""
+    def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
+        """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds rows.
+
+        ``check`` sees the journal as read inside the transaction before it commits; if it
+        raises, nothing is.
+        """
         with self._transaction() as conn:
             tables = ("leases", "targets", "rotations", "tokens", "tombstones", "projects", "unresolved")
             conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE".encode())
@@ -694,6 +721,28 @@ class PostgresJournal:
                     "INSERT INTO unresolved (gitlab_url, ref, data) VALUES (%s, %s, %s)",
                     [(u["gitlab_url"], u["project"], Jsonb(u)) for u in snapshot.unresolved],
                 )
+            check(_read(conn))
+
+
+def _read(conn: Conn) -> Snapshot:
+    """Every table, in the caller's transaction; a lease row without a target is a forgotten key's fence."""
+    leases = conn.execute(
+        "SELECT l.key, l.holder, l.fence, l.lease_until, t.data"
+        " FROM leases AS l LEFT JOIN targets AS t ON t.key = l.key ORDER BY l.key"
+    ).fetchall()
+    keyed = {
+        table: tuple(KeyedRow(key, data) for key, data in conn.execute(sql))
+        for table, sql in _KEYED_READS.items()
+    }
+    projects = conn.execute("SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2").fetchall()
+    unresolved = conn.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref").fetchall()
+    return Snapshot(
+        targets=tuple(TargetRow(k, h, f, u, d) for k, h, f, u, d in leases if d is not None),
+        fences=tuple(FenceRow(k, f) for k, _, f, _, d in leases if d is None),
+        projects=tuple(ProjectRow(url, ref, int(pid)) for url, ref, pid in projects),
+        unresolved=tuple(data for (data,) in unresolved),
+        **keyed,
+    )
 
 
 def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Limits()) -> bool:
@@ -703,7 +752,7 @@ def has_journal(url: str, *, password: Secret | None = None, limits: Limits = Li
             _configure(conn, limits, read_only=True)  # a database that does not answer is not waited for
             return found_version(conn) is not None
     except psycopg.OperationalError as error:
-        raise unavailable(url, error, password) from None
+        raise refused(url, error, password) or unavailable(url, error, password) from None
 
 
 def _configure(conn: Conn, limits: Limits, *, read_only: bool) -> None:

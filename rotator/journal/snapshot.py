@@ -3,7 +3,8 @@
 ``rotator state copy`` moves a journal between stores (SQLite and PostgreSQL, either way). Each
 store reads itself into a :class:`Snapshot` and writes one back into an empty store of its kind;
 this module holds what every copy shares: what a snapshot is, what it counts, and the copy itself,
-which refuses to run while a rotation is in flight and checks the destination afterwards.
+which refuses to run while a rotation is in flight and checks the destination before its write
+commits, so a copy that fails its checks leaves the destination as empty as it found it.
 
 A snapshot is everything that decides a read or a later write, not only the records:
 
@@ -94,14 +95,22 @@ class Snapshot:
 TABLES = tuple(field.name for field in fields(Snapshot))
 
 
+def accept(_written: Snapshot) -> None:
+    """A restore's default check: whatever was written stands."""
+
+
 class Copyable(Protocol):
     """A store that can be read whole and filled whole: the two methods ``state copy`` needs."""
 
     def snapshot(self) -> Snapshot:
         """Every table, read in one consistent view (one transaction)."""
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Write ``snapshot`` into this store in one transaction; NotEmptyError if it holds anything."""
+    def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
+        """Write ``snapshot`` into this store in one transaction; NotEmptyError if it holds anything.
+
+        Before the transaction commits, ``check`` (by default none) is given the store's contents
+        as read inside it; whatever it raises undoes the whole write and is raised again.
+        """
 
     def lease_clock(self, now: datetime) -> datetime:
         """The instant leases are judged at: the store's own clock if its leases run on one, else ``now``."""
@@ -199,9 +208,10 @@ def copy(
     Refused (CopyRefusedError, nothing written) while any lease in the source is live (by the
     source's own lease clock where it has one, PostgreSQL's; else by ``now``): a rotation
     in flight would go on writing to the source, and the two journals would fork. NotEmptyError if
-    the destination holds anything. Afterwards the destination is read back: its counts and
-    contents must equal the source's, and the source must not have changed meanwhile (a process
-    still running on it); otherwise CopyRefusedError. ``report(table, rows)`` hears each table as
+    the destination holds anything. Before the destination's write commits, it is read back (in
+    that transaction): its counts and contents must equal the source's, and the source must not
+    have changed meanwhile (a process still running on it); otherwise CopyRefusedError, and the
+    destination keeps nothing. ``report(table, rows)`` hears each table as
     it is verified.
     """
     at = source.lease_clock(now)  # read first: an earlier instant can only count more leases live
@@ -214,22 +224,25 @@ def copy(
             " Stop every rotator using the source (daemon, run-once CronJob), then copy again"
         )
         raise CopyRefusedError(msg)
-    destination.restore(taken)
     expected, wanted = counts(taken), digests(taken)
-    written = destination.snapshot()
-    found, got = counts(written), digests(written)
-    wrong = [table for table in TABLES if (found[table], got[table]) != (expected[table], wanted[table])]
-    if wrong:
-        detail = ", ".join(f"{t} {found[t]} of {expected[t]}" for t in wrong)
-        msg = f"the destination does not read back as the source did ({detail})"
-        raise CopyRefusedError(msg)
-    if digests(source.snapshot()) != wanted:
-        msg = (
-            "the source changed while it was being copied (a rotator still running on it):"
-            " the destination holds the earlier state; stop every rotator using the source, empty"
-            " the destination and copy again"
-        )
-        raise CopyRefusedError(msg)
+
+    def verify(written: Snapshot) -> None:
+        # Inside the destination's transaction: a failure here leaves it empty, never holding a
+        # complete journal that looks usable but is not the source's (a rotator would act on it).
+        found, got = counts(written), digests(written)
+        wrong = [table for table in TABLES if (found[table], got[table]) != (expected[table], wanted[table])]
+        if wrong:
+            detail = ", ".join(f"{t} {found[t]} of {expected[t]}" for t in wrong)
+            msg = f"the destination does not read back as the source did ({detail}); nothing was kept in it"
+            raise CopyRefusedError(msg)
+        if digests(source.snapshot()) != wanted:
+            msg = (
+                "the source changed while it was being copied (a rotator still running on it);"
+                " nothing was kept in the destination. Stop every rotator using the source, then copy again"
+            )
+            raise CopyRefusedError(msg)
+
+    destination.restore(taken, verify)
     for table in TABLES:
         report(table, expected[table])
     return expected

@@ -50,7 +50,16 @@ from rotator.core.model import (
 from rotator.journal import sqlite_schema
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.file import create, refuse_unfit
-from rotator.journal.snapshot import TABLES, FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, nonempty
+from rotator.journal.snapshot import (
+    TABLES,
+    FenceRow,
+    KeyedRow,
+    ProjectRow,
+    Snapshot,
+    TargetRow,
+    accept,
+    nonempty,
+)
 
 
 #: Tables a journal written by an older version may lack: read as empty when opened read-only.
@@ -641,59 +650,62 @@ class SQLiteJournal:
         with self._using() as db:
             db.execute("BEGIN")
             try:
-                present = self._tables(db)
-                targets = db.execute("SELECT key, holder, fence, lease_until, data FROM targets ORDER BY key")
-                keyed = {
-                    table: tuple(KeyedRow(key, json.loads(data)) for key, data in db.execute(sql))
-                    for table, sql in _KEYED_READS.items()
-                }
-                return Snapshot(
-                    targets=tuple(
-                        TargetRow(key, holder, fence, _instant(until), json.loads(data))
-                        for key, holder, fence, until, data in targets.fetchall()
-                    ),
-                    projects=tuple(
-                        ProjectRow(*row)
-                        for row in db.execute(
-                            "SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2"
-                        )
-                    ),
-                    # Tables a journal written by an older version may lack, opened read-only.
-                    unresolved=tuple(
-                        json.loads(data)
-                        for (data,) in (
-                            db.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref")
-                            if "unresolved" in present
-                            else ()
-                        )
-                    ),
-                    fences=tuple(
-                        FenceRow(*row)
-                        for row in (
-                            # Only forgotten keys not configured again: a target's fence is past
-                            # its old one (and PostgreSQL keeps one fence per key).
-                            db.execute(
-                                "SELECT key, fence FROM fences"
-                                " WHERE key NOT IN (SELECT key FROM targets) ORDER BY key"
-                            )
-                            if "fences" in present
-                            else ()
-                        )
-                    ),
-                    **keyed,
-                )
+                return self._read(db)
             finally:
                 db.execute("COMMIT")
+
+    def _read(self, db: sqlite3.Connection) -> Snapshot:
+        """Every table, inside the caller's transaction."""
+        present = self._tables(db)
+        targets = db.execute("SELECT key, holder, fence, lease_until, data FROM targets ORDER BY key")
+        keyed = {
+            table: tuple(KeyedRow(key, json.loads(data)) for key, data in db.execute(sql))
+            for table, sql in _KEYED_READS.items()
+        }
+        return Snapshot(
+            targets=tuple(
+                TargetRow(key, holder, fence, _instant(until), json.loads(data))
+                for key, holder, fence, until, data in targets.fetchall()
+            ),
+            projects=tuple(
+                ProjectRow(*row)
+                for row in db.execute("SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2")
+            ),
+            # Tables a journal written by an older version may lack, opened read-only.
+            unresolved=tuple(
+                json.loads(data)
+                for (data,) in (
+                    db.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref")
+                    if "unresolved" in present
+                    else ()
+                )
+            ),
+            fences=tuple(
+                FenceRow(*row)
+                for row in (
+                    # Only forgotten keys not configured again: a target's fence is past its
+                    # old one (and PostgreSQL keeps one fence per key).
+                    db.execute(
+                        "SELECT key, fence FROM fences"
+                        " WHERE key NOT IN (SELECT key FROM targets) ORDER BY key"
+                    )
+                    if "fences" in present
+                    else ()
+                )
+            ),
+            **keyed,
+        )
 
     def lease_clock(self, now: datetime) -> datetime:
         """``now``: this store's leases are judged by the clock each caller passes."""
         return now
 
-    def restore(self, snapshot: Snapshot) -> None:
+    def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
         """Write ``snapshot`` into this empty journal in one transaction; NotEmptyError if it holds anything.
 
         Rotations are inserted in the snapshot's order, so their rowids (the tie-break of "newest
-        first") keep it; each key column is the one the source wrote the row under.
+        first") keep it; each key column is the one the source wrote the row under. ``check`` sees
+        the journal as read inside the transaction before it commits; if it raises, nothing is.
         """
         with self._transaction() as db:
             present = self._tables(db) & set(TABLES)
@@ -738,6 +750,7 @@ class SQLiteJournal:
                     "INSERT INTO fences (key, fence) VALUES (?, ?)",
                     [(f.key, f.fence) for f in snapshot.fences],
                 )
+            check(self._read(db))
 
     @staticmethod
     def _tables(db: sqlite3.Connection) -> set[str]:

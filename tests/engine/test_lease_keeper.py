@@ -101,3 +101,45 @@ def test_a_renewal_failing_in_the_background_stops_the_call_after_the_one_in_fli
         with pytest.raises(LeaseLostError, match=r"lease on .* lost \(renewal failed: ConnectionError\)"):
             keeper.ctx.gitlab.list_tokens(42)
     assert gitlab.asked == 1
+
+
+class _Counting(MemoryJournal):
+    """A journal that counts the renewals sent from the test's own thread and hears the background's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_run = 0
+        self.background = threading.Event()
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        if threading.current_thread() is threading.main_thread():
+            self.from_run += 1
+        else:
+            self.background.set()
+        return super().renew(lease, now, ttl)
+
+
+def test_a_background_renewal_does_not_make_the_run_renew_before_every_call() -> None:
+    """Each thread its own monotonic clock (as under the sleep scale): the run renews by its clock alone."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app-deploy", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    clocks = threading.local()
+    clocks.now = 1000.0  # the run's thread: far ahead of the background thread's, which reads 0
+    unused: Any = None
+    ctx = Context(
+        gitlab=unused,
+        infisical=unused,
+        journal=journal,
+        clock=lambda: NOW,
+        sleep=lambda _s: None,
+        monotonic=lambda: float(getattr(clocks, "now", 0.0)),
+        gitlab_url=KEY.gitlab_url,
+        actor="test",
+        settings=Settings(lease_renew=timedelta(milliseconds=1)),
+    )
+    with LeaseKeeper(ctx, lease) as keeper:
+        assert journal.background.wait(timeout=10)
+        for _ in range(5):
+            keeper.check()  # the run's clock stands still: no renewal is due by it
+    assert journal.from_run == 0

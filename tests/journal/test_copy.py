@@ -8,7 +8,7 @@ and go on like it: the next lease gets the same fence on both, the next rotation
 
 import contextlib
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ from rotator.journal.snapshot import (
     CopyRefusedError,
     NotEmptyError,
     Snapshot,
+    accept,
     copy,
     counts,
 )
@@ -230,31 +231,56 @@ def test_a_destination_holding_anything_is_refused_and_left_as_it_was(pair: tupl
     assert _reads(dst) == before
 
 
-def test_a_source_written_during_the_copy_is_reported() -> None:
-    """A rotator still writing to the source while it is copied makes the copy fail, saying so."""
+def test_a_source_written_during_the_copy_is_reported_and_nothing_kept() -> None:
+    """A rotator writing to the source while it is copied fails the copy; the destination stays empty."""
     src = MemoryJournal()
     _take(src, KEY, "w1", NOW)
 
     class Meddling(MemoryJournal):
-        def restore(self, snapshot: Snapshot) -> None:
-            super().restore(snapshot)
+        def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
             src.remember_project(KEY.gitlab_url, "acme/late", 9)  # a daemon still running on the source
+            super().restore(snapshot, check)
 
-    with pytest.raises(CopyRefusedError, match="source changed"):
-        copy(src, Meddling(), LATER)
+    dst = Meddling()
+    with pytest.raises(CopyRefusedError, match=r"source changed.*nothing was kept"):
+        copy(src, dst, LATER)
+    assert counts(dst.snapshot()) == dict.fromkeys(TABLES, 0)
 
 
 def test_a_destination_that_reads_back_differently_is_reported() -> None:
     """A destination whose contents differ from what was copied fails the copy, naming the table."""
 
     class Lossy(MemoryJournal):
-        def restore(self, snapshot: Snapshot) -> None:
-            super().restore(replace(snapshot, tokens=snapshot.tokens[1:]))
+        def restore(self, snapshot: Snapshot, check: Callable[[Snapshot], None] = accept) -> None:
+            super().restore(replace(snapshot, tokens=snapshot.tokens[1:]), check)
 
     src = MemoryJournal()
     _fill(src)
+    dst = Lossy()
     with pytest.raises(CopyRefusedError, match="tokens 6 of 7"):
-        copy(src, Lossy(), LATER)
+        copy(src, dst, LATER)
+    assert counts(dst.snapshot()) == dict.fromkeys(TABLES, 0)
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_a_restore_whose_check_fails_keeps_nothing_and_can_be_done_again(store: str) -> None:
+    """The check runs before the write commits, on what was written; its failure leaves the store empty."""
+    src = MemoryJournal()
+    _fill(src)
+    taken = src.snapshot()
+    seen: list[Snapshot] = []
+
+    def refuse(written: Snapshot) -> None:
+        seen.append(written)
+        raise CopyRefusedError("no")
+
+    with STORES[store]() as opener:
+        dst = _c(opener())
+        with pytest.raises(CopyRefusedError):
+            dst.restore(taken, refuse)
+        assert counts(seen[0]) == counts(taken)  # the check saw the whole write
+        assert counts(_c(opener()).snapshot()) == dict.fromkeys(TABLES, 0)  # another handle: nothing
+        assert copy(src, dst, LATER) == counts(taken)
 
 
 # Any sequence of operations, copied both ways between the reference store and SQLite -------------

@@ -299,7 +299,7 @@ class Engine:
             # never will): a request that planned a rotation, here or on a replica that died
             # after PLANNED, plans no other. Its rotation is resumed if unfinished, as any is.
             served = self.ctx.journal.request_rotations(options.request_id) if options.request_id else []
-            if served:
+            if served and not nothing_minted(served):
                 planned.extend(r.id for r in served)
                 unfinished = any(r.outcome is Outcome.IN_PROGRESS for r in served)
                 work = replace(work, rotate=False, resume=work.resume or unfinished)
@@ -446,6 +446,11 @@ class Engine:
                 if unfinished is not None:
                     roll_forward = run.resume(unfinished)
                     verified_by_resume = unfinished.step is Step.PUSHED
+            if not work.rotate and options.request_id is not None and options.force:
+                # The request's rotation, resumed just now, rolled back having minted nothing (its
+                # replica died after PLANNED): the request has not been carried out; it is, now.
+                served = self.ctx.journal.request_rotations(options.request_id)
+                work = replace(work, rotate=nothing_minted(served))
             due_now = self.situation(target, lease.key)[0].due.due
             wanted = roll_forward or (work.rotate and (due_now or (options.force and not verified_by_resume)))
             # An unknown push outcome rolls forward at once, once per run; a second one fails.
@@ -480,6 +485,16 @@ class Engine:
         if failing:
             detail += f"; still failing: {failing}"
         return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+
+
+def nothing_minted(rotations: Iterable[RotationRecord]) -> bool:
+    """Whether every one of ``rotations`` ended rolled back without a token: none was ever created.
+
+    A rotation rolled back after its create names the token it revoked (``new_token_id``); one
+    rolled back at PLANNED (its create never sent, or proved absent by the exact-name search) names
+    none. One in progress may still hold a token: it is not "nothing" until its resume says so.
+    """
+    return all(r.outcome is Outcome.ROLLED_BACK and r.new_token_id is None for r in rotations)
 
 
 def _coalesced(target: RotationSpec, onto: RotationRecord) -> TargetReport:

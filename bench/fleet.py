@@ -1,6 +1,6 @@
 """Fleet time of 1, 2 and 3 ``rotator daemon`` replicas on one PostgreSQL journal (issue 17, item 6).
 
-Run: ``python bench/fleet.py`` (1,000 targets, 3 repeats, about 10 min on 2 shared cores),
+Run: ``python bench/fleet.py`` (1,000 targets, 3 repeats, about 25 min on 2 shared cores),
 ``python bench/fleet.py --quick`` (100 targets, 1 repeat, under a minute), ``--targets N``,
 ``--repeats N``, ``--replicas 1 2 3``, ``--no-sqlite``, ``--profile`` (one extra profiled run of one
 replica; forced on in the full run), ``--json PATH`` (default ``build/fleet.json``).
@@ -292,21 +292,30 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def measure(  # noqa: PLR0913, PLR0914 - one measurement's knobs and its figures
+@dataclass
+class Run:
+    """What one measurement saw: when it spawned, its CPU samples, the fakes' counts, the replicas' stats."""
+
+    tag: str
+    spawned: float
+    samples: list[Sample]
+    seen: dict[str, Any]
+    stats: list[dict[str, Any]]
+
+
+def _run(  # noqa: PLR0913 - one measurement's knobs
     store: Store,
     fakes: FakesProcess,
+    journal: Journal,
+    *,
     replicas: int,
     concurrency: int,
-    calls_hint: float,
+    offset_days: int,
     folder: Path,
-    *,
-    profile: Path | None = None,
-) -> dict[str, Any]:
-    """Start ``replicas`` daemons with every target due; wait until each has rotated once; figures."""
-    store.measured += 1
-    offset_days = OFFSET_STEP_DAYS * store.measured
+    profile: Path | None,
+) -> Run:
+    """Start the replicas, sample until every target has one more succeeded rotation, stop them."""
     n = len(store.targets)
-    journal = Journal(store.url, store.path)
     baseline = journal.succeeded()
     fakes.ask("reset")
     env = _rotator_env(fakes, offset_days)
@@ -319,18 +328,14 @@ def measure(  # noqa: PLR0913, PLR0914 - one measurement's knobs and its figures
         for index in range(replicas):
             log = (folder / f"{tag}-{index}.log").open("wb")
             logs.append(log)
-            args = [
-                sys.executable,
-                str(HERE / "fleet_replica.py"),
-                str(config),
-                str(folder / f"{tag}-{index}.json"),
-            ]
+            stats = folder / f"{tag}-{index}.json"
+            args = [sys.executable, str(HERE / "fleet_replica.py"), str(config), str(stats)]
             if profile is not None and index == 0:
                 args.append(str(profile))
             procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))  # noqa: S603
         sampler = Sampler([p.pid for p in procs], fakes.proc.pid, journal, store.database)
         samples = [sampler.take(0)]
-        deadline = time.monotonic() + max(300.0, 20 * calls_hint * LATENCY_S * n)
+        deadline = time.monotonic() + max(300.0, 20 * 6 * LATENCY_S * n)
         while True:
             time.sleep(SAMPLE_S)
             done = journal.succeeded() - baseline
@@ -347,58 +352,101 @@ def measure(  # noqa: PLR0913, PLR0914 - one measurement's knobs and its figures
         for log in logs:
             log.close()
     stats = [json.loads((folder / f"{tag}-{i}.json").read_text()) for i in range(replicas)]
-    threshold = spawned - 60  # in the replicas' shifted clock: this measurement's rotations only
-    shift = offset_days * 86400
-    rows = [
-        r
-        for r in journal.rotations()
-        if r["trigger"] == "schedule" and _epoch(r["planned_at"]) - shift >= threshold
-    ]
-    journal.close()
-    outcomes = Counter(r["outcome"] for r in rows)
-    keys = {json.dumps(r["key"], sort_keys=True) for r in rows if r["outcome"] == "succeeded"}
-    first = min(_epoch(r["planned_at"]) for r in rows) - shift
-    last = max(_epoch(r["finished_at"]) for r in rows if r["finished_at"]) - shift
-    window = last - first
-    start, end = _at(samples, first, after=False), _at(samples, last, after=True)
-    cpu = {
-        group: getattr(end, group) - getattr(start, group)
-        for group in ("replicas", "fakes", "postgres", "machine", "bench")
-    }
-    span = end.at - start.at
-    routes = seen["routes"]
-    total_calls = sum(sum(r.values()) for r in routes.values())
-    auth = sum(routes["infisical"].get(route, 0) for route in INFISICAL_AUTH)
-    calls = (total_calls - auth) / n
-    critical = calls * LATENCY_S * math.ceil(n / (replicas * concurrency))
-    run_cpu = cpu["replicas"] + cpu["fakes"] + cpu["postgres"]
-    floor = run_cpu / CORES
-    limit = max(critical, floor)
-    by_replica = Counter(r["actor"] for r in rows if r["outcome"] == "succeeded")
-    last_by_replica = {
-        actor: last - max(_epoch(r["finished_at"]) - shift for r in rows if r["actor"] == actor)
-        for actor in by_replica
-    }
-    statuses: Counter[str] = Counter()
-    for s in stats:
-        statuses.update(s["statuses"])
-    journal_s = sum(s["journal_s"] for s in stats)
-    worker_s = sum(s["worker_s"] for s in stats)
+    return Run(tag, spawned, samples, seen, stats)
+
+
+def measure(  # noqa: PLR0913 - one measurement's knobs
+    store: Store,
+    fakes: FakesProcess,
+    *,
+    replicas: int,
+    concurrency: int,
+    folder: Path,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Start ``replicas`` daemons with every target due; wait until each has rotated once; figures."""
+    store.measured += 1
+    offset_days = OFFSET_STEP_DAYS * store.measured
+    journal = Journal(store.url, store.path)
+    try:
+        run = _run(
+            store,
+            fakes,
+            journal,
+            replicas=replicas,
+            concurrency=concurrency,
+            offset_days=offset_days,
+            folder=folder,
+            profile=profile,
+        )
+        # This measurement's rotations: planned (in the replicas' shifted clock) after the spawn.
+        shift = offset_days * 86400
+        rotations = [
+            r
+            for r in journal.rotations()
+            if r["trigger"] == "schedule" and _epoch(r["planned_at"]) - shift >= run.spawned - 60
+        ]
+    finally:
+        journal.close()
     result = {
         "store": store.name,
         "replicas": replicas,
         "concurrency": concurrency,
-        "targets": n,
+        "targets": len(store.targets),
         "offset_days": offset_days,
+        **figures(run, rotations, shift, len(store.targets), replicas * concurrency),
+    }
+    progress(
+        f"{run.tag}: {result['fleet_s']:.2f} s (limit {result['limit_s']:.2f} s, {result['binding']};"
+        f" ratio {result['ratio']:.2f}); rotator {result['cpu_ms_per_rotation']['rotator']} CPU ms/rotation;"
+        f" busy {result['job_statuses'].get('busy', 0)}"
+    )
+    if not result["exactly_once"]:
+        msg = f"{run.tag}: not exactly once per target: {result['outcomes']}"
+        raise RuntimeError(msg)
+    return result
+
+
+def figures(run: Run, rotations: list[dict[str, Any]], shift: float, n: int, workers: int) -> dict[str, Any]:
+    """The measurement's figures from its journal rows (times shifted back by ``shift``) and samples."""
+    outcomes = Counter(r["outcome"] for r in rotations)
+    keys = {json.dumps(r["key"], sort_keys=True) for r in rotations if r["outcome"] == "succeeded"}
+    first = min(_epoch(r["planned_at"]) for r in rotations) - shift
+    last = max(_epoch(r["finished_at"]) for r in rotations if r["finished_at"]) - shift
+    start, end = _at(run.samples, first, after=False), _at(run.samples, last, after=True)
+    cpu = {
+        g: getattr(end, g) - getattr(start, g) for g in ("replicas", "fakes", "postgres", "machine", "bench")
+    }
+    span = end.at - start.at
+    routes = run.seen["routes"]
+    auth = sum(routes["infisical"].get(route, 0) for route in INFISICAL_AUTH)
+    calls = (sum(sum(r.values()) for r in routes.values()) - auth) / n
+    critical = calls * LATENCY_S * math.ceil(n / workers)
+    ours = cpu["replicas"] + cpu["fakes"] + cpu["postgres"]
+    others = max(0.0, cpu["machine"] - ours - cpu["bench"])
+    # The cores the rest of the machine left this run, on average over the window.
+    left = max(0.1, CORES - others / span) if span > 0 else float(CORES)
+    limit = max(critical, ours / CORES)
+    by_replica = Counter(r["actor"] for r in rotations if r["outcome"] == "succeeded")
+    tails = [
+        last - max(_epoch(r["finished_at"]) - shift for r in rotations if r["actor"] == actor)
+        for actor in by_replica
+    ]
+    statuses: Counter[str] = Counter()
+    for s in run.stats:
+        statuses.update(s["statuses"])
+    journal_s = sum(s["journal_s"] for s in run.stats)
+    worker_s = sum(s["worker_s"] for s in run.stats)
+    return {
         "rotated": outcomes.get("succeeded", 0),
         "distinct_targets_rotated": len(keys),
         "outcomes": dict(outcomes),
         "exactly_once": outcomes.get("succeeded", 0) == n == len(keys) and len(outcomes) == 1,
-        "fleet_s": round(window, 3),
-        "startup_s": round(first - spawned, 3),
-        "spawn_to_done_s": round(samples[-1].at - spawned, 3),
+        "fleet_s": round(last - first, 3),
+        "startup_s": round(first - run.spawned, 3),
+        "spawn_to_done_s": round(run.samples[-1].at - run.spawned, 3),
         "calls_per_rotation": round(calls, 3),
-        "validation_hops": seen["validation_hops"],
+        "validation_hops": run.seen["validation_hops"],
         "critical_path_s": round(critical, 3),
         "cpu_window_s": round(span, 3),
         "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
@@ -406,33 +454,27 @@ def measure(  # noqa: PLR0913, PLR0914 - one measurement's knobs and its figures
             "rotator": round(cpu["replicas"] / n * 1000, 2),
             "fakes": round(cpu["fakes"] / n * 1000, 2),
             "postgres": round(cpu["postgres"] / n * 1000, 2),
-            "others_on_machine": round((cpu["machine"] - run_cpu - cpu["bench"]) / n * 1000, 2),
+            "others_on_machine": round(others / n * 1000, 2),
         },
-        "cpu_floor_s": round(floor, 3),
+        "cpu_floor_s": round(ours / CORES, 3),
         "limit_s": round(limit, 3),
-        "binding": "critical path" if critical >= floor else "CPU floor",
-        "ratio": round(window / limit, 3),
-        "ratio_to_critical_path": round(window / critical, 3),
+        "binding": "critical path" if critical >= ours / CORES else "CPU floor",
+        "ratio": round((last - first) / limit, 3),
+        "ratio_to_critical_path": round((last - first) / critical, 3),
+        "cores_left_by_others": round(left, 2),
+        "ratio_load_adjusted": round((last - first) / max(critical, ours / left), 3),
         "rotations_by_replica": sorted(by_replica.values(), reverse=True),
-        "idle_tail_s_by_replica": sorted(round(v, 3) for v in last_by_replica.values()),
+        "idle_tail_s_by_replica": sorted(round(v, 3) for v in tails),
         "job_statuses": dict(statuses),
         "busy_per_rotation": round(statuses.get("busy", 0) / n, 3),
         "journal": {
             "seconds_per_rotation_ms": round(journal_s / n * 1000, 2),
             "share_of_worker_time": round(journal_s / worker_s, 3) if worker_s else None,
-            "worker_cpu_ms_per_rotation": round(sum(s["worker_cpu_s"] for s in stats) / n * 1000, 2),
-            "statements_per_rotation": round(sum(s["statements"] for s in stats) / n, 2),
-            "calls": _merge_calls(stats, n),
+            "worker_cpu_ms_per_rotation": round(sum(s["worker_cpu_s"] for s in run.stats) / n * 1000, 2),
+            "statements_per_rotation": round(sum(s["statements"] for s in run.stats) / n, 2),
+            "calls": _merge_calls(run.stats, n),
         },
     }
-    progress(
-        f"{tag}: {window:.2f} s for {n} (limit {limit:.2f} s, {result['binding']}; ratio {result['ratio']:.2f});"
-        f" rotator {result['cpu_ms_per_rotation']['rotator']} CPU ms/rotation; busy {statuses.get('busy', 0)}"
-    )
-    if not result["exactly_once"]:
-        msg = f"{tag}: not exactly once per target: {dict(outcomes)}, {len(keys)} distinct"
-        raise RuntimeError(msg)
-    return result
 
 
 def _merge_calls(stats: list[dict[str, Any]], n: int) -> dict[str, dict[str, float]]:
@@ -572,6 +614,37 @@ def _stores(args: argparse.Namespace, fakes: FakesProcess, folder: Path) -> Iter
         yield stores
 
 
+def run_all(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Every measurement (and the profile) into ``results``; the fakes and the folder are gone after."""
+    folder = Path(tempfile.mkdtemp(prefix="rotator-fleet-"))
+    fakes = FakesProcess()
+    try:
+        with _stores(args, fakes, folder) as stores:
+            results["adoption_s"] = {s.name: round(adopt(s, fakes, folder), 1) for s in stores}
+            fakes.ask("latency", seconds=LATENCY_S)
+            for repeat in range(args.repeats):
+                for store in stores:
+                    for replicas in args.replicas if store.name == "postgresql" else [1]:
+                        progress(f"repeat {repeat + 1}/{args.repeats}: {store.name}, {replicas} replica(s)")
+                        row = measure(
+                            store, fakes, replicas=replicas, concurrency=args.concurrency, folder=folder
+                        )
+                        results["rows"].append(row)
+            if args.profile:
+                progress("profile: 1 replica on PostgreSQL under cProfile (thread CPU); not in the table")
+                path = folder / "replica.prof"
+                row = measure(
+                    stores[0], fakes, replicas=1, concurrency=args.concurrency, folder=folder, profile=path
+                )
+                results["profile"] = {"run": row, **profile_summary(path, row["targets"])}
+    finally:
+        fakes.close()
+        if not args.keep:
+            for child in folder.iterdir():
+                child.unlink()
+            folder.rmdir()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print the table, write the JSON; 1 if any replica count misses 1.25x its limit."""
     parser = argparse.ArgumentParser(
@@ -592,41 +665,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif "--profile" not in (argv if argv is not None else sys.argv[1:]):
         args.profile = True
     started = time.perf_counter()
-    folder = Path(tempfile.mkdtemp(prefix="rotator-fleet-"))
-    fakes = FakesProcess()
     results: dict[str, Any] = {
         "command": " ".join(["python", "bench/fleet.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpus": CORES, "python": sys.version.split()[0], "loadavg_at_start": os.getloadavg()},
         "latency_s": LATENCY_S,
         "rows": [],
     }
-    try:
-        with _stores(args, fakes, folder) as stores:
-            results["adoption_s"] = {s.name: round(adopt(s, fakes, folder), 1) for s in stores}
-            fakes.ask("latency", seconds=LATENCY_S)
-            for repeat in range(args.repeats):
-                for store in stores:
-                    for replicas in args.replicas if store.name == "postgresql" else [1]:
-                        progress(f"repeat {repeat + 1}/{args.repeats}: {store.name}, {replicas} replica(s)")
-                        results["rows"].append(measure(store, fakes, replicas, args.concurrency, 6, folder))
-            if args.profile:
-                progress("profile: 1 replica on PostgreSQL under cProfile (thread CPU); not in the table")
-                path = folder / "replica.prof"
-                row = measure(stores[0], fakes, 1, args.concurrency, 6, folder, profile=path)
-                results["profile"] = {"run": row, **profile_summary(path, row["targets"])}
-    finally:
-        fakes.close()
-        if not args.keep:
-            for child in folder.iterdir():
-                child.unlink()
-            folder.rmdir()
+    run_all(args, results)
     results["total_s"] = round(time.perf_counter() - started, 1)
     print(table(results["rows"]))
     if "profile" in results:
         p = results["profile"]
-        print(
-            f"\nprofile, 1 replica (thread CPU in its workers: {p['thread_cpu_ms_per_rotation']} ms/rotation):"
-        )
+        cpu = p["thread_cpu_ms_per_rotation"]
+        print(f"\nprofile, 1 replica (thread CPU in its workers: {cpu} ms/rotation):")
         for group, ms in p["by_group_ms_per_rotation"].items():
             print(f"  {group:40} {ms:8.2f} ms/rotation")
     print(f"\ntotal {results['total_s']} s; JSON: {args.json}")

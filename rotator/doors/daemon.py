@@ -12,6 +12,9 @@ uses, so the daemon adds timing and nothing else. Per target there are up to thr
 Jobs share one pool of ``max_concurrent_rotations`` threads, with ``coalesce`` and
 ``max_instances=1``. A per-target lock, shared with the HTTP trigger, keeps two runs of one target
 from overlapping in this process; the journal's lease does the same across processes and replicas.
+Each replica takes its first checks in an order of its own (:func:`first_checks`), so replicas
+started together spread over the targets instead of colliding on each; a collision (another
+worker holds the lease: "busy") costs one journal transaction and is logged at debug only.
 
 A trigger arriving within ``daemon.min_trigger_interval`` of the target's last forced rotation
 (``POST .../rotate`` or ``rotator rotate``, as the journal records it, so the rule holds across
@@ -44,10 +47,11 @@ shutdown timeout, and says whether they did; then it lets its claims lapse at on
 replica takes over the requests it accepted but never started.
 """
 
+import random
 import threading
 import uuid
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,6 +97,8 @@ REMOVED_JOB = "removed"
 #: A claim is judged on the journal's clock, a job fires on this replica's: allow for the difference.
 _CLAIM_MARGIN = timedelta(seconds=1)
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
+#: Between two first checks: far below a check's own time, far above the scheduler's precision.
+_FIRST_CHECK_STEP = timedelta(microseconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +165,15 @@ class Daemon:
             jitter=int(settings.jitter.total_seconds()) or None,
             timezone=UTC,
         )
-        for name, target in self.targets.items():
+        for name, first in first_checks(list(self.targets), now):
+            target = self.targets[name]
             self.scheduler.add_job(
                 self._scheduled,
                 every,
                 args=[name],
                 id=f"check:{name}",
                 name=f"check {name}",
-                next_run_time=now,
+                next_run_time=first,
             )
             if target.schedule is not None:
                 self.scheduler.add_job(
@@ -589,7 +596,10 @@ class Daemon:
             outcome = self.rt.engine.run_target(target, options)
         finally:
             self._leave()
-        if outcome.status != "idle":
+        if outcome.status == "busy":
+            # Another replica (or a run-once) holds the target: expected with several, not news.
+            log.debug("daemon.run", target=target.name, trigger=options.trigger, status=outcome.status)
+        elif outcome.status != "idle":
             log.info("daemon.run", target=target.name, trigger=options.trigger, status=outcome.status)
         if plan:
             self._plan_wake(target)
@@ -669,6 +679,23 @@ class Daemon:
         key = self.rt.engine.key(target, resolve=False)
         found = [r for r in self.rt.journal.rotations(key, limit=10) if r.id == rotation_id] if key else []
         return found[0] if found else None
+
+
+def first_checks(
+    names: Sequence[str], now: datetime, rng: random.Random | None = None
+) -> list[tuple[str, datetime]]:
+    """Each target's first check: all due at ``now``, in an order of this replica's own.
+
+    Replicas that start together each check every target. In one shared order they would all
+    reach the same target at once and every one but the lease holder would answer "busy", while
+    the targets further down wait: shuffled, each replica starts on different targets and those
+    it reaches after another replica are already done (an idle check, journal reads only).
+    APScheduler runs jobs due together by job id, so the order is set by the times, a few
+    microseconds apart.
+    """
+    shuffled = list(names)
+    (rng or random.Random()).shuffle(shuffled)  # noqa: S311 - an order of work, not a secret
+    return [(name, now + index * _FIRST_CHECK_STEP) for index, name in enumerate(shuffled)]
 
 
 def claim_window(interval: timedelta, jitter: timedelta) -> timedelta:

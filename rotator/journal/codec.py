@@ -10,6 +10,7 @@ import functools
 import types
 import typing
 
+from collections.abc import Callable
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -46,42 +47,94 @@ def to_json(record: object) -> dict[str, Any]:
 
 def from_json(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a record of type ``cls`` from :func:`to_json`'s output; unknown keys are ignored."""
-    hints = _hints(cls)  # type: ignore[arg-type] # a class is hashable
     kwargs: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if field.name in data:
-            kwargs[field.name] = _decode(hints[field.name], data[field.name])
+    for name, decode in _fields(cls):  # type: ignore[arg-type] # a class is hashable
+        if name in data:
+            value = data[name]
+            kwargs[name] = value if decode is None else decode(value)
     return cls(**kwargs)
 
 
+Decode = Callable[[object], object]
+#: What a decoding step answers when the value is not of the type it decodes (the next one tries).
+_SKIP = object()
+
+
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    """A record type's resolved field types (resolving them is most of the cost of a read)."""
-    return typing.get_type_hints(cls)
+def _fields(cls: type) -> tuple[tuple[str, Decode | None], ...]:
+    """A record type's fields, each with its decoder (``None``: stored as is).
+
+    Built once per type: a journal read decodes every token of a target, several times per
+    rotation, and working out each field's type on each read was most of a read's CPU.
+    """
+    hints = typing.get_type_hints(cls)
+    return tuple((field.name, _decoder(hints[field.name])) for field in dataclasses.fields(cls))
 
 
-def _decode(hint: object, value: object) -> object:  # noqa: PLR0911 - one return per stored type
-    if value is None:
-        return None
+@functools.cache
+def _decoder(hint: object) -> Decode | None:
+    """The decoder of values stored for ``hint`` (``None`` passes through), or ``None`` if stored as is.
+
+    A union's members are tried in order, as written; a value none of them decodes is kept as is.
+    """
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for option in options:
-        if option is TargetKey and isinstance(value, dict):
-            return TargetKey(**value)
-        if option is datetime and isinstance(value, str):
-            return datetime.fromisoformat(value)
-        if option is date and isinstance(value, str):
-            return date.fromisoformat(value)
-        if isinstance(option, type) and issubclass(option, Enum):
-            return option(value)
-        if typing.get_origin(option) is tuple and isinstance(value, list):
-            return _decode_tuple(typing.get_args(option), value)
-    return value
+    steps = [step for step in map(_step, options) if step is not None]
+    if not steps:
+        return None
+    if len(steps) == 1:
+        only = steps[0]
+
+        def decode_one(value: object) -> object:
+            if value is None:
+                return None
+            out = only(value)
+            return value if out is _SKIP else out
+
+        return decode_one
+
+    def decode(value: object) -> object:
+        if value is None:
+            return None
+        for step in steps:
+            out = step(value)
+            if out is not _SKIP:
+                return out
+        return value
+
+    return decode
 
 
-def _decode_tuple(args: tuple[object, ...], value: list[object]) -> tuple[object, ...]:
+def _step(option: object) -> Decode | None:
+    """Decode one member of a hint, or answer ``_SKIP`` for a value it does not take; None: nothing to do."""
+    if option is TargetKey:
+        return lambda value: TargetKey(**value) if isinstance(value, dict) else _SKIP
+    if option is datetime:
+        return lambda value: datetime.fromisoformat(value) if isinstance(value, str) else _SKIP
+    if option is date:
+        return lambda value: date.fromisoformat(value) if isinstance(value, str) else _SKIP
+    if isinstance(option, type) and issubclass(option, Enum):
+        return option
+    if typing.get_origin(option) is tuple:
+        return _tuple_step(typing.get_args(option))
+    return None
+
+
+def _tuple_step(args: tuple[object, ...]) -> Decode:
     """A JSON array back to ``tuple[X, ...]`` or ``tuple[X, Y]``, nested tuples included."""
     if len(args) == 2 and args[1] is Ellipsis:  # noqa: PLR2004 - tuple[X, ...]
-        return tuple(_decode(args[0], item) for item in value)
-    if len(args) == len(value):
-        return tuple(_decode(arg, item) for arg, item in zip(args, value, strict=True))
-    return tuple(value)
+        item = _decoder(args[0]) or _identity
+        return lambda value: tuple(map(item, value)) if isinstance(value, list) else _SKIP
+    items = [_decoder(arg) or _identity for arg in args]
+
+    def decode(value: object) -> object:
+        if not isinstance(value, list):
+            return _SKIP
+        if len(items) == len(value):
+            return tuple(item(v) for item, v in zip(items, value, strict=True))
+        return tuple(value)
+
+    return decode
+
+
+def _identity(value: object) -> object:
+    return value

@@ -62,7 +62,7 @@ def test_copy_prints_rows_per_table_and_the_destination_reads_as_the_source(
     lines = done.stdout.splitlines()
     assert [line.split() for line in lines[:6]] == [
         ["targets", "2"],
-        ["rotations", "8"],
+        ["rotations", "9"],
         ["tokens", "7"],
         ["tombstones", "2"],
         ["projects", "2"],
@@ -70,8 +70,9 @@ def test_copy_prints_rows_per_table_and_the_destination_reads_as_the_source(
     ]
     fences = lines[6].split()  # the forgotten key's fence, in a store that keeps it
     assert fences[0] == "fences"
-    assert f"ok: {22 + int(fences[1])} rows copied from {source} to {destination};" in lines[7]
-    assert len(lines) == 8
+    assert lines[7].split() == ["requests", "2"]
+    assert f"ok: {25 + int(fences[1])} rows copied from {source} to {destination};" in lines[8]
+    assert len(lines) == 9
     assert done.stderr == ""
     assert _read(destination) == _read(source)
     assert stat.S_IMODE(destination.stat().st_mode) == 0o600

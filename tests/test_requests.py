@@ -34,7 +34,7 @@ def _crash() -> NoReturn:
 
 
 def _creates(fakes: Fakes) -> int:
-    return fakes.gitlab.call_counts(user_agent="rotator/")[CREATE]
+    return fakes.gitlab.call_counts(user_agent="rotator/").get(CREATE, 0)
 
 
 def test_on_postgresql_any_replica_answers_and_finishes_a_dead_replicas_request(
@@ -157,3 +157,20 @@ def test_a_request_whose_rotation_rolled_back_before_any_create_is_carried_out_b
         assert outcomes == [(True, "rolled_back"), (False, "succeeded")]
         assert _creates(fakes) == creates + 1
         assert b.held_works(0)
+
+
+def test_a_request_whose_run_was_skipped_by_a_stop_stays_open_for_another_replica(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Stopping began between the run's admission and its start (the engine skipped it): still queued."""
+    with running_daemon(fakes, tmp_path, scheduled=False) as a, a.client() as one:
+        creates = _creates(fakes)
+        request = one.post(f"/v1/targets/{APP}/rotate").json()["id"]
+        a.rt.engine.stopping.set()  # what stop() sets right after draining: the run is admitted, then skipped
+        a.daemon.scheduler.start()
+        wait_until(lambda: a.daemon.scheduler.get_job(f"trigger:{request}") is None, what="the run's start")
+        a.daemon.scheduler.shutdown(wait=True)
+        kept = a.rt.journal.request(request)
+        assert kept is not None
+        assert (kept.status, kept.outcome) == (RequestStatus.QUEUED, None)  # another replica takes it over
+        assert _creates(fakes) == creates

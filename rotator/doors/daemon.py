@@ -499,7 +499,9 @@ class Daemon:
         )
         outcome = self._execute(target, options)
         try:
-            if outcome is None:  # stop() began meanwhile: back in the queue, for another replica
+            if outcome is None or outcome.status == "skipped":
+                # stop() began meanwhile (before the run was admitted, or after, before the engine
+                # started it): nothing was done, so back in the queue, for another replica.
                 self._record(replace(request, status=RequestStatus.QUEUED))
             elif taken_over and outcome.status == "busy":
                 # Perhaps the dead replica's lease, not lapsed yet: not done until it runs here.

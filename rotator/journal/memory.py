@@ -452,6 +452,7 @@ class MemoryJournal:
                 for key, fence in sorted(self._fences.items())
                 if key not in self._targets
             ),
+            requests=tuple(to_json(r) for _, r in sorted(self._requests.values(), key=lambda sr: sr[0])),
         )
 
     def lease_clock(self, now: datetime) -> datetime:
@@ -493,6 +494,10 @@ class MemoryJournal:
         for data in snapshot.unresolved:
             record = from_json(UnresolvedProject, data)
             self._unresolved[record.gitlab_url, record.project] = record
+        for data in snapshot.requests:  # numbered after the rotations, in the snapshot's order
+            self._seq += 1
+            request = from_json(TriggerRequest, data)
+            self._requests[request.id] = (self._seq, request)
 
     def _tables(self) -> dict[str, dict[Any, Any]]:
         """Each table's rows, by the snapshot's table names (for the emptiness check)."""
@@ -504,4 +509,5 @@ class MemoryJournal:
             "projects": self._projects,
             "unresolved": self._unresolved,
             "fences": self._fences,
+            "requests": self._requests,
         }

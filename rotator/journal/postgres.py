@@ -676,7 +676,16 @@ class PostgresJournal:
         raises, nothing is.
         """
         with self._transaction() as conn:
-            tables = ("leases", "targets", "rotations", "tokens", "tombstones", "projects", "unresolved")
+            tables = (
+                "leases",
+                "targets",
+                "rotations",
+                "tokens",
+                "tombstones",
+                "projects",
+                "unresolved",
+                "requests",
+            )
             conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE".encode())
             found = {
                 table: bool(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table})".encode()).fetchone()[0])  # type: ignore[index]  # noqa: S608 - fixed names
@@ -722,6 +731,15 @@ class PostgresJournal:
                     "INSERT INTO unresolved (gitlab_url, ref, data) VALUES (%s, %s, %s)",
                     [(u["gitlab_url"], u["project"], Jsonb(u)) for u in snapshot.unresolved],
                 )
+                # In the snapshot's order: each takes the next seq, the tie-break among equal times.
+                cur.executemany(
+                    "INSERT INTO requests (id, requested_at, status, replica, claim, claim_until, data)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (r.id, r.requested_at, r.status.value, r.replica, r.claim, r.claim_until, _doc(r))
+                        for r in (from_json(TriggerRequest, data) for data in snapshot.requests)
+                    ],
+                )
             check(_read(conn))
 
 
@@ -737,11 +755,14 @@ def _read(conn: Conn) -> Snapshot:
     }
     projects = conn.execute("SELECT gitlab_url, ref, project_id FROM projects ORDER BY 1, 2").fetchall()
     unresolved = conn.execute("SELECT data FROM unresolved ORDER BY gitlab_url, ref").fetchall()
+    requests = conn.execute(f"{_REQUEST} ORDER BY requested_at, seq".encode()).fetchall()
     return Snapshot(
         targets=tuple(TargetRow(k, h, f, u, d) for k, h, f, u, d in leases if d is not None),
         fences=tuple(FenceRow(k, f) for k, _, f, _, d in leases if d is None),
         projects=tuple(ProjectRow(url, ref, int(pid)) for url, ref, pid in projects),
         unresolved=tuple(data for (data,) in unresolved),
+        # The claim columns, which a renewal alone changes, put in each document.
+        requests=tuple(to_json(_request(*row)) for row in requests),
         **keyed,
     )
 

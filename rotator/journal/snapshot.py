@@ -15,7 +15,11 @@ A snapshot is everything that decides a read or a later write, not only the reco
 * rotations **in the order they were first recorded**, the tie-break of "newest first" among
   rotations planned at the same instant; a store restores them in that order;
 * the key column rotations, tokens and tombstones were written under (the lease's key), beside
-  each record's own document.
+  each record's own document;
+* HTTP trigger requests, with their claims: an open one (queued, or running when its daemon
+  stopped) is taken over by a replica of the destination once its claim lapses, and an ended one
+  still answers ``GET /v1/rotations/{id}`` there. A claim still live refuses the copy, as a live
+  lease does: the daemon holding it runs on the source and would carry the request out there too.
 
 Records travel as the codec's JSON documents (:mod:`rotator.journal.codec`), the form every store
 already keeps, so a copy is exact and needs no store to know another's columns. The journal holds
@@ -31,7 +35,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from rotator.core.errors import RotatorError
-from rotator.core.model import RotationRecord, TargetState, TokenRecord, Tombstone, UnresolvedProject
+from rotator.core.model import (
+    OPEN_REQUESTS,
+    RotationRecord,
+    TargetState,
+    TokenRecord,
+    Tombstone,
+    TriggerRequest,
+    UnresolvedProject,
+)
 from rotator.journal.codec import from_json, to_json
 
 
@@ -89,6 +101,8 @@ class Snapshot:
     projects: tuple[ProjectRow, ...] = ()
     unresolved: tuple[Document, ...] = ()
     fences: tuple[FenceRow, ...] = ()
+    #: Trigger requests, each a :class:`TriggerRequest` document with its claim columns in it.
+    requests: tuple[Document, ...] = ()
 
 
 #: The tables of a snapshot, in the order a copy reports them.
@@ -148,6 +162,7 @@ _RECORDS: Mapping[str, type] = {
     "tokens": TokenRecord,
     "tombstones": Tombstone,
     "unresolved": UnresolvedProject,
+    "requests": TriggerRequest,
 }
 
 
@@ -167,8 +182,8 @@ def _rows(snapshot: Snapshot, table: str) -> list[object]:
         return [[r.key, r.holder, r.fence, _instant(r.until), _canonical(TargetState, r.state)] for r in rows]
     if table in {"rotations", "tokens", "tombstones"}:
         return [[r.key, _canonical(_RECORDS[table], r.data)] for r in rows]
-    if table == "unresolved":
-        return [_canonical(UnresolvedProject, r) for r in rows]
+    if table in {"unresolved", "requests"}:
+        return [_canonical(_RECORDS[table], r) for r in rows]
     if table == "projects":
         return [[r.gitlab_url, r.project, r.project_id] for r in rows]
     return [[r.key, r.fence] for r in rows]
@@ -197,6 +212,16 @@ def live_leases(snapshot: Snapshot, now: datetime) -> list[TargetRow]:
     ]
 
 
+def live_claims(snapshot: Snapshot, now: datetime) -> list[TriggerRequest]:
+    """The open requests whose claim is held (not ended before ``now`` less the margin)."""
+    requests = (from_json(TriggerRequest, data) for data in snapshot.requests)
+    return [
+        r
+        for r in requests
+        if r.status in OPEN_REQUESTS and r.claim_until is not None and r.claim_until > now - CLOCK_MARGIN
+    ]
+
+
 def copy(
     source: Copyable,
     destination: Copyable,
@@ -207,7 +232,9 @@ def copy(
 
     Refused (CopyRefusedError, nothing written) while any lease in the source is live (by the
     source's own lease clock where it has one, PostgreSQL's; else by ``now``): a rotation
-    in flight would go on writing to the source, and the two journals would fork. NotEmptyError if
+    in flight would go on writing to the source, and the two journals would fork. So is a live
+    claim on an open trigger request: its daemon would carry it out on the source, and a replica
+    of the destination again once the copied claim lapses. NotEmptyError if
     the destination holds anything. Before the destination's write commits, it is read back (in
     that transaction): its counts and contents must equal the source's, and the source must not
     have changed meanwhile (a process still running on it); otherwise CopyRefusedError, and the
@@ -222,6 +249,15 @@ def copy(
         msg = (
             f"a rotation is in flight (lease held: {names}); copying now would fork the journal."
             " Stop every rotator using the source (daemon, run-once CronJob), then copy again"
+        )
+        raise CopyRefusedError(msg)
+    claimed = live_claims(taken, at)
+    if claimed:
+        who = ", ".join(f"request {r.id} of {r.target} (replica {r.replica})" for r in claimed[:5])
+        msg = (
+            f"a daemon still holds trigger requests on the source ({who}); copying now would carry"
+            " them out twice. Stop every daemon using the source (a stopped one lets its claims go"
+            " within a minute), then copy again"
         )
         raise CopyRefusedError(msg)
     expected, wanted = counts(taken), digests(taken)

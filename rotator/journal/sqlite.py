@@ -693,6 +693,17 @@ class SQLiteJournal:
                     else ()
                 )
             ),
+            requests=tuple(
+                to_json(_request(*row))  # the claim columns, which a renewal alone changes, in the document
+                for row in (
+                    db.execute(
+                        "SELECT data, status, replica, claim, claim_until FROM requests"
+                        " ORDER BY requested_at, rowid"
+                    )
+                    if "requests" in present
+                    else ()
+                )
+            ),
             **keyed,
         )
 
@@ -750,6 +761,11 @@ class SQLiteJournal:
                     "INSERT INTO fences (key, fence) VALUES (?, ?)",
                     [(f.key, f.fence) for f in snapshot.fences],
                 )
+            db.executemany(
+                "INSERT INTO requests (id, requested_at, status, replica, claim, claim_until, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_request_columns(from_json(TriggerRequest, data)) for data in snapshot.requests],
+            )
             check(self._read(db))
 
     @staticmethod
@@ -773,6 +789,19 @@ def _instant(value: str | None) -> datetime | None:
 
 def _stamp(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _request_columns(r: TriggerRequest) -> tuple[Any, ...]:
+    """A request's row, as :meth:`SQLiteJournal.add_request` writes one."""
+    return (
+        r.id,
+        r.requested_at.isoformat(),
+        r.status.value,
+        r.replica,
+        r.claim,
+        _stamp(r.claim_until),
+        _dump(r),
+    )
 
 
 def _request(data: str, status: str, replica: str | None, claim: int, until: str | None) -> TriggerRequest:

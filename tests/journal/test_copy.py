@@ -25,12 +25,14 @@ from rotator.core.model import (
     Lease,
     Origin,
     Outcome,
+    RequestStatus,
     Role,
     Step,
     TargetKey,
     TargetState,
     TokenRecord,
     Tombstone,
+    TriggerRequest,
 )
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
@@ -113,6 +115,16 @@ def _fill(journal: Journal) -> None:
     journal.record_unresolved(UNRESOLVED)
     journal.record_unresolved(replace(UNRESOLVED, project="acme/back"))
     journal.remember_project(KEY.gitlab_url, "acme/back", 43)  # resolved again: drops its failure
+    # Trigger requests: one ended (its rotation names it), one still open whose replica is gone.
+    other = _take(journal, OTHER_KEY, "w4", NOW + TTL)
+    journal.write(
+        other, Change(rotation=replace(rotation("o2"), key=OTHER_KEY, trigger="http", request="q-done"))
+    )
+    journal.release(other)
+    served = (("o2", "in_progress", "PLANNED", None),)
+    ended = TriggerRequest("q-done", "name-42", NOW, RequestStatus.FINISHED, outcome="done", rotations=served)
+    journal.add_request(ended, NOW, TTL)
+    journal.add_request(TriggerRequest("q-open", "name-42", NOW, replica="gone:1"), NOW, TTL)
 
 
 def _reads(journal: Journal) -> tuple[object, ...]:
@@ -137,7 +149,12 @@ def _reads(journal: Journal) -> tuple[object, ...]:
     )
     recorded = journal.recorded_names()
     pairs = [(k, n) for k in KEYS for n in ("app-deploy", "gone", "name-42")]
+    requests = tuple(
+        (journal.request(r), journal.request_rotations(r)) for r in ("q-done", "q-open", "q-none")
+    )
     return (
+        requests,
+        journal.lapsed_requests(LATER, 10),
         journal.targets(),
         journal.rotations(None, 1000),
         journal.rotations_of(pairs, 3),
@@ -157,12 +174,13 @@ def test_a_copy_answers_every_read_as_the_source_does(pair: tuple[Opener, Opener
     assert _reads(dst) == _reads(src)
     assert copied == {
         "targets": 2,
-        "rotations": 8,
+        "rotations": 9,
         "tokens": 7,
         "tombstones": 2,
         "projects": 2,
         "unresolved": 1,
         "fences": copied["fences"],  # forgotten keys' fences: kept by the stores that keep them
+        "requests": 2,
     }
     assert copied["fences"] in {0, 1}
 
@@ -208,6 +226,17 @@ def test_a_live_lease_refuses_the_copy(pair: tuple[Opener, Opener]) -> None:
     with pytest.raises(CopyRefusedError, match=r"in flight.*name-42"):
         copy(_c(src), _c(dst), LATER + TTL - timedelta(seconds=1))
     assert counts(_c(dst).snapshot()) == dict.fromkeys(TABLES, 0)
+
+
+def test_a_request_claimed_by_a_running_daemon_refuses_the_copy() -> None:
+    """An open request still claimed (its daemon runs on the source) refuses the copy; lapsed, it copies."""
+    src, dst = MemoryJournal(), MemoryJournal()
+    src.add_request(TriggerRequest("q1", "app-deploy", NOW, replica="r1"), NOW, TTL)
+    with pytest.raises(CopyRefusedError, match=r"request q1 .*app-deploy.*r1"):
+        copy(src, dst, NOW + TTL - timedelta(seconds=1))
+    assert counts(dst.snapshot()) == dict.fromkeys(TABLES, 0)
+    copy(src, dst, NOW + TTL + timedelta(minutes=1))
+    assert [r.id for r in dst.lapsed_requests(LATER, 10)] == ["q1"]  # a replica of the destination takes it
 
 
 def test_a_lease_just_lapsed_still_refuses(pair: tuple[Opener, Opener]) -> None:

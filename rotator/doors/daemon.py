@@ -96,6 +96,8 @@ _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair befo
 REMOVED_JOB = "removed"
 #: A claim is judged on the journal's clock, a job fires on this replica's: allow for the difference.
 _CLAIM_MARGIN = timedelta(seconds=1)
+#: Seconds before a request that found its target held by another worker is tried again.
+BUSY_RETRY = 2.0
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
 #: Between two first checks: far below a check's own time, far above the scheduler's precision.
 _FIRST_CHECK_STEP = timedelta(microseconds=10)
@@ -437,7 +439,7 @@ class Daemon:
     def _triggered(self, request: TriggerRequest) -> None:
         """Carry out a request this replica accepted; the HTTP thread took the target's lock for it."""
         try:
-            self._carry_out(request, taken_over=False)
+            self._carry_out(request)
         finally:
             self._locks[request.target].release()
 
@@ -462,11 +464,11 @@ class Daemon:
             self._schedule(request, taken_over=True, delay=self._settings.lease_renew.total_seconds())
             return
         try:
-            self._carry_out(request, taken_over=True)
+            self._carry_out(request)
         finally:
             lock.release()
 
-    def _carry_out(self, request: TriggerRequest, *, taken_over: bool) -> None:
+    def _carry_out(self, request: TriggerRequest) -> None:
         """Run the request's forced rotation and record how it ended, all under this replica's claim.
 
         Each record is conditional on the claim: if another replica took the request over (this
@@ -503,10 +505,14 @@ class Daemon:
                 # stop() began meanwhile (before the run was admitted, or after, before the engine
                 # started it): nothing was done, so back in the queue, for another replica.
                 self._record(replace(request, status=RequestStatus.QUEUED))
-            elif taken_over and outcome.status == "busy":
-                # Perhaps the dead replica's lease, not lapsed yet: not done until it runs here.
+            elif outcome.status == "busy":
+                # Another worker holds the target (a replica's run, a CronJob, or a dead replica's
+                # lease not lapsed yet): nothing was done, and a 202 promised the rotation. Back in
+                # the queue, tried again shortly; then it rotates, or coalesces onto the forced
+                # rotation that held the target.
                 if self._record(replace(request, status=RequestStatus.QUEUED)):
-                    self._schedule(request, taken_over=True, delay=self._settings.lease_renew.total_seconds())
+                    delay = min(BUSY_RETRY, self._settings.lease_renew.total_seconds())
+                    self._schedule(request, taken_over=True, delay=delay)
             else:
                 self._record(self._ended(running, target, outcome))
         except Exception as error:  # noqa: BLE001 - a run again reports what this one did, once

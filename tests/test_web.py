@@ -18,6 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator.adapters.metrics import Metrics
+from rotator.core.errors import JournalUnavailableError
 from rotator.core.secret import Secret
 from rotator.doors import wiring
 from rotator.doors.daemon import Daemon
@@ -572,3 +573,47 @@ def test_pending_revokes_and_build_info_are_scraped(fakes: Fakes, tmp_path: Path
     with running_daemon(fakes, tmp_path, grace="1h", clock_offset="61m") as later:
         wait_until(lambda: pending(later) == {APP: 0, API: 0}, what="the revokes past grace")
         assert later.fakes.seed.adopt_token_ids[0] not in later.harness.active_tokens(0)
+
+
+class _JournalDown:
+    """A daemon whose journal's database cannot be reached: every read behind /v1 fails."""
+
+    def _down(self) -> JournalUnavailableError:
+        return JournalUnavailableError(
+            "state.url", "cannot reach the journal at 127.0.0.1:9 (connection refused)"
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Fail as the journal does."""
+        raise self._down()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Not ready."""
+        return False, {"ready": False}
+
+    def trigger(self, name: str) -> Any:  # noqa: ANN401, ARG002 - as the Service protocol
+        """Fail as the journal does."""
+        raise self._down()
+
+    def run(self, run_id: str) -> Any:  # noqa: ANN401, ARG002 - as the Service protocol
+        """Fail as the journal does."""
+        raise self._down()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/targets/app-deploy/rotate"), ("GET", "/v1/rotations/abc"), ("GET", "/v1/targets")],
+)
+def test_an_unreachable_journal_is_503_journal_unavailable_not_500(method: str, path: str) -> None:
+    """Behind /v1, a journal that cannot be reached answers 503 journal_unavailable with Retry-After."""
+    app = create_app(_JournalDown(), Metrics().registry, Secret(API_TOKEN))
+    server = Server(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
+            answer = http.request(method, path)
+    finally:
+        server.stop()
+    assert (answer.status_code, answer.json()["reason"]) == (503, "journal_unavailable"), answer.text
+    assert "127.0.0.1:9" in answer.json()["detail"]
+    assert answer.headers["retry-after"] == "30"

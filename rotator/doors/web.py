@@ -25,6 +25,7 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, RootModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rotator.core.errors import JournalUnavailableError
 from rotator.core.model import KEPT_REQUESTS
 from rotator.core.redact import redact_tree
 from rotator.core.secret import Secret
@@ -134,7 +135,7 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or wrong bearer token"},
     503: {
         "model": Problem,
-        "description": "ROTATOR_API_TOKEN is not set, the daemon is stopping, or the journal cannot record",
+        "description": "ROTATOR_API_TOKEN is not set, the daemon is stopping, or the journal is unreachable",
     },
 }
 
@@ -172,6 +173,13 @@ def create_app(service: Service, registry: CollectorRegistry, api_token: Secret 
             else {"reason": "http_error", "detail": str(error.detail)}
         )
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(JournalUnavailableError)
+    async def _journal_unavailable(_request: Request, error: JournalUnavailableError) -> JSONResponse:
+        # A read of the journal behind a /v1 answer failed (the database is down or refuses):
+        # the caller may retry, here or on another replica; a 500 would say rotator is broken.
+        body = {"reason": "journal_unavailable", "detail": str(error)}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "30"})
 
     _health_routes(app, service, registry)
     _v1_routes(app, service, api_token)

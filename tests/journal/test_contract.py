@@ -7,7 +7,7 @@ that store's own tests.
 
 import threading
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -37,19 +37,6 @@ from tests.journal.stores import STORES, Opener
 
 STORE_NAMES = sorted(STORES)
 US = timedelta(microseconds=1)
-
-
-@pytest.fixture(params=STORE_NAMES)
-def opener(request: pytest.FixtureRequest) -> Iterator[Opener]:
-    """Each store, empty: a function returning a new handle on it."""
-    with STORES[request.param]() as handles:
-        yield handles
-
-
-@pytest.fixture
-def journal(opener: Opener) -> Journal:
-    """A handle on each store, empty."""
-    return opener()
 
 
 def _lease(journal: Journal, key: TargetKey = KEY, holder: str = "w1", at: datetime = NOW) -> Lease:

@@ -5,31 +5,15 @@ PostgreSQL store under test reads the same instant through its test clock); whoe
 gets a higher claim number, and only the current claim records progress.
 """
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-
-import pytest
 
 from rotator.core.model import Change, RequestStatus, TriggerRequest
 from rotator.core.ports import Journal
 from rotator.core.redact import MARKER
 from tests.journal.samples import KEY, NOW, TTL, rotation
-from tests.journal.stores import STORES, Opener
+from tests.journal.stores import Opener
 from tests.journal.test_contract import _lease, _race
-
-
-@pytest.fixture(params=sorted(STORES))
-def opener(request: pytest.FixtureRequest) -> Iterator[Opener]:
-    """Each store, empty: a function returning a new handle on it."""
-    with STORES[request.param]() as handles:
-        yield handles
-
-
-@pytest.fixture
-def journal(opener: Opener) -> Journal:
-    """A handle on each store, empty."""
-    return opener()
 
 
 def _request(request_id: str = "q1", replica: str | None = "replica-a", minutes: int = 0) -> TriggerRequest:

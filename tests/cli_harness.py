@@ -264,3 +264,14 @@ def patch_by_hand(client: httpx.Client, gitlab_url: str, connection_id: str, val
         f"/api/v1/app-connections/gitlab/{connection_id}",
         json={"credentials": {"accessToken": value, "accessTokenType": "project", "instanceUrl": gitlab_url}},
     )
+
+
+def finish_output(process: subprocess.Popen[str], reader: threading.Thread) -> str:
+    """A process that has exited: its stderr reader joined, its stdout read; both pipes closed."""
+    reader.join(5)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stdout = process.stdout.read()
+    process.stdout.close()
+    process.stderr.close()
+    return stdout

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from rotator.testing import Fakes, start_fakes
-from tests.cli_harness import Harness
+from tests.cli_harness import Harness, finish_output
 
 
 pytestmark = pytest.mark.slow
@@ -70,13 +70,8 @@ class DaemonProcess:
         """SIGTERM, then the exit code."""
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
-        self._reader.join(5)
         self.client.close()
-        assert self.process.stdout is not None
-        assert self.process.stderr is not None
-        self.stdout = self.process.stdout.read()
-        self.process.stdout.close()
-        self.process.stderr.close()
+        self.stdout = finish_output(self.process, self._reader)
         return code
 
     def output(self) -> str:

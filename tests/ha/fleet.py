@@ -37,7 +37,7 @@ import yaml
 
 from rotator.core.ports import Journal
 from rotator.doors import report, wiring
-from tests.cli_harness import SCALE, SLEEP_SCALE, Result
+from tests.cli_harness import SCALE, SLEEP_SCALE, Result, finish_output
 from tests.ha.fakes_host import FakesHost
 from tests.ha.pgproxy import Proxy
 
@@ -153,14 +153,9 @@ class Replica:
     def ended(self, timeout: float) -> int:
         """Wait for the process to end; its exit code (its output is kept)."""
         code = self.process.wait(timeout)
-        self._reader.join(5)
         if self.client is not None:
             self.client.close()
-        assert self.process.stdout is not None
-        assert self.process.stderr is not None
-        self.stdout = self.process.stdout.read()
-        self.process.stdout.close()
-        self.process.stderr.close()
+        self.stdout = finish_output(self.process, self._reader)
         return code
 
     def output(self) -> str:

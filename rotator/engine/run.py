@@ -13,7 +13,7 @@ import uuid
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -93,6 +93,9 @@ class TargetReport:
     rotations: tuple[str, ...] = ()
     #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.triggered_at).
     coalesced_onto: str | None = None
+    #: Status "idle" or "planned" (nothing written): what the decision read, so that the daemon
+    #: plans the next wake-up from it instead of reading the journal again.
+    reading: "tuple[Situation, TargetState | None] | None" = field(default=None, compare=False, repr=False)
 
 
 class Engine:
@@ -226,8 +229,9 @@ class Engine:
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         # The rotations this run plans, filled as each is recorded: kept even if the run then fails.
         planned: list[str] = []
+        decided: list[Context] = []  # the context the decision read through, when nothing was written
         try:
-            report = replace(self._one(target, options, planned), rotations=tuple(planned))
+            report = replace(self._one(target, options, planned, decided), rotations=tuple(planned))
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
@@ -240,7 +244,7 @@ class Engine:
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
         else:
-            self._warn_lifetime(target)
+            self._warn_lifetime(target, decided[0] if decided else None)
             return report
         return self._failed(target, message, planned)
 
@@ -253,12 +257,12 @@ class Engine:
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message, rotations=tuple(planned))
 
-    def _warn_lifetime(self, target: RotationSpec) -> None:
+    def _warn_lifetime(self, target: RotationSpec, ctx: Context | None = None) -> None:
         """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
         if target.removed:
             return
         try:
-            note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
+            note = lifetime_note(ctx or self.ctx, target, self.key(target, resolve=False))
         except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
             return
         if note is None:
@@ -270,7 +274,9 @@ class Engine:
         # Not a failure: the token is rotated at the effective time, once per lifetime.
         log.warning("token.lifetime_capped", target=target.name, note=note)
 
-    def _one(self, target: RotationSpec, options: RunOptions, planned: list[str]) -> TargetReport:
+    def _one(
+        self, target: RotationSpec, options: RunOptions, planned: list[str], decided: list[Context]
+    ) -> TargetReport:
         if target.removed:
             # A stand-in this engine's removed_targets made (its key and what replaced it).
             return self._removed_one(target, self._removed[target], options)
@@ -282,15 +288,25 @@ class Engine:
         if options.dry_run:
             detail = describe(work, situation, failing)
             note = lifetime_note(ctx, target, key)
+            decided.append(ctx)
             return TargetReport(
-                target.name, "planned", failing is not None, f"{detail}; {note}" if note else detail
+                target.name,
+                "planned",
+                failing is not None,
+                f"{detail}; {note}" if note else detail,
+                reading=(situation, state),
             )
         if work.idle:
             if failing is not None and expiring_on(ctx, target, key, self.ctx.clock()) is not None:
                 # Nothing will be tried before the backoff ends, and the token is running out.
                 alert(self.ctx, target, key, "expiring", f"not rotated: {failing}")
+            decided.append(ctx)
             return TargetReport(
-                target.name, "idle", failing is not None, failing or describe(work, situation, None)
+                target.name,
+                "idle",
+                failing is not None,
+                failing or describe(work, situation, None),
+                reading=(situation, state),
             )
         if key is None:
             try:

@@ -610,8 +610,9 @@ class Daemon:
     ) -> None:
         """Schedule a one-shot run at the target's next event: due, a grace's end, a backoff's end.
 
-        From ``reading`` when the run was idle (what its decision read, a moment ago, nothing
-        written since by this replica); else from the journal.
+        From ``reading`` when the run gave one (idle: what its decision read; done: the records
+        as it left them, read under its lease), a moment ago; else from the journal. Only a plan:
+        the run it schedules reads afresh.
         """
         if self.draining.is_set():
             return

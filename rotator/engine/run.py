@@ -93,8 +93,9 @@ class TargetReport:
     rotations: tuple[str, ...] = ()
     #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.triggered_at).
     coalesced_onto: str | None = None
-    #: Status "idle" or "planned" (nothing written): what the decision read, so that the daemon
-    #: plans the next wake-up from it instead of reading the journal again.
+    #: Status "idle" or "planned" (what the decision read) or "done" (the records as the run left
+    #: them, read under its lease): the daemon plans the next wake-up from it instead of reading
+    #: the journal again.
     reading: "tuple[Situation, TargetState | None] | None" = field(default=None, compare=False, repr=False)
 
 
@@ -511,16 +512,13 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        failing = failing_reason(
-            journal.target(lease.key),
-            self.ctx.clock(),
-            journal.tokens(lease.key),
-            target.name,
-        )
+        # Read under the lease, through its view: the records as this run left them.
+        reading = self.situation(target, lease.key, rec.ctx)
+        failing = failing_reason(reading[1], self.ctx.clock(), journal.tokens(lease.key), target.name)
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
             detail += f"; still failing: {failing}"
-        return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+        return TargetReport(target.name, "done", failed=failing is not None, detail=detail, reading=reading)
 
 
 def nothing_minted(rotations: Iterable[RotationRecord]) -> bool:

@@ -75,7 +75,7 @@ from rotator.core.model import (
     TargetState,
     TriggerRequest,
 )
-from rotator.core.schedule import expiry_instant
+from rotator.core.schedule import Situation, expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.doors import report
 from rotator.doors.journal_health import JournalHealth, bounded_gauges
@@ -610,16 +610,23 @@ class Daemon:
         elif outcome.status != "idle":
             log.info("daemon.run", target=target.name, trigger=options.trigger, status=outcome.status)
         if plan:
-            self._plan_wake(target)
+            self._plan_wake(target, outcome.reading)
         return outcome
 
-    def _plan_wake(self, target: RotationSpec) -> None:
-        """Schedule a one-shot run at the target's next event: due, a grace's end, a backoff's end."""
+    def _plan_wake(
+        self, target: RotationSpec, reading: tuple[Situation, TargetState | None] | None = None
+    ) -> None:
+        """Schedule a one-shot run at the target's next event: due, a grace's end, a backoff's end.
+
+        From ``reading`` when the run gave one (idle: what its decision read; done: the records
+        as it left them, read under its lease), a moment ago; else from the journal. Only a plan:
+        the run it schedules reads afresh.
+        """
         if self.draining.is_set():
             return
+        engine = self.rt.engine
         try:
-            engine = self.rt.engine
-            situation, state = engine.situation(target, engine.key(target, resolve=False))
+            situation, state = reading or engine.situation(target, engine.key(target, resolve=False))
         except Exception as error:  # noqa: BLE001 - the check job still runs on its interval
             log.warning("daemon.wake_unplanned", target=target.name, error=type(error).__name__)
             return

@@ -35,6 +35,7 @@ from rotator.core.model import Connection, Lease, NewToken, TokenInfo, TokenRequ
 from rotator.core.ports import GitLabPort, InfisicalPort
 from rotator.core.secret import Secret
 from rotator.engine.context import Context
+from rotator.engine.readthrough import ReadThrough
 
 
 log = structlog.get_logger("rotator")
@@ -52,11 +53,16 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
-        #: The run's context: every GitLab and Infisical request first passes :meth:`check`.
+        #: The target's own records as this run last read them (:mod:`rotator.engine.readthrough`):
+        #: only this run writes them while it holds the lease, and the view is dropped once it is lost.
+        self.view = ReadThrough(ctx.journal, lease.key)
+        #: The run's context: every GitLab and Infisical request first passes :meth:`check`, and
+        #: its journal is :attr:`view`.
         self.ctx = replace(
             ctx,
             gitlab=_GuardedGitLab(ctx.gitlab, self.check),
             infisical=_GuardedInfisical(ctx.infisical, self.check),
+            journal=self.view.as_journal(),
         )
 
     @property
@@ -70,9 +76,10 @@ class LeaseKeeper:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        """Stop renewing (the caller releases the lease)."""
+        """Stop renewing (the caller releases the lease) and forget the records kept under it."""
         self._stop.set()
         self._thread.join()
+        self.view.drop()
 
     def check(self) -> None:
         """Before an upstream request or a journal write: LeaseLostError if lost; renew first if due."""
@@ -116,6 +123,9 @@ class LeaseKeeper:
     def _lose(self, why: str, error: str) -> NoReturn:
         self._why = why
         self.lost.set()
+        # Another writer may exist from now on: nothing read under the lease is served again (and
+        # nothing could be acted on anyway: every write and request of this run now raises).
+        self.view.drop()
         log.error("lease.lost", key=str(self._lease.key), error=error)
         raise self._lost_error() from None
 

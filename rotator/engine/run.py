@@ -13,7 +13,7 @@ import uuid
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -43,6 +43,7 @@ from rotator.core.spec import EngineSpec, RotationSpec
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
 from rotator.engine.lease import LeaseKeeper
+from rotator.engine.readthrough import ReadThrough
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
 from rotator.engine.retire import unrevocable
@@ -92,6 +93,10 @@ class TargetReport:
     rotations: tuple[str, ...] = ()
     #: Status "coalesced": the forced rotation the run was coalesced onto (RunOptions.triggered_at).
     coalesced_onto: str | None = None
+    #: Status "idle" or "planned" (what the decision read) or "done" (the records as the run left
+    #: them, read under its lease): the daemon plans the next wake-up from it instead of reading
+    #: the journal again.
+    reading: "tuple[Situation, TargetState | None] | None" = field(default=None, compare=False, repr=False)
 
 
 class Engine:
@@ -178,38 +183,56 @@ class Engine:
         return self.ctx.journal.unresolved(self.spec.gitlab_url, target.project)
 
     def failing(
-        self, target: RotationSpec, key: TargetKey | None, state: TargetState | None, now: datetime
+        self,
+        target: RotationSpec,
+        key: TargetKey | None,
+        state: TargetState | None,
+        now: datetime,
+        ctx: Context | None = None,
     ) -> str | None:
         """Why a configured target counts as failing (exit 1), from the journal alone; else None."""
         if key is None:
             return unresolved_reason(self.unresolved(target, key))
-        return failing_reason(state, now, self.ctx.journal.tokens(key), target.name)
+        return failing_reason(state, now, (ctx or self.ctx).journal.tokens(key), target.name)
 
-    def situation(self, target: RotationSpec, key: TargetKey | None) -> tuple[Situation, TargetState | None]:
-        """What the journal says about the target, offline."""
-        state = self.ctx.journal.target(key) if key else None
-        tokens = self.ctx.journal.tokens(key) if key else []
-        due: Due = is_due(*timing(self.ctx, target, key), self.ctx.clock())
+    def situation(
+        self, target: RotationSpec, key: TargetKey | None, ctx: Context | None = None
+    ) -> tuple[Situation, TargetState | None]:
+        """What the journal says about the target, offline (through ``ctx``'s journal if given)."""
+        ctx = ctx or self.decision_ctx(key)
+        state = ctx.journal.target(key) if key else None
+        tokens = ctx.journal.tokens(key) if key else []
+        due: Due = is_due(*timing(ctx, target, key), ctx.clock())
         return (
             Situation(
                 due=due,
-                unfinished=bool(key and self.ctx.journal.unfinished(key)),
+                unfinished=bool(key and ctx.journal.unfinished(key)),
                 frozen=bool(state and state.drift_since),
                 holding=bool(state and state.hold_since),
                 backoff_until=state.backoff_until if state else None,
                 revoke_afters=tuple(t.revoke_after for t in tokens if awaits_revoke(t) and t.revoke_after),
-                tombstones_until=tuple(s.until for s in self.ctx.journal.tombstones(key)) if key else (),
+                tombstones_until=tuple(s.until for s in ctx.journal.tombstones(key)) if key else (),
             ),
             state,
         )
+
+    def decision_ctx(self, key: TargetKey | None) -> Context:
+        """The context for one decision about ``key``: its own records read once (no lease held).
+
+        What it keeps lives for this decision only; acting on it takes the lease, and reads afresh.
+        """
+        if key is None:
+            return self.ctx
+        return replace(self.ctx, journal=ReadThrough(self.ctx.journal, key).as_journal())
 
     def _guarded(self, target: RotationSpec, options: RunOptions) -> TargetReport:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         # The rotations this run plans, filled as each is recorded: kept even if the run then fails.
         planned: list[str] = []
+        decided: list[Context] = []  # the context the decision read through, when nothing was written
         try:
-            report = replace(self._one(target, options, planned), rotations=tuple(planned))
+            report = replace(self._one(target, options, planned, decided), rotations=tuple(planned))
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "prepare")
         except LeaseLostError as error:
@@ -222,7 +245,7 @@ class Engine:
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
         else:
-            self._warn_lifetime(target)
+            self._warn_lifetime(target, decided[0] if decided else None)
             return report
         return self._failed(target, message, planned)
 
@@ -235,12 +258,12 @@ class Engine:
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message, rotations=tuple(planned))
 
-    def _warn_lifetime(self, target: RotationSpec) -> None:
+    def _warn_lifetime(self, target: RotationSpec, ctx: Context | None = None) -> None:
         """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
         if target.removed:
             return
         try:
-            note = lifetime_note(self.ctx, target, self.key(target, resolve=False))
+            note = lifetime_note(ctx or self.ctx, target, self.key(target, resolve=False))
         except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
             return
         if note is None:
@@ -252,26 +275,39 @@ class Engine:
         # Not a failure: the token is rotated at the effective time, once per lifetime.
         log.warning("token.lifetime_capped", target=target.name, note=note)
 
-    def _one(self, target: RotationSpec, options: RunOptions, planned: list[str]) -> TargetReport:
+    def _one(
+        self, target: RotationSpec, options: RunOptions, planned: list[str], decided: list[Context]
+    ) -> TargetReport:
         if target.removed:
             # A stand-in this engine's removed_targets made (its key and what replaced it).
             return self._removed_one(target, self._removed[target], options)
         key = self.key(target, resolve=False)
-        situation, state = self.situation(target, key)
+        ctx = self.decision_ctx(key)
+        situation, state = self.situation(target, key, ctx)
         work = decide(situation, self.ctx.clock(), force=options.force, take_over=options.take_over)
-        failing = self.failing(target, key, state, self.ctx.clock())
+        failing = self.failing(target, key, state, self.ctx.clock(), ctx)
         if options.dry_run:
             detail = describe(work, situation, failing)
-            note = lifetime_note(self.ctx, target, key)
+            note = lifetime_note(ctx, target, key)
+            decided.append(ctx)
             return TargetReport(
-                target.name, "planned", failing is not None, f"{detail}; {note}" if note else detail
+                target.name,
+                "planned",
+                failing is not None,
+                f"{detail}; {note}" if note else detail,
+                reading=(situation, state),
             )
         if work.idle:
-            if failing is not None and expiring_on(self.ctx, target, key, self.ctx.clock()) is not None:
+            if failing is not None and expiring_on(ctx, target, key, self.ctx.clock()) is not None:
                 # Nothing will be tried before the backoff ends, and the token is running out.
                 alert(self.ctx, target, key, "expiring", f"not rotated: {failing}")
+            decided.append(ctx)
             return TargetReport(
-                target.name, "idle", failing is not None, failing or describe(work, situation, None)
+                target.name,
+                "idle",
+                failing is not None,
+                failing or describe(work, situation, None),
+                reading=(situation, state),
             )
         if key is None:
             try:
@@ -433,6 +469,7 @@ class Engine:
         self, target: RotationSpec, options: RunOptions, rec: Recorder, work: Work, planned: list[str]
     ) -> TargetReport:
         lease = rec.lease
+        journal = rec.ctx.journal  # the lease's read-through view: this run alone writes the key
         run = TargetRun(
             rec.ctx, rec, target, lease.key.project_id, options.trigger, request=options.request_id
         )
@@ -442,16 +479,16 @@ class Engine:
             roll_forward = False
             verified_by_resume = False
             if work.resume:
-                unfinished = self.ctx.journal.unfinished(lease.key)
+                unfinished = journal.unfinished(lease.key)
                 if unfinished is not None:
                     roll_forward = run.resume(unfinished)
                     verified_by_resume = unfinished.step is Step.PUSHED
             if not work.rotate and options.request_id is not None and options.force:
                 # The request's rotation, resumed just now, rolled back having minted nothing (its
                 # replica died after PLANNED): the request has not been carried out; it is, now.
-                served = self.ctx.journal.request_rotations(options.request_id)
+                served = journal.request_rotations(options.request_id)
                 work = replace(work, rotate=nothing_minted(served))
-            due_now = self.situation(target, lease.key)[0].due.due
+            due_now = self.situation(target, lease.key, rec.ctx)[0].due.due
             wanted = roll_forward or (work.rotate and (due_now or (options.force and not verified_by_resume)))
             # An unknown push outcome rolls forward at once, once per run; a second one fails.
             if wanted and run.rotate() and run.rotate():
@@ -475,16 +512,13 @@ class Engine:
             return TargetReport(
                 target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
             )
-        failing = failing_reason(
-            self.ctx.journal.target(lease.key),
-            self.ctx.clock(),
-            self.ctx.journal.tokens(lease.key),
-            target.name,
-        )
+        # Read under the lease, through its view: the records as this run left them.
+        reading = self.situation(target, lease.key, rec.ctx)
+        failing = failing_reason(reading[1], self.ctx.clock(), journal.tokens(lease.key), target.name)
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
             detail += f"; still failing: {failing}"
-        return TargetReport(target.name, "done", failed=failing is not None, detail=detail)
+        return TargetReport(target.name, "done", failed=failing is not None, detail=detail, reading=reading)
 
 
 def nothing_minted(rotations: Iterable[RotationRecord]) -> bool:

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import psycopg
 import psycopg_pool
 
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import ReadOnlySqlTransaction
 from psycopg.rows import TupleRow
@@ -407,7 +408,27 @@ class PostgresJournal:
             yield conn, row[0]
 
     def take(self, bucket: str, per_minute: int) -> float:
-        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait.
+
+        One round trip (:data:`_TAKE`): every upstream call of the fleet takes one, so it is a
+        single query message, run by the server as one transaction. A bucket's first use makes its
+        row the general way (:meth:`_take_first`).
+        """
+        if per_minute < 1:
+            ledger.admit((), 0.0, per_minute)  # raises the ValueError naming the bad ceiling
+        query = _TAKE.format(
+            bucket=sql.Literal(bucket),
+            per_minute=sql.Literal(per_minute),
+            window=sql.Literal(ledger.WINDOW),
+            clock=sql.SQL(self._clock),  # this store's own SQL, never input
+        )
+        with self._connection() as conn:
+            cursor = conn.execute(query)
+            row = cursor.fetchone() if cursor.nextset() else None
+        return float(row[0]) if row is not None else self._take_first(bucket, per_minute)
+
+    def _take_first(self, bucket: str, per_minute: int) -> float:
+        """:meth:`take` when the bucket has no row yet: make it, lock it, then decide in Python."""
         with self._ledger_row("call_windows", "bucket", "calls", bucket) as (conn, counted):
             calls, wait = ledger.admit(counted, self._now(conn), per_minute)
             if wait == 0.0:
@@ -826,6 +847,26 @@ def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[s
     if password is not None:
         kwargs["password"] = password.reveal()
     return kwargs
+
+
+#: :meth:`PostgresJournal.take` in one query message (no parameters: the simple protocol runs
+#: both statements as one transaction): :func:`rotator.core.ledger.admit` in SQL. The row is locked
+#: first (``locked``) and the clock read from it, so the clock is read once the lock is held and a
+#: row's instants only grow, as in the general path. Not waited for on disk, like it: losing the
+#: last calls counted to a crash costs nothing. No row (a bucket's first use) returns nothing.
+_TAKE = sql.SQL(
+    "SET LOCAL synchronous_commit = off;"
+    " WITH locked AS (SELECT calls FROM call_windows WHERE bucket = {bucket} FOR UPDATE),"
+    " clock AS (SELECT extract(epoch FROM {clock})::float8 AS now, calls FROM locked),"
+    " kept AS (SELECT clock.now, coalesce(array_agg(least(at, clock.now) ORDER BY least(at, clock.now))"
+    " FILTER (WHERE clock.now - at < {window}), '{{}}') AS calls"
+    " FROM clock LEFT JOIN LATERAL unnest(clock.calls) AS at ON true GROUP BY clock.now),"
+    " plan AS (SELECT now, calls, cardinality(calls) < {per_minute} AS fits FROM kept)"
+    " UPDATE call_windows SET calls = CASE WHEN plan.fits THEN plan.calls || plan.now ELSE plan.calls END"
+    " FROM plan WHERE bucket = {bucket}"
+    " RETURNING CASE WHEN plan.fits THEN 0.0::float8"
+    " ELSE {window} - (plan.now - plan.calls[cardinality(plan.calls) - {per_minute} + 1]) END"
+)
 
 
 def _doc(record: object) -> Jsonb:

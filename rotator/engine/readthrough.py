@@ -1,0 +1,133 @@
+"""Reads of one target's own records served from memory: while its lease is held, or for one decision.
+
+A rotation reads its target's state, tokens, unfinished rotation and tombstones again at every
+step (about 40 reads, each decoding every token the target ever had), though under the lease only
+the run itself writes them: every write is fenced by the lease, so another writer could only
+exist once this run's lease is lost, and from then on every write and upstream request of this
+run raises :class:`rotator.core.errors.LeaseLostError` before it is sent (the
+:class:`rotator.engine.lease.LeaseKeeper` checks). A run can therefore never act on a stale read.
+
+:class:`ReadThrough` wraps the journal for one key. Each of the four reads is fetched from the
+store once and kept; a write through it forgets what the change touches (the next read fetches
+it again, so what is served is always what the store gave back, redaction and all), and
+:meth:`ReadThrough.drop` forgets everything (the keeper calls it when the lease is lost). Every
+other read (other keys, ``owners`` across keys, rotations by id or trigger) and every lease call
+goes straight to the store.
+
+Without a lease (a check deciding whether there is work), one :class:`ReadThrough` lives for one
+decision only: the reads it shares were a few milliseconds apart anyway, and acting on the
+decision takes the lease, under which the run reads afresh.
+"""
+
+import threading
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from rotator.core.model import Change, Lease, RotationRecord, TargetKey, TargetState, TokenRecord, Tombstone
+
+
+if TYPE_CHECKING:
+    from rotator.core.ports import Journal
+
+
+#: Marks a read not yet made (``None`` is a valid answer of ``target`` and ``unfinished``).
+_UNREAD = object()
+
+
+class ReadThrough:
+    """The journal, with ``key``'s target, tokens, unfinished rotation and tombstones kept in memory."""
+
+    def __init__(self, journal: "Journal", key: TargetKey) -> None:
+        """Serve ``key``'s own records from memory; everything else from ``journal``."""
+        self._journal, self._key = journal, key
+        self._lock = threading.Lock()  # drop() may come from the keeper's renewal thread
+        self._kept: dict[str, object] = {}
+        self._generation = 0  # bumped by drop(): a read begun before it is not kept after it
+
+    @property
+    def store(self) -> "Journal":
+        """The journal underneath (for reads that must see other writers)."""
+        return self._journal
+
+    def as_journal(self) -> "Journal":
+        """This view, typed as the port it stands in for (the rest is delegated by ``__getattr__``)."""
+        return cast("Journal", self)
+
+    def __getattr__(self, name: str) -> object:
+        """Any other journal method: the store's own."""
+        return getattr(self._journal, name)
+
+    def drop(self) -> None:
+        """Forget everything kept (the lease is lost or released: another writer may exist)."""
+        with self._lock:
+            self._kept.clear()
+            self._generation += 1
+
+    def write(self, lease: Lease, change: Change) -> None:
+        """Write through to the store, then forget what ``change`` touched (read back on demand)."""
+        with self._lock:
+            # Forgotten before the write is sent: whether it lands or raises, the next read asks the store.
+            self._generation += 1
+            if lease.key != self._key:
+                self._kept.clear()
+            else:
+                self._forget(change)
+        self._journal.write(lease, change)
+
+    def _forget(self, change: Change) -> None:
+        if change.target is not None:
+            self._kept.pop("target", None)
+        if change.tokens:
+            self._kept.pop("tokens", None)
+        if change.rotation is not None:
+            self._kept.pop("unfinished", None)
+        if change.tombstones or change.drop_tombstones:
+            self._kept.pop("tombstones", None)
+
+    def forget(self, lease: Lease, note: str) -> None:
+        """Drop the key's records in the store, and everything kept."""
+        self.drop()
+        self._journal.forget(lease, note)
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        """The target's bookkeeping (kept for ``key``)."""
+        if key != self._key:
+            return self._journal.target(key)
+        return cast("TargetState | None", self._read("target", lambda: self._journal.target(key)))
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        """The target's tracked tokens (kept for ``key``; a fresh list each call)."""
+        if key != self._key:
+            return self._journal.tokens(key)
+        return list(
+            cast("tuple[TokenRecord, ...]", self._read("tokens", lambda: tuple(self._journal.tokens(key))))
+        )
+
+    def unfinished(self, key: TargetKey) -> RotationRecord | None:
+        """The newest rotation of ``key`` still in progress (kept for ``key``)."""
+        if key != self._key:
+            return self._journal.unfinished(key)
+        return cast("RotationRecord | None", self._read("unfinished", lambda: self._journal.unfinished(key)))
+
+    def tombstones(self, key: TargetKey) -> list[Tombstone]:
+        """Names still to re-check (kept for ``key``; a fresh list each call)."""
+        if key != self._key:
+            return self._journal.tombstones(key)
+        return list(
+            cast(
+                "tuple[Tombstone, ...]",
+                self._read("tombstones", lambda: tuple(self._journal.tombstones(key))),
+            )
+        )
+
+    def _read(self, what: str, fetch: Callable[[], object]) -> object:
+        with self._lock:
+            if (found := self._kept.get(what, _UNREAD)) is not _UNREAD:
+                return found
+            generation = self._generation
+        value = fetch()
+        with self._lock:
+            if generation == self._generation:
+                self._kept[what] = value
+        return value

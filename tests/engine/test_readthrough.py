@@ -1,0 +1,105 @@
+"""The read-through view of a target's own records under its lease (:mod:`rotator.engine.readthrough`)."""
+
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rotator.core.errors import LeaseLostError
+from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.engine.context import Context
+from rotator.engine.lease import LeaseKeeper
+from rotator.engine.readthrough import ReadThrough
+from rotator.journal.memory import MemoryJournal
+
+
+CONN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+KEY = TargetKey("https://gitlab.example.com", 42, CONN)
+OTHER = TargetKey("https://gitlab.example.com", 43, CONN)
+NOW = datetime(2026, 1, 5, tzinfo=UTC)
+TTL = timedelta(minutes=10)
+
+
+class _Counting(MemoryJournal):
+    """A memory journal counting the reads that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: Counter[str] = Counter()
+
+    def target(self, key: TargetKey) -> TargetState | None:
+        self.reads["target"] += 1
+        return super().target(key)
+
+    def tokens(self, key: TargetKey) -> list[TokenRecord]:
+        self.reads["tokens"] += 1
+        return super().tokens(key)
+
+
+def _token(key: TargetKey, token_id: int, evidence: str | None = None) -> TokenRecord:
+    return TokenRecord(key, token_id, "rotator-app", Origin.CREATED, Role.CURRENT, None, evidence=evidence)
+
+
+def test_own_records_are_read_once_and_again_only_after_a_write_touches_them() -> None:
+    """A second read comes from memory; a write forgets what it touched, re-read as the store kept it."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    view = ReadThrough(journal, KEY).as_journal()
+    assert view.tokens(KEY) == view.tokens(KEY) == []
+    state = view.target(KEY)
+    assert view.target(KEY) == state
+    assert journal.reads == Counter(tokens=1, target=1)
+    view.write(lease, Change(tokens=(_token(KEY, 7, evidence="listed"),)))
+    kept = view.tokens(KEY)
+    assert [t.token_id for t in kept] == [7]
+    assert kept == journal.tokens(KEY)  # what the store gives back
+    view.target(KEY)
+    assert journal.reads == Counter(tokens=3, target=1)  # the target was not touched: still kept
+
+
+def test_reads_of_other_keys_always_go_to_the_store() -> None:
+    """Only the leased key's records are kept: another key's are read from the store every time."""
+    journal = _Counting()
+    view = ReadThrough(journal, KEY).as_journal()
+    view.tokens(OTHER)
+    view.tokens(OTHER)
+    view.target(OTHER)
+    assert journal.reads == Counter(tokens=2, target=1)
+
+
+def test_a_lost_lease_drops_what_was_kept_and_every_further_write_fails() -> None:
+    """Another writer exists only once the lease is lost: the view then reads afresh, and no write lands."""
+    journal = MemoryJournal()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    unused: Any = None
+    ctx = Context(
+        gitlab=unused,
+        infisical=unused,
+        journal=journal,
+        clock=lambda: NOW,
+        sleep=lambda _s: None,
+        monotonic=lambda: 0.0,
+        gitlab_url=KEY.gitlab_url,
+        actor="test",
+    )
+    keeper = LeaseKeeper(ctx, lease)  # not entered: no background thread, the test renews
+    before = keeper.ctx.journal.target(KEY)
+    assert before is not None
+    # The lease lapses and another worker takes the target and writes it.
+    theirs = journal.acquire(KEY, "app", "w2", NOW + 2 * TTL, TTL)
+    assert theirs is not None
+    journal.write(theirs, Change(target=replace(before, failures=3)))
+    assert keeper.ctx.journal.target(KEY) == before  # kept: but nothing can act on it, as below
+    with pytest.raises(LeaseLostError):
+        keeper.renew()
+    after = keeper.ctx.journal.target(KEY)
+    assert after is not None
+    assert after.failures == 3  # dropped on the loss: read afresh
+    with pytest.raises(LeaseLostError):
+        keeper.ctx.journal.write(lease, Change(target=before))  # fenced by the store
+    with pytest.raises(LeaseLostError):
+        keeper.check()  # and no upstream request either

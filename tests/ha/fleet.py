@@ -394,6 +394,9 @@ class Fleet:
         """Stop the replicas, move the clock past any settle time, ``run-once`` until settled; check."""
         codes = self.stop_all()
         assert all(code in {0, 1} for code in codes.values()), codes
+        # A killed replica's lease lapses on the database's clock, which the fakes' clock does not
+        # move: until then run-once would only report the target busy.
+        self.wait_leases_lapsed()
         self.host.advance(advance.total_seconds())
         result = None
         for _ in range(runs):
@@ -404,6 +407,22 @@ class Fleet:
             self.host.advance(advance.total_seconds())
         msg = f"did not converge in {runs} runs: {result}"
         raise AssertionError(msg)
+
+    def wait_leases_lapsed(self, timeout: float = 60) -> None:
+        """Until no lease is live on the database's clock (a dead holder's lapses after its TTL)."""
+
+        def live() -> int:
+            with psycopg.connect(self.database, autocommit=True) as conn:
+                query = (
+                    "SELECT count(*) FROM leases WHERE holder IS NOT NULL AND lease_until > clock_timestamp()"
+                )
+                row = conn.execute(query).fetchone()
+                return int(row[0]) if row else 0
+
+        deadline = time.monotonic() + timeout
+        while live():
+            assert time.monotonic() < deadline, "a lease is still live"
+            time.sleep(0.2)
 
     def scan(self) -> None:
         """No credential or token value in any output or in the journal's tables."""

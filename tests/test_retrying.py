@@ -37,7 +37,7 @@ def test_backoff_is_bounded_and_grows(attempt: int) -> None:
 
 
 def test_limiter_blocks_the_call_over_the_limit() -> None:
-    """The third call in a minute at 2/min waits until the first leaves the window."""
+    """The third call in a minute at 2/min waits until the first's whole second leaves the window."""
     now = [0.0]
     slept: list[float] = []
 
@@ -50,4 +50,4 @@ def test_limiter_blocks_the_call_over_the_limit() -> None:
     now[0] = 10.0
     limiter.acquire()
     limiter.acquire()
-    assert slept == [60.0 - 10.0]
+    assert slept == [61.0 - 10.0]

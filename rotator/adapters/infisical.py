@@ -1,7 +1,7 @@
 """Infisical's GitLab app connections over httpx, with a Universal Auth login kept alive. Adapter.
 
 :class:`InfisicalAPI` implements :class:`rotator.core.ports.InfisicalPort`. Every request carries
-rotator's User-Agent, waits for a sliding-window limiter (reads and writes apart, as Infisical
+rotator's User-Agent, waits for a 60-second-window limiter (reads and writes apart, as Infisical
 counts them) and goes through :meth:`InfisicalAPI._request`, the one place where httpx failures
 and error answers become :class:`~rotator.core.errors.InfisicalError`, upstream messages redacted.
 

@@ -30,7 +30,7 @@ from typing import TypeVar
 import tenacity
 
 from rotator.core.errors import JournalUnavailableError, RotatorError
-from rotator.core.ledger import admit
+from rotator.core.ledger import Counts, admit
 from rotator.core.ports import CallLedger
 
 
@@ -175,7 +175,7 @@ def bucket(kind: str, url: str) -> str:
 
 
 class Limiter:
-    """At most ``per_minute`` calls in any sliding 60-second window; callers block until allowed.
+    """At most ``per_minute`` calls in any 60-second window; callers block until allowed.
 
     Alone, it counts this process's calls on ``clock``. Given a shared ``ledger`` (the journal's,
     when several processes or replicas share one), it counts there, in ``bucket``, so the ceiling
@@ -204,7 +204,7 @@ class Limiter:
         self._per_minute = per_minute
         self._clock, self._sleep = clock, sleep
         self._ledger, self._bucket = ledger, bucket
-        self._calls: tuple[float, ...] = ()
+        self._calls: Counts = ()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:

@@ -1,16 +1,24 @@
-"""The call ledger's two decisions, as pure functions: a sliding call window and a periodic job's claim.
+"""The call ledger's two decisions, as pure functions: a per-second call window and a periodic job's claim.
 
 Core: standard library only. Every store's ledger (memory, SQLite, PostgreSQL: see
 :class:`rotator.core.ports.CallLedger`) and the adapters' in-process
-:class:`rotator.adapters.retrying.Limiter` keep a bucket's calls as instants (seconds on one clock)
-and decide here, so "at most ``per_minute`` calls in any 60-second window" means the same in a
-process and across a fleet.
+:class:`rotator.adapters.retrying.Limiter` keep a bucket's calls as counts per whole second (on
+one clock) and decide here, so "at most ``per_minute`` calls in any 60-second window" means the
+same in a process and across a fleet.
+
+Counts per second, not one instant per call: a bucket's row then holds at most :data:`SECONDS`
+pairs whatever the call rate or the ceiling, so a take costs the same at 1,000 calls a minute as
+at 10 (a log of instants grew with the rate, and was rewritten whole under the row's lock on
+every call). The price is a wait up to a second longer than an exact log's (see :func:`admit`).
 
 A clock that goes back (an NTP step, a failover to a database whose clock is behind) must not
-block a bucket or a job for as long as it went back: a call recorded after ``now`` counts as made
-``now`` (it still counts: a step back never lets an extra call through), so the wait it causes is
-at most one window; a claim recorded more than a period after ``now`` holds the job off no more.
+block a bucket or a job for as long as it went back: calls counted in a second after ``now``'s
+count as made in ``now``'s second (they still count: a step back never lets an extra call
+through), so the wait they cause is at most :data:`SECONDS`; a claim recorded more than a period
+after ``now`` holds the job off no more.
 """
+
+import math
 
 from collections.abc import Sequence
 
@@ -18,24 +26,51 @@ from collections.abc import Sequence
 #: The window's length, in seconds: a ceiling is given per minute.
 WINDOW = 60.0
 
+#: The whole seconds a window ``(now - 60, now]`` can overlap: the most pairs a bucket keeps.
+SECONDS = 61
 
-def admit(calls: Sequence[float], now: float, per_minute: int) -> tuple[tuple[float, ...], float]:
+#: A bucket's calls: (epoch second, calls counted in it), oldest first, at most :data:`SECONDS`.
+Counts = tuple[tuple[int, int], ...]
+
+
+def admit(counts: Sequence[Sequence[int]], now: float, per_minute: int) -> tuple[Counts, float]:
     """The bucket after asking for one call at ``now``, and the wait: ``0.0`` when it was counted.
 
-    ``calls`` are the instants of the calls counted so far, oldest first. The result keeps only the
-    calls still inside the window (a call leaves it exactly 60 s after it was made) and appends
-    ``now`` if fewer than ``per_minute`` remain; otherwise nothing is counted and the wait is the
-    time until enough calls have left the window for one more to fit.
+    ``counts`` are (second, calls) pairs: second ``s`` holds the calls made in ``[s, s + 1)``. A
+    second is kept while it overlaps the window ``(now - 60, now]`` (``s + 1 > now - 60``), and
+    every call in a kept second counts, even one made more than 60 s ago. The call is counted (in
+    second ``floor(now)``) iff those counts plus one are at most ``per_minute``; otherwise nothing
+    is counted and the wait is the time until enough of the oldest seconds have left the window
+    for one more to fit: at most 61 s, and at most about 1 s longer than an exact log would wait.
+
+    Why no 60-second window ever holds more than ``per_minute`` counted calls: take any window
+    ``(a, a + 60]`` and the last call counted in it, at ``t`` (so ``t - 60 <= a``). Every other call
+    of the window was made at some ``c`` with ``t - 60 <= a < c <= t``, so its second
+    ``floor(c)`` has ``floor(c) + 1 > c > t - 60``: it overlapped ``t``'s window and was counted
+    when ``t`` was admitted (a clock that went back only moves calls to a later second, which
+    leaves later). So the window's calls, ``t``'s included, are at most the counts plus one, which
+    was at most ``per_minute``.
     """
     if per_minute < 1:
         msg = f"per_minute must be at least 1, not {per_minute}"
         raise ValueError(msg)
-    kept = sorted(min(at, now) for at in calls if now - at < WINDOW)
-    if len(kept) < per_minute:
-        return (*kept, now), 0.0
-    # One more fits once all but per_minute - 1 of them have left: wait for the last of those.
-    leaving = kept[len(kept) - per_minute]
-    return tuple(kept), WINDOW - (now - leaving)
+    second = math.floor(now)
+    kept: dict[int, int] = {}
+    for at, calls in counts:
+        if at + 1 > now - WINDOW:  # overlaps the window; a second ahead of now counts as now's
+            kept[min(at, second)] = kept.get(min(at, second), 0) + calls
+    ordered = sorted(kept.items())
+    total = sum(calls for _, calls in ordered)
+    if total < per_minute:
+        kept[second] = kept.get(second, 0) + 1
+        return tuple(sorted(kept.items())), 0.0
+    # One more fits once the oldest seconds holding all but per_minute - 1 of them have left: a
+    # second s leaves when s + 1 <= now - 60, so wait for the last of those to.
+    for at, calls in ordered:
+        total -= calls
+        if total < per_minute:
+            return tuple(ordered), at + 1 + WINDOW - now
+    raise AssertionError  # pragma: no cover - total < per_minute once every second has left
 
 
 def claims(last: float | None, now: float, every: float) -> bool:

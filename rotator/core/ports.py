@@ -84,11 +84,12 @@ class CallLedger(Protocol):
     """
 
     def take(self, bucket: str, per_minute: int) -> float:
-        """Count one call in ``bucket``'s sliding 60 s window if it fits and return 0.0; else wait this long.
+        """Count one call in ``bucket``'s 60 s window if it fits and return 0.0; else wait this long.
 
         At most ``per_minute`` calls are counted in any 60-second window, by every caller of the
         store together. When the call does not fit, nothing is counted and the answer is the
-        seconds until one more would (ask again then: another caller may have taken it).
+        seconds until one more would (ask again then: another caller may have taken it): at most
+        61, as calls are counted per whole second (:func:`rotator.core.ledger.admit`).
         """
 
     def claim(self, job: str, every: timedelta) -> bool:

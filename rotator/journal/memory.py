@@ -111,7 +111,7 @@ class MemoryJournal:
         """An empty journal; ``clock`` is its call ledger's (leases are judged by the ``now`` passed)."""
         self._lock = threading.Lock()
         self._clock = clock
-        self._calls: dict[str, tuple[float, ...]] = {}  # by bucket, oldest first
+        self._calls: dict[str, ledger.Counts] = {}  # by bucket: (second, calls), oldest first
         self._claims: dict[str, float] = {}  # by job: when it was last claimed
         self._targets: dict[str, _Target] = {}
         self._fences: dict[str, int] = {}  # the last fence of each forgotten key

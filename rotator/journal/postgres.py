@@ -21,7 +21,7 @@ The call ledger (:class:`rotator.core.ports.CallLedger`) runs on the same ``cloc
 replicas' ceilings are counted on one clock whatever theirs say. A take or a claim is one
 transaction: an upsert that creates and row-locks the bucket's (or job's) row, so callers of one
 bucket queue there while other buckets go on; then the clock, read once the lock is held (so the
-instants recorded in a row only grow); then :mod:`rotator.core.ledger` decides, and the row is
+seconds recorded in a row only grow); then :mod:`rotator.core.ledger` decides, and the row is
 written only when a call is counted or a job claimed.
 
 Every statement has a time limit: ``connect_timeout`` when connecting, and ``statement_timeout``
@@ -391,9 +391,9 @@ class PostgresJournal:
         return float(row[0])
 
     @contextmanager
-    def _ledger_row(self, table: str, key: str, column: str, name: str) -> Iterator[tuple[Conn, Any]]:
-        """A transaction locking ``table``'s row ``key = name`` (made if need be); yields its ``column``."""
-        select = f"SELECT {column} FROM {table} WHERE {key} = %s FOR UPDATE".encode()  # noqa: S608 - fixed names
+    def _ledger_row(self, table: str, key: str, columns: str, name: str) -> Iterator[tuple[Conn, Any]]:
+        """A transaction locking ``table``'s row ``key = name`` (made if need be); yields its ``columns``."""
+        select = f"SELECT {columns} FROM {table} WHERE {key} = %s FOR UPDATE".encode()  # noqa: S608 - fixed names
         with self._transaction() as conn:
             # Not waited for on disk: losing the last calls counted to a crash costs nothing, and
             # the commit's flush would cost more than the rest of the transaction.
@@ -405,7 +405,7 @@ class PostgresJournal:
                 conn.execute(insert.encode(), (name,))
                 row = conn.execute(select, (name,)).fetchone()
             assert row is not None  # noqa: S101 - made above, and ledger rows are never deleted
-            yield conn, row[0]
+            yield conn, row
 
     def take(self, bucket: str, per_minute: int) -> float:
         """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait.
@@ -429,17 +429,20 @@ class PostgresJournal:
 
     def _take_first(self, bucket: str, per_minute: int) -> float:
         """:meth:`take` when the bucket has no row yet: make it, lock it, then decide in Python."""
-        with self._ledger_row("call_windows", "bucket", "calls", bucket) as (conn, counted):
-            calls, wait = ledger.admit(counted, self._now(conn), per_minute)
+        with self._ledger_row("call_windows", "bucket", "seconds, counts", bucket) as (conn, row):
+            counts, wait = ledger.admit(list(zip(*row, strict=True)), self._now(conn), per_minute)
             if wait == 0.0:
-                conn.execute("UPDATE call_windows SET calls = %s WHERE bucket = %s", (list(calls), bucket))
+                conn.execute(
+                    "UPDATE call_windows SET seconds = %s, counts = %s WHERE bucket = %s",
+                    ([s for s, _ in counts], [n for _, n in counts], bucket),
+                )
             return wait
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if no replica claimed it within ``every``."""
-        with self._ledger_row("job_claims", "job", "claimed_at", job) as (conn, claimed):
+        with self._ledger_row("job_claims", "job", "claimed_at", job) as (conn, row):
             now = self._now(conn)
-            if not ledger.claims(claimed, now, every.total_seconds()):
+            if not ledger.claims(row[0], now, every.total_seconds()):
                 return False
             conn.execute("UPDATE job_claims SET claimed_at = %s WHERE job = %s", (now, job))
             return True
@@ -852,20 +855,31 @@ def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[s
 #: :meth:`PostgresJournal.take` in one query message (no parameters: the simple protocol runs
 #: both statements as one transaction): :func:`rotator.core.ledger.admit` in SQL. The row is locked
 #: first (``locked``) and the clock read from it, so the clock is read once the lock is held and a
-#: row's instants only grow, as in the general path. Not waited for on disk, like it: losing the
-#: last calls counted to a crash costs nothing. No row (a bucket's first use) returns nothing.
+#: row's seconds only grow, as in the general path. ``kept`` is the seconds overlapping the window
+#: (one ahead of the clock folded into its second); ``after`` each one's count of newer calls, so
+#: ``leaving`` is the newest second that must leave for one more call to fit. The row is rewritten
+#: trimmed (at most 61 pairs) and, when the call fits, with it counted in the clock's second. Not
+#: waited for on disk, like the general path: losing the last calls counted to a crash costs
+#: nothing. No row (a bucket's first use) returns nothing.
 _TAKE = sql.SQL(
     "SET LOCAL synchronous_commit = off;"
-    " WITH locked AS (SELECT calls FROM call_windows WHERE bucket = {bucket} FOR UPDATE),"
-    " clock AS (SELECT extract(epoch FROM {clock})::float8 AS now, calls FROM locked),"
-    " kept AS (SELECT clock.now, coalesce(array_agg(least(at, clock.now) ORDER BY least(at, clock.now))"
-    " FILTER (WHERE clock.now - at < {window}), '{{}}') AS calls"
-    " FROM clock LEFT JOIN LATERAL unnest(clock.calls) AS at ON true GROUP BY clock.now),"
-    " plan AS (SELECT now, calls, cardinality(calls) < {per_minute} AS fits FROM kept)"
-    " UPDATE call_windows SET calls = CASE WHEN plan.fits THEN plan.calls || plan.now ELSE plan.calls END"
+    " WITH locked AS (SELECT seconds, counts FROM call_windows WHERE bucket = {bucket} FOR UPDATE),"
+    " clock AS (SELECT extract(epoch FROM {clock})::float8 AS now, seconds, counts FROM locked),"
+    " kept AS (SELECT least(b.s, floor(clock.now)::int8) AS s, sum(b.n)::int8 AS n"
+    " FROM clock, unnest(clock.seconds, clock.counts) AS b(s, n)"
+    " WHERE b.s + 1 > clock.now - {window} GROUP BY 1),"
+    " after AS (SELECT s, coalesce(sum(n) OVER (ORDER BY s DESC ROWS BETWEEN UNBOUNDED PRECEDING"
+    " AND 1 PRECEDING), 0) AS newer FROM kept),"
+    " plan AS (SELECT clock.now, floor(clock.now)::int8 AS second,"
+    " coalesce((SELECT sum(n) FROM kept), 0) < {per_minute} AS fits,"
+    " (SELECT min(s) FROM after WHERE newer < {per_minute}) AS leaving FROM clock),"
+    " counted AS (SELECT s, sum(n)::int4 AS n FROM (SELECT s, n FROM kept"
+    " UNION ALL SELECT second, 1 FROM plan WHERE fits) AS calls GROUP BY s)"
+    " UPDATE call_windows SET seconds = coalesce((SELECT array_agg(s ORDER BY s) FROM counted), '{{}}'),"
+    " counts = coalesce((SELECT array_agg(n ORDER BY s) FROM counted), '{{}}')"
     " FROM plan WHERE bucket = {bucket}"
     " RETURNING CASE WHEN plan.fits THEN 0.0::float8"
-    " ELSE {window} - (plan.now - plan.calls[cardinality(plan.calls) - {per_minute} + 1]) END"
+    " ELSE (plan.leaving + 1)::float8 + {window} - plan.now END"
 )
 
 

@@ -42,10 +42,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (gitlab_url, ref));
     """,
     # 2: the call ledger the replicas count together (rotator.core.ports.CallLedger): each bucket's
-    # calls of the last minute (epoch seconds on the database's clock) and each periodic job's
-    # last claim. Not part of a snapshot: nothing in them outlives a check interval.
+    # calls of the last minute, counted per epoch second on the database's clock (seconds[i] holds
+    # counts[i] calls; at most 61 pairs: rotator.core.ledger), and each periodic job's last claim.
+    # Not part of a snapshot: nothing in them outlives a check interval.
     """
-    CREATE TABLE call_windows (bucket text PRIMARY KEY, calls float8[] NOT NULL DEFAULT '{}');
+    CREATE TABLE call_windows (bucket text PRIMARY KEY,
+        seconds int8[] NOT NULL DEFAULT '{}', counts int4[] NOT NULL DEFAULT '{}');
     CREATE TABLE job_claims (job text PRIMARY KEY, claimed_at float8);
     """,
     # 3: HTTP trigger requests and their claims (claim_until on the database's clock); the

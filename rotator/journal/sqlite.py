@@ -367,14 +367,14 @@ class SQLiteJournal:
     def take(self, bucket: str, per_minute: int) -> float:
         """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
         with self._unsynced() as db:
-            row = db.execute("SELECT calls FROM call_windows WHERE bucket = ?", (bucket,)).fetchone()
-            calls, wait = ledger.admit(
+            row = db.execute("SELECT counts FROM call_windows WHERE bucket = ?", (bucket,)).fetchone()
+            counts, wait = ledger.admit(
                 json.loads(row[0]) if row else [], self._clock().timestamp(), per_minute
             )
             if wait == 0.0:
                 db.execute(
-                    "INSERT OR REPLACE INTO call_windows (bucket, calls) VALUES (?, ?)",
-                    (bucket, json.dumps(calls)),
+                    "INSERT OR REPLACE INTO call_windows (bucket, counts) VALUES (?, ?)",
+                    (bucket, json.dumps(counts)),
                 )
             return wait
 

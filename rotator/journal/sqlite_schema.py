@@ -48,11 +48,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE fences (key TEXT PRIMARY KEY, fence INTEGER NOT NULL);
     """,
     # 3: the call ledger the processes sharing this file count together (rotator.core.ports.CallLedger):
-    # each bucket's calls of the last minute (a JSON list of epoch seconds) and each periodic
-    # job's last claim. Not part of a snapshot: nothing in them outlives a check interval (so a
-    # file that somehow has them already, whatever its version says, just keeps them).
+    # each bucket's calls of the last minute (a JSON list of [epoch second, calls] pairs, at most
+    # 61: rotator.core.ledger) and each periodic job's last claim. Not part of a snapshot: nothing
+    # in them outlives a check interval (so a file that somehow has them already, whatever its
+    # version says, just keeps them).
     """
-    CREATE TABLE IF NOT EXISTS call_windows (bucket TEXT PRIMARY KEY, calls TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS call_windows (bucket TEXT PRIMARY KEY, counts TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS job_claims (job TEXT PRIMARY KEY, claimed_at REAL NOT NULL);
     """,
     # 4: HTTP trigger requests and their claims; the rotations a request planned, found by its id

@@ -1,62 +1,99 @@
-"""The call ledger's decisions (rotator.core.ledger): the sliding window and a periodic job's claim.
+"""The call ledger's decisions (rotator.core.ledger): the per-second call window and a periodic job's claim.
 
 Times are multiples of 1/64 s, exact in binary floating point, so a call made exactly 60 s ago is
 tested exactly at the window's edge.
 """
+
+import math
 
 import pytest
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.core.ledger import WINDOW, admit, claims
+from rotator.core.ledger import SECONDS, WINDOW, Counts, admit, claims
 
 
 TICK = 1 / 64
 #: Gaps between asks, in ticks: zero (a burst), small, and around the window's edge.
-GAPS = st.one_of(st.integers(0, 3), st.integers(0, 64 * 70), st.sampled_from([64 * 60 - 1, 64 * 60]))
+GAPS = st.one_of(st.integers(0, 3), st.integers(0, 64 * 70), st.sampled_from([64 * 60 - 1, 64 * 60, 64 * 61]))
 
 
-def _in_window(granted: list[float], now: float) -> int:
-    return sum(1 for at in granted if now - WINDOW < at <= now)
+def _counted(granted: list[float], now: float) -> int:
+    """The model: the granted calls whose whole second overlaps (now - 60, now]."""
+    return sum(1 for at in granted if math.floor(at) + 1 > now - WINDOW)
 
 
 @given(st.integers(1, 5), st.lists(GAPS, max_size=40))
-def test_the_window_grants_exactly_when_fewer_than_per_minute_were_granted_in_the_last_60s(
-    per_minute: int, gaps: list[int]
-) -> None:
-    """Granted iff fewer than per_minute grants in (now - 60, now]; so never more in any 60 s window."""
-    calls: tuple[float, ...] = ()
+def test_no_60s_window_ever_holds_more_than_per_minute_grants(per_minute: int, gaps: list[int]) -> None:
+    """SAFETY: granted iff the model says so, and brute force finds no window over the ceiling."""
+    counts: Counts = ()
     granted: list[float] = []
     now = 1000.0
     for gap in gaps:
         now += gap * TICK
-        allowed = _in_window(granted, now) < per_minute
-        calls, wait = admit(calls, now, per_minute)
+        allowed = _counted(granted, now) < per_minute
+        counts, wait = admit(counts, now, per_minute)
         assert (wait == 0.0) == allowed
+        assert len(counts) <= SECONDS
         if allowed:
             granted.append(now)
-        else:
-            # The wait is exact: one more fits then, and not a tick sooner.
-            assert 0.0 < wait <= WINDOW
-            assert _in_window(granted, now + wait) < per_minute
-            assert _in_window(granted, now + wait - TICK) >= per_minute
     for start in granted:
         assert sum(1 for at in granted if start <= at < start + WINDOW) <= per_minute
 
 
-def test_only_the_last_minutes_calls_are_kept() -> None:
-    """A call leaves the window exactly 60 s after it was made, and is then dropped."""
-    calls, wait = admit((0.0, 30.0), 60.0, 2)
-    assert (calls, wait) == ((30.0, 60.0), 0.0)
+@given(st.integers(1, 5), st.lists(GAPS, max_size=40))
+def test_a_refusal_waits_at_most_61s_and_asking_again_then_is_granted(
+    per_minute: int, gaps: list[int]
+) -> None:
+    """LIVENESS: a wait is in (0, 61]; alone, asking after it is granted, a tick sooner is not."""
+    counts: Counts = ()
+    now = 1000.0
+    for gap in gaps:
+        now += gap * TICK
+        before = counts
+        counts, wait = admit(counts, now, per_minute)
+        if wait:
+            assert 0.0 < wait <= SECONDS
+            assert admit(counts, now + wait, per_minute)[1] == 0.0
+            assert admit(counts, now + wait - TICK, per_minute)[1] > 0.0
+            assert counts == tuple((s, n) for s, n in before if s + 1 > now - WINDOW)  # nothing counted
 
 
-@given(st.lists(st.floats(0, 3600), min_size=1, max_size=10), st.floats(0, 3600))
-def test_a_clock_that_went_back_blocks_for_one_window_at_most(calls: list[float], now: float) -> None:
-    """Calls recorded after now still count, as made now: a wait is never longer than the window."""
-    kept, wait = admit(sorted(calls), now, 1)
-    assert wait <= WINDOW
-    assert all(at <= now for at in kept)
+@given(st.lists(st.tuples(st.integers(0, 3600), st.integers(1, 100)), max_size=10), st.integers(1, 50))
+def test_with_no_call_in_the_last_61s_a_take_is_granted(
+    counts: list[tuple[int, int]], per_minute: int
+) -> None:
+    """Every second recorded is 61 s old or more: none overlaps the window, so the call fits."""
+    now = max((s for s, _ in counts), default=0) + SECONDS + 0.5
+    assert admit(counts, now, per_minute) == (((math.floor(now), 1),), 0.0)
+
+
+def test_a_bucket_keeps_at_most_61_seconds_whatever_the_rate() -> None:
+    """10,000 calls over 100 s under a ceiling that never binds: the bucket stays at 61 pairs at most."""
+    counts: Counts = ()
+    for i in range(10_000):
+        counts, wait = admit(counts, 1000.0 + i / 100, 1_000_000)
+        assert wait == 0.0
+        assert len(counts) <= SECONDS
+    assert sum(n for _, n in counts) == 6_100  # seconds 1039..1099, 100 calls each
+
+
+def test_a_second_counts_while_it_overlaps_the_window() -> None:
+    """Second 0 overlaps (0.5, 60.5] but not (1, 61]: at 60.5 it still counts, at 61 it is dropped."""
+    assert admit(((0, 1), (30, 1)), 60.5, 2) == (((0, 1), (30, 1)), 0.5)
+    assert admit(((0, 1), (30, 1)), 61.0, 2) == (((30, 1), (61, 1)), 0.0)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3600), st.integers(1, 3)), min_size=1, max_size=10), st.floats(0, 3600)
+)
+def test_a_clock_that_went_back_blocks_for_61s_at_most(counts: list[tuple[int, int]], now: float) -> None:
+    """Calls counted in a later second still count, as made in now's: a wait is at most 61 s."""
+    kept, wait = admit(sorted(counts), now, 1)
+    assert wait <= SECONDS
+    assert all(s <= now for s, _ in kept)
+    assert sum(n for _, n in kept) == sum(n for s, n in counts if s + 1 > now - WINDOW) + (wait == 0.0)
 
 
 def test_a_ceiling_below_one_is_refused() -> None:

@@ -97,6 +97,11 @@ class ClockedJournal(PostgresJournal):
         self._clock_conn = psycopg.connect(url, autocommit=True)
         self._ledger_clock = ledger_clock or _wall
 
+    @property
+    def clock_connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        """The autocommit connection setting the clock (tests read the ledger's rows with it too)."""
+        return self._clock_conn
+
     def _set_clock(self, now: datetime) -> None:
         self._clock_conn.execute("UPDATE test_clock SET at = %s", (now,))
 

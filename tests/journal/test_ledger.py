@@ -3,10 +3,12 @@
 Each store's ledger runs on a clock the tests move (``stores``' ``clock``); times are whole
 seconds plus multiples of 1/64 s, exact on every store (PostgreSQL's epoch seconds included), so
 answers are compared exactly with a plain model: a call is counted iff fewer than ``per_minute``
-were counted in the last 60 s (a call made exactly 60 s ago no longer counts), else the wait is
-until enough have left. Every example uses its own bucket and job names, so one store serves them all.
+were counted in the whole seconds overlapping the last 60 s (second ``s`` counts while
+``s + 1 > now - 60``), else the wait is until enough of those seconds have left. Every example
+uses its own bucket and job names, so one store serves them all.
 """
 
+import math
 import shutil
 import threading
 import uuid
@@ -27,7 +29,7 @@ from rotator.core.ports import Journal
 from rotator.journal import postgres_schema
 from rotator.journal.postgres import PostgresJournal
 from rotator.journal.sqlite import SQLiteJournal
-from tests.journal.stores import STORES, Opener
+from tests.journal.stores import STORES, ClockedJournal, Opener, postgres_store
 from tests.journal.test_schema import OLD
 from tests.postgres import fresh_schema
 
@@ -56,6 +58,7 @@ class Store:
 
     opener: Opener
     journal: Journal
+    other: Journal
     clock: Clock
 
 
@@ -64,15 +67,17 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """Each store, with the clock its ledger runs on (one store per module: names are per example)."""
     clock = Clock()
     with STORES[request.param](clock) as opener:
-        yield Store(opener, opener(), clock)
+        yield Store(opener, opener(), opener(), clock)
 
 
 def _unique(what: str) -> str:
     return f"{what}:{uuid.uuid4().hex}"
 
 
-def _counted(granted: list[datetime], now: datetime) -> list[datetime]:
-    return [at for at in granted if now - WINDOW < at <= now]
+def _counted(granted: list[datetime], now: datetime) -> list[int]:
+    """The epoch seconds of the granted calls whose second overlaps (now - 60, now], oldest first."""
+    seconds = (math.floor(at.timestamp()) for at in granted)
+    return sorted(s for s in seconds if s + 1 > (now - WINDOW).timestamp())
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -80,34 +85,59 @@ def _counted(granted: list[datetime], now: datetime) -> list[datetime]:
     st.integers(1, 4),
     st.lists(
         st.tuples(
-            st.one_of(st.integers(0, 2), st.integers(0, 64 * 70), st.just(64 * 60)),
+            st.one_of(st.integers(0, 2), st.integers(0, 64 * 70), st.just(64 * 60), st.just(64 * 61)),
+            st.booleans(),
             st.booleans(),
         ),
         max_size=20,
     ),
 )
-def test_every_store_counts_calls_in_a_sliding_minute_as_the_model_does(
-    store: Store, per_minute: int, asks: list[tuple[int, bool]]
+def test_every_store_counts_calls_per_second_as_the_model_does(
+    store: Store, per_minute: int, asks: list[tuple[int, bool, bool]]
 ) -> None:
-    """Granted iff fewer than per_minute in the last 60 s, per bucket; a refusal waits until one fits."""
-    ledger, clock = store.journal, store.clock
+    """Two handles, two buckets: each answer is the model's, and no 60 s window exceeds the ceiling."""
+    clock = store.clock
     buckets = (_unique("gitlab"), _unique("infisical-read"))
     granted: dict[str, list[datetime]] = {b: [] for b in buckets}
     clock.at = START
-    for ticks, second in asks:
+    for ticks, second, other in asks:
         clock.at += ticks * TICK
         bucket = buckets[second]
         counted = _counted(granted[bucket], clock.at)
-        wait = ledger.take(bucket, per_minute)
+        wait = (store.other if other else store.journal).take(bucket, per_minute)
         if len(counted) < per_minute:
             assert wait == 0.0
             granted[bucket].append(clock.at)
         else:
             leaving = counted[len(counted) - per_minute]
-            assert wait == (WINDOW - (clock.at - leaving)).total_seconds()
+            assert wait == leaving + 1 + WINDOW.total_seconds() - clock.at.timestamp()
+            assert 0.0 < wait <= 61.0
     for calls in granted.values():
         for start in calls:
             assert sum(1 for at in calls if start <= at < start + WINDOW) <= per_minute
+
+
+def test_a_postgres_bucket_row_keeps_at_most_61_seconds() -> None:
+    """A row left with 10,000 seconds is trimmed by the next take, and stays at 61 pairs at most."""
+    clock = Clock()
+    bucket = _unique("gitlab")
+    with postgres_store(clock) as opener:
+        journal = opener()
+        assert journal.take(bucket, 1_000_000) == 0.0  # makes the row
+        assert isinstance(journal, ClockedJournal)
+        db = journal.clock_connection
+        seconds = "SELECT cardinality(seconds), cardinality(counts) FROM call_windows WHERE bucket = %s"
+        start = int(START.timestamp())
+        db.execute(
+            "UPDATE call_windows"
+            " SET seconds = (SELECT array_agg(s ORDER BY s) FROM generate_series(%s::int8, %s) s),"
+            " counts = array_fill(1, ARRAY[10000]) WHERE bucket = %s",
+            (start - 9_999, start, bucket),
+        )
+        for _ in range(150):
+            clock.at += timedelta(seconds=0.5)
+            assert journal.take(bucket, 1_000_000) == 0.0
+            assert db.execute(seconds, (bucket,)).fetchone() in {(n, n) for n in range(1, 62)}
 
 
 def test_every_store_claims_a_job_once_per_period(store: Store) -> None:

@@ -3,7 +3,6 @@
 import threading
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -11,9 +10,10 @@ from rotator.core.errors import LeaseLostError
 from rotator.core.model import Lease, TargetKey, TokenInfo
 from rotator.doors.config import parse_config
 from rotator.doors.wiring import engine_settings
-from rotator.engine.context import Context, Settings
+from rotator.engine.context import Settings
 from rotator.engine.lease import LeaseKeeper
 from rotator.journal.memory import MemoryJournal
+from tests.engine.lease_context import lease_context
 
 
 CONN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
@@ -81,18 +81,10 @@ def test_a_renewal_failing_in_the_background_stops_the_call_after_the_one_in_fli
     lease = journal.acquire(KEY, "app-deploy", "w1", NOW, timedelta(minutes=10))
     assert lease is not None
     gitlab = _GitLab()
-    unused: Any = None
-    ctx = Context(
-        gitlab=gitlab,  # type: ignore[arg-type]  # only the listing is used
-        infisical=unused,
-        journal=journal,
-        clock=lambda: NOW,
-        sleep=lambda _s: None,
-        monotonic=lambda: 0.0,  # the run's clock stands still: only the background thread renews
-        gitlab_url=KEY.gitlab_url,
-        actor="test",
-        # Real time, but a thousandth of a second: the thread renews at once (an Event wait, no sleep).
-        settings=Settings(lease_renew=timedelta(milliseconds=1)),
+    # The run's clock stands still (only the background thread renews), and the renewal interval is
+    # real time, but a thousandth of a second: the thread renews at once (an Event wait, no sleep).
+    ctx = lease_context(
+        journal, KEY, NOW, gitlab=gitlab, settings=Settings(lease_renew=timedelta(milliseconds=1))
     )
     with LeaseKeeper(ctx, lease) as keeper:
         gitlab.lost = keeper.lost
@@ -126,16 +118,11 @@ def test_a_background_renewal_does_not_make_the_run_renew_before_every_call() ->
     assert lease is not None
     clocks = threading.local()
     clocks.now = 1000.0  # the run's thread: far ahead of the background thread's, which reads 0
-    unused: Any = None
-    ctx = Context(
-        gitlab=unused,
-        infisical=unused,
-        journal=journal,
-        clock=lambda: NOW,
-        sleep=lambda _s: None,
+    ctx = lease_context(
+        journal,
+        KEY,
+        NOW,
         monotonic=lambda: float(getattr(clocks, "now", 0.0)),
-        gitlab_url=KEY.gitlab_url,
-        actor="test",
         settings=Settings(lease_renew=timedelta(milliseconds=1)),
     )
     with LeaseKeeper(ctx, lease) as keeper:

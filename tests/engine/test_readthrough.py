@@ -3,16 +3,15 @@
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from rotator.core.errors import LeaseLostError
 from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
-from rotator.engine.context import Context
 from rotator.engine.lease import LeaseKeeper
 from rotator.engine.readthrough import ReadThrough
 from rotator.journal.memory import MemoryJournal
+from tests.engine.lease_context import lease_context
 
 
 CONN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
@@ -75,17 +74,7 @@ def test_a_lost_lease_drops_what_was_kept_and_every_further_write_fails() -> Non
     journal = MemoryJournal()
     lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
     assert lease is not None
-    unused: Any = None
-    ctx = Context(
-        gitlab=unused,
-        infisical=unused,
-        journal=journal,
-        clock=lambda: NOW,
-        sleep=lambda _s: None,
-        monotonic=lambda: 0.0,
-        gitlab_url=KEY.gitlab_url,
-        actor="test",
-    )
+    ctx = lease_context(journal, KEY, NOW)
     keeper = LeaseKeeper(ctx, lease)  # not entered: no background thread, the test renews
     before = keeper.ctx.journal.target(KEY)
     assert before is not None

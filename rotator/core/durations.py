@@ -49,6 +49,11 @@ def stamp(when: datetime) -> str:
     return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def stamp_or_none(when: datetime | None) -> str | None:
+    """:func:`stamp`, or ``None`` for no time (a JSON field left null)."""
+    return stamp(when) if when else None
+
+
 def days_column(days: int | None) -> str:
     """A whole-day count for a table cell: ``19d``, ``<1d``, ``expired`` (``-`` for none)."""
     if days is None:

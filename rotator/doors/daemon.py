@@ -65,7 +65,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from rotator.adapters import cron
 from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
-from rotator.core.durations import stamp
+from rotator.core.durations import stamp_or_none
 from rotator.core.errors import JournalDamagedError, JournalUnavailableError, RotatorError
 from rotator.core.model import (
     Outcome,
@@ -110,10 +110,6 @@ class Refusal:
     status: int
     reason: str
     detail: str
-
-
-def _iso(when: datetime | None) -> str | None:
-    return stamp(when) if when else None
 
 
 class Daemon:
@@ -340,7 +336,10 @@ class Daemon:
     def _count_coalesced(self, target: RotationSpec, rotation: RotationRecord, until: datetime) -> None:
         self.metrics.triggers_coalesced.labels(target.name).inc()
         log.info(
-            "daemon.trigger_coalesced", target=target.name, rotation=rotation.id, next_trigger_at=_iso(until)
+            "daemon.trigger_coalesced",
+            target=target.name,
+            rotation=rotation.id,
+            next_trigger_at=stamp_or_none(until),
         )
 
     def _answered_by(self, target: RotationSpec, rotation: RotationRecord) -> TriggerRequest:
@@ -389,11 +388,11 @@ class Daemon:
             "journal": journal,
             "gitlab": {
                 "credential": "refused" if credentials["gitlab"] else "ok",
-                "expires_at": _iso(self._credentials.get("gitlab_manager_token")),
+                "expires_at": stamp_or_none(self._credentials.get("gitlab_manager_token")),
             },
             "infisical": {
                 "credential": "refused" if credentials["infisical"] else "ok",
-                "expires_at": _iso(self._credentials.get("infisical_access_token")),
+                "expires_at": stamp_or_none(self._credentials.get("infisical_access_token")),
             },
             "draining": draining,
         }

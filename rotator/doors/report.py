@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from rotator.adapters import cron
 from rotator.core import model
-from rotator.core.durations import days_column, stamp
+from rotator.core.durations import days_column, stamp, stamp_or_none
 from rotator.core.errors import said_of
 from rotator.core.model import Role, RotationRecord, TargetState, TokenRecord, short_hash
 from rotator.core.ports import Journal
@@ -62,10 +62,6 @@ _MIN_WIDTH = 40
 #: A command in backticks, kept on one line when wrapping; the no-break space holds it together.
 _COMMAND = re.compile(r"`[^`]*`")
 _NBSP = "\u00a0"
-
-
-def _iso(when: datetime | None) -> str | None:
-    return stamp(when) if when else None
 
 
 def terminal_width(environ: Mapping[str, str] | None = None) -> int:
@@ -131,9 +127,9 @@ def read_status(config: Config, journal: Journal, clock: Callable[[], datetime])
                     expires_in_days=(expiry_instant(current[-1].expires_at) - now).days
                     if current and current[-1].expires_at
                     else None,
-                    last_rotation=_iso(last[0].planned_at) if last else None,
+                    last_rotation=stamp_or_none(last[0].planned_at) if last else None,
                     last_outcome=last[0].outcome.value if last else None,
-                    next_due=_iso(situation.due.next_due),
+                    next_due=stamp_or_none(situation.due.next_due),
                     due_reason=situation.due.reason,
                     would=describe(work, situation, None),
                     pending_revokes=_awaiting_revoke(tokens),
@@ -141,12 +137,12 @@ def read_status(config: Config, journal: Journal, clock: Callable[[], datetime])
                     drift=None
                     if not (state and state.drift_since)
                     else Drift(
-                        since=_iso(state.drift_since),
+                        since=stamp_or_none(state.drift_since),
                         expected=short_hash(state.verified_hash),
                         observed=short_hash(state.observed_hash),
                     ),
-                    holding_revoke_since=_iso(state.hold_since) if state else None,
-                    backoff_until=_iso(state.backoff_until) if state and state.failures else None,
+                    holding_revoke_since=stamp_or_none(state.hold_since) if state else None,
+                    backoff_until=stamp_or_none(state.backoff_until) if state and state.failures else None,
                     last_error=state.last_error if state else (unresolved.error if unresolved else None),
                     failing=failing is not None,
                     failing_reason=failing,
@@ -162,7 +158,9 @@ def _awaiting_revoke(tokens: Sequence[TokenRecord]) -> tuple[PendingRevoke, ...]
     """Tokens waiting for their revoke (a "no access" one too), as ``status`` shows them."""
     return tuple(
         PendingRevoke(
-            token_id=t.token_id, revoke_after=_iso(t.revoke_after), no_access_since=_iso(t.no_access_since)
+            token_id=t.token_id,
+            revoke_after=stamp_or_none(t.revoke_after),
+            no_access_since=stamp_or_none(t.no_access_since),
         )
         for t in tokens
         if awaits_revoke(t)
@@ -205,7 +203,7 @@ def removed(config: Config, journal: Journal, now: datetime) -> tuple[RemovedSta
                     failing_reason=failing,
                     # Names a late create may still use: `forget` re-checks (--revoke) or refuses.
                     tombstones=tuple(
-                        TombstoneStatus(name=s.name, until=_iso(s.until))
+                        TombstoneStatus(name=s.name, until=stamp_or_none(s.until))
                         for s in journal.tombstones(found.key)
                     ),
                     unfinished=_unfinished(journal.unfinished(found.key)),
@@ -222,8 +220,8 @@ def _unresolved(record: model.UnresolvedProject | None) -> UnresolvedProject | N
         return None
     return UnresolvedProject(
         project=record.project,
-        since=_iso(record.since),
-        last_failed=_iso(record.at),
+        since=stamp_or_none(record.since),
+        last_failed=stamp_or_none(record.at),
         failures=record.failures,
         status=record.status,
         error=record.error,
@@ -235,7 +233,7 @@ def _untracked(state: TargetState | None) -> UntrackedTokens | None:
     if state is None or state.untracked_as_of is None:
         return None
     return UntrackedTokens(
-        as_of=_iso(state.untracked_as_of),
+        as_of=stamp_or_none(state.untracked_as_of),
         tokens=tuple(
             UntrackedToken(token_id=token_id, name=name, expires_at=expires)
             for token_id, name, expires in state.untracked
@@ -393,8 +391,8 @@ def read_history(journal: Journal, config: Config, name: str | None, limit: int)
                     rotation=r.id,
                     target=names.get(r.key.connection_id, r.target),
                     trigger=r.trigger,
-                    started=_iso(r.planned_at),
-                    finished=_iso(r.finished_at),
+                    started=stamp_or_none(r.planned_at),
+                    finished=stamp_or_none(r.finished_at),
                     outcome=r.outcome.value,
                     step=r.step.value,
                     old_token_id=r.old_token_id,
@@ -404,7 +402,9 @@ def read_history(journal: Journal, config: Config, name: str | None, limit: int)
                     patch_hash=short_hash(r.patch_hash),
                     reread_hash=short_hash(r.reread_hash),
                     retired=tuple(
-                        RetiredToken(token_id=t.token_id, revoked_at=_iso(t.revoked_at), evidence=t.evidence)
+                        RetiredToken(
+                            token_id=t.token_id, revoked_at=stamp_or_none(t.revoked_at), evidence=t.evidence
+                        )
                         for t in tokens
                         if t.retired_by == r.id
                     ),

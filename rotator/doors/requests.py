@@ -6,10 +6,9 @@ over by another (:mod:`rotator.doors.daemon`). This module only turns records in
 """
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
-from rotator.core.durations import stamp
+from rotator.core.durations import stamp_or_none
 from rotator.core.model import Outcome, RequestStatus, RotationRecord, TriggerRequest
 
 
@@ -35,9 +34,9 @@ class TriggeredRun:
             "id": r.id,
             "target": r.target,
             "status": r.status.value,
-            "requested_at": _iso(r.requested_at),
-            "started_at": _iso(r.started_at),
-            "finished_at": _iso(r.finished_at),
+            "requested_at": stamp_or_none(r.requested_at),
+            "started_at": stamp_or_none(r.started_at),
+            "finished_at": stamp_or_none(r.finished_at),
             "outcome": r.outcome,
             "failed": r.failed,
             "detail": r.detail,
@@ -46,7 +45,7 @@ class TriggeredRun:
                 for id_, outcome, step, new in r.rotations
             ],
             "coalesced": r.coalesced,
-            "next_trigger_at": _iso(r.next_trigger_at),
+            "next_trigger_at": stamp_or_none(r.next_trigger_at),
         }
 
 
@@ -79,7 +78,3 @@ def made_up(target: str, rotation: RotationRecord) -> TriggerRequest:
         rotations=(reference(rotation),),
     )
     return described(made, rotation)
-
-
-def _iso(when: datetime | None) -> str | None:
-    return stamp(when) if when else None

@@ -93,10 +93,19 @@ def test_the_commands_that_call_upstream_name_the_credentials(command: str) -> N
     assert ("ROTATOR_API_TOKEN" in environment) == (command == "daemon")
 
 
-@pytest.mark.parametrize("command", ["status", "history", "validate"])
+@pytest.mark.parametrize("command", ["history", "validate"])
 def test_the_offline_commands_name_no_secret(command: str) -> None:
-    """status, history and validate read the config variable only: their help names no credential."""
+    """`history` and `validate` read the config variable only: their help names no credential."""
     assert _VARIABLE.findall(_section(_help(command), "environment")) == ["ROTATOR_CONFIG"]
+
+
+def test_status_names_the_secrets_for_live_only() -> None:
+    """`status` reads the config alone; its help names the credentials as read with --live only."""
+    environment = _section(_help("status"), "environment")
+    rows = [row for row in environment.splitlines() if "ROTATOR_GITLAB_TOKEN" in row]
+    assert rows == [rows[0]]
+    assert "with --live only" in rows[0]
+    assert "ROTATOR_INFISICAL_CLIENT_SECRET[_FILE]" in environment
 
 
 def test_bash_completion_knows_every_command() -> None:

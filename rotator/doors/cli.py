@@ -57,7 +57,7 @@ FAKES_PORT = 8929
 #: The commands that act on the configured targets: each reads ``--config`` (before or after it).
 TARGET_COMMANDS = ("run-once", "rotate", "plan", "status", "history", "check", "validate", "daemon", "forget")
 #: The commands that write log lines (on stderr): they take the log options after them too.
-LOGGING_COMMANDS = ("run-once", "rotate", "plan", "check", "daemon", "forget")
+LOGGING_COMMANDS = ("run-once", "rotate", "plan", "status", "check", "daemon", "forget")
 #: The shells ``rotator completion`` writes a script for (those shtab supports).
 SHELLS = ("bash", "zsh", "tcsh")
 
@@ -148,6 +148,11 @@ def _plan(plan: argparse.ArgumentParser) -> None:
 def _status(status: argparse.ArgumentParser) -> None:
     status.add_argument(
         "--json", action="store_true", help='print {"as_of": ..., "targets": [...], "removed": [...]}'
+    )
+    status.add_argument(
+        "--live",
+        action="store_true",
+        help='also read GitLab and Infisical (reads only; needs the secrets); --json adds "live"',
     )
 
 

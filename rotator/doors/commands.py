@@ -31,18 +31,17 @@ from rotator.core.ports import Journal
 from rotator.core.redact import redact
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
-from rotator.doors import preflight, report, wiring
+from rotator.doors import preflight, report, upstream, wiring
 from rotator.doors.config import Config, engine_spec
 from rotator.doors.outcome import Outcome
 from rotator.doors.readmodel import as_json
-from rotator.engine.checks import check_connection, owned_elsewhere
+from rotator.engine.checks import access_problem, check_connection, manager_problem, owned_elsewhere
 from rotator.engine.lease import LeaseKeeper
 from rotator.engine.recorder import Recorder
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
 
 
-_MAINTAINER = 40
 _IN_USE_MARGIN = timedelta(minutes=15)
 #: Long enough for a few revokes; forget renews nothing.
 log = structlog.get_logger("rotator")
@@ -76,9 +75,22 @@ def run_once(args: argparse.Namespace, config: Config) -> Outcome:
         # the ones in flight finish, so no rotation is cut between its steps by our own hand.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: _stop(rt))
+        if options.dry_run:
+            return _plan(rt, options)
         return _print_reports(rt.engine.run(options))
     finally:
         rt.close()
+
+
+def _plan(rt: wiring.Runtime, options: RunOptions) -> Outcome:
+    """``plan`` (``run-once --dry-run``): the journal's plan, with what GitLab and Infisical show now.
+
+    Reads only: no create, PATCH or DELETE, and the journal is opened read-only.
+    """
+    reports = rt.engine.run(options)
+    seen = upstream.read_live(rt, options.names, os.environ)
+    print(upstream.plan_text(reports, seen, report.terminal_width()))
+    return Outcome.FAILING if seen.failing or any(r.failed for r in reports) else Outcome.OK
 
 
 def _stop(rt: wiring.Runtime) -> None:
@@ -88,7 +100,12 @@ def _stop(rt: wiring.Runtime) -> None:
 
 
 def status(args: argparse.Namespace, config: Config) -> Outcome:
-    """``status``: offline, from the journal (read-only; exit 2 if there is none yet)."""
+    """``status``: offline, from the journal (read-only; exit 2 if there is none yet).
+
+    ``--live`` also looks upstream (reads only), and so needs the secrets.
+    """
+    if args.live:
+        return _live_status(args, config)
     journal = wiring.read_journal(config, missing_ok=False)
     try:
         data = report.read_status(config, journal, wiring.clock(config, os.environ))
@@ -101,6 +118,25 @@ def status(args: argparse.Namespace, config: Config) -> Outcome:
     )
     failing = any(t.failing for t in data.targets) or any(r.failing for r in data.removed)
     return Outcome.FAILING if failing else Outcome.OK
+
+
+def _live_status(args: argparse.Namespace, config: Config) -> Outcome:
+    """``status --live``: the journal's status, then what GitLab and Infisical show now."""
+    configure(args.log)
+    wiring.require_journal(config)  # as offline: no journal yet is exit 2, and none is created
+    rt = wiring.build(config, os.environ, journal="read")
+    try:
+        data = report.read_status(config, rt.journal, rt.engine.ctx.clock)
+        seen = upstream.read_live(rt, (), os.environ)
+    finally:
+        rt.close()
+    width = report.terminal_width()
+    if args.json:
+        print(json.dumps({**as_json(data), "live": as_json(seen)}, indent=2))
+    else:
+        print(report.status_table(data, width) + "\n" + upstream.status_text(seen, width))
+    failing = any(t.failing for t in data.targets) or any(r.failing for r in data.removed)
+    return Outcome.FAILING if failing or seen.failing else Outcome.OK
 
 
 def forget(args: argparse.Namespace, config: Config) -> Outcome:
@@ -312,8 +348,7 @@ def _check_target(
         if key is None:  # pragma: no cover - resolve=True yields a key or raises
             return "cannot resolve the project"
         project_ids.append(key.project_id)
-        level = rt.gitlab.manager_access_level(key.project_id)
-        return None if (level or 0) >= _MAINTAINER else f"the manager's role {level} is below maintainer (40)"
+        return access_problem(rt.gitlab.manager_access_level(key.project_id))
 
     def connection() -> str | None:
         return check_connection(rt.infisical.get_connection(target.connection_id), rt.config.gitlab.url)
@@ -339,10 +374,9 @@ def _check_target(
 
 def _manager(rt: wiring.Runtime) -> str | None:
     me = rt.gitlab.manager_self()
-    if not me.active:
-        return "the manager token is not active"
-    if "api" not in me.scopes:
-        return f"the manager token lacks the api scope (has {', '.join(me.scopes)})"
+    problem = manager_problem(me)
+    if problem is not None:
+        return problem
     left = "never expires"
     if me.expires_at:
         left = f"expires {me.expires_at} ({in_days(expiry_instant(me.expires_at) - datetime.now(UTC))})"

@@ -37,6 +37,13 @@ INFISICAL = Variable(
     f" + {_secret(env.INFISICAL_CLIENT_SECRET)}",
     "required: an access token, or a Universal Auth identity (not both)",
 )
+#: status reads the secrets only with --live.
+LIVE_GITLAB = Variable(_secret(env.GITLAB_TOKEN), "with --live only: the manager token")
+LIVE_INFISICAL = Variable(
+    f"{_secret(env.INFISICAL_TOKEN)}, or {_secret(env.INFISICAL_CLIENT_ID)}"
+    f" + {_secret(env.INFISICAL_CLIENT_SECRET)}",
+    "with --live only: the Infisical credentials",
+)
 WEBHOOK = Variable(_secret(env.WEBHOOK_URL), "where alerts are posted (overrides notify.webhook_url)")
 API = Variable(_secret(env.API_TOKEN), "the bearer token /v1/* requires; unset, those routes answer 503")
 STATE = Variable(
@@ -83,7 +90,8 @@ def epilog(page: Page) -> str:
 
 TOP = f"""\
 environment: every command that acts on targets needs the config, {CONFIG_VARIABLE} or --config;
-those that call GitLab and Infisical (run-once, rotate, plan, check, daemon, forget --revoke) also need
+those that call GitLab and Infisical (run-once, rotate, plan, check, daemon, forget --revoke,
+status --live) also need
   {_secret(env.GITLAB_TOKEN)}
   {INFISICAL.names}
 `rotator COMMAND --help` lists what each command reads.
@@ -99,6 +107,15 @@ example:
 _RUN_ONCE = """\
 Resume any unfinished rotation, revoke old tokens whose grace has passed, rotate every due target
 (every selected target with --force), then exit. A run with nothing to do calls nothing upstream."""
+_PLAN = """\
+Say what run-once would do for each target, and why, from the journal (read without creating
+it); then look upstream, reading only: the manager token (active, api scope, expiry), its role on
+each project, each connection as Infisical holds it now (its credentialsHash against the
+journal's last verified push: another hash is shown as DRIFT), the current token still active on
+GitLab, and each pending revoke's last_used_at (a use after it was retired would hold its revoke).
+It sends no create, PATCH or DELETE. One line per item under its target, as check words them: ok,
+info, warn, PROBLEM, DRIFT, or skip (not asked: an earlier line says why). `run-once --dry-run`
+is the same. The secrets must be set, as for run-once."""
 _FORGET = """\
 A target removed from the config, re-pointed to another project, or left behind by a gitlab.url
 change keeps its journal entry: its pending revokes are still carried out, and its current token
@@ -212,21 +229,27 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             ("rotator --config rotator.yaml rotate app-deploy",),
         ),
         "plan": Page(
-            "what run-once would do, per target, with reasons; sends nothing upstream",
-            "Say what run-once would do for each target, and why, from the journal alone (read without"
-            "\ncreating it): it sends nothing upstream, so it cannot see drift or a lost journal that no"
-            "\nrun has met yet. The secrets must be set, as for run-once.",
+            "what run-once would do, per target, with reasons, and what upstream shows now (reads only)",
+            _PLAN,
             _UPSTREAM,
-            f"0 the plan, due work included; {_FAILING}; {_USAGE}",
+            f"0 the plan, due work included; {_FAILING}, or the look found a PROBLEM or DRIFT line"
+            f" (a refused credential, an unknown connection, drift); {_USAGE}",
             ("rotator --config rotator.yaml plan --target app-deploy",),
         ),
         "status": Page(
             "per target: token, expiry, last rotation, next due, pending revokes, drift (offline)",
             "Per target, from the journal alone: token, expiry, last rotation, next due, pending revokes,"
-            "\ndrift; then the entries of removed targets. Offline and read-only: no secret is read.",
-            (CONFIG,),
-            f"0 all fine; 1 a target or removed entry needs attention; {_USAGE}, or no journal yet",
-            ("rotator --config rotator.yaml status", "rotator --config rotator.yaml status --json | jq ."),
+            "\ndrift; then the entries of removed targets. Offline and read-only: no secret is read."
+            "\nWith --live it then reads GitLab and Infisical as plan does (reads only; the secrets must"
+            '\nbe set) and prints what they show under the table; --json adds it as "live".',
+            (CONFIG, LIVE_GITLAB, LIVE_INFISICAL),
+            "0 all fine; 1 a target or removed entry needs attention (--live: or a PROBLEM or DRIFT"
+            f" line upstream); {_USAGE}, or no journal yet",
+            (
+                "rotator --config rotator.yaml status",
+                "rotator --config rotator.yaml status --json | jq .",
+                "rotator --config rotator.yaml status --live",
+            ),
         ),
         "history": Page(
             "the audit trail, one row per rotation, newest first",

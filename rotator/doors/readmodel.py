@@ -165,6 +165,42 @@ class Status:
     removed: tuple[RemovedStatus, ...]
 
 
+# -- the upstream look (status --live) ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing the look asked upstream: ``level`` is ok, info, warn, PROBLEM, DRIFT or skip."""
+
+    __pydantic_config__ = _STRICT
+
+    level: str
+    what: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTarget:
+    """One configured target as GitLab and Infisical show it now."""
+
+    __pydantic_config__ = _STRICT
+
+    target: str
+    #: A PROBLEM or DRIFT finding: ``status --live`` and ``plan`` exit 1.
+    failing: bool
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """``status --live``'s ``live``: the credentials, then each target, read upstream as of a time."""
+
+    __pydantic_config__ = _STRICT
+
+    as_of: str
+    failing: bool
+    credentials: tuple[Finding, ...]
+    targets: tuple[LiveTarget, ...]
+
+
 # -- history --------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class RetiredToken:

@@ -357,6 +357,10 @@ def _wrapped(line: str, width: int, indent: str = "  ") -> list[str]:
     return [part.replace(_NBSP, " ") for part in wrapped] or [line]
 
 
+#: The same wrapping for the upstream look's lines (rotator.doors.live).
+wrapped = _wrapped
+
+
 def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

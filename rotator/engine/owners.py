@@ -35,6 +35,16 @@ def owner_of(target: RotationSpec, lookup: Lookup) -> Owner | None:
     return Owner(target.kind, own, via_kind, via_id) if via_id is not None else None
 
 
+def path_ref(target: RotationSpec) -> str | None:
+    """The cache ``ref`` of the target's path (its own, or its service account's home); ``None``: ids only."""
+    if isinstance(target.project, str):
+        return cache_ref(target.kind, target.project)
+    if target.via is not None:
+        kind, ref = target.via
+        return cache_ref(kind, ref) if isinstance(ref, str) else None
+    return None
+
+
 def _id(kind: Kind, ref: int | str, lookup: Lookup) -> int | None:
     return ref if isinstance(ref, int) else lookup(kind, ref)
 

@@ -44,7 +44,7 @@ from rotator.core.spec import EngineSpec, RotationSpec
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
 from rotator.engine.lease import LeaseKeeper
-from rotator.engine.owners import cache_ref, owner_of
+from rotator.engine.owners import cache_ref, owner_of, path_ref
 from rotator.engine.readthrough import ReadThrough
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
@@ -185,9 +185,10 @@ class Engine:
 
     def unresolved(self, target: RotationSpec, key: TargetKey | None) -> UnresolvedProject | None:
         """The recorded failure to resolve the target's project path, while that leaves it keyless."""
-        if key is not None or isinstance(target.project, int):
+        ref = path_ref(target)
+        if key is not None or ref is None:
             return None
-        return self.ctx.journal.unresolved(self.spec.gitlab_url, target.project)
+        return self.ctx.journal.unresolved(self.spec.gitlab_url, ref)
 
     def failing(
         self,
@@ -389,7 +390,7 @@ class Engine:
         on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
         """
         message = str(error.located(target.name, RESOLVE))
-        url, project, now = self.spec.gitlab_url, str(target.project), self.ctx.clock()
+        url, project, now = self.spec.gitlab_url, path_ref(target) or str(target.project), self.ctx.clock()
         last = self.ctx.journal.unresolved(url, project)
         self.ctx.journal.record_unresolved(
             UnresolvedProject(

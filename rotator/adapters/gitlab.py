@@ -34,6 +34,7 @@ import time
 import urllib.parse
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -44,7 +45,7 @@ import urllib3
 
 from rotator.adapters import reach, retrying
 from rotator.core.errors import GitLabError
-from rotator.core.model import NewToken, TokenInfo, TokenRequest
+from rotator.core.model import Kind, NewToken, Owner, TokenInfo, TokenRequest, as_owner
 from rotator.core.ports import CallLedger
 from rotator.core.redact import redact
 from rotator.core.secret import Secret
@@ -78,22 +79,78 @@ class _Refused(Exception):  # noqa: N818 - names what rotator did, not an error 
 _FAILURES = (gitlab.exceptions.GitlabError, requests.RequestException, _Refused, *_UNEXPECTED)
 _MAX_MESSAGE = 300
 
-_LIST = "GET /projects/:id/access_tokens"
-_GET = "GET /projects/:id/access_tokens/:token_id"
-_CREATE = "POST /projects/:id/access_tokens"
-_DELETE = "DELETE /projects/:id/access_tokens/:token_id"
 _PROJECT = "GET /projects/:id"
+_GROUP = "GET /groups/:id"
+_USER = "GET /user"
 _SELF = "GET /personal_access_tokens/self"
+_ID = r"/[^/]+"
+_NUMBER = r"/\d+"
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where one owner's tokens live: the collection's path and its route template (for labels)."""
+
+    path: str  # the list's and the create's path
+    template: str  # the same, as a route: ``/groups/:id/access_tokens``
+    one: str  # one token's path and template, with ``{}`` for the token id
+    one_template: str
+    listed: dict[str, str | int]  # query parameters of the list (the PAT API's user_id)
+    create_path: str | None = None  # where a create goes, when not ``path`` (the PAT API)
+    create_template: str | None = None
+    single_read: bool = True  # GitLab has a GET for one token here (not for a service account's)
+
+
+def _where(owner: Owner) -> _Where:
+    """The paths of ``owner``'s tokens (``reference/gitlab.md`` §1, §4; ``gitlab-2.md`` §1.3)."""
+    if owner.kind is not Kind.SERVICE_ACCOUNT:
+        base, template = (
+            f"/{owner.kind.value}s/{owner.id}/access_tokens",
+            f"/{owner.kind.value}s/:id/access_tokens",
+        )
+        return _Where(base, template, base + "/{}", template + "/:token_id", {})
+    if owner.via is None:  # an instance service account: the personal access token API (admin)
+        return _Where(
+            "/personal_access_tokens",
+            "/personal_access_tokens",
+            "/personal_access_tokens/{}",
+            "/personal_access_tokens/:token_id",
+            {"user_id": owner.id},
+            create_path=f"/users/{owner.id}/personal_access_tokens",
+            create_template="/users/:user_id/personal_access_tokens",
+        )
+    base = f"/{owner.via.value}s/{owner.via_id}/service_accounts/{owner.id}/personal_access_tokens"
+    template = f"/{owner.via.value}s/:id/service_accounts/:user_id/personal_access_tokens"
+    return _Where(base, template, base + "/{}", template + "/:token_id", {}, single_read=False)
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r":(\w+)", lambda m: _NUMBER[1:] if m[1] == "token_id" else _ID[1:], template))
+
+
 #: The only route labels the request counter uses: a path the server chose (a redirect target, a
 #: next-page link) must not become a time series. Paths are matched after the ``/api/v4`` prefix.
-_ROUTE_PATHS = {
-    _LIST: re.compile(r"/projects/[^/]+/access_tokens"),
-    _GET: re.compile(r"/projects/[^/]+/access_tokens/\d+"),
-    _CREATE: re.compile(r"/projects/[^/]+/access_tokens"),
-    _DELETE: re.compile(r"/projects/[^/]+/access_tokens/\d+"),
-    _PROJECT: re.compile(r"/projects/[^/]+"),
-    _SELF: re.compile(r"/personal_access_tokens/self"),
-}
+def _route_paths() -> dict[str, re.Pattern[str]]:
+    owners = (
+        Owner(Kind.PROJECT, 0),
+        Owner(Kind.GROUP, 0),
+        Owner(Kind.SERVICE_ACCOUNT, 0),
+        Owner(Kind.SERVICE_ACCOUNT, 0, Kind.GROUP, 0),
+        Owner(Kind.SERVICE_ACCOUNT, 0, Kind.PROJECT, 0),
+    )
+    routes = [_PROJECT, _GROUP, _USER, _SELF]
+    for at in map(_where, owners):
+        create = at.create_template or at.template
+        routes += [
+            f"GET {at.template}",
+            f"POST {create}",
+            f"GET {at.one_template}",
+            f"DELETE {at.one_template}",
+        ]
+    return {route: _pattern(route.split(" ", 1)[1]) for route in routes}
+
+
+_ROUTE_PATHS = _route_paths()
 _OTHER_ROUTE = "other"
 
 
@@ -225,10 +282,30 @@ class GitLabAPI:
         path = f"/projects/{urllib.parse.quote(project, safe='')}"
         return self._call(_PROJECT, lambda: int(self._get(path)["id"]), idempotent=True)
 
-    def manager_access_level(self, project_id: int) -> int | None:
-        """The manager's role on the project (the higher of project and group), ``None`` if neither."""
+    def group_id(self, group: int | str) -> int:
+        """The numeric id of a group given by id (no call) or ``group/sub`` path."""
+        if isinstance(group, int):
+            return group
+        path = f"/groups/{urllib.parse.quote(group, safe='')}"
+        return self._call(_GROUP, lambda: int(self._get(path)["id"]), idempotent=True)
+
+    def manager_access_level(self, owner: Owner | int) -> int | None:
+        """The manager's role where the owner's tokens live (the higher of direct and inherited).
+
+        A project or group: its ``permissions``; ``None`` if the manager is no member. An instance
+        service account: 50 for an admin, else ``None`` (only an admin manages its tokens).
+        """
+        owner = as_owner(owner)
+        kind, resource = (
+            (owner.kind, owner.id) if owner.kind is not Kind.SERVICE_ACCOUNT else (owner.via, owner.via_id)
+        )
+        if kind is None:
+            return self._call(
+                _USER, lambda: 50 if self._get("/user").get("is_admin") is True else None, idempotent=True
+            )
+        route = _PROJECT if kind is Kind.PROJECT else _GROUP
         return self._call(
-            _PROJECT, lambda: _access_level(self._get(f"/projects/{project_id}")), idempotent=True
+            route, lambda: _access_level(self._get(f"/{kind.value}s/{resource}")), idempotent=True
         )
 
     def manager_self(self) -> TokenInfo:
@@ -237,38 +314,60 @@ class GitLabAPI:
             _SELF, lambda: _token_info(self._get("/personal_access_tokens/self")), idempotent=True
         )
 
-    def list_tokens(self, project_id: int) -> list[TokenInfo]:
-        """Every token of the project: all pages, no state filter, so revoked and expired ones too."""
-        path = f"/projects/{project_id}/access_tokens"
+    def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
+        """Every token of the owner: all pages, no state filter, so revoked and expired ones too."""
+        at = _where(as_owner(owner))
         return self._call(
-            _LIST,
-            lambda: [_token_info(item) for item in self._gl.http_list(path, get_all=True, per_page=100)],
+            f"GET {at.template}",
+            lambda: [
+                _token_info(item)
+                for item in self._gl.http_list(at.path, query_data=at.listed, get_all=True, per_page=100)
+            ],
             idempotent=True,
         )
 
-    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
-        """One token of the project, or ``None`` on a 404."""
-        path = f"/projects/{project_id}/access_tokens/{token_id}"
+    def get_token(self, owner: Owner | int, token_id: int) -> TokenInfo | None:
+        """One token of the owner, or ``None`` on a 404 (or when not among its tokens).
+
+        A group's or project's service account has no GET for one token: its list is read instead.
+        Through the PAT API, a token of another user is not this owner's (``None``).
+        """
+        owner = as_owner(owner)
+        at = _where(owner)
+        if not at.single_read:
+            return next((t for t in self.list_tokens(owner) if t.id == token_id), None)
+
+        def read() -> TokenInfo | None:
+            data = self._get(at.one.format(token_id))
+            if at.listed and data.get("user_id") != owner.id:
+                return None
+            return _token_info(data)
+
         try:
-            return self._call(_GET, lambda: _token_info(self._get(path)), idempotent=True)
+            return self._call(f"GET {at.one_template}", read, idempotent=True)
         except GitLabError as error:
             if error.status == HTTPStatus.NOT_FOUND:
                 return None
             raise
 
-    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+    def create_token(self, owner: Owner | int, request: TokenRequest) -> NewToken:
         """Create a token; only a 429 is retried (see the module docstring).
 
         GitLab answers 201; any 2xx carrying a value is taken, since refusing it would throw away the
-        only copy of a token that exists.
+        only copy of a token that exists. A personal access token (a service account's) has no
+        ``access_level``: the user's own role is the token's.
         """
-        path = f"/projects/{project_id}/access_tokens"
-        body = {
+        owner = as_owner(owner)
+        at = _where(owner)
+        path = at.create_path or at.path
+        body: dict[str, Any] = {
             "name": request.name,
             "scopes": list(request.scopes),
             "access_level": request.access_level,
             "expires_at": request.expires_at.isoformat(),
         }
+        if owner.kind is Kind.SERVICE_ACCOUNT:
+            del body["access_level"]
 
         def send() -> NewToken:
             data = _object(self._gl.http_request("post", path, post_data=body))
@@ -281,7 +380,7 @@ class GitLabAPI:
                 raise gitlab.exceptions.GitlabParsingError(msg)
             return NewToken(info=_token_info(data), value=value)
 
-        return self._call(_CREATE, send, idempotent=False)
+        return self._call(f"POST {at.create_template or at.template}", send, idempotent=False)
 
     def token_self(self, value: Secret) -> TokenInfo:
         """Authenticate with ``value`` and describe that token."""
@@ -295,9 +394,10 @@ class GitLabAPI:
             secrets=(value,),
         )
 
-    def delete_token(self, project_id: int, token_id: int) -> None:
+    def delete_token(self, owner: Owner | int, token_id: int) -> None:
         """Revoke a token: 204, or a GitLabError carrying whatever status came instead."""
-        path = f"/projects/{project_id}/access_tokens/{token_id}"
+        at = _where(as_owner(owner))
+        path = at.one.format(token_id)
 
         def send() -> None:
             status = self._gl.http_request("delete", path).status_code
@@ -305,7 +405,7 @@ class GitLabAPI:
                 msg = f"expected 204, got {status}"
                 raise gitlab.exceptions.GitlabHttpError(msg, status)
 
-        self._call(_DELETE, send, idempotent=True)
+        self._call(f"DELETE {at.one_template}", send, idempotent=True)
 
     # ---- plumbing -------------------------------------------------------------------------------
 

@@ -130,17 +130,87 @@ def _where(url: str) -> tuple[str, str | None, int | None, str]:
     return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme), parts.path.rstrip("/")
 
 
+class Kind(StrEnum):
+    """Whose tokens a target rotates (architecture §9): a config key of its own each."""
+
+    PROJECT = "project"  # project access tokens
+    GROUP = "group"  # group access tokens
+    SERVICE_ACCOUNT = "service_account"  # a service account's personal access tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The owner of the tokens a target rotates, by numeric ids: where GitLab lists them.
+
+    A service account's tokens are reached through the group or project that provisioned it
+    (``via``), or, for an instance service account (``via`` ``None``), through the personal access
+    token API, which needs an admin.
+    """
+
+    kind: Kind
+    id: int  # the project's, the group's, or the service account user's id
+    via: Kind | None = None
+    via_id: int | None = None
+
+    def __str__(self) -> str:
+        """The journal key's middle part: ``42`` (a project, as before kinds), ``group:7``, ...
+
+        A service account's names its user and where it lives: ``service_account:9@group:7``,
+        ``service_account:9@project:42``, or ``service_account:9`` (an instance one).
+        """
+        if self.kind is Kind.PROJECT:
+            return str(self.id)
+        text = f"{self.kind.value}:{self.id}"
+        return text if self.via is None else f"{text}@{self.via.value}:{self.via_id}"
+
+    def describe(self) -> str:
+        """In words, for messages: ``project 42``, ``group 7``, ``service account 9 (of group 7)``."""
+        if self.kind is not Kind.SERVICE_ACCOUNT:
+            return f"{self.kind.value} {self.id}"
+        where = f"of {self.via.value} {self.via_id}" if self.via is not None else "of the instance"
+        return f"service account {self.id} ({where})"
+
+
+def as_owner(owner: "Owner | int") -> Owner:
+    """``owner``, where a bare int is a project id (the form every caller used before kinds)."""
+    return owner if isinstance(owner, Owner) else Owner(Kind.PROJECT, owner)
+
+
 @dataclass(frozen=True, slots=True)
 class TargetKey:
-    """What identifies a target in the journal: nothing a rename can change."""
+    """What identifies a target in the journal: nothing a rename can change.
+
+    ``project_id`` is the owner's id (kept under its first name: a project key's records and its
+    string form are exactly what they were before kinds, so an existing journal needs no rewrite);
+    ``kind`` and ``via`` (``"group:7"``, ``"project:42"``, or empty) say whose id it is.
+    """
 
     gitlab_url: str
     project_id: int
     connection_id: str
+    kind: str = Kind.PROJECT.value
+    via: str = ""
+
+    @property
+    def owner(self) -> Owner:
+        """The owner this key names."""
+        via_kind, _, via_id = self.via.partition(":")
+        return Owner(
+            Kind(self.kind),
+            self.project_id,
+            Kind(via_kind) if via_kind else None,
+            int(via_id) if via_id else None,
+        )
+
+    @classmethod
+    def of(cls, gitlab_url: str, owner: Owner, connection_id: str) -> "TargetKey":
+        """The key of ``owner``'s target on ``connection_id``."""
+        via = f"{owner.via.value}:{owner.via_id}" if owner.via is not None else ""
+        return cls(gitlab_url, owner.id, connection_id, owner.kind.value, via)
 
     def __str__(self) -> str:
-        """``url|project|connection``, the journal's primary key."""
-        return f"{self.gitlab_url}|{self.project_id}|{self.connection_id}"
+        """``url|owner|connection``, the journal's primary key (``url|42|connection`` for a project)."""
+        return f"{self.gitlab_url}|{self.owner}|{self.connection_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from rotator.core.model import (
     Connection,
     Lease,
     NewToken,
+    Owner,
     RotationRecord,
     TargetKey,
     TargetState,
@@ -30,30 +31,40 @@ from rotator.core.secret import Secret
 
 
 class GitLabPort(Protocol):
-    """GitLab, as the manager token sees it. Errors are :class:`rotator.core.errors.GitLabError`."""
+    """GitLab, as the manager token sees it. Errors are :class:`rotator.core.errors.GitLabError`.
+
+    Token calls name the tokens' :class:`Owner` (a project's, a group's, a service account's); a
+    bare ``int`` is a project id, the form every caller used before target kinds.
+    """
 
     def project_id(self, project: int | str) -> int:
         """The numeric id of a project given by id or ``group/project`` path."""
 
-    def manager_access_level(self, project_id: int) -> int | None:
-        """The manager token's user's access level on the project, or ``None`` if not a member."""
+    def group_id(self, group: int | str) -> int:
+        """The numeric id of a group given by id or ``group/sub`` path."""
+
+    def manager_access_level(self, owner: Owner | int) -> int | None:
+        """The manager's role where the owner's tokens live (50 for an admin), ``None`` if no member.
+
+        Raises with GitLab's status when that project or group cannot be read.
+        """
 
     def manager_self(self) -> TokenInfo:
         """The manager token itself (``GET /personal_access_tokens/self``)."""
 
-    def list_tokens(self, project_id: int) -> list[TokenInfo]:
-        """Every project access token of the project, all pages, revoked ones included."""
+    def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
+        """Every token of the owner, all pages, revoked ones included."""
 
-    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
-        """One token of that project, or ``None`` when GitLab answers 404."""
+    def get_token(self, owner: Owner | int, token_id: int) -> TokenInfo | None:
+        """One token of that owner, or ``None`` when GitLab does not know it there (404)."""
 
-    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+    def create_token(self, owner: Owner | int, request: TokenRequest) -> NewToken:
         """Create a token; never retried on 5xx or timeout (only 429, which GitLab refused)."""
 
     def token_self(self, value: Secret) -> TokenInfo:
         """Authenticate with ``value`` and describe it (``GET /personal_access_tokens/self``)."""
 
-    def delete_token(self, project_id: int, token_id: int) -> None:
+    def delete_token(self, owner: Owner | int, token_id: int) -> None:
         """Revoke a token (204); other answers raise with their status for the engine to judge."""
 
 

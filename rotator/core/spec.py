@@ -11,6 +11,8 @@ by that flag, never by its name.
 from dataclasses import dataclass
 from datetime import timedelta
 
+from rotator.core.model import Kind
+
 
 @dataclass(frozen=True, slots=True)
 class TokenShape:
@@ -27,7 +29,8 @@ class RotationSpec:
 
     #: The name in reports, alerts, logs and the journal (``NAME (removed)`` for a removed one).
     name: str
-    #: A numeric project id, or a ``group/project`` path resolved (and cached) at the first run.
+    #: The owner's numeric id, or its path resolved (and cached) at the first run: a project
+    #: (``group/project``) or a group (``group/sub``) by ``kind``; a service account's user id.
     project: int | str
     #: The Infisical app connection's id, as text (the journal key's form).
     connection_id: str
@@ -44,6 +47,10 @@ class RotationSpec:
     hold_revoke_if_used: bool = True
     #: A journal key the config no longer names: revoke-only, run from the journal's record.
     removed: bool = False
+    #: Whose tokens: ``project`` names a project, a group or a service account user by this.
+    kind: Kind = Kind.PROJECT
+    #: A service account's group or project (id or path); ``None``: an instance service account.
+    via: tuple[Kind, int | str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

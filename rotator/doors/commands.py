@@ -26,7 +26,7 @@ import structlog
 from rotator.adapters.logs import configure
 from rotator.core.durations import format_duration, human_duration, in_days, stamp
 from rotator.core.errors import ConfigError, ConnectionNotFoundError, LeaseLostError, UpstreamError, said_of
-from rotator.core.model import Lease, TargetKey
+from rotator.core.model import Kind, Lease, TargetKey
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
 from rotator.core.schedule import expiry_instant
@@ -37,6 +37,7 @@ from rotator.doors.outcome import Outcome
 from rotator.doors.readmodel import as_json
 from rotator.engine.checks import access_problem, check_connection, manager_problem, owned_elsewhere
 from rotator.engine.lease import LeaseKeeper
+from rotator.engine.owners import shown
 from rotator.engine.recorder import Recorder
 from rotator.engine.removed import Removed, RemovedRun, classify, live, stand_in
 from rotator.engine.run import REMOVED, RunOptions, TargetReport
@@ -341,19 +342,20 @@ def _check_target(
     rt: wiring.Runtime, indexed: tuple[int, RotationSpec], item: Item, journal: Journal
 ) -> None:
     index, target = indexed
-    project_ids: list[int] = []
+    keys: list[TargetKey] = []
 
     def project() -> str | None:
         key = rt.engine.key(target, resolve=True)
         if key is None:  # pragma: no cover - resolve=True yields a key or raises
             return "cannot resolve the project"
-        project_ids.append(key.project_id)
-        return access_problem(rt.gitlab.manager_access_level(key.project_id))
+        keys.append(key)
+        return access_problem(rt.gitlab.manager_access_level(key.owner), key.owner)
 
     def connection() -> str | None:
-        return check_connection(rt.infisical.get_connection(target.connection_id), rt.config.gitlab.url)
+        held = rt.infisical.get_connection(target.connection_id)
+        return check_connection(held, rt.config.gitlab.url, target.kind)
 
-    item(f"{target.name}: project {target.project}", project, "gitlab")
+    item(f"{target.name}: {shown(target)}", project, "gitlab")
     key = f"targets[{index}].connection_id: {target.connection_id}"
     item(f"{target.name}: connection {target.connection_id}", connection, "infisical", key)
     if "api" not in target.token.scopes:
@@ -365,11 +367,10 @@ def _check_target(
     if adopt is None:
         return
     label = f"{target.name}: adopt_token_id {adopt}"
-    if not project_ids:  # the project line above says why; an item left out would read as passed
+    if not keys:  # the project line above says why; an item left out would read as passed
         print(f"skip    {label}: not checked: the project could not be read (above)")
         return
-    owner = TargetKey(rt.config.gitlab.url, project_ids[0], target.connection_id)
-    item(label, lambda: _adoptable(rt, journal, owner, adopt), "gitlab")
+    item(label, lambda: _adoptable(rt, journal, keys[0], adopt), "gitlab")
 
 
 def _manager(rt: wiring.Runtime) -> str | None:
@@ -401,9 +402,10 @@ def _adoptable(rt: wiring.Runtime, journal: Journal, key: TargetKey, token_id: i
     owned = None if applied else owned_elsewhere(journal, key, token_id)
     if owned is not None:
         return f"{owned}; a token has one owner (the run fails until this is fixed)"
-    info = rt.gitlab.get_token(key.project_id, token_id)
+    info = rt.gitlab.get_token(key.owner, token_id)
     if info is None:
-        return f"token {token_id} is not in this project"
+        where = "this project" if key.owner.kind is Kind.PROJECT else key.owner.describe()
+        return f"token {token_id} is not in {where}"
     return None if info.active else f"token {token_id} is not active"
 
 

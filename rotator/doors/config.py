@@ -28,6 +28,7 @@ from pydantic import (
 
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
+from rotator.core.model import Kind
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
 from rotator.doors.config_errors import UUID_HINT, describe, retell, unknown_key
 from rotator.doors.config_yaml import Locate, load_located
@@ -44,8 +45,32 @@ TOKEN_SCOPES = frozenset(
         "write_observability", "ai_features",
     },
 )  # fmt: skip
+#: A service account's token is an ordinary personal access token: ``read_user`` too.
+PERSONAL_SCOPES = TOKEN_SCOPES | {"read_user"}
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
+_GROUP_PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)*$")  # a top-level group is one segment
+#: The keys naming whose tokens a target rotates: exactly one per target (architecture §9).
+OWNER_KEYS = ("project", "group", "service_account")
+
+
+def _ref(value: object, what: str, path: re.Pattern[str]) -> int | str:
+    """A numeric id (``"42"`` read as 42) or a path of ``what``, else a ValueError naming the form."""
+    hint = f'must be a numeric id or a "{what}" path'
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(hint)  # noqa: TRY004 - pydantic reports only ValueError as a field error
+    if isinstance(value, str) and value.isascii() and value.isdecimal():  # "0" is checked as a number
+        value = int(value)
+    if isinstance(value, int) and value < 1:
+        msg = "a numeric id is at least 1"
+        raise ValueError(msg)
+    if isinstance(value, str) and not path.fullmatch(value):
+        raise ValueError(hint)
+    return value
+
+
+Ref = Annotated[int | str, BeforeValidator(lambda v: _ref(v, "group/project", _PATH))]
+GroupRef = Annotated[int | str, BeforeValidator(lambda v: _ref(v, "group/sub", _GROUP_PATH))]
 
 
 def _not_bool(value: object) -> object:
@@ -201,10 +226,13 @@ class TokenSpec(_Strict):
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - TOKEN_SCOPES)
+        unknown = sorted(set(value) - PERSONAL_SCOPES)
         if unknown:
             accepted = ", ".join(sorted(TOKEN_SCOPES))
-            msg = f"unknown scope(s) {', '.join(unknown)}; project tokens accept {accepted}"
+            msg = (
+                f"unknown scope(s) {', '.join(unknown)}; project and group tokens accept {accepted}"
+                " (a service account's, read_user too)"
+            )
             raise ValueError(msg)
         if not {"api", "read_api"} & set(value):
             msg = "must include api or read_api: Infisical validates a token by calling GET /user"
@@ -220,11 +248,31 @@ class TokenSpec(_Strict):
         return value
 
 
+class ServiceAccount(_Strict):
+    """``service_account:`` of a target: the user, and the group or project that provisioned it."""
+
+    user_id: Count = Field(ge=1)
+    group: GroupRef | None = None
+    project: Ref | None = None
+
+    @model_validator(mode="after")
+    def _one_home(self) -> "ServiceAccount":
+        if self.group is not None and self.project is not None:
+            msg = (
+                "give group (a group's service account) or project (a project's), not both;"
+                " neither: an instance service account"
+            )
+            raise ValueError(msg)
+        return self
+
+
 class Target(_Strict):
     """One entry of ``targets:``, with ``defaults`` already merged in."""
 
     name: str
-    project: int | str
+    project: int | str | None = None
+    group: GroupRef | None = None
+    service_account: ServiceAccount | None = None
     connection_id: uuid.UUID
     token: TokenSpec
     rotate_every: Duration | None = None
@@ -254,27 +302,45 @@ class Target(_Strict):
 
     @field_validator("project", mode="before")
     @classmethod
-    def _project_type(cls, value: object) -> object:
+    def _project(cls, value: object) -> object:
         # Before the int | str union, whose errors would name a member (project.int), not the key.
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            msg = 'must be a numeric id or a "group/project" path'
-            raise ValueError(msg)  # noqa: TRY004 - as in _not_bool
-        return value
+        return None if value is None else _ref(value, "group/project", _PATH)
 
-    @field_validator("project")
-    @classmethod
-    def _project(cls, value: int | str) -> int | str:
-        if (
-            isinstance(value, str) and value.isascii() and value.isdecimal()
-        ):  # "0" is checked as the number it is
-            value = int(value)
-        if isinstance(value, int) and value < 1:
-            msg = "a numeric project id is at least 1"
+    @property
+    def kind(self) -> Kind:
+        """Whose tokens: the one owner key given."""
+        if self.group is not None:
+            return Kind.GROUP
+        return Kind.SERVICE_ACCOUNT if self.service_account is not None else Kind.PROJECT
+
+    @property
+    def owner_ref(self) -> int | str:
+        """The project's or group's id or path, or the service account's user id."""
+        if self.service_account is not None:
+            return self.service_account.user_id
+        owner = self.group if self.group is not None else self.project
+        assert owner is not None  # noqa: S101 - _one_owner made sure
+        return owner
+
+    @property
+    def via(self) -> tuple[Kind, int | str] | None:
+        """A service account's group or project; ``None`` otherwise (and for an instance one)."""
+        account = self.service_account
+        if account is None or (account.group is None and account.project is None):
+            return None
+        return (Kind.GROUP, account.group) if account.group is not None else (Kind.PROJECT, account.project)  # type: ignore[return-value]
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> "Target":
+        given = [key for key in OWNER_KEYS if getattr(self, key) is not None]
+        if len(given) != 1:
+            found = f"has {' and '.join(given)}" if given else "has none"
+            msg = f"needs exactly one of project, group, service_account; {found}"
             raise ValueError(msg)
-        if isinstance(value, str) and not _PATH.fullmatch(value):
-            msg = 'must be a numeric id or a "group/project" path'
+        if self.kind is not Kind.SERVICE_ACCOUNT and "read_user" in self.token.scopes:
+            msg = f"token.scopes: read_user is for a service account's tokens, not {self.kind.value} tokens"
             raise ValueError(msg)
-        return value
+        return self
 
     @property
     def renew_before(self) -> timedelta:
@@ -374,7 +440,7 @@ class Config(_Strict):
     def _unique(self) -> "Config":
         _no_duplicates(self.targets, lambda t: t.name, "name")
         _no_duplicates(self.targets, lambda t: str(t.connection_id), "connection_id")
-        _no_duplicates(self.targets, lambda t: (str(t.project), t.token_base_name), "token.name")
+        _no_duplicates(self.targets, lambda t: (t.kind, str(t.owner_ref), t.token_base_name), "token.name")
         _no_duplicates(self.targets, lambda t: t.adopt_token_id, "adopt_token_id")
         return self
 
@@ -384,7 +450,9 @@ def rotation_spec(target: Target) -> RotationSpec:
     token = target.token
     return RotationSpec(
         name=target.name,
-        project=target.project,
+        project=target.owner_ref,
+        kind=target.kind,
+        via=target.via,
         connection_id=str(target.connection_id),
         token=TokenShape(tuple(token.scopes), token.access_level, token.lifetime),
         token_base_name=target.token_base_name,
@@ -418,7 +486,7 @@ def _no_duplicates(targets: Sequence[Target], key: Callable[[Target], object], f
         seen[value] = index
 
 
-_DEFAULTS_FORBIDDEN = ("name", "project", "connection_id", "adopt_token_id")
+_DEFAULTS_FORBIDDEN = ("name", *OWNER_KEYS, "connection_id", "adopt_token_id")
 #: The keys each mapping of the file takes, in the order the README documents them.
 _FILE_KEYS = (*(f for f in Config.model_fields if f not in {"targets", "base_dir"}), "defaults", "targets")
 _SECTION_KEYS = {

@@ -5,9 +5,10 @@ judge the manager token and its role with the same functions, so the two never d
 """
 
 from rotator.core import rules
-from rotator.core.model import Connection, TargetKey, TokenInfo
+from rotator.core.model import Connection, Kind, Owner, TargetKey, TokenInfo
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
+from rotator.engine.owners import level_needed, role_needed
 
 
 GITLAB_COM = "https://gitlab.com"
@@ -24,14 +25,28 @@ def owned_elsewhere(journal: Journal, key: TargetKey, token_id: int) -> str | No
     return rules.owned_elsewhere(journal.owners(key.gitlab_url, token_id), key, token_id)
 
 
-def check_connection(conn: Connection, gitlab_url: str) -> str | None:
-    """Rule 5: why this connection must not be written to, or ``None`` if it is fine."""
+#: The ``accessTokenType`` a connection holding each kind's tokens has (architecture §9).
+TOKEN_TYPES = {Kind.PROJECT: "project", Kind.GROUP: "group", Kind.SERVICE_ACCOUNT: "personal"}
+
+
+def check_connection(conn: Connection, gitlab_url: str, kind: Kind | None = None) -> str | None:
+    """Rule 5: why this connection must not be written to, or ``None`` if it is fine.
+
+    With ``kind``, the connection's ``accessTokenType`` must be that kind's: rotator resends the
+    type it read and never changes it, so a mismatch is the configuration's error.
+    """
     if conn.app != "gitlab":
         return f"connection {conn.id} is for app {conn.app!r}, not gitlab"
     if conn.method != "access-token":
         return f"connection {conn.id} uses method {conn.method!r}; rotator needs access-token"
     if not conn.access_token_type:
         return f"connection {conn.id} has no accessTokenType"
+    if kind is not None and conn.access_token_type != TOKEN_TYPES[kind]:
+        return (
+            f"connection {conn.id} has accessTokenType {conn.access_token_type!r}, but the target"
+            f" rotates {kind.value} tokens (type {TOKEN_TYPES[kind]!r}); rotator never changes the"
+            " type: use a connection of that type, or the target kind that matches it"
+        )
     held = (conn.instance_url or GITLAB_COM).rstrip("/")
     if held != gitlab_url.rstrip("/"):
         # instanceUrl is whatever a person typed, user:password@ included: never quote that part.
@@ -49,8 +64,10 @@ def manager_problem(me: TokenInfo) -> str | None:
     return None
 
 
-def access_problem(level: int | None) -> str | None:
-    """Why the manager's role on a project is not enough to rotate its tokens; else ``None``."""
+def access_problem(level: int | None, owner: Owner | None = None) -> str | None:
+    """Why the manager's role where ``owner``'s tokens live (a project if none) falls short; else None."""
+    needed = level_needed(owner) if owner else MAINTAINER
+    role = role_needed(owner).lower() if owner else "maintainer"
     if level is None:
-        return f"the manager is not a member (needs maintainer, {MAINTAINER})"
-    return None if level >= MAINTAINER else f"the manager's role {level} is below maintainer ({MAINTAINER})"
+        return f"the manager is not a member (needs {role}, {needed})"
+    return None if level >= needed else f"the manager's role {level} is below {role} ({needed})"

@@ -31,7 +31,7 @@ from typing import NoReturn, Self
 import structlog
 
 from rotator.core.errors import JournalUnavailableError, LeaseLostError
-from rotator.core.model import Connection, Lease, NewToken, TokenInfo, TokenRequest
+from rotator.core.model import Connection, Lease, NewToken, Owner, TokenInfo, TokenRequest
 from rotator.core.ports import GitLabPort, InfisicalPort
 from rotator.core.secret import Secret
 from rotator.engine.context import Context
@@ -147,33 +147,37 @@ class _GuardedGitLab:
         self._check()
         return self._port.project_id(project)
 
-    def manager_access_level(self, project_id: int) -> int | None:
+    def manager_access_level(self, owner: Owner | int) -> int | None:
         self._check()
-        return self._port.manager_access_level(project_id)
+        return self._port.manager_access_level(owner)
+
+    def group_id(self, group: int | str) -> int:
+        self._check()
+        return self._port.group_id(group)
 
     def manager_self(self) -> TokenInfo:
         self._check()
         return self._port.manager_self()
 
-    def list_tokens(self, project_id: int) -> list[TokenInfo]:
+    def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
         self._check()
-        return self._port.list_tokens(project_id)
+        return self._port.list_tokens(owner)
 
-    def get_token(self, project_id: int, token_id: int) -> TokenInfo | None:
+    def get_token(self, owner: Owner | int, token_id: int) -> TokenInfo | None:
         self._check()
-        return self._port.get_token(project_id, token_id)
+        return self._port.get_token(owner, token_id)
 
-    def create_token(self, project_id: int, request: TokenRequest) -> NewToken:
+    def create_token(self, owner: Owner | int, request: TokenRequest) -> NewToken:
         self._check()
-        return self._port.create_token(project_id, request)
+        return self._port.create_token(owner, request)
 
     def token_self(self, value: Secret) -> TokenInfo:
         self._check()
         return self._port.token_self(value)
 
-    def delete_token(self, project_id: int, token_id: int) -> None:
+    def delete_token(self, owner: Owner | int, token_id: int) -> None:
         self._check()
-        self._port.delete_token(project_id, token_id)
+        self._port.delete_token(owner, token_id)
 
 
 class _GuardedInfisical:

@@ -40,6 +40,7 @@ from rotator.core.machine import advance
 from rotator.core.model import (
     OWNED_ROLES,
     Change,
+    Kind,
     Role,
     RotationRecord,
     Step,
@@ -49,10 +50,14 @@ from rotator.core.model import (
     same_instance,
     short_hash,
 )
+from rotator.core.model import (
+    Owner as KeyOwner,
+)
 from rotator.core.ports import Journal
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
 from rotator.engine.context import Context, Scratch
+from rotator.engine.owners import cache_ref, owner_of
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 from rotator.engine.rotation import TargetRun
@@ -118,12 +123,11 @@ def classify(spec: EngineSpec, journal: Journal) -> tuple[list[Removed], dict[st
     unresolved: dict[str, str] = {}
     for target in spec.targets:
         connection = target.connection_id
-        project = target.project
-        project_id = project if isinstance(project, int) else journal.project_id(url, project)
-        if project_id is None:
+        resolved = owner_of(target, lambda kind, path: journal.project_id(url, cache_ref(kind, path)))
+        if resolved is None:
             unresolved[connection] = target.name
             continue
-        key = TargetKey(url, project_id, connection)
+        key = TargetKey.of(url, resolved, connection)
         kept_by[key] = target.name
         owners[connection] = Owner(target.name, key, target.grace)
     states = journal.targets()
@@ -183,6 +187,10 @@ def find_removed(spec: EngineSpec, journal: Journal, now: datetime) -> list[Remo
     return found
 
 
+def _via(owner: KeyOwner) -> tuple[Kind, int | str] | None:
+    return (owner.via, owner.via_id) if owner.via is not None and owner.via_id is not None else None
+
+
 def stand_in(removed: Removed, name: str) -> RotationSpec:
     """A revoke-only spec for the key, shown as ``name``: never due, never created for.
 
@@ -192,6 +200,8 @@ def stand_in(removed: Removed, name: str) -> RotationSpec:
     return RotationSpec(
         name=name,
         project=removed.key.project_id,
+        kind=removed.key.owner.kind,
+        via=_via(removed.key.owner),
         connection_id=removed.key.connection_id,
         token=TokenShape(("api",), 40, timedelta(days=365)),
         token_base_name=name,
@@ -296,7 +306,7 @@ class RemovedRun(Retirer):
 
     def __init__(self, ctx: Context, rec: Recorder, target: RotationSpec, removed: Removed) -> None:
         """Act on ``removed`` through the configured GitLab, as ``target`` (its stand-in)."""
-        super().__init__(ctx, rec, target, removed.key.project_id, Scratch())
+        super().__init__(ctx, rec, target, removed.key.owner, Scratch())
         self.removed = removed
 
     def _observe(self) -> str | None:
@@ -333,7 +343,7 @@ class RemovedRun(Retirer):
         stays possibly held, for the removed-target rules to decide; the rotation is closed.
         """
         self.rec.step = "resume"
-        run = TargetRun(self.ctx, self.rec, self.target, self.project_id, "removed")
+        run = TargetRun(self.ctx, self.rec, self.target, self.owner, "removed")
         run.scratch = self.scratch
         if rotation.step in (Step.PLANNED, Step.CREATED):
             run.resume(rotation)

@@ -28,11 +28,22 @@ from rotator.core import rules
 from rotator.core.durations import stamp
 from rotator.core.errors import GitLabError, TargetFailedError, UpstreamError
 from rotator.core.machine import advance
-from rotator.core.model import Change, Connection, Origin, Role, TokenInfo, TokenRecord, Tombstone, short_hash
+from rotator.core.model import (
+    Change,
+    Connection,
+    Origin,
+    Owner,
+    Role,
+    TokenInfo,
+    TokenRecord,
+    Tombstone,
+    short_hash,
+)
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.engine.checks import owned_elsewhere
 from rotator.engine.context import Context, Scratch
+from rotator.engine.owners import role_needed
 from rotator.engine.recorder import Recorder, upstream_message
 
 
@@ -51,10 +62,10 @@ class Retirer:
     """The revoke side of a target's run; :class:`rotator.engine.rotation.TargetRun` adds the rotation."""
 
     def __init__(
-        self, ctx: Context, rec: Recorder, target: RotationSpec, project_id: int, scratch: Scratch
+        self, ctx: Context, rec: Recorder, target: RotationSpec, owner: Owner, scratch: Scratch
     ) -> None:
-        """Act on ``target`` under the recorder's lease."""
-        self.ctx, self.rec, self.target, self.project_id, self.scratch = ctx, rec, target, project_id, scratch
+        """Act on ``target`` (``owner``'s tokens) under the recorder's lease."""
+        self.ctx, self.rec, self.target, self.owner, self.scratch = ctx, rec, target, owner, scratch
 
     def read_connection(self, *, fresh: bool = False) -> Connection:
         """The connection, read once per run (reads are shared) unless ``fresh``."""
@@ -65,7 +76,7 @@ class Retirer:
     def list_tokens(self, *, fresh: bool = False) -> list[TokenInfo]:
         """The project's tokens, listed once per run unless ``fresh``."""
         if fresh or self.scratch.tokens_listed is None:
-            self.scratch.tokens_listed = self.ctx.gitlab.list_tokens(self.project_id)
+            self.scratch.tokens_listed = self.ctx.gitlab.list_tokens(self.owner)
         return self.scratch.tokens_listed
 
     def tokens(self, role: Role) -> list[TokenRecord]:
@@ -144,7 +155,7 @@ class Retirer:
             raise self._refuse_revoke(owned)
         self.rec.ensure_lease()
         try:
-            self.ctx.gitlab.delete_token(self.project_id, token_id)
+            self.ctx.gitlab.delete_token(self.owner, token_id)
         except GitLabError as error:
             if not rules.delete_rechecked(error.status):
                 raise
@@ -152,7 +163,7 @@ class Retirer:
             if rules.denied(error.status) or not self._project_readable():
                 return error
             try:
-                info = self.ctx.gitlab.get_token(self.project_id, token_id)
+                info = self.ctx.gitlab.get_token(self.owner, token_id)
             except GitLabError as read_error:
                 if rules.denied(read_error.status):
                     return read_error  # readable, but no rights left on its tokens (demoted)
@@ -166,7 +177,7 @@ class Retirer:
     def _project_readable(self) -> bool:
         """Whether the manager can still read the project (``GET /projects/:id`` answers 200)."""
         try:
-            self.ctx.gitlab.manager_access_level(self.project_id)
+            self.ctx.gitlab.manager_access_level(self.owner)
         except GitLabError as error:
             if rules.project_unreadable(error.status):
                 return False
@@ -206,9 +217,10 @@ class Retirer:
         until = marked.expires_at.isoformat() if marked.expires_at else "never (no expiry)"
         line = upstream_message(replace(cause, target=self.target.name), "revoke")
         message = (
-            f"{line}; token {token_id} cannot be revoked: the manager has no access to project"
-            f" {self.project_id} any more (not readable, or no rights on its tokens); it stays live until"
-            f" it expires ({until}) and is retried on every run; restore the manager's Maintainer role"
+            f"{line}; token {token_id} cannot be revoked: the manager has no access to"
+            f" {self.owner.describe()} any more (not readable, or no rights on its tokens); it stays live"
+            f" until it expires ({until}) and is retried on every run; restore the manager's"
+            f" {role_needed(self.owner)} role"
         )
         self.scratch.actions.append(f"token {token_id} not revoked, no access: {line}")
         # Not raised: the other tokens still get their turn. The target counts as failing
@@ -249,9 +261,9 @@ class Retirer:
             ):
                 line = upstream_message(replace(error, target=self.target.name), "recheck")
                 message = (
-                    f"{line}; cannot re-check token name {name}: the manager has no access to project"
-                    f" {self.project_id}; a token created under that name would stay live; restore the"
-                    " manager's Maintainer role"
+                    f"{line}; cannot re-check token name {name}: the manager has no access to"
+                    f" {self.owner.describe()}; a token created under that name would stay live; restore the"
+                    f" manager's {role_needed(self.owner)} role"
                 )
                 raise self.rec.failed("no_access", message, backoff=False) from None
             raise
@@ -327,7 +339,7 @@ class Retirer:
         if now <= since:
             return True  # GitLab updates last_used_at at most every ~10 minutes: it cannot fire yet
         try:
-            info = self.ctx.gitlab.get_token(self.project_id, token.token_id)
+            info = self.ctx.gitlab.get_token(self.owner, token.token_id)
             if info is None:
                 # One 404 is not proof (a proxy can answer it): look again, in a fresh listing, so a
                 # live token still gets its in-use check.

@@ -36,6 +36,7 @@ from rotator.core.model import (
     NewToken,
     Origin,
     Outcome,
+    Owner,
     Role,
     RotationRecord,
     Step,
@@ -74,23 +75,23 @@ class TargetRun(Retirer):
         ctx: Context,
         rec: Recorder,
         target: RotationSpec,
-        project_id: int,
+        owner: Owner,
         trigger: str,
         *,
         request: str | None = None,
     ) -> None:
-        """Prepare to act on ``target`` (project ``project_id``) for a run started by ``trigger``.
+        """Prepare to act on ``target`` (``owner``'s tokens) for a run started by ``trigger``.
 
         ``request``: the HTTP trigger request the run carries out, recorded with PLANNED.
         """
-        super().__init__(ctx, rec, target, project_id, Scratch())
+        super().__init__(ctx, rec, target, owner, Scratch())
         self.trigger, self.request = trigger, request
 
     # -- connection -------------------------------------------------------------------------
     def connection_checked(self, *, fresh: bool = False) -> str:
         """Read (once per run unless ``fresh``) and vet the connection; return its hash."""
         conn = self.read_connection(fresh=fresh)
-        problem = check_connection(conn, self.ctx.gitlab_url)
+        problem = check_connection(conn, self.ctx.gitlab_url, self.target.kind)
         if problem:
             raise self.rec.failed("connection", f"{self.target.name}: connection_id: {problem}")
         return conn.credentials_hash
@@ -242,7 +243,7 @@ class TargetRun(Retirer):
                 " to the token this target's connection holds, or remove it",
                 backoff=False,
             )
-        info = self.ctx.gitlab.get_token(self.project_id, adopt)
+        info = self.ctx.gitlab.get_token(self.owner, adopt)
         if info is None or not info.active:
             # Named like any upstream failure (target, step, route, status), so alerts can parse it.
             refusal = GitLabError(
@@ -409,7 +410,7 @@ class TargetRun(Retirer):
         spec = self.target.token
         request = TokenRequest(rotation.token_name, spec.scopes, spec.access_level, rotation.requested_expiry)
         try:
-            new = self.ctx.gitlab.create_token(self.project_id, request)
+            new = self.ctx.gitlab.create_token(self.owner, request)
         except GitLabError as error:
             retried = flight.creates > 1
             return rules.create_proves(error, retried=retried, at=self.ctx.clock(), target=self.target.name)

@@ -29,6 +29,7 @@ from rotator.core.errors import (
     UpstreamError,
 )
 from rotator.core.model import (
+    Kind,
     Outcome,
     Role,
     RotationRecord,
@@ -43,6 +44,7 @@ from rotator.core.spec import EngineSpec, RotationSpec
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
 from rotator.engine.lease import LeaseKeeper
+from rotator.engine.owners import cache_ref, owner_of, path_ref
 from rotator.engine.readthrough import ReadThrough
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
@@ -167,20 +169,26 @@ class Engine:
     def key(self, target: RotationSpec, *, resolve: bool) -> TargetKey | None:
         """The journal key: the project path's id from the journal, or from GitLab if ``resolve``."""
         url = self.spec.gitlab_url
-        if isinstance(target.project, int):
-            project_id: int | None = target.project
-        else:
-            project_id = self.ctx.journal.project_id(url, target.project)
-            if project_id is None and resolve:
-                project_id = self.ctx.gitlab.project_id(target.project)
-                self.ctx.journal.remember_project(url, target.project, project_id)
-        return TargetKey(url, project_id, target.connection_id) if project_id is not None else None
+
+        def lookup(kind: Kind, path: str) -> int | None:
+            ref = cache_ref(kind, path)
+            found = self.ctx.journal.project_id(url, ref)
+            if found is None and resolve:
+                found = (
+                    self.ctx.gitlab.group_id(path) if kind is Kind.GROUP else self.ctx.gitlab.project_id(path)
+                )
+                self.ctx.journal.remember_project(url, ref, found)
+            return found
+
+        owner = owner_of(target, lookup)
+        return TargetKey.of(url, owner, target.connection_id) if owner is not None else None
 
     def unresolved(self, target: RotationSpec, key: TargetKey | None) -> UnresolvedProject | None:
         """The recorded failure to resolve the target's project path, while that leaves it keyless."""
-        if key is not None or isinstance(target.project, int):
+        ref = path_ref(target)
+        if key is not None or ref is None:
             return None
-        return self.ctx.journal.unresolved(self.spec.gitlab_url, target.project)
+        return self.ctx.journal.unresolved(self.spec.gitlab_url, ref)
 
     def failing(
         self,
@@ -382,7 +390,7 @@ class Engine:
         on. The record stays until the path resolves (:meth:`Journal.remember_project` drops it).
         """
         message = str(error.located(target.name, RESOLVE))
-        url, project, now = self.spec.gitlab_url, str(target.project), self.ctx.clock()
+        url, project, now = self.spec.gitlab_url, path_ref(target) or str(target.project), self.ctx.clock()
         last = self.ctx.journal.unresolved(url, project)
         self.ctx.journal.record_unresolved(
             UnresolvedProject(
@@ -470,9 +478,7 @@ class Engine:
     ) -> TargetReport:
         lease = rec.lease
         journal = rec.ctx.journal  # the lease's read-through view: this run alone writes the key
-        run = TargetRun(
-            rec.ctx, rec, target, lease.key.project_id, options.trigger, request=options.request_id
-        )
+        run = TargetRun(rec.ctx, rec, target, lease.key.owner, options.trigger, request=options.request_id)
         run.scratch.planned = planned
         run.scratch.take_over, run.scratch.revoke_anyway = options.take_over, options.revoke_anyway
         try:

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-from rotator.core.model import TargetKey
+from rotator.core.model import Kind, TargetKey
 from rotator.core.redact import redact
 
 
@@ -32,7 +32,7 @@ def to_json(record: object) -> dict[str, Any]:
     for field in dataclasses.fields(record):  # type: ignore[arg-type]
         value = getattr(record, field.name)
         if isinstance(value, TargetKey):
-            value = dataclasses.asdict(value)
+            value = key_json(value)
         elif isinstance(value, Enum):
             value = value.value
         elif isinstance(value, datetime | date):
@@ -43,6 +43,14 @@ def to_json(record: object) -> dict[str, Any]:
             value = redact(value)
         out[field.name] = value
     return out
+
+
+def key_json(key: TargetKey) -> dict[str, Any]:
+    """A key as JSON; a project key's without ``kind``/``via``, as before kinds (older replicas read it)."""
+    data = dataclasses.asdict(key)
+    if key.kind == Kind.PROJECT.value and not key.via:
+        del data["kind"], data["via"]
+    return data
 
 
 def from_json(cls: type[T], data: dict[str, Any]) -> T:

@@ -31,6 +31,9 @@ RESOURCE_BOT_SCOPES = frozenset(
         "write_observability", "ai_features",
     },
 )  # fmt: skip
+#: Scopes a service account's personal access token may have: ordinary PAT scopes, so ``read_user``
+#: too (``reference/gitlab-2.md`` §1.3; admin-only scopes left out).
+PERSONAL_SCOPES = RESOURCE_BOT_SCOPES | {"read_user"}
 
 MAX_LIFETIME_DAYS = 365
 ROTATE_DEFAULT_DAYS = 7
@@ -77,6 +80,9 @@ class User:
     name: str
     bot: bool = False
     admin: bool = False
+    #: A service account: the group or project that provisioned it, or ``None`` for an instance one.
+    service_account: bool = False
+    provisioned_by: "Resource | None" = None
 
     def as_json(self, base_url: str) -> dict[str, Any]:
         """What ``GET /user`` shows; ``base_url`` is the instance's external URL."""
@@ -272,3 +278,16 @@ class GitLabState:
     def max_expiry(self, now: datetime) -> date:
         """The last allowed ``expires_at``: today (UTC) + 365 days, or + the admin's lower limit."""
         return now.date() + timedelta(days=min(self.max_lifetime_days, MAX_LIFETIME_DAYS))
+
+    # ---- service accounts ---------------------------------------------------------------------
+
+    def add_service_account(self, owner: Resource | None, name: str = "Service account user") -> User:
+        """A service account provisioned by ``owner`` (a group or project), or by the instance."""
+        prefix = f"service_account_{owner.kind}_{owner.id}" if owner else "service_account"
+        user = self.add_user(f"{prefix}_{secrets.token_hex(8)}")
+        user.name, user.service_account, user.provisioned_by = name, True, owner
+        return user
+
+    def personal_tokens(self, user: User) -> list[Token]:
+        """``user``'s own personal access tokens (no resource token), oldest first."""
+        return [t for t in self.tokens.values() if t.user_id == user.id and t.resource is None]

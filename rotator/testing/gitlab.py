@@ -6,7 +6,9 @@ What it serves (under ``/api/v4``), for projects and groups alike (``:kind`` bel
   ``GET …/:token_id``, ``POST …`` (201), ``POST …/:token_id/rotate``, ``POST …/self/rotate``,
   ``DELETE …/:token_id`` (204);
 * ``GET /personal_access_tokens/self``, ``GET /user``, ``GET /projects/:id``, ``GET /groups/:id``,
-  ``GET /version``.
+  ``GET /version``;
+* service accounts (group, project and instance ones) and their personal access tokens: see
+  :mod:`rotator.testing._gitlab_service_accounts`.
 
 The rules and error bodies follow ``reference/gitlab.md`` §1-§4 and are described where they are
 implemented. The fake's clock (:class:`~rotator.testing.FakeClock`) decides expiry and
@@ -24,6 +26,7 @@ from typing import Any
 from rotator.testing import _gitlab_auth as auth
 from rotator.testing._clock import FakeClock
 from rotator.testing._gitlab_errors import canned_error, error, message
+from rotator.testing._gitlab_service_accounts import ServiceAccountRoutes
 from rotator.testing._gitlab_state import (
     ACCESS_LEVELS,
     MAINTAINER,
@@ -45,7 +48,7 @@ _KINDS: dict[str, ResourceKind] = {"projects": "project", "groups": "group"}
 _ADMIN_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
 
 
-class FakeGitLab(FakeServer):
+class FakeGitLab(ServiceAccountRoutes, FakeServer):
     """A GitLab instance on loopback; see the module docstring."""
 
     upstream = "gitlab"
@@ -85,6 +88,7 @@ class FakeGitLab(FakeServer):
             self.route("GET", f"{base}/access_tokens/:token_id", self._get)
             self.route("POST", f"{base}/access_tokens/:token_id/rotate", self._rotate)
             self.route("DELETE", f"{base}/access_tokens/:token_id", self._revoke)
+        self._install_service_accounts()
 
     # ---- server hooks -------------------------------------------------------------------------
 
@@ -146,6 +150,11 @@ class FakeGitLab(FakeServer):
             now = self.clock.now()
             expires = now.date() + dt.timedelta(days=days) if days is not None else None
             return self.state.add_token(user, name, scopes, expires, now)
+
+    def seed_service_account(self, owner: Resource | None, name: str = "Service account user") -> User:
+        """Create a service account provisioned by a group or project (``None``: by the instance)."""
+        with self.lock:
+            return self.state.add_service_account(owner, name)
 
     def seed_resource_token(
         self,
@@ -237,6 +246,14 @@ class FakeGitLab(FakeServer):
         # The fake's projects and groups are private: members only; others get GitLab's 404.
         if self.state.access_level(user, resource) == 0:
             _missing(resource.kind)
+
+    def _token_page(self, request: Request, tokens: list[Token]) -> Response:
+        """A token list as every token list route answers it: filtered (if supported), one page."""
+        now = self.clock.now()
+        params = request.form()
+        if self.supports_token_filters:
+            tokens = _filter(tokens, params, now)
+        return _paginate(request, params, [t.as_json(now) for t in tokens])
 
     def _find_token(self, resource: Resource, token_id: str) -> Token | None:
         if not token_id.isdigit():

@@ -1,0 +1,75 @@
+"""A target's owner by numeric ids (architecture §9): paths resolved through the journal's cache.
+
+The cache (the journal's projects table: ``ref`` → id) holds project paths as they are written,
+and group paths under ``group:`` (``group:acme/platform``), which no project path can begin with
+(GitLab paths have no colon): one table, no schema change, and an older replica never mistakes a
+group path for a project's.
+"""
+
+from collections.abc import Callable
+
+from rotator.core.model import Kind, Owner
+from rotator.core.spec import RotationSpec
+
+
+#: Resolves a path of a kind to its id (``None``: not known, and not to be asked upstream).
+Lookup = Callable[[Kind, str], int | None]
+
+
+def cache_ref(kind: Kind, path: str) -> str:
+    """The cache's ``ref`` for a path: a project's as written, a group's prefixed ``group:``."""
+    return path if kind is Kind.PROJECT else f"{kind.value}:{path}"
+
+
+def owner_of(target: RotationSpec, lookup: Lookup) -> Owner | None:
+    """The target's owner, or ``None`` while one of its paths is not resolved."""
+    own = _id(
+        target.kind if target.kind is not Kind.SERVICE_ACCOUNT else Kind.PROJECT, target.project, lookup
+    )
+    if own is None:
+        return None
+    if target.via is None:
+        return Owner(target.kind, own)
+    via_kind, ref = target.via
+    via_id = _id(via_kind, ref, lookup)
+    return Owner(target.kind, own, via_kind, via_id) if via_id is not None else None
+
+
+def path_ref(target: RotationSpec) -> str | None:
+    """The cache ``ref`` of the target's path (its own, or its service account's home); ``None``: ids only."""
+    if isinstance(target.project, str):
+        return cache_ref(target.kind, target.project)
+    if target.via is not None:
+        kind, ref = target.via
+        return cache_ref(kind, ref) if isinstance(ref, str) else None
+    return None
+
+
+def _id(kind: Kind, ref: int | str, lookup: Lookup) -> int | None:
+    return ref if isinstance(ref, int) else lookup(kind, ref)
+
+
+def shown(target: RotationSpec) -> str:
+    """The owner as the config names it, for ``check``: ``project acme/app``, ``group 7``, ..."""
+    if target.kind is not Kind.SERVICE_ACCOUNT:
+        return f"{target.kind.value} {target.project}"
+    where = f" of {target.via[0].value} {target.via[1]}" if target.via else " of the instance"
+    return f"service account {target.project}{where}"
+
+
+#: The role the manager needs where each kind's tokens live (``reference/gitlab-2.md`` §1.2, §3).
+ROLE_LEVELS = {Kind.PROJECT: 40, Kind.GROUP: 50}
+_ROLE_NAMES = {40: "Maintainer", 50: "Owner"}
+
+
+def level_needed(owner: Owner) -> int:
+    """The manager's role needed for ``owner``'s tokens: where they live (an instance SA: admin, 50)."""
+    where = owner.kind if owner.kind is not Kind.SERVICE_ACCOUNT else owner.via
+    return ROLE_LEVELS[where] if where is not None else 50
+
+
+def role_needed(owner: Owner) -> str:
+    """That role in words: ``Maintainer``, ``Owner``, or ``admin`` (an instance service account)."""
+    if owner.kind is Kind.SERVICE_ACCOUNT and owner.via is None:
+        return "admin"
+    return _ROLE_NAMES[level_needed(owner)]

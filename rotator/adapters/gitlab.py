@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
+import structlog
 import urllib3
 
 from rotator.adapters import reach, retrying
@@ -51,6 +52,7 @@ from rotator.core.secret import Secret
 
 
 T = TypeVar("T")
+log = structlog.get_logger("rotator")
 
 #: python-gitlab's ``RETRYABLE_TRANSIENT_ERROR_CODES``: outcome unknown, retried on idempotent calls.
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, *range(520, 531)})
@@ -260,7 +262,9 @@ class GitLabAPI:
         """Create a token; only a 429 is retried (see the module docstring).
 
         GitLab answers 201; any 2xx carrying a value is taken, since refusing it would throw away the
-        only copy of a token that exists.
+        only copy of a token that exists. A ``description`` a server refuses (400 naming it: nothing
+        was created) is dropped and the create asked once more, with a note; one it ignores (before
+        17.7) is noted too.
         """
         path = f"/projects/{project_id}/access_tokens"
         body = {
@@ -269,6 +273,8 @@ class GitLabAPI:
             "access_level": request.access_level,
             "expires_at": request.expires_at.isoformat(),
         }
+        if request.description:
+            body["description"] = request.description
 
         def send() -> NewToken:
             data = _object(self._gl.http_request("post", path, post_data=body))
@@ -279,8 +285,21 @@ class GitLabAPI:
             if not value.reveal():
                 msg = "create answered without a token value"
                 raise gitlab.exceptions.GitlabParsingError(msg)
+            if "description" in body and data.get("description") != body["description"]:
+                log.info("gitlab.description_ignored", project_id=project_id, token=request.name)
             return NewToken(info=_token_info(data), value=value)
 
+        try:
+            return self._call(_CREATE, send, idempotent=False)
+        except GitLabError as error:
+            # Only a 400 about the field itself proves nothing was created: then, once, without it.
+            refused = error.status == HTTPStatus.BAD_REQUEST and "description" in error.message.lower()
+            if "description" not in body or not (refused and error.not_applied):
+                raise
+            log.warning(
+                "gitlab.description_refused", project_id=project_id, token=request.name, error=error.message
+            )
+            del body["description"]
         return self._call(_CREATE, send, idempotent=False)
 
     def token_self(self, value: Secret) -> TokenInfo:

@@ -10,9 +10,9 @@ What it serves (under ``/api/v4``), for projects and groups alike (``:kind`` bel
 
 A token's ``description`` is stored and shown as GitLab 17.7+ does, or, as an older server would,
 ignored or refused (:meth:`FakeGitLab.set_descriptions`). The rules and error bodies follow
-``reference/gitlab.md`` §1-§4 and are described where they are implemented. The fake's clock (:class:`~rotator.testing.FakeClock`) decides expiry and
-``last_used_at``; :attr:`FakeGitLab.state` is the test-only view of everything, token values
-included.
+``reference/gitlab.md`` §1-§4 and are described where they are implemented. The fake's clock
+(:class:`~rotator.testing.FakeClock`) decides expiry and ``last_used_at``; :attr:`FakeGitLab.state`
+is the test-only view of everything, token values included.
 """
 
 import datetime as dt

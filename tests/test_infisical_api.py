@@ -451,6 +451,22 @@ def test_invalid_credentials_are_never_retried(fakes: Fakes, make_api: MakeAPI, 
     assert make_api().get_connection(_conn_id(fakes)).id == _conn_id(fakes)  # the identity is not locked
 
 
+def test_an_unknown_client_id_is_a_refused_credential_asked_once(
+    fakes: Fakes, make_api: MakeAPI, sleeps: list[float]
+) -> None:
+    """Infisical's 404 for an unknown client id marks the credential refused and is never sent again."""
+    unknown = InfisicalAuth.universal("00000000-0000-4000-8000-000000000000", Secret("some-secret-0000"))
+    api = make_api(auth=unknown)
+    for _ in range(2):
+        with pytest.raises(InfisicalError) as excinfo:
+            api.get_connection(_conn_id(fakes))
+        assert (_error(excinfo).status, _error(excinfo).not_applied) == (404, True)
+        assert _error(excinfo).message == "NotFound: No identity with specified client ID was found"
+        assert api.credential_refused
+    assert _counts(fakes) == {LOGIN: 1}
+    assert sleeps == []
+
+
 def test_unanswered_logins_stop_before_a_third_could_lock_the_identity(
     fakes: Fakes, make_api: MakeAPI
 ) -> None:

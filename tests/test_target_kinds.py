@@ -101,6 +101,12 @@ def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds) -> None:
     # The service account's new token is the same user's: no bot user was created for it.
     new_id = next(t for t in kinds.active(ACCOUNT_CONNECTION) if t != kinds.held[ACCOUNT_CONNECTION])
     assert h.fakes.gitlab.test_only_token(new_id).user_id == kinds.account.id
+    # Each kind's new token says who manages it, for which target and owner kind.
+    group_new = next(t for t in kinds.active(GROUP_CONNECTION) if t != kinds.held[GROUP_CONNECTION])
+    group_says = h.fakes.gitlab.test_only_token(group_new).description or ""
+    account_says = h.fakes.gitlab.test_only_token(new_id).description or ""
+    assert group_says.startswith("Managed by rotator for target platform-sync (group platform")
+    assert account_says.startswith(f"Managed by rotator for target robot (service account {kinds.account.id}")
     h.fakes.clock.advance(timedelta(minutes=61))
     second = h.run("run-once")
     assert second.code == 0, second.stderr

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
+import structlog
 import urllib3
 
 from rotator.adapters import reach, retrying
@@ -52,6 +53,7 @@ from rotator.core.secret import Secret
 
 
 T = TypeVar("T")
+log = structlog.get_logger("rotator")
 
 #: python-gitlab's ``RETRYABLE_TRANSIENT_ERROR_CODES``: outcome unknown, retried on idempotent calls.
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, *range(520, 531)})
@@ -355,7 +357,9 @@ class GitLabAPI:
 
         GitLab answers 201; any 2xx carrying a value is taken, since refusing it would throw away the
         only copy of a token that exists. A personal access token (a service account's) has no
-        ``access_level``: the user's own role is the token's.
+        ``access_level``: the user's own role is the token's. A ``description`` a server refuses
+        (400 naming it: nothing was created) is dropped and the create asked once more, with a
+        note; one it ignores (before 17.7) is noted too.
         """
         owner = as_owner(owner)
         at = _where(owner)
@@ -368,6 +372,8 @@ class GitLabAPI:
         }
         if owner.kind is Kind.SERVICE_ACCOUNT:
             del body["access_level"]
+        if request.description:
+            body["description"] = request.description
 
         def send() -> NewToken:
             data = _object(self._gl.http_request("post", path, post_data=body))
@@ -378,9 +384,23 @@ class GitLabAPI:
             if not value.reveal():
                 msg = "create answered without a token value"
                 raise gitlab.exceptions.GitlabParsingError(msg)
+            if "description" in body and data.get("description") != body["description"]:
+                log.info("gitlab.description_ignored", owner=str(owner), token=request.name)
             return NewToken(info=_token_info(data), value=value)
 
-        return self._call(f"POST {at.create_template or at.template}", send, idempotent=False)
+        route = f"POST {at.create_template or at.template}"
+        try:
+            return self._call(route, send, idempotent=False)
+        except GitLabError as error:
+            # Only a 400 about the field itself proves nothing was created: then, once, without it.
+            refused = error.status == HTTPStatus.BAD_REQUEST and "description" in error.message.lower()
+            if "description" not in body or not (refused and error.not_applied):
+                raise
+            log.warning(
+                "gitlab.description_refused", owner=str(owner), token=request.name, error=error.message
+            )
+            del body["description"]
+        return self._call(route, send, idempotent=False)
 
     def token_self(self, value: Secret) -> TokenInfo:
         """Authenticate with ``value`` and describe that token."""

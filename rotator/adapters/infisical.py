@@ -312,7 +312,10 @@ class InfisicalAPI:
                     self.credential_refused = False
                 return _json(response)
             payload = _json(response) if response is not None else None
-            if status == HTTPStatus.UNAUTHORIZED and (call.path == _LOGIN or _auth_refused(status, payload)):
+            # A refused login (a wrong secret's 401, an unknown client id's 404) is never sent again.
+            if _refuses_login(call.path, status) or (
+                status == HTTPStatus.UNAUTHORIZED and _auth_refused(status, payload)
+            ):
                 self.credential_refused = True
             message = _render(payload, response) if response is not None else failure
             if _is_3xx(response):
@@ -487,12 +490,17 @@ def login_refused(error: InfisicalError) -> bool:
     """Whether ``error`` is a Universal Auth login Infisical refused: never to be sent again.
 
     Any 4xx but a 429 (the lockout's own lock was busy, or a rate limit: refused before any
-    effect). A 401 counts towards the lockout (three in 30 s); the others (an IP allow-list, a
-    malformed body) would only be refused again, and which of them count is not documented.
+    effect). A 401 counts towards the lockout (three in 30 s); the others (an unknown client id's
+    404, an IP allow-list, a malformed body) would only be refused again, and which of them count is
+    not documented. Each also marks the credential refused (the daemon's ``/readyz``).
     """
-    status = error.status
+    return error.route == LOGIN_ROUTE and _refuses_login(_LOGIN, error.status)
+
+
+def _refuses_login(path: str, status: int | None) -> bool:
+    """Whether ``status`` answering a request to ``path`` is a refused login (:func:`login_refused`)."""
     return (
-        error.route == LOGIN_ROUTE
+        path == _LOGIN
         and status is not None
         and HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR
         and status != HTTPStatus.TOO_MANY_REQUESTS

@@ -4,8 +4,8 @@ Access tokens are real HS256 JWTs signed with the fake's own key and backed by a
 Infisical does: the JWT is verified first (bad signature or past ``exp`` → 403 ``TokenError``), then
 the row (revoked or missing → 401 ``No identity access token found``; TTL since last renewal
 exceeded → 401). Renewal verifies the JWT first, so an expired token cannot be renewed; it fails
-past ``accessTokenMaxTTL``. Three failed logins within 30 s lock the identity's Universal Auth for
-300 s.
+past ``accessTokenMaxTTL``. A login with an unknown client id is 404 ``NotFound``; three failed
+logins within 30 s lock the identity's Universal Auth for 300 s.
 """
 
 import base64
@@ -92,7 +92,8 @@ class IdentityAuth:
         """Universal Auth login, with Infisical's lockout after repeated failures."""
         identity = next((i for i in self.identities.values() if i.client_id == client_id), None)
         if identity is None:
-            fail(401, "UnauthorizedError", "Invalid credentials")
+            # No identity to lock: the real server says so with a 404, not the 401 of a bad secret.
+            fail(404, "NotFound", "No identity with specified client ID was found")
         if identity.locked_until is not None and now < identity.locked_until:
             fail(
                 401,

@@ -6,10 +6,14 @@ Routes: ``POST /api/v1/auth/universal-auth/login``, ``POST /api/v1/auth/token/re
 The PATCH runs Infisical's steps in order (``reference/infisical.md`` §2): authentication,
 write rate limit, zod validation (422), lookup (404), permission (403), platform-managed check,
 re-parse against the stored method (400), then it really calls ``GET {instanceUrl}/api/v4/user``
-with the new token (400 ``Failed to validate credentials: …`` if GitLab refuses), encrypts the
+with the new token, as gitbeaker does (``localhost`` refused, 429/502 retried ten times within about
+0.35 s; 400 ``Failed to validate credentials: …`` if GitLab refuses), encrypts the
 credentials with AES-256-GCM under a random IV, and answers the redacted record. ``credentialsHash``
 is the SHA-256 of that encrypted blob, so it changes on every credential write, even of the same
 token, and stays put on a metadata-only PATCH.
+
+A body that is not JSON gets Fastify's parse error through Infisical's catch-all: 500
+``InternalServerError`` "Something went wrong".
 
 Rate limits are off by default, as on a self-hosted instance; pass ``reads_per_minute`` and
 ``writes_per_minute`` (Infisical Cloud: 60 and 200 per IP) to get 429 ``RateLimitExceeded``.
@@ -20,11 +24,13 @@ import json
 import math
 import secrets
 import time
+import urllib.parse
 import uuid
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from http import HTTPStatus
+from typing import Any, NoReturn
 
 import httpx
 
@@ -42,6 +48,11 @@ DEFAULT_GITLAB = "https://gitlab.com"
 _KMS_VERSION = b"v01"
 _METHOD_NAMES = {"access-token": "Access Token", "oauth": "OAuth"}
 _APP_NAMES = {"gitlab": "GitLab", "aws": "AWS", "github": "GitHub"}
+#: Host names ``blockLocalAndPrivateIpAddresses`` refuses outright (outside development mode).
+_LOCAL_NAMES = frozenset({"localhost", "host.docker.internal"})
+#: gitbeaker's ``maxRetries`` and ``retryCodes``.
+_GITBEAKER_TRIES = 10
+_GITBEAKER_RETRIED = frozenset({429, 502})
 
 
 def _iso(when: datetime) -> str:
@@ -96,7 +107,7 @@ class FakeInfisical(FakeServer):
         reads_per_minute: int | None = None,
         writes_per_minute: int | None = None,
         accept_group_tokens: bool = True,
-        validation_retry_delay: float = 0.05,
+        validation_retry_delay: float = 0.00025,
         test_hooks_key: str | None = None,
     ) -> None:
         """Create an empty instance (see the module docstring for the options)."""
@@ -263,29 +274,39 @@ class FakeInfisical(FakeServer):
         return conn
 
     def _validate_with_gitlab(self, credentials: dict[str, str]) -> None:
-        """``client.Users.showCurrentUser()``: retried on 429/502 like gitbeaker, up to 10 tries."""
+        """``client.Users.showCurrentUser()`` through gitbeaker, as the real server makes it.
+
+        ``getGitLabInstanceUrl`` first refuses the names ``localhost`` and ``host.docker.internal``
+        (IP literals such as 127.0.0.1 pass, as with ``ALLOW_INTERNAL_IP_CONNECTIONS``). gitbeaker
+        then makes up to 10 calls, retrying 429 and 502 after ``2**i * 0.25`` **milliseconds**
+        (about 0.35 s in all), and gives up with its own retry message.
+        """
         base = credentials.get("instanceUrl", DEFAULT_GITLAB).rstrip("/")
+        if urllib.parse.urlsplit(base).hostname in _LOCAL_NAMES:
+            fail(400, "BadRequest", "Failed to validate credentials: Local IPs not allowed as URL")
         headers = {"PRIVATE-TOKEN": credentials["accessToken"], "User-Agent": "infisical-gitbeaker"}
-        for attempt in range(10):
+        for attempt in range(_GITBEAKER_TRIES):
             try:
                 answer = self._gitlab_client.get(f"{base}/api/v4/user", headers=headers)
             except httpx.HTTPError as exc:
                 fail(400, "BadRequest", f"Failed to validate credentials: {exc!s}")
-            if answer.status_code not in {429, 502} or attempt == 9:
-                break
+            if answer.is_success:
+                return
+            if answer.status_code not in _GITBEAKER_RETRIED:
+                fail(400, "BadRequest", f"Failed to validate credentials: {_gitbeaker_error(answer)}")
             time.sleep(self.validation_retry_delay * 2**attempt)
-        if answer.is_success:
-            return
-        phrase = answer.reason_phrase or str(answer.status_code)
-        cause = ""
-        if phrase != "Unauthorized":
-            try:
-                detail = answer.json()
-                text = detail.get("error_description") or detail.get("message") or detail.get("error")
-            except (ValueError, AttributeError):
-                text = None
-            cause = f". Cause: {text}" if text else ""
-        fail(400, "BadRequest", f"Failed to validate credentials: {phrase}{cause}")
+        status = answer.status_code
+        advice = (
+            "Check the applicable rate limits for this endpoint"
+            if status == HTTPStatus.TOO_MANY_REQUESTS
+            else "Verify the status of the endpoint"
+        )
+        fail(
+            400,
+            "BadRequest",
+            "Failed to validate credentials: Could not successfully complete this request after"
+            f" {_GITBEAKER_TRIES} retries, last status code: {status}. {advice}.",
+        )
 
     # ---- handlers -----------------------------------------------------------------------------
 
@@ -329,7 +350,7 @@ class FakeInfisical(FakeServer):
         try:
             parsed, body_issues = parse_update(request.json(), accept_group=self.accept_group_tokens)
         except ValueError:
-            fail(400, "BadRequest", "Body is not valid JSON")
+            _unparsable()
         if body_issues:
             fail(422, "ValidationFailure", body_issues)
         conn = self._connection(request, identity, edit=True)
@@ -381,5 +402,29 @@ def _json_object(request: Request) -> dict[str, Any]:
     try:
         data = request.json()
     except ValueError:
-        fail(400, "BadRequest", "Body is not valid JSON")
+        _unparsable()
     return data if isinstance(data, dict) else {}
+
+
+def _unparsable() -> NoReturn:
+    """Fastify's JSON parse error is no class Infisical's error handler knows: its catch-all 500."""
+    fail(500, "InternalServerError", "Something went wrong")
+
+
+def _gitbeaker_error(answer: httpx.Response) -> str:
+    """``GitbeakerRequestError``'s text as Infisical words it: the status text, then the cause.
+
+    gitbeaker's cause is the JSON body's ``error``, else its ``message`` (a non-string one as JSON),
+    or a non-JSON body's text; Infisical leaves the cause out after ``Unauthorized``.
+    """
+    phrase = answer.reason_phrase or str(answer.status_code)
+    if "application/json" in answer.headers.get("content-type", ""):
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        found = (body.get("error") or body.get("message") or "") if isinstance(body, dict) else ""
+        cause = found if isinstance(found, str) else json.dumps(found, separators=(",", ":"))
+    else:
+        cause = answer.text
+    return f"{phrase}. Cause: {cause}" if cause and phrase != "Unauthorized" else phrase

@@ -34,8 +34,10 @@ GITLAB = Variable(
 )
 INFISICAL = Variable(
     f"{_secret(env.INFISICAL_TOKEN)}, or {_secret(env.INFISICAL_CLIENT_ID)}"
-    f" + {_secret(env.INFISICAL_CLIENT_SECRET)}",
-    "required: an access token, or a Universal Auth identity (not both)",
+    f" + {_secret(env.INFISICAL_CLIENT_SECRET)}, or {_secret(env.INFISICAL_IDENTITY_ID)}"
+    f" [+ {env.INFISICAL_KUBERNETES_TOKEN_FILE}]",
+    "required, exactly one: an access token, Universal Auth, or Kubernetes Auth (the pod's"
+    f" service-account token, by default {env.KUBERNETES_TOKEN_DEFAULT})",
 )
 WEBHOOK = Variable(_secret(env.WEBHOOK_URL), "where alerts are posted (overrides notify.webhook_url)")
 API = Variable(_secret(env.API_TOKEN), "the bearer token /v1/* requires; unset, those routes answer 503")

@@ -109,7 +109,7 @@ class InfisicalAuth:
             or (any(universal) and not all(universal))
             or (any(kubernetes) and not all(kubernetes))
         ):
-            msg = "give exactly one: an access token, a client id and secret, or an identity id and a JWT reader"
+            msg = "give exactly one: a static token, a client id and secret, or an identity id and JWT reader"
             raise ValueError(msg)
 
     @property

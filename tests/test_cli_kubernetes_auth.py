@@ -65,7 +65,7 @@ BAD_SETUPS = {
     "no-such-file": ({TOKEN_FILE: "/nonexistent/token"}, f"{TOKEN_FILE}: /nonexistent/token: no such file"),
     "default-path-absent": (
         {TOKEN_FILE: None},
-        f"{IDENTITY_ID} (the service-account token, {DEFAULT_TOKEN}): {DEFAULT_TOKEN}: no such file",
+        f"{TOKEN_FILE}: is not set, and the default {DEFAULT_TOKEN}: no such file",
     ),
     "file-alone": (
         {IDENTITY_ID: None, "ROTATOR_INFISICAL_TOKEN": "jwt"},

@@ -109,8 +109,14 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
     client_id = read_variable(environ, INFISICAL_CLIENT_ID)
     client_secret = read_variable(environ, INFISICAL_CLIENT_SECRET)
     identity_id = read_variable(environ, INFISICAL_IDENTITY_ID)
-    token_file = _kubernetes_token_file(environ, identity_id)
+    if identity_id is None and INFISICAL_KUBERNETES_TOKEN_FILE in environ:
+        raise ConfigError(
+            INFISICAL_KUBERNETES_TOKEN_FILE,
+            f"is set but {INFISICAL_IDENTITY_ID} is not: Kubernetes Auth needs the identity's id"
+            " (for another login mode, remove this variable)",
+        )
     _one_mode(environ, token=token, client_id=client_id, client_secret=client_secret, identity_id=identity_id)
+    token_file = _kubernetes_token_file(environ, identity_id)
     return Secrets(
         gitlab_token=Secret(gitlab),
         infisical_token=Secret(token) if token is not None else None,
@@ -167,35 +173,32 @@ def given_as(environ: Mapping[str, str], name: str) -> str:
 
 def _kubernetes_token_file(environ: Mapping[str, str], identity_id: str | None) -> str | None:
     """Kubernetes Auth's token path, checked readable now; ``None`` without Kubernetes Auth."""
-    path = environ.get(INFISICAL_KUBERNETES_TOKEN_FILE)
     if identity_id is None:
-        if path is not None:
-            raise ConfigError(
-                INFISICAL_KUBERNETES_TOKEN_FILE,
-                f"is set but {INFISICAL_IDENTITY_ID} is not: Kubernetes Auth needs the identity's id"
-                " (for another login mode, remove this variable)",
-            )
         return None
     if not _UUID.fullmatch(identity_id):
         raise ConfigError(
             given_as(environ, INFISICAL_IDENTITY_ID),
             "is not an identity id (a UUID: the machine identity's ID in Infisical)",
         )
-    path = path if path is not None else KUBERNETES_TOKEN_DEFAULT
+    path = environ.get(INFISICAL_KUBERNETES_TOKEN_FILE, KUBERNETES_TOKEN_DEFAULT)
     jwt_reader(environ, path)()  # a missing mount is a config error now, not a refused login later
     return path
 
 
 def jwt_reader(environ: Mapping[str, str], path: str) -> Callable[[], Secret]:
     """Reads the service-account token at ``path``: a :class:`ConfigError` naming the path on failure."""
-    key = (
-        INFISICAL_KUBERNETES_TOKEN_FILE
-        if INFISICAL_KUBERNETES_TOKEN_FILE in environ
-        else f"{INFISICAL_IDENTITY_ID} (the service-account token, {KUBERNETES_TOKEN_DEFAULT})"
-    )
+    key = INFISICAL_KUBERNETES_TOKEN_FILE
+    defaulted = key not in environ
 
     def read() -> Secret:
-        value = read_text_file(path, key=key, limit=SECRET_FILE_LIMIT, what="a service-account token file")
+        try:
+            value = read_text_file(
+                path, key=key, limit=SECRET_FILE_LIMIT, what="a service-account token file"
+            )
+        except ConfigError as error:
+            if defaulted:  # say where the path came from: nobody typed it
+                raise ConfigError(key, f"is not set, and the default {error.problem}") from None
+            raise
         value = value.removesuffix("\n").removesuffix("\r")
         if not value.strip():
             raise ConfigError(key, f"{path} is empty")

@@ -115,7 +115,7 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
             f"is set but {INFISICAL_IDENTITY_ID} is not: Kubernetes Auth needs the identity's id"
             " (for another login mode, remove this variable)",
         )
-    _one_mode(environ, token=token, client_id=client_id, client_secret=client_secret, identity_id=identity_id)
+    _one_mode(token=token, client_id=client_id, client_secret=client_secret, identity_id=identity_id)
     token_file = _kubernetes_token_file(environ, identity_id)
     return Secrets(
         gitlab_token=Secret(gitlab),
@@ -128,7 +128,6 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
 
 
 def _one_mode(
-    environ: Mapping[str, str],
     *,
     token: str | None,
     client_id: str | None,
@@ -146,7 +145,7 @@ def _one_mode(
     if len(chosen) > 1:
         values = (token, client_id, client_secret, identity_id)
         names = (INFISICAL_TOKEN, INFISICAL_CLIENT_ID, INFISICAL_CLIENT_SECRET, INFISICAL_IDENTITY_ID)
-        present = [given_as(environ, n) for n, v in zip(names, values, strict=True) if v is not None]
+        present = [n for n, v in zip(names, values, strict=True) if v is not None]
         raise ConfigError(
             present[0],
             f"is set as well as {' and '.join(present[1:])}: give exactly one Infisical login, {_MODES}",

@@ -556,12 +556,17 @@ def test_static_token_refused_is_raised(fakes: Fakes, make_api: MakeAPI) -> None
 
 
 def test_auth_takes_exactly_one_mode() -> None:
-    """InfisicalAuth refuses neither or both modes, and never shows a secret in its repr."""
-    with pytest.raises(ValueError, match="either"):
+    """InfisicalAuth refuses no mode, two modes or half a mode, and never shows a secret in its repr."""
+    with pytest.raises(ValueError, match="exactly one"):
         InfisicalAuth()
-    with pytest.raises(ValueError, match="either"):
+    with pytest.raises(ValueError, match="exactly one"):
         InfisicalAuth(Secret("t"), "id", Secret("s"))
+    with pytest.raises(ValueError, match="exactly one"):
+        InfisicalAuth(Secret("t"), identity_id="i", jwt=lambda: Secret("j"))
+    with pytest.raises(ValueError, match="exactly one"):
+        InfisicalAuth(identity_id="i")
     assert "s3cret" not in repr(InfisicalAuth.universal("id", Secret("s3cret")))
+    assert "j3wt" not in repr(InfisicalAuth.kubernetes("i", lambda: Secret("j3wt")))
 
 
 def test_a_refused_header_value_is_not_quoted_in_the_error(fakes: Fakes, make_api: MakeAPI) -> None:

@@ -422,7 +422,7 @@ def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     token = api_token(os.environ)
     metrics = Metrics()
     rt = wiring.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)
-    service = Daemon(rt, metrics, trigger_enabled=token is not None)
+    service = Daemon(rt, metrics, trigger_enabled=token is not None, wording=preflight.Wording.of(os.environ))
     host, port = split_listen(config.daemon.listen)
     try:
         server = web.Server(web.create_app(service, metrics.registry, token), host, int(port))

@@ -75,8 +75,8 @@ class IdentityAuth:
         self.identities[identity.id] = identity
         return identity
 
-    def issue(self, identity: Identity, now: datetime) -> dict[str, Any]:
-        """A new access token for ``identity``: the login response body."""
+    def issue(self, identity: Identity, now: datetime, **claims: Any) -> dict[str, Any]:  # noqa: ANN401 - JSON claims
+        """A new access token for ``identity``: the login response body; ``claims`` are added to the JWT."""
         row = AccessTokenRow(
             str(uuid.uuid4()),
             identity.id,
@@ -86,7 +86,7 @@ class IdentityAuth:
             now,
         )
         self.rows[row.id] = row
-        return self._response(row, now)
+        return self._response(row, now, claims)
 
     def login(self, client_id: str, client_secret: str, now: datetime) -> dict[str, Any]:
         """Universal Auth login, with Infisical's lockout after repeated failures."""
@@ -159,12 +159,15 @@ class IdentityAuth:
 
     # ---- JWT ----------------------------------------------------------------------------------
 
-    def _response(self, row: AccessTokenRow, now: datetime) -> dict[str, Any]:
+    def _response(
+        self, row: AccessTokenRow, now: datetime, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         claims: dict[str, Any] = {
             "identityId": row.identity_id,
             "identityAccessTokenId": row.id,
             "authTokenType": "identityAccessToken",
             "iat": int(now.timestamp()),
+            **(extra or {}),
         }
         if row.ttl:
             claims["exp"] = int(now.timestamp()) + row.ttl

@@ -1,6 +1,8 @@
-"""A fake Infisical: Universal Auth and the GitLab app-connection API, faithful to the real one.
+"""A fake Infisical: Universal and Kubernetes Auth, the GitLab app-connection API, faithful to the real one.
 
-Routes: ``POST /api/v1/auth/universal-auth/login``, ``POST /api/v1/auth/token/renew``,
+Routes: ``POST /api/v1/auth/universal-auth/login``, ``POST /api/v1/auth/kubernetes-auth/login``
+(the JWT reviewed by a Kubernetes API server: :mod:`rotator.testing._infisical_kubernetes`),
+``POST /api/v1/auth/token/renew``,
 ``POST /api/v1/auth/token/revoke``, ``GET`` and ``PATCH /api/v1/app-connections/gitlab/:connectionId``.
 
 The PATCH runs Infisical's steps in order (``reference/infisical.md`` §2): authentication,
@@ -40,6 +42,8 @@ from rotator.testing._clock import FakeClock
 from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Response
 from rotator.testing._infisical_auth import Identity, IdentityAuth
 from rotator.testing._infisical_errors import canned, fail
+from rotator.testing._infisical_kubernetes import LOGIN as KUBERNETES_LOGIN
+from rotator.testing._infisical_kubernetes import KubernetesAuth, post_with, review
 from rotator.testing._zod import parse_update, required, uuid_issues
 
 
@@ -114,6 +118,8 @@ class FakeInfisical(FakeServer):
         super().__init__(clock, test_hooks_key=test_hooks_key)
         self.auth = IdentityAuth()
         self.connections: dict[str, Connection] = {}
+        #: Kubernetes Auth attached to identities, by identity id.
+        self.kubernetes_auths: dict[str, KubernetesAuth] = {}
         self.org_id = str(uuid.uuid4())
         self.accept_group_tokens = accept_group_tokens
         self.validation_retry_delay = validation_retry_delay
@@ -124,6 +130,7 @@ class FakeInfisical(FakeServer):
         self._reads = FixedWindowLimiter(reads_per_minute, self.clock) if reads_per_minute else None
         self._writes = FixedWindowLimiter(writes_per_minute, self.clock) if writes_per_minute else None
         self.route("POST", "/api/v1/auth/universal-auth/login", self._login)
+        self.route("POST", KUBERNETES_LOGIN, self._kubernetes_login)
         self.route("POST", "/api/v1/auth/token/renew", self._renew)
         self.route("POST", "/api/v1/auth/token/revoke", self._revoke)
         self.route("GET", f"{CONNECTIONS}/:connectionId", self._get)
@@ -164,6 +171,29 @@ class FakeInfisical(FakeServer):
         """A machine identity with Universal Auth (``client_id``/``client_secret``)."""
         with self.lock:
             return self.auth.add_identity(ttl=ttl, max_ttl=max_ttl)
+
+    def seed_kubernetes_auth(  # noqa: PLR0913 - the attach form's own fields
+        self,
+        identity: Identity,
+        kubernetes_host: str,
+        *,
+        allowed_namespaces: str = "",
+        allowed_names: str = "",
+        allowed_audience: str = "",
+        token_reviewer_jwt: str | None = None,
+    ) -> KubernetesAuth:
+        """Attach Kubernetes Auth to ``identity``, reviewing at ``kubernetes_host`` (comma lists)."""
+        auth = KubernetesAuth(
+            identity.id,
+            kubernetes_host,
+            allowed_namespaces,
+            allowed_names,
+            allowed_audience,
+            token_reviewer_jwt,
+        )
+        with self.lock:
+            self.kubernetes_auths[identity.id] = auth
+        return auth
 
     def seed_access_token(self, identity: Identity) -> str:
         """An access token for ``identity``, as if it had logged in."""
@@ -318,6 +348,29 @@ class FakeInfisical(FakeServer):
             fail(422, "ValidationFailure", issues)
         result = self.auth.login(data["clientId"].strip(), data["clientSecret"].strip(), self.clock.now())
         return Response(200, result, headers)
+
+    def _kubernetes_login(self, request: Request) -> Response:
+        headers = self._limit(self._writes, request)
+        data = _json_object(request)
+        issues = [required(k) for k in ("identityId", "jwt") if not isinstance(data.get(k), str)]
+        if issues:
+            fail(422, "ValidationFailure", issues)
+        auth = self.kubernetes_auths.get(data["identityId"].strip())
+        identity = self.auth.identities.get(auth.identity_id) if auth is not None else None
+        if auth is None or identity is None:
+            fail(
+                404,
+                "NotFound",
+                "Kubernetes auth method not found for identity, did you configure Kubernetes auth?",
+            )
+        # The real service reviews the token outside any lock of ours; so does the fake.
+        self.lock.release()
+        try:
+            namespace, name = review(auth, data["jwt"].strip(), post_with(self._gitlab_client))
+        finally:
+            self.lock.acquire()
+        claims = {"identityAuth": {"kubernetes": {"namespace": namespace, "name": name}}}
+        return Response(200, self.auth.issue(identity, self.clock.now(), **claims), headers)
 
     def _renew(self, request: Request) -> Response:
         headers = self._limit(self._writes, request)

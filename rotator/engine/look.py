@@ -4,8 +4,10 @@ The journal says what rotator did; only GitLab and Infisical say what holds now.
 reads alone (``GET``s, and Infisical's login, which writes nothing a run depends on):
 
 * the manager token works and may do rotator's work: it is active with the ``api`` scope (asked
-  once, ``GET /personal_access_tokens/self``), and its role on the target's project is Maintainer
-  or above (the same judgements as ``check``: :mod:`rotator.engine.checks`);
+  once, ``GET /personal_access_tokens/self``), and its role where the target's tokens live is
+  enough (a project's Maintainer, a group's Owner, an admin for an instance service account: the
+  same judgements as ``check``, :mod:`rotator.engine.checks`); the owner's paths are resolved
+  upstream while the journal has not cached them, and the journal is not told;
 * the connection as Infisical holds it now: its shape (rule 5), and its ``credentialsHash``
   judged by the rule the next run that reads it applies (rule 1, :mod:`rotator.engine.foresee`): resuming
   a rotation stopped at PUSHED, our PATCH's hash (the pre-PATCH one lags, any other is drift);
@@ -33,6 +35,8 @@ from rotator.core.durations import in_days, stamp
 from rotator.core.errors import ConnectionNotFoundError, UpstreamError
 from rotator.core.model import (
     Connection,
+    Kind,
+    Owner,
     Role,
     RotationRecord,
     TargetKey,
@@ -46,14 +50,13 @@ from rotator.core.spec import RotationSpec
 from rotator.engine.checks import access_problem, check_connection, manager_problem
 from rotator.engine.context import Context
 from rotator.engine.foresee import A_ROTATION, PUSHES, Check, Foreseen, next_check
+from rotator.engine.owners import owner_of, role_held, shown
 
 
 OK, INFO, WARN, PROBLEM, DRIFT, SKIP = "ok", "info", "warn", "PROBLEM", "DRIFT", "skip"
 #: The levels that make a target fail (exit 1).
 FAILING = frozenset({PROBLEM, DRIFT})
 T = TypeVar("T")
-#: GitLab's names for the roles that may manage access tokens.
-_ROLES = {40: "maintainer", 50: "owner"}
 #: The roles of tokens the connection may hold, or never held, that no push has settled yet.
 _UNSETTLED = frozenset({Role.POSSIBLY_HELD, Role.CANDIDATE})
 
@@ -87,14 +90,6 @@ class TargetLook:
     def failing(self) -> bool:
         """Whether any finding makes the target fail."""
         return any(f.failing for f in self.findings)
-
-
-# -- the one place that says what a target's tokens belong to ------------------------------------
-def owner_words(target: RotationSpec, project_id: int | None) -> str:
-    """What the target's tokens belong to, as the look names it: ``project acme/app (42)``."""
-    if project_id is None or project_id == target.project:
-        return f"project {target.project}"
-    return f"project {target.project} ({project_id})"
 
 
 @dataclass
@@ -171,35 +166,43 @@ class Look:
                 situation, tokens, unfinished, self.ctx.clock(), force=self.force, take_over=self.take_over
             )
         found: list[Finding] = []
-        project_id = self._project(target, key, found)
+        owner = self._owner(target, key, found)
         found.append(self._connection_finding(target, index, state, tokens, (foreseen, unfinished)))
-        found += [self._current(target, project_id, t) for t in tokens if t.role is Role.CURRENT]
-        found += [self._held(project_id, t) for t in tokens if t.role in _UNSETTLED]
-        found += [self._pending(target, project_id, t) for t in tokens if t.role is Role.PENDING_REVOKE]
+        found += [self._current(target, owner, t) for t in tokens if t.role is Role.CURRENT]
+        found += [self._held(target, owner, t) for t in tokens if t.role in _UNSETTLED]
+        found += [self._pending(target, owner, t) for t in tokens if t.role is Role.PENDING_REVOKE]
         return TargetLook(target.name, tuple(found))
 
-    def _project(self, target: RotationSpec, key: TargetKey | None, found: list[Finding]) -> int | None:
-        """The project's id (resolved, not remembered: the journal is only read) and the manager's role."""
-        project_id = key.project_id if key else None
-        what = owner_words(target, project_id)
+    def _owner(self, target: RotationSpec, key: TargetKey | None, found: list[Finding]) -> Owner | None:
+        """Whose tokens the target rotates, and the manager's role where they live.
+
+        The owner is the journal key's; before the first run, its paths (a project's, a group's,
+        a service account's home group or project) are resolved upstream, and not remembered:
+        the journal is only read. A service account's user id is always given.
+        """
+        owner = key.owner if key else None
+        what = shown(target, owner)
         if "gitlab" in self.blocked:
             found.append(self._skipped(what, "gitlab"))
-            return project_id
+            return owner
         try:
-            if project_id is None:
-                project_id = self.ctx.gitlab.project_id(target.project)
-                what = owner_words(target, project_id)
-            level = self.ctx.gitlab.manager_access_level(project_id)
+            if owner is None:
+                owner = owner_of(target, self._resolve)
+                what = shown(target, owner)
+            if owner is None:  # pragma: no cover - _resolve answers every path or raises
+                return None
+            level = self.ctx.gitlab.manager_access_level(owner)
         except UpstreamError as error:
             found.append(self._failed(what, error))
             return None
-        problem = access_problem(level)
-        text = (
-            problem
-            or f"the manager is {_ROLES.get(level or 0, level)} ({level}): may create and revoke tokens"
-        )
+        problem = access_problem(level, owner)
+        text = problem or f"the manager is {role_held(owner, level)} ({level}): may create and revoke tokens"
         found.append(Finding(PROBLEM if problem else OK, what, text))
-        return project_id
+        return owner
+
+    def _resolve(self, kind: Kind, path: str) -> int:
+        """A path's id, asked of GitLab (the look never writes the journal's cache)."""
+        return self.ctx.gitlab.group_id(path) if kind is Kind.GROUP else self.ctx.gitlab.project_id(path)
 
     def _connection_finding(
         self,
@@ -216,15 +219,15 @@ class Look:
         read = self._connection(target.connection_id)
         if isinstance(read, UpstreamError):
             return self._failed(what, read, config_key)
-        shape = check_connection(read, self.ctx.gitlab_url)
+        shape = check_connection(read, self.ctx.gitlab_url, target.kind)
         if shape is not None:
             return Finding(PROBLEM, what, shape, key=config_key)
         seen, unfinished = foreseen
         return drift_finding(what, target.name, read, state, tokens, foreseen=seen, unfinished=unfinished)
 
-    def _current(self, target: RotationSpec, project_id: int | None, token: TokenRecord) -> Finding:
+    def _current(self, target: RotationSpec, owner: Owner | None, token: TokenRecord) -> Finding:
         what = f"current token {token.token_id}"
-        info = self._token(what, project_id, token)
+        info = self._token(what, target, owner, token)
         if isinstance(info, Finding):
             return info
         if info is None or not info.active:
@@ -237,11 +240,11 @@ class Look:
             )
         return Finding(OK, what, f"active on GitLab; {_expiry(info, self.ctx.clock())}")
 
-    def _held(self, project_id: int | None, token: TokenRecord) -> Finding:
+    def _held(self, target: RotationSpec, owner: Owner | None, token: TokenRecord) -> Finding:
         """A token the connection may hold (a lost PATCH), or a candidate never pushed: alive or not."""
         role = "possibly held token" if token.role is Role.POSSIBLY_HELD else "candidate token"
         what = f"{role} {token.token_id}"
-        info = self._token(what, project_id, token)
+        info = self._token(what, target, owner, token)
         if isinstance(info, Finding):
             return info
         if token.role is Role.POSSIBLY_HELD:
@@ -268,9 +271,9 @@ class Look:
             INFO, what, f"active on GitLab; {_expiry(info, self.ctx.clock())}; never pushed{stuck}"
         )
 
-    def _pending(self, target: RotationSpec, project_id: int | None, token: TokenRecord) -> Finding:
+    def _pending(self, target: RotationSpec, owner: Owner | None, token: TokenRecord) -> Finding:
         what = f"pending revoke {token.token_id}"
-        info = self._token(what, project_id, token)
+        info = self._token(what, target, owner, token)
         if isinstance(info, Finding):
             return info
         if info is None or not info.active:
@@ -294,13 +297,15 @@ class Look:
         )
 
     # -- reads, each once ------------------------------------------------------------------------
-    def _token(self, what: str, project_id: int | None, token: TokenRecord) -> TokenInfo | Finding | None:
-        """The token as GitLab describes it, or the finding that says why it was not asked."""
+    def _token(
+        self, what: str, target: RotationSpec, owner: Owner | None, token: TokenRecord
+    ) -> TokenInfo | Finding | None:
+        """The token as its owner's GitLab route describes it, or the finding that says why not asked."""
         if "gitlab" in self.blocked:
             return self._skipped(what, "gitlab")
-        if project_id is None:
-            return Finding(SKIP, what, "not checked: the project could not be read (above)")
-        answer = self._ask(lambda: self.ctx.gitlab.get_token(project_id, token.token_id))
+        if owner is None:
+            return Finding(SKIP, what, f"not checked: {shown(target)} could not be read (above)")
+        answer = self._ask(lambda: self.ctx.gitlab.get_token(owner, token.token_id))
         return self._failed(what, answer) if isinstance(answer, UpstreamError) else answer
 
     def _connection(self, connection_id: str) -> Connection | UpstreamError:

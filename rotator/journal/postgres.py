@@ -76,6 +76,7 @@ from rotator.core.model import (
 )
 from rotator.core.redact import watch
 from rotator.core.secret import Secret
+from rotator.journal import postgres_writes as writes
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
 from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
@@ -264,34 +265,13 @@ class PostgresJournal:
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
         """Take the lease if free, lapsed by the database's clock, or ``holder``'s; the fence always rises.
 
-        ``now`` is not used: see the module docstring.
+        One statement (:func:`rotator.journal.postgres_writes.acquire`); ``now`` is not used: see
+        the module docstring.
         """
         del now
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO leases (key, holder, fence) VALUES (%s, NULL, 0) ON CONFLICT (key) DO NOTHING",
-                (str(key),),
-            )
-            row = conn.execute(
-                # The clock is this store's own SQL (see __init__), never input: safe to splice.
-                f"SELECT holder, lease_until > {self._clock} FROM leases WHERE key = %s FOR UPDATE".encode(),  # noqa: S608
-                (str(key),),
-            ).fetchone()
-            assert row is not None  # noqa: S101 - inserted above, and lease rows are never deleted
-            current, live = row
-            if current not in (None, holder) and live:
-                return None
-            taken = conn.execute(
-                f"UPDATE leases SET holder = %s, fence = fence + 1, lease_until = {self._clock} + %s"  # noqa: S608
-                " WHERE key = %s RETURNING fence, lease_until".encode(),
-                (holder, ttl, str(key)),
-            ).fetchone()
-            assert taken is not None  # noqa: S101 - the row is locked above
-            conn.execute(
-                "INSERT INTO targets (key, data) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-                (str(key), Jsonb(to_json(TargetState(key=key, name=name)))),
-            )
-            return Lease(key, holder, int(taken[0]), taken[1])
+        with self._connection() as conn:
+            taken = conn.execute(*writes.acquire(self._clock, key, name, holder, ttl)).fetchone()
+        return Lease(key, holder, int(taken[0]), taken[1]) if taken is not None else None
 
     @staticmethod
     def _check(conn: Conn, lease: Lease) -> None:
@@ -300,25 +280,23 @@ class PostgresJournal:
             "SELECT holder, fence FROM leases WHERE key = %s FOR UPDATE", (str(lease.key),)
         ).fetchone()
         if row is None or (row[0], row[1]) != (lease.holder, lease.fence):
-            msg = f"lease on {lease.key} lost (fence {lease.fence})"
-            raise LeaseLostError(msg)
+            raise _lost(lease)
 
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
-        """Extend the lease to the database's clock plus ``ttl``; LeaseLostError if no longer current."""
+        """Extend the lease to the database's clock plus ``ttl``; LeaseLostError if no longer current.
+
+        One conditional UPDATE: it locks the row and checks holder and fence on its newest version.
+        """
         del now
-        with self._transaction() as conn:
-            self._check(conn, lease)
-            row = conn.execute(
-                f"UPDATE leases SET lease_until = {self._clock} + %s WHERE key = %s"  # noqa: S608
-                " RETURNING lease_until".encode(),
-                (ttl, str(lease.key)),
-            ).fetchone()
-            assert row is not None  # noqa: S101 - locked by _check
-            return dataclasses.replace(lease, expires=row[0])
+        with self._connection() as conn:
+            row = conn.execute(*writes.renew(self._clock, lease, ttl)).fetchone()
+        if row is None:
+            raise _lost(lease)
+        return dataclasses.replace(lease, expires=row[0])
 
     def release(self, lease: Lease) -> None:
-        """Free the lease if it is still the current one (the fence stays)."""
-        with self._transaction() as conn:
+        """Free the lease if it is still the current one (the fence stays): one conditional UPDATE."""
+        with self._connection() as conn:
             conn.execute(
                 "UPDATE leases SET holder = NULL, lease_until = NULL"
                 " WHERE key = %s AND holder = %s AND fence = %s",
@@ -328,38 +306,11 @@ class PostgresJournal:
     # Fenced writes ----------------------------------------------------------------------------
 
     def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` in one transaction, after checking the lease."""
-        with self._transaction() as conn:
-            self._check(conn, lease)
-            key = str(lease.key)
-            if change.rotation is not None:
-                r = change.rotation
-                # An upsert keeps the row's seq: the tie-break of "newest first" is first recorded.
-                conn.execute(
-                    "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
-                    " outcome = excluded.outcome, data = excluded.data",
-                    (r.id, key, r.planned_at, r.outcome.value, _doc(r)),
-                )
-            for token in change.tokens:
-                conn.execute(
-                    "INSERT INTO tokens (key, token_id, data) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (key, token_id) DO UPDATE SET data = excluded.data",
-                    (key, token.token_id, _doc(token)),
-                )
-            if change.target is not None:
-                conn.execute("UPDATE targets SET data = %s WHERE key = %s", (_doc(change.target), key))
-            for stone in change.tombstones:
-                conn.execute(
-                    "INSERT INTO tombstones (key, name, data) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (key, name) DO UPDATE SET data = excluded.data",
-                    (key, stone.name, _doc(stone)),
-                )
-            if change.drop_tombstones:
-                conn.execute(
-                    "DELETE FROM tombstones WHERE key = %s AND name = ANY(%s)",
-                    (key, list(change.drop_tombstones)),
-                )
+        """Record ``change`` after checking the lease, in one statement (:func:`~.postgres_writes.write`)."""
+        with self._connection() as conn:
+            row = conn.execute(*writes.write(lease, change)).fetchone()
+        if row is None or row[0] != 1:
+            raise _lost(lease)
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's target, tokens and tombstones; keep its rotations (open ones failed) and fence."""
@@ -885,6 +836,10 @@ _TAKE = sql.SQL(
 
 def _doc(record: object) -> Jsonb:
     return Jsonb(to_json(record))
+
+
+def _lost(lease: Lease) -> LeaseLostError:
+    return LeaseLostError(f"lease on {lease.key} lost (fence {lease.fence})")
 
 
 #: A request row: its document and the claim columns, read by :func:`_request`.

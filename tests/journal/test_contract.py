@@ -108,6 +108,17 @@ def test_a_rewritten_record_replaces_the_old_one(journal: Journal) -> None:
     assert journal.tombstones(KEY) == [later]
 
 
+def test_a_token_given_twice_in_one_write_keeps_its_last_record(journal: Journal) -> None:
+    """Within one write, records apply in order: the last of two with one token id is the one kept."""
+    lease = _lease(journal)
+    token = TokenRecord(KEY, 7, "t", Origin.CREATED, Role.CANDIDATE, None)
+    stone = Tombstone(KEY, "s", NOW)
+    later = (replace(token, role=Role.CURRENT), replace(stone, until=NOW + TTL))
+    journal.write(lease, Change(tokens=(token, later[0]), tombstones=(stone, later[1])))
+    assert journal.tokens(KEY) == [later[0]]
+    assert journal.tombstones(KEY) == [later[1]]
+
+
 def test_dropping_a_tombstone_in_the_write_that_adds_it_drops_it(journal: Journal) -> None:
     """Within one write, ``drop_tombstones`` applies after ``tombstones``; an unknown name is no error."""
     lease = _lease(journal)

@@ -1,9 +1,11 @@
 """The shared journal: PostgreSQL over psycopg 3 and a connection pool, fenced writes, the database's clock.
 
 Same contract as :mod:`rotator.journal.sqlite` (the contract suite runs both): every write is one
-transaction that first locks the key's lease row (``SELECT ... FOR UPDATE``) and checks the
-caller's lease is still the current one (holder and fence), so a worker that lost its lease
-records nothing more. Records are ``jsonb`` documents beside a few key columns
+transaction that first locks the key's lease row (``FOR UPDATE``) and checks the caller's lease is
+still the current one (holder and fence), so a worker that lost its lease records nothing more.
+A rotation's lease calls and fenced writes are each one statement, check included
+(:mod:`rotator.journal.postgres_writes`): one round trip each, not a BEGIN, a check, the writes
+and a COMMIT. Records are ``jsonb`` documents beside a few key columns
 (:mod:`rotator.journal.codec`).
 
 **Leases run on the database's clock**, and so do trigger requests' claims. Several replicas

@@ -17,6 +17,7 @@ from rotator.core.model import (
     NewToken,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenInfo,
     TokenOwner,
@@ -190,6 +191,13 @@ class Journal(CallLedger, Requests, Protocol):
 
     def tombstones(self, key: TargetKey) -> list[Tombstone]:
         """Names still to re-check for a late create."""
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target, its tokens, its unfinished rotation and its tombstones, in one read.
+
+        The same answers as :meth:`target`, :meth:`tokens`, :meth:`unfinished` and
+        :meth:`tombstones` (one round trip on a database, one consistent view of the four).
+        """
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the lease's key: its target state, tokens and tombstones (``rotator forget``).

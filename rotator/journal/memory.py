@@ -54,6 +54,7 @@ from rotator.core.model import (
     Outcome,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenOwner,
     TokenRecord,
@@ -302,6 +303,22 @@ class MemoryJournal:
         """Names still to re-check, by name."""
         with self._lock:
             return [s for (k, _), s in sorted(self._tombstones.items()) if k == str(key)]
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target's four reads together, under one hold of the lock."""
+        k = str(key)
+        with self._lock:
+            row = self._targets.get(k)
+            open_ = [
+                r for r in self._rotations.values() if r.key == k and r.record.outcome is Outcome.IN_PROGRESS
+            ]
+            newest = max(open_, key=lambda r: (r.record.planned_at, r.seq), default=None)
+            return TargetRecords(
+                row.state if row else None,
+                tuple(t for (kk, _), t in sorted(self._tokens.items()) if kk == k),
+                newest.record if newest else None,
+                tuple(s for (kk, _), s in sorted(self._tombstones.items()) if kk == k),
+            )
 
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 

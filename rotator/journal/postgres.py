@@ -68,6 +68,7 @@ from rotator.core.model import (
     RequestStatus,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenOwner,
     TokenRecord,
@@ -485,6 +486,19 @@ class PostgresJournal:
         rows = self._rows("SELECT data FROM tombstones WHERE key = %s ORDER BY name", (str(key),))
         return [from_json(Tombstone, row) for row in rows]
 
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target's four reads as one statement (one round trip, one snapshot), each in its order."""
+        with self._connection() as conn:
+            row = conn.execute(_RECORDS, {"key": str(key)}).fetchone()
+        assert row is not None  # noqa: S101 - a SELECT of scalar subqueries has one row
+        target, tokens, unfinished, stones = row
+        return TargetRecords(
+            from_json(TargetState, target) if target is not None else None,
+            tuple(from_json(TokenRecord, t) for t in tokens),
+            from_json(RotationRecord, unfinished) if unfinished is not None else None,
+            tuple(from_json(Tombstone, s) for s in stones),
+        )
+
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 
     def project_id(self, gitlab_url: str, project: str) -> int | None:
@@ -843,6 +857,15 @@ def _doc(record: object) -> Jsonb:
 def _lost(lease: Lease) -> LeaseLostError:
     return LeaseLostError(f"lease on {lease.key} lost (fence {lease.fence})")
 
+
+#: :meth:`PostgresJournal.records`: the four reads of one key, each as its own method orders it.
+_RECORDS = (
+    b"SELECT (SELECT data FROM targets WHERE key = %(key)s),"
+    b" (SELECT coalesce(jsonb_agg(data ORDER BY token_id), '[]') FROM tokens WHERE key = %(key)s),"
+    b" (SELECT data FROM rotations WHERE key = %(key)s AND outcome = 'in_progress'"
+    b" ORDER BY planned_at DESC, seq DESC LIMIT 1),"
+    b" (SELECT coalesce(jsonb_agg(data ORDER BY name), '[]') FROM tombstones WHERE key = %(key)s)"
+)
 
 #: A request row: its document and the claim columns, read by :func:`_request`.
 _REQUEST = "SELECT data, status, replica, claim, claim_until FROM requests"

@@ -38,6 +38,7 @@ from rotator.core.model import (
     RequestStatus,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenOwner,
     TokenRecord,
@@ -490,6 +491,21 @@ class SQLiteJournal:
         """Names still to re-check."""
         rows = self._rows("SELECT data FROM tombstones WHERE key = ? ORDER BY name", (str(key),))
         return [from_json(Tombstone, row) for row in rows]
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target's four reads in one read transaction: one snapshot of the file."""
+        with self._using() as db:
+            db.execute("BEGIN")
+            try:
+                return TargetRecords(
+                    self.target(key),
+                    tuple(self.tokens(key)),
+                    self.unfinished(key),
+                    tuple(self.tombstones(key)),
+                )
+            finally:
+                if db.in_transaction:  # SQLite may have ended it already (on damage, among others)
+                    db.execute("COMMIT")
 
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path resolved before."""

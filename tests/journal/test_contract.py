@@ -25,6 +25,7 @@ from rotator.core.model import (
     Role,
     Step,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenRecord,
     Tombstone,
@@ -278,6 +279,31 @@ def test_recorded_names_include_a_target_no_longer_configured(journal: Journal) 
         (KEY, "app-deploy"),
         (KEY, "renamed"),
     ]
+
+
+def test_records_answers_the_four_reads_of_a_key_at_once(journal: Journal) -> None:
+    """``records`` is ``target``, ``tokens``, ``unfinished`` and ``tombstones`` together, in their orders."""
+    assert journal.records(KEY) == TargetRecords(None, (), None, ())
+    lease = _lease(journal)
+    tokens = tuple(TokenRecord(KEY, i, f"t{i}", Origin.CREATED, Role.CANDIDATE, None) for i in (9, 3, 12))
+    stones = (Tombstone(KEY, "b", NOW), Tombstone(KEY, "a", NOW + TTL))
+    done = rotation("r0", at=NOW + TTL, outcome=Outcome.SUCCEEDED)
+    journal.write(lease, Change(rotation=rotation("r1"), tokens=tokens, tombstones=stones))
+    journal.write(lease, Change(rotation=done, target=TargetState(KEY, "app-deploy", failures=2)))
+    other = _lease(journal, OTHER_KEY)
+    theirs = replace(rotation("r2", at=NOW + TTL), key=OTHER_KEY)
+    journal.write(other, Change(rotation=theirs, tokens=(replace(tokens[0], key=OTHER_KEY),)))
+    found = journal.records(KEY)
+    assert found == TargetRecords(
+        journal.target(KEY),
+        tuple(journal.tokens(KEY)),
+        journal.unfinished(KEY),
+        tuple(journal.tombstones(KEY)),
+    )
+    assert [t.token_id for t in found.tokens] == [3, 9, 12]
+    assert [s.name for s in found.tombstones] == ["a", "b"]
+    assert found.unfinished == rotation("r1")
+    assert found.target == TargetState(KEY, "app-deploy", failures=2)
 
 
 def test_targets_tokens_and_tombstones_come_back_in_key_id_and_name_order(journal: Journal) -> None:

@@ -47,11 +47,11 @@ _UNREAD = object()
 class ReadThrough:
     """The journal, with ``key``'s target, tokens, unfinished rotation and tombstones kept in memory."""
 
-    def __init__(self, journal: "Journal", key: TargetKey) -> None:
-        """Serve ``key``'s own records from memory; everything else from ``journal``."""
+    def __init__(self, journal: "Journal", key: TargetKey, kept: TargetRecords | None = None) -> None:
+        """Serve ``key``'s own records from memory (``kept``: as just read); the rest from ``journal``."""
         self._journal, self._key = journal, key
         self._lock = threading.Lock()  # drop() may come from the keeper's renewal thread
-        self._kept: dict[str, object] = {}
+        self._kept: dict[str, object] = {name: getattr(kept, name) for name in _RECORDS} if kept else {}
         self._generation = 0  # bumped by drop(): a read begun before it is not kept after it
 
     @property
@@ -129,6 +129,19 @@ class ReadThrough:
             return self._journal.records(key)
         return TargetRecords(
             self.target(key), tuple(self.tokens(key)), self.unfinished(key), tuple(self.tombstones(key))
+        )
+
+    def kept(self) -> TargetRecords | None:
+        """The four records if all are kept (nothing is read), else ``None``."""
+        with self._lock:
+            if any(name not in self._kept for name in _RECORDS):
+                return None
+            kept = dict(self._kept)  # drop() may clear it once the lock is let go
+        return TargetRecords(
+            cast("TargetState | None", kept["target"]),
+            cast("tuple[TokenRecord, ...]", kept["tokens"]),
+            cast("RotationRecord | None", kept["unfinished"]),
+            cast("tuple[Tombstone, ...]", kept["tombstones"]),
         )
 
     def _read(self, what: str) -> object:

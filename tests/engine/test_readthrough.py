@@ -101,3 +101,19 @@ def test_a_lost_lease_drops_what_was_kept_and_every_further_write_fails() -> Non
         keeper.ctx.journal.write(lease, Change(target=before))  # fenced by the store
     with pytest.raises(LeaseLostError):
         keeper.check()  # and no upstream request either
+
+
+def test_records_given_up_front_are_served_and_kept_hands_back_only_a_full_set() -> None:
+    """A view made with records serves them without a read; ``kept`` is None once any was forgotten."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    view = ReadThrough(journal, KEY, journal.records(KEY))
+    assert view.kept() == journal.records(KEY)
+    journal.reads.clear()
+    assert view.target(KEY) == journal.target(KEY)
+    assert view.tokens(KEY) == []
+    assert journal.reads == Counter(target=1)  # the check's own read: the view read nothing
+    view.write(lease, Change(tokens=(_token(KEY, 7),)))
+    assert view.kept() is None  # the tokens were forgotten; kept() reads nothing to fill them
+    assert journal.reads == Counter(target=1)

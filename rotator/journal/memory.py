@@ -216,11 +216,15 @@ class MemoryJournal:
 
     def take(self, bucket: str, per_minute: int) -> float:
         """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        return self.reserve(bucket, per_minute, 1).wait
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """Count up to ``calls`` calls in ``bucket``, as many as fit."""
         with self._lock:
-            self._calls[bucket], wait = ledger.admit(
-                self._calls.get(bucket, ()), self._clock().timestamp(), per_minute
+            self._calls[bucket], taken = ledger.reserve(
+                self._calls.get(bucket, ()), self._clock().timestamp(), per_minute, calls
             )
-            return wait
+            return taken
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if it was not claimed within ``every``."""

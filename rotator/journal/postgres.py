@@ -20,11 +20,11 @@ time on PostgreSQL exactly as on the other stores, through the same
 SQL. Times *inside* records (``planned_at`` and the like) are the engine's facts and stay as given.
 
 The call ledger (:class:`rotator.core.ports.CallLedger`) runs on the same ``clock``, so the
-replicas' ceilings are counted on one clock whatever theirs say. A take or a claim is one
-transaction: an upsert that creates and row-locks the bucket's (or job's) row, so callers of one
-bucket queue there while other buckets go on; then the clock, read once the lock is held (so the
-seconds recorded in a row only grow); then :mod:`rotator.core.ledger` decides, and the row is
-written only when a call is counted or a job claimed.
+replicas' ceilings are counted on one clock whatever theirs say. A take (a reservation of one
+or more calls) or a claim is one transaction that row-locks the bucket's (or job's) row, made on
+its first use, so callers of one bucket queue there while other buckets go on; then the clock,
+read once the lock is held (so the seconds recorded in a row only grow); then
+:mod:`rotator.core.ledger` decides. A take is one query message (:data:`_RESERVE`).
 
 Every statement has a time limit: ``connect_timeout`` when connecting, and ``statement_timeout``
 and ``lock_timeout`` set on each pooled connection, so a stuck database makes a call fail (as
@@ -362,35 +362,43 @@ class PostgresJournal:
             yield conn, row
 
     def take(self, bucket: str, per_minute: int) -> float:
-        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait.
+        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        return self.reserve(bucket, per_minute, 1).wait
 
-        One round trip (:data:`_TAKE`): every upstream call of the fleet takes one, so it is a
-        single query message, run by the server as one transaction. A bucket's first use makes its
-        row the general way (:meth:`_take_first`).
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """Count up to ``calls`` calls in ``bucket``, as many as fit.
+
+        One round trip (:data:`_RESERVE`): every upstream call of the fleet takes part of one, so
+        it is a single query message, run by the server as one transaction. A bucket's first use
+        makes its row the general way (:meth:`_reserve_first`).
         """
         if per_minute < 1:
             ledger.admit((), 0.0, per_minute)  # raises the ValueError naming the bad ceiling
-        query = _TAKE.format(
+        query = _RESERVE.format(
             bucket=sql.Literal(bucket),
             per_minute=sql.Literal(per_minute),
+            calls=sql.Literal(max(1, calls)),
             window=sql.Literal(ledger.WINDOW),
             clock=sql.SQL(self._clock),  # this store's own SQL, never input
         )
         with self._connection() as conn:
             cursor = conn.execute(query)
             row = cursor.fetchone() if cursor.nextset() else None
-        return float(row[0]) if row is not None else self._take_first(bucket, per_minute)
+        if row is None:
+            return self._reserve_first(bucket, per_minute, calls)
+        granted, wait, left = row
+        return ledger.Reservation(int(granted), float(wait), float(left) if granted else 0.0)
 
-    def _take_first(self, bucket: str, per_minute: int) -> float:
-        """:meth:`take` when the bucket has no row yet: make it, lock it, then decide in Python."""
+    def _reserve_first(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """:meth:`reserve` when the bucket has no row yet: make it, lock it, then decide in Python."""
         with self._ledger_row("call_windows", "bucket", "seconds, counts", bucket) as (conn, row):
-            counts, wait = ledger.admit(list(zip(*row, strict=True)), self._now(conn), per_minute)
-            if wait == 0.0:
+            counts, taken = ledger.reserve(list(zip(*row, strict=True)), self._now(conn), per_minute, calls)
+            if taken.granted:
                 conn.execute(
                     "UPDATE call_windows SET seconds = %s, counts = %s WHERE bucket = %s",
                     ([s for s, _ in counts], [n for _, n in counts], bucket),
                 )
-            return wait
+            return taken
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if no replica claimed it within ``every``."""
@@ -819,16 +827,18 @@ def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[s
     return kwargs
 
 
-#: :meth:`PostgresJournal.take` in one query message (no parameters: the simple protocol runs
-#: both statements as one transaction): :func:`rotator.core.ledger.admit` in SQL. The row is locked
-#: first (``locked``) and the clock read from it, so the clock is read once the lock is held and a
-#: row's seconds only grow, as in the general path. ``kept`` is the seconds overlapping the window
-#: (one ahead of the clock folded into its second); ``after`` each one's count of newer calls, so
-#: ``leaving`` is the newest second that must leave for one more call to fit. The row is rewritten
-#: trimmed (at most 61 pairs) and, when the call fits, with it counted in the clock's second. Not
-#: waited for on disk, like the general path: losing the last calls counted to a crash costs
-#: nothing. No row (a bucket's first use) returns nothing.
-_TAKE = sql.SQL(
+#: :meth:`PostgresJournal.reserve` in one query message (no parameters: the simple protocol runs
+#: both statements as one transaction): :func:`rotator.core.ledger.reserve` in SQL. The row is
+#: locked first (``locked``) and the clock read from it, so the clock is read once the lock is held
+#: and a row's seconds only grow, as in the general path. ``kept`` is the seconds overlapping the
+#: window (one ahead of the clock folded into its second); ``after`` each one's count of newer
+#: calls, so ``leaving`` is the newest second that must leave for one more call to fit. The row is
+#: rewritten trimmed (at most 61 pairs) and with the calls granted (as many as fit, up to
+#: ``calls``) counted in the clock's second. Answers the calls granted, the wait (0 when some
+#: were), and the seconds left in the clock's second. Not waited for on disk, like the general
+#: path: losing the last calls counted to a crash costs nothing. No row (a bucket's first use)
+#: returns nothing.
+_RESERVE = sql.SQL(
     "SET LOCAL synchronous_commit = off;"
     " WITH locked AS (SELECT seconds, counts FROM call_windows WHERE bucket = {bucket} FOR UPDATE),"
     " clock AS (SELECT extract(epoch FROM {clock})::float8 AS now, seconds, counts FROM locked),"
@@ -838,15 +848,15 @@ _TAKE = sql.SQL(
     " after AS (SELECT s, coalesce(sum(n) OVER (ORDER BY s DESC ROWS BETWEEN UNBOUNDED PRECEDING"
     " AND 1 PRECEDING), 0) AS newer FROM kept),"
     " plan AS (SELECT clock.now, floor(clock.now)::int8 AS second,"
-    " coalesce((SELECT sum(n) FROM kept), 0) < {per_minute} AS fits,"
+    " greatest(0, least({calls}, {per_minute} - coalesce((SELECT sum(n) FROM kept), 0)))::int4 AS granted,"
     " (SELECT min(s) FROM after WHERE newer < {per_minute}) AS leaving FROM clock),"
     " counted AS (SELECT s, sum(n)::int4 AS n FROM (SELECT s, n FROM kept"
-    " UNION ALL SELECT second, 1 FROM plan WHERE fits) AS calls GROUP BY s)"
+    " UNION ALL SELECT second, granted FROM plan WHERE granted > 0) AS calls GROUP BY s)"
     " UPDATE call_windows SET seconds = coalesce((SELECT array_agg(s ORDER BY s) FROM counted), '{{}}'),"
     " counts = coalesce((SELECT array_agg(n ORDER BY s) FROM counted), '{{}}')"
     " FROM plan WHERE bucket = {bucket}"
-    " RETURNING CASE WHEN plan.fits THEN 0.0::float8"
-    " ELSE (plan.leaving + 1)::float8 + {window} - plan.now END"
+    " RETURNING plan.granted, CASE WHEN plan.granted > 0 THEN 0.0::float8"
+    " ELSE (plan.leaving + 1)::float8 + {window} - plan.now END, (plan.second + 1)::float8 - plan.now"
 )
 
 

@@ -367,17 +367,21 @@ class SQLiteJournal:
 
     def take(self, bucket: str, per_minute: int) -> float:
         """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        return self.reserve(bucket, per_minute, 1).wait
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """Count up to ``calls`` calls in ``bucket``, as many as fit."""
         with self._unsynced() as db:
             row = db.execute("SELECT counts FROM call_windows WHERE bucket = ?", (bucket,)).fetchone()
-            counts, wait = ledger.admit(
-                json.loads(row[0]) if row else [], self._clock().timestamp(), per_minute
+            counts, taken = ledger.reserve(
+                json.loads(row[0]) if row else [], self._clock().timestamp(), per_minute, calls
             )
-            if wait == 0.0:
+            if taken.granted:
                 db.execute(
                     "INSERT OR REPLACE INTO call_windows (bucket, counts) VALUES (?, ?)",
                     (bucket, json.dumps(counts)),
                 )
-            return wait
+            return taken
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if no process claimed it within ``every``."""

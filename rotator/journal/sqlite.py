@@ -4,7 +4,8 @@ Durability is the point: the engine records each step *before* the side effect t
 a write must be on disk when :meth:`SQLiteJournal.write` returns (``synchronous=FULL``). Every
 write runs in one ``BEGIN IMMEDIATE`` transaction that first checks the caller's lease is still the
 target's current one (holder and fencing number), so a worker that lost its lease to another
-process cannot record anything more. Records are stored as JSON documents beside a few key
+process cannot record anything more; a renewal and a release are one conditional ``UPDATE``
+each, whose ``WHERE`` is that check. Records are stored as JSON documents beside a few key
 columns (see :mod:`rotator.journal.codec`).
 
 The call ledger (:class:`rotator.core.ports.CallLedger`) lives in the same file, so the processes of
@@ -282,18 +283,24 @@ class SQLiteJournal:
             raise LeaseLostError(msg)
 
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
-        """Extend the lease; raise LeaseLostError if another worker took it."""
-        with self._transaction() as db:
-            self._check(db, lease)
-            until = now + ttl
-            db.execute(
-                "UPDATE targets SET lease_until = ? WHERE key = ?", (until.isoformat(), str(lease.key))
-            )
-            return replace(lease, expires=until)
+        """Extend the lease; raise LeaseLostError if another worker took it.
+
+        One conditional UPDATE, its own transaction: the check (holder and fence) is its WHERE.
+        """
+        until = now + ttl
+        with self._using() as db:
+            renewed = db.execute(
+                "UPDATE targets SET lease_until = ? WHERE key = ? AND holder = ? AND fence = ?",
+                (until.isoformat(), str(lease.key), lease.holder, lease.fence),
+            ).rowcount
+        if renewed != 1:
+            msg = f"lease on {lease.key} lost (fence {lease.fence})"
+            raise LeaseLostError(msg)
+        return replace(lease, expires=until)
 
     def release(self, lease: Lease) -> None:
-        """Free the lease if it is still ours."""
-        with self._transaction() as db:
+        """Free the lease if it is still ours: one conditional UPDATE, its own transaction."""
+        with self._using() as db:
             db.execute(
                 "UPDATE targets SET holder = NULL, lease_until = NULL"
                 " WHERE key = ? AND holder = ? AND fence = ?",

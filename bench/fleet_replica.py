@@ -6,7 +6,8 @@ Run by ``fleet.py`` as ``python bench/fleet_replica.py CONFIG STATS [PROFILE]``:
 * each daemon job's run (``Daemon._execute``: the engine's run of one target, then its wake-up
   planning) timed in wall and thread-CPU seconds, and counted by the engine's answer (``done``,
   ``idle``, ``busy`` ...): ``busy`` is a collision with another replica holding the target;
-* each call of the journal's public methods timed (the outermost only, not nested ones), and on
+* each call of the journal's public methods timed in wall and thread-CPU seconds (the outermost
+  only, not nested ones), and on
   PostgreSQL each statement counted (``psycopg.Connection.execute``) by its first words, and each
   transaction (``psycopg.Connection.transaction``: a BEGIN and a COMMIT, two more round trips);
 * with PROFILE, a cProfile per worker thread on thread-CPU time, merged into PROFILE at exit.
@@ -40,7 +41,7 @@ _lock = threading.Lock()
 _local = threading.local()
 _statuses: Counter[str] = Counter()
 _journal: dict[str, list[float]] = {}  # method: [calls, seconds]
-_totals = {"worker_s": 0.0, "worker_cpu_s": 0.0, "statements": 0.0, "transactions": 0.0}
+_totals = {"worker_s": 0.0, "worker_cpu_s": 0.0, "journal_cpu_s": 0.0, "statements": 0.0, "transactions": 0.0}
 #: Each statement by its first words (its table): what a rotation sends.
 _kinds: Counter[str] = Counter()
 _profiles: list[cProfile.Profile] = []
@@ -50,17 +51,18 @@ def _timed_journal(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - any journal method
         depth = getattr(_local, "depth", 0)
         _local.depth = depth + 1
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return method(*args, **kwargs)
         finally:
             _local.depth = depth
             if depth == 0:
-                elapsed = time.perf_counter() - started
+                elapsed, used = time.perf_counter() - started, time.thread_time() - cpu
                 with _lock:
                     entry = _journal.setdefault(name, [0, 0.0])
                     entry[0] += 1
                     entry[1] += elapsed
+                    _totals["journal_cpu_s"] += used
 
     return wrapper
 

@@ -471,10 +471,25 @@ def figures(run: Run, rotations: list[dict[str, Any]], shift: float, n: int, wor
             "seconds_per_rotation_ms": round(journal_s / n * 1000, 2),
             "share_of_worker_time": round(journal_s / worker_s, 3) if worker_s else None,
             "worker_cpu_ms_per_rotation": round(sum(s["worker_cpu_s"] for s in run.stats) / n * 1000, 2),
+            # The journal calls' own CPU (client side: psycopg, the codec), which load does not inflate.
+            "cpu_ms_per_rotation": round(sum(s.get("journal_cpu_s", 0.0) for s in run.stats) / n * 1000, 2),
             "statements_per_rotation": round(sum(s["statements"] for s in run.stats) / n, 2),
+            # Each transaction adds two round trips (BEGIN, COMMIT) to its statements.
+            "round_trips_per_rotation": round(
+                sum(s["statements"] + 2 * s.get("transactions", 0) for s in run.stats) / n, 2
+            ),
+            "statement_kinds_per_rotation": _merge_kinds(run.stats, n),
             "calls": _merge_calls(run.stats, n),
         },
     }
+
+
+def _merge_kinds(stats: list[dict[str, Any]], n: int) -> dict[str, float]:
+    merged: Counter[str] = Counter()
+    for s in stats:
+        merged.update(s.get("statement_kinds", {}))
+    merged["BEGIN ... COMMIT (transactions)"] = sum(int(s.get("transactions", 0)) for s in stats)
+    return {kind: round(count / n, 2) for kind, count in merged.most_common()}
 
 
 def _merge_calls(stats: list[dict[str, Any]], n: int) -> dict[str, dict[str, float]]:

@@ -6,8 +6,10 @@ Run by ``fleet.py`` as ``python bench/fleet_replica.py CONFIG STATS [PROFILE]``:
 * each daemon job's run (``Daemon._execute``: the engine's run of one target, then its wake-up
   planning) timed in wall and thread-CPU seconds, and counted by the engine's answer (``done``,
   ``idle``, ``busy`` ...): ``busy`` is a collision with another replica holding the target;
-* each call of the journal's public methods timed (the outermost only, not nested ones), and on
-  PostgreSQL each statement counted (``psycopg.Connection.execute``);
+* each call of the journal's public methods timed in wall and thread-CPU seconds (the outermost
+  only, not nested ones), and on
+  PostgreSQL each statement counted (``psycopg.Connection.execute``) by its first words, and each
+  transaction (``psycopg.Connection.transaction``: a BEGIN and a COMMIT, two more round trips);
 * with PROFILE, a cProfile per worker thread on thread-CPU time, merged into PROFILE at exit.
 
 STATS (JSON) is written when the daemon returns (SIGTERM). The wrappers cost about a microsecond
@@ -17,6 +19,7 @@ per call, against milliseconds per journal call.
 import cProfile
 import json
 import pstats
+import re
 import sys
 import threading
 import time
@@ -38,7 +41,9 @@ _lock = threading.Lock()
 _local = threading.local()
 _statuses: Counter[str] = Counter()
 _journal: dict[str, list[float]] = {}  # method: [calls, seconds]
-_totals = {"worker_s": 0.0, "worker_cpu_s": 0.0, "statements": 0.0}
+_totals = {"worker_s": 0.0, "worker_cpu_s": 0.0, "journal_cpu_s": 0.0, "statements": 0.0, "transactions": 0.0}
+#: Each statement by its first words (its table): what a rotation sends.
+_kinds: Counter[str] = Counter()
 _profiles: list[cProfile.Profile] = []
 
 
@@ -46,19 +51,30 @@ def _timed_journal(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - any journal method
         depth = getattr(_local, "depth", 0)
         _local.depth = depth + 1
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return method(*args, **kwargs)
         finally:
             _local.depth = depth
             if depth == 0:
-                elapsed = time.perf_counter() - started
+                elapsed, used = time.perf_counter() - started, time.thread_time() - cpu
                 with _lock:
                     entry = _journal.setdefault(name, [0, 0.0])
                     entry[0] += 1
                     entry[1] += elapsed
+                    _totals["journal_cpu_s"] += used
 
     return wrapper
+
+
+def _kind(query: object) -> str:
+    """A statement's first words up to its first table (a composed query: its first words)."""
+    text = query.decode() if isinstance(query, bytes) else str(query)
+    words = re.sub(r"\s+", " ", text).split(" ")
+    for i, word in enumerate(words):
+        if word.upper() in {"FROM", "INTO", "UPDATE"} and i + 1 < len(words):
+            return " ".join(words[: i + 2])[:80]
+    return " ".join(words[:4])[:80]
 
 
 def _instrument(*, profile: bool) -> None:
@@ -69,11 +85,21 @@ def _instrument(*, profile: bool) -> None:
     execute = psycopg.Connection.execute
 
     def counted(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        kind = _kind(args[0]) if args else "?"
         with _lock:
             _totals["statements"] += 1
+            _kinds[kind] += 1
         return execute(self, *args, **kwargs)
 
     psycopg.Connection.execute = counted  # type: ignore[method-assign]
+    transaction = psycopg.Connection.transaction
+
+    def counted_transaction(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        with _lock:
+            _totals["transactions"] += 1  # a BEGIN and a COMMIT (or ROLLBACK): two more round trips
+        return transaction(self, *args, **kwargs)
+
+    psycopg.Connection.transaction = counted_transaction  # type: ignore[method-assign]
     run = Daemon._execute  # noqa: SLF001 - the one place every job's run of a target goes through
 
     def timed(self: Daemon, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
@@ -111,6 +137,7 @@ def main() -> int:
             "statuses": dict(_statuses),
             "journal": {k: {"calls": int(v[0]), "seconds": round(v[1], 4)} for k, v in _journal.items()},
             "journal_s": round(sum(v[1] for v in _journal.values()), 4),
+            "statement_kinds": dict(_kinds),
             **{k: round(v, 4) for k, v in _totals.items()},
         }
         if profile is not None and _profiles:

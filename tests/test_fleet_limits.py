@@ -13,6 +13,7 @@ from rotator.adapters import retrying
 from rotator.adapters.gitlab import GitLabAPI
 from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
 from rotator.core.errors import JournalUnavailableError
+from rotator.core.ledger import Reservation
 from rotator.core.secret import Secret
 from rotator.testing import FakeClock, FakeGitLab, Fakes
 from rotator.testing.transport import FakeTransport, session_for
@@ -33,11 +34,15 @@ class ScriptedLedger:
 
     def take(self, bucket: str, per_minute: int) -> float:
         """The next answer."""
+        return self.reserve(bucket, per_minute, 1).wait
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> Reservation:
+        """The next answer: one call granted for its second's rest, or the wait."""
         self.asked.append((bucket, per_minute))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return Reservation(min(calls, 1) if answer == 0.0 else 0, answer, 1.0 if answer == 0.0 else 0.0)
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Not used by the adapters."""

@@ -19,6 +19,8 @@ def test_a_lifetime_cap_rotates_once_per_effective_due_time(fakes: Fakes, tmp_pa
     first = h.run("run-once")
     assert first.code == 0, first.stdout + first.stderr
     assert h.held_works(0)
+    # Said once the rotation is done, from the records it left (its token's capped lifetime).
+    assert "effective rotate_before is 2d" in first.stderr
     rotated = h.active_tokens(0)
     second = h.run("run-once")
     assert second.code == 0, second.stdout + second.stderr

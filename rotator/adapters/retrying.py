@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.parse
 
+from collections import deque
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -30,7 +31,7 @@ from typing import TypeVar
 import tenacity
 
 from rotator.core.errors import JournalUnavailableError, RotatorError
-from rotator.core.ledger import Counts, admit
+from rotator.core.ledger import Counts, Reservation, admit
 from rotator.core.ports import CallLedger
 
 
@@ -174,13 +175,41 @@ def bucket(kind: str, url: str) -> str:
     return f"{kind}:{scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}"
 
 
+#: The most calls a shared limiter reserves in one take of the ledger.
+MOST_RESERVED = 16
+#: Ceiling (calls a minute) per call a shared limiter may reserve beyond the one it needs now: a
+#: reserved call left unmade when its second ends is lost to everyone (it still counts), so a
+#: process loses at most ``reserved - 1`` calls a second, a twentieth of its ceiling at most.
+CEILING_PER_SPARE = 1200
+#: A reserved call is made this long before its second ends on the ledger's clock, or not at all:
+#: room for the two clocks' rates to differ (NTP slews at 0.5 ms a second at most).
+SPARE_MARGIN = 0.01
+
+
+def reserved(per_minute: int, recent: int) -> int:
+    """How many calls a shared limiter asks for at once: what it made in the last second, within bounds.
+
+    At least one; at most :data:`MOST_RESERVED`, and one more per :data:`CEILING_PER_SPARE` of
+    ceiling (the default ceilings, 600 and less, reserve one at a time: as before).
+    """
+    return max(1, min(recent, MOST_RESERVED, 1 + per_minute // CEILING_PER_SPARE))
+
+
 class Limiter:
     """At most ``per_minute`` calls in any 60-second window; callers block until allowed.
 
     Alone, it counts this process's calls on ``clock``. Given a shared ``ledger`` (the journal's,
     when several processes or replicas share one), it counts there, in ``bucket``, so the ceiling
-    holds for all of them together; the ledger's own clock then counts, and this one is unused.
-    Either way the window is :func:`rotator.core.ledger.admit`'s.
+    holds for all of them together; the ledger's own clock then counts. Either way the window is
+    :func:`rotator.core.ledger.admit`'s.
+
+    With a ledger, one take may reserve several calls (:func:`reserved`: about as many as the
+    process made in the last second, so a busy process asks the database once for many calls);
+    the spare ones are handed to the next callers of this limiter until the second they were
+    counted in ends on the ledger's clock (measured on ``clock`` from when the take was sent,
+    which is no later than the ledger read its clock, so the estimate errs early), less
+    :data:`SPARE_MARGIN`. One unspent by then is dropped: it stays counted, so the ceiling holds
+    (:func:`rotator.core.ledger.reserve`).
 
     A ledger that fails (its database cannot be reached) fails the call before it is sent: a
     replica that cannot count its calls with the others sends none. The error is the journal's
@@ -206,6 +235,10 @@ class Limiter:
         self._ledger, self._bucket = ledger, bucket
         self._calls: Counts = ()
         self._lock = threading.Lock()
+        # With a ledger: reserved calls not yet handed out, until when (on ``clock``), and when the
+        # calls of the last second were handed out (how many to reserve next).
+        self._spare, self._spare_until = 0, 0.0
+        self._recent: deque[float] = deque()
 
     def acquire(self) -> None:
         """Wait until one more call fits in the window, then count it."""
@@ -217,12 +250,31 @@ class Limiter:
 
     def _take(self) -> float:
         """Count one call if it fits (0.0), else the seconds to wait before asking again."""
-        if self._ledger is None:
-            with self._lock:
+        with self._lock:
+            if self._ledger is None:
                 self._calls, wait = admit(self._calls, self._clock(), self._per_minute)
-            return wait
+                return wait
+            # Held across the ledger's round trip: this process's other callers wait for its
+            # answer, and most then find a spare call instead of asking the database each.
+            now = self._clock()
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            if self._spare > 0 and now < self._spare_until:
+                self._spare -= 1
+                self._recent.append(now)
+                return 0.0
+            taken = self._reserve(reserved(self._per_minute, len(self._recent) + 1))
+            if taken.granted:
+                self._spare, self._spare_until = taken.granted - 1, now + taken.left - SPARE_MARGIN
+                self._recent.append(now)
+                return 0.0
+            self._spare = 0
+            return taken.wait
+
+    def _reserve(self, calls: int) -> Reservation:
+        assert self._ledger is not None  # noqa: S101 - only called with a ledger
         try:
-            return self._ledger.take(self._bucket, self._per_minute)
+            return self._ledger.reserve(self._bucket, self._per_minute, calls)
         except RotatorError:
             raise  # the store's own words: unreachable, damaged
         except Exception as error:  # noqa: BLE001 - whatever failed, the call was not counted

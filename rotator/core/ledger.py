@@ -21,6 +21,7 @@ after ``now`` holds the job off no more.
 import math
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 #: The window's length, in seconds: a ceiling is given per minute.
@@ -31,6 +32,20 @@ SECONDS = 61
 
 #: A bucket's calls: (epoch second, calls counted in it), oldest first, at most :data:`SECONDS`.
 Counts = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What a take of one or more calls got: how many were counted, else the wait, and for how long they hold.
+
+    ``granted`` calls were counted (0: none fitted, and ``wait`` is the seconds until one more
+    would, as :func:`admit` says). They are counted in the second of the clock's ``now``, so they
+    must be made before that second ends: ``left`` seconds after ``now`` (0.0 when none were).
+    """
+
+    granted: int
+    wait: float
+    left: float
 
 
 def admit(counts: Sequence[Sequence[int]], now: float, per_minute: int) -> tuple[Counts, float]:
@@ -51,25 +66,44 @@ def admit(counts: Sequence[Sequence[int]], now: float, per_minute: int) -> tuple
     leaves later). So the window's calls, ``t``'s included, are at most the counts plus one, which
     was at most ``per_minute``.
     """
+    counts, taken = reserve(counts, now, per_minute, 1)
+    return counts, taken.wait
+
+
+def reserve(
+    counts: Sequence[Sequence[int]], now: float, per_minute: int, calls: int
+) -> tuple[Counts, Reservation]:
+    """The bucket after asking for up to ``calls`` calls at ``now``: as many as fit are counted.
+
+    :func:`admit` for several calls at once: ``min(calls, per_minute - counts)`` are counted in
+    second ``floor(now)``, or none (and the wait for one) when the window is full. The same proof
+    holds if each call counted is made in ``[now, floor(now) + 1)``, the second it is counted in
+    (so the caller spends what it reserved before ``left`` runs out, or never): take the last
+    reservation ``t`` with a call in a window ``(a, a + 60]``; that call is made at
+    ``t <= c <= a + 60``, so every other reservation with a call ``c'`` in the window, made
+    before ``floor(t') + 1``, has ``floor(t') + 1 > c' > a >= t - 60`` and was counted when ``t``
+    reserved. A call reserved and never made still counts: the ceiling holds; only its slot is lost.
+    """
     if per_minute < 1:
         msg = f"per_minute must be at least 1, not {per_minute}"
         raise ValueError(msg)
     second = math.floor(now)
     kept: dict[int, int] = {}
-    for at, calls in counts:
+    for at, n in counts:
         if at + 1 > now - WINDOW:  # overlaps the window; a second ahead of now counts as now's
-            kept[min(at, second)] = kept.get(min(at, second), 0) + calls
+            kept[min(at, second)] = kept.get(min(at, second), 0) + n
     ordered = sorted(kept.items())
-    total = sum(calls for _, calls in ordered)
+    total = sum(n for _, n in ordered)
     if total < per_minute:
-        kept[second] = kept.get(second, 0) + 1
-        return tuple(sorted(kept.items())), 0.0
+        granted = min(max(1, calls), per_minute - total)
+        kept[second] = kept.get(second, 0) + granted
+        return tuple(sorted(kept.items())), Reservation(granted, 0.0, second + 1 - now)
     # One more fits once the oldest seconds holding all but per_minute - 1 of them have left: a
     # second s leaves when s + 1 <= now - 60, so wait for the last of those to.
-    for at, calls in ordered:
-        total -= calls
+    for at, n in ordered:
+        total -= n
         if total < per_minute:
-            return tuple(ordered), at + 1 + WINDOW - now
+            return tuple(ordered), Reservation(0, at + 1 + WINDOW - now, 0.0)
     raise AssertionError  # pragma: no cover - total < per_minute once every second has left
 
 

@@ -339,6 +339,16 @@ class Tombstone:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetRecords:
+    """One target's own records, read together: what its four reads would answer, from one read."""
+
+    target: TargetState | None
+    tokens: tuple[TokenRecord, ...]
+    unfinished: RotationRecord | None
+    tombstones: tuple[Tombstone, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """Everything one journal write records, atomically and under one lease."""
 

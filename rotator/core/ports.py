@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
+from rotator.core.ledger import Reservation
 from rotator.core.model import (
     KEPT_REQUESTS,
     Change,
@@ -18,6 +19,7 @@ from rotator.core.model import (
     Owner,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenInfo,
     TokenOwner,
@@ -101,6 +103,13 @@ class CallLedger(Protocol):
         store together. When the call does not fit, nothing is counted and the answer is the
         seconds until one more would (ask again then: another caller may have taken it): at most
         61, as calls are counted per whole second (:func:`rotator.core.ledger.admit`).
+        """
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> Reservation:
+        """:meth:`take` for up to ``calls`` calls at once: as many as fit are counted, in one take.
+
+        Every call counted must be made before ``left`` seconds have passed (the second it was
+        counted in ends), or never: then it still counts (:func:`rotator.core.ledger.reserve`).
         """
 
     def claim(self, job: str, every: timedelta) -> bool:
@@ -201,6 +210,13 @@ class Journal(CallLedger, Requests, Protocol):
 
     def tombstones(self, key: TargetKey) -> list[Tombstone]:
         """Names still to re-check for a late create."""
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target, its tokens, its unfinished rotation and its tombstones, in one read.
+
+        The same answers as :meth:`target`, :meth:`tokens`, :meth:`unfinished` and
+        :meth:`tombstones` (one round trip on a database, one consistent view of the four).
+        """
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the lease's key: its target state, tokens and tombstones (``rotator forget``).

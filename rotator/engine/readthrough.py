@@ -7,9 +7,10 @@ exist once this run's lease is lost, and from then on every write and upstream r
 run raises :class:`rotator.core.errors.LeaseLostError` before it is sent (the
 :class:`rotator.engine.lease.LeaseKeeper` checks). A run can therefore never act on a stale read.
 
-:class:`ReadThrough` wraps the journal for one key. Each of the four reads is fetched from the
-store once and kept; a write through it forgets what the change touches (the next read fetches
-it again, so what is served is always what the store gave back, redaction and all), and
+:class:`ReadThrough` wraps the journal for one key. The four reads are fetched from the store
+together, in one read (:meth:`rotator.core.ports.Journal.records`: one round trip on a database),
+and kept; a write through it forgets what the change touches (the next read fetches the four
+again, so what is served is always what the store gave back, redaction and all), and
 :meth:`ReadThrough.drop` forgets everything (the keeper calls it when the lease is lost). Every
 other read (other keys, ``owners`` across keys, rotations by id or trigger) and every lease call
 goes straight to the store.
@@ -21,10 +22,18 @@ decision takes the lease, under which the run reads afresh.
 
 import threading
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from rotator.core.model import Change, Lease, RotationRecord, TargetKey, TargetState, TokenRecord, Tombstone
+from rotator.core.model import (
+    Change,
+    Lease,
+    RotationRecord,
+    TargetKey,
+    TargetRecords,
+    TargetState,
+    TokenRecord,
+    Tombstone,
+)
 
 
 if TYPE_CHECKING:
@@ -38,11 +47,11 @@ _UNREAD = object()
 class ReadThrough:
     """The journal, with ``key``'s target, tokens, unfinished rotation and tombstones kept in memory."""
 
-    def __init__(self, journal: "Journal", key: TargetKey) -> None:
-        """Serve ``key``'s own records from memory; everything else from ``journal``."""
+    def __init__(self, journal: "Journal", key: TargetKey, kept: TargetRecords | None = None) -> None:
+        """Serve ``key``'s own records from memory (``kept``: as just read); the rest from ``journal``."""
         self._journal, self._key = journal, key
         self._lock = threading.Lock()  # drop() may come from the keeper's renewal thread
-        self._kept: dict[str, object] = {}
+        self._kept: dict[str, object] = {name: getattr(kept, name) for name in _RECORDS} if kept else {}
         self._generation = 0  # bumped by drop(): a read begun before it is not kept after it
 
     @property
@@ -94,40 +103,64 @@ class ReadThrough:
         """The target's bookkeeping (kept for ``key``)."""
         if key != self._key:
             return self._journal.target(key)
-        return cast("TargetState | None", self._read("target", lambda: self._journal.target(key)))
+        return cast("TargetState | None", self._read("target"))
 
     def tokens(self, key: TargetKey) -> list[TokenRecord]:
         """The target's tracked tokens (kept for ``key``; a fresh list each call)."""
         if key != self._key:
             return self._journal.tokens(key)
-        return list(
-            cast("tuple[TokenRecord, ...]", self._read("tokens", lambda: tuple(self._journal.tokens(key))))
-        )
+        return list(cast("tuple[TokenRecord, ...]", self._read("tokens")))
 
     def unfinished(self, key: TargetKey) -> RotationRecord | None:
         """The newest rotation of ``key`` still in progress (kept for ``key``)."""
         if key != self._key:
             return self._journal.unfinished(key)
-        return cast("RotationRecord | None", self._read("unfinished", lambda: self._journal.unfinished(key)))
+        return cast("RotationRecord | None", self._read("unfinished"))
 
     def tombstones(self, key: TargetKey) -> list[Tombstone]:
         """Names still to re-check (kept for ``key``; a fresh list each call)."""
         if key != self._key:
             return self._journal.tombstones(key)
-        return list(
-            cast(
-                "tuple[Tombstone, ...]",
-                self._read("tombstones", lambda: tuple(self._journal.tombstones(key))),
-            )
+        return list(cast("tuple[Tombstone, ...]", self._read("tombstones")))
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The four together (kept for ``key``)."""
+        if key != self._key:
+            return self._journal.records(key)
+        return TargetRecords(
+            self.target(key), tuple(self.tokens(key)), self.unfinished(key), tuple(self.tombstones(key))
         )
 
-    def _read(self, what: str, fetch: Callable[[], object]) -> object:
+    def kept(self) -> TargetRecords | None:
+        """The four records if all are kept (nothing is read), else ``None``."""
+        with self._lock:
+            if any(name not in self._kept for name in _RECORDS):
+                return None
+            kept = dict(self._kept)  # drop() may clear it once the lock is let go
+        return TargetRecords(
+            cast("TargetState | None", kept["target"]),
+            cast("tuple[TokenRecord, ...]", kept["tokens"]),
+            cast("RotationRecord | None", kept["unfinished"]),
+            cast("tuple[Tombstone, ...]", kept["tombstones"]),
+        )
+
+    def _read(self, what: str) -> object:
+        """One of the key's records: kept, or fetched with the other three in one read and all kept.
+
+        Whatever was forgotten is fetched together (:meth:`Journal.records`, one round trip on a
+        database), so reading the four after a write touched two costs one read, not two.
+        """
         with self._lock:
             if (found := self._kept.get(what, _UNREAD)) is not _UNREAD:
                 return found
             generation = self._generation
-        value = fetch()
+        fresh = self._journal.records(self._key)
+        values = dict(zip(_RECORDS, (getattr(fresh, name) for name in _RECORDS), strict=True))
         with self._lock:
             if generation == self._generation:
-                self._kept[what] = value
-        return value
+                self._kept.update(values)
+        return values[what]
+
+
+#: The records kept, by their field name in :class:`TargetRecords` (and their read's method name).
+_RECORDS = ("target", "tokens", "unfinished", "tombstones")

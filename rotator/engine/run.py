@@ -35,6 +35,7 @@ from rotator.core.model import (
     RotationRecord,
     Step,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenRecord,
     UnresolvedProject,
@@ -224,21 +225,23 @@ class Engine:
             state,
         )
 
-    def decision_ctx(self, key: TargetKey | None) -> Context:
+    def decision_ctx(self, key: TargetKey | None, kept: TargetRecords | None = None) -> Context:
         """The context for one decision about ``key``: its own records read once (no lease held).
 
-        What it keeps lives for this decision only; acting on it takes the lease, and reads afresh.
+        What it keeps (``kept``, if given: records just read) lives for this decision only; acting
+        on it takes the lease, and reads afresh.
         """
         if key is None:
             return self.ctx
-        return replace(self.ctx, journal=ReadThrough(self.ctx.journal, key).as_journal())
+        return replace(self.ctx, journal=ReadThrough(self.ctx.journal, key, kept).as_journal())
 
     def _guarded(self, target: RotationSpec, options: RunOptions) -> TargetReport:
         if self.stopping.is_set():
             return TargetReport(target.name, "skipped", failed=False, detail="not started: stopping")
         # The rotations this run plans, filled as each is recorded: kept even if the run then fails.
         planned: list[str] = []
-        decided: list[Context] = []  # the context the decision read through, when nothing was written
+        # The context (and key) the run last read through: its decision's, or the records it left.
+        decided: list[tuple[Context, TargetKey | None]] = []
         try:
             report = replace(self._one(target, options, planned, decided), rotations=tuple(planned))
         except UpstreamError as error:
@@ -253,7 +256,7 @@ class Engine:
             # The type only: an unexpected exception's text is not known to be free of secrets.
             message = f"{target.name}: unexpected {type(error).__name__}; see the journal and retry"
         else:
-            self._warn_lifetime(target, decided[0] if decided else None)
+            self._warn_lifetime(target, *(decided[0] if decided else ()))
             return report
         return self._failed(target, message, planned)
 
@@ -266,12 +269,19 @@ class Engine:
         alert(self.ctx, target, key, "failed", message)
         return TargetReport(target.name, "failed", failed=True, detail=message, rotations=tuple(planned))
 
-    def _warn_lifetime(self, target: RotationSpec, ctx: Context | None = None) -> None:
-        """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before."""
+    def _warn_lifetime(
+        self, target: RotationSpec, ctx: Context | None = None, key: TargetKey | None = None
+    ) -> None:
+        """Rule 6: warn once per target (and value) when GitLab's lifetime cap overrides rotate_before.
+
+        From ``ctx`` and ``key`` when the run gives them (what it read a moment ago), else the journal.
+        """
         if target.removed:
             return
         try:
-            note = lifetime_note(ctx or self.ctx, target, self.key(target, resolve=False))
+            if ctx is None:
+                ctx, key = self.ctx, self.key(target, resolve=False)
+            note = lifetime_note(ctx, target, key)
         except Exception:  # noqa: BLE001 - a warning must never turn a finished run into a failure
             return
         if note is None:
@@ -284,7 +294,11 @@ class Engine:
         log.warning("token.lifetime_capped", target=target.name, note=note)
 
     def _one(
-        self, target: RotationSpec, options: RunOptions, planned: list[str], decided: list[Context]
+        self,
+        target: RotationSpec,
+        options: RunOptions,
+        planned: list[str],
+        decided: list[tuple[Context, TargetKey | None]],
     ) -> TargetReport:
         if target.removed:
             # A stand-in this engine's removed_targets made (its key and what replaced it).
@@ -297,7 +311,7 @@ class Engine:
         if options.dry_run:
             detail = describe(work, situation, failing)
             note = lifetime_note(ctx, target, key)
-            decided.append(ctx)
+            decided.append((ctx, key))
             return TargetReport(
                 target.name,
                 "planned",
@@ -309,7 +323,7 @@ class Engine:
             if failing is not None and expiring_on(ctx, target, key, self.ctx.clock()) is not None:
                 # Nothing will be tried before the backoff ends, and the token is running out.
                 alert(self.ctx, target, key, "expiring", f"not rotated: {failing}")
-            decided.append(ctx)
+            decided.append((ctx, key))
             return TargetReport(
                 target.name,
                 "idle",
@@ -324,12 +338,24 @@ class Engine:
                 return self._unresolved(target, error)
         if key is None:  # pragma: no cover - resolve=True always yields a key or raises
             raise AssertionError
-        return self._leased(target, key, options, work, planned)
+        return self._leased(target, key, options, work, planned, decided=decided)
 
-    def _leased(
-        self, target: RotationSpec, key: TargetKey, options: RunOptions, work: Work, planned: list[str]
+    def _leased(  # noqa: PLR0913 - the two lists are _one's, filled as the run goes
+        self,
+        target: RotationSpec,
+        key: TargetKey,
+        options: RunOptions,
+        work: Work,
+        planned: list[str],
+        *,
+        decided: list[tuple[Context, TargetKey | None]],
     ) -> TargetReport:
-        """Do ``work`` under the target's lease ("busy" if another worker holds it)."""
+        """Do ``work`` under the target's lease ("busy" if another worker holds it).
+
+        Filled as the run goes: ``planned``, the rotations it planned; ``decided``, once it is
+        done, a context holding its key's records as it left them (for the lifetime note, after
+        the release).
+        """
         # One holder per acquisition, so two runs in one process never share a lease.
         holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
         lease = self.ctx.journal.acquire(
@@ -354,7 +380,12 @@ class Engine:
                 if onto is not None:
                     return _coalesced(target, onto)
             with keeper:
-                return self._work(target, options, Recorder(keeper, target), work, planned)
+                report = self._work(target, options, Recorder(keeper, target), work, planned)
+                # What the run left, kept past the release (the keeper's view is dropped then) for
+                # the lifetime note alone, as a decision's reads are: read a moment ago, never acted on.
+                if report.status == "done" and (left := keeper.view.kept()) is not None:
+                    decided.append((self.decision_ctx(key, left), key))
+                return report
         finally:
             self._release(keeper)
 

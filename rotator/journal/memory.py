@@ -54,6 +54,7 @@ from rotator.core.model import (
     Outcome,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenOwner,
     TokenRecord,
@@ -215,11 +216,15 @@ class MemoryJournal:
 
     def take(self, bucket: str, per_minute: int) -> float:
         """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        return self.reserve(bucket, per_minute, 1).wait
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """Count up to ``calls`` calls in ``bucket``, as many as fit."""
         with self._lock:
-            self._calls[bucket], wait = ledger.admit(
-                self._calls.get(bucket, ()), self._clock().timestamp(), per_minute
+            self._calls[bucket], taken = ledger.reserve(
+                self._calls.get(bucket, ()), self._clock().timestamp(), per_minute, calls
             )
-            return wait
+            return taken
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if it was not claimed within ``every``."""
@@ -302,6 +307,22 @@ class MemoryJournal:
         """Names still to re-check, by name."""
         with self._lock:
             return [s for (k, _), s in sorted(self._tombstones.items()) if k == str(key)]
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target's four reads together, under one hold of the lock."""
+        k = str(key)
+        with self._lock:
+            row = self._targets.get(k)
+            open_ = [
+                r for r in self._rotations.values() if r.key == k and r.record.outcome is Outcome.IN_PROGRESS
+            ]
+            newest = max(open_, key=lambda r: (r.record.planned_at, r.seq), default=None)
+            return TargetRecords(
+                row.state if row else None,
+                tuple(t for (kk, _), t in sorted(self._tokens.items()) if kk == k),
+                newest.record if newest else None,
+                tuple(s for (kk, _), s in sorted(self._tombstones.items()) if kk == k),
+            )
 
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 

@@ -1,9 +1,11 @@
 """The shared journal: PostgreSQL over psycopg 3 and a connection pool, fenced writes, the database's clock.
 
 Same contract as :mod:`rotator.journal.sqlite` (the contract suite runs both): every write is one
-transaction that first locks the key's lease row (``SELECT ... FOR UPDATE``) and checks the
-caller's lease is still the current one (holder and fence), so a worker that lost its lease
-records nothing more. Records are ``jsonb`` documents beside a few key columns
+transaction that first locks the key's lease row (``FOR UPDATE``) and checks the caller's lease is
+still the current one (holder and fence), so a worker that lost its lease records nothing more.
+A rotation's lease calls and fenced writes are each one statement, check included
+(:mod:`rotator.journal.postgres_writes`): one round trip each, not a BEGIN, a check, the writes
+and a COMMIT. Records are ``jsonb`` documents beside a few key columns
 (:mod:`rotator.journal.codec`).
 
 **Leases run on the database's clock**, and so do trigger requests' claims. Several replicas
@@ -18,11 +20,11 @@ time on PostgreSQL exactly as on the other stores, through the same
 SQL. Times *inside* records (``planned_at`` and the like) are the engine's facts and stay as given.
 
 The call ledger (:class:`rotator.core.ports.CallLedger`) runs on the same ``clock``, so the
-replicas' ceilings are counted on one clock whatever theirs say. A take or a claim is one
-transaction: an upsert that creates and row-locks the bucket's (or job's) row, so callers of one
-bucket queue there while other buckets go on; then the clock, read once the lock is held (so the
-seconds recorded in a row only grow); then :mod:`rotator.core.ledger` decides, and the row is
-written only when a call is counted or a job claimed.
+replicas' ceilings are counted on one clock whatever theirs say. A take (a reservation of one
+or more calls) or a claim is one transaction that row-locks the bucket's (or job's) row, made on
+its first use, so callers of one bucket queue there while other buckets go on; then the clock,
+read once the lock is held (so the seconds recorded in a row only grow); then
+:mod:`rotator.core.ledger` decides. A take is one query message (:data:`_RESERVE`).
 
 Every statement has a time limit: ``connect_timeout`` when connecting, and ``statement_timeout``
 and ``lock_timeout`` set on each pooled connection, so a stuck database makes a call fail (as
@@ -66,6 +68,7 @@ from rotator.core.model import (
     RequestStatus,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenOwner,
     TokenRecord,
@@ -76,6 +79,7 @@ from rotator.core.model import (
 )
 from rotator.core.redact import watch
 from rotator.core.secret import Secret
+from rotator.journal import postgres_writes as writes
 from rotator.journal.codec import from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
 from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
@@ -264,34 +268,13 @@ class PostgresJournal:
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
         """Take the lease if free, lapsed by the database's clock, or ``holder``'s; the fence always rises.
 
-        ``now`` is not used: see the module docstring.
+        One statement (:func:`rotator.journal.postgres_writes.acquire`); ``now`` is not used: see
+        the module docstring.
         """
         del now
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO leases (key, holder, fence) VALUES (%s, NULL, 0) ON CONFLICT (key) DO NOTHING",
-                (str(key),),
-            )
-            row = conn.execute(
-                # The clock is this store's own SQL (see __init__), never input: safe to splice.
-                f"SELECT holder, lease_until > {self._clock} FROM leases WHERE key = %s FOR UPDATE".encode(),  # noqa: S608
-                (str(key),),
-            ).fetchone()
-            assert row is not None  # noqa: S101 - inserted above, and lease rows are never deleted
-            current, live = row
-            if current not in (None, holder) and live:
-                return None
-            taken = conn.execute(
-                f"UPDATE leases SET holder = %s, fence = fence + 1, lease_until = {self._clock} + %s"  # noqa: S608
-                " WHERE key = %s RETURNING fence, lease_until".encode(),
-                (holder, ttl, str(key)),
-            ).fetchone()
-            assert taken is not None  # noqa: S101 - the row is locked above
-            conn.execute(
-                "INSERT INTO targets (key, data) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-                (str(key), Jsonb(to_json(TargetState(key=key, name=name)))),
-            )
-            return Lease(key, holder, int(taken[0]), taken[1])
+        with self._connection() as conn:
+            taken = conn.execute(*writes.acquire(self._clock, key, name, holder, ttl)).fetchone()
+        return Lease(key, holder, int(taken[0]), taken[1]) if taken is not None else None
 
     @staticmethod
     def _check(conn: Conn, lease: Lease) -> None:
@@ -300,25 +283,23 @@ class PostgresJournal:
             "SELECT holder, fence FROM leases WHERE key = %s FOR UPDATE", (str(lease.key),)
         ).fetchone()
         if row is None or (row[0], row[1]) != (lease.holder, lease.fence):
-            msg = f"lease on {lease.key} lost (fence {lease.fence})"
-            raise LeaseLostError(msg)
+            raise _lost(lease)
 
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
-        """Extend the lease to the database's clock plus ``ttl``; LeaseLostError if no longer current."""
+        """Extend the lease to the database's clock plus ``ttl``; LeaseLostError if no longer current.
+
+        One conditional UPDATE: it locks the row and checks holder and fence on its newest version.
+        """
         del now
-        with self._transaction() as conn:
-            self._check(conn, lease)
-            row = conn.execute(
-                f"UPDATE leases SET lease_until = {self._clock} + %s WHERE key = %s"  # noqa: S608
-                " RETURNING lease_until".encode(),
-                (ttl, str(lease.key)),
-            ).fetchone()
-            assert row is not None  # noqa: S101 - locked by _check
-            return dataclasses.replace(lease, expires=row[0])
+        with self._connection() as conn:
+            row = conn.execute(*writes.renew(self._clock, lease, ttl)).fetchone()
+        if row is None:
+            raise _lost(lease)
+        return dataclasses.replace(lease, expires=row[0])
 
     def release(self, lease: Lease) -> None:
-        """Free the lease if it is still the current one (the fence stays)."""
-        with self._transaction() as conn:
+        """Free the lease if it is still the current one (the fence stays): one conditional UPDATE."""
+        with self._connection() as conn:
             conn.execute(
                 "UPDATE leases SET holder = NULL, lease_until = NULL"
                 " WHERE key = %s AND holder = %s AND fence = %s",
@@ -328,38 +309,11 @@ class PostgresJournal:
     # Fenced writes ----------------------------------------------------------------------------
 
     def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` in one transaction, after checking the lease."""
-        with self._transaction() as conn:
-            self._check(conn, lease)
-            key = str(lease.key)
-            if change.rotation is not None:
-                r = change.rotation
-                # An upsert keeps the row's seq: the tie-break of "newest first" is first recorded.
-                conn.execute(
-                    "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
-                    " outcome = excluded.outcome, data = excluded.data",
-                    (r.id, key, r.planned_at, r.outcome.value, _doc(r)),
-                )
-            for token in change.tokens:
-                conn.execute(
-                    "INSERT INTO tokens (key, token_id, data) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (key, token_id) DO UPDATE SET data = excluded.data",
-                    (key, token.token_id, _doc(token)),
-                )
-            if change.target is not None:
-                conn.execute("UPDATE targets SET data = %s WHERE key = %s", (_doc(change.target), key))
-            for stone in change.tombstones:
-                conn.execute(
-                    "INSERT INTO tombstones (key, name, data) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (key, name) DO UPDATE SET data = excluded.data",
-                    (key, stone.name, _doc(stone)),
-                )
-            if change.drop_tombstones:
-                conn.execute(
-                    "DELETE FROM tombstones WHERE key = %s AND name = ANY(%s)",
-                    (key, list(change.drop_tombstones)),
-                )
+        """Record ``change`` after checking the lease, in one statement (:func:`~.postgres_writes.write`)."""
+        with self._connection() as conn:
+            row = conn.execute(*writes.write(lease, change)).fetchone()
+        if row is None or row[0] != 1:
+            raise _lost(lease)
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's target, tokens and tombstones; keep its rotations (open ones failed) and fence."""
@@ -408,35 +362,43 @@ class PostgresJournal:
             yield conn, row
 
     def take(self, bucket: str, per_minute: int) -> float:
-        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait.
+        """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        return self.reserve(bucket, per_minute, 1).wait
 
-        One round trip (:data:`_TAKE`): every upstream call of the fleet takes one, so it is a
-        single query message, run by the server as one transaction. A bucket's first use makes its
-        row the general way (:meth:`_take_first`).
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """Count up to ``calls`` calls in ``bucket``, as many as fit.
+
+        One round trip (:data:`_RESERVE`): every upstream call of the fleet takes part of one, so
+        it is a single query message, run by the server as one transaction. A bucket's first use
+        makes its row the general way (:meth:`_reserve_first`).
         """
         if per_minute < 1:
             ledger.admit((), 0.0, per_minute)  # raises the ValueError naming the bad ceiling
-        query = _TAKE.format(
+        query = _RESERVE.format(
             bucket=sql.Literal(bucket),
             per_minute=sql.Literal(per_minute),
+            calls=sql.Literal(max(1, calls)),
             window=sql.Literal(ledger.WINDOW),
             clock=sql.SQL(self._clock),  # this store's own SQL, never input
         )
         with self._connection() as conn:
             cursor = conn.execute(query)
             row = cursor.fetchone() if cursor.nextset() else None
-        return float(row[0]) if row is not None else self._take_first(bucket, per_minute)
+        if row is None:
+            return self._reserve_first(bucket, per_minute, calls)
+        granted, wait, left = row
+        return ledger.Reservation(int(granted), float(wait), float(left) if granted else 0.0)
 
-    def _take_first(self, bucket: str, per_minute: int) -> float:
-        """:meth:`take` when the bucket has no row yet: make it, lock it, then decide in Python."""
+    def _reserve_first(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """:meth:`reserve` when the bucket has no row yet: make it, lock it, then decide in Python."""
         with self._ledger_row("call_windows", "bucket", "seconds, counts", bucket) as (conn, row):
-            counts, wait = ledger.admit(list(zip(*row, strict=True)), self._now(conn), per_minute)
-            if wait == 0.0:
+            counts, taken = ledger.reserve(list(zip(*row, strict=True)), self._now(conn), per_minute, calls)
+            if taken.granted:
                 conn.execute(
                     "UPDATE call_windows SET seconds = %s, counts = %s WHERE bucket = %s",
                     ([s for s, _ in counts], [n for _, n in counts], bucket),
                 )
-            return wait
+            return taken
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if no replica claimed it within ``every``."""
@@ -531,6 +493,19 @@ class PostgresJournal:
         """Names still to re-check, by name."""
         rows = self._rows("SELECT data FROM tombstones WHERE key = %s ORDER BY name", (str(key),))
         return [from_json(Tombstone, row) for row in rows]
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target's four reads as one statement (one round trip, one snapshot), each in its order."""
+        with self._connection() as conn:
+            row = conn.execute(_RECORDS, {"key": str(key)}).fetchone()
+        assert row is not None  # noqa: S101 - a SELECT of scalar subqueries has one row
+        target, tokens, unfinished, stones = row
+        return TargetRecords(
+            from_json(TargetState, target) if target is not None else None,
+            tuple(from_json(TokenRecord, t) for t in tokens),
+            from_json(RotationRecord, unfinished) if unfinished is not None else None,
+            tuple(from_json(Tombstone, s) for s in stones),
+        )
 
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 
@@ -852,16 +827,18 @@ def _connect_kwargs(url: str, password: Secret | None, limits: Limits) -> dict[s
     return kwargs
 
 
-#: :meth:`PostgresJournal.take` in one query message (no parameters: the simple protocol runs
-#: both statements as one transaction): :func:`rotator.core.ledger.admit` in SQL. The row is locked
-#: first (``locked``) and the clock read from it, so the clock is read once the lock is held and a
-#: row's seconds only grow, as in the general path. ``kept`` is the seconds overlapping the window
-#: (one ahead of the clock folded into its second); ``after`` each one's count of newer calls, so
-#: ``leaving`` is the newest second that must leave for one more call to fit. The row is rewritten
-#: trimmed (at most 61 pairs) and, when the call fits, with it counted in the clock's second. Not
-#: waited for on disk, like the general path: losing the last calls counted to a crash costs
-#: nothing. No row (a bucket's first use) returns nothing.
-_TAKE = sql.SQL(
+#: :meth:`PostgresJournal.reserve` in one query message (no parameters: the simple protocol runs
+#: both statements as one transaction): :func:`rotator.core.ledger.reserve` in SQL. The row is
+#: locked first (``locked``) and the clock read from it, so the clock is read once the lock is held
+#: and a row's seconds only grow, as in the general path. ``kept`` is the seconds overlapping the
+#: window (one ahead of the clock folded into its second); ``after`` each one's count of newer
+#: calls, so ``leaving`` is the newest second that must leave for one more call to fit. The row is
+#: rewritten trimmed (at most 61 pairs) and with the calls granted (as many as fit, up to
+#: ``calls``) counted in the clock's second. Answers the calls granted, the wait (0 when some
+#: were), and the seconds left in the clock's second. Not waited for on disk, like the general
+#: path: losing the last calls counted to a crash costs nothing. No row (a bucket's first use)
+#: returns nothing.
+_RESERVE = sql.SQL(
     "SET LOCAL synchronous_commit = off;"
     " WITH locked AS (SELECT seconds, counts FROM call_windows WHERE bucket = {bucket} FOR UPDATE),"
     " clock AS (SELECT extract(epoch FROM {clock})::float8 AS now, seconds, counts FROM locked),"
@@ -871,21 +848,34 @@ _TAKE = sql.SQL(
     " after AS (SELECT s, coalesce(sum(n) OVER (ORDER BY s DESC ROWS BETWEEN UNBOUNDED PRECEDING"
     " AND 1 PRECEDING), 0) AS newer FROM kept),"
     " plan AS (SELECT clock.now, floor(clock.now)::int8 AS second,"
-    " coalesce((SELECT sum(n) FROM kept), 0) < {per_minute} AS fits,"
+    " greatest(0, least({calls}, {per_minute} - coalesce((SELECT sum(n) FROM kept), 0)))::int4 AS granted,"
     " (SELECT min(s) FROM after WHERE newer < {per_minute}) AS leaving FROM clock),"
     " counted AS (SELECT s, sum(n)::int4 AS n FROM (SELECT s, n FROM kept"
-    " UNION ALL SELECT second, 1 FROM plan WHERE fits) AS calls GROUP BY s)"
+    " UNION ALL SELECT second, granted FROM plan WHERE granted > 0) AS calls GROUP BY s)"
     " UPDATE call_windows SET seconds = coalesce((SELECT array_agg(s ORDER BY s) FROM counted), '{{}}'),"
     " counts = coalesce((SELECT array_agg(n ORDER BY s) FROM counted), '{{}}')"
     " FROM plan WHERE bucket = {bucket}"
-    " RETURNING CASE WHEN plan.fits THEN 0.0::float8"
-    " ELSE (plan.leaving + 1)::float8 + {window} - plan.now END"
+    " RETURNING plan.granted, CASE WHEN plan.granted > 0 THEN 0.0::float8"
+    " ELSE (plan.leaving + 1)::float8 + {window} - plan.now END, (plan.second + 1)::float8 - plan.now"
 )
 
 
 def _doc(record: object) -> Jsonb:
     return Jsonb(to_json(record))
 
+
+def _lost(lease: Lease) -> LeaseLostError:
+    return LeaseLostError(f"lease on {lease.key} lost (fence {lease.fence})")
+
+
+#: :meth:`PostgresJournal.records`: the four reads of one key, each as its own method orders it.
+_RECORDS = (
+    b"SELECT (SELECT data FROM targets WHERE key = %(key)s),"
+    b" (SELECT coalesce(jsonb_agg(data ORDER BY token_id), '[]') FROM tokens WHERE key = %(key)s),"
+    b" (SELECT data FROM rotations WHERE key = %(key)s AND outcome = 'in_progress'"
+    b" ORDER BY planned_at DESC, seq DESC LIMIT 1),"
+    b" (SELECT coalesce(jsonb_agg(data ORDER BY name), '[]') FROM tombstones WHERE key = %(key)s)"
+)
 
 #: A request row: its document and the claim columns, read by :func:`_request`.
 _REQUEST = "SELECT data, status, replica, claim, claim_until FROM requests"

@@ -4,7 +4,8 @@ Durability is the point: the engine records each step *before* the side effect t
 a write must be on disk when :meth:`SQLiteJournal.write` returns (``synchronous=FULL``). Every
 write runs in one ``BEGIN IMMEDIATE`` transaction that first checks the caller's lease is still the
 target's current one (holder and fencing number), so a worker that lost its lease to another
-process cannot record anything more. Records are stored as JSON documents beside a few key
+process cannot record anything more; a renewal and a release are one conditional ``UPDATE``
+each, whose ``WHERE`` is that check. Records are stored as JSON documents beside a few key
 columns (see :mod:`rotator.journal.codec`).
 
 The call ledger (:class:`rotator.core.ports.CallLedger`) lives in the same file, so the processes of
@@ -38,6 +39,7 @@ from rotator.core.model import (
     RequestStatus,
     RotationRecord,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenOwner,
     TokenRecord,
@@ -281,18 +283,24 @@ class SQLiteJournal:
             raise LeaseLostError(msg)
 
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
-        """Extend the lease; raise LeaseLostError if another worker took it."""
-        with self._transaction() as db:
-            self._check(db, lease)
-            until = now + ttl
-            db.execute(
-                "UPDATE targets SET lease_until = ? WHERE key = ?", (until.isoformat(), str(lease.key))
-            )
-            return replace(lease, expires=until)
+        """Extend the lease; raise LeaseLostError if another worker took it.
+
+        One conditional UPDATE, its own transaction: the check (holder and fence) is its WHERE.
+        """
+        until = now + ttl
+        with self._using() as db:
+            renewed = db.execute(
+                "UPDATE targets SET lease_until = ? WHERE key = ? AND holder = ? AND fence = ?",
+                (until.isoformat(), str(lease.key), lease.holder, lease.fence),
+            ).rowcount
+        if renewed != 1:
+            msg = f"lease on {lease.key} lost (fence {lease.fence})"
+            raise LeaseLostError(msg)
+        return replace(lease, expires=until)
 
     def release(self, lease: Lease) -> None:
-        """Free the lease if it is still ours."""
-        with self._transaction() as db:
+        """Free the lease if it is still ours: one conditional UPDATE, its own transaction."""
+        with self._using() as db:
             db.execute(
                 "UPDATE targets SET holder = NULL, lease_until = NULL"
                 " WHERE key = ? AND holder = ? AND fence = ?",
@@ -366,17 +374,21 @@ class SQLiteJournal:
 
     def take(self, bucket: str, per_minute: int) -> float:
         """Count one call in ``bucket`` if it fits (0.0), else the seconds to wait."""
+        return self.reserve(bucket, per_minute, 1).wait
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> ledger.Reservation:
+        """Count up to ``calls`` calls in ``bucket``, as many as fit."""
         with self._unsynced() as db:
             row = db.execute("SELECT counts FROM call_windows WHERE bucket = ?", (bucket,)).fetchone()
-            counts, wait = ledger.admit(
-                json.loads(row[0]) if row else [], self._clock().timestamp(), per_minute
+            counts, taken = ledger.reserve(
+                json.loads(row[0]) if row else [], self._clock().timestamp(), per_minute, calls
             )
-            if wait == 0.0:
+            if taken.granted:
                 db.execute(
                     "INSERT OR REPLACE INTO call_windows (bucket, counts) VALUES (?, ?)",
                     (bucket, json.dumps(counts)),
                 )
-            return wait
+            return taken
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim ``job``'s turn if no process claimed it within ``every``."""
@@ -490,6 +502,21 @@ class SQLiteJournal:
         """Names still to re-check."""
         rows = self._rows("SELECT data FROM tombstones WHERE key = ? ORDER BY name", (str(key),))
         return [from_json(Tombstone, row) for row in rows]
+
+    def records(self, key: TargetKey) -> TargetRecords:
+        """The target's four reads in one read transaction: one snapshot of the file."""
+        with self._using() as db:
+            db.execute("BEGIN")
+            try:
+                return TargetRecords(
+                    self.target(key),
+                    tuple(self.tokens(key)),
+                    self.unfinished(key),
+                    tuple(self.tombstones(key)),
+                )
+            finally:
+                if db.in_transaction:  # SQLite may have ended it already (on damage, among others)
+                    db.execute("COMMIT")
 
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path resolved before."""

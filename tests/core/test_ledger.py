@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator.core.ledger import SECONDS, WINDOW, Counts, admit, claims
+from rotator.core.ledger import SECONDS, WINDOW, Counts, admit, claims, reserve
 
 
 TICK = 1 / 64
@@ -40,6 +40,34 @@ def test_no_60s_window_ever_holds_more_than_per_minute_grants(per_minute: int, g
             granted.append(now)
     for start in granted:
         assert sum(1 for at in granted if start <= at < start + WINDOW) <= per_minute
+
+
+@given(
+    st.integers(1, 12),
+    st.lists(st.tuples(GAPS, st.integers(1, 5), st.lists(st.integers(0, 63), max_size=5)), max_size=30),
+)
+def test_calls_reserved_and_made_before_their_second_ends_never_exceed_the_ceiling(
+    per_minute: int, asks: list[tuple[int, int, list[int]]]
+) -> None:
+    """SAFETY: as many as fit are granted, and made anywhere in their second's rest, no window is over."""
+    counts: Counts = ()
+    reserved: list[float] = []  # one entry per call counted, at its reservation
+    made: list[float] = []
+    now = 1000.0
+    for gap, calls, used in asks:
+        now += gap * TICK
+        room = per_minute - _counted(reserved, now)
+        counts, taken = reserve(counts, now, per_minute, calls)
+        assert taken.granted == max(0, min(calls, room))
+        assert (taken.wait == 0.0) == (taken.granted > 0)
+        if taken.granted:
+            assert taken.left == math.floor(now) + 1 - now
+            reserved += [now] * taken.granted
+            # Each call made at a tick of the second's rest (the latest: its last tick), or never.
+            made += [min(now + u * TICK, math.floor(now) + 1 - TICK) for u in used[: taken.granted]]
+        assert len(counts) <= SECONDS
+    for start in made:
+        assert sum(1 for at in made if start <= at < start + WINDOW) <= per_minute
 
 
 @given(st.integers(1, 5), st.lists(GAPS, max_size=40))

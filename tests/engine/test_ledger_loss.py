@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rotator.core.errors import JournalUnavailableError
+from rotator.core.ledger import Reservation
 from rotator.journal.memory import MemoryJournal
 from rotator.testing import Fakes
 from tests.cli_harness import UA
@@ -34,10 +35,14 @@ class FailingLedger:
 
     def take(self, bucket: str, per_minute: int) -> float:
         """Count the call, unless the database is gone by now."""
+        return self.reserve(bucket, per_minute, 1).wait
+
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> Reservation:
+        """Count the calls, unless the database is gone by now."""
         self.takes += 1
         if self.fail_at is not None and self.takes >= self.fail_at:
             raise JournalUnavailableError("state.url", "the journal's database at db.example.com:5432: gone")
-        return self.store.take(bucket, per_minute)
+        return self.store.reserve(bucket, per_minute, calls)
 
     def claim(self, job: str, every: timedelta) -> bool:
         """The store's claim."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotator.core.errors import LeaseLostError
-from rotator.core.model import Change, Origin, Role, TargetKey, TargetState, TokenRecord
+from rotator.core.model import Change, Origin, Role, TargetKey, TargetRecords, TargetState, TokenRecord
 from rotator.engine.lease import LeaseKeeper
 from rotator.engine.readthrough import ReadThrough
 from rotator.journal.memory import MemoryJournal
@@ -36,6 +36,10 @@ class _Counting(MemoryJournal):
         self.reads["tokens"] += 1
         return super().tokens(key)
 
+    def records(self, key: TargetKey) -> TargetRecords:
+        self.reads["records"] += 1
+        return super().records(key)
+
 
 def _token(key: TargetKey, token_id: int, evidence: str | None = None) -> TokenRecord:
     return TokenRecord(key, token_id, "rotator-app", Origin.CREATED, Role.CURRENT, None, evidence=evidence)
@@ -50,13 +54,17 @@ def test_own_records_are_read_once_and_again_only_after_a_write_touches_them() -
     assert view.tokens(KEY) == view.tokens(KEY) == []
     state = view.target(KEY)
     assert view.target(KEY) == state
-    assert journal.reads == Counter(tokens=1, target=1)
+    assert view.unfinished(KEY) is None
+    assert view.tombstones(KEY) == []
+    assert journal.reads == Counter(records=1)  # the four, fetched together once
     view.write(lease, Change(tokens=(_token(KEY, 7, evidence="listed"),)))
+    view.target(KEY)
+    assert journal.reads == Counter(records=1)  # the target was not touched: still kept
     kept = view.tokens(KEY)
     assert [t.token_id for t in kept] == [7]
     assert kept == journal.tokens(KEY)  # what the store gives back
-    view.target(KEY)
-    assert journal.reads == Counter(tokens=3, target=1)  # the target was not touched: still kept
+    assert view.records(KEY) == journal.records(KEY)
+    assert journal.reads == Counter(records=3, tokens=1)  # one fetch after the write, plus the two checks
 
 
 def test_reads_of_other_keys_always_go_to_the_store() -> None:
@@ -66,7 +74,8 @@ def test_reads_of_other_keys_always_go_to_the_store() -> None:
     view.tokens(OTHER)
     view.tokens(OTHER)
     view.target(OTHER)
-    assert journal.reads == Counter(tokens=2, target=1)
+    view.records(OTHER)
+    assert journal.reads == Counter(tokens=2, target=1, records=1)
 
 
 def test_a_lost_lease_drops_what_was_kept_and_every_further_write_fails() -> None:
@@ -92,3 +101,19 @@ def test_a_lost_lease_drops_what_was_kept_and_every_further_write_fails() -> Non
         keeper.ctx.journal.write(lease, Change(target=before))  # fenced by the store
     with pytest.raises(LeaseLostError):
         keeper.check()  # and no upstream request either
+
+
+def test_records_given_up_front_are_served_and_kept_hands_back_only_a_full_set() -> None:
+    """A view made with records serves them without a read; ``kept`` is None once any was forgotten."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    view = ReadThrough(journal, KEY, journal.records(KEY))
+    assert view.kept() == journal.records(KEY)
+    journal.reads.clear()
+    assert view.target(KEY) == journal.target(KEY)
+    assert view.tokens(KEY) == []
+    assert journal.reads == Counter(target=1)  # the check's own read: the view read nothing
+    view.write(lease, Change(tokens=(_token(KEY, 7),)))
+    assert view.kept() is None  # the tokens were forgotten; kept() reads nothing to fill them
+    assert journal.reads == Counter(target=1)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import psycopg
 
+from rotator.core.ledger import Reservation
 from rotator.core.model import KEPT_REQUESTS, Lease, TargetKey, TriggerRequest
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
@@ -87,8 +88,8 @@ class ClockedJournal(PostgresJournal):
     Production leases run on the database's ``clock_timestamp()`` and ignore ``now``; here the same
     SQL reads ``test_clock`` instead, which :meth:`acquire` and :meth:`renew` first set to their
     ``now``, so the contract's time-driven cases run unchanged; so do the requests' claim calls. The
-    call ledger's :meth:`take` and :meth:`claim`, which are passed no ``now``, first set it from
-    ``ledger_clock``.
+    call ledger's :meth:`reserve` (which :meth:`take` calls) and :meth:`claim`, which are passed
+    no ``now``, first set it from ``ledger_clock``.
     """
 
     def __init__(self, url: str, ledger_clock: Clock | None = None) -> None:
@@ -115,10 +116,10 @@ class ClockedJournal(PostgresJournal):
         self._set_clock(now)
         return super().renew(lease, now, ttl)
 
-    def take(self, bucket: str, per_minute: int) -> float:
-        """Take with the test clock at the ledger clock's time."""
+    def reserve(self, bucket: str, per_minute: int, calls: int) -> Reservation:
+        """Reserve with the test clock at the ledger clock's time."""
         self._set_clock(self._ledger_clock())
-        return super().take(bucket, per_minute)
+        return super().reserve(bucket, per_minute, calls)
 
     def claim(self, job: str, every: timedelta) -> bool:
         """Claim with the test clock at the ledger clock's time."""

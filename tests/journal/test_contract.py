@@ -25,6 +25,7 @@ from rotator.core.model import (
     Role,
     Step,
     TargetKey,
+    TargetRecords,
     TargetState,
     TokenRecord,
     Tombstone,
@@ -106,6 +107,17 @@ def test_a_rewritten_record_replaces_the_old_one(journal: Journal) -> None:
     assert journal.unfinished(KEY) is None
     assert journal.tokens(KEY) == [replace(token, role=Role.CURRENT)]
     assert journal.tombstones(KEY) == [later]
+
+
+def test_a_token_given_twice_in_one_write_keeps_its_last_record(journal: Journal) -> None:
+    """Within one write, records apply in order: the last of two with one token id is the one kept."""
+    lease = _lease(journal)
+    token = TokenRecord(KEY, 7, "t", Origin.CREATED, Role.CANDIDATE, None)
+    stone = Tombstone(KEY, "s", NOW)
+    later = (replace(token, role=Role.CURRENT), replace(stone, until=NOW + TTL))
+    journal.write(lease, Change(tokens=(token, later[0]), tombstones=(stone, later[1])))
+    assert journal.tokens(KEY) == [later[0]]
+    assert journal.tombstones(KEY) == [later[1]]
 
 
 def test_dropping_a_tombstone_in_the_write_that_adds_it_drops_it(journal: Journal) -> None:
@@ -267,6 +279,31 @@ def test_recorded_names_include_a_target_no_longer_configured(journal: Journal) 
         (KEY, "app-deploy"),
         (KEY, "renamed"),
     ]
+
+
+def test_records_answers_the_four_reads_of_a_key_at_once(journal: Journal) -> None:
+    """``records`` is ``target``, ``tokens``, ``unfinished`` and ``tombstones`` together, in their orders."""
+    assert journal.records(KEY) == TargetRecords(None, (), None, ())
+    lease = _lease(journal)
+    tokens = tuple(TokenRecord(KEY, i, f"t{i}", Origin.CREATED, Role.CANDIDATE, None) for i in (9, 3, 12))
+    stones = (Tombstone(KEY, "b", NOW), Tombstone(KEY, "a", NOW + TTL))
+    done = rotation("r0", at=NOW + TTL, outcome=Outcome.SUCCEEDED)
+    journal.write(lease, Change(rotation=rotation("r1"), tokens=tokens, tombstones=stones))
+    journal.write(lease, Change(rotation=done, target=TargetState(KEY, "app-deploy", failures=2)))
+    other = _lease(journal, OTHER_KEY)
+    theirs = replace(rotation("r2", at=NOW + TTL), key=OTHER_KEY)
+    journal.write(other, Change(rotation=theirs, tokens=(replace(tokens[0], key=OTHER_KEY),)))
+    found = journal.records(KEY)
+    assert found == TargetRecords(
+        journal.target(KEY),
+        tuple(journal.tokens(KEY)),
+        journal.unfinished(KEY),
+        tuple(journal.tombstones(KEY)),
+    )
+    assert [t.token_id for t in found.tokens] == [3, 9, 12]
+    assert [s.name for s in found.tombstones] == ["a", "b"]
+    assert found.unfinished == rotation("r1")
+    assert found.target == TargetState(KEY, "app-deploy", failures=2)
 
 
 def test_targets_tokens_and_tombstones_come_back_in_key_id_and_name_order(journal: Journal) -> None:

@@ -5,8 +5,8 @@ so it is quick; PostgreSQL in a fresh schema, its lease clock set from the machi
 calls: leases taken, renewed, released and lost; fenced writes of
 every kind, stale ones included; forget; project paths. Every call must give both stores the same
 result or the same error, and after every step every read (each key's state, tokens, tombstones,
-history at several limits, unfinished, last rotation by triggers, owners by instance and id,
-history by (key, name) pairs, recorded names, project paths) must agree. Few keys, holders,
+history at several limits, unfinished, the four together, last rotation by triggers, owners by
+instance and id, history by (key, name) pairs, recorded names, project paths) must agree. Few keys, holders,
 ids, names and instants, so ties, collisions and takeovers are common.
 """
 
@@ -255,7 +255,7 @@ class SameAnswers(RuleBasedStateMachine):
         both("rotations", None, 20)
         both("rotations", None, 2)
         for key in KEYS:
-            for call in ("target", "tokens", "tombstones", "unfinished"):
+            for call in ("target", "tokens", "tombstones", "unfinished", "records"):
                 both(call, key)
             for limit in (0, 1, 20):
                 both("rotations", key, limit)

@@ -117,6 +117,35 @@ def test_every_store_counts_calls_per_second_as_the_model_does(
             assert sum(1 for at in calls if start <= at < start + WINDOW) <= per_minute
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.integers(1, 8),
+    st.lists(
+        st.tuples(st.one_of(st.integers(0, 2), st.integers(0, 64 * 70)), st.integers(1, 5), st.booleans()),
+        max_size=15,
+    ),
+)
+def test_every_store_reserves_as_many_calls_as_fit(
+    store: Store, per_minute: int, asks: list[tuple[int, int, bool]]
+) -> None:
+    """A reservation is granted what fits (``min(calls, room)``), for the rest of the clock's second."""
+    clock = store.clock
+    bucket = _unique("gitlab")
+    granted: list[datetime] = []
+    clock.at = START
+    for ticks, calls, other in asks:
+        clock.at += ticks * TICK
+        room = per_minute - len(_counted(granted, clock.at))
+        taken = (store.other if other else store.journal).reserve(bucket, per_minute, calls)
+        assert taken.granted == max(0, min(calls, room))
+        if taken.granted:
+            assert taken.wait == 0.0
+            assert taken.left == math.floor(clock.at.timestamp()) + 1 - clock.at.timestamp()
+            granted += [clock.at] * taken.granted
+        else:
+            assert 0.0 < taken.wait <= 61.0
+
+
 def test_a_postgres_bucket_row_keeps_at_most_61_seconds() -> None:
     """A row left with 10,000 seconds is trimmed by the next take, and stays at 61 pairs at most."""
     clock = Clock()

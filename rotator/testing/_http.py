@@ -24,6 +24,7 @@ in :meth:`FakeServer.test_only_stranger_credentials`.
 import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import re
 import secrets
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 
 from rotator.testing._clock import FakeClock
 from rotator.testing._faults import Fault, Faults
+from rotator.testing._wire import parse_headers, read_header_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,8 +608,46 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "fake"
     sys_version = ""
 
+    #: The request's headers by lower-cased name (the last of a repeated one), as parsed.
+    lowered: dict[str, str]
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         """Stay quiet: the fakes run inside test processes and demos."""
+
+    def parse_request(self) -> bool:
+        """http.server's own, with the headers read by :mod:`rotator.testing._wire`.
+
+        A request line other than ``METHOD TARGET HTTP/1.1`` (or ``1.0``) goes to http.server's
+        parser unchanged, so its answers to malformed requests stay what they were.
+        """
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")  # type: ignore[attr-defined]
+        words = line.split()
+        if not line.isascii() or len(words) != 3 or words[2] not in {"HTTP/1.1", "HTTP/1.0"}:
+            parsed = super().parse_request()
+            if parsed:
+                self.lowered = {k.lower(): v for k, v in self.headers.items()}
+            return parsed
+        self.requestline, (self.command, path, self.request_version) = line, words
+        self.close_connection = self.request_version == "HTTP/1.0"
+        # gh-87389, as http.server does: a path starting with // could pass for a host.
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        try:
+            self.headers, self.lowered = parse_headers(read_header_lines(self.rfile), self.MessageClass)  # type: ignore[arg-type]
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "").lower()
+        if expect == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def _handle(self) -> None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -620,7 +660,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             method=self.command,
             path=split.path,
             query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self.lowered,
             body=body,
             client=str(self.client_address[0]),
             host=self.headers.get("Host", ""),

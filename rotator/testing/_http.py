@@ -166,7 +166,8 @@ class FixedWindowLimiter:
         self._clock = clock
         self._window = window.total_seconds()
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, int], int] = {}
+        self._current = 0  # the window ``_counts`` counts in
+        self._counts: dict[str, int] = {}
 
     def hit(self, key: str) -> tuple[bool, int, float]:
         """Count one request; return (allowed, remaining, seconds until the window resets)."""
@@ -174,9 +175,9 @@ class FixedWindowLimiter:
         window = int(now // self._window)
         reset_in = (window + 1) * self._window - now
         with self._lock:
-            count = self._counts.get((key, window), 0) + 1
-            self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
-            self._counts[(key, window)] = count
+            if window != self._current:  # a new window: every key starts again from zero
+                self._current, self._counts = window, {}
+            count = self._counts[key] = self._counts.get(key, 0) + 1
         return count <= self.limit, max(0, self.limit - count), reset_in
 
 

@@ -181,6 +181,18 @@ class FixedWindowLimiter:
         return count <= self.limit, max(0, self.limit - count), reset_in
 
 
+#: The fakes listening in this process, by URL (see :func:`listening_here`).
+_here: dict[str, "FakeServer"] = {}
+_here_lock = threading.Lock()
+
+
+def listening_here(url: str) -> "FakeServer | None":
+    """The fake started in this process that listens at ``url`` (``http://host:port``) now, if any."""
+    with _here_lock:
+        server = _here.get(url)
+    return server if server is not None and server.listening else None
+
+
 class FakeServer:
     """A fake upstream on 127.0.0.1; subclasses register routes and canned error bodies."""
 
@@ -298,12 +310,17 @@ class FakeServer:
             daemon=True,
         )
         self._thread.start()
+        with _here_lock:
+            _here[self.url] = self
         return self
 
     def stop(self) -> None:
         """Stop listening and release hung requests."""
         self._stopping.set()
         if self._httpd is not None:
+            with _here_lock:
+                if _here.get(self.url) is self:
+                    del _here[self.url]
             self._httpd.shutdown()
             self._httpd.server_close()
             # A stopped server must not keep answering on clients' pooled keep-alive connections.

@@ -6,7 +6,8 @@ Routes: ``POST /api/v1/auth/universal-auth/login``, ``POST /api/v1/auth/token/re
 The PATCH runs Infisical's steps in order (``reference/infisical.md`` §2): authentication,
 write rate limit, zod validation (422), lookup (404), permission (403), platform-managed check,
 re-parse against the stored method (400), then it really calls ``GET {instanceUrl}/api/v4/user``
-with the new token (400 ``Failed to validate credentials: …`` if GitLab refuses), encrypts the
+with the new token (400 ``Failed to validate credentials: …`` if GitLab refuses; a fake GitLab in
+this process is called in process, see :mod:`rotator.testing._hop`), encrypts the
 credentials with AES-256-GCM under a random IV, and answers the redacted record. ``credentialsHash``
 is the SHA-256 of that encrypted blob, so it changes on every credential write, even of the same
 token, and stays put on a metadata-only PATCH.
@@ -31,6 +32,7 @@ import httpx
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rotator.testing._clock import FakeClock
+from rotator.testing._hop import HopError, get_user
 from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Response
 from rotator.testing._infisical_auth import Identity, IdentityAuth
 from rotator.testing._infisical_errors import canned, fail
@@ -265,22 +267,21 @@ class FakeInfisical(FakeServer):
     def _validate_with_gitlab(self, credentials: dict[str, str]) -> None:
         """``client.Users.showCurrentUser()``: retried on 429/502 like gitbeaker, up to 10 tries."""
         base = credentials.get("instanceUrl", DEFAULT_GITLAB).rstrip("/")
-        headers = {"PRIVATE-TOKEN": credentials["accessToken"], "User-Agent": "infisical-gitbeaker"}
         for attempt in range(10):
             try:
-                answer = self._gitlab_client.get(f"{base}/api/v4/user", headers=headers)
-            except httpx.HTTPError as exc:
+                answer = get_user(self._gitlab_client, base, credentials["accessToken"])
+            except HopError as exc:
                 fail(400, "BadRequest", f"Failed to validate credentials: {exc!s}")
-            if answer.status_code not in {429, 502} or attempt == 9:
+            if answer.status not in {429, 502} or attempt == 9:
                 break
             time.sleep(self.validation_retry_delay * 2**attempt)
-        if answer.is_success:
+        if 200 <= answer.status < 300:  # a 2xx, as httpx.Response.is_success
             return
-        phrase = answer.reason_phrase or str(answer.status_code)
+        phrase = answer.reason or str(answer.status)
         cause = ""
         if phrase != "Unauthorized":
             try:
-                detail = answer.json()
+                detail = json.loads(answer.body)
                 text = detail.get("error_description") or detail.get("message") or detail.get("error")
             except (ValueError, AttributeError):
                 text = None

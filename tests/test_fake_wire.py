@@ -13,14 +13,15 @@ from rotator.testing import Fakes
 from rotator.testing._wire import MAX_HEADERS, MAX_LINE, parse_headers, read_header_lines
 
 
-def _stdlib(block: bytes) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def _stdlib(block: bytes) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, str]]:
     message = http.client.parse_headers(io.BytesIO(block))
-    return list(message.items()), {k.lower(): v for k, v in message.items()}
+    first = {k.lower(): message.get(k, "") for k in message}
+    return list(message.items()), {k.lower(): v for k, v in message.items()}, first
 
 
-def _ours(block: bytes) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    message, lowered = parse_headers(read_header_lines(io.BytesIO(block)), http.client.HTTPMessage)
-    return list(message.items()), lowered
+def _ours(block: bytes) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, str]]:
+    message, last, first = parse_headers(read_header_lines(io.BytesIO(block)), http.client.HTTPMessage)
+    return list(message.items()), last, first
 
 
 _NAMES = st.sampled_from(["Host", "Content-Type", "PRIVATE-TOKEN", "x-a", "X-A", "Bad Name", "", "From"])
@@ -38,7 +39,7 @@ _LINES = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(lines=_LINES, end=st.sampled_from(["\r\n", "\n", ""]))
 def test_any_header_block_parses_as_http_client_parses_it(lines: list[str], end: str) -> None:
-    """Names, values, order, repeats, folds and oddities: the same message and lower-cased dict."""
+    """Names, values, order, repeats, folds and oddities: the same message, last and first values by name."""
     block = "".join(line for line in lines if line.strip("\r\n")).encode("iso-8859-1") + end.encode()
     assert _ours(block) == _stdlib(block)
 

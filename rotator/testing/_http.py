@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from rotator.testing._clock import FakeClock
 from rotator.testing._faults import Fault, Faults
-from rotator.testing._wire import parse_headers, read_header_lines
+from rotator.testing._wire import by_name, parse_headers, read_header_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,8 +626,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "fake"
     sys_version = ""
 
-    #: The request's headers by lower-cased name (the last of a repeated one), as parsed.
+    #: The request's headers by lower-cased name: the last of a repeated one, and the first
+    #: (what ``self.headers.get`` answers, without its walk over every header).
     lowered: dict[str, str]
+    first: dict[str, str]
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         """Stay quiet: the fakes run inside test processes and demos."""
@@ -643,35 +645,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not line.isascii() or len(words) != 3 or words[2] not in {"HTTP/1.1", "HTTP/1.0"}:
             parsed = super().parse_request()
             if parsed:
-                self.lowered = {k.lower(): v for k, v in self.headers.items()}
+                self.lowered, self.first = by_name(self.headers.items())
             return parsed
         self.requestline, (self.command, path, self.request_version) = line, words
         self.close_connection = self.request_version == "HTTP/1.0"
         # gh-87389, as http.server does: a path starting with // could pass for a host.
         self.path = "/" + path.lstrip("/") if path.startswith("//") else path
         try:
-            self.headers, self.lowered = parse_headers(read_header_lines(self.rfile), self.MessageClass)  # type: ignore[arg-type]
+            lines = read_header_lines(self.rfile)  # type: ignore[arg-type]
+            self.headers, self.lowered, self.first = parse_headers(lines, self.MessageClass)
         except http.client.LineTooLong as err:
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
             return False
         except http.client.HTTPException as err:
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
             return False
-        connection = self.headers.get("Connection", "").lower()
+        connection = self.first.get("connection", "").lower()
         if connection == "close":
             self.close_connection = True
         elif connection == "keep-alive":
             self.close_connection = False
-        expect = self.headers.get("Expect", "").lower()
+        expect = self.first.get("expect", "").lower()
         if expect == "100-continue" and self.request_version == "HTTP/1.1":
             return self.handle_expect_100()
         return True
 
     def _handle(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if "chunked" in self.first.get("transfer-encoding", "").lower():
             self.send_error(411, "Length Required")  # the fakes read Content-Length bodies only
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length = int(self.first.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         split = urllib.parse.urlsplit(self.path)
         request = Request(
@@ -681,7 +684,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             headers=self.lowered,
             body=body,
             client=str(self.client_address[0]),
-            host=self.headers.get("Host", ""),
+            host=self.first.get("host", ""),
         )
         response = self.fake.dispatch(request)
         if response is None:

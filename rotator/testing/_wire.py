@@ -37,8 +37,12 @@ def read_header_lines(rfile: IO[bytes]) -> list[bytes]:
 
 def parse_headers(
     lines: list[bytes], message_class: type[http.client.HTTPMessage]
-) -> tuple[http.client.HTTPMessage, dict[str, str]]:
-    """The message ``http.client.parse_headers`` would make of ``lines``, and its lower-cased dict."""
+) -> tuple[http.client.HTTPMessage, dict[str, str], dict[str, str]]:
+    """The message ``http.client.parse_headers`` would make of ``lines``, and its fields by name.
+
+    Names are lower-cased in both dicts: in the first, a repeated name keeps its last value (what
+    the fakes' handlers see); in the second, its first (what ``message.get`` answers).
+    """
     fields: list[tuple[str, str]] = []
     for raw in lines[:-1]:  # the last line is the blank one (or the end of the stream)
         line = raw.decode("iso-8859-1").removesuffix("\n").removesuffix("\r")
@@ -46,9 +50,20 @@ def parse_headers(
         if not colon or "\r" in line or not _NAME.fullmatch(name):
             text = b"".join(lines).decode("iso-8859-1")
             message = email.parser.Parser(_class=message_class).parsestr(text)
-            return message, {k.lower(): v for k, v in message.items()}
+            return message, *by_name(message.items())
         fields.append((name, value.lstrip(" \t")))
     message = message_class()
     for name, value in fields:
         message.set_raw(name, value)
-    return message, {name.lower(): value for name, value in fields}
+    return message, *by_name(fields)
+
+
+def by_name(fields: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """``fields`` by lower-cased name: the last value of each, and the first."""
+    last: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for name, value in fields:
+        key = name.lower()
+        last[key] = value
+        first.setdefault(key, value)
+    return last, first

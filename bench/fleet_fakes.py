@@ -11,17 +11,32 @@ reads), then answers one JSON line per command read on stdin:
 * ``{"op": "quit"}``.
 
 The fakes' rate limits stay off (their default, as on a self-hosted instance), so they never bind.
+
+With ``ROTATOR_BENCH_FAKES_PROFILE=PATH`` in the environment (``fleet.py`` passes its own on), every
+request both fakes serve is profiled with cProfile on thread-CPU time (one profiler per connection
+thread, on only while a request is read and answered), merged into PATH at ``quit``:
+``python -m pstats PATH`` then shows where the fakes' CPU per request goes.
 """
 
+import cProfile
 import json
+import os
+import pstats
 import sys
+import threading
+import time
 
 from pathlib import Path
 from typing import Any
 
 from run import VALIDATION_HOP, Fleet, _manager, counts, reset, set_latency
 
-from rotator.testing import start_fakes
+from rotator.testing import _http, start_fakes
+
+
+_profiles: list[cProfile.Profile] = []
+_profiles_lock = threading.Lock()
+_local = threading.local()
 
 
 def _answer(body: dict[str, Any]) -> None:
@@ -29,8 +44,41 @@ def _answer(body: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _profile_requests() -> None:
+    """Profile each request the fakes read and answer (see the module docstring)."""
+    one_request = _http._RequestHandler.handle_one_request  # noqa: SLF001
+
+    def profiled(handler: Any) -> None:  # noqa: ANN401 - http.server's handler
+        profiler = getattr(_local, "profiler", None)
+        if profiler is None:
+            profiler = _local.profiler = cProfile.Profile(time.thread_time)
+            with _profiles_lock:
+                _profiles.append(profiler)
+        profiler.enable()
+        try:
+            one_request(handler)
+        finally:
+            profiler.disable()
+
+    _http._RequestHandler.handle_one_request = profiled  # type: ignore[method-assign]  # noqa: SLF001
+
+
 def main() -> None:
     """Serve the commands until ``quit`` or the end of stdin."""
+    profile = os.environ.get("ROTATOR_BENCH_FAKES_PROFILE")
+    if profile:
+        _profile_requests()
+    try:
+        _serve()
+    finally:
+        if profile:
+            with _profiles_lock:
+                done = [p for p in _profiles if p.getstats()]
+            if done:
+                pstats.Stats(*done).dump_stats(profile)
+
+
+def _serve() -> None:
     with start_fakes() as fakes:
         manager = _manager(fakes.gitlab)
         token = fakes.gitlab.seed_personal_token(manager, ["api"], name="bench-manager")

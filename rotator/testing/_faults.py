@@ -87,6 +87,8 @@ class Faults:
         self._lock = threading.Lock()
         self._armed: list[Fault] = []
         self._latency: dict[str, float] = {}
+        # latency_for's answers per route: every request asks, and the globs change rarely.
+        self._latency_of: dict[str, float] = {}
 
     def add(self, fault: Fault) -> Fault:
         """Arm ``fault`` and return it."""
@@ -153,14 +155,18 @@ class Faults:
                 self._latency.pop(route, None)
             else:
                 self._latency[route] = seconds
+            self._latency_of.clear()
 
     def latency_for(self, route: str) -> float:
         """The persistent latency of ``route``: the largest matching setting."""
         with self._lock:
-            return max(
-                (s for r, s in self._latency.items() if fnmatch.fnmatchcase(route, r)),
-                default=0.0,
-            )
+            found = self._latency_of.get(route)
+            if found is None:
+                found = self._latency_of[route] = max(
+                    (s for r, s in self._latency.items() if fnmatch.fnmatchcase(route, r)),
+                    default=0.0,
+                )
+            return found
 
     def take(self, route: str) -> Fault | None:
         """Consume and return the oldest armed fault matching ``route``, if any."""
@@ -184,3 +190,4 @@ class Faults:
         with self._lock:
             self._armed.clear()
             self._latency.clear()
+            self._latency_of.clear()

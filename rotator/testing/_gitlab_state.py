@@ -5,9 +5,17 @@ access token is a personal access token of its own bot user, which is a member o
 the token's ``access_level``; a token is dead from 00:00 UTC on its ``expires_at`` date; revoked and
 expired tokens stay listed as ``active: false``; rotation links the new token to the old one through
 ``previous_id``, which is what reuse detection walks.
+
+Lookups go through indexes, so a request costs the same with five tokens or five thousand: by the
+SHA-256 of the token value (GitLab itself finds a token by its ``token_digest``), by path, by
+resource, and by ``previous_id``. The indexed fields (``value``, ``resource``, ``previous_id``,
+``kind``, ``path``) are fixed when a record is made; :meth:`GitLabState.add_token` and
+:meth:`GitLabState.add_resource` index what they make, and a token deleted or added by hand
+(``del state.tokens[id]`` in a test) is noticed by the count and the indexes rebuilt.
 """
 
 import base64
+import hashlib
 import secrets
 import zlib
 
@@ -178,6 +186,12 @@ class GitLabState:
     #: Ids of revoked tokens presented on a rotate path (each one revoked its whole family).
     reuse_detections: list[int] = field(default_factory=list)
     _next_id: dict[str, int] = field(default_factory=dict)
+    # The indexes (see the module docstring) and how many records they cover.
+    _by_digest: dict[bytes, Token] = field(default_factory=dict, repr=False)
+    _by_resource: dict[tuple[ResourceKind, int], list[Token]] = field(default_factory=dict, repr=False)
+    _by_previous: dict[int, list[Token]] = field(default_factory=dict, repr=False)
+    _by_path: dict[tuple[ResourceKind, str], Resource] = field(default_factory=dict, repr=False)
+    _indexed: tuple[int, int] = (0, 0)  # (tokens, resources)
 
     def next_id(self, kind: str) -> int:
         """A fresh id per kind, as a database sequence would give."""
@@ -195,7 +209,9 @@ class GitLabState:
     def add_resource(self, kind: ResourceKind, path: str, *, parent: Resource | None = None) -> Resource:
         """Create a project or group, optionally inside a group."""
         resource = Resource(self.next_id(kind), kind, path, parent.id if parent else None)
+        self._sync()
         self.resources[(kind, resource.id)] = resource
+        self._index_resource(resource)
         return resource
 
     def add_token(  # noqa: PLR0913 - mirrors the API's parameters
@@ -231,7 +247,9 @@ class GitLabState:
             previous_id=previous_id,
             described=self.descriptions != "ignored",
         )
+        self._sync()
         self.tokens[token.id] = token
+        self._index_token(token)
         return token
 
     def add_bot(self, resource: Resource, name: str, access_level: int) -> User:
@@ -244,14 +262,20 @@ class GitLabState:
     # ---- lookups ------------------------------------------------------------------------------
 
     def token_by_value(self, value: str) -> Token | None:
-        """The token whose secret is ``value``."""
-        return next((t for t in self.tokens.values() if secrets.compare_digest(t.value, value)), None)
+        """The token whose secret is ``value``: found by its digest, then compared in constant time."""
+        self._sync()
+        presented = value.encode(errors="surrogatepass")
+        token = self._by_digest.get(hashlib.sha256(presented).digest())
+        if token is None or not secrets.compare_digest(token.value.encode(), presented):
+            return None
+        return token
 
     def find_resource(self, kind: ResourceKind, ref: str) -> Resource | None:
         """A resource by numeric id or full path."""
         if ref.isdigit():
             return self.resources.get((kind, int(ref)))
-        return next((r for (k, _), r in self.resources.items() if k == kind and r.path == ref), None)
+        self._sync()
+        return self._by_path.get((kind, ref))
 
     def access_level(self, user: User, resource: Resource) -> int:
         """``user``'s effective role on ``resource``: direct or inherited from parent groups."""
@@ -267,21 +291,51 @@ class GitLabState:
 
     def resource_tokens(self, resource: Resource) -> list[Token]:
         """The tokens of ``resource``, oldest first."""
-        return [t for t in self.tokens.values() if t.resource is resource]
+        self._sync()
+        return [t for t in self._by_resource.get((resource.kind, resource.id), ()) if t.resource is resource]
 
     def revoke_family(self, token: Token) -> list[int]:
         """Reuse detection: revoke every active descendant of ``token``; return their ids."""
+        self._sync()
         self.reuse_detections.append(token.id)
         revoked: list[int] = []
         frontier = {token.id}
         while frontier:
-            children = [t for t in self.tokens.values() if t.previous_id in frontier]
+            # One generation, oldest first, as a scan of every token in id order would find it.
+            found = (child for parent in frontier for child in self._by_previous.get(parent, ()))
+            children = sorted(found, key=lambda t: t.id)
             for child in children:
                 if not child.revoked:
                     child.revoked = True
                     revoked.append(child.id)
             frontier = {c.id for c in children}
         return revoked
+
+    # ---- the indexes --------------------------------------------------------------------------
+
+    def _index_token(self, token: Token) -> None:
+        self._by_digest.setdefault(hashlib.sha256(token.value.encode()).digest(), token)  # the first wins
+        if token.resource is not None:
+            key = (token.resource.kind, token.resource.id)
+            self._by_resource.setdefault(key, []).append(token)  # ids grow: the list stays oldest first
+        if token.previous_id is not None:
+            self._by_previous.setdefault(token.previous_id, []).append(token)
+        self._indexed = (self._indexed[0] + 1, self._indexed[1])
+
+    def _index_resource(self, resource: Resource) -> None:
+        self._by_path.setdefault((resource.kind, resource.path), resource)  # the first of a path wins
+        self._indexed = (self._indexed[0], self._indexed[1] + 1)
+
+    def _sync(self) -> None:
+        """Rebuild the indexes if ``tokens`` or ``resources`` were changed by hand (a test's ``del``)."""
+        if self._indexed == (len(self.tokens), len(self.resources)):
+            return
+        self._by_digest, self._by_resource, self._by_previous, self._by_path = {}, {}, {}, {}
+        self._indexed = (0, 0)
+        for token in self.tokens.values():
+            self._index_token(token)
+        for resource in self.resources.values():
+            self._index_resource(resource)
 
     def max_expiry(self, now: datetime) -> date:
         """The last allowed ``expires_at``: today (UTC) + 365 days, or + the admin's lower limit."""

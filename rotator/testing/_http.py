@@ -24,6 +24,7 @@ in :meth:`FakeServer.test_only_stranger_credentials`.
 import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import re
 import secrets
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 
 from rotator.testing._clock import FakeClock
 from rotator.testing._faults import Fault, Faults
+from rotator.testing._wire import by_name, parse_headers, read_header_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,8 @@ class FixedWindowLimiter:
         self._clock = clock
         self._window = window.total_seconds()
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, int], int] = {}
+        self._current = 0  # the window ``_counts`` counts in
+        self._counts: dict[str, int] = {}
 
     def hit(self, key: str) -> tuple[bool, int, float]:
         """Count one request; return (allowed, remaining, seconds until the window resets)."""
@@ -172,9 +175,9 @@ class FixedWindowLimiter:
         window = int(now // self._window)
         reset_in = (window + 1) * self._window - now
         with self._lock:
-            count = self._counts.get((key, window), 0) + 1
-            self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
-            self._counts[(key, window)] = count
+            if window != self._current:  # a new window: every key starts again from zero
+                self._current, self._counts = window, {}
+            count = self._counts[key] = self._counts.get(key, 0) + 1
         return count <= self.limit, max(0, self.limit - count), reset_in
 
 
@@ -606,24 +609,65 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "fake"
     sys_version = ""
 
+    #: The request's headers by lower-cased name: the last of a repeated one, and the first
+    #: (what ``self.headers.get`` answers, without its walk over every header).
+    lowered: dict[str, str]
+    first: dict[str, str]
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         """Stay quiet: the fakes run inside test processes and demos."""
 
+    def parse_request(self) -> bool:
+        """http.server's own, with the headers read by :mod:`rotator.testing._wire`.
+
+        A request line other than ``METHOD TARGET HTTP/1.1`` (or ``1.0``) goes to http.server's
+        parser unchanged, so its answers to malformed requests stay what they were.
+        """
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")  # type: ignore[attr-defined]
+        words = line.split()
+        if not line.isascii() or len(words) != 3 or words[2] not in {"HTTP/1.1", "HTTP/1.0"}:
+            parsed = super().parse_request()
+            if parsed:
+                self.lowered, self.first = by_name(self.headers.items())
+            return parsed
+        self.requestline, (self.command, path, self.request_version) = line, words
+        self.close_connection = self.request_version == "HTTP/1.0"
+        # gh-87389, as http.server does: a path starting with // could pass for a host.
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        try:
+            lines = read_header_lines(self.rfile)  # type: ignore[arg-type]
+            self.headers, self.lowered, self.first = parse_headers(lines, self.MessageClass)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        connection = self.first.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        expect = self.first.get("expect", "").lower()
+        if expect == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
     def _handle(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if "chunked" in self.first.get("transfer-encoding", "").lower():
             self.send_error(411, "Length Required")  # the fakes read Content-Length bodies only
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length = int(self.first.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         split = urllib.parse.urlsplit(self.path)
         request = Request(
             method=self.command,
             path=split.path,
             query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self.lowered,
             body=body,
             client=str(self.client_address[0]),
-            host=self.headers.get("Host", ""),
+            host=self.first.get("host", ""),
         )
         response = self.fake.dispatch(request)
         if response is None:

@@ -3,89 +3,57 @@
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from rotator.testing import Fakes
-from rotator.testing._gitlab_state import OWNER, User
+from rotator.testing._gitlab_state import User
 from tests.cli_harness import CONNECTIONS, Harness
+from tests.kinds import ACCOUNT_CONNECTION, CONNECTION_OF, GROUP_CONNECTION, Seeded, seed_kinds
 
 
 pytestmark = pytest.mark.slow
 
-GROUP_CONNECTION = "5b0e3f52-7a5e-4d5e-9d0f-1a2b3c4d5e6f"
-ACCOUNT_CONNECTION = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a"
-
 
 @dataclass(frozen=True)
 class Kinds:
-    """The three targets' fakes: the group, the service account and what each connection held."""
+    """The three targets' fakes, seen by connection: the harness and what :func:`seed_kinds` added."""
 
     harness: Harness
-    group_id: int
-    account: User
-    held: dict[str, int]  # connection id -> the token id it held at the start
+    seeded: Seeded
+
+    @property
+    def account(self) -> User:
+        """The service account."""
+        return self.seeded.account
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Connection id -> the token id it held at the start."""
+        return {CONNECTION_OF[kind]: token for kind, token in self.seeded.held.items()}
 
     def active(self, connection: str) -> list[int]:
         """Active token ids of the connection's owner (test-only view)."""
-        gitlab, now = self.harness.fakes.gitlab, self.harness.fakes.clock.now()
-        with gitlab.lock:
-            tokens = gitlab.state.tokens.values()
-            if connection == GROUP_CONNECTION:
-                mine = [t for t in tokens if t.resource is not None and t.resource.id == self.group_id]
-                mine = [t for t in mine if t.resource is not None and t.resource.kind == "group"]
-            else:
-                mine = [t for t in tokens if t.user_id == self.account.id]
-            return [t.id for t in mine if t.active(now)]
+        return self.seeded.active(_KIND_OF[connection])
 
     def works(self, connection: str) -> bool:
         """Whether GitLab accepts what the connection holds now."""
-        fakes = self.harness.fakes
-        return fakes.gitlab.test_only_accepts(fakes.infisical.test_only_held_token(connection))
+        return self.seeded.works(_KIND_OF[connection])
 
 
-def _targets(fakes: Fakes, group_id: int, account: User) -> list[dict[str, Any]]:
-    return [
-        {"name": "app-deploy", "project": fakes.seed.project_paths[0], "connection_id": CONNECTIONS[0]},
-        {"name": "platform-sync", "group": "platform", "connection_id": GROUP_CONNECTION},
-        {
-            "name": "robot",
-            "service_account": {"user_id": account.id, "group": group_id},
-            "connection_id": ACCOUNT_CONNECTION,
-            "token": {"scopes": ["api", "read_user"], "lifetime": "30d"},
-        },
-    ]
+_KIND_OF = {connection: kind for kind, connection in CONNECTION_OF.items()}
 
 
 @pytest.fixture
 def kinds(fakes: Fakes, tmp_path: Path) -> Kinds:
     """The seed plus a group ``platform`` the manager owns, its group token and its service account."""
-    gitlab, infisical = fakes.gitlab, fakes.infisical
-    manager = gitlab.test_only_user("rotator-manager")
-    group = gitlab.seed_resource("group", "platform")
-    gitlab.seed_member(group, manager, OWNER)
-    group_token = gitlab.seed_resource_token(group, "platform-sync", ["api"], days=30, access_level=OWNER)
-    account = gitlab.seed_service_account(group)
-    account_token = gitlab.seed_personal_token(account, ["api", "read_user"], days=30, name="robot")
-    for token, connection, kind in (
-        (group_token, GROUP_CONNECTION, "group"),
-        (account_token, ACCOUNT_CONNECTION, "personal"),
-    ):
-        infisical.seed_connection(
-            token.value, instance_url=gitlab.url, access_token_type=kind, connection_id=connection
-        )
+    seeded = seed_kinds(fakes)
     harness = Harness(fakes, tmp_path)
     config = yaml.safe_load((tmp_path / "rotator.yaml").read_text())
-    targets = _targets(fakes, group.id, account)
-    targets[0]["adopt_token_id"] = fakes.seed.adopt_token_ids[0]
-    targets[1]["adopt_token_id"] = group_token.id
-    targets[2]["adopt_token_id"] = account_token.id
-    config["targets"] = targets
+    config["targets"] = seeded.targets()
     (tmp_path / "rotator.yaml").write_text(yaml.safe_dump(config))
-    held = {GROUP_CONNECTION: group_token.id, ACCOUNT_CONNECTION: account_token.id}
-    return Kinds(harness, group.id, account, held)
+    return Kinds(harness, seeded)
 
 
 def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds) -> None:

@@ -2,7 +2,9 @@
 
 import re
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +18,11 @@ from tests.test_daemon import AUTH, DaemonProcess, daemon_config, finished_for, 
 pytestmark = pytest.mark.slow
 #: The ``accessTokenType`` each kind's connection keeps through every rotation.
 TYPES = {"project": "project", "group": "group", "service_account": "personal"}
+
+
+def revoked_for(name: str) -> Callable[[dict[str, Any]], bool]:
+    """A test for ``token.revoked`` events of target ``name``."""
+    return lambda event: event.get("event") == "token.revoked" and event["target"] == name
 
 
 def test_the_daemon_rotates_three_kinds_and_the_trigger_rotates_each(fakes: Fakes, tmp_path: Path) -> None:
@@ -32,9 +39,7 @@ def test_the_daemon_rotates_three_kinds_and_the_trigger_rotates_each(fakes: Fake
         finished = d.wait_for(finished_for(NAMES[kind]), 30)
         assert finished["outcome"] == "succeeded", finished
     for kind in KINDS:
-        revoked = d.wait_for(
-            lambda e, k=kind: e.get("event") == "token.revoked" and e["target"] == NAMES[k], 30
-        )
+        revoked = d.wait_for(revoked_for(NAMES[kind]), 30)
         assert revoked["token_id"] == seeded.held[kind]
     rotated = {kind: seeded.active(kind) for kind in KINDS}
     assert all(len(ids) == 1 and seeded.works(kind) for kind, ids in rotated.items()), rotated
@@ -53,5 +58,5 @@ def test_the_daemon_rotates_three_kinds_and_the_trigger_rotates_each(fakes: Fake
         assert held["accessTokenType"] == TYPES[kind]
     assert d.stop() == 0
     assert not re.search(r"glpat-|Bearer ", d.output())
-    finished = [e for e in d.events() if e.get("event") == "rotation.finished"]
-    assert sorted(e["target"] for e in finished if e["trigger"] == "http") == sorted(NAMES.values())
+    events = [e for e in d.events() if e.get("event") == "rotation.finished"]
+    assert sorted(e["target"] for e in events if e["trigger"] == "http") == sorted(NAMES.values())

@@ -9,8 +9,8 @@ import yaml
 
 from rotator.testing import Fakes
 from rotator.testing._gitlab_state import User
-from tests.cli_harness import CONNECTIONS, Harness
-from tests.kinds import ACCOUNT_CONNECTION, CONNECTION_OF, GROUP_CONNECTION, Seeded, seed_kinds
+from tests.cli_harness import CONNECTIONS, UA, Harness
+from tests.kinds import ACCOUNT_CONNECTION, CONNECTION_OF, CREATE_ROUTES, GROUP_CONNECTION, Seeded, seed_kinds
 
 
 pytestmark = pytest.mark.slow
@@ -108,3 +108,26 @@ def test_a_group_target_on_a_project_connection_is_refused(kinds: Kinds) -> None
     assert result.code == 1
     assert "accessTokenType 'project'" in result.stdout + result.stderr
     assert set(kinds.active(GROUP_CONNECTION)) == before
+
+
+def test_each_kind_asks_once_more_under_a_lifetime_cap(kinds: Kinds) -> None:
+    """An 8-day cap: each kind's create is refused (a service account's with 422), then asked once more."""
+    h = kinds.harness
+    h.fakes.gitlab.set_max_lifetime(8)
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    limit = h.fakes.clock.now().date() + timedelta(days=8)
+    statuses: dict[str, list[int | None]] = {}
+    for route in CREATE_ROUTES.values():
+        for call in h.fakes.gitlab.calls(route, user_agent=UA):
+            statuses.setdefault(route, []).append(call.status)
+    assert statuses == {
+        CREATE_ROUTES["project"]: [400, 201],
+        CREATE_ROUTES["group"]: [400, 201],
+        CREATE_ROUTES["service_account"]: [422, 201],
+    }
+    for connection in (GROUP_CONNECTION, ACCOUNT_CONNECTION):
+        new = [t for t in kinds.active(connection) if t != kinds.held[connection]]
+        assert len(new) == 1
+        assert h.fakes.gitlab.test_only_token(new[0]).expires_at == limit - timedelta(days=1)
+        assert kinds.works(connection)

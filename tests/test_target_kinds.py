@@ -131,3 +131,32 @@ def test_each_kind_asks_once_more_under_a_lifetime_cap(kinds: Kinds) -> None:
         assert len(new) == 1
         assert h.fakes.gitlab.test_only_token(new[0]).expires_at == limit - timedelta(days=1)
         assert kinds.works(connection)
+
+
+def test_an_infisical_older_than_group_tokens_is_explained(kinds: Kinds) -> None:
+    """An Infisical refusing type group (422): the push fails saying to upgrade it; the old token stays."""
+    h = kinds.harness
+    h.fakes.infisical.accept_group_tokens = False
+    result = h.run("run-once")
+    assert result.code == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("platform-sync"))
+    assert "received 'group'" in line
+    assert "upgrade Infisical" in line
+    assert kinds.works(GROUP_CONNECTION)
+    assert kinds.held[GROUP_CONNECTION] in kinds.active(GROUP_CONNECTION)
+    assert kinds.works(ACCOUNT_CONNECTION)  # the other kinds rotate as usual
+    assert h.held_works(0)
+
+
+def test_check_explains_a_group_target_on_a_project_connection(kinds: Kinds) -> None:
+    """``check``: a group target on a ``project`` connection (an older Infisical's only choice) says why."""
+    h = kinds.harness
+    config = yaml.safe_load((h.folder / "rotator.yaml").read_text())
+    config["targets"] = [{"name": "wrong", "group": "platform", "connection_id": CONNECTIONS[1]}]
+    (h.folder / "rotator.yaml").write_text(yaml.safe_dump(config))
+    result = h.run("check")
+    assert result.code == 1
+    problem = next(line for line in result.stdout.splitlines() if line.startswith("PROBLEM"))
+    assert "accessTokenType 'project'" in problem
+    assert "if Infisical refuses type 'group' with a 422" in problem
+    assert "upgrade Infisical" in problem

@@ -1,9 +1,11 @@
 """A group target, a service-account target and a project target rotate side by side through the CLI."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
@@ -11,6 +13,7 @@ from rotator.testing import Fakes
 from rotator.testing._gitlab_state import User
 from tests.cli_harness import CONNECTIONS, UA, Harness
 from tests.kinds import ACCOUNT_CONNECTION, CONNECTION_OF, CREATE_ROUTES, GROUP_CONNECTION, Seeded, seed_kinds
+from tests.postgres import fresh_database
 
 
 pytestmark = pytest.mark.slow
@@ -45,18 +48,36 @@ class Kinds:
 _KIND_OF = {connection: kind for kind, connection in CONNECTION_OF.items()}
 
 
+#: A test run on both journals: the file, and a fresh PostgreSQL database (the journal contract with kinds).
+BOTH_JOURNALS = pytest.mark.parametrize("journal_url", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def kinds(fakes: Fakes, tmp_path: Path) -> Kinds:
+def journal_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``None`` for the config's SQLite file (the default), or a fresh PostgreSQL database's URL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def kinds(fakes: Fakes, tmp_path: Path, journal_url: str | None) -> Kinds:
     """The seed plus a group ``platform`` the manager owns, its group token and its service account."""
     seeded = seed_kinds(fakes)
     harness = Harness(fakes, tmp_path)
+    if journal_url is not None:
+        harness.state_url = journal_url
+        harness.write_config()
     config = yaml.safe_load((tmp_path / "rotator.yaml").read_text())
     config["targets"] = seeded.targets()
     (tmp_path / "rotator.yaml").write_text(yaml.safe_dump(config))
     return Kinds(harness, seeded)
 
 
-def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds) -> None:
+@BOTH_JOURNALS
+def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds, journal_url: str | None) -> None:
     """One run-once rotates all three kinds; after grace the next revokes each adopted token."""
     h = kinds.harness
     first = h.run("run-once")
@@ -82,8 +103,16 @@ def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds) -> None:
     assert history[0]["retired"][0]["evidence"] == "DELETE 204"
     status = h.run("status", "--json").json()
     assert {t["target"] for t in status["targets"]} == {"app-deploy", "platform-sync", "robot"}
+    if journal_url is not None:  # the journal is the database's, its keys naming each kind
+        assert not (h.folder / "state.db").exists()
+        with psycopg.connect(journal_url) as db:
+            keys = {key.split("|")[1] for (key,) in db.execute("SELECT key FROM targets")}
+        project = h.fakes.seed.project_ids[0]
+        account = f"service_account:{kinds.account.id}@group:{kinds.seeded.group_id}"
+        assert keys == {str(project), f"group:{kinds.seeded.group_id}", account}
 
 
+@BOTH_JOURNALS
 def test_rotate_forces_a_group_target(kinds: Kinds) -> None:
     """``rotate`` on a group target makes a new group token and pushes it with type group."""
     h = kinds.harness

@@ -64,6 +64,8 @@ class Harness:
 
     #: The config's ``state.url``: a test may point it elsewhere (a PostgreSQL database) and rewrite.
     state_url = "sqlite:///state.db"
+    #: Infisical login variables in place of the seed's Universal Auth pair (Kubernetes Auth's, say).
+    infisical_login: dict[str, str] | None = None
 
     def __init__(self, fakes: Fakes, folder: Path, **target_fields: Any) -> None:  # noqa: ANN401
         """Write ``rotator.yaml`` for ``fakes`` with ``target_fields`` in ``defaults``."""
@@ -117,9 +119,13 @@ class Harness:
         every hook, ``crash_after`` included (:mod:`rotator.doors.hooks`).
         """
         offset = int(self.fakes.clock.offset.total_seconds())
+        seeded = self.fakes.seed.environment()
+        if self.infisical_login is not None:
+            universal = ("ROTATOR_INFISICAL_CLIENT_ID", "ROTATOR_INFISICAL_CLIENT_SECRET")
+            seeded = {k: v for k, v in seeded.items() if k not in universal} | self.infisical_login
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
-            **self.fakes.seed.environment(),
+            **seeded,
             "ROTATOR_TEST_CLOCK_OFFSET": f"{offset}s" if offset >= 0 else f"-{-offset}s",
             SLEEP_SCALE: SCALE,
             **(extra or {}),

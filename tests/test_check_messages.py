@@ -152,6 +152,24 @@ def test_a_refused_login_names_both_variables_and_is_sent_once(
     assert h.run("check").code == 0  # one failure locks nothing: the right secret still logs in
 
 
+def test_an_unknown_client_id_is_a_refused_login_sent_once(h: Harness) -> None:
+    """Infisical's 404 for an unknown client id is a refused login: one line, one login, items skipped."""
+    env = h.environment()
+    env["ROTATOR_INFISICAL_CLIENT_ID"] = "00000000-0000-4000-8000-000000000000"
+    result = _run(h, env, "check")
+    assert result.code == 1, result.stdout + result.stderr
+    names = "ROTATOR_INFISICAL_CLIENT_ID and ROTATOR_INFISICAL_CLIENT_SECRET"
+    assert _lines(result, "PROBLEM", "skip") == [
+        (
+            f"PROBLEM infisical: credentials: Infisical refused the Universal Auth login with {names}"
+            f" (404: NotFound: No identity with specified client ID was found): fix them; {LOCKOUT}"
+        ),
+        f"skip    app-deploy: connection {CONNECTIONS[0]}: not checked: Infisical refused {names} (above)",
+        f"skip    api-deploy: connection {CONNECTIONS[1]}: not checked: Infisical refused {names} (above)",
+    ]
+    assert _infisical_calls(h) == {LOGIN: 1}
+
+
 def test_a_locked_identity_is_asked_once_and_the_lockout_is_said(h: Harness) -> None:
     """After three bad logins elsewhere, check sends one login and shows Infisical's lockout message."""
     seed = h.fakes.seed

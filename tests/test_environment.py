@@ -191,3 +191,52 @@ def test_proc_self_environ_is_refused_as_a_secret_file() -> None:
         load_secrets({"ROTATOR_GITLAB_TOKEN_FILE": "/proc/self/environ", "ROTATOR_INFISICAL_TOKEN": "j"})
     assert raised.value.key == "ROTATOR_GITLAB_TOKEN_FILE"
     assert "one line" in raised.value.problem
+
+
+LOGIN_VARIABLES = (
+    "ROTATOR_INFISICAL_TOKEN",
+    "ROTATOR_INFISICAL_CLIENT_ID",
+    "ROTATOR_INFISICAL_CLIENT_SECRET",
+    "ROTATOR_INFISICAL_IDENTITY_ID",
+    "ROTATOR_INFISICAL_KUBERNETES_TOKEN_FILE",
+)
+
+
+@given(st.sets(st.sampled_from(LOGIN_VARIABLES)))
+def test_exactly_one_complete_infisical_login_or_exit_2(chosen: set[str]) -> None:
+    """Any mix of the login variables: one complete mode is taken; anything else names one of them, exit 2."""
+    if Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        pytest.skip("this test runs in a pod: an identity id alone would be a complete mode")
+    with tempfile.TemporaryDirectory() as folder:
+        token = Path(folder) / "token"
+        token.write_text("eyJ.pod.jwt\n")
+        values = {
+            "ROTATOR_INFISICAL_TOKEN": "jwt",
+            "ROTATOR_INFISICAL_CLIENT_ID": "id",
+            "ROTATOR_INFISICAL_CLIENT_SECRET": "secret",
+            "ROTATOR_INFISICAL_IDENTITY_ID": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+            "ROTATOR_INFISICAL_KUBERNETES_TOKEN_FILE": str(token),
+        }
+        environ = {"ROTATOR_GITLAB_TOKEN": "g", **{name: values[name] for name in chosen}}
+        modes = [
+            {"ROTATOR_INFISICAL_TOKEN"},
+            {"ROTATOR_INFISICAL_CLIENT_ID", "ROTATOR_INFISICAL_CLIENT_SECRET"},
+            {"ROTATOR_INFISICAL_IDENTITY_ID", "ROTATOR_INFISICAL_KUBERNETES_TOKEN_FILE"},
+        ]
+        if chosen in modes:
+            secrets = load_secrets(environ)
+            taken = (
+                secrets.infisical_token is not None,
+                secrets.infisical_client_id is not None,
+                secrets.infisical_identity_id is not None,
+            )
+            assert sum(taken) == 1
+            assert secrets.infisical_kubernetes_token_file == (str(token) if taken[2] else None)
+            return
+        with pytest.raises(ConfigError) as raised:
+            load_secrets(environ)
+        # The variable at fault is one given, or the missing half of the mode begun (the client id
+        # names the secret it lacks; an identity id alone, the token file it then looks for).
+        completes = {v for mode in modes if chosen & mode for v in mode}
+        assert raised.value.key in (chosen | completes or {"ROTATOR_INFISICAL_TOKEN"})
+        assert "eyJ.pod.jwt" not in str(raised.value)

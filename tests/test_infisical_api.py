@@ -451,6 +451,22 @@ def test_invalid_credentials_are_never_retried(fakes: Fakes, make_api: MakeAPI, 
     assert make_api().get_connection(_conn_id(fakes)).id == _conn_id(fakes)  # the identity is not locked
 
 
+def test_an_unknown_client_id_is_a_refused_credential_asked_once(
+    fakes: Fakes, make_api: MakeAPI, sleeps: list[float]
+) -> None:
+    """Infisical's 404 for an unknown client id marks the credential refused and is never sent again."""
+    unknown = InfisicalAuth.universal("00000000-0000-4000-8000-000000000000", Secret("some-secret-0000"))
+    api = make_api(auth=unknown)
+    for _ in range(2):
+        with pytest.raises(InfisicalError) as excinfo:
+            api.get_connection(_conn_id(fakes))
+        assert (_error(excinfo).status, _error(excinfo).not_applied) == (404, True)
+        assert _error(excinfo).message == "NotFound: No identity with specified client ID was found"
+        assert api.credential_refused
+    assert _counts(fakes) == {LOGIN: 1}
+    assert sleeps == []
+
+
 def test_unanswered_logins_stop_before_a_third_could_lock_the_identity(
     fakes: Fakes, make_api: MakeAPI
 ) -> None:
@@ -540,12 +556,17 @@ def test_static_token_refused_is_raised(fakes: Fakes, make_api: MakeAPI) -> None
 
 
 def test_auth_takes_exactly_one_mode() -> None:
-    """InfisicalAuth refuses neither or both modes, and never shows a secret in its repr."""
-    with pytest.raises(ValueError, match="either"):
+    """InfisicalAuth refuses no mode, two modes or half a mode, and never shows a secret in its repr."""
+    with pytest.raises(ValueError, match="exactly one"):
         InfisicalAuth()
-    with pytest.raises(ValueError, match="either"):
+    with pytest.raises(ValueError, match="exactly one"):
         InfisicalAuth(Secret("t"), "id", Secret("s"))
+    with pytest.raises(ValueError, match="exactly one"):
+        InfisicalAuth(Secret("t"), identity_id="i", jwt=lambda: Secret("j"))
+    with pytest.raises(ValueError, match="exactly one"):
+        InfisicalAuth(identity_id="i")
     assert "s3cret" not in repr(InfisicalAuth.universal("id", Secret("s3cret")))
+    assert "j3wt" not in repr(InfisicalAuth.kubernetes("i", lambda: Secret("j3wt")))
 
 
 def test_a_refused_header_value_is_not_quoted_in_the_error(fakes: Fakes, make_api: MakeAPI) -> None:

@@ -126,6 +126,42 @@ def test_codec_round_trips_rotations(
     assert from_json(RotationRecord, to_json(record)) == shown
 
 
+def test_codec_writes_each_kind_of_field_as_the_stores_expect() -> None:
+    """Key as its three fields, enums as values, ISO times, lists, free text redacted, names as given."""
+    token = "glpat-" + "x" * 20
+    state = replace(
+        TargetState(key=KEY, name=f"named {token}"),
+        verified_at=NOW,
+        failures=3,
+        last_error=f"GitLab said {token}\n",
+        untracked=((7, "old", None), (8, "older", "2026-12-01")),
+    )
+    assert to_json(state) == {
+        "key": {"gitlab_url": KEY.gitlab_url, "project_id": 42, "connection_id": KEY.connection_id},
+        "name": f"named {token}",  # a name is looked up by: never touched
+        "verified_hash": None,
+        "verified_at": "2026-11-25T12:00:00+00:00",
+        "verified_start": None,
+        "observed_hash": None,
+        "observed_at": None,
+        "drift_since": None,
+        "failures": 3,
+        "backoff_until": None,
+        "last_error": "GitLab said [REDACTED]\\n",
+        "hold_since": None,
+        "last_run_at": None,
+        "untracked": [(7, "old", None), (8, "older", "2026-12-01")],
+        "untracked_as_of": None,
+    }
+    planned = to_json(rotation())
+    assert (planned["step"], planned["outcome"], planned["requested_expiry"]) == (
+        "PLANNED",
+        "in_progress",
+        "2026-12-25",
+    )
+    assert type(planned["step"]) is str  # the enum's value, not the enum
+
+
 @given(role=st.sampled_from(Role), origin=st.sampled_from(Origin), revoke_after=_times)
 def test_codec_round_trips_tokens(role: Role, origin: Origin, revoke_after: datetime | None) -> None:
     """Every token record survives to_json/from_json unchanged."""

@@ -53,11 +53,16 @@ STATE_MOUNT = "/var/lib/rotator"
 TMP_MOUNT = "/tmp"  # noqa: S108 - the path an emptyDir is mounted at, not a file this test writes
 SECRET_KEYS = {
     "ROTATOR_GITLAB_TOKEN",
-    "ROTATOR_INFISICAL_CLIENT_ID",
-    "ROTATOR_INFISICAL_CLIENT_SECRET",
+    "ROTATOR_INFISICAL_IDENTITY_ID",
     "ROTATOR_API_TOKEN",
     "ROTATOR_WEBHOOK_URL",
 }
+#: Infisical Kubernetes Auth: where the projected token is mounted, and its audience.
+INFISICAL_MOUNT = "/var/run/secrets/infisical"
+INFISICAL_AUDIENCE = "infisical"
+TOKEN_FILE_ENV = {"name": "ROTATOR_INFISICAL_KUBERNETES_TOKEN_FILE", "value": f"{INFISICAL_MOUNT}/token"}
+#: Each workload's service account, as the Infisical identity allows it by name (docs/setup.md).
+SERVICE_ACCOUNTS = {"daemon": "rotator-daemon", "cronjob": "rotator-cronjob"}
 # After SIGTERM: rotations in flight get daemon.shutdown_timeout, then up to 30 s for alert
 # delivery and 5 s to stop the HTTP server.
 SHUTDOWN_EXTRA = timedelta(seconds=35)
@@ -256,12 +261,12 @@ def test_overlays_hold_the_expected_objects() -> None:
     """The daemon adds its Service, ingress policy and monitoring; the CronJob adds only itself."""
     base = {
         ("Namespace", "rotator"),
-        ("ServiceAccount", "rotator"),
         ("ConfigMap", "rotator-config-HASH"),
         ("PersistentVolumeClaim", "rotator-state"),
         ("NetworkPolicy", "rotator"),
     }
     daemon = {
+        ("ServiceAccount", "rotator-daemon"),
         ("Deployment", "rotator"),
         ("Service", "rotator"),
         ("NetworkPolicy", "rotator-http"),
@@ -276,7 +281,7 @@ def test_overlays_hold_the_expected_objects() -> None:
         for o in OVERLAYS
     }
     assert kinds["daemon"] == sorted(base | daemon)
-    assert kinds["cronjob"] == sorted(base | {("CronJob", "rotator")})
+    assert kinds["cronjob"] == sorted(base | {("ServiceAccount", "rotator-cronjob"), ("CronJob", "rotator")})
 
 
 def test_every_object_is_namespaced_and_labelled(overlay: str) -> None:
@@ -320,8 +325,23 @@ def test_pods_run_unprivileged(overlay: str) -> None:
     assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (UID, UID, UID)
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["automountServiceAccountToken"] is False
+    assert spec["serviceAccountName"] == SERVICE_ACCOUNTS[overlay]
     account = one(overlay, "ServiceAccount", spec["serviceAccountName"])
     assert account["automountServiceAccountToken"] is False
+
+
+def test_pods_log_in_to_infisical_with_a_projected_token(overlay: str) -> None:
+    """The token file rotator reads is a projected service-account token for audience infisical, read-only."""
+    spec = pod_template(overlay)["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in container(overlay)["volumeMounts"]}
+    assert mounts[INFISICAL_MOUNT]["readOnly"] is True
+    (source,) = volumes[mounts[INFISICAL_MOUNT]["name"]]["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["audience"] == INFISICAL_AUDIENCE  # never the API server's: it opens nothing in the cluster
+    assert f"{INFISICAL_MOUNT}/{token['path']}" == TOKEN_FILE_ENV["value"]
+    assert 600 <= token["expirationSeconds"] <= 86400  # the kubelet's bounds; it rotates at 80%
+    assert TOKEN_FILE_ENV in container(overlay)["env"]
 
 
 def test_containers_are_locked_down(overlay: str) -> None:
@@ -341,7 +361,7 @@ def test_volumes_hold_config_journal_and_tmp(overlay: str) -> None:
     spec = pod_template(overlay)["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: m for m in container(overlay)["volumeMounts"]}
-    assert set(mounts) == {CONFIG_MOUNT, STATE_MOUNT, TMP_MOUNT}
+    assert set(mounts) == {CONFIG_MOUNT, STATE_MOUNT, TMP_MOUNT, INFISICAL_MOUNT}
     assert mounts[CONFIG_MOUNT]["readOnly"] is True
     assert (
         volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == config_map(overlay)["metadata"]["name"]
@@ -369,7 +389,7 @@ def test_container_reads_the_mounted_config_and_the_secret(overlay: str) -> None
     assert each["args"] == ["--config", f"{CONFIG_MOUNT}/rotator.yaml", command]
     assert "command" not in each  # the image's ENTRYPOINT is rotator
     assert each["envFrom"] == [{"secretRef": {"name": example_secret()["metadata"]["name"]}}]
-    assert "env" not in each
+    assert each["env"] == [TOKEN_FILE_ENV]  # a path, not a secret
 
 
 def test_daemon_probes_and_service_use_port_8080() -> None:
@@ -797,7 +817,8 @@ def test_postgresql_overlays_validate_without_a_volume_and_read_the_password_fro
     (each,) = pod["containers"]
     mounts = {m["mountPath"]: m for m in each["volumeMounts"]}
     assert STATE_MOUNT not in mounts
-    (env,) = each["env"]
+    token_file, env = each["env"]
+    assert token_file == TOKEN_FILE_ENV
     assert env["name"] == "ROTATOR_STATE_PASSWORD_FILE"
     folder, file = env["value"].rsplit("/", 1)
     assert mounts[folder]["readOnly"] is True
@@ -833,7 +854,8 @@ def test_ha_runs_three_spread_replicas_updated_one_at_a_time() -> None:
     (each,) = spec["template"]["spec"]["containers"]
     daemon = container("daemon")
     same = {k: v for k, v in each.items() if k not in {"env", "volumeMounts"}}
-    assert same == {k: v for k, v in daemon.items() if k != "volumeMounts"}
+    assert same == {k: v for k, v in daemon.items() if k not in {"env", "volumeMounts"}}
+    assert each["env"][: len(daemon["env"])] == daemon["env"]  # the daemon's, then the password file
     assert {o["kind"] for o in objects(HA)} >= {"ServiceMonitor", "PrometheusRule", "NetworkPolicy"}
 
 
@@ -860,7 +882,7 @@ def test_cronjob_on_postgresql_coexists_with_the_replicas() -> None:
     replicas = {(o["kind"], o["metadata"]["name"]): o for o in objects(HA)}
     cron = {(o["kind"], o["metadata"]["name"]): o for o in objects(CRON_PG)}
     shared = set(replicas) & set(cron)
-    assert {kind for kind, _ in shared} == {"Namespace", "ServiceAccount", "ConfigMap", "NetworkPolicy"}
+    assert {kind for kind, _ in shared} == {"Namespace", "ConfigMap", "NetworkPolicy"}
     for key in shared:
         assert replicas[key] == cron[key], key
     spec = one(CRON_PG, "CronJob")["spec"]

@@ -248,3 +248,99 @@ def test_status_live_needs_the_secrets_and_a_journal(h: Harness) -> None:
     assert none_yet.code == 2
     assert "no journal" in none_yet.stderr
     assert sorted(p.name for p in h.folder.iterdir()) == before
+
+
+PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+
+
+def _stopped_at_pushed(h: Harness) -> None:
+    """A forced rotation of app-deploy whose process died right after PUSHED was recorded."""
+    assert h.run("run-once").code == 0
+    assert h.run("run-once", "--force", "--target", "app-deploy", crash_after="PUSHED").code == 70
+
+
+def test_a_rotation_stopped_at_pushed_is_judged_by_its_patch_hash_and_drift_agrees_with_the_run(
+    h: Harness, infisical: httpx.Client
+) -> None:
+    """At PUSHED a third hash is drift (the resume re-reads and freezes), exit 1; the run agrees."""
+    _stopped_at_pushed(h)
+    other = h.fakes.gitlab.test_only_token(h.fakes.seed.adopt_token_ids[0])
+    assert patch_by_hand(infisical, h.fakes.gitlab.url, CONNECTIONS[0], other.value).status_code == 200
+    result = _run(h, "plan", "--target", "app-deploy")
+    assert result.code == 1, result.stdout + result.stderr
+    [drift] = _lines(result, "DRIFT")
+    assert drift.startswith(f"DRIFT   connection {CONNECTIONS[0]}: drift: holds ")
+    assert "neither our PATCH" in drift
+    h.fakes.clock.advance(timedelta(minutes=11))  # the crashed run's lease lapses
+    run = h.run("run-once")
+    assert run.code == 1
+    assert "app-deploy: failed: drift" in run.stdout
+
+
+def test_a_rotation_stopped_at_pushed_holding_our_patch_is_ok_and_verified_next(h: Harness) -> None:
+    """At PUSHED with our PATCH's hash held: ok, the next run verifies it (and does), exit 0."""
+    _stopped_at_pushed(h)
+    result = _run(h, "plan", "--target", "app-deploy")
+    assert result.code == 0, result.stdout + result.stderr
+    assert f"ok      connection {CONNECTIONS[0]}: holds our PATCH " in result.stdout
+    assert "the next run verifies it" in " ".join(result.stdout.split())
+    assert _lines(result, "warn") == []
+    h.fakes.clock.advance(timedelta(minutes=11))
+    assert h.run("run-once").code == 0
+
+
+def test_revokes_alone_judge_the_connection_strictly_though_a_token_is_possibly_held(
+    h: Harness, infisical: httpx.Client
+) -> None:
+    """Revokes alone due, tokens possibly held: another hash is drift (the revoke freezes); the run agrees."""
+    assert h.run("run-once").code == 0
+    h.fakes.infisical.faults.fail(PATCH, 500, times=None)
+    assert h.run("rotate", "app-deploy").code == 1  # both pushes lost: their tokens possibly held
+    h.fakes.infisical.faults.clear()
+    other = h.fakes.gitlab.test_only_token(h.fakes.seed.adopt_token_ids[0])
+    assert patch_by_hand(infisical, h.fakes.gitlab.url, CONNECTIONS[0], other.value).status_code == 200
+    h.fakes.clock.advance(timedelta(hours=2))  # the first run's old token is past its grace
+    result = _run(h, "plan", "--target", "app-deploy")
+    assert result.code == 1, result.stdout + result.stderr
+    [drift] = _lines(result, "DRIFT")
+    text = " ".join(result.stdout.split())
+    assert "the next run's revokes accept only our verified push" in text
+    assert "a run would freeze the target (nothing created or revoked)" in text
+    assert drift.startswith(f"DRIFT   connection {CONNECTIONS[0]}: drift: holds ")
+    held = _lines(result, "info    possibly held token")
+    assert len(held) == 2, result.stdout
+    assert all(": active on GitLab; expires " in line for line in held)
+    run = h.run("run-once")
+    assert run.code == 1
+    assert "app-deploy: failed: drift" in run.stdout
+
+
+def test_a_frozen_target_holding_our_push_again_is_still_drift(h: Harness, infisical: httpx.Client) -> None:
+    """Frozen, then the connection's row restored to our push: DRIFT, saying so, until --take-over."""
+    assert h.run("run-once").code == 0
+    row = h.fakes.infisical.connections[CONNECTIONS[0]]
+    ours = row.encrypted  # credentialsHash is sha256 of this: a PATCH of the same value makes another
+    other = h.fakes.gitlab.test_only_token(h.fakes.seed.adopt_token_ids[0])
+    patch_by_hand(infisical, h.fakes.gitlab.url, CONNECTIONS[0], other.value)
+    assert h.run("rotate", "app-deploy").code == 1  # frozen by drift
+    with h.fakes.infisical.lock:  # as a restore of Infisical's database from a backup would
+        row.encrypted = ours
+    result = _run(h, "plan", "--target", "app-deploy")
+    assert result.code == 1, result.stdout + result.stderr
+    [drift] = _lines(result, "DRIFT")
+    text = " ".join(result.stdout.split())
+    assert drift.startswith(f"DRIFT   connection {CONNECTIONS[0]}: drift: frozen since ")
+    assert "the connection holds our push " in text
+    assert "again; nothing is created or revoked until `rotator rotate app-deploy --take-over`" in text
+
+
+def test_a_candidate_token_left_at_created_is_shown_with_its_state(h: Harness) -> None:
+    """A rotation stopped at CREATED: its never-pushed token is shown as GitLab has it, read only."""
+    assert h.run("run-once").code == 0
+    assert h.run("run-once", "--force", "--target", "app-deploy", crash_after="CREATED").code == 70
+    _reset(h)
+    result = _run(h, "plan", "--target", "app-deploy")
+    [candidate] = _lines(result, "info    candidate token")
+    assert ": active on GitLab; expires " in candidate
+    assert candidate.endswith("never pushed")
+    _only_reads(h)

@@ -1,6 +1,5 @@
 """A group target, a service-account target and a project target rotate side by side through the CLI."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,6 @@ from rotator.testing import Fakes
 from rotator.testing._gitlab_state import User
 from tests.cli_harness import CONNECTIONS, UA, Harness
 from tests.kinds import ACCOUNT_CONNECTION, CONNECTION_OF, CREATE_ROUTES, GROUP_CONNECTION, Seeded, seed_kinds
-from tests.postgres import fresh_database
 
 
 pytestmark = pytest.mark.slow
@@ -25,6 +23,11 @@ class Kinds:
 
     harness: Harness
     seeded: Seeded
+
+    @property
+    def group_id(self) -> int:
+        """The group ``platform``'s id."""
+        return self.seeded.group_id
 
     @property
     def account(self) -> User:
@@ -48,18 +51,8 @@ class Kinds:
 _KIND_OF = {connection: kind for kind, connection in CONNECTION_OF.items()}
 
 
-#: A test run on both journals: the file, and a fresh PostgreSQL database (the journal contract with kinds).
+#: A test run on both journals: the file, and a fresh PostgreSQL database (``journal_url``, conftest).
 BOTH_JOURNALS = pytest.mark.parametrize("journal_url", ["sqlite", "postgresql"], indirect=True)
-
-
-@pytest.fixture
-def journal_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """``None`` for the config's SQLite file (the default), or a fresh PostgreSQL database's URL."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        yield None
-        return
-    with fresh_database() as url:
-        yield url
 
 
 @pytest.fixture
@@ -90,6 +83,12 @@ def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds, journal_
     # The service account's new token is the same user's: no bot user was created for it.
     new_id = next(t for t in kinds.active(ACCOUNT_CONNECTION) if t != kinds.held[ACCOUNT_CONNECTION])
     assert h.fakes.gitlab.test_only_token(new_id).user_id == kinds.account.id
+    # Each kind's new token says who manages it, for which target and owner kind.
+    group_new = next(t for t in kinds.active(GROUP_CONNECTION) if t != kinds.held[GROUP_CONNECTION])
+    group_says = h.fakes.gitlab.test_only_token(group_new).description or ""
+    account_says = h.fakes.gitlab.test_only_token(new_id).description or ""
+    assert group_says.startswith("Managed by rotator for target platform-sync (group platform")
+    assert account_says.startswith(f"Managed by rotator for target robot (service account {kinds.account.id}")
     h.fakes.clock.advance(timedelta(minutes=61))
     second = h.run("run-once")
     assert second.code == 0, second.stderr

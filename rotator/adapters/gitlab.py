@@ -24,9 +24,15 @@ GET's redirect and any ``Link: rel="next"`` it is given. So no request follows a
 answer, or a next-page link whose scheme, host or port differ from ``gitlab.url``, fails the call
 with one line naming the route and where it pointed (a list never comes back partial); and no
 request is sent to an absolute URL outside ``gitlab.url``, whoever built it.
+
+The environment's proxy and CA variables (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) are read once, when the adapter is built,
+as requests would read them for ``gitlab.url`` (:func:`_environment`); a change to them afterwards
+is not seen.
 """
 
 import json
+import os
 import re
 import socket
 import threading
@@ -41,6 +47,7 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
+import structlog
 import urllib3
 
 from rotator.adapters import reach, retrying
@@ -52,6 +59,7 @@ from rotator.core.secret import Secret
 
 
 T = TypeVar("T")
+log = structlog.get_logger("rotator")
 
 #: python-gitlab's ``RETRYABLE_TRANSIENT_ERROR_CODES``: outcome unknown, retried on idempotent calls.
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, *range(520, 531)})
@@ -253,6 +261,7 @@ class GitLabAPI:
         """
         self._url, self._token = url, token
         self._session = session or requests.Session()
+        self._verify = _environment(self._session, url)
         self._limiter = retrying.Limiter(
             requests_per_minute,
             clock=monotonic,
@@ -389,7 +398,9 @@ class GitLabAPI:
 
         GitLab answers 201; any 2xx carrying a value is taken, since refusing it would throw away the
         only copy of a token that exists. A personal access token (a service account's) has no
-        ``access_level``: the user's own role is the token's.
+        ``access_level``: the user's own role is the token's. A ``description`` a server refuses
+        (400 naming it: nothing was created) is dropped and the create asked once more, with a
+        note; one it ignores (before 17.7) is noted too.
         """
         owner = as_owner(owner)
         at = _where(owner)
@@ -402,6 +413,8 @@ class GitLabAPI:
         }
         if owner.kind is Kind.SERVICE_ACCOUNT:
             del body["access_level"]
+        if request.description:
+            body["description"] = request.description
 
         def send() -> NewToken:
             data = _object(self._gl.http_request("post", path, post_data=body))
@@ -412,9 +425,23 @@ class GitLabAPI:
             if not value.reveal():
                 msg = "create answered without a token value"
                 raise gitlab.exceptions.GitlabParsingError(msg)
+            if "description" in body and data.get("description") != body["description"]:
+                log.info("gitlab.description_ignored", owner=str(owner), token=request.name)
             return NewToken(info=_token_info(data), value=value)
 
-        return self._call(f"POST {at.create_template or at.template}", send, idempotent=False)
+        route = f"POST {at.create_template or at.template}"
+        try:
+            return self._call(route, send, idempotent=False)
+        except GitLabError as error:
+            # Only a 400 about the field itself proves nothing was created: then, once, without it.
+            refused = error.status == HTTPStatus.BAD_REQUEST and "description" in error.message.lower()
+            if "description" not in body or not (refused and error.not_applied):
+                raise
+            log.warning(
+                "gitlab.description_refused", owner=str(owner), token=request.name, error=error.message
+            )
+            del body["description"]
+        return self._call(route, send, idempotent=False)
 
     def token_self(self, value: Secret) -> TokenInfo:
         """Authenticate with ``value`` and describe that token."""
@@ -454,6 +481,7 @@ class GitLabAPI:
             user_agent=self._user_agent,
             retry_transient_errors=False,
             session=self._session,
+            ssl_verify=self._verify,
         )
 
     def _get(self, path: str) -> dict[str, Any]:
@@ -510,6 +538,29 @@ class GitLabAPI:
             headers: dict[str, str] = getattr(self._seen, "headers", {})
             return retrying.Answer(exc.response_code, headers, _flatten(exc.error_message))
         return retrying.Answer(exc.response_code)
+
+
+def _environment(session: requests.Session, url: str) -> bool | str:
+    """Settle the environment's proxies for ``url`` on ``session`` now; the CA bundle to verify with.
+
+    With ``trust_env`` on, requests reads every variable of the environment, twice, on every
+    request to find its proxies: a third of a GitLab call's CPU. Every request goes to gitlab.url's
+    origin (the module docstring), and requests picks proxies by scheme, host and port alone, so
+    the proxies it would pick for ``url`` (none when ``NO_PROXY`` covers it) are the ones it would
+    pick for each request: put on the session once, the environment's winning over the session's
+    as they did, and ``trust_env`` turned off. The CA bundle is requests' own choice for
+    ``verify=True``: ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, else ``True`` (certifi's).
+
+    A session whose ``trust_env`` is already off is left alone: it never read the environment.
+    ``trust_env`` also gates a ``.netrc`` lookup, which requests makes only for a request with
+    no ``auth`` of its own, and python-gitlab gives every request one (the token's).
+    """
+    if not session.trust_env:
+        return True
+    proxies = requests.utils.get_environ_proxies(url)
+    session.proxies = {**session.proxies, **proxies}
+    session.trust_env = False
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
 # ---- mapping and parsing ------------------------------------------------------------------------

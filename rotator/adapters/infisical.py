@@ -1,4 +1,4 @@
-"""Infisical's GitLab app connections over httpx, with a Universal Auth login kept alive. Adapter.
+"""Infisical's GitLab app connections over httpx, with a machine-identity login kept alive. Adapter.
 
 :class:`InfisicalAPI` implements :class:`rotator.core.ports.InfisicalPort`. Every request carries
 rotator's User-Agent, waits for a 60-second-window limiter (reads and writes apart, as Infisical
@@ -18,14 +18,20 @@ No redirect is followed, whatever client is passed in: a 3xx fails the call with
 the route and the ``Location`` (a bearer token or a client secret must reach the configured
 Infisical only), and only a read counts as not applied (a proxy may have passed a write on).
 
-Universal Auth logs in on the first call that needs it, never at construction, so an idle run
-makes no call. The token is renewed once less than max(20% of its TTL, 5 minutes) is left, capped
+Kubernetes Auth has no lockout: a refused login is not sent again for
+:data:`KUBERNETES_LOGIN_HOLD` seconds unless the service-account token changed (the kubelet
+rotates it; the token is read afresh at every login), then it is tried again, so a fix on the
+Infisical side (an allowed namespace, the audience) needs no restart.
+
+Universal and Kubernetes Auth log in on the first call that needs it, never at construction, so an
+idle run makes no call. The token is renewed once less than max(20% of its TTL, 5 minutes) is left, capped
 at half the TTL so a short-lived token is not renewed before every call. An expired token, a
 renewal that would pass ``accessTokenMaxTTL`` (Infisical deletes the token then) and a refused
 renewal are all replaced by a fresh login.
 """
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -41,7 +47,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from rotator.adapters import reach, retrying
-from rotator.core.errors import OLDER_INFISICAL, ConnectionNotFoundError, InfisicalError
+from rotator.core.errors import OLDER_INFISICAL, ConnectionNotFoundError, InfisicalError, RotatorError
 from rotator.core.model import Connection
 from rotator.core.ports import CallLedger
 from rotator.core.redact import redact
@@ -51,6 +57,13 @@ from rotator.core.secret import Secret
 _LOGIN = "/api/v1/auth/universal-auth/login"
 #: The route a Universal Auth login's errors name (a refused one is never sent again).
 LOGIN_ROUTE = f"POST {_LOGIN}"
+_KUBERNETES_LOGIN = "/api/v1/auth/kubernetes-auth/login"
+#: The route a Kubernetes Auth login's errors name.
+KUBERNETES_LOGIN_ROUTE = f"POST {_KUBERNETES_LOGIN}"
+LOGIN_ROUTES = frozenset({LOGIN_ROUTE, KUBERNETES_LOGIN_ROUTE})
+_LOGINS = frozenset({_LOGIN, _KUBERNETES_LOGIN})
+#: Seconds a refused Kubernetes Auth login is not sent again with the same service-account token.
+KUBERNETES_LOGIN_HOLD = 60.0
 _RENEW = "/api/v1/auth/token/renew"
 _CONNECTION = "/api/v1/app-connections/gitlab/"
 #: Infisical calls GitLab, with retries, inside the PATCH: give it at least this long (architecture §5).
@@ -76,18 +89,33 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class InfisicalAuth:
-    """How rotator proves itself to Infisical: a static access token, or Universal Auth."""
+    """How rotator proves itself to Infisical: a static access token, Universal Auth, or Kubernetes Auth."""
 
     access_token: Secret | None = None
     client_id: str | None = None
     client_secret: Secret | None = None
+    identity_id: str | None = None
+    #: Kubernetes Auth: reads the service-account JWT; raises (OSError, ValueError or a RotatorError)
+    #: with a message that names the file, never its content.
+    jwt: Callable[[], Secret] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Exactly one mode."""
-        partial = (self.client_id is None) != (self.client_secret is None)
-        if partial or (self.access_token is None) == (self.client_id is None):
-            msg = "give either an access token or a client id and secret"
+        """Exactly one mode, complete."""
+        universal = (self.client_id is not None, self.client_secret is not None)
+        kubernetes = (self.identity_id is not None, self.jwt is not None)
+        modes = (self.access_token is not None, any(universal), any(kubernetes))
+        if (
+            sum(modes) != 1
+            or (any(universal) and not all(universal))
+            or (any(kubernetes) and not all(kubernetes))
+        ):
+            msg = "give exactly one: a static token, a client id and secret, or an identity id and JWT reader"
             raise ValueError(msg)
+
+    @property
+    def logs_in(self) -> bool:
+        """Whether this mode logs in (and so can log in again when its access token is refused)."""
+        return self.access_token is None
 
     @classmethod
     def token(cls, access_token: Secret) -> "InfisicalAuth":
@@ -99,6 +127,11 @@ class InfisicalAuth:
         """Universal Auth: log in lazily with these and keep the access token alive."""
         return cls(client_id=client_id, client_secret=client_secret)
 
+    @classmethod
+    def kubernetes(cls, identity_id: str, jwt: Callable[[], Secret]) -> "InfisicalAuth":
+        """Kubernetes Auth: ``jwt()`` reads the pod's service-account token, at every login."""
+        return cls(identity_id=identity_id, jwt=jwt)
+
 
 @dataclass(frozen=True, slots=True)
 class _Grant:
@@ -108,6 +141,16 @@ class _Grant:
     expires: datetime | None  # None: the token never expires (TTL 0)
     ttl: timedelta
     max_end: datetime | None  # login + accessTokenMaxTTL: no renewal reaches past it
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A refused Kubernetes Auth login: its answer, when (monotonic), and a digest of the JWT sent."""
+
+    status: int
+    message: str
+    at: float
+    digest: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +252,8 @@ class InfisicalAPI:
         self._lock = threading.Lock()  # one login at a time, shared by every worker thread
         self._grant: _Grant | None = None
         self._login_refused: tuple[int, str] | None = None  # the refusal's status and message
+        self._kubernetes_refused: _Refusal | None = None
+        self._jwt: Secret | None = None  # the service-account token last read, scrubbed from messages
         self._on_response = on_response
         #: Whether Infisical refused our own credential at its last use (the daemon's /readyz).
         self.credential_refused = False
@@ -308,11 +353,14 @@ class InfisicalAPI:
             if self._on_response is not None:
                 self._on_response("infisical", call.route, str(status or "error"))
             if response is not None and response.is_success:
-                if call.auth or call.path == _LOGIN:
+                if call.auth or call.path in _LOGINS:
                     self.credential_refused = False
                 return _json(response)
             payload = _json(response) if response is not None else None
-            if status == HTTPStatus.UNAUTHORIZED and (call.path == _LOGIN or _auth_refused(status, payload)):
+            # A refused login (a wrong secret's 401, an unknown client id's 404) is never sent again.
+            if (call.path in _LOGINS and _refuses_login(status)) or (
+                status == HTTPStatus.UNAUTHORIZED and _auth_refused(status, payload)
+            ):
                 self.credential_refused = True
             message = _render(payload, response) if response is not None else failure
             if _is_3xx(response):
@@ -321,7 +369,7 @@ class InfisicalAPI:
             if (
                 used is not None
                 and not progress.reauthed
-                and self._auth.client_id
+                and self._auth.logs_in
                 and _auth_refused(status, payload)
             ):
                 # Refused at the door (expired, revoked), so nothing was applied: log in, once more.
@@ -392,7 +440,7 @@ class InfisicalAPI:
         kind: type[InfisicalError] = InfisicalError,
     ) -> InfisicalError:
         """The error for ``call``: message scrubbed of every secret we know and token-shaped text."""
-        known = [*call.hide, self._auth.access_token, self._auth.client_secret]
+        known = [*call.hide, self._auth.access_token, self._auth.client_secret, self._jwt]
         known.append(self._grant.token if self._grant is not None else None)
         message = redact(message, (s.reveal() for s in known if s is not None))[:_MAX_MESSAGE]
         return kind("infisical", call.route, status, message, not_applied=not_applied)
@@ -436,6 +484,8 @@ class InfisicalAPI:
                 self._grant = None
 
     def _login(self) -> _Grant:
+        if self._auth.identity_id is not None:
+            return self._kubernetes_login(self._auth.identity_id)
         route = LOGIN_ROUTE
         if self._login_refused is not None:
             # Refused once in this process: asking again could lock the identity out.
@@ -454,6 +504,42 @@ class InfisicalAPI:
             if answered is not None and login_refused(error):
                 self._login_refused = (answered, error.message)
             raise
+
+    def _kubernetes_login(self, identity_id: str) -> _Grant:
+        route = KUBERNETES_LOGIN_ROUTE
+        jwt = self._read_jwt()
+        digest = hashlib.sha256(jwt.reveal().encode()).digest()
+        held = self._kubernetes_refused
+        if held is not None and held.digest == digest and self._monotonic() - held.at < KUBERNETES_LOGIN_HOLD:
+            # Refused moments ago with this very token: asking again now would only be refused again.
+            raise InfisicalError("infisical", route, held.status, held.message, not_applied=True)
+        body = {"identityId": identity_id, "jwt": jwt.reveal()}
+        call = _Call(
+            "POST", _KUBERNETES_LOGIN, route, self._writes, self._timeout, body, auth=False, hide=(jwt,)
+        )
+        try:
+            grant = self._grant_from(call, self._request(call), None)
+        except InfisicalError as error:
+            if error.status is not None and login_refused(error):
+                self._kubernetes_refused = _Refusal(error.status, error.message, self._monotonic(), digest)
+            raise
+        self._kubernetes_refused = None
+        return grant
+
+    def _read_jwt(self) -> Secret:
+        """The service-account token, read now (the kubelet rotates the file)."""
+        read = self._auth.jwt
+        if read is None:  # not Kubernetes Auth: _login never comes here
+            msg = "no service-account token reader"
+            raise RuntimeError(msg)
+        try:
+            self._jwt = read()
+        except (OSError, ValueError, RotatorError) as error:
+            problem = f"the service-account token could not be read ({error}); no login was sent"
+            raise InfisicalError(
+                "infisical", KUBERNETES_LOGIN_ROUTE, None, problem, not_applied=True
+            ) from None
+        return self._jwt
 
     def _renew(self, grant: _Grant, now: datetime) -> _Grant:
         if grant.max_end is not None and now + grant.ttl > grant.max_end:
@@ -484,16 +570,21 @@ class InfisicalAPI:
 
 
 def login_refused(error: InfisicalError) -> bool:
-    """Whether ``error`` is a Universal Auth login Infisical refused: never to be sent again.
+    """Whether ``error`` is a login Infisical refused (Universal Auth: never to be sent again).
 
     Any 4xx but a 429 (the lockout's own lock was busy, or a rate limit: refused before any
-    effect). A 401 counts towards the lockout (three in 30 s); the others (an IP allow-list, a
-    malformed body) would only be refused again, and which of them count is not documented.
+    effect). A 401 counts towards Universal Auth's lockout (three in 30 s); the others (an unknown
+    client id's 404, an IP allow-list, a malformed body) would only be refused again, and which of
+    them count is not documented. Each also marks the credential refused (the daemon's
+    ``/readyz``). Kubernetes Auth has no lockout (see :data:`KUBERNETES_LOGIN_HOLD`).
     """
-    status = error.status
+    return error.route in LOGIN_ROUTES and _refuses_login(error.status)
+
+
+def _refuses_login(status: int | None) -> bool:
+    """A login's answer that refuses the credential: any 4xx but a 429."""
     return (
-        error.route == LOGIN_ROUTE
-        and status is not None
+        status is not None
         and HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR
         and status != HTTPStatus.TOO_MANY_REQUESTS
     )

@@ -97,6 +97,8 @@ class TokenRequest:
     scopes: tuple[str, ...]
     access_level: int
     expires_at: date
+    #: Who manages the token (:func:`rotator.core.description.token_description`); ``None``: none sent.
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

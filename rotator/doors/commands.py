@@ -89,7 +89,7 @@ def _plan(rt: wiring.Runtime, options: RunOptions) -> Outcome:
     Reads only: no create, PATCH or DELETE, and the journal is opened read-only.
     """
     reports = rt.engine.run(options)
-    seen = upstream.read_live(rt, options.names, os.environ)
+    seen = upstream.read_live(rt, options.names, os.environ, force=options.force, take_over=options.take_over)
     print(upstream.plan_text(reports, seen, report.terminal_width()))
     return Outcome.FAILING if seen.failing or any(r.failed for r in reports) else Outcome.OK
 
@@ -422,7 +422,7 @@ def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     token = api_token(os.environ)
     metrics = Metrics()
     rt = wiring.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)
-    service = Daemon(rt, metrics, trigger_enabled=token is not None)
+    service = Daemon(rt, metrics, trigger_enabled=token is not None, wording=preflight.Wording.of(os.environ))
     host, port = split_listen(config.daemon.listen)
     try:
         server = web.Server(web.create_app(service, metrics.registry, token), host, int(port))

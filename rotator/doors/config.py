@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -52,6 +53,13 @@ _PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
 _GROUP_PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)*$")  # a top-level group is one segment
 #: The keys naming whose tokens a target rotates: exactly one per target (architecture §9).
 OWNER_KEYS = ("project", "group", "service_account")
+
+
+def _written(value: object, what: str) -> None:
+    """An owner key written empty (``project:``) is named itself, not read as a missing owner."""
+    if value is None:
+        msg = f"must be {what}, not empty"
+        raise ValueError(msg)
 
 
 def _ref(value: object, what: str, path: re.Pattern[str]) -> int | str:
@@ -304,7 +312,15 @@ class Target(_Strict):
     @classmethod
     def _project(cls, value: object) -> object:
         # Before the int | str union, whose errors would name a member (project.int), not the key.
-        return None if value is None else _ref(value, "group/project", _PATH)
+        _written(value, 'a numeric id or a "group/project" path')
+        return _ref(value, "group/project", _PATH)
+
+    @field_validator("group", "service_account", mode="before")
+    @classmethod
+    def _owner_written(cls, value: object, info: ValidationInfo) -> object:
+        what = 'a numeric id or a "group/sub" path' if info.field_name == "group" else "a map with user_id"
+        _written(value, what)
+        return value
 
     @property
     def kind(self) -> Kind:

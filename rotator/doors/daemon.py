@@ -31,7 +31,10 @@ is the fleet's: each replica's job first claims the turn in the journal's call l
 (:meth:`rotator.core.ports.CallLedger.claim`), and only the one that gets it sweeps, so the keys
 no configured target maps to are swept once per ``check_interval``, not once per replica. The
 ``credentials`` refresh stays per replica: it feeds that replica's own ``/readyz`` and credential
-gauges, which say what that replica sees (its own clients, its own Infisical login).
+gauges, which say what that replica sees (its own clients, its own Infisical login). A credential
+an upstream refused (a GitLab 401, a refused Infisical login) is one ``daemon.credential_refused``
+line saying what to fix (:mod:`rotator.doors.preflight`'s words), logged when it is first seen
+refused, not again until it has worked in between.
 
 Trigger requests are kept in the journal (:class:`rotator.core.model.TriggerRequest`), so
 ``GET /v1/rotations/{id}`` answers on every replica sharing it, and a request outlives the replica
@@ -47,6 +50,7 @@ shutdown timeout, and says whether they did; then it lets its claims lapse at on
 replica takes over the requests it accepted but never started.
 """
 
+import os
 import random
 import threading
 import uuid
@@ -66,7 +70,7 @@ from rotator.adapters import cron
 from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
 from rotator.core.durations import stamp_or_none
-from rotator.core.errors import JournalDamagedError, JournalUnavailableError, RotatorError
+from rotator.core.errors import JournalDamagedError, JournalUnavailableError, RotatorError, UpstreamError
 from rotator.core.model import (
     Outcome,
     RequestStatus,
@@ -79,6 +83,7 @@ from rotator.core.schedule import Situation, expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.doors import report
 from rotator.doors.journal_health import JournalHealth, bounded_gauges
+from rotator.doors.preflight import Wording, refused_credential
 from rotator.doors.requests import TriggeredRun, described, made_up, reference
 from rotator.doors.wiring import Runtime
 from rotator.engine.context import Settings
@@ -115,9 +120,16 @@ class Refusal:
 class Daemon:
     """The scheduler, the trigger's bookkeeping, and what the HTTP endpoints read."""
 
-    def __init__(self, rt: Runtime, metrics: Metrics, *, trigger_enabled: bool) -> None:
-        """Drive ``rt``'s engine; ``metrics`` hears every run; the trigger is off without a token."""
+    def __init__(
+        self, rt: Runtime, metrics: Metrics, *, trigger_enabled: bool, wording: Wording | None = None
+    ) -> None:
+        """Drive ``rt``'s engine; ``metrics`` hears every run; the trigger is off without a token.
+
+        ``wording`` names the variables the credentials came from (default: this process's environment).
+        """
         self.rt, self.metrics, self.trigger_enabled = rt, metrics, trigger_enabled
+        self._wording = wording if wording is not None else Wording.of(os.environ)
+        self._refused: set[str] = set()  # credentials whose refusal was logged and has not cleared
         self.config = rt.config
         self.targets = {t.name: t for t in rt.engine.spec.targets}
         self._locks = {name: threading.Lock() for name in self.targets}
@@ -662,14 +674,25 @@ class Daemon:
             me = self.rt.gitlab.manager_self()
             expiries["gitlab_manager_token"] = expiry_instant(me.expires_at) if me.expires_at else None
         except RotatorError as error:
-            log.warning("daemon.credential_unread", credential="gitlab_manager_token", error=str(error))
+            self._unread("gitlab_manager_token", error)
         try:
             if self.config.targets:  # the access token is obtained by a first authenticated read
                 self.rt.infisical.get_connection(str(self.config.targets[0].connection_id))
             expiries["infisical_access_token"] = self.rt.infisical.access_token_expiry()
         except RotatorError as error:
-            log.warning("daemon.credential_unread", credential="infisical_access_token", error=str(error))
+            self._unread("infisical_access_token", error)
+        self._refused -= expiries.keys()  # read: whatever was refused works again
         self._credentials.update(expiries)
+
+    def _unread(self, credential: str, error: RotatorError) -> None:
+        """Log why ``credential`` was not read: a refusal once, as what to fix; anything else as it is."""
+        if not (isinstance(error, UpstreamError) and refused_credential(error)):
+            log.warning("daemon.credential_unread", credential=credential, error=str(error))
+        elif credential not in self._refused:
+            self._refused.add(credential)
+            log.error(
+                "daemon.credential_refused", credential=credential, problem=self._wording.problem(error)
+            )
 
     # -- helpers --------------------------------------------------------------------------------
     def _enter(self) -> bool:

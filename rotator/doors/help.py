@@ -34,8 +34,10 @@ GITLAB = Variable(
 )
 INFISICAL = Variable(
     f"{_secret(env.INFISICAL_TOKEN)}, or {_secret(env.INFISICAL_CLIENT_ID)}"
-    f" + {_secret(env.INFISICAL_CLIENT_SECRET)}",
-    "required: an access token, or a Universal Auth identity (not both)",
+    f" + {_secret(env.INFISICAL_CLIENT_SECRET)}, or {_secret(env.INFISICAL_IDENTITY_ID)}"
+    f" [+ {env.INFISICAL_KUBERNETES_TOKEN_FILE}]",
+    "required, exactly one: an access token, Universal Auth, or Kubernetes Auth (the pod's"
+    f" service-account token, by default {env.KUBERNETES_TOKEN_DEFAULT})",
 )
 #: status reads the secrets only with --live.
 LIVE_GITLAB = Variable(_secret(env.GITLAB_TOKEN), "with --live only: the manager token")

@@ -5,7 +5,9 @@ what to change. So:
 
 * a refused credential names the variable it came from (``ROTATOR_GITLAB_TOKEN``, or
   ``ROTATOR_GITLAB_TOKEN_FILE`` when it was given as a file), and a refused Universal Auth login
-  says it was not retried (Infisical locks the identity after three failures in 30 s);
+  says it was not retried (Infisical locks the identity after three failures in 30 s); a refused
+  Kubernetes Auth login says what to compare: the identity's Kubernetes Auth in Infisical (its
+  allowed namespaces, names and audience, or its token reviewer) against the pod's service account;
 * Infisical's own 404 for a connection names the config key (``targets[N].connection_id``), since
   the credentials worked: the id is wrong, or the identity may not read it;
 * an upstream that could not be reached is named by its address alone (the adapters word it:
@@ -20,13 +22,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from rotator.adapters.infisical import LOGIN_ROUTE, login_refused
+from rotator.adapters.infisical import KUBERNETES_LOGIN_ROUTE, LOGIN_ROUTE, login_refused
 from rotator.core.errors import ConnectionNotFoundError, InfisicalError, UpstreamError
 from rotator.doors.environment import (
     GITLAB_TOKEN,
     INFISICAL_CLIENT_ID,
     INFISICAL_CLIENT_SECRET,
+    INFISICAL_IDENTITY_ID,
+    INFISICAL_KUBERNETES_TOKEN_FILE,
     INFISICAL_TOKEN,
+    KUBERNETES_TOKEN_DEFAULT,
+    given_as,
 )
 
 
@@ -37,24 +43,31 @@ _UNREACHABLE = "cannot reach "
 _TOKEN_ERROR = "TokenError"  # noqa: S105 - an error class's name
 
 
-def given_as(environ: Mapping[str, str], name: str) -> str:
-    """The variable a secret was read from: ``NAME_FILE`` if that is set, else ``NAME``."""
-    return f"{name}_FILE" if f"{name}_FILE" in environ else name
-
-
 @dataclass(frozen=True, slots=True)
 class Wording:
     """The variables the credentials came from, as the environment gave them."""
 
     gitlab_token: str
-    infisical: tuple[str, ...]  # the static token's variable, or the client id's and secret's
+    #: The static token's variable, the client id's and secret's, or the identity id's.
+    infisical: tuple[str, ...]
+    #: Kubernetes Auth: where the service-account token is read (its variable, or the default path).
+    kubernetes_token: str | None = None
 
     @classmethod
     def of(cls, environ: Mapping[str, str]) -> "Wording":
         """The names for ``environ`` (already validated by the runtime's build)."""
         static = INFISICAL_TOKEN in environ or f"{INFISICAL_TOKEN}_FILE" in environ
+        kubernetes = INFISICAL_IDENTITY_ID in environ or f"{INFISICAL_IDENTITY_ID}_FILE" in environ
+        gitlab = given_as(environ, GITLAB_TOKEN)
+        if kubernetes and not static:
+            where = (
+                INFISICAL_KUBERNETES_TOKEN_FILE
+                if INFISICAL_KUBERNETES_TOKEN_FILE in environ
+                else KUBERNETES_TOKEN_DEFAULT
+            )
+            return cls(gitlab, (given_as(environ, INFISICAL_IDENTITY_ID),), where)
         names = (INFISICAL_TOKEN,) if static else (INFISICAL_CLIENT_ID, INFISICAL_CLIENT_SECRET)
-        return cls(given_as(environ, GITLAB_TOKEN), tuple(given_as(environ, n) for n in names))
+        return cls(gitlab, tuple(given_as(environ, n) for n in names))
 
     def problem(self, error: UpstreamError, connection: str | None = None) -> str:
         """One line for ``error``: what to fix where that is known, else the error as it is.
@@ -75,6 +88,8 @@ class Wording:
         if error.upstream == "gitlab":
             return f"GitLab refused the token in {self.gitlab_token} ({said}): fix {self.gitlab_token}"
         names = " and ".join(self.infisical)
+        if error.route == KUBERNETES_LOGIN_ROUTE:
+            return self._kubernetes_refused(error, said)
         if len(self.infisical) == 1:
             return f"Infisical refused the token in {names} ({said}): fix {names}"
         if error.route == LOGIN_ROUTE:
@@ -84,6 +99,27 @@ class Wording:
                 " not retried: repeated failures lock the identity"
             )
         return f"Infisical refused the access token of the identity in {names} ({said})"
+
+    def _kubernetes_refused(self, error: UpstreamError, said: str) -> str:
+        """A refused Kubernetes Auth login, and which side to look at for the cause it names."""
+        identity = self.infisical[0]
+        token = self.kubernetes_token or KUBERNETES_TOKEN_DEFAULT
+        if error.status == HTTPStatus.NOT_FOUND:
+            fix = f"check {identity}, and that this identity has Kubernetes Auth in Infisical"
+        elif error.message.startswith(("KubernetesTokenReviewer", "KubernetesConnection")):
+            fix = (
+                "Infisical could not review the token with the Kubernetes API: check the identity's"
+                " Kubernetes host, CA and token reviewer JWT (system:auth-delegator)"
+            )
+        else:
+            fix = (
+                "compare the identity's Kubernetes Auth in Infisical (allowed namespaces, service"
+                " account names, audience) with this pod's service account and its token's audience"
+            )
+        return (
+            f"Infisical refused the Kubernetes Auth login of the identity in {identity} with the"
+            f" service-account token in {token} ({said}): {fix}"
+        )
 
     def blocking(self, error: UpstreamError) -> str | None:
         """Why later items on ``error``'s upstream are not checked, or ``None`` if they still can be."""

@@ -24,8 +24,7 @@ from rotator.core.errors import ConfigError, SignInRefusedError
 from rotator.core.ports import Journal
 from rotator.core.secret import Secret
 from rotator.doors.config import Config
-from rotator.doors.environment import STATE_PASSWORD, read_variable
-from rotator.doors.preflight import given_as
+from rotator.doors.environment import STATE_PASSWORD, given_as, read_variable
 from rotator.journal.memory import MemoryJournal
 from rotator.journal.postgres import PostgresJournal, has_journal, server
 

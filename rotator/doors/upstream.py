@@ -23,19 +23,30 @@ _FAILING = look.FAILING | {look.SKIP}
 _LEVEL_WIDTH = 8
 
 
-def read_live(rt: wiring.Runtime, names: Sequence[str], environ: Mapping[str, str]) -> Live:
-    """Look upstream at the targets ``names`` (all if none), reading only; each read once."""
+def read_live(
+    rt: wiring.Runtime,
+    names: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    force: bool = False,
+    take_over: bool = False,
+) -> Live:
+    """Look upstream at the targets ``names`` (all if none), reading only; each read once.
+
+    The connection is judged as the next run would judge it: this command's run (``force``,
+    ``take_over``) for a dry run, the next scheduled one otherwise.
+    """
     engine = rt.engine
     wording = preflight.Wording.of(environ)
-    looking = look.Look(engine.ctx, wording.blocking)
+    looking = look.Look(engine.ctx, wording.blocking, force=force, take_over=take_over)
     selected = engine.select(names)
     index = {t.name: i for i, t in enumerate(engine.spec.targets)}
     credentials = looking.credentials(selected[0].connection_id if selected else None)
     targets = []
     for target in selected:
         key = engine.key(target, resolve=False)
-        state = engine.ctx.journal.target(key) if key else None
-        found = looking.target(target, key, index[target.name], state)
+        situation, state = engine.situation(target, key)
+        found = looking.target(target, key, index[target.name], state, situation)
         targets.append(
             LiveTarget(
                 target=target.name,

@@ -35,7 +35,7 @@ from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal, Observer, Observers
 from rotator.doors import hooks, state
 from rotator.doors.config import Config, engine_spec, load_config
-from rotator.doors.environment import load_secrets, webhook_url
+from rotator.doors.environment import jwt_reader, load_secrets, webhook_url
 from rotator.doors.options import CONFIG_VARIABLE
 from rotator.engine.context import Context, Settings, lease_renew_for
 from rotator.engine.run import Engine
@@ -338,11 +338,13 @@ def build(  # noqa: PLR0913 - each keyword is one command's need
         connect_timeout=connect,
         ledger=ledger,
     )
-    auth = (
-        InfisicalAuth.token(secrets.infisical_token)
-        if secrets.infisical_token is not None
-        else InfisicalAuth.universal(secrets.infisical_client_id or "", secrets.infisical_client_secret)  # type: ignore[arg-type]
-    )
+    if secrets.infisical_token is not None:
+        auth = InfisicalAuth.token(secrets.infisical_token)
+    elif secrets.infisical_identity_id is not None and secrets.infisical_kubernetes_token_file is not None:
+        reader = jwt_reader(environ, secrets.infisical_kubernetes_token_file)
+        auth = InfisicalAuth.kubernetes(secrets.infisical_identity_id, reader)
+    else:
+        auth = InfisicalAuth.universal(secrets.infisical_client_id or "", secrets.infisical_client_secret)  # type: ignore[arg-type]
     infisical = InfisicalAPI(
         config.infisical.url,
         auth,

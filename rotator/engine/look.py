@@ -4,12 +4,17 @@ The journal says what rotator did; only GitLab and Infisical say what holds now.
 reads alone (``GET``s, and Infisical's login, which writes nothing a run depends on):
 
 * the manager token works and may do rotator's work: it is active with the ``api`` scope (asked
-  once, ``GET /personal_access_tokens/self``), and its role on the target's project is Maintainer
-  or above (the same judgements as ``check``: :mod:`rotator.engine.checks`);
+  once, ``GET /personal_access_tokens/self``), and its role where the target's tokens live is
+  enough (a project's Maintainer, a group's Owner, an admin for an instance service account: the
+  same judgements as ``check``, :mod:`rotator.engine.checks`); the owner's paths are resolved
+  upstream while the journal has not cached them, and the journal is not told;
 * the connection as Infisical holds it now: its shape (rule 5), and its ``credentialsHash``
-  against the journal's last verified push, judged as a run would before a push (rule 1):
-  another hash is **drift**, unless a push whose outcome was lost may explain it;
-* the current token is still active on GitLab;
+  judged by the rule the next run that reads it applies (rule 1, :mod:`rotator.engine.foresee`): resuming
+  a rotation stopped at PUSHED, our PATCH's hash (the pre-PATCH one lags, any other is drift);
+  before a push, the last verified push (another hash is **drift**, unless a push whose outcome
+  was lost may explain it); before revokes alone, the last verified push and nothing else. A
+  frozen target is drift until ``--take-over``, even once the connection holds our push again;
+* the current token is still active on GitLab, and so is each possibly-held or candidate token;
 * each pending revoke's ``last_used_at``, and whether rule 2 would hold its revoke.
 
 No create, no PATCH, no DELETE is ever sent from here, and the journal is only read. Each finding
@@ -20,7 +25,7 @@ credential or did not answer, its later items are skipped with one line pointing
 ``check`` (and a refused Universal Auth login is never sent again: three lock the identity).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -28,19 +33,32 @@ from typing import TypeVar
 from rotator.core import rules
 from rotator.core.durations import in_days, stamp
 from rotator.core.errors import ConnectionNotFoundError, UpstreamError
-from rotator.core.model import Connection, Role, TargetKey, TargetState, TokenInfo, TokenRecord, short_hash
-from rotator.core.schedule import expiry_instant
+from rotator.core.model import (
+    Connection,
+    Kind,
+    Owner,
+    Role,
+    RotationRecord,
+    TargetKey,
+    TargetState,
+    TokenInfo,
+    TokenRecord,
+    short_hash,
+)
+from rotator.core.schedule import Situation, expiry_instant
 from rotator.core.spec import RotationSpec
 from rotator.engine.checks import access_problem, check_connection, manager_problem
 from rotator.engine.context import Context
+from rotator.engine.foresee import A_ROTATION, PUSHES, Check, Foreseen, next_check
+from rotator.engine.owners import owner_of, role_held, shown
 
 
 OK, INFO, WARN, PROBLEM, DRIFT, SKIP = "ok", "info", "warn", "PROBLEM", "DRIFT", "skip"
 #: The levels that make a target fail (exit 1).
 FAILING = frozenset({PROBLEM, DRIFT})
 T = TypeVar("T")
-#: GitLab's names for the roles that may manage access tokens.
-_ROLES = {40: "maintainer", 50: "owner"}
+#: The roles of tokens the connection may hold, or never held, that no push has settled yet.
+_UNSETTLED = frozenset({Role.POSSIBLY_HELD, Role.CANDIDATE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +92,6 @@ class TargetLook:
         return any(f.failing for f in self.findings)
 
 
-# -- the one place that says what a target's tokens belong to ------------------------------------
-def owner_words(target: RotationSpec, project_id: int | None) -> str:
-    """What the target's tokens belong to, as the look names it: ``project acme/app (42)``."""
-    if project_id is None or project_id == target.project:
-        return f"project {target.project}"
-    return f"project {target.project} ({project_id})"
-
-
 @dataclass
 class Look:
     """One look over some targets; it remembers what it read, and which upstream refused us.
@@ -93,6 +103,9 @@ class Look:
     ctx: Context
     blocking: Callable[[UpstreamError], str | None]
     blocked: dict[str, str] = field(default_factory=dict)
+    #: The command's own ``--force`` and ``--take-over``: the run the look foresees is that one.
+    force: bool = False
+    take_over: bool = False
     #: Connections read so far, by id: the credentials item's read serves its target too.
     _connections: dict[str, Connection | UpstreamError] = field(default_factory=dict)
     _manager: TokenInfo | UpstreamError | None = None
@@ -132,42 +145,72 @@ class Look:
 
     # -- one target ------------------------------------------------------------------------------
     def target(
-        self, target: RotationSpec, key: TargetKey | None, index: int, state: TargetState | None
+        self,
+        target: RotationSpec,
+        key: TargetKey | None,
+        index: int,
+        state: TargetState | None,
+        situation: Situation | None = None,
     ) -> TargetLook:
-        """Everything the look asks about ``target`` (``index`` is its place in the config)."""
+        """Everything the look asks about ``target`` (``index`` is its place in the config).
+
+        ``situation`` (the engine's, offline) says what the next run does, and so by which rule
+        it would judge the connection (:func:`~rotator.engine.foresee.next_check`); without it,
+        as a rotation would.
+        """
         tokens = self.ctx.journal.tokens(key) if key else []
+        unfinished = self.ctx.journal.unfinished(key) if key else None
+        foreseen = A_ROTATION
+        if situation is not None:
+            foreseen = next_check(
+                situation, tokens, unfinished, self.ctx.clock(), force=self.force, take_over=self.take_over
+            )
         found: list[Finding] = []
-        project_id = self._project(target, key, found)
-        found.append(self._connection_finding(target, index, state, tokens))
-        found += [self._current(target, project_id, t) for t in tokens if t.role is Role.CURRENT]
-        found += [self._pending(target, project_id, t) for t in tokens if t.role is Role.PENDING_REVOKE]
+        owner = self._owner(target, key, found)
+        found.append(self._connection_finding(target, index, state, tokens, (foreseen, unfinished)))
+        found += [self._current(target, owner, t) for t in tokens if t.role is Role.CURRENT]
+        found += [self._held(target, owner, t) for t in tokens if t.role in _UNSETTLED]
+        found += [self._pending(target, owner, t) for t in tokens if t.role is Role.PENDING_REVOKE]
         return TargetLook(target.name, tuple(found))
 
-    def _project(self, target: RotationSpec, key: TargetKey | None, found: list[Finding]) -> int | None:
-        """The project's id (resolved, not remembered: the journal is only read) and the manager's role."""
-        project_id = key.project_id if key else None
-        what = owner_words(target, project_id)
+    def _owner(self, target: RotationSpec, key: TargetKey | None, found: list[Finding]) -> Owner | None:
+        """Whose tokens the target rotates, and the manager's role where they live.
+
+        The owner is the journal key's; before the first run, its paths (a project's, a group's,
+        a service account's home group or project) are resolved upstream, and not remembered:
+        the journal is only read. A service account's user id is always given.
+        """
+        owner = key.owner if key else None
+        what = shown(target, owner)
         if "gitlab" in self.blocked:
             found.append(self._skipped(what, "gitlab"))
-            return project_id
+            return owner
         try:
-            if project_id is None:
-                project_id = self.ctx.gitlab.project_id(target.project)
-                what = owner_words(target, project_id)
-            level = self.ctx.gitlab.manager_access_level(project_id)
+            if owner is None:
+                owner = owner_of(target, self._resolve)
+                what = shown(target, owner)
+            if owner is None:  # pragma: no cover - _resolve answers every path or raises
+                return None
+            level = self.ctx.gitlab.manager_access_level(owner)
         except UpstreamError as error:
             found.append(self._failed(what, error))
             return None
-        problem = access_problem(level)
-        text = (
-            problem
-            or f"the manager is {_ROLES.get(level or 0, level)} ({level}): may create and revoke tokens"
-        )
+        problem = access_problem(level, owner)
+        text = problem or f"the manager is {role_held(owner, level)} ({level}): may create and revoke tokens"
         found.append(Finding(PROBLEM if problem else OK, what, text))
-        return project_id
+        return owner
+
+    def _resolve(self, kind: Kind, path: str) -> int:
+        """A path's id, asked of GitLab (the look never writes the journal's cache)."""
+        return self.ctx.gitlab.group_id(path) if kind is Kind.GROUP else self.ctx.gitlab.project_id(path)
 
     def _connection_finding(
-        self, target: RotationSpec, index: int, state: TargetState | None, tokens: list[TokenRecord]
+        self,
+        target: RotationSpec,
+        index: int,
+        state: TargetState | None,
+        tokens: list[TokenRecord],
+        foreseen: "tuple[Foreseen, RotationRecord | None]",
     ) -> Finding:
         what = f"connection {target.connection_id}"
         config_key = f"targets[{index}].connection_id: {target.connection_id}"
@@ -176,14 +219,15 @@ class Look:
         read = self._connection(target.connection_id)
         if isinstance(read, UpstreamError):
             return self._failed(what, read, config_key)
-        shape = check_connection(read, self.ctx.gitlab_url)
+        shape = check_connection(read, self.ctx.gitlab_url, target.kind)
         if shape is not None:
             return Finding(PROBLEM, what, shape, key=config_key)
-        return drift_finding(what, target.name, read, state, tokens)
+        seen, unfinished = foreseen
+        return drift_finding(what, target.name, read, state, tokens, foreseen=seen, unfinished=unfinished)
 
-    def _current(self, target: RotationSpec, project_id: int | None, token: TokenRecord) -> Finding:
+    def _current(self, target: RotationSpec, owner: Owner | None, token: TokenRecord) -> Finding:
         what = f"current token {token.token_id}"
-        info = self._token(what, project_id, token)
+        info = self._token(what, target, owner, token)
         if isinstance(info, Finding):
             return info
         if info is None or not info.active:
@@ -196,9 +240,40 @@ class Look:
             )
         return Finding(OK, what, f"active on GitLab; {_expiry(info, self.ctx.clock())}")
 
-    def _pending(self, target: RotationSpec, project_id: int | None, token: TokenRecord) -> Finding:
+    def _held(self, target: RotationSpec, owner: Owner | None, token: TokenRecord) -> Finding:
+        """A token the connection may hold (a lost PATCH), or a candidate never pushed: alive or not."""
+        role = "possibly held token" if token.role is Role.POSSIBLY_HELD else "candidate token"
+        what = f"{role} {token.token_id}"
+        info = self._token(what, target, owner, token)
+        if isinstance(info, Finding):
+            return info
+        if token.role is Role.POSSIBLY_HELD:
+            if info is None or not info.active:
+                state = "not found" if info is None else f"revoked={info.revoked} active={info.active}"
+                return Finding(
+                    WARN,
+                    what,
+                    f"GitLab says {state}: if the connection holds it, it holds a dead token until the"
+                    " next rotation pushes and verifies",
+                )
+            return Finding(
+                INFO,
+                what,
+                f"active on GitLab; {_expiry(info, self.ctx.clock())}; a push whose outcome was lost may have"
+                " left it in the connection: retired by the next verified push",
+            )
+        if info is None or not info.active:
+            return Finding(INFO, what, "already gone on GitLab; the next revoke records it")
+        stuck = (
+            f"; no access to revoke it since {stamp(token.no_access_since)}" if token.no_access_since else ""
+        )
+        return Finding(
+            INFO, what, f"active on GitLab; {_expiry(info, self.ctx.clock())}; never pushed{stuck}"
+        )
+
+    def _pending(self, target: RotationSpec, owner: Owner | None, token: TokenRecord) -> Finding:
         what = f"pending revoke {token.token_id}"
-        info = self._token(what, project_id, token)
+        info = self._token(what, target, owner, token)
         if isinstance(info, Finding):
             return info
         if info is None or not info.active:
@@ -222,13 +297,15 @@ class Look:
         )
 
     # -- reads, each once ------------------------------------------------------------------------
-    def _token(self, what: str, project_id: int | None, token: TokenRecord) -> TokenInfo | Finding | None:
-        """The token as GitLab describes it, or the finding that says why it was not asked."""
+    def _token(
+        self, what: str, target: RotationSpec, owner: Owner | None, token: TokenRecord
+    ) -> TokenInfo | Finding | None:
+        """The token as its owner's GitLab route describes it, or the finding that says why not asked."""
         if "gitlab" in self.blocked:
             return self._skipped(what, "gitlab")
-        if project_id is None:
-            return Finding(SKIP, what, "not checked: the project could not be read (above)")
-        answer = self._ask(lambda: self.ctx.gitlab.get_token(project_id, token.token_id))
+        if owner is None:
+            return Finding(SKIP, what, f"not checked: {shown(target)} could not be read (above)")
+        answer = self._ask(lambda: self.ctx.gitlab.get_token(owner, token.token_id))
         return self._failed(what, answer) if isinstance(answer, UpstreamError) else answer
 
     def _connection(self, connection_id: str) -> Connection | UpstreamError:
@@ -256,38 +333,125 @@ class Look:
         return Finding(SKIP, what, f"not checked: {self.blocked[upstream]}")
 
 
-def drift_finding(
-    what: str, name: str, conn: Connection, state: TargetState | None, tokens: list[TokenRecord]
+def drift_finding(  # noqa: PLR0913 - the connection, and what the journal says a run would judge it by
+    what: str,
+    name: str,
+    conn: Connection,
+    state: TargetState | None,
+    tokens: Sequence[TokenRecord],
+    *,
+    foreseen: Foreseen = A_ROTATION,
+    unfinished: RotationRecord | None = None,
 ) -> Finding:
-    """The connection's hash against the journal's last verified push, judged as a run would (rule 1)."""
-    observed = short_hash(conn.credentials_hash)
+    """The connection's hash judged as the next run that reads it would judge it (rule 1).
+
+    ``foreseen`` is :func:`~rotator.engine.foresee.next_check`'s answer (by default: a
+    rotation's); no check (no run will read it) is judged as a rotation would be: the next one,
+    forced or due, reads it.
+    """
+    check, take_over = foreseen.check, foreseen.take_over
+    hint = f"`rotator rotate {name} --take-over`"
+    # A freeze ends only with a verified push: a take-over run that rotates (or resumes a push)
+    # may end it; one that only revokes, or does nothing, leaves the target frozen.
+    if state is not None and state.drift_since is not None and not (take_over and check in PUSHES):
+        return _frozen_finding(what, conn.credentials_hash, state, hint)
+    if check is Check.REREAD and unfinished is not None:
+        return _pushed_finding(what, conn.credentials_hash, unfinished, hint, take_over=take_over)
     verified = state.verified_hash if state else None
-    take_over = f"`rotator rotate {name} --take-over`"
-    if state is not None and state.drift_since is not None and conn.credentials_hash != verified:
-        return Finding(
-            DRIFT,
-            what,
-            f"drift: holds {observed}, not our verified push {short_hash(verified)} (frozen since"
-            f" {stamp(state.drift_since)}); nothing is created or revoked until {take_over}",
-        )
-    possibly_held = any(t.role is Role.POSSIBLY_HELD for t in tokens)
-    gate = rules.before_push(verified, conn.credentials_hash, possibly_held=possibly_held, take_over=False)
+    if check is Check.REVOKE:
+        return _revoke_finding(what, conn.credentials_hash, verified, hint)
     if verified is None:
+        observed = short_hash(conn.credentials_hash)
         return Finding(INFO, what, f"holds {observed}; no push verified yet (the first rotation replaces it)")
+    possibly_held = any(t.role is Role.POSSIBLY_HELD for t in tokens)
+    gate = rules.before_push(
+        verified, conn.credentials_hash, possibly_held=possibly_held, take_over=take_over
+    )
+    return _push_finding(what, gate, conn.credentials_hash, verified, hint)
+
+
+def _push_finding(what: str, gate: rules.Gate, observed: str, verified: str, hint: str) -> Finding:
+    """Before a push: another hash is drift, unless a lost PATCH (or a take-over) explains it."""
+    seen, ours = short_hash(observed), short_hash(verified)
     if gate is rules.Gate.CLEAR:
-        return Finding(OK, what, f"holds our verified push {observed}")
+        return Finding(OK, what, f"holds our verified push {seen}")
     if gate is rules.Gate.CHANGED:
         return Finding(
             WARN,
             what,
-            f"holds {observed}, not our verified push {short_hash(verified)}: a push whose outcome was"
-            " lost may have landed; the next rotation pushes and verifies",
+            f"holds {seen}, not our verified push {ours}: a push whose outcome was lost may have landed;"
+            " the next rotation pushes and verifies",
         )
     return Finding(
         DRIFT,
         what,
-        f"drift: holds {observed}, not our verified push {short_hash(verified)}: someone else wrote it;"
-        f" a run would freeze the target (nothing created or revoked) until {take_over}",
+        f"drift: holds {seen}, not our verified push {ours}: someone else wrote it; a run would"
+        f" freeze the target (nothing created or revoked) until {hint}",
+    )
+
+
+def _revoke_finding(what: str, observed: str, verified: str | None, hint: str) -> Finding:
+    """Before revokes alone: only the verified push lets them go (``retire.revoke_pending``)."""
+    seen, ours = short_hash(observed), short_hash(verified)
+    if rules.holds_our_push(verified, observed):
+        return Finding(OK, what, f"holds our verified push {seen}")
+    return Finding(
+        DRIFT,
+        what,
+        f"drift: holds {seen}, not our verified push {ours}: someone else wrote it (the next run's"
+        " revokes accept only our verified push, whatever push was lost); a run would freeze the"
+        f" target (nothing created or revoked) until {hint}",
+    )
+
+
+def _frozen_finding(what: str, observed: str, state: TargetState, hint: str) -> Finding:
+    """A frozen target stays drift until a take-over, whatever the connection holds now."""
+    since = stamp(state.drift_since) if state.drift_since else "?"
+    if observed == state.verified_hash:
+        return Finding(
+            DRIFT,
+            what,
+            f"drift: frozen since {since}; the connection holds our push {short_hash(observed)} again;"
+            f" nothing is created or revoked until {hint} resumes it",
+        )
+    return Finding(
+        DRIFT,
+        what,
+        f"drift: holds {short_hash(observed)}, not our verified push {short_hash(state.verified_hash)}"
+        f" (frozen since {since}); nothing is created or revoked until {hint}",
+    )
+
+
+def _pushed_finding(
+    what: str, observed: str, rotation: RotationRecord, take_over_hint: str, *, take_over: bool
+) -> Finding:
+    """A rotation stopped at PUSHED: the next run resumes it by re-reading (``rules.reread_proves``)."""
+    ours, pre, seen = short_hash(rotation.patch_hash), short_hash(rotation.pre_hash), short_hash(observed)
+    if observed == rotation.patch_hash:
+        return Finding(
+            OK, what, f"holds our PATCH {ours} (a rotation stopped at PUSHED): the next run verifies it"
+        )
+    if observed == rotation.pre_hash:
+        return Finding(
+            WARN,
+            what,
+            f"holds the pre-PATCH hash {pre}, not our PATCH {ours} (a rotation stopped at PUSHED):"
+            " a lagging replica, or the PATCH was undone; the next run re-reads it, and fails (without"
+            " freezing) if it still shows",
+        )
+    if take_over:
+        return Finding(
+            WARN,
+            what,
+            f"holds {seen}, neither our PATCH {ours} nor the pre-PATCH hash {pre}: taken over, our push"
+            " counts as overwritten; a fresh rotation pushes and verifies",
+        )
+    return Finding(
+        DRIFT,
+        what,
+        f"drift: holds {seen}, neither our PATCH {ours} nor the pre-PATCH hash {pre} (a rotation stopped"
+        " at PUSHED): someone else wrote it; the next run re-reads it and would freeze the target"
+        f" (nothing created or revoked) until {take_over_hint}",
     )
 
 

@@ -49,12 +49,25 @@ def _id(kind: Kind, ref: int | str, lookup: Lookup) -> int | None:
     return ref if isinstance(ref, int) else lookup(kind, ref)
 
 
-def shown(target: RotationSpec) -> str:
-    """The owner as the config names it, for ``check``: ``project acme/app``, ``group 7``, ..."""
+def shown(target: RotationSpec, owner: Owner | None = None) -> str:
+    """The owner as the config names it: ``project acme/app``, ``group 7``, ``service account 9 of ...``.
+
+    With the resolved ``owner`` (the look's), each path is followed by its id:
+    ``group platform (7)``, ``service account 9 of group platform (7)``; an id is shown once.
+    """
     if target.kind is not Kind.SERVICE_ACCOUNT:
-        return f"{target.kind.value} {target.project}"
-    where = f" of {target.via[0].value} {target.via[1]}" if target.via else " of the instance"
-    return f"service account {target.project}{where}"
+        return f"{target.kind.value} {_named(target.project, owner.id if owner else None)}"
+    if target.via is None:
+        return f"service account {target.project} of the instance"
+    via_kind, ref = target.via
+    return (
+        f"service account {target.project} of {via_kind.value} {_named(ref, owner.via_id if owner else None)}"
+    )
+
+
+def _named(ref: int | str, resolved: int | None) -> str:
+    """A path or id as configured, and the id it resolved to when that says more."""
+    return str(ref) if resolved is None or resolved == ref else f"{ref} ({resolved})"
 
 
 #: The role the manager needs where each kind's tokens live (``reference/gitlab-2.md`` §1.2, §3).
@@ -73,3 +86,10 @@ def role_needed(owner: Owner) -> str:
     if owner.kind is Kind.SERVICE_ACCOUNT and owner.via is None:
         return "admin"
     return _ROLE_NAMES[level_needed(owner)]
+
+
+def role_held(owner: Owner, level: int | None) -> str:
+    """The manager's role, judged enough, in words: ``maintainer``, ``owner``, ``admin``."""
+    if owner.kind is Kind.SERVICE_ACCOUNT and owner.via is None:
+        return "admin"  # the adapter's 50 for an instance service account: the manager is an admin
+    return _ROLE_NAMES.get(level or 0, str(level)).lower()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from rotator.core import evidence, rules
+from rotator.core.description import token_description
 from rotator.core.errors import GitLabError, InfisicalError, ProtocolViolation
 from rotator.core.machine import Action, advance
 from rotator.core.model import (
@@ -408,7 +409,11 @@ class TargetRun(Retirer):
             raise ProtocolViolation(rotation.step.value, "a third create")
         flight.creates += 1
         spec = self.target.token
-        request = TokenRequest(rotation.token_name, spec.scopes, spec.access_level, rotation.requested_expiry)
+        target = self.target
+        description = token_description(target.name, target.kind.value, target.project, target.connection_id)
+        request = TokenRequest(
+            rotation.token_name, spec.scopes, spec.access_level, rotation.requested_expiry, description
+        )
         try:
             new = self.ctx.gitlab.create_token(self.owner, request)
         except GitLabError as error:

@@ -29,9 +29,17 @@ FREE_TEXT = frozenset({"error", "last_error", "evidence", "detail"})
 def to_json(record: object) -> dict[str, Any]:
     """A record as a JSON-able dict (its ``key`` as the three fields of :class:`TargetKey`)."""
     out: dict[str, Any] = {}
-    for field in dataclasses.fields(record):  # type: ignore[arg-type]
-        value = getattr(record, field.name)
-        if isinstance(value, TargetKey):
+    for name, free_text in _encoding(type(record)):  # type: ignore[arg-type] # a class is hashable
+        value = getattr(record, name)
+        kind = type(value)
+        # Most fields are None, a number or a plain string: settled by their exact type, without
+        # the isinstance chain below (a str subclass, an enum, takes the chain, so nothing changes).
+        if kind in _AS_IS:
+            pass
+        elif kind is str:
+            if free_text:
+                value = redact(value)
+        elif isinstance(value, TargetKey):
             value = key_json(value)
         elif isinstance(value, Enum):
             value = value.value
@@ -39,18 +47,34 @@ def to_json(record: object) -> dict[str, Any]:
             value = value.isoformat()
         elif isinstance(value, tuple):
             value = list(value)
-        elif isinstance(value, str) and field.name in FREE_TEXT:
+        elif isinstance(value, str) and free_text:
             value = redact(value)
-        out[field.name] = value
+        out[name] = value
     return out
 
 
 def key_json(key: TargetKey) -> dict[str, Any]:
     """A key as JSON; a project key's without ``kind``/``via``, as before kinds (older replicas read it)."""
-    data = dataclasses.asdict(key)
+    data = {field: getattr(key, field) for field in _KEY_FIELDS}
     if key.kind == Kind.PROJECT.value and not key.via:
         del data["kind"], data["via"]
     return data
+
+
+#: Values JSON holds as they are: no isinstance check of the chain in :func:`to_json` matches them.
+_AS_IS = frozenset({type(None), int, bool, float})
+#: :class:`TargetKey`'s fields, a string and numbers: as ``dataclasses.asdict`` gave them, uncopied.
+_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(TargetKey))
+
+
+@functools.cache
+def _encoding(cls: type) -> tuple[tuple[str, bool], ...]:
+    """A record type's fields, each with whether it is free text (:data:`FREE_TEXT`); once per type.
+
+    A rotation writes about a dozen records, and listing a dataclass's fields on each was a
+    good part of their encoding.
+    """
+    return tuple((field.name, field.name in FREE_TEXT) for field in dataclasses.fields(cls))
 
 
 def from_json(cls: type[T], data: dict[str, Any]) -> T:

@@ -17,6 +17,9 @@ from typing import Any, Literal
 
 
 ResourceKind = Literal["project", "group"]
+#: How the server treats a token's ``description``: GitLab 17.7+ stores and shows it; older servers
+#: ignore the undeclared parameter and show no such key; ``refused`` answers a Grape-style 400.
+Descriptions = Literal["stored", "ignored", "refused"]
 
 GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 15, 20, 30, 40, 50
 ACCESS_LEVELS = (GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER)
@@ -125,6 +128,8 @@ class Token:
     access_level: int | None = None
     resource: Resource | None = None
     previous_id: int | None = None
+    #: Whether the API shows ``description`` (``False`` on a server older than 17.7).
+    described: bool = True
 
     def expired(self, now: datetime) -> bool:
         """Dead from 00:00 UTC on ``expires_at`` (GitLab: ``expires_at <= Time.current``)."""
@@ -141,7 +146,7 @@ class Token:
             "name": self.name,
             "revoked": self.revoked,
             "created_at": iso_ms(self.created_at),
-            "description": self.description,
+            **({"description": self.description} if self.described else {}),
             "scopes": list(self.scopes),
             "user_id": self.user_id,
             "last_used_at": iso_ms(self.last_used_at) if self.last_used_at else None,
@@ -168,6 +173,8 @@ class GitLabState:
     routable_tokens: bool = True
     #: An admin's "Maximum allowable lifetime for access tokens" (EE), in days; 365 when unset.
     max_lifetime_days: int = MAX_LIFETIME_DAYS
+    #: See :data:`Descriptions`; tokens minted from then on follow it.
+    descriptions: Descriptions = "stored"
     #: Ids of revoked tokens presented on a rotate path (each one revoked its whole family).
     reuse_detections: list[int] = field(default_factory=list)
     _next_id: dict[str, int] = field(default_factory=dict)
@@ -218,10 +225,11 @@ class GitLabState:
             expires_at=expires_at,
             created_at=now,
             value=value,
-            description=description,
+            description=description if self.descriptions == "stored" else None,
             access_level=access_level,
             resource=resource,
             previous_id=previous_id,
+            described=self.descriptions != "ignored",
         )
         self.tokens[token.id] = token
         return token

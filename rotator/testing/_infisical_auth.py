@@ -4,8 +4,8 @@ Access tokens are real HS256 JWTs signed with the fake's own key and backed by a
 Infisical does: the JWT is verified first (bad signature or past ``exp`` → 403 ``TokenError``), then
 the row (revoked or missing → 401 ``No identity access token found``; TTL since last renewal
 exceeded → 401). Renewal verifies the JWT first, so an expired token cannot be renewed; it fails
-past ``accessTokenMaxTTL``. Three failed logins within 30 s lock the identity's Universal Auth for
-300 s.
+past ``accessTokenMaxTTL``. A login with an unknown client id is 404 ``NotFound``; three failed
+logins within 30 s lock the identity's Universal Auth for 300 s.
 """
 
 import base64
@@ -75,8 +75,8 @@ class IdentityAuth:
         self.identities[identity.id] = identity
         return identity
 
-    def issue(self, identity: Identity, now: datetime) -> dict[str, Any]:
-        """A new access token for ``identity``: the login response body."""
+    def issue(self, identity: Identity, now: datetime, **claims: Any) -> dict[str, Any]:  # noqa: ANN401 - JSON claims
+        """A new access token for ``identity``: the login response body; ``claims`` are added to the JWT."""
         row = AccessTokenRow(
             str(uuid.uuid4()),
             identity.id,
@@ -86,13 +86,14 @@ class IdentityAuth:
             now,
         )
         self.rows[row.id] = row
-        return self._response(row, now)
+        return self._response(row, now, claims)
 
     def login(self, client_id: str, client_secret: str, now: datetime) -> dict[str, Any]:
         """Universal Auth login, with Infisical's lockout after repeated failures."""
         identity = next((i for i in self.identities.values() if i.client_id == client_id), None)
         if identity is None:
-            fail(401, "UnauthorizedError", "Invalid credentials")
+            # No identity to lock: the real server says so with a 404, not the 401 of a bad secret.
+            fail(404, "NotFound", "No identity with specified client ID was found")
         if identity.locked_until is not None and now < identity.locked_until:
             fail(
                 401,
@@ -158,12 +159,15 @@ class IdentityAuth:
 
     # ---- JWT ----------------------------------------------------------------------------------
 
-    def _response(self, row: AccessTokenRow, now: datetime) -> dict[str, Any]:
+    def _response(
+        self, row: AccessTokenRow, now: datetime, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         claims: dict[str, Any] = {
             "identityId": row.identity_id,
             "identityAccessTokenId": row.id,
             "authTokenType": "identityAccessToken",
             "iat": int(now.timestamp()),
+            **(extra or {}),
         }
         if row.ttl:
             claims["exp"] = int(now.timestamp()) + row.ttl

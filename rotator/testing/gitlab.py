@@ -12,10 +12,11 @@ What it serves (under ``/api/v4``), for projects and groups alike (``:kind`` bel
 * service accounts (group, project and instance ones) and their personal access tokens: see
   :mod:`rotator.testing._gitlab_service_accounts`.
 
-The rules and error bodies follow ``reference/gitlab.md`` §1-§4 and are described where they are
-implemented. The fake's clock (:class:`~rotator.testing.FakeClock`) decides expiry and
-``last_used_at``; :attr:`FakeGitLab.state` is the test-only view of everything, token values
-included.
+A token's ``description`` is stored and shown as GitLab 17.7+ does, or, as an older server would,
+ignored or refused (:meth:`FakeGitLab.set_descriptions`). The rules and error bodies follow
+``reference/gitlab.md`` §1-§4 and are described where they are implemented. The fake's clock
+(:class:`~rotator.testing.FakeClock`) decides expiry and ``last_used_at``; :attr:`FakeGitLab.state`
+is the test-only view of everything, token values included.
 """
 
 import datetime as dt
@@ -35,6 +36,7 @@ from rotator.testing._gitlab_state import (
     OWNER,
     RESOURCE_BOT_SCOPES,
     ROTATE_DEFAULT_DAYS,
+    Descriptions,
     GitLabState,
     Resource,
     ResourceKind,
@@ -203,6 +205,17 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
         with self.lock:
             self.state.max_lifetime_days = days
 
+    def set_descriptions(self, mode: Descriptions) -> None:
+        """How tokens minted from now on treat ``description``: ``stored`` (17.7+), ``ignored``, ``refused``.
+
+        ``ignored`` is a server before 17.7 (``reference/gitlab-2.md`` §4): Grape drops the
+        undeclared parameter and the token's JSON has no ``description`` key. ``refused`` answers a
+        create that carries one with Grape's 400 ``description does not have a valid value``,
+        creating nothing.
+        """
+        with self.lock:
+            self.state.descriptions = mode
+
     def test_only_user(self, username: str) -> User:
         """TEST ONLY: the user called ``username`` (the seed's ``rotator-manager``, say), to seed for."""
         with self.lock:
@@ -354,6 +367,8 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
         user, _ = self._auth(request)
         params = request.form()
         name, scopes, level, expires = _create_params(params)
+        if "description" in params and self.state.descriptions == "refused":
+            message(400, {"error": "description does not have a valid value"})
         kind, resource = self._resource(request)
         self._visible(user, resource)
         now = self.clock.now()

@@ -1,15 +1,21 @@
-"""A fake Infisical: Universal Auth and the GitLab app-connection API, faithful to the real one.
+"""A fake Infisical: Universal and Kubernetes Auth, the GitLab app-connection API, faithful to the real one.
 
-Routes: ``POST /api/v1/auth/universal-auth/login``, ``POST /api/v1/auth/token/renew``,
+Routes: ``POST /api/v1/auth/universal-auth/login``, ``POST /api/v1/auth/kubernetes-auth/login``
+(the JWT reviewed by a Kubernetes API server: :mod:`rotator.testing._infisical_kubernetes`),
+``POST /api/v1/auth/token/renew``,
 ``POST /api/v1/auth/token/revoke``, ``GET`` and ``PATCH /api/v1/app-connections/gitlab/:connectionId``.
 
 The PATCH runs Infisical's steps in order (``reference/infisical.md`` §2): authentication,
 write rate limit, zod validation (422), lookup (404), permission (403), platform-managed check,
 re-parse against the stored method (400), then it really calls ``GET {instanceUrl}/api/v4/user``
-with the new token (400 ``Failed to validate credentials: …`` if GitLab refuses), encrypts the
+with the new token, as gitbeaker does (``localhost`` refused, 429/502 retried ten times within about
+0.35 s; 400 ``Failed to validate credentials: …`` if GitLab refuses), encrypts the
 credentials with AES-256-GCM under a random IV, and answers the redacted record. ``credentialsHash``
 is the SHA-256 of that encrypted blob, so it changes on every credential write, even of the same
 token, and stays put on a metadata-only PATCH.
+
+A body that is not JSON gets Fastify's parse error through Infisical's catch-all: 500
+``InternalServerError`` "Something went wrong".
 
 Rate limits are off by default, as on a self-hosted instance; pass ``reads_per_minute`` and
 ``writes_per_minute`` (Infisical Cloud: 60 and 200 per IP) to get 429 ``RateLimitExceeded``.
@@ -20,11 +26,13 @@ import json
 import math
 import secrets
 import time
+import urllib.parse
 import uuid
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from http import HTTPStatus
+from typing import Any, NoReturn
 
 import httpx
 
@@ -34,6 +42,8 @@ from rotator.testing._clock import FakeClock
 from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Response
 from rotator.testing._infisical_auth import Identity, IdentityAuth
 from rotator.testing._infisical_errors import canned, fail
+from rotator.testing._infisical_kubernetes import LOGIN as KUBERNETES_LOGIN
+from rotator.testing._infisical_kubernetes import KubernetesAuth, post_with, review
 from rotator.testing._zod import parse_update, required, uuid_issues
 
 
@@ -42,6 +52,11 @@ DEFAULT_GITLAB = "https://gitlab.com"
 _KMS_VERSION = b"v01"
 _METHOD_NAMES = {"access-token": "Access Token", "oauth": "OAuth"}
 _APP_NAMES = {"gitlab": "GitLab", "aws": "AWS", "github": "GitHub"}
+#: Host names ``blockLocalAndPrivateIpAddresses`` refuses outright (outside development mode).
+_LOCAL_NAMES = frozenset({"localhost", "host.docker.internal"})
+#: gitbeaker's ``maxRetries`` and ``retryCodes``.
+_GITBEAKER_TRIES = 10
+_GITBEAKER_RETRIED = frozenset({429, 502})
 
 
 def _iso(when: datetime) -> str:
@@ -96,13 +111,15 @@ class FakeInfisical(FakeServer):
         reads_per_minute: int | None = None,
         writes_per_minute: int | None = None,
         accept_group_tokens: bool = True,
-        validation_retry_delay: float = 0.05,
+        validation_retry_delay: float = 0.00025,
         test_hooks_key: str | None = None,
     ) -> None:
         """Create an empty instance (see the module docstring for the options)."""
         super().__init__(clock, test_hooks_key=test_hooks_key)
         self.auth = IdentityAuth()
         self.connections: dict[str, Connection] = {}
+        #: Kubernetes Auth attached to identities, by identity id.
+        self.kubernetes_auths: dict[str, KubernetesAuth] = {}
         self.org_id = str(uuid.uuid4())
         self.accept_group_tokens = accept_group_tokens
         self.validation_retry_delay = validation_retry_delay
@@ -113,6 +130,7 @@ class FakeInfisical(FakeServer):
         self._reads = FixedWindowLimiter(reads_per_minute, self.clock) if reads_per_minute else None
         self._writes = FixedWindowLimiter(writes_per_minute, self.clock) if writes_per_minute else None
         self.route("POST", "/api/v1/auth/universal-auth/login", self._login)
+        self.route("POST", KUBERNETES_LOGIN, self._kubernetes_login)
         self.route("POST", "/api/v1/auth/token/renew", self._renew)
         self.route("POST", "/api/v1/auth/token/revoke", self._revoke)
         self.route("GET", f"{CONNECTIONS}/:connectionId", self._get)
@@ -153,6 +171,29 @@ class FakeInfisical(FakeServer):
         """A machine identity with Universal Auth (``client_id``/``client_secret``)."""
         with self.lock:
             return self.auth.add_identity(ttl=ttl, max_ttl=max_ttl)
+
+    def seed_kubernetes_auth(  # noqa: PLR0913 - the attach form's own fields
+        self,
+        identity: Identity,
+        kubernetes_host: str,
+        *,
+        allowed_namespaces: str = "",
+        allowed_names: str = "",
+        allowed_audience: str = "",
+        token_reviewer_jwt: str | None = None,
+    ) -> KubernetesAuth:
+        """Attach Kubernetes Auth to ``identity``, reviewing at ``kubernetes_host`` (comma lists)."""
+        auth = KubernetesAuth(
+            identity.id,
+            kubernetes_host,
+            allowed_namespaces,
+            allowed_names,
+            allowed_audience,
+            token_reviewer_jwt,
+        )
+        with self.lock:
+            self.kubernetes_auths[identity.id] = auth
+        return auth
 
     def seed_access_token(self, identity: Identity) -> str:
         """An access token for ``identity``, as if it had logged in."""
@@ -263,29 +304,39 @@ class FakeInfisical(FakeServer):
         return conn
 
     def _validate_with_gitlab(self, credentials: dict[str, str]) -> None:
-        """``client.Users.showCurrentUser()``: retried on 429/502 like gitbeaker, up to 10 tries."""
+        """``client.Users.showCurrentUser()`` through gitbeaker, as the real server makes it.
+
+        ``getGitLabInstanceUrl`` first refuses the names ``localhost`` and ``host.docker.internal``
+        (IP literals such as 127.0.0.1 pass, as with ``ALLOW_INTERNAL_IP_CONNECTIONS``). gitbeaker
+        then makes up to 10 calls, retrying 429 and 502 after ``2**i * 0.25`` **milliseconds**
+        (about 0.35 s in all), and gives up with its own retry message.
+        """
         base = credentials.get("instanceUrl", DEFAULT_GITLAB).rstrip("/")
+        if urllib.parse.urlsplit(base).hostname in _LOCAL_NAMES:
+            fail(400, "BadRequest", "Failed to validate credentials: Local IPs not allowed as URL")
         headers = {"PRIVATE-TOKEN": credentials["accessToken"], "User-Agent": "infisical-gitbeaker"}
-        for attempt in range(10):
+        for attempt in range(_GITBEAKER_TRIES):
             try:
                 answer = self._gitlab_client.get(f"{base}/api/v4/user", headers=headers)
             except httpx.HTTPError as exc:
                 fail(400, "BadRequest", f"Failed to validate credentials: {exc!s}")
-            if answer.status_code not in {429, 502} or attempt == 9:
-                break
+            if answer.is_success:
+                return
+            if answer.status_code not in _GITBEAKER_RETRIED:
+                fail(400, "BadRequest", f"Failed to validate credentials: {_gitbeaker_error(answer)}")
             time.sleep(self.validation_retry_delay * 2**attempt)
-        if answer.is_success:
-            return
-        phrase = answer.reason_phrase or str(answer.status_code)
-        cause = ""
-        if phrase != "Unauthorized":
-            try:
-                detail = answer.json()
-                text = detail.get("error_description") or detail.get("message") or detail.get("error")
-            except (ValueError, AttributeError):
-                text = None
-            cause = f". Cause: {text}" if text else ""
-        fail(400, "BadRequest", f"Failed to validate credentials: {phrase}{cause}")
+        status = answer.status_code
+        advice = (
+            "Check the applicable rate limits for this endpoint"
+            if status == HTTPStatus.TOO_MANY_REQUESTS
+            else "Verify the status of the endpoint"
+        )
+        fail(
+            400,
+            "BadRequest",
+            "Failed to validate credentials: Could not successfully complete this request after"
+            f" {_GITBEAKER_TRIES} retries, last status code: {status}. {advice}.",
+        )
 
     # ---- handlers -----------------------------------------------------------------------------
 
@@ -297,6 +348,29 @@ class FakeInfisical(FakeServer):
             fail(422, "ValidationFailure", issues)
         result = self.auth.login(data["clientId"].strip(), data["clientSecret"].strip(), self.clock.now())
         return Response(200, result, headers)
+
+    def _kubernetes_login(self, request: Request) -> Response:
+        headers = self._limit(self._writes, request)
+        data = _json_object(request)
+        issues = [required(k) for k in ("identityId", "jwt") if not isinstance(data.get(k), str)]
+        if issues:
+            fail(422, "ValidationFailure", issues)
+        auth = self.kubernetes_auths.get(data["identityId"].strip())
+        identity = self.auth.identities.get(auth.identity_id) if auth is not None else None
+        if auth is None or identity is None:
+            fail(
+                404,
+                "NotFound",
+                "Kubernetes auth method not found for identity, did you configure Kubernetes auth?",
+            )
+        # The real service reviews the token outside any lock of ours; so does the fake.
+        self.lock.release()
+        try:
+            namespace, name = review(auth, data["jwt"].strip(), post_with(self._gitlab_client))
+        finally:
+            self.lock.acquire()
+        claims = {"identityAuth": {"kubernetes": {"namespace": namespace, "name": name}}}
+        return Response(200, self.auth.issue(identity, self.clock.now(), **claims), headers)
 
     def _renew(self, request: Request) -> Response:
         headers = self._limit(self._writes, request)
@@ -329,7 +403,7 @@ class FakeInfisical(FakeServer):
         try:
             parsed, body_issues = parse_update(request.json(), accept_group=self.accept_group_tokens)
         except ValueError:
-            fail(400, "BadRequest", "Body is not valid JSON")
+            _unparsable()
         if body_issues:
             fail(422, "ValidationFailure", body_issues)
         conn = self._connection(request, identity, edit=True)
@@ -381,5 +455,29 @@ def _json_object(request: Request) -> dict[str, Any]:
     try:
         data = request.json()
     except ValueError:
-        fail(400, "BadRequest", "Body is not valid JSON")
+        _unparsable()
     return data if isinstance(data, dict) else {}
+
+
+def _unparsable() -> NoReturn:
+    """Fastify's JSON parse error is no class Infisical's error handler knows: its catch-all 500."""
+    fail(500, "InternalServerError", "Something went wrong")
+
+
+def _gitbeaker_error(answer: httpx.Response) -> str:
+    """``GitbeakerRequestError``'s text as Infisical words it: the status text, then the cause.
+
+    gitbeaker's cause is the JSON body's ``error``, else its ``message`` (a non-string one as JSON),
+    or a non-JSON body's text; Infisical leaves the cause out after ``Unauthorized``.
+    """
+    phrase = answer.reason_phrase or str(answer.status_code)
+    if "application/json" in answer.headers.get("content-type", ""):
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        found = (body.get("error") or body.get("message") or "") if isinstance(body, dict) else ""
+        cause = found if isinstance(found, str) else json.dumps(found, separators=(",", ":"))
+    else:
+        cause = answer.text
+    return f"{phrase}. Cause: {cause}" if cause and phrase != "Unauthorized" else phrase

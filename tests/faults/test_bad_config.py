@@ -493,7 +493,14 @@ def _missing() -> st.SearchStrategy[Edit]:
         ("gitlab",), ("gitlab", "url"), ("targets",), ("defaults", "token"), ("defaults", "token", "scopes"),
         *(("targets", i, field) for i in TARGETS for field in ("name", "project", "connection_id")),
     ]  # fmt: skip
-    return st.sampled_from(paths).map(lambda path: Edit("missing", ((path, DELETE),), _key(path)))
+    return st.sampled_from(paths).map(lambda path: Edit("missing", ((path, DELETE),), _missing_key(path)))
+
+
+def _missing_key(path: Path_) -> str:
+    """A missing key is named; a target without its owner key (one of three kinds) names the target."""
+    if len(path) == 3 and path[0] == "targets" and path[2] == "project":
+        return _key(path[:2]) + r"(?:\.project)?"
+    return _key(path)
 
 
 CONFIG_EDITS: st.SearchStrategy[Edit] = st.one_of(

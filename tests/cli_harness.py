@@ -264,11 +264,19 @@ def _isolated(env: dict[str, str], stdout: io.StringIO, stderr: io.StringIO) -> 
             logging.getLogger(name).setLevel(level)
 
 
-def patch_by_hand(client: httpx.Client, gitlab_url: str, connection_id: str, value: str) -> httpx.Response:
+def patch_by_hand(
+    client: httpx.Client,
+    gitlab_url: str,
+    connection_id: str,
+    value: str,
+    token_type: str = "project",  # noqa: S107 - a type's name
+) -> httpx.Response:
     """A person's PATCH of a connection to ``value`` (``client`` logged in as the seeded identity)."""
     return client.patch(
         f"/api/v1/app-connections/gitlab/{connection_id}",
-        json={"credentials": {"accessToken": value, "accessTokenType": "project", "instanceUrl": gitlab_url}},
+        json={
+            "credentials": {"accessToken": value, "accessTokenType": token_type, "instanceUrl": gitlab_url}
+        },
     )
 
 

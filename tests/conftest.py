@@ -22,6 +22,7 @@ from rotator.adapters.logs import configure
 from rotator.testing import Fakes, ForeignHost, start_fakes
 from tests.faults import ledger
 from tests.faults.campaign import identity_client
+from tests.postgres import fresh_database
 
 
 @pytest.fixture
@@ -29,6 +30,20 @@ def fakes() -> Iterator[Fakes]:
     """Both fakes, seeded, on ephemeral ports."""
     with start_fakes() as running:
         yield running
+
+
+@pytest.fixture
+def journal_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``None`` for a config's SQLite file (the default), or a fresh PostgreSQL database's URL.
+
+    A test takes both with ``@pytest.mark.parametrize("journal_url", ["sqlite", "postgresql"],
+    indirect=True)``.
+    """
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

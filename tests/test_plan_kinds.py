@@ -8,13 +8,16 @@ import yaml
 
 from rotator.testing._gitlab_state import MAINTAINER
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, run_in_process
-from tests.test_target_kinds import ACCOUNT_CONNECTION, GROUP_CONNECTION, Kinds, kinds  # noqa: F401 - a fixture
+from tests.kinds import ACCOUNT_CONNECTION, GROUP_CONNECTION
+from tests.test_target_kinds import Kinds, kinds  # noqa: F401 - a fixture
 
 
 pytestmark = pytest.mark.slow
 
 LOOKS = (("plan",), ("run-once", "--dry-run"), ("status", "--live"))
 GROUP = "GET /api/v4/groups/:id"
+MEMBER = "GET /api/v4/groups/:id/members/all/:user_id"
+USER = "GET /api/v4/user"
 GROUP_TOKEN = "GET /api/v4/groups/:id/access_tokens/:token_id"
 ACCOUNT_TOKENS = "GET /api/v4/groups/:id/service_accounts/:user_id/personal_access_tokens"
 #: Each kind's target: its name, its connection, and how its owner line begins.
@@ -84,12 +87,13 @@ def test_before_the_first_run_group_paths_are_resolved_upstream_and_not_remember
     for connection in (GROUP_CONNECTION, ACCOUNT_CONNECTION):
         assert _lines(result, f"info    connection {connection}: holds ")
     counts = _only_reads(h)
-    # The group's path, twice (the group target's and the service account's home): resolved, then its role.
-    assert counts[GROUP] == 4
+    # The group's path, twice (the group target's and the service account's home): resolved, then
+    # the manager's membership (its own id read once).
+    assert (counts[GROUP], counts[MEMBER], counts[USER]) == (2, 2, 1)
     _reset(h)
     again = _run(h, "plan")
     assert again.stdout == result.stdout  # the journal was not told: the paths are asked again
-    assert _only_reads(h)[GROUP] == 4
+    assert _only_reads(h)[GROUP] == 2
 
 
 @pytest.mark.parametrize("args", LOOKS)
@@ -110,7 +114,7 @@ def test_after_a_run_each_kind_gets_the_same_look(looked: Kinds, args: tuple[str
         assert _lines(result, f"info    pending revoke {old}: never used; revoked after ")
     counts = _only_reads(h)
     # From the journal's key: one role read per kind, then each token through its owner's route.
-    assert counts[GROUP] == 2
+    assert (counts.get(GROUP, 0), counts[MEMBER]) == (0, 2)
     assert counts[GROUP_TOKEN] == 2
     assert counts[ACCOUNT_TOKENS] == 2  # no GET for one service-account token: its list, per token
 

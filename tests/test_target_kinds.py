@@ -3,92 +3,74 @@
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
 from rotator.testing import Fakes
-from rotator.testing._gitlab_state import OWNER, User
-from tests.cli_harness import CONNECTIONS, Harness
+from rotator.testing._gitlab_state import User
+from tests.cli_harness import CONNECTIONS, UA, Harness
+from tests.kinds import ACCOUNT_CONNECTION, CONNECTION_OF, CREATE_ROUTES, GROUP_CONNECTION, Seeded, seed_kinds
 
 
 pytestmark = pytest.mark.slow
 
-GROUP_CONNECTION = "5b0e3f52-7a5e-4d5e-9d0f-1a2b3c4d5e6f"
-ACCOUNT_CONNECTION = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a"
-
 
 @dataclass(frozen=True)
 class Kinds:
-    """The three targets' fakes: the group, the service account and what each connection held."""
+    """The three targets' fakes, seen by connection: the harness and what :func:`seed_kinds` added."""
 
     harness: Harness
-    group_id: int
-    account: User
-    held: dict[str, int]  # connection id -> the token id it held at the start
+    seeded: Seeded
+
+    @property
+    def group_id(self) -> int:
+        """The group ``platform``'s id."""
+        return self.seeded.group_id
+
+    @property
+    def account(self) -> User:
+        """The service account."""
+        return self.seeded.account
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Connection id -> the token id it held at the start."""
+        return {CONNECTION_OF[kind]: token for kind, token in self.seeded.held.items()}
 
     def active(self, connection: str) -> list[int]:
         """Active token ids of the connection's owner (test-only view)."""
-        gitlab, now = self.harness.fakes.gitlab, self.harness.fakes.clock.now()
-        with gitlab.lock:
-            tokens = gitlab.state.tokens.values()
-            if connection == GROUP_CONNECTION:
-                mine = [t for t in tokens if t.resource is not None and t.resource.id == self.group_id]
-                mine = [t for t in mine if t.resource is not None and t.resource.kind == "group"]
-            else:
-                mine = [t for t in tokens if t.user_id == self.account.id]
-            return [t.id for t in mine if t.active(now)]
+        return self.seeded.active(_KIND_OF[connection])
 
     def works(self, connection: str) -> bool:
         """Whether GitLab accepts what the connection holds now."""
-        fakes = self.harness.fakes
-        return fakes.gitlab.test_only_accepts(fakes.infisical.test_only_held_token(connection))
+        return self.seeded.works(_KIND_OF[connection])
 
 
-def _targets(fakes: Fakes, group_id: int, account: User) -> list[dict[str, Any]]:
-    return [
-        {"name": "app-deploy", "project": fakes.seed.project_paths[0], "connection_id": CONNECTIONS[0]},
-        {"name": "platform-sync", "group": "platform", "connection_id": GROUP_CONNECTION},
-        {
-            "name": "robot",
-            "service_account": {"user_id": account.id, "group": group_id},
-            "connection_id": ACCOUNT_CONNECTION,
-            "token": {"scopes": ["api", "read_user"], "lifetime": "30d"},
-        },
-    ]
+_KIND_OF = {connection: kind for kind, connection in CONNECTION_OF.items()}
+
+
+#: A test run on both journals: the file, and a fresh PostgreSQL database (``journal_url``, conftest).
+BOTH_JOURNALS = pytest.mark.parametrize("journal_url", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
-def kinds(fakes: Fakes, tmp_path: Path) -> Kinds:
+def kinds(fakes: Fakes, tmp_path: Path, journal_url: str | None) -> Kinds:
     """The seed plus a group ``platform`` the manager owns, its group token and its service account."""
-    gitlab, infisical = fakes.gitlab, fakes.infisical
-    manager = gitlab.test_only_user("rotator-manager")
-    group = gitlab.seed_resource("group", "platform")
-    gitlab.seed_member(group, manager, OWNER)
-    group_token = gitlab.seed_resource_token(group, "platform-sync", ["api"], days=30, access_level=OWNER)
-    account = gitlab.seed_service_account(group)
-    account_token = gitlab.seed_personal_token(account, ["api", "read_user"], days=30, name="robot")
-    for token, connection, kind in (
-        (group_token, GROUP_CONNECTION, "group"),
-        (account_token, ACCOUNT_CONNECTION, "personal"),
-    ):
-        infisical.seed_connection(
-            token.value, instance_url=gitlab.url, access_token_type=kind, connection_id=connection
-        )
+    seeded = seed_kinds(fakes)
     harness = Harness(fakes, tmp_path)
+    if journal_url is not None:
+        harness.state_url = journal_url
+        harness.write_config()
     config = yaml.safe_load((tmp_path / "rotator.yaml").read_text())
-    targets = _targets(fakes, group.id, account)
-    targets[0]["adopt_token_id"] = fakes.seed.adopt_token_ids[0]
-    targets[1]["adopt_token_id"] = group_token.id
-    targets[2]["adopt_token_id"] = account_token.id
-    config["targets"] = targets
+    config["targets"] = seeded.targets()
     (tmp_path / "rotator.yaml").write_text(yaml.safe_dump(config))
-    held = {GROUP_CONNECTION: group_token.id, ACCOUNT_CONNECTION: account_token.id}
-    return Kinds(harness, group.id, account, held)
+    return Kinds(harness, seeded)
 
 
-def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds) -> None:
+@BOTH_JOURNALS
+def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds, journal_url: str | None) -> None:
     """One run-once rotates all three kinds; after grace the next revokes each adopted token."""
     h = kinds.harness
     first = h.run("run-once")
@@ -120,8 +102,16 @@ def test_three_kinds_rotate_side_by_side_through_run_once(kinds: Kinds) -> None:
     assert history[0]["retired"][0]["evidence"] == "DELETE 204"
     status = h.run("status", "--json").json()
     assert {t["target"] for t in status["targets"]} == {"app-deploy", "platform-sync", "robot"}
+    if journal_url is not None:  # the journal is the database's, its keys naming each kind
+        assert not (h.folder / "state.db").exists()
+        with psycopg.connect(journal_url) as db:
+            keys = {key.split("|")[1] for (key,) in db.execute("SELECT key FROM targets")}
+        project = h.fakes.seed.project_ids[0]
+        account = f"service_account:{kinds.account.id}@group:{kinds.seeded.group_id}"
+        assert keys == {str(project), f"group:{kinds.seeded.group_id}", account}
 
 
+@BOTH_JOURNALS
 def test_rotate_forces_a_group_target(kinds: Kinds) -> None:
     """``rotate`` on a group target makes a new group token and pushes it with type group."""
     h = kinds.harness
@@ -146,3 +136,55 @@ def test_a_group_target_on_a_project_connection_is_refused(kinds: Kinds) -> None
     assert result.code == 1
     assert "accessTokenType 'project'" in result.stdout + result.stderr
     assert set(kinds.active(GROUP_CONNECTION)) == before
+
+
+def test_each_kind_asks_once_more_under_a_lifetime_cap(kinds: Kinds) -> None:
+    """An 8-day cap: each kind's create is refused (a service account's with 422), then asked once more."""
+    h = kinds.harness
+    h.fakes.gitlab.set_max_lifetime(8)
+    result = h.run("run-once")
+    assert result.code == 0, result.stdout + result.stderr
+    limit = h.fakes.clock.now().date() + timedelta(days=8)
+    statuses: dict[str, list[int | None]] = {}
+    for route in CREATE_ROUTES.values():
+        for call in h.fakes.gitlab.calls(route, user_agent=UA):
+            statuses.setdefault(route, []).append(call.status)
+    assert statuses == {
+        CREATE_ROUTES["project"]: [400, 201],
+        CREATE_ROUTES["group"]: [400, 201],
+        CREATE_ROUTES["service_account"]: [422, 201],
+    }
+    for connection in (GROUP_CONNECTION, ACCOUNT_CONNECTION):
+        new = [t for t in kinds.active(connection) if t != kinds.held[connection]]
+        assert len(new) == 1
+        assert h.fakes.gitlab.test_only_token(new[0]).expires_at == limit - timedelta(days=1)
+        assert kinds.works(connection)
+
+
+def test_an_infisical_older_than_group_tokens_is_explained(kinds: Kinds) -> None:
+    """An Infisical refusing type group (422): the push fails saying to upgrade it; the old token stays."""
+    h = kinds.harness
+    h.fakes.infisical.accept_group_tokens = False
+    result = h.run("run-once")
+    assert result.code == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("platform-sync"))
+    assert "received 'group'" in line
+    assert "upgrade Infisical" in line
+    assert kinds.works(GROUP_CONNECTION)
+    assert kinds.held[GROUP_CONNECTION] in kinds.active(GROUP_CONNECTION)
+    assert kinds.works(ACCOUNT_CONNECTION)  # the other kinds rotate as usual
+    assert h.held_works(0)
+
+
+def test_check_explains_a_group_target_on_a_project_connection(kinds: Kinds) -> None:
+    """``check``: a group target on a ``project`` connection (an older Infisical's only choice) says why."""
+    h = kinds.harness
+    config = yaml.safe_load((h.folder / "rotator.yaml").read_text())
+    config["targets"] = [{"name": "wrong", "group": "platform", "connection_id": CONNECTIONS[1]}]
+    (h.folder / "rotator.yaml").write_text(yaml.safe_dump(config))
+    result = h.run("check")
+    assert result.code == 1
+    problem = next(line for line in result.stdout.splitlines() if line.startswith("PROBLEM"))
+    assert "accessTokenType 'project'" in problem
+    assert "if Infisical refuses type 'group' with a 422" in problem
+    assert "upgrade Infisical" in problem

@@ -84,11 +84,14 @@ class _Refused(Exception):  # noqa: N818 - names what rotator did, not an error 
         self.status, self.message, self.not_applied = status, message, not_applied
 
 
+#: What GitLab's admins may do on every project and group (Owner).
+_ADMIN = 50
 _FAILURES = (gitlab.exceptions.GitlabError, requests.RequestException, _Refused, *_UNEXPECTED)
 _MAX_MESSAGE = 300
 
 _PROJECT = "GET /projects/:id"
 _GROUP = "GET /groups/:id"
+_MEMBER = "GET /groups/:id/members/all/:user_id"
 _USER = "GET /user"
 _SELF = "GET /personal_access_tokens/self"
 _ID = r"/[^/]+"
@@ -146,7 +149,7 @@ def _route_paths() -> dict[str, re.Pattern[str]]:
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.GROUP, 0),
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.PROJECT, 0),
     )
-    routes = [_PROJECT, _GROUP, _USER, _SELF]
+    routes = [_PROJECT, _GROUP, _MEMBER, _USER, _SELF]
     for at in map(_where, owners):
         create = at.create_template or at.template
         routes += [
@@ -269,6 +272,8 @@ class GitLabAPI:
         self._timeout, self._user_agent = timeout, user_agent
         self._connect_timeout = min(connect_timeout, timeout) if connect_timeout is not None else None
         self._max_attempts, self._sleep = max_attempts, sleep
+        # The manager's own ``GET /user`` (its id, whether an admin), read once: the token is fixed.
+        self._me: dict[str, Any] | None = None
         # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:
         # remember the last response's headers (never its body) per thread.
         self._seen = threading.local()
@@ -301,21 +306,50 @@ class GitLabAPI:
     def manager_access_level(self, owner: Owner | int) -> int | None:
         """The manager's role where the owner's tokens live (the higher of direct and inherited).
 
-        A project or group: its ``permissions``; ``None`` if the manager is no member. An instance
-        service account: 50 for an admin, else ``None`` (only an admin manages its tokens).
+        A project: its ``permissions`` (``GET /projects/:id``). A group: the manager's membership,
+        inherited ones included (``GET /groups/:id/members/all/:user_id``; ``GET /groups/:id`` may
+        leave ``permissions`` out). ``None`` if the manager is no member, unless an admin (50). An
+        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens).
+        An unreadable project or group fails (404, 401, 403) rather than reading as "no member".
         """
         owner = as_owner(owner)
         kind, resource = (
             (owner.kind, owner.id) if owner.kind is not Kind.SERVICE_ACCOUNT else (owner.via, owner.via_id)
         )
         if kind is None:
+            return _ADMIN if self._manager().get("is_admin") is True else None
+        if kind is Kind.PROJECT:
             return self._call(
-                _USER, lambda: 50 if self._get("/user").get("is_admin") is True else None, idempotent=True
+                _PROJECT, lambda: _access_level(self._get(f"/projects/{resource}")), idempotent=True
             )
-        route = _PROJECT if kind is Kind.PROJECT else _GROUP
-        return self._call(
-            route, lambda: _access_level(self._get(f"/{kind.value}s/{resource}")), idempotent=True
-        )
+        return self._group_level(resource)
+
+    def _group_level(self, group: int | None) -> int | None:
+        """The manager's membership of ``group``, the highest of direct and inherited (GitLab orders it)."""
+        me = self._manager()
+        try:
+            member = self._call(
+                _MEMBER, lambda: self._get(f"/groups/{group}/members/all/{me['id']}"), idempotent=True
+            )
+        except GitLabError as error:
+            # "404 Not found" is the member lookup's (no such member); an unreadable group is GitLab's
+            # "404 Group Not Found", which stays an error (the engine reads it as "gone").
+            if error.status != HTTPStatus.NOT_FOUND or "group not found" in error.message.lower():
+                raise
+            return _ADMIN if me.get("is_admin") is True else None
+        level = member.get("access_level")
+        return int(level) if level is not None else None
+
+    def _manager(self) -> dict[str, Any]:
+        """The manager's ``GET /user`` (id and ``is_admin``), read once per adapter."""
+        if self._me is None:
+
+            def read() -> dict[str, Any]:
+                me = self._get("/user")
+                return {"id": int(me["id"]), "is_admin": me.get("is_admin") is True}
+
+            self._me = self._call(_USER, read, idempotent=True)
+        return self._me
 
     def manager_self(self) -> TokenInfo:
         """The manager token itself."""

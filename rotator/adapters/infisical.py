@@ -47,7 +47,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from rotator.adapters import reach, retrying
-from rotator.core.errors import ConnectionNotFoundError, InfisicalError, RotatorError
+from rotator.core.errors import OLDER_INFISICAL, ConnectionNotFoundError, InfisicalError, RotatorError
 from rotator.core.model import Connection
 from rotator.core.ports import CallLedger
 from rotator.core.redact import redact
@@ -653,6 +653,8 @@ def _issue(issue: object) -> str:
         inner = branches[0].get("issues")
         if isinstance(inner, list) and inner:
             text += " (" + "; ".join(_issue(i) for i in inner) + ")"
+    if where.endswith("accessTokenType") and issue.get("received") == "group":
+        text += f" ({OLDER_INFISICAL})"
     return f"{where}: {text}" if where else text
 
 

@@ -32,6 +32,14 @@ from dataclasses import dataclass, replace
 from rotator.core.redact import printable
 
 
+#: Why Infisical refuses ``accessTokenType: "group"`` with a 422 (``reference/infisical-2.md`` §5: GitLab
+#: group tokens came with PR #4761, October 2025; ``infisical-real-server.md`` D6 has the real body).
+OLDER_INFISICAL = (
+    "this Infisical server is older than GitLab group access token support (October 2025) and"
+    " knows only 'project' and 'personal': upgrade Infisical to rotate a group target"
+)
+
+
 class RotatorError(Exception):
     """Base of every error rotator raises on purpose."""
 

@@ -34,7 +34,10 @@ NO_RIGHTS = frozenset({401, 403})
 NOT_FOUND = 404
 #: The evidence of a plain successful revoke.
 DELETED = "DELETE 204"
-_BAD_REQUEST = 400
+#: How GitLab refuses a create whose ``expires_at`` is past its limit: 400 for a project or group
+#: token, 422 for a personal access token (a service account's: ``render_api_error!`` with the
+#: token service's message, ``reference/gitlab-2.md`` §1.3). Either way nothing was created.
+_EXPIRY_REFUSALS = frozenset({400, 422})
 _REDIRECTS = range(300, 400)
 
 
@@ -47,8 +50,12 @@ def described(error: UpstreamError, target: str, step: str) -> str:
 def create_proves(
     error: UpstreamError, *, retried: bool, at: datetime, target: str
 ) -> ev.ExpiryCapped | ev.CreateRefused | ev.CreateUnknown:
-    """What a failed create proves (rule 3: never retried blind; rule 6: one retry on an expiry limit)."""
-    limit = expiry_limit(error.message) if error.status == _BAD_REQUEST else None
+    """What a failed create proves (rule 3: never retried blind; rule 6: one retry on an expiry limit).
+
+    The one retry needs proof that nothing was created: a refusal (``not_applied``) naming the limit.
+    """
+    refused = error.not_applied and error.status in _EXPIRY_REFUSALS
+    limit = expiry_limit(error.message) if refused else None
     if limit is not None and not retried:
         return ev.ExpiryCapped(clamped_expiry(limit), at)  # nothing was created: ask for the allowed day
     line = described(error, target, "create")

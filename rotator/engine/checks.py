@@ -5,6 +5,7 @@ judge the manager token and its role with the same functions, so the two never d
 """
 
 from rotator.core import rules
+from rotator.core.errors import OLDER_INFISICAL
 from rotator.core.model import Connection, Kind, Owner, TargetKey, TokenInfo
 from rotator.core.ports import Journal
 from rotator.core.redact import redact
@@ -42,10 +43,17 @@ def check_connection(conn: Connection, gitlab_url: str, kind: Kind | None = None
     if not conn.access_token_type:
         return f"connection {conn.id} has no accessTokenType"
     if kind is not None and conn.access_token_type != TOKEN_TYPES[kind]:
+        # An Infisical server older than group tokens cannot hold a "group" connection at all:
+        # a group token in a "project" connection is the workaround there, which rotator refuses.
+        older = (
+            f" (if Infisical refuses type 'group' with a 422, {OLDER_INFISICAL})"
+            if kind is Kind.GROUP
+            else ""
+        )
         return (
             f"connection {conn.id} has accessTokenType {conn.access_token_type!r}, but the target"
             f" rotates {kind.value} tokens (type {TOKEN_TYPES[kind]!r}); rotator never changes the"
-            " type: use a connection of that type, or the target kind that matches it"
+            f" type: use a connection of that type, or the target kind that matches it{older}"
         )
     held = (conn.instance_url or GITLAB_COM).rstrip("/")
     if held != gitlab_url.rstrip("/"):

@@ -279,8 +279,10 @@ class GitLabState:
 
     def access_level(self, user: User, resource: Resource) -> int:
         """``user``'s effective role on ``resource``: direct or inherited from parent groups."""
-        if user.admin:
-            return OWNER
+        return OWNER if user.admin else self.member_level(user, resource)
+
+    def member_level(self, user: User, resource: Resource) -> int:
+        """``user``'s membership of ``resource``, the highest of direct and inherited (0: none)."""
         level = resource.members.get(user.id, 0)
         parent = resource.parent_id
         while parent is not None:

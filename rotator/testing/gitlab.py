@@ -7,6 +7,8 @@ What it serves (under ``/api/v4``), for projects and groups alike (``:kind`` bel
   ``DELETE …/:token_id`` (204);
 * ``GET /personal_access_tokens/self``, ``GET /user``, ``GET /projects/:id``, ``GET /groups/:id``,
   ``GET /version``;
+* ``GET /:kind/:id/members/all/:user_id``: one member, direct or inherited from an ancestor group
+  (the highest role), ``404 Not found`` for anyone else;
 * service accounts (group, project and instance ones) and their personal access tokens: see
   :mod:`rotator.testing._gitlab_service_accounts`.
 
@@ -46,6 +48,8 @@ from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Respo
 
 API = "/api/v4"
 _KINDS: dict[str, ResourceKind] = {"projects": "project", "groups": "group"}
+#: The user fields a member entity repeats (``Entities::UserBasic``).
+_MEMBER_FIELDS = frozenset({"id", "username", "name", "state", "web_url"})
 #: The role needed to read, create, rotate and revoke a resource's tokens.
 _ADMIN_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
 
@@ -84,6 +88,7 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
         for plural in _KINDS:
             base = f"{API}/{plural}/:id"
             self.route("GET", base, self._resource_get)
+            self.route("GET", f"{base}/members/all/:user_id", self._member_all)
             self.route("GET", f"{base}/access_tokens", self._list)
             self.route("POST", f"{base}/access_tokens", self._create)
             self.route("POST", f"{base}/access_tokens/self/rotate", self._self_rotate)
@@ -301,6 +306,36 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
                 "path_with_namespace" if kind == "project" else "full_path": resource.path,
                 "name": resource.path.rsplit("/", 1)[-1],
                 "permissions": {key: {"access_level": level, "notification_level": 3}},
+            },
+        )
+
+    def _member_all(self, request: Request) -> Response:
+        """``lib/api/members.rb``: the source first (its 404), then ``find_by!`` over every membership.
+
+        ``find_all_members(source).order(access_level: :desc).find_by!(user_id:)``: the highest of
+        the direct and inherited roles; none is ``ActiveRecord::RecordNotFound``, which the API
+        answers ``404 {"message": "404 Not found"}``. An admin is no member unless made one.
+        """
+        user, _ = self._auth(request)
+        raw = request.args["user_id"]
+        if not raw.isdigit():
+            message(400, {"error": "user_id is invalid"})
+        _, resource = self._resource(request)
+        self._visible(user, resource)
+        member = self.state.users.get(int(raw))
+        level = self.state.member_level(member, resource) if member is not None else 0
+        if member is None or level == 0:
+            error(404, "404 Not found")
+        base = f"http://{request.host}"
+        return Response(
+            200,
+            {
+                **{k: v for k, v in member.as_json(base).items() if k in _MEMBER_FIELDS},
+                "avatar_url": None,
+                "access_level": level,
+                "created_at": "2026-01-01T00:00:00.000Z",
+                "expires_at": None,
+                "membership_state": "active",
             },
         )
 

@@ -80,7 +80,9 @@ def test_what_a_failed_create_proves(error: UpstreamError, retried: bool, at: da
     """Never retried blind: only a first 400 naming an expiry limit asks again; else refused or unknown."""
     proof = rules.create_proves(error, retried=retried, at=at, target="t")
     if isinstance(proof, ev.ExpiryCapped):
-        assert (error.status, retried) == (400, False)
+        assert error.status in {400, 422}
+        assert error.not_applied
+        assert not retried
     else:
         assert type(proof) is (ev.CreateRefused if error.not_applied else ev.CreateUnknown)
 
@@ -91,6 +93,20 @@ def test_a_first_expiry_limit_is_asked_again_for_the_day_before() -> None:
     proof = rules.create_proves(error, retried=False, at=T0, target="t")
     assert proof == ev.ExpiryCapped(date(2027, 1, 9), T0)
     assert isinstance(rules.create_proves(error, retried=True, at=T0, target="t"), ev.CreateRefused)
+
+
+def test_a_service_accounts_422_expiry_limit_is_asked_again_once() -> None:
+    """A personal access token's 422 "Expires at must be before D" (nothing created) asks once more."""
+    error = GitLabError("gitlab", "POST /x", 422, "Expires at must be before 2027-01-10", not_applied=True)
+    proof = rules.create_proves(error, retried=False, at=T0, target="t")
+    assert proof == ev.ExpiryCapped(date(2027, 1, 9), T0)
+    assert isinstance(rules.create_proves(error, retried=True, at=T0, target="t"), ev.CreateRefused)
+
+
+def test_an_expiry_message_without_proof_of_refusal_is_never_a_second_create() -> None:
+    """The same words with an unknown outcome (a 5xx, say) may hide a created token: no second create."""
+    error = GitLabError("gitlab", "POST /x", 500, "Expires at must be before 2027-01-10", not_applied=False)
+    assert isinstance(rules.create_proves(error, retried=False, at=T0, target="t"), ev.CreateUnknown)
 
 
 @settings(PURE)

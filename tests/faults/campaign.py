@@ -1,5 +1,8 @@
 """One fault case: the real ``rotator`` command against the fakes, with the invariants checked.
 
+A case's first target is of the kind it is given (``project``, ``group`` or ``service_account``:
+:mod:`tests.kinds` seeds the group and the service account); the others are the seed's projects.
+
 A run is :func:`rotator.doors.cli.main` in the test process unless it crashes (crash hook, SIGKILL) or
 runs beside another (:mod:`tests.cli_harness`); the tally counts the two apart.
 
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from rotator.core.model import Role
 from rotator.core.ports import Journal
@@ -29,9 +33,11 @@ from rotator.doors.config import Config
 from rotator.testing import Fakes, Fault, ForeignHost
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
+from tests.kinds import CONNECTION_OF, CREATE_ROUTES, NAMES, Seeded, seed_kinds
 
 
-CREATE = "POST /api/v4/projects/:id/access_tokens"
+#: The access token type a connection holding each kind's tokens has.
+TOKEN_TYPES = {"project": "project", "group": "group", "service_account": "personal"}
 CRASHED = 70
 #: How a failure line looks: ``<name>[ (removed)]: <status>: … step=<step> <upstream> <route> -> <status
 #: or cause>`` (the result line names its target once, at its start).
@@ -50,21 +56,38 @@ class Case:
         *,
         targets: int = 1,
         timeout: str = "10s",
+        kind: str = "project",
         **defaults: Any,  # noqa: ANN401
     ) -> None:
-        """Write the config; ``defaults`` go into the config's ``defaults`` (grace 1h unless given)."""
-        self.fakes, self.folder, self.targets = fakes, folder, targets
+        """Write the config; ``defaults`` go into the config's ``defaults`` (grace 1h unless given).
+
+        ``kind`` is the first target's: another kind than ``project`` seeds its owner first.
+        """
+        self.fakes, self.folder, self.targets, self.kind = fakes, folder, targets, kind
+        self.seeded: Seeded | None = seed_kinds(fakes) if kind != "project" else None
         self.settings: dict[str, Any] = {"targets": targets, "timeout": timeout, **defaults}
         self.h = Harness(fakes, folder, **self.settings)
+        self._retarget()
         self.foreign: set[int] = set()  # tokens someone else made; rotator never manages them
         #: A host no config names, set by cases whose faults point there; nothing may reach it.
         self.elsewhere: ForeignHost | None = None
         self.names = [f"{path.rsplit('/', 1)[-1]}-deploy" for path in fakes.seed.project_paths[:targets]]
+        self.names[0] = NAMES[kind]
         ledger.count("cases")
 
     def rewrite(self, **changes: Any) -> None:  # noqa: ANN401
         """Rewrite the config with ``changes`` to the settings it was written with."""
         self.h.write_config(**{**self.settings, **changes})
+        self._retarget()
+
+    def _retarget(self) -> None:
+        """Make the config's first target the case's kind (a project one is left as written)."""
+        if self.seeded is None:
+            return
+        path = self.folder / "rotator.yaml"
+        config = yaml.safe_load(path.read_text())
+        config["targets"][0] = self.seeded.target(self.kind)
+        path.write_text(yaml.safe_dump(config))
 
     # ---- running ----------------------------------------------------------------------------
 
@@ -116,20 +139,27 @@ class Case:
         lives a year, longer than any case's clock runs, and rotator never manages it.
         """
         fakes = self.fakes
-        project = fakes.gitlab.state.find_resource("project", fakes.seed.project_paths[index])
-        assert project is not None
-        token = fakes.gitlab.seed_resource_token(project, "hand-made", ["api"], days=365)
-        self.foreign.add(token.id)
+        kind = self.kind_of(index)
+        if self.seeded is not None and index == 0:
+            token_id, value = self.seeded.hand_made(kind)
+        else:
+            project = fakes.gitlab.state.find_resource("project", fakes.seed.project_paths[index])
+            assert project is not None
+            token = fakes.gitlab.seed_resource_token(project, "hand-made", ["api"], days=365)
+            token_id, value = token.id, token.value
+        self.foreign.add(token_id)
         armed = fakes.infisical.faults.pending()
         fakes.infisical.faults.clear()
         try:
             with identity_client(fakes) as client:
-                answer = patch_by_hand(client, fakes.seed.gitlab_url, self.connection(index), token.value)
+                answer = patch_by_hand(
+                    client, fakes.seed.gitlab_url, self.connection(index), value, TOKEN_TYPES[kind]
+                )
         finally:
             for fault in armed:
                 fakes.infisical.faults.add(fault)
         assert answer.status_code == 200, answer.text
-        return token.id
+        return token_id
 
     # ---- invariants -------------------------------------------------------------------------
 
@@ -149,7 +179,7 @@ class Case:
     def check(self) -> None:
         """The invariants that hold after every run, converged or not."""
         for index in range(self.targets):
-            if not self.h.held_works(index):
+            if not self.held_works(index):
                 ledger.count("lockouts")
                 msg = f"lockout: Infisical holds a token GitLab refuses for {self.names[index]}"
                 raise AssertionError(msg)
@@ -160,7 +190,7 @@ class Case:
         # A create may be re-sent only after GitLab refused it unapplied (429); never blindly.
         creates: dict[str | None, list[int | None]] = {}
         for c in ours:
-            if c.route == CREATE:
+            if c.route in CREATE_ROUTES.values():
                 creates.setdefault(c.name, []).append(c.status)
         blind = {name: s for name, s in creates.items() if any(x != 429 for x in s[:-1])}
         assert not blind, f"a token create was retried blindly: {blind}"
@@ -262,8 +292,22 @@ class Case:
             assert set(active) <= known, f"active tokens unknown to the journal: {set(active) - known}"
 
     def managed(self, index: int = 0) -> list[int]:
-        """Active tokens of target ``index``'s project, less those someone else made."""
-        return [t for t in self.h.active_tokens(index) if t not in self.foreign]
+        """Active tokens of target ``index``'s owner, less those someone else made."""
+        if self.seeded is not None and index == 0:
+            active = self.seeded.active(self.kind)
+        else:
+            active = self.h.active_tokens(index)
+        return [t for t in active if t not in self.foreign]
+
+    def held_works(self, index: int = 0) -> bool:
+        """Whether GitLab accepts the token target ``index``'s connection holds (test-only views)."""
+        if self.seeded is not None and index == 0:
+            return self.seeded.works(self.kind)
+        return self.h.held_works(index)
+
+    def kind_of(self, index: int) -> str:
+        """The kind of target ``index``: the case's for the first, ``project`` for the others."""
+        return self.kind if index == 0 else "project"
 
     def failure_lines(self, result: Result) -> list[re.Match[str]]:
         """The lines of ``result`` that name a target, a step, an upstream and a status."""
@@ -278,11 +322,13 @@ class Case:
 
     def adopted(self, index: int = 0) -> int:
         """The token the config adopts for target ``index``."""
+        if self.seeded is not None and index == 0:
+            return self.seeded.held[self.kind]
         return self.fakes.seed.adopt_token_ids[index]
 
     def connection(self, index: int = 0) -> str:
         """The Infisical connection of target ``index``."""
-        return CONNECTIONS[index]
+        return CONNECTION_OF[self.kind] if index == 0 else CONNECTIONS[index]
 
 
 def _empty() -> dict[str, Any]:

@@ -6,7 +6,7 @@ import pytest
 
 from rotator.testing import Fakes
 from tests.faults import ledger
-from tests.faults.calls import CALLS, Call
+from tests.faults.calls import Call, kind_calls
 from tests.faults.campaign import Case
 from tests.faults.matrix import expected_exit, fault_for
 
@@ -22,12 +22,15 @@ CLI_MODES = ("403", "dropped-after-applied", "read-timeout")
 
 
 @pytest.mark.parametrize("mode", CLI_MODES)
-@pytest.mark.parametrize("call", CALLS, ids=[c.label.replace(" ", "-") for c in CALLS])
+@pytest.mark.parametrize(("kind", "call"), kind_calls())
 def test_a_failing_call_is_reported_and_converges(
-    fakes: Fakes, tmp_path: Path, call: Call, mode: str
+    fakes: Fakes, tmp_path: Path, kind: str, call: Call, mode: str
 ) -> None:
-    """CALL fails once with MODE: no lockout, no leak, exit 1 naming target/step/status, then convergence."""
-    case = Case(fakes, tmp_path, timeout="1s")
+    """CALL fails once with MODE: no lockout, no leak, exit 1 naming target/step/status, then convergence.
+
+    For each target kind (the group and service-account variants in the exhaustive tier).
+    """
+    case = Case(fakes, tmp_path, timeout="1s", kind=kind)
     call.reach(case)
     fault = call.arm(case, fault_for(call.route, mode, 1))
     result = case.run("run-once")

@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 from rotator.core.errors import LeaseLostError
 from rotator.core.model import (
     Change,
+    Kind,
     Lease,
     Origin,
     Outcome,
+    Owner,
     Role,
     Step,
     TargetKey,
@@ -643,6 +645,36 @@ def test_owners_finds_a_token_across_targets_of_one_gitlab(journal: Journal) -> 
     )
     assert journal.owners(KEY.gitlab_url, 8) == []
     assert [o.target for o in journal.owners(elsewhere.gitlab_url, 7)] == ["far"]
+
+
+def test_every_kinds_key_is_its_own_target_and_owner(journal: Journal) -> None:
+    """Group and service-account keys sharing a project's id stay apart: state, tokens, owners, history."""
+    keys = [
+        TargetKey.of(KEY.gitlab_url, owner, KEY.connection_id)
+        for owner in (
+            Owner(Kind.PROJECT, 42),
+            Owner(Kind.GROUP, 42),
+            Owner(Kind.SERVICE_ACCOUNT, 42, Kind.GROUP, 42),
+            Owner(Kind.SERVICE_ACCOUNT, 42, Kind.PROJECT, 42),
+            Owner(Kind.SERVICE_ACCOUNT, 42),
+        )
+    ]
+    assert keys[0] == KEY  # a project key is the key every store held before kinds
+    for index, key in enumerate(keys):
+        lease = journal.acquire(key, f"t{index}", "w1", NOW, TTL)
+        assert lease is not None
+        token = TokenRecord(key, 7, f"t{index}-x", Origin.CREATED, Role.CURRENT, None, f"r{index}")
+        journal.write(lease, Change(rotation=replace(rotation(f"r{index}"), key=key), tokens=(token,)))
+    for index, key in enumerate(keys):
+        assert [t.key.owner for t in journal.tokens(key)] == [key.owner]
+        assert [r.id for r in journal.rotations(key, 10)] == [f"r{index}"]
+        state = journal.target(key)
+        assert state is not None
+        assert state.name == f"t{index}"
+    assert {state.key for state in journal.targets()} == set(keys)
+    assert {(o.key, o.target) for o in journal.owners(KEY.gitlab_url, 7)} == {
+        (key, f"t{index}") for index, key in enumerate(keys)
+    }
 
 
 def test_owners_sees_one_instance_however_its_url_is_spelled(journal: Journal) -> None:

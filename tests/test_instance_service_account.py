@@ -8,15 +8,19 @@ manager's level) and before a create. The fake answers ``GET /users/:id`` as Git
 import datetime as dt
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from rotator.adapters.gitlab import GitLabAPI, _service_account
 from rotator.core.errors import GitLabError
 from rotator.core.model import Kind, Owner, TokenRequest
 from rotator.core.secret import Secret
 from rotator.testing import Fakes
+from rotator.testing._gitlab_state import User
+from tests.cli_harness import Harness
 
 
 USER = "GET /api/v4/users/:user_id"
@@ -100,3 +104,48 @@ def test_without_user_type_only_a_bot_passes() -> None:
     assert _service_account({"bot": True})
     assert not _service_account({"bot": False})
     assert not _service_account({})
+
+
+ACCOUNT_CONNECTION = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+
+
+def _instance_target(fakes: Fakes, tmp_path: Path) -> tuple[Harness, User, int]:
+    """An admin manager and an instance service account ``robot``, adopting the token its connection holds."""
+    gitlab = fakes.gitlab
+    gitlab.test_only_user("rotator-manager").admin = True
+    account = gitlab.seed_service_account(None)
+    held = gitlab.seed_personal_token(account, ["api", "read_user"], days=30, name="robot")
+    fakes.infisical.seed_connection(
+        held.value, instance_url=gitlab.url, access_token_type="personal", connection_id=ACCOUNT_CONNECTION
+    )
+    h = Harness(fakes, tmp_path)
+    config = yaml.safe_load((tmp_path / "rotator.yaml").read_text())
+    config["targets"] = [
+        {
+            "name": "robot",
+            "service_account": {"user_id": account.id},
+            "token": {"scopes": ["api", "read_user"], "lifetime": "30d"},
+            "connection_id": ACCOUNT_CONNECTION,
+            "adopt_token_id": held.id,
+            "hold_revoke_if_used": False,
+        }
+    ]
+    (tmp_path / "rotator.yaml").write_text(yaml.safe_dump(config))
+    return h, account, held.id
+
+
+def test_a_404_after_the_manager_lost_admin_is_no_revoke_evidence(fakes: Fakes, tmp_path: Path) -> None:
+    """Demoted from admin, DELETE 404 then GET 404 (a proxy's, say) leave the token tracked as no access."""
+    h, _, held = _instance_target(fakes, tmp_path)
+    first = h.run("run-once")
+    assert first.code == 0, first.stderr
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    second = h.run("run-once")
+    assert second.code == 1
+    assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
+    history = h.run("history", "--target", "robot", "--json").json()
+    assert not [r for rotation in history for r in rotation["retired"] if r.get("evidence")]
+    assert "no access" in second.stdout + second.stderr

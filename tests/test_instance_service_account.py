@@ -149,3 +149,18 @@ def test_a_404_after_the_manager_lost_admin_is_no_revoke_evidence(fakes: Fakes, 
     history = h.run("history", "--target", "robot", "--json").json()
     assert not [r for rotation in history for r in rotation["retired"] if r.get("evidence")]
     assert "no access" in second.stdout + second.stderr
+
+
+def test_gitlabs_own_answers_to_a_demoted_manager_keep_the_token_tracked(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Demoted from admin, GitLab's DELETE 400 (and 401 on read) is no evidence: no access, token alive."""
+    h, _, held = _instance_target(fakes, tmp_path)
+    assert h.run("run-once").code == 0
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    second = h.run("run-once")
+    assert second.code == 1
+    assert [c.status for c in fakes.gitlab.calls("DELETE /api/v4/personal_access_tokens/:token_id")] == [400]
+    assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
+    assert "no access" in second.stdout + second.stderr

@@ -164,3 +164,14 @@ def test_gitlabs_own_answers_to_a_demoted_manager_keep_the_token_tracked(
     assert [c.status for c in fakes.gitlab.calls("DELETE /api/v4/personal_access_tokens/:token_id")] == [400]
     assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
     assert "no access" in second.stdout + second.stderr
+
+
+def test_the_pat_list_keeps_only_the_owners_tokens(fakes: Fakes, admin: GitLabAPI) -> None:
+    """A listing that also carries another user's token (a filter ignored) yields the owner's alone."""
+    account = fakes.gitlab.seed_service_account(None)
+    mine = fakes.gitlab.seed_personal_token(account, ["api"])
+    other = fakes.gitlab.seed_personal_token(fakes.gitlab.test_only_user("rotator-manager"), ["api"])
+    now = fakes.clock.now()
+    body = [fakes.gitlab.test_only_token(t.id).as_json(now) for t in (mine, other)]
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens", 200, body=body)
+    assert [t.id for t in admin.list_tokens(Owner(Kind.SERVICE_ACCOUNT, account.id))] == [mine.id]

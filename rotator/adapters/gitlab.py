@@ -391,13 +391,18 @@ class GitLabAPI:
         )
 
     def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
-        """Every token of the owner: all pages, no state filter, so revoked and expired ones too."""
-        at = _where(as_owner(owner))
+        """Every token of the owner: all pages, no state filter, so revoked and expired ones too.
+
+        Through the PAT API only the owner's own count, whatever ``user_id`` filter the server applied.
+        """
+        owner = as_owner(owner)
+        at = _where(owner)
         return self._call(
             f"GET {at.template}",
             lambda: [
                 _token_info(item)
                 for item in self._gl.http_list(at.path, query_data=at.listed, get_all=True, per_page=100)
+                if not at.listed or item.get("user_id") == owner.id
             ],
             idempotent=True,
         )

@@ -155,7 +155,7 @@ def test_instance_service_account_through_the_personal_token_api(fakes: Fakes) -
 
 
 def test_personal_token_api_is_admin_only_for_other_users(fakes: Fakes, gl: gitlab.Gitlab) -> None:
-    """A non-admin may not create for another user (403), list theirs (401) or revoke theirs (404)."""
+    """A non-admin may not create for another user (403), list theirs (401) or revoke theirs (400)."""
     account = fakes.gitlab.seed_service_account(None)
     theirs = fakes.gitlab.seed_personal_token(account, ["api"])
     with pytest.raises(gitlab.GitlabCreateError) as create:
@@ -166,5 +166,31 @@ def test_personal_token_api_is_admin_only_for_other_users(fakes: Fakes, gl: gitl
     assert listing.value.response_code == 401
     with pytest.raises(gitlab.GitlabDeleteError) as revoke:
         gl.personal_access_tokens.delete(theirs.id)
-    assert revoke.value.response_code == 404
+    assert (revoke.value.response_code, revoke.value.error_message) == (400, "400 Bad request")
+    assert not fakes.gitlab.test_only_token(theirs.id).revoked
+
+
+def test_personal_token_api_answers_a_non_admin_401_and_an_admin_404(fakes: Fakes, gl: gitlab.Gitlab) -> None:
+    """GET and rotate of another user's token (or none): 401 for a non-admin, 404 for an admin."""
+    account = fakes.gitlab.seed_service_account(None)
+    theirs = fakes.gitlab.seed_personal_token(account, ["api"])
+    root = fakes.gitlab.seed_user("root", admin=True)
+    admin = gitlab.Gitlab(
+        fakes.seed.gitlab_url, private_token=fakes.gitlab.seed_personal_token(root, ["api"]).value, timeout=10
+    )
+    for token_id in (theirs.id, 999_999):
+        with pytest.raises(gitlab.GitlabAuthenticationError) as read:
+            gl.personal_access_tokens.get(token_id)
+        with pytest.raises(gitlab.GitlabAuthenticationError) as rotate:
+            gl.personal_access_tokens.rotate(token_id)
+        assert (read.value.response_code, rotate.value.response_code) == (401, 401)
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        admin.personal_access_tokens.get(999_999)
+    assert missing.value.response_code == 404
+    with pytest.raises(gitlab.GitlabDeleteError) as gone:
+        gl.personal_access_tokens.delete(999_999)
+    assert (gone.value.response_code, gone.value.error_message) == (404, "404 Not Found")
+    with pytest.raises(gitlab.GitlabListError) as nobody:
+        admin.personal_access_tokens.list(user_id=999_999)
+    assert (nobody.value.response_code, nobody.value.error_message) == (404, "404 User Not Found")
     assert not fakes.gitlab.test_only_token(theirs.id).revoked

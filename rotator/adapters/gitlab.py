@@ -93,6 +93,7 @@ _PROJECT = "GET /projects/:id"
 _GROUP = "GET /groups/:id"
 _MEMBER = "GET /groups/:id/members/all/:user_id"
 _USER = "GET /user"
+_USER_ID = "GET /users/:id"
 _SELF = "GET /personal_access_tokens/self"
 _ID = r"/[^/]+"
 _NUMBER = r"/\d+"
@@ -149,7 +150,7 @@ def _route_paths() -> dict[str, re.Pattern[str]]:
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.GROUP, 0),
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.PROJECT, 0),
     )
-    routes = [_PROJECT, _GROUP, _MEMBER, _USER, _SELF]
+    routes = [_PROJECT, _GROUP, _MEMBER, _USER, _USER_ID, _SELF]
     for at in map(_where, owners):
         create = at.create_template or at.template
         routes += [
@@ -274,6 +275,8 @@ class GitLabAPI:
         self._max_attempts, self._sleep = max_attempts, sleep
         # The manager's own ``GET /user`` (its id, whether an admin), read once: the token is fixed.
         self._me: dict[str, Any] | None = None
+        # Instance owners seen to be service accounts: a user's type never changes, ids are not reused.
+        self._accounts: set[int] = set()
         # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:
         # remember the last response's headers (never its body) per thread.
         self._seen = threading.local()
@@ -309,7 +312,8 @@ class GitLabAPI:
         A project: its ``permissions`` (``GET /projects/:id``). A group: the manager's membership,
         inherited ones included (``GET /groups/:id/members/all/:user_id``; ``GET /groups/:id`` may
         leave ``permissions`` out). ``None`` if the manager is no member, unless an admin (50). An
-        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens).
+        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens);
+        a user that is no service account fails (:meth:`_instance_account`).
         An unreadable project or group fails (404, 401, 403) rather than reading as "no member".
         """
         owner = as_owner(owner)
@@ -317,7 +321,10 @@ class GitLabAPI:
             (owner.kind, owner.id) if owner.kind is not Kind.SERVICE_ACCOUNT else (owner.via, owner.via_id)
         )
         if kind is None:
-            return _ADMIN if self._manager().get("is_admin") is True else None
+            if self._manager().get("is_admin") is not True:
+                return None
+            self._instance_account(owner)
+            return _ADMIN
         if kind is Kind.PROJECT:
             return self._call(
                 _PROJECT, lambda: _access_level(self._get(f"/projects/{resource}")), idempotent=True
@@ -340,6 +347,32 @@ class GitLabAPI:
         level = member.get("access_level")
         return int(level) if level is not None else None
 
+    def _instance_account(self, owner: Owner) -> None:
+        """Fail unless the instance owner is a service account (``GET /users/:id``, once per id).
+
+        An admin may create a personal access token for any user, a person included, so a mistyped
+        ``service_account.user_id`` would otherwise mint an api token for someone. The group and
+        project routes need no such read: GitLab answers 404 for a user they did not provision.
+        """
+        if owner.id in self._accounts:
+            return
+        user = self._call(_USER_ID, lambda: self._get(f"/users/{owner.id}"), idempotent=True)
+        if not _service_account(user):
+            kind = user.get("user_type")
+            shown = f"user_type {kind}" if isinstance(kind, str) else "bot false"
+            raise GitLabError(
+                upstream="gitlab",
+                route=_USER_ID,
+                status=HTTPStatus.OK,
+                message=_redact(
+                    f"user {owner.id} is not a service account ({shown}); rotator makes tokens for"
+                    " service accounts only: check service_account.user_id",
+                    (),
+                ),
+                not_applied=True,
+            )
+        self._accounts.add(owner.id)
+
     def _manager(self) -> dict[str, Any]:
         """The manager's ``GET /user`` (id and ``is_admin``), read once per adapter."""
         if self._me is None:
@@ -358,13 +391,18 @@ class GitLabAPI:
         )
 
     def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
-        """Every token of the owner: all pages, no state filter, so revoked and expired ones too."""
-        at = _where(as_owner(owner))
+        """Every token of the owner: all pages, no state filter, so revoked and expired ones too.
+
+        Through the PAT API only the owner's own count, whatever ``user_id`` filter the server applied.
+        """
+        owner = as_owner(owner)
+        at = _where(owner)
         return self._call(
             f"GET {at.template}",
             lambda: [
                 _token_info(item)
                 for item in self._gl.http_list(at.path, query_data=at.listed, get_all=True, per_page=100)
+                if not at.listed or item.get("user_id") == owner.id
             ],
             idempotent=True,
         )
@@ -404,6 +442,8 @@ class GitLabAPI:
         """
         owner = as_owner(owner)
         at = _where(owner)
+        if owner.kind is Kind.SERVICE_ACCOUNT and owner.via is None:
+            self._instance_account(owner)  # before the POST: never a token for a person
         path = at.create_path or at.path
         body: dict[str, Any] = {
             "name": request.name,
@@ -682,6 +722,18 @@ def _object(response: requests.Response) -> dict[str, Any]:
         msg = "expected a JSON object"
         raise gitlab.exceptions.GitlabParsingError(msg, response.status_code)
     return data
+
+
+def _service_account(user: Mapping[str, Any]) -> bool:
+    """Whether ``GET /users/:id`` shows a service account: its admin view's ``user_type`` decides.
+
+    Without ``user_type`` (a server that does not show it), ``bot`` must be true: ``User#bot?``
+    holds for service accounts and is false for every person, so a person is still refused.
+    """
+    kind = user.get("user_type")
+    if isinstance(kind, str):
+        return kind == "service_account"
+    return user.get("bot") is True
 
 
 def _access_level(project: Mapping[str, Any]) -> int | None:

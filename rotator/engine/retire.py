@@ -31,6 +31,7 @@ from rotator.core.machine import advance
 from rotator.core.model import (
     Change,
     Connection,
+    Kind,
     Origin,
     Owner,
     Role,
@@ -175,14 +176,20 @@ class Retirer:
         return rules.DELETED
 
     def _project_readable(self) -> bool:
-        """Whether the manager can still read the project (``GET /projects/:id`` answers 200)."""
+        """Whether the manager can still read where the owner's tokens live (a 404 there is the token's).
+
+        A project or group: its read answers 200. An instance service account's tokens live in no
+        project, and ``GET /user`` always answers: only an admin (a level, not ``None``) may read
+        them, so a manager who lost admin makes a 404 prove nothing (architecture §6).
+        """
         try:
-            self.ctx.gitlab.manager_access_level(self.owner)
+            level = self.ctx.gitlab.manager_access_level(self.owner)
         except GitLabError as error:
             if rules.project_unreadable(error.status):
                 return False
             raise
-        return True
+        instance = self.owner.kind is Kind.SERVICE_ACCOUNT and self.owner.via is None
+        return level is not None or not instance
 
     def _retire(self, token_id: int, name: str, expires_at: date | None) -> None:
         """Revoke a token and record the evidence; without access, keep it tracked as "no access"."""

@@ -20,7 +20,10 @@ The tokens are ordinary personal access tokens of the same user, so ``read_user`
 tier's rule): a create without ``expires_at`` gets the maximum lifetime, a rotate 7 days. A create
 the token service refuses (an expiry past the maximum) is ``422 {"message": "<reason>"}``; rotating
 a revoked token is ``400 Token already revoked``; presenting a revoked token as the credential on a
-rotate path revokes its family (:mod:`rotator.testing._gitlab_auth`).
+rotate path revokes its family (:mod:`rotator.testing._gitlab_auth`). Through the personal access
+token API a non-admin asking about another user's token gets ``401`` (GET, rotate; none at all
+too) or ``400 Bad request`` (DELETE, which finds it first: ``404`` only when there is none); an
+admin listing ``?user_id=`` of no user gets ``404 User Not Found``.
 """
 
 import datetime as dt
@@ -161,6 +164,8 @@ class ServiceAccountRoutes:
         wanted = request.form().get("user_id")
         if wanted is not None and not caller.admin and str(wanted) != str(caller.id):
             error(401, "401 Unauthorized")  # non-admins list their own tokens only
+        if wanted is not None and caller.admin and self.state.users.get(_number(wanted)) is None:
+            error(404, "404 User Not Found")  # the finder's ``find_user`` (an admin's filter only)
         owners = {caller.id} if wanted is None and not caller.admin else None
         tokens = [
             t
@@ -170,11 +175,17 @@ class ServiceAccountRoutes:
         return self._token_page(request, tokens)
 
     def _pat_token(self, request: Request) -> Token:
+        """GET and rotate: ``Ability.allowed?`` on the token's user, else ``admin ? 404 : 401``.
+
+        ``lib/api/personal_access_tokens.rb``: ``can_admin_all_resources? ? not_found! :
+        unauthorized!``, so a non-admin gets 401 for another user's token and for none at all.
+        """
         caller, _ = self._auth(request)
-        token_id = request.args["token_id"]
-        token = self.state.tokens.get(int(token_id)) if token_id.isdigit() else None
+        token = self.state.tokens.get(_number(request.args["token_id"]))
         if token is None or not (caller.admin or token.user_id == caller.id):
-            error(404, "404 Not Found")
+            if caller.admin:
+                error(404, "404 Not Found")
+            error(401, "401 Unauthorized")
         return token
 
     def _pat_get(self, request: Request) -> Response:
@@ -184,7 +195,14 @@ class ServiceAccountRoutes:
         return self._sa_rotate(self._pat_token(request), request)
 
     def _pat_revoke(self, request: Request) -> Response:
-        self._pat_token(request).revoked = True
+        """``find_token`` (404 when there is none), then ``RevokeService``: another user's is a 400."""
+        caller, _ = self._auth(request)
+        token = self.state.tokens.get(_number(request.args["token_id"]))
+        if token is None:
+            error(404, "404 Not Found")
+        if not (caller.admin or token.user_id == caller.id):
+            error(400, "400 Bad request")  # the service refused; ``bad_request!(nil)``
+        token.revoked = True
         return Response(204)
 
     # ---- shared steps -------------------------------------------------------------------------
@@ -241,6 +259,12 @@ class ServiceAccountRoutes:
             previous_id=token.id,
         )
         return Response(200, {**new.as_json(now), "token": new.value})
+
+
+def _number(raw: object) -> int:
+    """A path or query id as the finders take it; anything else matches no row (-1)."""
+    text = str(raw)
+    return int(text) if text.isdigit() else -1
 
 
 def _account(user: User) -> dict[str, Any]:

@@ -95,6 +95,13 @@ class User:
     service_account: bool = False
     provisioned_by: "Resource | None" = None
 
+    @property
+    def user_type(self) -> str:
+        """GitLab's ``users.user_type``: a service account, a token's bot user, or a person."""
+        if self.service_account:
+            return "service_account"
+        return "project_bot" if self.bot else "human"
+
     def as_json(self, base_url: str) -> dict[str, Any]:
         """What ``GET /user`` shows; ``base_url`` is the instance's external URL."""
         return {
@@ -102,7 +109,8 @@ class User:
             "username": self.username,
             "name": self.name,
             "state": "active",
-            "bot": self.bot,
+            # ``User#bot?`` covers every user type in ``BOT_USER_TYPES``, service accounts included.
+            "bot": self.bot or self.service_account,
             "is_admin": self.admin,
             "web_url": f"{base_url}/{self.username}",
         }

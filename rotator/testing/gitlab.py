@@ -84,6 +84,7 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
         self._limiter = FixedWindowLimiter(requests_per_minute, self.clock) if requests_per_minute else None
         self.route("GET", f"{API}/version", self._version)
         self.route("GET", f"{API}/user", self._user)
+        self.route("GET", f"{API}/users/:user_id", self._user_get)
         self.route("GET", f"{API}/personal_access_tokens/self", self._token_self)
         for plural in _KINDS:
             base = f"{API}/{plural}/:id"
@@ -288,6 +289,20 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
     def _user(self, request: Request) -> Response:
         user, _ = self._auth(request, auth.USER_SCOPES)
         return Response(200, user.as_json(f"http://{request.host}"))
+
+    def _user_get(self, request: Request) -> Response:
+        """``GET /users/:id``: anyone sees ``bot``; an admin sees ``is_admin`` and ``user_type`` too."""
+        caller, _ = self._auth(request, auth.USER_SCOPES)
+        raw = request.args["user_id"]
+        user = self.state.users.get(int(raw)) if raw.isdigit() else None
+        if user is None:
+            error(404, "404 User Not Found")
+        body = user.as_json(f"http://{request.host}")
+        if caller.admin:
+            body["user_type"] = user.user_type
+        else:
+            del body["is_admin"]
+        return Response(200, body)
 
     def _token_self(self, request: Request) -> Response:
         _, token = self._auth(request, auth.ANY_SCOPE)

@@ -1,0 +1,177 @@
+"""An instance service account's tokens: the owner must be a service account (``GET /users/:id``).
+
+An admin may create a personal access token for any user, so a mistyped ``service_account.user_id``
+would mint an api token for a person; the adapter reads the user first, in ``check`` (the
+manager's level) and before a create. The fake answers ``GET /users/:id`` as GitLab does.
+"""
+
+import datetime as dt
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from rotator.adapters.gitlab import GitLabAPI, _service_account
+from rotator.core.errors import GitLabError
+from rotator.core.model import Kind, Owner, TokenRequest
+from rotator.core.secret import Secret
+from rotator.testing import Fakes
+from rotator.testing._gitlab_state import User
+from tests.cli_harness import Harness
+
+
+USER = "GET /api/v4/users/:user_id"
+
+
+@pytest.fixture
+def admin(fakes: Fakes) -> Iterator[GitLabAPI]:
+    """The adapter with the seeded manager token, the manager made an admin."""
+    fakes.gitlab.test_only_user("rotator-manager").admin = True
+    adapter = GitLabAPI(
+        fakes.seed.gitlab_url, Secret(fakes.seed.manager_token), timeout=5.0, user_agent="rotator/test"
+    )
+    yield adapter
+    adapter.close()
+
+
+def _request(fakes: Fakes) -> TokenRequest:
+    expires = fakes.clock.now().date() + dt.timedelta(days=30)
+    return TokenRequest("robot-rotated", ("api",), 40, expires, None)
+
+
+def _get_user(fakes: Fakes, user_id: int, token: str) -> requests.Response:
+    url = f"{fakes.seed.gitlab_url}/api/v4/users/{user_id}"
+    return requests.get(url, headers={"PRIVATE-TOKEN": token}, timeout=10)
+
+
+def test_the_fake_shows_each_users_type_to_an_admin_and_bot_to_anyone(fakes: Fakes) -> None:
+    """``GET /users/:id``: ``user_type`` and ``is_admin`` for an admin, ``bot`` for all, 404 when unknown."""
+    gitlab = fakes.gitlab
+    root = gitlab.seed_user("root", admin=True)
+    root_pat = gitlab.seed_personal_token(root, ["api"]).value
+    person = gitlab.seed_user("alice")
+    account = gitlab.seed_service_account(None)
+    bot = gitlab.state.add_user("project_1_bot_abc", bot=True)
+    seen = {user.id: _get_user(fakes, user.id, root_pat).json() for user in (person, account, bot)}
+    assert [(seen[u.id]["user_type"], seen[u.id]["bot"]) for u in (person, account, bot)] == [
+        ("human", False),
+        ("service_account", True),
+        ("project_bot", True),
+    ]
+    assert seen[person.id]["is_admin"] is False
+    public = _get_user(fakes, account.id, fakes.seed.manager_token).json()
+    assert (public["bot"], "user_type" in public, "is_admin" in public) == (True, False, False)
+    missing = _get_user(fakes, 999_999, root_pat)
+    assert (missing.status_code, missing.json()) == (404, {"message": "404 User Not Found"})
+
+
+def test_a_person_as_an_instance_service_account_is_refused_before_any_create(
+    fakes: Fakes, admin: GitLabAPI
+) -> None:
+    """A person's id as an instance service account: ``check``'s read fails and no token is minted."""
+    alice = fakes.gitlab.seed_user("alice", admin=True)
+    owner = Owner(Kind.SERVICE_ACCOUNT, alice.id)
+    with pytest.raises(GitLabError) as checked:
+        admin.manager_access_level(owner)
+    with pytest.raises(GitLabError) as created:
+        admin.create_token(owner, _request(fakes))
+    for raised in (checked.value, created.value):
+        assert raised.route == "GET /users/:id"
+        assert raised.not_applied
+        assert f"user {alice.id} is not a service account (user_type human)" in raised.message
+    assert fakes.gitlab.state.personal_tokens(alice) == []
+    assert fakes.gitlab.calls("POST /api/v4/users/:user_id/personal_access_tokens") == []
+
+
+def test_a_service_account_is_read_once_then_its_tokens_are_made(fakes: Fakes, admin: GitLabAPI) -> None:
+    """A real instance service account passes; the adapter reads the user once for the level and creates."""
+    account = fakes.gitlab.seed_service_account(None)
+    owner = Owner(Kind.SERVICE_ACCOUNT, account.id)
+    assert admin.manager_access_level(owner) == 50
+    made = admin.create_token(owner, _request(fakes))
+    assert fakes.gitlab.test_only_token(made.info.id).user_id == account.id
+    assert len(fakes.gitlab.calls(USER)) == 1
+
+
+def test_without_user_type_only_a_bot_passes() -> None:
+    """A server that shows no ``user_type``: ``bot`` must be true (never so for a person)."""
+    assert _service_account({"user_type": "service_account", "bot": True})
+    assert not _service_account({"user_type": "project_bot", "bot": True})
+    assert not _service_account({"user_type": "human"})
+    assert _service_account({"bot": True})
+    assert not _service_account({"bot": False})
+    assert not _service_account({})
+
+
+ACCOUNT_CONNECTION = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+
+
+def _instance_target(fakes: Fakes, tmp_path: Path) -> tuple[Harness, User, int]:
+    """An admin manager and an instance service account ``robot``, adopting the token its connection holds."""
+    gitlab = fakes.gitlab
+    gitlab.test_only_user("rotator-manager").admin = True
+    account = gitlab.seed_service_account(None)
+    held = gitlab.seed_personal_token(account, ["api", "read_user"], days=30, name="robot")
+    fakes.infisical.seed_connection(
+        held.value, instance_url=gitlab.url, access_token_type="personal", connection_id=ACCOUNT_CONNECTION
+    )
+    h = Harness(fakes, tmp_path)
+    config = yaml.safe_load((tmp_path / "rotator.yaml").read_text())
+    config["targets"] = [
+        {
+            "name": "robot",
+            "service_account": {"user_id": account.id},
+            "token": {"scopes": ["api", "read_user"], "lifetime": "30d"},
+            "connection_id": ACCOUNT_CONNECTION,
+            "adopt_token_id": held.id,
+            "hold_revoke_if_used": False,
+        }
+    ]
+    (tmp_path / "rotator.yaml").write_text(yaml.safe_dump(config))
+    return h, account, held.id
+
+
+def test_a_404_after_the_manager_lost_admin_is_no_revoke_evidence(fakes: Fakes, tmp_path: Path) -> None:
+    """Demoted from admin, DELETE 404 then GET 404 (a proxy's, say) leave the token tracked as no access."""
+    h, _, held = _instance_target(fakes, tmp_path)
+    first = h.run("run-once")
+    assert first.code == 0, first.stderr
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    second = h.run("run-once")
+    assert second.code == 1
+    assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
+    history = h.run("history", "--target", "robot", "--json").json()
+    assert not [r for rotation in history for r in rotation["retired"] if r.get("evidence")]
+    assert "no access" in second.stdout + second.stderr
+
+
+def test_gitlabs_own_answers_to_a_demoted_manager_keep_the_token_tracked(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Demoted from admin, GitLab's DELETE 400 (and 401 on read) is no evidence: no access, token alive."""
+    h, _, held = _instance_target(fakes, tmp_path)
+    assert h.run("run-once").code == 0
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    second = h.run("run-once")
+    assert second.code == 1
+    assert [c.status for c in fakes.gitlab.calls("DELETE /api/v4/personal_access_tokens/:token_id")] == [400]
+    assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
+    assert "no access" in second.stdout + second.stderr
+
+
+def test_the_pat_list_keeps_only_the_owners_tokens(fakes: Fakes, admin: GitLabAPI) -> None:
+    """A listing that also carries another user's token (a filter ignored) yields the owner's alone."""
+    account = fakes.gitlab.seed_service_account(None)
+    mine = fakes.gitlab.seed_personal_token(account, ["api"])
+    other = fakes.gitlab.seed_personal_token(fakes.gitlab.test_only_user("rotator-manager"), ["api"])
+    now = fakes.clock.now()
+    body = [fakes.gitlab.test_only_token(t.id).as_json(now) for t in (mine, other)]
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens", 200, body=body)
+    assert [t.id for t in admin.list_tokens(Owner(Kind.SERVICE_ACCOUNT, account.id))] == [mine.id]

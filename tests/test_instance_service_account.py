@@ -8,6 +8,7 @@ and ``bot`` holds for a project or group token's bot user too.
 """
 
 import datetime as dt
+import json
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,15 @@ import requests
 import yaml
 
 from rotator.adapters.gitlab import GitLabAPI
+from rotator.adapters.infisical import InfisicalAPI
 from rotator.core.errors import GitLabError
 from rotator.core.model import Kind, Owner, TokenRequest
 from rotator.core.secret import Secret
+from rotator.doors.config import Config
 from rotator.testing import Fakes
 from rotator.testing._gitlab_state import User
 from tests.cli_harness import Harness
+from tests.engine.harness import EngineCase
 
 
 ACCOUNTS = "GET /api/v4/service_accounts"
@@ -162,6 +166,41 @@ def test_a_404_after_the_manager_lost_admin_is_no_revoke_evidence(fakes: Fakes, 
     assert second.code == 1
     assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
     history = h.run("history", "--target", "robot", "--json").json()
+    assert not [r for rotation in history for r in rotation["retired"] if r.get("evidence")]
+    assert "no access" in second.stdout + second.stderr
+
+
+class OneAdapter(EngineCase):
+    """The engine in process with one GitLab adapter for every run, as the daemon builds it at start."""
+
+    kept: GitLabAPI | None = None
+
+    def _adapters(self, config: Config) -> tuple[GitLabAPI, InfisicalAPI]:
+        gitlab, infisical = super()._adapters(config)
+        if self.kept is None:
+            self.kept = gitlab
+        else:
+            gitlab.close()
+        return self.kept, infisical  # closing it between runs leaves the in-process session usable
+
+
+def test_a_demotion_during_the_adapters_life_is_seen_by_the_revoke(fakes: Fakes, tmp_path: Path) -> None:
+    """One adapter (the daemon's): demoted after its first run, DELETE 404 + GET 404 is no evidence."""
+    case = OneAdapter(fakes, tmp_path)
+    _, account, held = _instance_target(fakes, tmp_path)
+    first = case.run("run-once")
+    assert first.code == 0, first.stderr
+    # The daemon's adapter has read /user as an admin by now (a group target's role, an earlier check).
+    assert case.kept is not None
+    assert case.kept.manager_access_level(Owner(Kind.SERVICE_ACCOUNT, account.id)) == 50
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    second = case.run("run-once")
+    assert second.code == 1
+    assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
+    history = json.loads(case.run("history").stdout)
     assert not [r for rotation in history for r in rotation["retired"] if r.get("evidence")]
     assert "no access" in second.stdout + second.stderr
 

@@ -273,7 +273,8 @@ class GitLabAPI:
         self._timeout, self._user_agent = timeout, user_agent
         self._connect_timeout = min(connect_timeout, timeout) if connect_timeout is not None else None
         self._max_attempts, self._sleep = max_attempts, sleep
-        # The manager's own ``GET /user`` (its id, whether an admin), read once: the token is fixed.
+        # The manager's own ``GET /user`` (its id, whether an admin), read once: the token is fixed
+        # (an instance service account's level reads it afresh: ``is_admin`` can change).
         self._me: dict[str, Any] | None = None
         # Instance service accounts seen in GET /service_accounts: a user's type never changes and
         # ids are not reused, so an id once listed stays one.
@@ -313,8 +314,10 @@ class GitLabAPI:
         A project: its ``permissions`` (``GET /projects/:id``). A group: the manager's membership,
         inherited ones included (``GET /groups/:id/members/all/:user_id``; ``GET /groups/:id`` may
         leave ``permissions`` out). ``None`` if the manager is no member, unless an admin (50). An
-        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens);
-        a user that is no service account fails (:meth:`_instance_account`).
+        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens),
+        from a ``GET /user`` read afresh: the daemon keeps one adapter for its life, and a manager
+        demoted meanwhile must make a revoke's 404 prove nothing (``engine/retire.py``); a user
+        that is no instance service account fails (:meth:`_instance_account`).
         An unreadable project or group fails (404, 401, 403) rather than reading as "no member".
         """
         owner = as_owner(owner)
@@ -322,7 +325,7 @@ class GitLabAPI:
             (owner.kind, owner.id) if owner.kind is not Kind.SERVICE_ACCOUNT else (owner.via, owner.via_id)
         )
         if kind is None:
-            if self._manager().get("is_admin") is not True:
+            if self._manager(fresh=True).get("is_admin") is not True:
                 return None
             self._instance_account(owner)
             return _ADMIN
@@ -380,9 +383,12 @@ class GitLabAPI:
                 not_applied=True,
             )
 
-    def _manager(self) -> dict[str, Any]:
-        """The manager's ``GET /user`` (id and ``is_admin``), read once per adapter."""
-        if self._me is None:
+    def _manager(self, *, fresh: bool = False) -> dict[str, Any]:
+        """The manager's ``GET /user`` (id and ``is_admin``), read once per adapter unless ``fresh``.
+
+        The id never changes; ``is_admin`` may (a demotion), so who relies on it asks ``fresh``.
+        """
+        if self._me is None or fresh:
 
             def read() -> dict[str, Any]:
                 me = self._get("/user")

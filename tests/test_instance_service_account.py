@@ -229,3 +229,27 @@ def test_the_pat_list_keeps_only_the_owners_tokens(fakes: Fakes, admin: GitLabAP
     body = [fakes.gitlab.test_only_token(t.id).as_json(now) for t in (mine, other)]
     fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens", 200, body=body)
     assert [t.id for t in admin.list_tokens(Owner(Kind.SERVICE_ACCOUNT, account.id))] == [mine.id]
+
+
+def test_a_401_about_another_users_token_leaves_the_credential_accepted(fakes: Fakes) -> None:
+    """A non-admin's PAT API 401 (GET one, list by user) is about the target: /readyz stays ready."""
+    account = fakes.gitlab.seed_service_account(None)
+    token = fakes.gitlab.seed_personal_token(account, ["api"])
+    owner = Owner(Kind.SERVICE_ACCOUNT, account.id)
+    api = GitLabAPI(
+        fakes.seed.gitlab_url, Secret(fakes.seed.manager_token), timeout=5.0, user_agent="rotator/test"
+    )
+    try:
+        for read in (lambda: api.get_token(owner, token.id), lambda: api.list_tokens(owner)):
+            with pytest.raises(GitLabError) as raised:
+                read()
+            assert raised.value.status == 401
+            assert not api.credential_refused
+        manager_token = fakes.gitlab.state.token_by_value(fakes.seed.manager_token)
+        assert manager_token is not None
+        manager_token.revoked = True
+        with pytest.raises(GitLabError):
+            api.manager_self()
+        assert api.credential_refused  # the manager token's own refusal still counts
+    finally:
+        api.close()

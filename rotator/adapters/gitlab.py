@@ -163,6 +163,8 @@ def _route_paths() -> dict[str, re.Pattern[str]]:
 
 
 _ROUTE_PATHS = _route_paths()
+#: Routes whose 401 may be about the token asked for, not the credential (a non-admin's PAT API).
+_TARGET_401_ROUTES = frozenset({"GET /personal_access_tokens", "GET /personal_access_tokens/:token_id"})
 _OTHER_ROUTE = "other"
 
 
@@ -548,11 +550,16 @@ class GitLabAPI:
                 "gitlab", _route_label(request.method or "", request.path_url), str(response.status_code)
             )
         # Only a 2xx proves the manager token works (a refused redirect proves nothing either way).
-        accepted = HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES
-        if request.headers.get("PRIVATE-TOKEN") == self._token.reveal() and (
-            accepted or response.status_code == HTTPStatus.UNAUTHORIZED
-        ):
-            self.credential_refused = not accepted
+        if request.headers.get("PRIVATE-TOKEN") != self._token.reveal():
+            return
+        if HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES:
+            self.credential_refused = False
+        elif response.status_code == HTTPStatus.UNAUTHORIZED:
+            # The PAT API answers a non-admin 401 about another user's token (its list by user, one
+            # token): the credential works, the target is out of reach. A refused credential is
+            # refused on every route, so the next other request (``/self``, each run) still tells.
+            route = _route_label(request.method or "", request.path_url)
+            self.credential_refused = route not in _TARGET_401_ROUTES
 
     def _call(
         self, route: str, send: Callable[[], T], *, idempotent: bool, secrets: tuple[Secret, ...] = ()

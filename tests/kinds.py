@@ -4,6 +4,11 @@
 token and one service account provisioned by the group with one personal access token, each held
 by its own Infisical connection of the matching ``accessTokenType``. :func:`targets` writes the
 three kinds' targets (the seed's first project too), each adopting the token its connection holds.
+
+With ``instance=True`` it also seeds an instance service account (``service_account: {user_id}``)
+with one token and its own connection, and makes the manager an administrator (only an admin
+manages such tokens): the :data:`INSTANCE` kind, which the fault campaign runs beside
+:data:`KINDS` in its exhaustive tier.
 """
 
 from dataclasses import dataclass
@@ -15,17 +20,26 @@ from tests.cli_harness import CONNECTIONS
 
 
 GROUP_CONNECTION = "5b0e3f52-7a5e-4d5e-9d0f-1a2b3c4d5e6f"
+INSTANCE_CONNECTION = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
 ACCOUNT_CONNECTION = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a"
 #: The target kinds, as the config spells them.
 KINDS = ("project", "group", "service_account")
+#: An instance service account's target (an admin manager; tokens through the PAT API).
+INSTANCE = "instance_service_account"
 #: Each kind's target name and connection (the project one is the seed's first).
-NAMES = {"project": "app-deploy", "group": "platform-sync", "service_account": "robot"}
-CONNECTION_OF = {"project": CONNECTIONS[0], "group": GROUP_CONNECTION, "service_account": ACCOUNT_CONNECTION}
+NAMES = {"project": "app-deploy", "group": "platform-sync", "service_account": "robot", INSTANCE: "ops-robot"}
+CONNECTION_OF = {
+    "project": CONNECTIONS[0],
+    "group": GROUP_CONNECTION,
+    "service_account": ACCOUNT_CONNECTION,
+    INSTANCE: INSTANCE_CONNECTION,
+}
 #: The create route of each kind's tokens, as the fake GitLab names it.
 CREATE_ROUTES = {
     "project": "POST /api/v4/projects/:id/access_tokens",
     "group": "POST /api/v4/groups/:id/access_tokens",
     "service_account": "POST /api/v4/groups/:id/service_accounts/:user_id/personal_access_tokens",
+    INSTANCE: "POST /api/v4/users/:user_id/personal_access_tokens",
 }
 
 
@@ -37,6 +51,7 @@ class Seeded:
     group_id: int
     account: User
     held: dict[str, int]  # kind -> the token id its connection held at the start
+    instance: User | None = None  # the instance service account, when seeded
 
     def target(self, kind: str) -> dict[str, Any]:
         """The config target of ``kind``, adopting the token its connection holds."""
@@ -45,6 +60,11 @@ class Seeded:
             owner = {"project": self.fakes.seed.project_paths[0]}
         elif kind == "group":
             owner = {"group": "platform"}
+        elif kind == INSTANCE:
+            owner = {
+                "service_account": {"user_id": self._instance().id},
+                "token": {"scopes": ["api", "read_user"], "lifetime": "30d"},
+            }
         else:
             owner = {
                 "service_account": {"user_id": self.account.id, "group": self.group_id},
@@ -72,6 +92,8 @@ class Seeded:
             if kind == "group":
                 group = gitlab.state.resources[("group", self.group_id)]
                 mine = [t for t in tokens if t.resource is group]
+            elif kind == INSTANCE:
+                mine = [t for t in tokens if t.user_id == self._instance().id]
             else:
                 mine = [t for t in tokens if t.user_id == self.account.id]
             return [t.id for t in mine if t.active(now)]
@@ -88,12 +110,20 @@ class Seeded:
             group = gitlab.state.resources[("group", self.group_id)]
             token = gitlab.seed_resource_token(group, "hand-made", ["api"], days=365, access_level=OWNER)
         else:
-            token = gitlab.seed_personal_token(self.account, ["api", "read_user"], days=365, name="hand-made")
+            account = self._instance() if kind == INSTANCE else self.account
+            token = gitlab.seed_personal_token(account, ["api", "read_user"], days=365, name="hand-made")
         return token.id, token.value
 
+    def _instance(self) -> User:
+        assert self.instance is not None, "seed_kinds(instance=True) seeds the instance service account"
+        return self.instance
 
-def seed_kinds(fakes: Fakes) -> Seeded:
-    """The group ``platform`` (the manager its Owner), its group token, its service account and token."""
+
+def seed_kinds(fakes: Fakes, *, instance: bool = False) -> Seeded:
+    """The group ``platform`` (the manager its Owner), its group token, its service account and token.
+
+    ``instance``: an instance service account and its token too, the manager an administrator.
+    """
     gitlab, infisical = fakes.gitlab, fakes.infisical
     manager = gitlab.test_only_user("rotator-manager")
     group = gitlab.seed_resource("group", "platform")
@@ -113,4 +143,15 @@ def seed_kinds(fakes: Fakes) -> Seeded:
         "group": group_token.id,
         "service_account": account_token.id,
     }
-    return Seeded(fakes, group.id, account, held)
+    if not instance:
+        return Seeded(fakes, group.id, account, held)
+    manager.admin = True
+    robot = gitlab.seed_service_account(None, "Ops robot")
+    robot_token = gitlab.seed_personal_token(robot, ["api", "read_user"], days=30, name="ops-robot")
+    infisical.seed_connection(
+        robot_token.value,
+        instance_url=gitlab.url,
+        access_token_type="personal",
+        connection_id=INSTANCE_CONNECTION,
+    )
+    return Seeded(fakes, group.id, account, {**held, INSTANCE: robot_token.id}, robot)

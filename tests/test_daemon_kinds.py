@@ -59,4 +59,6 @@ def test_the_daemon_rotates_three_kinds_and_the_trigger_rotates_each(fakes: Fake
     assert d.stop() == 0
     assert not re.search(r"glpat-|Bearer ", d.output())
     events = [e for e in d.events() if e.get("event") == "rotation.finished"]
-    assert sorted(e["target"] for e in events if e["trigger"] == "http") == sorted(NAMES.values())
+    assert sorted(e["target"] for e in events if e["trigger"] == "http") == sorted(
+        NAMES[kind] for kind in KINDS
+    )

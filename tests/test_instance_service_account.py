@@ -1,11 +1,14 @@
-"""An instance service account's tokens: the owner must be a service account (``GET /users/:id``).
+"""An instance service account's tokens: the owner must be an instance service account.
 
 An admin may create a personal access token for any user, so a mistyped ``service_account.user_id``
-would mint an api token for a person; the adapter reads the user first, in ``check`` (the
-manager's level) and before a create. The fake answers ``GET /users/:id`` as GitLab does.
+would mint an api token for a person or a project's bot; the adapter reads the admin's list of
+instance service accounts (``GET /service_accounts``) first, in ``check`` (the manager's level), the
+look and before a create. ``GET /users/:id`` cannot tell: GitLab's admin view has no ``user_type``,
+and ``bot`` holds for a project or group token's bot user too.
 """
 
 import datetime as dt
+import json
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +17,20 @@ import pytest
 import requests
 import yaml
 
-from rotator.adapters.gitlab import GitLabAPI, _service_account
+from rotator.adapters.gitlab import GitLabAPI
+from rotator.adapters.infisical import InfisicalAPI
 from rotator.core.errors import GitLabError
 from rotator.core.model import Kind, Owner, TokenRequest
 from rotator.core.secret import Secret
+from rotator.doors.config import Config
 from rotator.testing import Fakes
 from rotator.testing._gitlab_state import User
 from tests.cli_harness import Harness
+from tests.engine.harness import EngineCase
 
 
-USER = "GET /api/v4/users/:user_id"
+ACCOUNTS = "GET /api/v4/service_accounts"
+CREATE = "POST /api/v4/users/:user_id/personal_access_tokens"
 
 
 @pytest.fixture
@@ -47,8 +54,8 @@ def _get_user(fakes: Fakes, user_id: int, token: str) -> requests.Response:
     return requests.get(url, headers={"PRIVATE-TOKEN": token}, timeout=10)
 
 
-def test_the_fake_shows_each_users_type_to_an_admin_and_bot_to_anyone(fakes: Fakes) -> None:
-    """``GET /users/:id``: ``user_type`` and ``is_admin`` for an admin, ``bot`` for all, 404 when unknown."""
+def test_the_fake_shows_no_user_type_and_bot_to_anyone(fakes: Fakes) -> None:
+    """``GET /users/:id``: ``is_admin`` for an admin, ``bot`` for all, no ``user_type``; 404 if unknown."""
     gitlab = fakes.gitlab
     root = gitlab.seed_user("root", admin=True)
     root_pat = gitlab.seed_personal_token(root, ["api"]).value
@@ -56,11 +63,8 @@ def test_the_fake_shows_each_users_type_to_an_admin_and_bot_to_anyone(fakes: Fak
     account = gitlab.seed_service_account(None)
     bot = gitlab.state.add_user("project_1_bot_abc", bot=True)
     seen = {user.id: _get_user(fakes, user.id, root_pat).json() for user in (person, account, bot)}
-    assert [(seen[u.id]["user_type"], seen[u.id]["bot"]) for u in (person, account, bot)] == [
-        ("human", False),
-        ("service_account", True),
-        ("project_bot", True),
-    ]
+    assert [seen[u.id]["bot"] for u in (person, account, bot)] == [False, True, True]
+    assert not [body for body in seen.values() if "user_type" in body]
     assert seen[person.id]["is_admin"] is False
     public = _get_user(fakes, account.id, fakes.seed.manager_token).json()
     assert (public["bot"], "user_type" in public, "is_admin" in public) == (True, False, False)
@@ -68,42 +72,57 @@ def test_the_fake_shows_each_users_type_to_an_admin_and_bot_to_anyone(fakes: Fak
     assert (missing.status_code, missing.json()) == (404, {"message": "404 User Not Found"})
 
 
-def test_a_person_as_an_instance_service_account_is_refused_before_any_create(
-    fakes: Fakes, admin: GitLabAPI
-) -> None:
-    """A person's id as an instance service account: ``check``'s read fails and no token is minted."""
-    alice = fakes.gitlab.seed_user("alice", admin=True)
-    owner = Owner(Kind.SERVICE_ACCOUNT, alice.id)
+def _refused_everywhere(fakes: Fakes, admin: GitLabAPI, user: User) -> None:
+    """``check``'s level and a create both fail naming the user, and nothing is created."""
+    owner = Owner(Kind.SERVICE_ACCOUNT, user.id)
     with pytest.raises(GitLabError) as checked:
         admin.manager_access_level(owner)
     with pytest.raises(GitLabError) as created:
         admin.create_token(owner, _request(fakes))
     for raised in (checked.value, created.value):
-        assert raised.route == "GET /users/:id"
+        assert raised.route == "GET /service_accounts"
         assert raised.not_applied
-        assert f"user {alice.id} is not a service account (user_type human)" in raised.message
-    assert fakes.gitlab.state.personal_tokens(alice) == []
-    assert fakes.gitlab.calls("POST /api/v4/users/:user_id/personal_access_tokens") == []
+        assert f"user {user.id} is not an instance service account" in raised.message
+    assert fakes.gitlab.state.personal_tokens(user) == []
+    assert fakes.gitlab.calls(CREATE) == []
 
 
-def test_a_service_account_is_read_once_then_its_tokens_are_made(fakes: Fakes, admin: GitLabAPI) -> None:
-    """A real instance service account passes; the adapter reads the user once for the level and creates."""
+def test_a_person_as_an_instance_service_account_is_refused_before_any_create(
+    fakes: Fakes, admin: GitLabAPI
+) -> None:
+    """A person's id as an instance service account: ``check``'s read fails and no token is minted."""
+    _refused_everywhere(fakes, admin, fakes.gitlab.seed_user("alice", admin=True))
+
+
+def test_a_project_bot_as_an_instance_service_account_is_refused(fakes: Fakes, admin: GitLabAPI) -> None:
+    """A project token's bot user (``bot`` true on ``GET /users/:id``) is no instance service account."""
+    _refused_everywhere(fakes, admin, fakes.gitlab.state.add_user("project_1_bot_abc", bot=True))
+
+
+def test_a_group_service_account_is_no_instance_one(fakes: Fakes, admin: GitLabAPI) -> None:
+    """A group's service account is not in the instance list: its tokens go through the group's routes."""
+    group = fakes.gitlab.seed_resource("group", "acme")
+    _refused_everywhere(fakes, admin, fakes.gitlab.seed_service_account(group))
+
+
+def test_the_list_is_read_once_then_its_tokens_are_made(fakes: Fakes, admin: GitLabAPI) -> None:
+    """A real instance service account passes; the list is read once for the level and the create."""
     account = fakes.gitlab.seed_service_account(None)
     owner = Owner(Kind.SERVICE_ACCOUNT, account.id)
     assert admin.manager_access_level(owner) == 50
     made = admin.create_token(owner, _request(fakes))
     assert fakes.gitlab.test_only_token(made.info.id).user_id == account.id
-    assert len(fakes.gitlab.calls(USER)) == 1
+    assert len(fakes.gitlab.calls(ACCOUNTS)) == 1
 
 
-def test_without_user_type_only_a_bot_passes() -> None:
-    """A server that shows no ``user_type``: ``bot`` must be true (never so for a person)."""
-    assert _service_account({"user_type": "service_account", "bot": True})
-    assert not _service_account({"user_type": "project_bot", "bot": True})
-    assert not _service_account({"user_type": "human"})
-    assert _service_account({"bot": True})
-    assert not _service_account({"bot": False})
-    assert not _service_account({})
+def test_every_page_of_the_list_is_read_and_a_new_account_is_found(fakes: Fakes, admin: GitLabAPI) -> None:
+    """Past 100 accounts the later pages count; an account made after the first read is found by a re-read."""
+    accounts = [fakes.gitlab.seed_service_account(None, f"sa {n}") for n in range(120)]
+    oldest = accounts[0]
+    assert admin.manager_access_level(Owner(Kind.SERVICE_ACCOUNT, oldest.id)) == 50
+    assert len(fakes.gitlab.calls(ACCOUNTS)) == 2  # two pages of 100
+    late = fakes.gitlab.seed_service_account(None, "late")
+    assert admin.manager_access_level(Owner(Kind.SERVICE_ACCOUNT, late.id)) == 50
 
 
 ACCOUNT_CONNECTION = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
@@ -151,6 +170,41 @@ def test_a_404_after_the_manager_lost_admin_is_no_revoke_evidence(fakes: Fakes, 
     assert "no access" in second.stdout + second.stderr
 
 
+class OneAdapter(EngineCase):
+    """The engine in process with one GitLab adapter for every run, as the daemon builds it at start."""
+
+    kept: GitLabAPI | None = None
+
+    def _adapters(self, config: Config) -> tuple[GitLabAPI, InfisicalAPI]:
+        gitlab, infisical = super()._adapters(config)
+        if self.kept is None:
+            self.kept = gitlab
+        else:
+            gitlab.close()
+        return self.kept, infisical  # closing it between runs leaves the in-process session usable
+
+
+def test_a_demotion_during_the_adapters_life_is_seen_by_the_revoke(fakes: Fakes, tmp_path: Path) -> None:
+    """One adapter (the daemon's): demoted after its first run, DELETE 404 + GET 404 is no evidence."""
+    case = OneAdapter(fakes, tmp_path)
+    _, account, held = _instance_target(fakes, tmp_path)
+    first = case.run("run-once")
+    assert first.code == 0, first.stderr
+    # The daemon's adapter has read /user as an admin by now (a group target's role, an earlier check).
+    assert case.kept is not None
+    assert case.kept.manager_access_level(Owner(Kind.SERVICE_ACCOUNT, account.id)) == 50
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    second = case.run("run-once")
+    assert second.code == 1
+    assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
+    history = json.loads(case.run("history").stdout)
+    assert not [r for rotation in history for r in rotation["retired"] if r.get("evidence")]
+    assert "no access" in second.stdout + second.stderr
+
+
 def test_gitlabs_own_answers_to_a_demoted_manager_keep_the_token_tracked(
     fakes: Fakes, tmp_path: Path
 ) -> None:
@@ -175,3 +229,27 @@ def test_the_pat_list_keeps_only_the_owners_tokens(fakes: Fakes, admin: GitLabAP
     body = [fakes.gitlab.test_only_token(t.id).as_json(now) for t in (mine, other)]
     fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens", 200, body=body)
     assert [t.id for t in admin.list_tokens(Owner(Kind.SERVICE_ACCOUNT, account.id))] == [mine.id]
+
+
+def test_a_401_about_another_users_token_leaves_the_credential_accepted(fakes: Fakes) -> None:
+    """A non-admin's PAT API 401 (GET one, list by user) is about the target: /readyz stays ready."""
+    account = fakes.gitlab.seed_service_account(None)
+    token = fakes.gitlab.seed_personal_token(account, ["api"])
+    owner = Owner(Kind.SERVICE_ACCOUNT, account.id)
+    api = GitLabAPI(
+        fakes.seed.gitlab_url, Secret(fakes.seed.manager_token), timeout=5.0, user_agent="rotator/test"
+    )
+    try:
+        for read in (lambda: api.get_token(owner, token.id), lambda: api.list_tokens(owner)):
+            with pytest.raises(GitLabError) as raised:
+                read()
+            assert raised.value.status == 401
+            assert not api.credential_refused
+        manager_token = fakes.gitlab.state.token_by_value(fakes.seed.manager_token)
+        assert manager_token is not None
+        manager_token.revoked = True
+        with pytest.raises(GitLabError):
+            api.manager_self()
+        assert api.credential_refused  # the manager token's own refusal still counts
+    finally:
+        api.close()

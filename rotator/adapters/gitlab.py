@@ -93,7 +93,7 @@ _PROJECT = "GET /projects/:id"
 _GROUP = "GET /groups/:id"
 _MEMBER = "GET /groups/:id/members/all/:user_id"
 _USER = "GET /user"
-_USER_ID = "GET /users/:id"
+_ACCOUNTS = "GET /service_accounts"
 _SELF = "GET /personal_access_tokens/self"
 _ID = r"/[^/]+"
 _NUMBER = r"/\d+"
@@ -150,7 +150,7 @@ def _route_paths() -> dict[str, re.Pattern[str]]:
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.GROUP, 0),
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.PROJECT, 0),
     )
-    routes = [_PROJECT, _GROUP, _MEMBER, _USER, _USER_ID, _SELF]
+    routes = [_PROJECT, _GROUP, _MEMBER, _USER, _ACCOUNTS, _SELF]
     for at in map(_where, owners):
         create = at.create_template or at.template
         routes += [
@@ -163,6 +163,8 @@ def _route_paths() -> dict[str, re.Pattern[str]]:
 
 
 _ROUTE_PATHS = _route_paths()
+#: Routes whose 401 may be about the token asked for, not the credential (a non-admin's PAT API).
+_TARGET_401_ROUTES = frozenset({"GET /personal_access_tokens", "GET /personal_access_tokens/:token_id"})
 _OTHER_ROUTE = "other"
 
 
@@ -273,9 +275,11 @@ class GitLabAPI:
         self._timeout, self._user_agent = timeout, user_agent
         self._connect_timeout = min(connect_timeout, timeout) if connect_timeout is not None else None
         self._max_attempts, self._sleep = max_attempts, sleep
-        # The manager's own ``GET /user`` (its id, whether an admin), read once: the token is fixed.
+        # The manager's own ``GET /user`` (its id, whether an admin), read once: the token is fixed
+        # (an instance service account's level reads it afresh: ``is_admin`` can change).
         self._me: dict[str, Any] | None = None
-        # Instance owners seen to be service accounts: a user's type never changes, ids are not reused.
+        # Instance service accounts seen in GET /service_accounts: a user's type never changes and
+        # ids are not reused, so an id once listed stays one.
         self._accounts: set[int] = set()
         # python-gitlab's exceptions drop the response headers, and a 429's Retry-After is in them:
         # remember the last response's headers (never its body) per thread.
@@ -312,8 +316,10 @@ class GitLabAPI:
         A project: its ``permissions`` (``GET /projects/:id``). A group: the manager's membership,
         inherited ones included (``GET /groups/:id/members/all/:user_id``; ``GET /groups/:id`` may
         leave ``permissions`` out). ``None`` if the manager is no member, unless an admin (50). An
-        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens);
-        a user that is no service account fails (:meth:`_instance_account`).
+        instance service account: 50 for an admin, else ``None`` (only an admin manages its tokens),
+        from a ``GET /user`` read afresh: the daemon keeps one adapter for its life, and a manager
+        demoted meanwhile must make a revoke's 404 prove nothing (``engine/retire.py``); a user
+        that is no instance service account fails (:meth:`_instance_account`).
         An unreadable project or group fails (404, 401, 403) rather than reading as "no member".
         """
         owner = as_owner(owner)
@@ -321,7 +327,7 @@ class GitLabAPI:
             (owner.kind, owner.id) if owner.kind is not Kind.SERVICE_ACCOUNT else (owner.via, owner.via_id)
         )
         if kind is None:
-            if self._manager().get("is_admin") is not True:
+            if self._manager(fresh=True).get("is_admin") is not True:
                 return None
             self._instance_account(owner)
             return _ADMIN
@@ -348,34 +354,43 @@ class GitLabAPI:
         return int(level) if level is not None else None
 
     def _instance_account(self, owner: Owner) -> None:
-        """Fail unless the instance owner is a service account (``GET /users/:id``, once per id).
+        """Fail unless the owner is an instance service account: in the admin's ``GET /service_accounts``.
 
-        An admin may create a personal access token for any user, a person included, so a mistyped
-        ``service_account.user_id`` would otherwise mint an api token for someone. The group and
-        project routes need no such read: GitLab answers 404 for a user they did not provision.
+        An admin may create a personal access token for any user, a person or a project's bot
+        included, so a mistyped ``service_account.user_id`` would otherwise mint an api token for
+        it. ``GET /users/:id`` cannot tell: GitLab's admin view shows no ``user_type``, and ``bot``
+        holds for a project or group token's bot user too. The list (every page) is read once per
+        adapter, and again for an id not in it (an account created since) before refusing. The
+        group and project routes need no such read: GitLab answers 404 for a user they did not
+        provision.
         """
         if owner.id in self._accounts:
             return
-        user = self._call(_USER_ID, lambda: self._get(f"/users/{owner.id}"), idempotent=True)
-        if not _service_account(user):
-            kind = user.get("user_type")
-            shown = f"user_type {kind}" if isinstance(kind, str) else "bot false"
+
+        def read() -> set[int]:
+            listed = self._gl.http_list("/service_accounts", get_all=True, per_page=100)
+            return {int(user["id"]) for user in listed}
+
+        self._accounts |= self._call(_ACCOUNTS, read, idempotent=True)
+        if owner.id not in self._accounts:
             raise GitLabError(
                 upstream="gitlab",
-                route=_USER_ID,
+                route=_ACCOUNTS,
                 status=HTTPStatus.OK,
-                message=_redact(
-                    f"user {owner.id} is not a service account ({shown}); rotator makes tokens for"
-                    " service accounts only: check service_account.user_id",
-                    (),
+                message=(
+                    f"user {owner.id} is not an instance service account (not in GET"
+                    " /service_accounts); rotator makes its tokens for instance service accounts"
+                    " only: check service_account.user_id"
                 ),
                 not_applied=True,
             )
-        self._accounts.add(owner.id)
 
-    def _manager(self) -> dict[str, Any]:
-        """The manager's ``GET /user`` (id and ``is_admin``), read once per adapter."""
-        if self._me is None:
+    def _manager(self, *, fresh: bool = False) -> dict[str, Any]:
+        """The manager's ``GET /user`` (id and ``is_admin``), read once per adapter unless ``fresh``.
+
+        The id never changes; ``is_admin`` may (a demotion), so who relies on it asks ``fresh``.
+        """
+        if self._me is None or fresh:
 
             def read() -> dict[str, Any]:
                 me = self._get("/user")
@@ -535,11 +550,16 @@ class GitLabAPI:
                 "gitlab", _route_label(request.method or "", request.path_url), str(response.status_code)
             )
         # Only a 2xx proves the manager token works (a refused redirect proves nothing either way).
-        accepted = HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES
-        if request.headers.get("PRIVATE-TOKEN") == self._token.reveal() and (
-            accepted or response.status_code == HTTPStatus.UNAUTHORIZED
-        ):
-            self.credential_refused = not accepted
+        if request.headers.get("PRIVATE-TOKEN") != self._token.reveal():
+            return
+        if HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES:
+            self.credential_refused = False
+        elif response.status_code == HTTPStatus.UNAUTHORIZED:
+            # The PAT API answers a non-admin 401 about another user's token (its list by user, one
+            # token): the credential works, the target is out of reach. A refused credential is
+            # refused on every route, so the next other request (``/self``, each run) still tells.
+            route = _route_label(request.method or "", request.path_url)
+            self.credential_refused = route not in _TARGET_401_ROUTES
 
     def _call(
         self, route: str, send: Callable[[], T], *, idempotent: bool, secrets: tuple[Secret, ...] = ()
@@ -722,18 +742,6 @@ def _object(response: requests.Response) -> dict[str, Any]:
         msg = "expected a JSON object"
         raise gitlab.exceptions.GitlabParsingError(msg, response.status_code)
     return data
-
-
-def _service_account(user: Mapping[str, Any]) -> bool:
-    """Whether ``GET /users/:id`` shows a service account: its admin view's ``user_type`` decides.
-
-    Without ``user_type`` (a server that does not show it), ``bot`` must be true: ``User#bot?``
-    holds for service accounts and is false for every person, so a person is still refused.
-    """
-    kind = user.get("user_type")
-    if isinstance(kind, str):
-        return kind == "service_account"
-    return user.get("bot") is True
 
 
 def _access_level(project: Mapping[str, Any]) -> int | None:

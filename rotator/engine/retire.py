@@ -180,7 +180,8 @@ class Retirer:
 
         A project or group: its read answers 200. An instance service account's tokens live in no
         project, and ``GET /user`` always answers: only an admin (a level, not ``None``) may read
-        them, so a manager who lost admin makes a 404 prove nothing (architecture §6).
+        them, so a manager who lost admin makes a 404 prove nothing (architecture §6). The adapter
+        reads ``is_admin`` afresh for this level, so a demotion during a daemon's life counts.
         """
         try:
             level = self.ctx.gitlab.manager_access_level(self.owner)

@@ -10,7 +10,8 @@
   ``403 Forbidden``, others its ``404 Group Not Found``. A user the resource did not provision, or
   no service account at all, is ``404 User Not Found``; a token not that user's is
   ``404 Personal Access Token Not Found``.
-* instance service accounts (admin only): ``GET/POST /service_accounts``, and their tokens through
+* instance service accounts (admin only): ``GET/POST /service_accounts`` (the list paginated, 20 a
+  page by default, newest first), and their tokens through
   the personal access token API: ``POST /users/:user_id/personal_access_tokens``,
   ``GET /personal_access_tokens?user_id=``, ``GET /personal_access_tokens/:id``,
   ``POST /personal_access_tokens/:id/rotate``, ``DELETE /personal_access_tokens/:id``.
@@ -63,6 +64,7 @@ class ServiceAccountRoutes:
     _resource: Callable[[Request], tuple[ResourceKind, Resource]]
     _visible: Callable[[User, Resource], None]
     _token_page: Callable[[Request, list[Token]], Response]
+    _page: Callable[[Request, list[Any]], Response]
 
     def _install_service_accounts(self) -> None:
         """Register the routes (after the access-token ones: ``/personal_access_tokens/self`` wins)."""
@@ -145,7 +147,8 @@ class ServiceAccountRoutes:
     def _instance_sa_list(self, request: Request) -> Response:
         self._admin(request)
         accounts = [u for u in self.state.users.values() if u.service_account and u.provisioned_by is None]
-        return Response(200, [_account(u) for u in accounts])
+        # ``present paginate(users)``, ordered by id, newest first (the API's defaults).
+        return self._page(request, [_account(u) for u in sorted(accounts, key=lambda u: -u.id)])
 
     def _instance_sa_create(self, request: Request) -> Response:
         self._admin(request)

@@ -95,13 +95,6 @@ class User:
     service_account: bool = False
     provisioned_by: "Resource | None" = None
 
-    @property
-    def user_type(self) -> str:
-        """GitLab's ``users.user_type``: a service account, a token's bot user, or a person."""
-        if self.service_account:
-            return "service_account"
-        return "project_bot" if self.bot else "human"
-
     def as_json(self, base_url: str) -> dict[str, Any]:
         """What ``GET /user`` shows; ``base_url`` is the instance's external URL."""
         return {

@@ -274,6 +274,10 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
             tokens = _filter(tokens, params, now)
         return _paginate(request, params, [t.as_json(now) for t in tokens])
 
+    def _page(self, request: Request, items: list[Any]) -> Response:
+        """One page of ``items`` (JSON objects), as GitLab's offset pagination answers a list."""
+        return _paginate(request, request.form(), items)
+
     def _find_token(self, resource: Resource, token_id: str) -> Token | None:
         if not token_id.isdigit():
             return None
@@ -291,16 +295,18 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
         return Response(200, user.as_json(f"http://{request.host}"))
 
     def _user_get(self, request: Request) -> Response:
-        """``GET /users/:id``: anyone sees ``bot``; an admin sees ``is_admin`` and ``user_type`` too."""
+        """``GET /users/:id``: anyone sees ``bot``; an admin sees ``is_admin`` too, never ``user_type``.
+
+        GitLab's admin view (``Entities::UserWithAdmin``) adds ``is_admin``, ``note``,
+        ``namespace_id`` and ``created_by``; no entity shows ``user_type``.
+        """
         caller, _ = self._auth(request, auth.USER_SCOPES)
         raw = request.args["user_id"]
         user = self.state.users.get(int(raw)) if raw.isdigit() else None
         if user is None:
             error(404, "404 User Not Found")
         body = user.as_json(f"http://{request.host}")
-        if caller.admin:
-            body["user_type"] = user.user_type
-        else:
+        if not caller.admin:
             del body["is_admin"]
         return Response(200, body)
 

@@ -1,7 +1,8 @@
 """One fault case: the real ``rotator`` command against the fakes, with the invariants checked.
 
-A case's first target is of the kind it is given (``project``, ``group`` or ``service_account``:
-:mod:`tests.kinds` seeds the group and the service account); the others are the seed's projects.
+A case's first target is of the kind it is given (``project``, ``group``, ``service_account`` or
+``instance_service_account``: :mod:`tests.kinds` seeds the group and the service accounts); the
+others are the seed's projects.
 
 A run is :func:`rotator.doors.cli.main` in the test process unless it crashes (crash hook, SIGKILL) or
 runs beside another (:mod:`tests.cli_harness`); the tally counts the two apart.
@@ -33,11 +34,11 @@ from rotator.doors.config import Config
 from rotator.testing import Fakes, Fault, ForeignHost
 from tests.cli_harness import CONNECTIONS, UA, Harness, Result, patch_by_hand
 from tests.faults import ledger
-from tests.kinds import CONNECTION_OF, CREATE_ROUTES, NAMES, Seeded, seed_kinds
+from tests.kinds import CONNECTION_OF, CREATE_ROUTES, INSTANCE, NAMES, Seeded, seed_kinds
 
 
 #: The access token type a connection holding each kind's tokens has.
-TOKEN_TYPES = {"project": "project", "group": "group", "service_account": "personal"}
+TOKEN_TYPES = {"project": "project", "group": "group", "service_account": "personal", INSTANCE: "personal"}
 CRASHED = 70
 #: How a failure line looks: ``<name>[ (removed)]: <status>: … step=<step> <upstream> <route> -> <status
 #: or cause>`` (the result line names its target once, at its start).
@@ -64,7 +65,9 @@ class Case:
         ``kind`` is the first target's: another kind than ``project`` seeds its owner first.
         """
         self.fakes, self.folder, self.targets, self.kind = fakes, folder, targets, kind
-        self.seeded: Seeded | None = seed_kinds(fakes) if kind != "project" else None
+        self.seeded: Seeded | None = (
+            seed_kinds(fakes, instance=kind == INSTANCE) if kind != "project" else None
+        )
         self.settings: dict[str, Any] = {"targets": targets, "timeout": timeout, **defaults}
         self.h = Harness(fakes, folder, **self.settings)
         self._retarget()

@@ -2,7 +2,8 @@
 
 Each case runs for every target kind (project, group, service account): the first target is of that
 kind. The group and service-account variants of the heavier cases (two targets, a crash during
-recovery) run in the exhaustive tier.
+recovery) run in the exhaustive tier, as does every case for an instance service account (an
+administrator manager, its tokens through the personal access token API).
 """
 
 from datetime import timedelta
@@ -13,22 +14,25 @@ import pytest
 from rotator.testing import Fakes
 from tests.faults.calls import kinds
 from tests.faults.campaign import CRASHED, Case
-from tests.kinds import NAMES
+from tests.kinds import INSTANCE, KINDS, NAMES
 
 
 pytestmark = pytest.mark.slow
 ROTATION_STEPS = ("PLANNED", "CREATED", "PUSHING", "PUSHED", "VERIFIED")
 GRACE_POINTS = ("GRACE-CHECKED", "REVOKED")
+#: The instance service account, in the exhaustive tier only.
+INSTANCE_KIND = pytest.param(INSTANCE, marks=pytest.mark.exhaustive)
 
 
 @pytest.mark.parametrize(
     ("kind", "targets"),
     [
-        *[pytest.param(kind, 1, id=f"{kind}-1") for kind in NAMES],
+        *[pytest.param(kind, 1, id=f"{kind}-1") for kind in KINDS],
         *[
             pytest.param(kind, 2, marks=pytest.mark.exhaustive if kind != "project" else (), id=f"{kind}-2")
-            for kind in NAMES
+            for kind in KINDS
         ],
+        *[pytest.param(INSTANCE, n, marks=pytest.mark.exhaustive, id=f"{INSTANCE}-{n}") for n in (1, 2)],
     ],
 )
 @pytest.mark.parametrize("step", ROTATION_STEPS)
@@ -48,7 +52,7 @@ def test_crash_after_each_rotation_step_converges(
     case.converge()
 
 
-@pytest.mark.parametrize("kind", kinds(heavy=False))
+@pytest.mark.parametrize("kind", [*kinds(heavy=False), INSTANCE_KIND])
 @pytest.mark.parametrize("point", GRACE_POINTS)
 def test_crash_while_revoking_after_grace_converges(
     fakes: Fakes, tmp_path: Path, point: str, kind: str
@@ -61,7 +65,7 @@ def test_crash_while_revoking_after_grace_converges(
     case.converge()
 
 
-@pytest.mark.parametrize("kind", kinds(heavy=True))
+@pytest.mark.parametrize("kind", [*kinds(heavy=True), INSTANCE_KIND])
 @pytest.mark.parametrize("second", ROTATION_STEPS)
 @pytest.mark.parametrize("first", ["PLANNED", "PUSHING"])
 def test_a_crash_during_recovery_from_a_crash_converges(
@@ -75,7 +79,7 @@ def test_a_crash_during_recovery_from_a_crash_converges(
     case.converge()
 
 
-@pytest.mark.parametrize("kind", kinds(heavy=True))
+@pytest.mark.parametrize("kind", [*kinds(heavy=True), INSTANCE_KIND])
 def test_take_over_after_a_crash_at_pushed_and_a_foreign_write_rolls_forward(
     fakes: Fakes, tmp_path: Path, kind: str
 ) -> None:

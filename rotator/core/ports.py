@@ -175,8 +175,12 @@ class Journal(CallLedger, Requests, Protocol):
     def release(self, lease: Lease) -> None:
         """Give the lease up (no-op if already lost)."""
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` atomically, if ``lease`` is still the current one; else LeaseLostError."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Record ``change`` atomically, if ``lease`` is still the current one; else LeaseLostError.
+
+        Answers ``change`` as stored: each record as a later read gives it back (free text
+        redacted, times as the store decodes them), so a caller may keep it instead of reading.
+        """
 
     def target(self, key: TargetKey) -> TargetState | None:
         """A target's bookkeeping, or ``None`` if the journal has never seen it."""

@@ -176,21 +176,31 @@ class MemoryJournal:
 
     # Fenced writes ----------------------------------------------------------------------------
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` under the lease's key, all of it or (LeaseLostError) none of it."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Record ``change`` under the lease's key, all of it or (LeaseLostError) none of it.
+
+        Answers it as kept (:func:`kept`: free text redacted), as a later read gives it back.
+        """
+        stored = dataclasses.replace(
+            change,
+            rotation=kept(change.rotation) if change.rotation is not None else None,
+            tokens=tuple(kept(t) for t in change.tokens),
+            target=kept(change.target) if change.target is not None else None,
+        )
         with self._lock:
             row = self._current(lease)
             key = str(lease.key)
-            if change.rotation is not None:
-                self._put_rotation(key, kept(change.rotation))
-            for token in change.tokens:
-                self._tokens[key, token.token_id] = kept(token)
-            if change.target is not None:
-                row.state = kept(change.target)
-            for stone in change.tombstones:
+            if stored.rotation is not None:
+                self._put_rotation(key, stored.rotation)
+            for token in stored.tokens:
+                self._tokens[key, token.token_id] = token
+            if stored.target is not None:
+                row.state = stored.target
+            for stone in stored.tombstones:
                 self._tombstones[key, stone.name] = stone
-            for name in change.drop_tombstones:  # after the additions: dropping a name wins
+            for name in stored.drop_tombstones:  # after the additions: dropping a name wins
                 self._tombstones.pop((key, name), None)
+        return stored
 
     def _put_rotation(self, key: str, record: RotationRecord) -> None:
         """Insert or replace a rotation; a replaced one keeps its place among equal ``planned_at``."""

@@ -50,7 +50,7 @@ from rotator.core.model import (
     same_instance,
 )
 from rotator.journal import sqlite_schema
-from rotator.journal.codec import from_json, to_json
+from rotator.journal.codec import as_stored, from_json, to_json
 from rotator.journal.file import create, refuse_unfit
 from rotator.journal.snapshot import (
     TABLES,
@@ -307,8 +307,8 @@ class SQLiteJournal:
                 (str(lease.key), lease.holder, lease.fence),
             )
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` in one transaction, after checking the lease."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Record ``change`` in one transaction, after checking the lease; answer it as stored."""
         with self._transaction() as db:
             self._check(db, lease)
             key = str(lease.key)
@@ -336,6 +336,7 @@ class SQLiteJournal:
                 )
             for name in change.drop_tombstones:
                 db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
+        return as_stored(change)
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's target row, tokens and tombstones in one fenced transaction; keep its rotations."""

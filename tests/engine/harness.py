@@ -83,10 +83,10 @@ class CrashingJournal(MemoryJournal):
         if self._dead.is_set():
             raise Crashed
 
-    def write(self, lease: Lease, change: Change) -> None:
+    def write(self, lease: Lease, change: Change) -> Change:
         """Record ``change``, unless the run has crashed."""
         self._alive()
-        super().write(lease, change)
+        return super().write(lease, change)
 
     def renew(self, lease: Lease, *args: Any) -> Lease:  # noqa: ANN401 - MemoryJournal's own arguments
         """Renew, unless the run has crashed."""

@@ -108,10 +108,10 @@ class LosingJournal(CrashingJournal):
         super().release(lease)
         self.leased = None
 
-    def write(self, lease: Lease, change: Change) -> None:
+    def write(self, lease: Lease, change: Change) -> Change:
         """Record ``change``; once the lease is lost, note the attempt (refused if unreachable)."""
         self._attempt("write")
-        super().write(lease, change)
+        return super().write(lease, change)
 
     def forget(self, lease: Lease, note: str) -> None:
         """Forget; once the lease is lost, note the attempt (refused if unreachable)."""

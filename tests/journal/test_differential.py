@@ -303,7 +303,7 @@ def test_sqlite_gives_the_reference_answers() -> None:
     run_state_machine_as_test(_machine(lambda: SQLiteJournal(Path(":memory:"))), settings=_settings(100))
 
 
-def _emptied(url: str) -> Journal:
+def emptied(url: str) -> Journal:
     """A handle on the PostgreSQL schema at ``url``, emptied first (a fresh schema per example costs more)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE leases, targets, rotations, tokens, tombstones, projects, unresolved")
@@ -315,4 +315,4 @@ def test_postgres_gives_the_reference_answers() -> None:
     with fresh_schema() as url:
         add_test_clock(url)
         PostgresJournal(url).close()  # the schema, so that each example can empty it
-        run_state_machine_as_test(_machine(lambda: _emptied(url)), settings=_settings(15))
+        run_state_machine_as_test(_machine(lambda: emptied(url)), settings=_settings(15))

@@ -26,6 +26,8 @@ decision takes the lease, under which the run reads afresh.
 
 import threading
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from rotator.core.model import (
@@ -80,6 +82,23 @@ class ReadThrough:
 
     def write(self, lease: Lease, change: Change) -> Change:
         """Write through to the store; then apply the change as stored to what is kept."""
+        return self._through(lease, change, lambda: self._journal.write(lease, change))
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write`, the lease renewed in the same call (:meth:`Journal.write_renewing`)."""
+        renewed: list[Lease] = []
+
+        def send() -> Change:
+            stored, lease_now = self._journal.write_renewing(lease, change, now, ttl)
+            renewed.append(lease_now)
+            return stored
+
+        return self._through(lease, change, send), renewed[0]
+
+    def _through(self, lease: Lease, change: Change, send: Callable[[], Change]) -> Change:
+        """Send ``change`` to the store (``send``); then apply it, as stored, to what is kept."""
         with self._lock:
             # Forgotten before the write is sent: if it raises (it may have landed or not), the
             # next read asks the store. Put back, changed, only once the store has answered.
@@ -90,7 +109,7 @@ class ReadThrough:
             else:
                 before = self._take(change)
             generation = self._generation
-        stored = self._journal.write(lease, change)
+        stored = send()
         if before:
             with self._lock:
                 if generation == self._generation:  # not dropped meanwhile (the lease lost)

@@ -316,6 +316,17 @@ class PostgresJournal:
             raise _lost(lease)
         return as_stored(change)
 
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write` and :meth:`renew` as one statement, on the database's clock (``now`` unused)."""
+        del now
+        with self._connection() as conn:
+            row = conn.execute(*writes.write(lease, change, (self._clock, ttl))).fetchone()
+        if row is None or row[0] != 1:
+            raise _lost(lease)
+        return as_stored(change), dataclasses.replace(lease, expires=row[1])
+
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's target, tokens and tombstones; keep its rotations (open ones failed) and fence."""
         with self._transaction() as conn:

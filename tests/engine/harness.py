@@ -88,6 +88,11 @@ class CrashingJournal(MemoryJournal):
         self._alive()
         return super().write(lease, change)
 
+    def write_renewing(self, lease: Lease, change: Change, *args: Any) -> tuple[Change, Lease]:  # noqa: ANN401 - MemoryJournal's own arguments
+        """Record and renew, unless the run has crashed."""
+        self._alive()
+        return super().write_renewing(lease, change, *args)
+
     def renew(self, lease: Lease, *args: Any) -> Lease:  # noqa: ANN401 - MemoryJournal's own arguments
         """Renew, unless the run has crashed."""
         self._alive()

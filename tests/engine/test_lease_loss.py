@@ -113,6 +113,19 @@ class LosingJournal(CrashingJournal):
         self._attempt("write")
         return super().write(lease, change)
 
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """Record and renew in one call: a write attempt, and a renewal as :meth:`renew` fails it."""
+        self._attempt("write")
+        if self.lost and self.mode == "renew-fails":
+            raise JournalUnavailableError("state.url", "the renewal failed (test)")
+        stored, renewed = super().write_renewing(lease, change, now, ttl)
+        self.leased = renewed
+        if self.lost and self.mode == "other-fence":
+            return stored, replace(renewed, fence=renewed.fence + 1)
+        return stored, renewed
+
     def forget(self, lease: Lease, note: str) -> None:
         """Forget; once the lease is lost, note the attempt (refused if unreachable)."""
         self._attempt("forget")

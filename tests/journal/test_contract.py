@@ -561,6 +561,30 @@ def test_renew_extends_the_lease(journal: Journal) -> None:
     journal.write(lease, Change(rotation=rotation("r2")))  # same holder and fence: the same lease
 
 
+def test_write_renewing_records_and_extends_the_lease_in_one_call(journal: Journal) -> None:
+    """The write lands and the lease is renewed as ``renew`` would: others kept out past the old expiry."""
+    lease = _lease(journal)
+    stored, renewed = journal.write_renewing(
+        lease, Change(rotation=rotation()), NOW + timedelta(minutes=9), TTL
+    )
+    assert renewed == replace(lease, expires=NOW + timedelta(minutes=19))
+    assert stored.rotation == journal.unfinished(KEY)
+    assert journal.acquire(KEY, "app-deploy", "w2", NOW + timedelta(minutes=12), TTL) is None
+    journal.write(renewed, Change(rotation=rotation("r2")))  # the same lease, renewed
+
+
+def test_write_renewing_a_lost_lease_neither_writes_nor_renews(journal: Journal) -> None:
+    """A lease taken over: LeaseLostError, nothing recorded, and the new holder's lease untouched."""
+    old = _lease(journal)
+    new = _lease(journal, holder="w2", at=NOW + 2 * TTL)
+    before = _everything(journal)
+    with pytest.raises(LeaseLostError):
+        journal.write_renewing(old, Change(rotation=rotation()), NOW + 2 * TTL, 10 * TTL)
+    assert _everything(journal) == before
+    # Not renewed for the old holder: once the new holder's lease lapses, a third worker gets in.
+    assert journal.acquire(KEY, "app-deploy", "w3", new.expires, TTL) is not None
+
+
 # Several workers at once -------------------------------------------------------------------------
 
 WORKERS = 8

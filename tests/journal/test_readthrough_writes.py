@@ -89,6 +89,12 @@ class ViewEqualsStore(RuleBasedStateMachine):
         """A write under the key's lease (its records mostly under the key, as the engine writes them)."""
         self.view.write(self.lease, _keyed(change, KEY) if own_keys else change)
 
+    @rule(change=changes)
+    def write_renewing(self, change: Change) -> None:
+        """A write carrying the lease's renewal (before a mutation): applied as a write is."""
+        _, renewed = self.view.write_renewing(self.lease, _keyed(change, KEY), NOW, TTL)
+        assert (renewed.holder, renewed.fence) == (self.lease.holder, self.lease.fence)
+
     @rule(change=changes, landed=st.booleans())
     def write_answer_lost(self, change: Change, landed: bool) -> None:
         """A write whose answer never comes back: it may have landed or not."""

@@ -104,10 +104,11 @@ class LeaseKeeper:
         The proof :meth:`renew` gives before a mutation, folded into the fenced write that comes
         right before it: the write's lease check (holder and fence, on the store's newest row) is
         the renewal's, made in the same statement or transaction, so the journal answers both or
-        neither; the expiry kept is the one the journal answered (its own clock's). A refusal
-        marks the lease lost, as a failed renewal does. A write whose answer is lost (the journal
-        unreachable) raises as a write does, and marks the lease lost too: whether the renewal
-        landed is unknown, so nothing more is sent.
+        neither; the expiry kept is the one the journal answered (its own clock's). Any failure
+        (a refusal; an answer lost, the journal unreachable, so whether it landed is unknown)
+        marks the lease lost and raises LeaseLostError, as a failed renewal does: nothing more is
+        sent. Safe only where the mutation follows the write with no upstream call in between
+        (the create after PLANNED, the push after PUSHING); elsewhere :meth:`renew` stays.
         """
         with self._lock:
             self._refuse_if_lost()

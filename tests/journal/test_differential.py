@@ -209,6 +209,20 @@ class SameAnswers(RuleBasedStateMachine):
         self._both("write", lease, change)
 
     @precondition(lambda self: self.leases)
+    @rule(data=st.data(), change=changes)
+    def write_renewing(self, data: st.DataObject, change: Change) -> None:
+        """A write carrying its lease's renewal, under any lease handed out: both stores, or neither."""
+        lease = self._lease(data)
+        change = replace(
+            change,
+            rotation=change.rotation and replace(change.rotation, key=lease.key),
+            tokens=tuple(replace(t, key=lease.key) for t in change.tokens),
+        )
+        answer = self._both("write_renewing", lease, change, self.now, TTL)
+        if isinstance(answer, tuple):
+            self.leases.append(answer[1])
+
+    @precondition(lambda self: self.leases)
     @rule(
         rotation_id=st.sampled_from(sorted(PLANNED)),
         outcome=st.sampled_from((Outcome.IN_PROGRESS, Outcome.SUCCEEDED)),

@@ -3,7 +3,7 @@
 import ast
 import itertools
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -145,15 +145,24 @@ class Witness:
 
 @pytest.fixture
 def witness(monkeypatch: pytest.MonkeyPatch) -> Witness:
-    """A witness of every SQLite journal write made in this process."""
+    """A witness of every SQLite journal write made in this process (those carrying a renewal too)."""
     seen = Witness()
-    write = SQLiteJournal.write
+    write, write_renewing = SQLiteJournal.write, SQLiteJournal.write_renewing
 
-    def witnessed(journal: SQLiteJournal, lease: Lease, change: Change) -> None:
-        write(journal, lease, change)
+    def witnessed(journal: SQLiteJournal, lease: Lease, change: Change) -> Change:
+        stored = write(journal, lease, change)
         seen.saw(change)
+        return stored
+
+    def witnessed_renewing(
+        journal: SQLiteJournal, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        answer = write_renewing(journal, lease, change, now, ttl)
+        seen.saw(change)
+        return answer
 
     monkeypatch.setattr(SQLiteJournal, "write", witnessed)
+    monkeypatch.setattr(SQLiteJournal, "write_renewing", witnessed_renewing)
     return seen
 
 

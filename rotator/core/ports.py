@@ -175,8 +175,22 @@ class Journal(CallLedger, Requests, Protocol):
     def release(self, lease: Lease) -> None:
         """Give the lease up (no-op if already lost)."""
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` atomically, if ``lease`` is still the current one; else LeaseLostError."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Record ``change`` atomically, if ``lease`` is still the current one; else LeaseLostError.
+
+        Answers ``change`` as stored: each record as a later read gives it back (free text
+        redacted, times as the store decodes them), so a caller may keep it instead of reading.
+        """
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write` and :meth:`renew` at once, atomically: recorded and renewed, or neither.
+
+        The lease check is the write's (holder and fence, as both do); the new expiry is the
+        store's lease clock (the database's, for a shared journal) plus ``ttl``, as :meth:`renew`
+        answers it. One round trip on a database where the two would be two.
+        """
 
     def target(self, key: TargetKey) -> TargetState | None:
         """A target's bookkeeping, or ``None`` if the journal has never seen it."""

@@ -31,7 +31,7 @@ from typing import NoReturn, Self
 import structlog
 
 from rotator.core.errors import JournalUnavailableError, LeaseLostError
-from rotator.core.model import Connection, Lease, NewToken, Owner, TokenInfo, TokenRequest
+from rotator.core.model import Change, Connection, Lease, NewToken, Owner, TokenInfo, TokenRequest
 from rotator.core.ports import GitLabPort, InfisicalPort
 from rotator.core.secret import Secret
 from rotator.engine.context import Context
@@ -85,14 +85,48 @@ class LeaseKeeper:
         """Before an upstream request or a journal write: LeaseLostError if lost; renew first if due."""
         with self._lock:
             self._refuse_if_lost()
-            if self.ctx.monotonic() - self._renewed >= self.ctx.settings.lease_renew.total_seconds():
+            if self._due():
                 self._renew()
+
+    def _due(self) -> bool:
+        """Whether a renewal is due by the run's monotonic clock (the lock held)."""
+        return self.ctx.monotonic() - self._renewed >= self.ctx.settings.lease_renew.total_seconds()
 
     def renew(self) -> None:
         """Renew now (before a mutation: proof the target is still ours); LeaseLostError if it is not."""
         with self._lock:
             self._refuse_if_lost()
             self._renew()
+
+    def write_renewing(self, change: Change) -> None:
+        """Record ``change`` and renew in the same atomic journal call (before a mutation).
+
+        The proof :meth:`renew` gives before a mutation, folded into the fenced write that comes
+        right before it: the write's lease check (holder and fence, on the store's newest row) is
+        the renewal's, made in the same statement or transaction, so the journal answers both or
+        neither; the expiry kept is the one the journal answered (its own clock's). Any failure
+        (a refusal; an answer lost, the journal unreachable, so whether it landed is unknown)
+        marks the lease lost and raises LeaseLostError, as a failed renewal does: nothing more is
+        sent. Safe only where the mutation follows the write with no upstream call in between
+        (the create after PLANNED, the push after PUSHING); elsewhere :meth:`renew` stays.
+        """
+        with self._lock:
+            self._refuse_if_lost()
+            if self._due():
+                # As before any write: a renewal overdue is made (and may fail) before the write
+                # is sent, so a journal back after a blip never takes a write from a lost lease.
+                self._renew()
+            sent = self.ctx.monotonic()
+            lease = self._lease
+            try:
+                _, renewed = self.view.write_renewing(
+                    lease, change, self.ctx.clock(), self.ctx.settings.lease_ttl
+                )
+            except Exception as error:  # noqa: BLE001 - as a renewal: any failure means the lease may be gone
+                self._lose(_why(error), type(error).__name__)
+            if (renewed.key, renewed.holder, renewed.fence) != (lease.key, lease.holder, lease.fence):
+                self._lose(f"the journal renewed it as fence {renewed.fence}, not {lease.fence}", "fence")
+            self._lease, self._renewed = renewed, sent
 
     def _renew_in_background(self) -> None:
         with self._lock:

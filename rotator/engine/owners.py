@@ -6,14 +6,61 @@ and group paths under ``group:`` (``group:acme/platform``), which no project pat
 group path for a project's.
 """
 
+import threading
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rotator.core.model import Kind, Owner
 from rotator.core.spec import RotationSpec
 
 
+if TYPE_CHECKING:
+    from rotator.core.ports import Journal
+
+
 #: Resolves a path of a kind to its id (``None``: not known, and not to be asked upstream).
 Lookup = Callable[[Kind, str], int | None]
+
+
+class PathCache:
+    """The journal's path cache with an in-process copy in front: a path's id is read once per process.
+
+    A daemon looks every target's path up at each run and at each sweep of removed targets, two
+    round trips per rotation for an answer that never changes: the journal keeps a resolved path
+    for good (only :meth:`Journal.remember_project` writes it, and only for a path it did not
+    know; a snapshot is restored into an empty journal only). So what the journal answered is
+    kept here for the process's life. Not an answer of ``None``: another process may resolve the
+    path meanwhile, and its id is then read from the journal.
+
+    :meth:`remember` writes through to the journal and forgets the copy: should two processes
+    resolve a new path at once (and GitLab answer them differently, the path moved in between),
+    the journal keeps one answer; each process then keeps what the journal holds, not what it
+    wrote, as it did when it read the journal every time.
+    """
+
+    def __init__(self, journal: "Journal") -> None:
+        """In front of ``journal``'s cache."""
+        self._journal = journal
+        self._lock = threading.Lock()  # the engine's workers share it
+        self._ids: dict[tuple[str, str], int] = {}
+
+    def project_id(self, gitlab_url: str, ref: str) -> int | None:
+        """The id ``ref`` (:func:`cache_ref`) resolved to, as the journal holds it; ``None``: not resolved."""
+        with self._lock:
+            found = self._ids.get((gitlab_url, ref))
+        if found is None:
+            found = self._journal.project_id(gitlab_url, ref)
+            if found is not None:
+                with self._lock:
+                    self._ids[gitlab_url, ref] = found
+        return found
+
+    def remember(self, gitlab_url: str, ref: str, project_id: int) -> None:
+        """Record a resolved path in the journal (the next :meth:`project_id` reads it back)."""
+        with self._lock:
+            self._ids.pop((gitlab_url, ref), None)
+        self._journal.remember_project(gitlab_url, ref, project_id)
 
 
 def cache_ref(kind: Kind, path: str) -> str:

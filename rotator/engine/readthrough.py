@@ -9,9 +9,13 @@ run raises :class:`rotator.core.errors.LeaseLostError` before it is sent (the
 
 :class:`ReadThrough` wraps the journal for one key. The four reads are fetched from the store
 together, in one read (:meth:`rotator.core.ports.Journal.records`: one round trip on a database),
-and kept; a write through it forgets what the change touches (the next read fetches the four
-again, so what is served is always what the store gave back, redaction and all), and
-:meth:`ReadThrough.drop` forgets everything (the keeper calls it when the lease is lost). Every
+and kept; a write through it applies the change to what is kept, from the records as the store
+answers it kept them (:meth:`rotator.core.ports.Journal.write`: redaction and all, so what is
+served is what a read would give), and :meth:`ReadThrough.drop` forgets everything (the keeper
+calls it when the lease is lost). Where the change's effect cannot be worked out from what is
+kept, what it touched is forgotten and read again on demand: the unfinished rotation once it
+ends (an older one may still be open), tombstones (the store's own collation orders them), a
+write that raised (it may or may not have landed). Every
 other read (other keys, ``owners`` across keys, rotations by id or trigger) and every lease call
 goes straight to the store.
 
@@ -22,11 +26,14 @@ decision takes the lease, under which the run reads afresh.
 
 import threading
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from rotator.core.model import (
     Change,
     Lease,
+    Outcome,
     RotationRecord,
     TargetKey,
     TargetRecords,
@@ -73,26 +80,54 @@ class ReadThrough:
             self._kept.clear()
             self._generation += 1
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Write through to the store, then forget what ``change`` touched (read back on demand)."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Write through to the store; then apply the change as stored to what is kept."""
+        return self._through(lease, change, lambda: self._journal.write(lease, change))
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write`, the lease renewed in the same call (:meth:`Journal.write_renewing`)."""
+        renewed: list[Lease] = []
+
+        def send() -> Change:
+            stored, lease_now = self._journal.write_renewing(lease, change, now, ttl)
+            renewed.append(lease_now)
+            return stored
+
+        return self._through(lease, change, send), renewed[0]
+
+    def _through(self, lease: Lease, change: Change, send: Callable[[], Change]) -> Change:
+        """Send ``change`` to the store (``send``); then apply it, as stored, to what is kept."""
         with self._lock:
-            # Forgotten before the write is sent: whether it lands or raises, the next read asks the store.
+            # Forgotten before the write is sent: if it raises (it may have landed or not), the
+            # next read asks the store. Put back, changed, only once the store has answered.
             self._generation += 1
             if lease.key != self._key:
                 self._kept.clear()
+                before: dict[str, object] = {}
             else:
-                self._forget(change)
-        self._journal.write(lease, change)
+                before = self._take(change)
+            generation = self._generation
+        stored = send()
+        if before:
+            with self._lock:
+                if generation == self._generation:  # not dropped meanwhile (the lease lost)
+                    self._kept.update(_applied(before, stored))
+        return stored
 
-    def _forget(self, change: Change) -> None:
+    def _take(self, change: Change) -> dict[str, object]:
+        """Forget what ``change`` touches; answer what was kept of it (``_UNREAD``: nothing was)."""
+        touched = []
         if change.target is not None:
-            self._kept.pop("target", None)
+            touched.append("target")
         if change.tokens:
-            self._kept.pop("tokens", None)
+            touched.append("tokens")
         if change.rotation is not None:
-            self._kept.pop("unfinished", None)
+            touched.append("unfinished")
         if change.tombstones or change.drop_tombstones:
-            self._kept.pop("tombstones", None)
+            touched.append("tombstones")
+        return {name: self._kept.pop(name, _UNREAD) for name in touched}
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's records in the store, and everything kept."""
@@ -160,6 +195,43 @@ class ReadThrough:
             if generation == self._generation:
                 self._kept.update(values)
         return values[what]
+
+
+def _applied(before: dict[str, object], stored: Change) -> dict[str, object]:
+    """The records ``stored`` changed, as a read would now give them, where that follows from ``before``.
+
+    ``before``: what was kept of each record the change touched (``_UNREAD``: nothing). A record
+    left out of the answer stays forgotten, to be read again. Each rule is what every store does
+    with a write (:mod:`rotator.journal.memory` is the reference):
+
+    - the target: replaced whole; kept only if the target was known to exist (under a current
+      lease it does: the acquisition made it, and ``forget`` released the lease);
+    - tokens: each replaces the key's token of its id (the last of a change wins); ordered by id;
+    - the unfinished rotation (the key's newest in progress by planned time, then first record):
+      a rotation in progress written when none was open is the one; the open one rewritten in
+      progress with the same planned time stays it; another rotation ending leaves the open one
+      as it was; nothing open stays nothing open. Any other case (the open one ending: an older
+      one may still be open; a second one opened) is read again.
+    - tombstones: always read again (the store orders them by its own collation).
+    """
+    applied: dict[str, object] = {}
+    target = before.get("target", _UNREAD)
+    if target is not _UNREAD and target is not None and stored.target is not None:
+        applied["target"] = stored.target
+    tokens = before.get("tokens", _UNREAD)
+    if tokens is not _UNREAD:
+        by_id = {t.token_id: t for t in cast("tuple[TokenRecord, ...]", tokens)}
+        by_id.update((t.token_id, t) for t in stored.tokens)
+        applied["tokens"] = tuple(by_id[i] for i in sorted(by_id))
+    unfinished = before.get("unfinished", _UNREAD)
+    if unfinished is not _UNREAD and (rotation := stored.rotation) is not None:
+        open_ = cast("RotationRecord | None", unfinished)
+        if rotation.outcome is Outcome.IN_PROGRESS:
+            if open_ is None or (open_.id == rotation.id and open_.planned_at == rotation.planned_at):
+                applied["unfinished"] = rotation
+        elif open_ is None or open_.id != rotation.id:
+            applied["unfinished"] = open_
+    return applied
 
 
 #: The records kept, by their field name in :class:`TargetRecords` (and their read's method name).

@@ -53,13 +53,18 @@ class Recorder:
         """The target's journal key."""
         return self.lease.key
 
-    def write(self, change: Change, point: str | None = None) -> None:
+    def write(self, change: Change, point: str | None = None, *, renew: bool = False) -> None:
         """Record ``change``; then, if this is the test's crash point, stop dead.
 
         Nothing once the lease is lost: a renewal failed, so the target may be another worker's.
+        ``renew``: the write comes right before a mutation, and carries its renewal
+        (:meth:`LeaseKeeper.write_renewing`, in place of :meth:`ensure_lease` after it).
         """
-        self.keeper.check()
-        self.ctx.journal.write(self.lease, change)
+        if renew:
+            self.keeper.write_renewing(change)
+        else:
+            self.keeper.check()
+            self.ctx.journal.write(self.lease, change)
         tell(self.ctx, lambda observer: observer.recorded(self.target.name, change))
         if point is not None:
             self.checkpoint(point)

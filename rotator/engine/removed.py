@@ -57,7 +57,7 @@ from rotator.core.ports import Journal
 from rotator.core.schedule import expiry_instant
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
 from rotator.engine.context import Context, Scratch
-from rotator.engine.owners import cache_ref, owner_of
+from rotator.engine.owners import PathCache, cache_ref, owner_of
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.retire import Retirer, unrevocable
 from rotator.engine.rotation import TargetRun
@@ -111,19 +111,22 @@ def _recorded_grace(tokens: list[TokenRecord]) -> timedelta:
     return max(timedelta(0), min(graces)) if graces else timedelta(0)
 
 
-def classify(spec: EngineSpec, journal: Journal) -> tuple[list[Removed], dict[str, str]]:
+def classify(
+    spec: EngineSpec, journal: Journal, paths: PathCache | None = None
+) -> tuple[list[Removed], dict[str, str]]:
     """Every journal key no configured target maps to; and, for the others, which target keeps each.
 
     Offline: a project path resolves through the journal's cache only. A key on the connection of
     a target whose path never resolved is kept (not guessed at): it may be that target's own key.
     """
     url = spec.gitlab_url
+    cache = paths or PathCache(journal)
     kept_by: dict[TargetKey, str] = {}
     owners: dict[str, Owner] = {}
     unresolved: dict[str, str] = {}
     for target in spec.targets:
         connection = target.connection_id
-        resolved = owner_of(target, lambda kind, path: journal.project_id(url, cache_ref(kind, path)))
+        resolved = owner_of(target, lambda kind, path: cache.project_id(url, cache_ref(kind, path)))
         if resolved is None:
             unresolved[connection] = target.name
             continue
@@ -172,10 +175,15 @@ def _last_pusher(journal: Journal, states: list[TargetState], key: TargetKey) ->
     return Owner(f"{last.name} (removed)", last.key, _recorded_grace(journal.tokens(last.key)))
 
 
-def find_removed(spec: EngineSpec, journal: Journal, now: datetime) -> list[Removed]:
-    """The removed keys holding a live token, a tombstone, an unfinished rotation or a token to abandon."""
+def find_removed(
+    spec: EngineSpec, journal: Journal, now: datetime, paths: PathCache | None = None
+) -> list[Removed]:
+    """The removed keys holding a live token, a tombstone, an unfinished rotation or a token to abandon.
+
+    ``paths``: the engine's path cache (its paths are then read from the journal once per process).
+    """
     found = []
-    for r in classify(spec, journal)[0]:
+    for r in classify(spec, journal, paths)[0]:
         tokens = journal.tokens(r.key)
         if (
             live(tokens, now)

@@ -172,9 +172,10 @@ class TargetRun(Retirer):
             pre_hash=pre_hash,
             request=self.request,
         )
-        self.rec.write(Change(rotation=rotation), "PLANNED")
+        # The create follows at once (no upstream call in between): this write carries the
+        # renewal that proves the target is still ours before it (Recorder.write's ``renew``).
+        self.rec.write(Change(rotation=rotation), "PLANNED", renew=True)
         self.scratch.planned.append(rotation_id)
-        self.rec.ensure_lease()
         return self._drive(rotation, Action.CREATE)
 
     def _drift_before_push(self, observed: str) -> None:
@@ -352,8 +353,9 @@ class TargetRun(Retirer):
             self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "CREATED")
         elif isinstance(found, evidence.SelfCheckPassed):
             flight.token, _ = advance(flight.recorded(), evidence.PushSent())
-            self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "PUSHING")
-            self.rec.ensure_lease()
+            # The push follows (its connection read, if any, passes the lease check as every
+            # request does): this write carries the renewal before it, as for the create.
+            self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "PUSHING", renew=True)
         elif isinstance(found, evidence.PatchStored):
             flight.token, _ = advance(flight.recorded(), evidence.PushAnswered(found.hash))
             self.rec.write(Change(rotation=rotation, tokens=(flight.token,)), "PUSHED")

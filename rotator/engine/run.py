@@ -45,7 +45,7 @@ from rotator.core.spec import EngineSpec, RotationSpec
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
 from rotator.engine.lease import LeaseKeeper
-from rotator.engine.owners import cache_ref, owner_of, path_ref
+from rotator.engine.owners import PathCache, cache_ref, owner_of, path_ref
 from rotator.engine.readthrough import ReadThrough
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
@@ -115,6 +115,8 @@ class Engine:
         #: Lifetime notes already logged by this process (one warning per target and value).
         self._noted: set[tuple[str, str]] = set()
         self._noted_lock = threading.Lock()
+        #: Resolved paths, read from the journal once per process (:class:`PathCache`).
+        self.paths = PathCache(ctx.journal)
 
     def select(self, names: Sequence[str]) -> list[RotationSpec]:
         """The named targets (all if none); an unknown name is a usage error."""
@@ -159,7 +161,7 @@ class Engine:
         """
         stand_ins = []
         names: set[str] = set()
-        for found in find_removed(self.spec, self.ctx.journal, self.ctx.clock()):
+        for found in find_removed(self.spec, self.ctx.journal, self.ctx.clock(), self.paths):
             name = stand_in_name(found, names)
             names.add(name)
             spec = stand_in(found, name)
@@ -173,12 +175,12 @@ class Engine:
 
         def lookup(kind: Kind, path: str) -> int | None:
             ref = cache_ref(kind, path)
-            found = self.ctx.journal.project_id(url, ref)
+            found = self.paths.project_id(url, ref)
             if found is None and resolve:
                 found = (
                     self.ctx.gitlab.group_id(path) if kind is Kind.GROUP else self.ctx.gitlab.project_id(path)
                 )
-                self.ctx.journal.remember_project(url, ref, found)
+                self.paths.remember(url, ref, found)
             return found
 
         owner = owner_of(target, lookup)

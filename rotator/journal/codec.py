@@ -15,7 +15,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-from rotator.core.model import Kind, TargetKey
+from rotator.core.model import Change, Kind, TargetKey
 from rotator.core.redact import redact
 
 
@@ -51,6 +51,22 @@ def to_json(record: object) -> dict[str, Any]:
             value = redact(value)
         out[name] = value
     return out
+
+
+def as_stored(change: Change) -> Change:
+    """``change`` as a store of this codec gives its records back: each one encoded and decoded.
+
+    What :meth:`rotator.core.ports.Journal.write` answers, so that a caller keeping the records in
+    memory keeps what a read would give (free text redacted, times as decoded), not what it sent.
+    """
+    rotation, target = change.rotation, change.target
+    return Change(
+        rotation=from_json(type(rotation), to_json(rotation)) if rotation is not None else None,
+        tokens=tuple(from_json(type(t), to_json(t)) for t in change.tokens),
+        target=from_json(type(target), to_json(target)) if target is not None else None,
+        tombstones=tuple(from_json(type(s), to_json(s)) for s in change.tombstones),
+        drop_tombstones=change.drop_tombstones,
+    )
 
 
 def key_json(key: TargetKey) -> dict[str, Any]:

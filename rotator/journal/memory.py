@@ -176,21 +176,44 @@ class MemoryJournal:
 
     # Fenced writes ----------------------------------------------------------------------------
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` under the lease's key, all of it or (LeaseLostError) none of it."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Record ``change`` under the lease's key, all of it or (LeaseLostError) none of it.
+
+        Answers it as kept (:func:`kept`: free text redacted), as a later read gives it back.
+        """
+        with self._lock:
+            return self._write(self._current(lease), lease, change)
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write` and :meth:`renew` under one hold of the lock: both, or (LeaseLostError) neither."""
         with self._lock:
             row = self._current(lease)
-            key = str(lease.key)
-            if change.rotation is not None:
-                self._put_rotation(key, kept(change.rotation))
-            for token in change.tokens:
-                self._tokens[key, token.token_id] = kept(token)
-            if change.target is not None:
-                row.state = kept(change.target)
-            for stone in change.tombstones:
-                self._tombstones[key, stone.name] = stone
-            for name in change.drop_tombstones:  # after the additions: dropping a name wins
-                self._tombstones.pop((key, name), None)
+            stored = self._write(row, lease, change)
+            row.until = now + ttl
+            return stored, dataclasses.replace(lease, expires=row.until)
+
+    def _write(self, row: _Target, lease: Lease, change: Change) -> Change:
+        """Apply ``change`` (the lock held, the lease checked); answer it as kept."""
+        stored = dataclasses.replace(
+            change,
+            rotation=kept(change.rotation) if change.rotation is not None else None,
+            tokens=tuple(kept(t) for t in change.tokens),
+            target=kept(change.target) if change.target is not None else None,
+        )
+        key = str(lease.key)
+        if stored.rotation is not None:
+            self._put_rotation(key, stored.rotation)
+        for token in stored.tokens:
+            self._tokens[key, token.token_id] = token
+        if stored.target is not None:
+            row.state = stored.target
+        for stone in stored.tombstones:
+            self._tombstones[key, stone.name] = stone
+        for name in stored.drop_tombstones:  # after the additions: dropping a name wins
+            self._tombstones.pop((key, name), None)
+        return stored
 
     def _put_rotation(self, key: str, record: RotationRecord) -> None:
         """Insert or replace a rotation; a replaced one keeps its place among equal ``planned_at``."""

@@ -80,7 +80,7 @@ from rotator.core.model import (
 from rotator.core.redact import watch
 from rotator.core.secret import Secret
 from rotator.journal import postgres_writes as writes
-from rotator.journal.codec import from_json, to_json
+from rotator.journal.codec import as_stored, from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
 from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
 
@@ -308,12 +308,24 @@ class PostgresJournal:
 
     # Fenced writes ----------------------------------------------------------------------------
 
-    def write(self, lease: Lease, change: Change) -> None:
+    def write(self, lease: Lease, change: Change) -> Change:
         """Record ``change`` after checking the lease, in one statement (:func:`~.postgres_writes.write`)."""
         with self._connection() as conn:
             row = conn.execute(*writes.write(lease, change)).fetchone()
         if row is None or row[0] != 1:
             raise _lost(lease)
+        return as_stored(change)
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write` and :meth:`renew` as one statement, on the database's clock (``now`` unused)."""
+        del now
+        with self._connection() as conn:
+            row = conn.execute(*writes.write(lease, change, (self._clock, ttl))).fetchone()
+        if row is None or row[0] != 1:
+            raise _lost(lease)
+        return as_stored(change), dataclasses.replace(lease, expires=row[1])
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's target, tokens and tombstones; keep its rotations (open ones failed) and fence."""

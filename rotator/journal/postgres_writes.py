@@ -73,15 +73,29 @@ def _lease(lease: Lease) -> dict[str, Any]:
     return {"key": str(lease.key), "holder": lease.holder, "fence": lease.fence}
 
 
-def write(lease: Lease, change: Change) -> Statement:
-    """``change`` under ``lease``, one statement answering 1 if written, 0 if the lease is not current."""
-    parts = [
-        (
+def write(lease: Lease, change: Change, renew: tuple[str, timedelta] | None = None) -> Statement:
+    """``change`` under ``lease``, one statement answering 1 if written, 0 if the lease is not current.
+
+    With ``renew`` (the clock's SQL and a TTL), the lease row is locked by the renewal itself: its
+    ``UPDATE`` takes the row lock and checks holder and fence on the newest version, as the ``FOR
+    UPDATE`` does, and extends ``lease_until`` on the database's clock; the statement then answers
+    (1, the new lease_until), or (0, NULL). Written and renewed together, or neither.
+    """
+    args = _lease(lease)
+    if renew is None:
+        lock = (
             "WITH lease AS MATERIALIZED (SELECT key FROM leases"
             " WHERE key = %(key)s AND holder = %(holder)s AND fence = %(fence)s FOR UPDATE)"
         )
-    ]
-    args = _lease(lease)
+        answer = " SELECT count(*) FROM lease"
+    else:
+        clock, args["ttl"] = renew
+        lock = (
+            f"WITH lease AS MATERIALIZED (UPDATE leases SET lease_until = {clock} + %(ttl)s"  # noqa: S608 - the store's own clock
+            " WHERE key = %(key)s AND holder = %(holder)s AND fence = %(fence)s RETURNING key, lease_until)"
+        )
+        answer = " SELECT count(*), max(lease_until) FROM lease"
+    parts = [lock]
     if (r := change.rotation) is not None:
         # An upsert keeps the row's seq: the tie-break of "newest first" is first recorded.
         parts.append(
@@ -119,5 +133,5 @@ def write(lease: Lease, change: Change) -> Statement:
             " WHERE tombstones.key = lease.key AND tombstones.name = ANY(%(dropped)s))"
         )
         args["dropped"] = sorted(dropped)
-    query = ", ".join(parts) + " SELECT count(*) FROM lease"  # noqa: S608 - fixed pieces; values are parameters
+    query = ", ".join(parts) + answer  # fixed pieces; values are parameters
     return query.encode(), args

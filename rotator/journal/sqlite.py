@@ -50,7 +50,7 @@ from rotator.core.model import (
     same_instance,
 )
 from rotator.journal import sqlite_schema
-from rotator.journal.codec import from_json, to_json
+from rotator.journal.codec import as_stored, from_json, to_json
 from rotator.journal.file import create, refuse_unfit
 from rotator.journal.snapshot import (
     TABLES,
@@ -307,35 +307,53 @@ class SQLiteJournal:
                 (str(lease.key), lease.holder, lease.fence),
             )
 
-    def write(self, lease: Lease, change: Change) -> None:
-        """Record ``change`` in one transaction, after checking the lease."""
+    def write(self, lease: Lease, change: Change) -> Change:
+        """Record ``change`` in one transaction, after checking the lease; answer it as stored."""
         with self._transaction() as db:
             self._check(db, lease)
-            key = str(lease.key)
-            if change.rotation is not None:
-                r = change.rotation
-                # An upsert, not INSERT OR REPLACE: a replaced row would get a new rowid, and the
-                # rowid is the tie-break of "newest first" (the order a rotation was first recorded).
-                db.execute(
-                    "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
-                    " outcome = excluded.outcome, data = excluded.data",
-                    (r.id, key, r.planned_at.isoformat(), r.outcome.value, _dump(r)),
-                )
-            for token in change.tokens:
-                db.execute(
-                    "INSERT OR REPLACE INTO tokens (key, token_id, data) VALUES (?, ?, ?)",
-                    (key, token.token_id, _dump(token)),
-                )
-            if change.target is not None:
-                db.execute("UPDATE targets SET data = ? WHERE key = ?", (_dump(change.target), key))
-            for stone in change.tombstones:
-                db.execute(
-                    "INSERT OR REPLACE INTO tombstones (key, name, data) VALUES (?, ?, ?)",
-                    (key, stone.name, _dump(stone)),
-                )
-            for name in change.drop_tombstones:
-                db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
+            self._write(db, lease, change)
+        return as_stored(change)
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """:meth:`write` and :meth:`renew` in one transaction: both, or (LeaseLostError) neither."""
+        until = now + ttl
+        with self._transaction() as db:
+            self._check(db, lease)
+            db.execute(
+                "UPDATE targets SET lease_until = ? WHERE key = ?", (until.isoformat(), str(lease.key))
+            )
+            self._write(db, lease, change)
+        return as_stored(change), replace(lease, expires=until)
+
+    def _write(self, db: sqlite3.Connection, lease: Lease, change: Change) -> None:
+        """The change's statements (the lease checked by the caller, in the same transaction)."""
+        key = str(lease.key)
+        if change.rotation is not None:
+            r = change.rotation
+            # An upsert, not INSERT OR REPLACE: a replaced row would get a new rowid, and the
+            # rowid is the tie-break of "newest first" (the order a rotation was first recorded).
+            db.execute(
+                "INSERT INTO rotations (id, key, planned_at, outcome, data) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET key = excluded.key, planned_at = excluded.planned_at,"
+                " outcome = excluded.outcome, data = excluded.data",
+                (r.id, key, r.planned_at.isoformat(), r.outcome.value, _dump(r)),
+            )
+        for token in change.tokens:
+            db.execute(
+                "INSERT OR REPLACE INTO tokens (key, token_id, data) VALUES (?, ?, ?)",
+                (key, token.token_id, _dump(token)),
+            )
+        if change.target is not None:
+            db.execute("UPDATE targets SET data = ? WHERE key = ?", (_dump(change.target), key))
+        for stone in change.tombstones:
+            db.execute(
+                "INSERT OR REPLACE INTO tombstones (key, name, data) VALUES (?, ?, ?)",
+                (key, stone.name, _dump(stone)),
+            )
+        for name in change.drop_tombstones:
+            db.execute("DELETE FROM tombstones WHERE key = ? AND name = ?", (key, name))
 
     def forget(self, lease: Lease, note: str) -> None:
         """Drop the key's target row, tokens and tombstones in one fenced transaction; keep its rotations."""

@@ -83,10 +83,15 @@ class CrashingJournal(MemoryJournal):
         if self._dead.is_set():
             raise Crashed
 
-    def write(self, lease: Lease, change: Change) -> None:
+    def write(self, lease: Lease, change: Change) -> Change:
         """Record ``change``, unless the run has crashed."""
         self._alive()
-        super().write(lease, change)
+        return super().write(lease, change)
+
+    def write_renewing(self, lease: Lease, change: Change, *args: Any) -> tuple[Change, Lease]:  # noqa: ANN401 - MemoryJournal's own arguments
+        """Record and renew, unless the run has crashed."""
+        self._alive()
+        return super().write_renewing(lease, change, *args)
 
     def renew(self, lease: Lease, *args: Any) -> Lease:  # noqa: ANN401 - MemoryJournal's own arguments
         """Renew, unless the run has crashed."""

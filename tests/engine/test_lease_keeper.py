@@ -2,12 +2,13 @@
 
 import threading
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from rotator.core.errors import LeaseLostError
-from rotator.core.model import Lease, TargetKey, TokenInfo
+from rotator.core.model import Change, Lease, TargetKey, TargetState, TokenInfo
 from rotator.doors.config import parse_config
 from rotator.doors.wiring import engine_settings
 from rotator.engine.context import Settings
@@ -130,3 +131,71 @@ def test_a_background_renewal_does_not_make_the_run_renew_before_every_call() ->
         for _ in range(5):
             keeper.check()  # the run's clock stands still: no renewal is due by it
     assert journal.from_run == 0
+
+
+class _Renewing(MemoryJournal):
+    """A journal counting renewals and writes, answering renewals on its own clock (as a database's)."""
+
+    def __init__(self, clock_ahead: timedelta) -> None:
+        super().__init__()
+        self.ahead = clock_ahead
+        self.calls: list[str] = []
+
+    def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        self.calls.append("renew")
+        return super().renew(lease, now + self.ahead, ttl)
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        self.calls.append("write_renewing")
+        return super().write_renewing(lease, change, now + self.ahead, ttl)
+
+
+def test_a_write_carrying_the_renewal_keeps_the_expiry_the_journal_answered() -> None:
+    """One call records and renews; the lease expires when the journal said; it counts as a renewal."""
+    journal = _Renewing(timedelta(seconds=7))
+    lease = journal.acquire(KEY, "app", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    clock = [0.0]
+    keeper = LeaseKeeper(lease_context(journal, KEY, NOW, monotonic=lambda: clock[0]), lease)
+    clock[0] = 29.0  # a renewal is not due yet (every 30 s)
+    keeper.write_renewing(Change(target=TargetState(KEY, "app", failures=1)))
+    assert journal.calls == ["write_renewing"]
+    assert keeper.lease == replace(lease, expires=NOW + timedelta(seconds=7) + timedelta(minutes=10))
+    state = journal.target(KEY)
+    assert state is not None
+    assert state.failures == 1
+    clock[0] = 58.0  # 29 s after the write's renewal: still not due
+    keeper.check()
+    assert journal.calls == ["write_renewing"]
+
+
+def test_a_write_carrying_the_renewal_renews_first_when_one_is_overdue() -> None:
+    """An overdue renewal is made before the write is sent, as before any write."""
+    journal = _Renewing(timedelta(0))
+    lease = journal.acquire(KEY, "app", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    clock = [0.0]
+    keeper = LeaseKeeper(lease_context(journal, KEY, NOW, monotonic=lambda: clock[0]), lease)
+    clock[0] = 31.0
+    keeper.write_renewing(Change(target=TargetState(KEY, "app")))
+    assert journal.calls == ["renew", "write_renewing"]
+
+
+def test_a_write_carrying_the_renewal_refused_marks_the_lease_lost() -> None:
+    """The lease taken over: nothing recorded, the lease lost for good, and nothing more is sent."""
+    journal = MemoryJournal()
+    lease = journal.acquire(KEY, "app", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    keeper = LeaseKeeper(lease_context(journal, KEY, NOW), lease)
+    theirs = journal.acquire(KEY, "app", "w2", NOW + timedelta(minutes=11), timedelta(minutes=10))
+    assert theirs is not None
+    with pytest.raises(LeaseLostError):
+        keeper.write_renewing(Change(target=TargetState(KEY, "app", failures=5)))
+    assert keeper.lost.is_set()
+    state = journal.target(KEY)
+    assert state is not None
+    assert state.failures == 0
+    with pytest.raises(LeaseLostError):
+        keeper.check()

@@ -108,10 +108,23 @@ class LosingJournal(CrashingJournal):
         super().release(lease)
         self.leased = None
 
-    def write(self, lease: Lease, change: Change) -> None:
+    def write(self, lease: Lease, change: Change) -> Change:
         """Record ``change``; once the lease is lost, note the attempt (refused if unreachable)."""
         self._attempt("write")
-        super().write(lease, change)
+        return super().write(lease, change)
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """Record and renew in one call: a write attempt, and a renewal as :meth:`renew` fails it."""
+        self._attempt("write")
+        if self.lost and self.mode == "renew-fails":
+            raise JournalUnavailableError("state.url", "the renewal failed (test)")
+        stored, renewed = super().write_renewing(lease, change, now, ttl)
+        self.leased = renewed
+        if self.lost and self.mode == "other-fence":
+            return stored, replace(renewed, fence=renewed.fence + 1)
+        return stored, renewed
 
     def forget(self, lease: Lease, note: str) -> None:
         """Forget; once the lease is lost, note the attempt (refused if unreachable)."""

@@ -7,7 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotator.core.errors import LeaseLostError
-from rotator.core.model import Change, Origin, Role, TargetKey, TargetRecords, TargetState, TokenRecord
+from rotator.core.model import (
+    Change,
+    Origin,
+    Outcome,
+    Role,
+    RotationRecord,
+    Step,
+    TargetKey,
+    TargetRecords,
+    TargetState,
+    TokenRecord,
+    Tombstone,
+)
 from rotator.engine.lease import LeaseKeeper
 from rotator.engine.readthrough import ReadThrough
 from rotator.journal.memory import MemoryJournal
@@ -45,8 +57,8 @@ def _token(key: TargetKey, token_id: int, evidence: str | None = None) -> TokenR
     return TokenRecord(key, token_id, "rotator-app", Origin.CREATED, Role.CURRENT, None, evidence=evidence)
 
 
-def test_own_records_are_read_once_and_again_only_after_a_write_touches_them() -> None:
-    """A second read comes from memory; a write forgets what it touched, re-read as the store kept it."""
+def test_own_records_are_read_once_and_a_write_applied_not_read_again() -> None:
+    """A second read comes from memory; a write's records are kept as the store answered it kept them."""
     journal = _Counting()
     lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
     assert lease is not None
@@ -58,13 +70,60 @@ def test_own_records_are_read_once_and_again_only_after_a_write_touches_them() -
     assert view.tombstones(KEY) == []
     assert journal.reads == Counter(records=1)  # the four, fetched together once
     view.write(lease, Change(tokens=(_token(KEY, 7, evidence="listed"),)))
+    view.write(lease, Change(tokens=(_token(KEY, 3),)))
     view.target(KEY)
-    assert journal.reads == Counter(records=1)  # the target was not touched: still kept
     kept = view.tokens(KEY)
-    assert [t.token_id for t in kept] == [7]
+    assert [t.token_id for t in kept] == [3, 7]
+    assert journal.reads == Counter(records=1)  # applied, not read again
     assert kept == journal.tokens(KEY)  # what the store gives back
     assert view.records(KEY) == journal.records(KEY)
-    assert journal.reads == Counter(records=3, tokens=1)  # one fetch after the write, plus the two checks
+    assert journal.reads == Counter(records=2, tokens=1)  # the two checks only
+
+
+def test_a_write_keeps_what_the_store_kept_not_what_was_sent() -> None:
+    """Free text the store redacts is kept redacted: the view serves the store's answer, not the engine's."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    view = ReadThrough(journal, KEY).as_journal()
+    state = view.target(KEY)
+    assert state is not None
+    secret = "401 for glpat-A1b2C3d4E5f6G7h8I9j0"
+    view.write(lease, Change(target=replace(state, last_error=secret), tokens=(_token(KEY, 7, secret),)))
+    kept = view.target(KEY)
+    assert kept is not None
+    assert kept.last_error is not None
+    assert "glpat-A1b2" not in kept.last_error
+    assert kept == journal.target(KEY)
+    assert view.tokens(KEY) == journal.tokens(KEY)
+    assert journal.reads == Counter(records=1, target=1, tokens=1)  # the view read once; the rest are checks
+
+
+def test_the_open_rotation_ending_is_read_again() -> None:
+    """The unfinished rotation is applied while it stays open; once it ends, the next read asks the store."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    view = ReadThrough(journal, KEY).as_journal()
+    assert view.unfinished(KEY) is None
+    planned = RotationRecord(
+        id="r1",
+        key=KEY,
+        target="app",
+        trigger="schedule",
+        actor="test",
+        step=Step.PLANNED,
+        outcome=Outcome.IN_PROGRESS,
+        token_name="app-20260105-r1",
+        requested_expiry=NOW.date(),
+        planned_at=NOW,
+    )
+    view.write(lease, Change(rotation=planned))
+    assert view.unfinished(KEY) == planned
+    assert journal.reads == Counter(records=1)
+    view.write(lease, Change(rotation=replace(planned, outcome=Outcome.SUCCEEDED)))
+    assert view.unfinished(KEY) is None
+    assert journal.reads == Counter(records=2)  # an older one might have been open: asked
 
 
 def test_reads_of_other_keys_always_go_to_the_store() -> None:
@@ -115,5 +174,7 @@ def test_records_given_up_front_are_served_and_kept_hands_back_only_a_full_set()
     assert view.tokens(KEY) == []
     assert journal.reads == Counter(target=1)  # the check's own read: the view read nothing
     view.write(lease, Change(tokens=(_token(KEY, 7),)))
-    assert view.kept() is None  # the tokens were forgotten; kept() reads nothing to fill them
-    assert journal.reads == Counter(target=1)
+    assert view.kept() == journal.records(KEY)  # the write applied to what was kept
+    view.write(lease, Change(tombstones=(Tombstone(KEY, "app-20260105-x", NOW),)))
+    assert view.kept() is None  # the tombstones were forgotten; kept() reads nothing to fill them
+    assert journal.reads == Counter(target=1, records=1)  # the checks' own reads

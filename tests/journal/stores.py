@@ -21,7 +21,7 @@ from typing import Protocol
 import psycopg
 
 from rotator.core.ledger import Reservation
-from rotator.core.model import KEPT_REQUESTS, Lease, TargetKey, TriggerRequest
+from rotator.core.model import KEPT_REQUESTS, Change, Lease, TargetKey, TriggerRequest
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
 from rotator.journal.postgres import Limits, PostgresJournal
@@ -115,6 +115,13 @@ class ClockedJournal(PostgresJournal):
         """Renew with the test clock at ``now``."""
         self._set_clock(now)
         return super().renew(lease, now, ttl)
+
+    def write_renewing(
+        self, lease: Lease, change: Change, now: datetime, ttl: timedelta
+    ) -> tuple[Change, Lease]:
+        """Write and renew with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().write_renewing(lease, change, now, ttl)
 
     def reserve(self, bucket: str, per_minute: int, calls: int) -> Reservation:
         """Reserve with the test clock at the ledger clock's time."""

@@ -122,6 +122,27 @@ def test_a_token_given_twice_in_one_write_keeps_its_last_record(journal: Journal
     assert journal.tombstones(KEY) == [later[1]]
 
 
+def test_a_write_answers_its_records_as_a_read_gives_them_back(journal: Journal) -> None:
+    """What ``write`` answers is what the reads then give: free text redacted, times as stored."""
+    said = "401 for glpat-" + "A1b2C3d4E5f6G7h8I9j0"
+    lease = _lease(journal)
+    stored = journal.write(
+        lease,
+        Change(
+            rotation=replace(rotation(), error=said),
+            tokens=(TokenRecord(KEY, 7, "t", Origin.CREATED, Role.REVOKED, None, evidence=said),),
+            target=TargetState(KEY, "app-deploy", last_error=said, backoff_until=NOW + TTL),
+            tombstones=(Tombstone(KEY, "t", NOW),),
+        ),
+    )
+    assert stored.rotation == journal.unfinished(KEY)
+    assert list(stored.tokens) == journal.tokens(KEY)
+    assert stored.target == journal.target(KEY)
+    assert list(stored.tombstones) == journal.tombstones(KEY)
+    assert stored.target is not None
+    assert stored.target.last_error == f"401 for {MARKER}"
+
+
 def test_dropping_a_tombstone_in_the_write_that_adds_it_drops_it(journal: Journal) -> None:
     """Within one write, ``drop_tombstones`` applies after ``tombstones``; an unknown name is no error."""
     lease = _lease(journal)
@@ -540,6 +561,30 @@ def test_renew_extends_the_lease(journal: Journal) -> None:
     journal.write(lease, Change(rotation=rotation("r2")))  # same holder and fence: the same lease
 
 
+def test_write_renewing_records_and_extends_the_lease_in_one_call(journal: Journal) -> None:
+    """The write lands and the lease is renewed as ``renew`` would: others kept out past the old expiry."""
+    lease = _lease(journal)
+    stored, renewed = journal.write_renewing(
+        lease, Change(rotation=rotation()), NOW + timedelta(minutes=9), TTL
+    )
+    assert renewed == replace(lease, expires=NOW + timedelta(minutes=19))
+    assert stored.rotation == journal.unfinished(KEY)
+    assert journal.acquire(KEY, "app-deploy", "w2", NOW + timedelta(minutes=12), TTL) is None
+    journal.write(renewed, Change(rotation=rotation("r2")))  # the same lease, renewed
+
+
+def test_write_renewing_a_lost_lease_neither_writes_nor_renews(journal: Journal) -> None:
+    """A lease taken over: LeaseLostError, nothing recorded, and the new holder's lease untouched."""
+    old = _lease(journal)
+    new = _lease(journal, holder="w2", at=NOW + 2 * TTL)
+    before = _everything(journal)
+    with pytest.raises(LeaseLostError):
+        journal.write_renewing(old, Change(rotation=rotation()), NOW + 2 * TTL, 10 * TTL)
+    assert _everything(journal) == before
+    # Not renewed for the old holder: once the new holder's lease lapses, a third worker gets in.
+    assert journal.acquire(KEY, "app-deploy", "w3", new.expires, TTL) is not None
+
+
 # Several workers at once -------------------------------------------------------------------------
 
 WORKERS = 8
@@ -594,7 +639,7 @@ def test_racing_writes_with_stale_fences_are_all_refused(opener: Opener) -> None
     results = _race(opener, lambda j, n: j.write(leases[n], Change(rotation=rotation(f"by-w{n}"))))
     refused = [n for n, result in enumerate(results) if isinstance(result, LeaseLostError)]
     assert refused == list(range(WORKERS - 1))
-    assert results[-1] is None
+    assert results[-1] == Change(rotation=rotation(f"by-w{WORKERS - 1}"))  # the write, as stored
     assert [r.id for r in journal.rotations(KEY)] == [f"by-w{WORKERS - 1}"]
 
 

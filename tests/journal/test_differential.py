@@ -209,6 +209,20 @@ class SameAnswers(RuleBasedStateMachine):
         self._both("write", lease, change)
 
     @precondition(lambda self: self.leases)
+    @rule(data=st.data(), change=changes)
+    def write_renewing(self, data: st.DataObject, change: Change) -> None:
+        """A write carrying its lease's renewal, under any lease handed out: both stores, or neither."""
+        lease = self._lease(data)
+        change = replace(
+            change,
+            rotation=change.rotation and replace(change.rotation, key=lease.key),
+            tokens=tuple(replace(t, key=lease.key) for t in change.tokens),
+        )
+        answer = self._both("write_renewing", lease, change, self.now, TTL)
+        if isinstance(answer, tuple):
+            self.leases.append(answer[1])
+
+    @precondition(lambda self: self.leases)
     @rule(
         rotation_id=st.sampled_from(sorted(PLANNED)),
         outcome=st.sampled_from((Outcome.IN_PROGRESS, Outcome.SUCCEEDED)),
@@ -303,7 +317,7 @@ def test_sqlite_gives_the_reference_answers() -> None:
     run_state_machine_as_test(_machine(lambda: SQLiteJournal(Path(":memory:"))), settings=_settings(100))
 
 
-def _emptied(url: str) -> Journal:
+def emptied(url: str) -> Journal:
     """A handle on the PostgreSQL schema at ``url``, emptied first (a fresh schema per example costs more)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE leases, targets, rotations, tokens, tombstones, projects, unresolved")
@@ -315,4 +329,4 @@ def test_postgres_gives_the_reference_answers() -> None:
     with fresh_schema() as url:
         add_test_clock(url)
         PostgresJournal(url).close()  # the schema, so that each example can empty it
-        run_state_machine_as_test(_machine(lambda: _emptied(url)), settings=_settings(15))
+        run_state_machine_as_test(_machine(lambda: emptied(url)), settings=_settings(15))

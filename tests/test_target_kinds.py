@@ -188,3 +188,57 @@ def test_check_explains_a_group_target_on_a_project_connection(kinds: Kinds) -> 
     assert "accessTokenType 'project'" in problem
     assert "if Infisical refuses type 'group' with a 422" in problem
     assert "upgrade Infisical" in problem
+
+
+PROJECT_ACCOUNT_CONNECTION = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+
+
+def test_a_project_service_account_rotates_and_its_old_token_is_revoked(fakes: Fakes, tmp_path: Path) -> None:
+    """A project's service account: a new token for the same user, pushed, then the old one revoked."""
+    gitlab, infisical = fakes.gitlab, fakes.infisical
+    with gitlab.lock:
+        project = gitlab.state.find_resource("project", fakes.seed.project_paths[0])
+    assert project is not None
+    account = gitlab.seed_service_account(project)
+    old = gitlab.seed_personal_token(account, ["api"], days=30, name="proj-robot")
+    infisical.seed_connection(
+        old.value,
+        instance_url=gitlab.url,
+        access_token_type="personal",
+        connection_id=PROJECT_ACCOUNT_CONNECTION,
+    )
+    h = Harness(fakes, tmp_path)
+    config = yaml.safe_load((tmp_path / "rotator.yaml").read_text())
+    config["targets"] = [
+        {
+            "name": "proj-robot",
+            "service_account": {"user_id": account.id, "project": project.id},
+            "connection_id": PROJECT_ACCOUNT_CONNECTION,
+            "adopt_token_id": old.id,
+            "token": {"scopes": ["api"], "lifetime": "30d"},
+        }
+    ]
+    (tmp_path / "rotator.yaml").write_text(yaml.safe_dump(config))
+
+    def active() -> list[int]:
+        with gitlab.lock:
+            now = fakes.clock.now()
+            return [t.id for t in gitlab.state.tokens.values() if t.user_id == account.id and t.active(now)]
+
+    def works() -> bool:
+        return gitlab.test_only_accepts(infisical.test_only_held_token(PROJECT_ACCOUNT_CONNECTION))
+
+    first = h.run("run-once")
+    assert first.code == 0, first.stderr
+    assert len(active()) == 2
+    assert old.id in active()
+    assert works()
+    assert infisical.test_only_credentials(PROJECT_ACCOUNT_CONNECTION)["accessTokenType"] == "personal"
+    fakes.clock.advance(timedelta(minutes=61))
+    second = h.run("run-once")
+    assert second.code == 0, second.stderr
+    assert old.id not in active()
+    assert len(active()) == 1
+    assert works()
+    history = h.run("history", "--target", "proj-robot", "--json").json()
+    assert history[0]["retired"][0]["evidence"] == "DELETE 204"

@@ -2,7 +2,7 @@
 
 import math
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, NoReturn
 
 from rotator.testing._http import HTTPError, Request, Response
@@ -21,6 +21,17 @@ def message(status: int, body: dict[str, Any], headers: dict[str, str] | None = 
 def error(status: int, text: str) -> NoReturn:
     """Answer ``{"message": text}``, GitLab's usual error shape."""
     message(status, {"message": text})
+
+
+def date_param(params: dict[str, Any], key: str) -> date | None:
+    """A ``YYYY-MM-DD`` parameter; Grape's 400 ``{"error": "KEY is invalid"}`` for anything else."""
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return message(400, {"error": f"{key} is invalid"})
 
 
 def invalid_token(description: str) -> NoReturn:

@@ -33,12 +33,11 @@ from collections.abc import Callable
 from typing import Any
 
 from rotator.testing._clock import FakeClock
-from rotator.testing._gitlab_errors import error, message
+from rotator.testing._gitlab_errors import date_param, error, message
 from rotator.testing._gitlab_state import (
     MAINTAINER,
     OWNER,
     PERSONAL_SCOPES,
-    ROTATE_DEFAULT_DAYS,
     GitLabState,
     Resource,
     ResourceKind,
@@ -65,6 +64,7 @@ class ServiceAccountRoutes:
     _visible: Callable[[User, Resource], None]
     _token_page: Callable[[Request, list[Token]], Response]
     _page: Callable[[Request, list[Any]], Response]
+    _rotate_token: Callable[..., Response]
 
     def _install_service_accounts(self) -> None:
         """Register the routes (after the access-token ones: ``/personal_access_tokens/self`` wins)."""
@@ -242,26 +242,8 @@ class ServiceAccountRoutes:
         return Response(201, {**token.as_json(now), "token": token.value})
 
     def _sa_rotate(self, token: Token, request: Request) -> Response:
-        expires = _date(request.form(), "expires_at")
-        now = self.clock.now()
-        if token.revoked:
-            error(400, "400 Bad request - Token already revoked")
-        expires = expires or now.date() + dt.timedelta(days=ROTATE_DEFAULT_DAYS)
-        limit = self.state.max_expiry(now)
-        if expires > limit:
-            error(400, f"400 Bad request - Expires at must be before {limit.isoformat()}")
-        # The old token is revoked and a new one for the same user made in one transaction.
-        token.revoked = True
-        new = self.state.add_token(
-            self.state.users[token.user_id],
-            token.name,
-            token.scopes,
-            expires,
-            now,
-            description=token.description,
-            previous_id=token.id,
-        )
-        return Response(200, {**new.as_json(now), "token": new.value})
+        # As a resource token's rotation, the expiry always enforced (a service account's, §1.4).
+        return self._rotate_token(token, date_param(request.form(), "expires_at"), always_expires=True)
 
 
 def _number(raw: object) -> int:
@@ -272,16 +254,6 @@ def _number(raw: object) -> int:
 
 def _account(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "name": user.name}
-
-
-def _date(params: dict[str, Any], key: str) -> dt.date | None:
-    value = params.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        return message(400, {"error": f"{key} is invalid"})
 
 
 def _token_params(params: dict[str, Any]) -> tuple[str, list[str], dt.date | None]:
@@ -295,4 +267,4 @@ def _token_params(params: dict[str, Any]) -> tuple[str, list[str], dt.date | Non
     scopes = [scopes] if isinstance(scopes, str) else scopes
     if not isinstance(scopes, list) or any(s not in PERSONAL_SCOPES for s in scopes):
         message(400, {"error": "scopes does not have a valid value"})
-    return str(name), [str(s) for s in scopes], _date(params, "expires_at")
+    return str(name), [str(s) for s in scopes], date_param(params, "expires_at")

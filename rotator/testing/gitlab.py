@@ -28,7 +28,7 @@ from typing import Any
 
 from rotator.testing import _gitlab_auth as auth
 from rotator.testing._clock import FakeClock
-from rotator.testing._gitlab_errors import canned_error, error, message
+from rotator.testing._gitlab_errors import canned_error, date_param, error, message
 from rotator.testing._gitlab_service_accounts import ServiceAccountRoutes
 from rotator.testing._gitlab_state import (
     ACCESS_LEVELS,
@@ -426,7 +426,7 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
 
     def _rotate(self, request: Request) -> Response:
         user, _ = self._auth(request)
-        expires = _date_param(request.form(), "expires_at")
+        expires = date_param(request.form(), "expires_at")
         kind, resource = self._resource(request)
         self._visible(user, resource)
         caller_level = self.state.access_level(user, resource)
@@ -445,7 +445,7 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
 
     def _self_rotate(self, request: Request) -> Response:
         user, caller = self._auth(request, auth.SELF_ROTATE_SCOPES)
-        expires = _date_param(request.form(), "expires_at")  # Grape validates params first
+        expires = date_param(request.form(), "expires_at")  # Grape validates params first
         if not user.bot:
             error(405, "405 Method Not Allowed")
         _, resource = self._resource(request)
@@ -454,11 +454,14 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
             error(401, "401 Unauthorized")
         return self._rotate_token(caller, expires)
 
-    def _rotate_token(self, token: Token, expires: dt.date | None) -> Response:
+    def _rotate_token(
+        self, token: Token, expires: dt.date | None, *, always_expires: bool = False
+    ) -> Response:
+        """Rotate ``token``; ``always_expires``: a service account's, whose expiry is always enforced."""
         now = self.clock.now()
         if token.revoked:
             error(400, "400 Bad request - Token already revoked")
-        if expires is None and self.state.require_expiry:
+        if expires is None and (always_expires or self.state.require_expiry):
             expires = now.date() + dt.timedelta(days=ROTATE_DEFAULT_DAYS)
         self._check_expiry(expires, now)
         # Old token revoked and new one created in one transaction, same bot user and role.
@@ -502,16 +505,6 @@ def _missing(kind: ResourceKind) -> Any:  # noqa: ANN401 - never returns
     error(404, f"404 {kind.capitalize()} Not Found")
 
 
-def _date_param(params: dict[str, Any], key: str) -> dt.date | None:
-    value = params.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        return message(400, {"error": f"{key} is invalid"})
-
-
 def _create_params(params: dict[str, Any]) -> tuple[str, list[str], int, dt.date | None]:
     """Grape's declared-params validation, in declaration order."""
     name = params.get("name")
@@ -530,7 +523,7 @@ def _create_params(params: dict[str, Any]) -> tuple[str, list[str], int, dt.date
         level = -1
     if level not in ACCESS_LEVELS:
         message(400, {"error": "access_level does not have a valid value"})
-    return str(name), [str(s) for s in scopes], level, _date_param(params, "expires_at")
+    return str(name), [str(s) for s in scopes], level, date_param(params, "expires_at")
 
 
 _SORTS: dict[str, Callable[[Token], Any]] = {

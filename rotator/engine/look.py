@@ -231,7 +231,7 @@ class Look:
         if isinstance(info, Finding):
             return info
         if info is None or not info.active:
-            state = "not found" if info is None else f"revoked={info.revoked} active={info.active}"
+            state = _gone(info)
             return Finding(
                 PROBLEM,
                 what,
@@ -249,7 +249,7 @@ class Look:
             return info
         if token.role is Role.POSSIBLY_HELD:
             if info is None or not info.active:
-                state = "not found" if info is None else f"revoked={info.revoked} active={info.active}"
+                state = _gone(info)
                 return Finding(
                     WARN,
                     what,
@@ -453,6 +453,11 @@ def _pushed_finding(
         " at PUSHED): someone else wrote it; the next run re-reads it and would freeze the target"
         f" (nothing created or revoked) until {take_over_hint}",
     )
+
+
+def _gone(info: TokenInfo | None) -> str:
+    """How GitLab shows a token that is not active: not found, or its revoked and active flags."""
+    return "not found" if info is None else f"revoked={info.revoked} active={info.active}"
 
 
 def _expiry(info: TokenInfo, now: datetime) -> str:

@@ -2,7 +2,7 @@
 
 import re
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -48,10 +48,13 @@ def test_expires_in_counts_whole_days_down_to_expired(h: Harness) -> None:
     data = h.run("status", "--json").json()["targets"][0]
     assert data["expires_in_days"] >= 1
     assert _row(h.run("status").stdout, "app-deploy")["EXPIRES IN"] == f"{data['expires_in_days']}d"
-    h.fakes.clock.advance(timedelta(days=data["expires_in_days"], hours=1))
+    # Measured from the token's death (00:00 UTC on expires_at), not from now: an advance of
+    # whole days from a time of day after 23:00 would already be past it.
+    dies = datetime.combine(date.fromisoformat(data["expires_at"][:10]), time(0), UTC)
+    h.fakes.clock.set(dies - timedelta(hours=12))
     assert h.run("status", "--json").json()["targets"][0]["expires_in_days"] == 0
     assert _row(h.run("status").stdout, "app-deploy")["EXPIRES IN"] == "<1d"
-    h.fakes.clock.advance(timedelta(days=1))
+    h.fakes.clock.set(dies + timedelta(hours=1))
     assert _row(h.run("status").stdout, "app-deploy")["EXPIRES IN"] == "expired"
 
 

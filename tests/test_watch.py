@@ -9,10 +9,12 @@ import io
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.adapters.metrics import WATCHED_SERIES_CAP, Metrics
+from rotator.adapters.metrics import WATCHED_SERIES_CAP, Metrics, watched_series
 from rotator.adapters.webhook import payload
 from rotator.core.inventory import Inventory, Listed, Managed, ScopeReport, TokenKind
 from rotator.core.model import Role, TokenInfo
@@ -178,6 +180,29 @@ def test_the_series_are_capped_soonest_first_and_the_rest_counted() -> None:
     ids = {int(labels["token_id"]) for labels, _ in scraped["rotator_watched_token_expiry_timestamp_seconds"]}
     assert ids == set(range(WATCHED_SERIES_CAP))
     assert scraped["rotator_watched_tokens_omitted"] == [({}, float(extra))]
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.dates(date(2025, 1, 1), date(2027, 1, 1))), max_size=30),
+    st.integers(0, 30),
+)
+def test_the_cap_keeps_the_soonest_and_counts_every_other_dated_token(
+    expiries: list[date | None], cap: int
+) -> None:
+    """Kept plus omitted are the dated tokens; none kept expires after one left out; at most cap kept."""
+    tokens = tuple(_token(APP, n, f"t{n}", expires) for n, expires in enumerate(expiries))
+    kept, omitted = watched_series(Inventory(START, (ScopeReport(APP, tokens),)), cap)
+    dated = [t for t in tokens if t.info.expires_at is not None]
+    assert len(kept) == min(cap, len(dated))
+    assert len(kept) + omitted == len(dated)
+    left_out = {t.info.id for t in dated} - {t.info.id for t in kept}
+    if kept and left_out:
+        latest_kept = max(t.info.expires_at for t in kept if t.info.expires_at is not None)
+        assert all(
+            t.info.expires_at is not None and t.info.expires_at >= latest_kept
+            for t in dated
+            if t.info.id in left_out
+        )
 
 
 def test_a_replica_drops_its_gauges_two_intervals_after_its_last_turn() -> None:

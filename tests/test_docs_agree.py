@@ -65,7 +65,7 @@ def test_operations_names_every_metric_with_its_labels() -> None:
     """docs/operations.md's metrics paragraph names each metric with all of its labels."""
     paragraph = OPERATIONS[OPERATIONS.index("Metrics (daemon only") :].split("\n\n", 1)[0]
     named: dict[str, set[str]] = {}
-    for name, labels in re.findall(r"`(rotator_\w+)(?:\{([a-z,]+)\})?`", paragraph):
+    for name, labels in re.findall(r"`(rotator_\w+)(?:\{([a-z_,]+)\})?`", paragraph):
         named.setdefault(name, set(labels.split(",")) if labels else set())  # the list, not later mentions
     assert named == _exported()
 

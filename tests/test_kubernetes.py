@@ -558,7 +558,7 @@ def _github_anchors(markdown: str) -> set[str]:
 
 
 def test_prometheus_rule_covers_expiry_drift_held_revokes_failures_and_absence() -> None:
-    """One alert each: token expiry while failing, drift, a held revoke, other failures, rotator absent."""
+    """One alert each: expiry while failing, drift, held revoke, failures, absence, unmanaged, stale watch."""
     exprs = {name: " ".join(rule["expr"].split()) for name, rule in _alerts().items()}
     assert "max by (target) (rotator_failing) == 1" in exprs["RotatorTokenExpiringAndFailing"]
     assert exprs["RotatorDrift"] == "max by (target) (rotator_drift) == 1"
@@ -567,6 +567,11 @@ def test_prometheus_rule_covers_expiry_drift_held_revokes_failures_and_absence()
     assert exprs["RotatorRotationFailures"].endswith("[1h])) > 0")
     assert exprs["RotatorAbsent"].startswith('absent(up{job="rotator"}')
     assert "rotator_credential_expiry_timestamp_seconds" in exprs["RotatorCredentialExpiring"]
+    unmanaged = exprs["RotatorUnmanagedTokenExpiring"]
+    assert 'rotator_watched_token_expiry_timestamp_seconds{owner="unmanaged"}' in unmanaged
+    assert unmanaged.startswith("max by (scope, token_id, owner) (")
+    assert unmanaged.endswith("- time() < 14 * 86400")
+    assert "rotator_inventory_last_success_timestamp_seconds" in exprs["RotatorInventoryStale"]
 
 
 def test_every_alert_expression_uses_metrics_rotator_exports() -> None:
@@ -593,6 +598,9 @@ def _unaggregated(expr: str, kinds: dict[str, tuple[str, set[str]]]) -> list[str
         kind, labels = kinds[match.group()]
         before = " ".join(expr[: match.start()].split())
         if kind == "gauge":
+            # One replica's series looked back on (the expiry watch's, exported by whichever replica
+            # took the last turn) is aggregated the same way around its max_over_time.
+            before = before.removesuffix("max_over_time(").rstrip()
             # A label-free gauge (rotator_journal_up) is aggregated by plain max( or min(.
             by = re.search(r"\b(?:max|min)(?: by \(([\w, ]*)\))? ?\($", before)
             found = (
@@ -624,6 +632,9 @@ def test_every_alert_aggregates_the_replicas_series() -> None:
     assert _unaggregated("increase(rotator_rotations_total[1h]) > 0", kinds) == ["rotator_rotations_total"]
     assert _unaggregated("max(rotator_drift) == 1", kinds) == ["rotator_drift"]
     assert _unaggregated("rotator_journal_up == 0", kinds) == ["rotator_journal_up"]
+    watched = "rotator_watched_token_expiry_timestamp_seconds"
+    assert _unaggregated(f"max by (scope, token_id) (max_over_time({watched}[26h]))", kinds) == [watched]
+    assert _unaggregated(f"max_over_time({watched}[26h]) < 1", kinds) == [watched]
 
 
 def test_every_alert_links_a_runbook_that_exists() -> None:

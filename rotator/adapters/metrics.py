@@ -10,13 +10,22 @@ instead, so they are true after a restart and also reflect what a CronJob or ano
 ``rotator_journal_unavailable{reason}`` says why not (one of :data:`JOURNAL_REASONS`), both asked at
 scrape time within a deadline (:mod:`rotator.doors.journal_health`).
 
+The expiry watch's gauges (``rotator_watched_token_expiry_timestamp_seconds{scope,token_id,owner}``,
+``rotator_watched_tokens_omitted``, ``rotator_unmanaged_tokens{scope}``,
+``rotator_inventory_last_success_timestamp_seconds``) are this replica's last inventory, replaced
+whole by the next (:meth:`Metrics.inventory_taken`): a token revoked since disappears. They are
+dropped once older than the keep the watch gives, so a replica whose turn went to another does not
+export an old inventory forever.
+
 No label carries a token value: labels are target names, outcomes and reasons from fixed lists,
 steps, upstream names, route templates (ids replaced) and HTTP statuses.
 """
 
+import threading
+
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -24,8 +33,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rotator.core.inventory import Inventory, Listed
 from rotator.core.model import Change, Outcome
 from rotator.core.ports import Alert
+from rotator.core.schedule import expiry_instant
 
 
 log = structlog.get_logger("rotator")
@@ -33,6 +44,17 @@ log = structlog.get_logger("rotator")
 DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 #: Why the journal is unavailable: each has a ``rotator_journal_unavailable`` series, 1 for the current one.
 JOURNAL_REASONS = ("unreachable", "read_only", "damaged")
+#: At most this many ``rotator_watched_token_expiry_timestamp_seconds`` series, the soonest-expiring kept:
+#: a watched group may hold thousands of tokens, and each series costs Prometheus memory.
+WATCHED_SERIES_CAP = 1000
+#: The ``owner`` label of a token no target manages.
+UNMANAGED = "unmanaged"
+#: Alert reasons that are states the gauges show, not failures counted in ``rotator_rotation_failures``.
+_STATES = ("expiring", "unmanaged_expiring")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +74,11 @@ class TargetGauges:
 class Metrics:
     """Every metric of one daemon, in its own registry (so tests can build several)."""
 
-    def __init__(self) -> None:
-        """Create the counters; gauges come from :meth:`watch_targets` and :meth:`watch_credentials`."""
+    def __init__(self, clock: Callable[[], datetime] = _utcnow) -> None:
+        """Create the counters; gauges come from :meth:`watch_targets`, :meth:`watch_credentials` and so on.
+
+        ``clock`` tells at scrape time whether the last inventory is still kept (tests move it).
+        """
         # The *_created series double every counter's series and no alert here needs them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
@@ -96,6 +121,8 @@ class Metrics:
             registry=self.registry,
         )
         build.labels(str(__version__)).set(1)
+        self._watched = _Watched(clock)
+        self.registry.register(self._watched)
 
     def start_targets(self, names: Iterable[str]) -> None:
         """Show every target's counters from zero, so ``increase()`` sees the first one."""
@@ -111,8 +138,8 @@ class Metrics:
         self.duration.observe(max(0.0, seconds))
 
     def alert(self, alert: Alert) -> None:
-        """An :class:`rotator.core.ports.Observer` hook; ``expiring`` is a state, shown by the gauges."""
-        if alert.reason != "expiring":
+        """An :class:`rotator.core.ports.Observer` hook; the :data:`_STATES` are for the gauges to show."""
+        if alert.reason not in _STATES:
             self.failures.labels(alert.target, alert.step, alert.reason).inc()
 
     def recorded(self, target: str, change: Change) -> None:
@@ -137,6 +164,13 @@ class Metrics:
         ``read`` returns why the journal is unavailable (one of :data:`JOURNAL_REASONS`), or ``None``.
         """
         self.registry.register(_Journal(read))
+
+    def inventory_taken(self, inventory: Inventory, keep: timedelta) -> None:
+        """Replace the watch's gauges with ``inventory``'s, exported for ``keep`` from now (then dropped).
+
+        Its last success moves only when every scope was listed whole.
+        """
+        self._watched.replace(inventory, keep)
 
 
 def _seconds(when: datetime | None) -> float | None:
@@ -241,3 +275,92 @@ class _Journal(Collector):
             labels=["reason"],
         )
         return up, unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    series: tuple[tuple[str, str, str, float], ...]  # scope, token id, owner, expiry in epoch seconds
+    omitted: int
+    unmanaged: tuple[tuple[str, int], ...]  # scope, unmanaged tokens listed
+    until: datetime  # exported until then
+
+
+def watched_series(inventory: Inventory, cap: int = WATCHED_SERIES_CAP) -> tuple[list[Listed], int]:
+    """The tokens with an expiry that get a series, soonest first, at most ``cap``; and how many did not."""
+    dated = sorted(
+        (t for t in inventory.tokens() if t.info.expires_at is not None),
+        key=lambda t: (t.info.expires_at, t.scope, t.info.id),
+    )
+    return dated[:cap], max(0, len(dated) - cap)
+
+
+class _Watched(Collector):
+    """The expiry watch's gauges, from the last inventory this replica took (none before the first)."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()  # replaced by the watch's thread, read by the scrape's
+        self._snapshot: _Snapshot | None = None
+        self._last_success: datetime | None = None
+
+    def replace(self, inventory: Inventory, keep: timedelta) -> None:
+        kept, omitted = watched_series(inventory)
+        series = tuple(
+            (
+                t.scope,
+                str(t.info.id),
+                t.managed.target if t.managed is not None else UNMANAGED,
+                expiry_instant(t.info.expires_at).timestamp(),
+            )
+            for t in kept
+            if t.info.expires_at is not None
+        )
+        unmanaged = tuple(
+            (report.scope, sum(1 for t in report.tokens if t.managed is None)) for report in inventory.scopes
+        )
+        snapshot = _Snapshot(series, omitted, unmanaged, self._clock() + keep)
+        with self._lock:
+            self._snapshot = snapshot
+            if not inventory.failed:
+                self._last_success = inventory.at
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        expiry, omitted, unmanaged, success = self._families()
+        with self._lock:
+            snapshot, last_success = self._snapshot, self._last_success
+        if snapshot is not None and self._clock() < snapshot.until:
+            for scope, token_id, owner, seconds in snapshot.series:
+                expiry.add_metric([scope, token_id, owner], seconds)
+            omitted.add_metric([], float(snapshot.omitted))
+            for scope, count in snapshot.unmanaged:
+                unmanaged.add_metric([scope], float(count))
+        if last_success is not None:
+            success.add_metric([], last_success.timestamp())
+        yield from (expiry, omitted, unmanaged, success)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "rotator_watched_token_expiry_timestamp_seconds",
+                "When a watched token dies (00:00 UTC on expires_at); owner is its target, or unmanaged.",
+                labels=["scope", "token_id", "owner"],
+            ),
+            GaugeMetricFamily(
+                "rotator_watched_tokens_omitted",
+                f"Watched tokens with an expiry left out of the expiry series (past the {WATCHED_SERIES_CAP}"
+                " soonest).",
+            ),
+            GaugeMetricFamily(
+                "rotator_unmanaged_tokens",
+                "Active tokens in the scope that no target manages, at the last inventory.",
+                labels=["scope"],
+            ),
+            GaugeMetricFamily(
+                "rotator_inventory_last_success_timestamp_seconds",
+                "When this replica last took an inventory that listed every watched scope.",
+            ),
+        )

@@ -17,7 +17,8 @@ Three rules shape this module:
   by status or by exception *type*: httpx exception texts quote the URL.
 
 A repeated alert (same target, reason and message; for ``expiring``, whose message counts the days
-down, same target and reason) within ``repeat_after`` is skipped: a daemon retrying a broken
+down, same target and reason) within ``repeat_after`` is skipped (the expiry watch's
+``unmanaged_expiring`` digest, one per scope per day, is never within it): a daemon retrying a broken
 target every few minutes would otherwise flood the channel and bury the next, different alert.
 """
 
@@ -48,6 +49,8 @@ from rotator.core.secret import Secret
 #: Alerts waiting for the sender thread; past this the oldest is dropped.
 QUEUE_SIZE = 1000
 EXPIRING = "expiring"
+#: The expiry watch's digest: ``target`` is the scope, and no step failed.
+UNMANAGED_EXPIRING = "unmanaged_expiring"
 SOURCE = "rotator"
 _THREAD_NAME = "rotator-notify"
 
@@ -72,6 +75,8 @@ def _text(alert: Alert, message: str, expires_at: date | None) -> str:
         left = f" ({in_days(expiry_instant(expires_at) - at)})" if expires_at else ""
         when = f", the token expires on {expires_at.isoformat()}{left}" if expires_at else ""
         return f"{SOURCE}: {alert.target}: {EXPIRING}{when}: {said_of(alert.target, message)}"
+    if alert.reason == UNMANAGED_EXPIRING:
+        return f"{SOURCE}: {alert.target}: {UNMANAGED_EXPIRING}: {message}"
     said = said_of(alert.target, message, alert.step)
     return f"{SOURCE}: {alert.target}: {alert.reason} at step {alert.step}: {said}"
 

@@ -22,6 +22,7 @@ import math
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 #: The window's length, in seconds: a ceiling is given per minute.
@@ -29,6 +30,9 @@ WINDOW = 60.0
 
 #: The whole seconds a window ``(now - 60, now]`` can overlap: the most pairs a bucket keeps.
 SECONDS = 61
+
+#: A claim is judged on the journal's clock, a job fires on the replica's: allow for the difference.
+CLAIM_MARGIN = timedelta(seconds=1)
 
 #: A bucket's calls: (epoch second, calls counted in it), oldest first, at most :data:`SECONDS`.
 Counts = tuple[tuple[int, int], ...]
@@ -115,3 +119,13 @@ def claims(last: float | None, now: float, every: float) -> bool:
     it by less than two periods, and never lets two callers claim one period.
     """
     return last is None or now >= last + every or now < last - every
+
+
+def claim_window(interval: timedelta, jitter: timedelta) -> timedelta:
+    """How long a fleet-wide job's claim holds the other replicas off: about ``interval``.
+
+    Less the jitter and a margin: one replica's job fires every ``interval`` give or take
+    ``jitter``, so its next fire may come that much early, and a claim held longer would make a
+    lone replica skip every other turn. At least half the interval, whatever the jitter.
+    """
+    return max(interval - jitter - CLAIM_MARGIN, interval / 2)

@@ -30,11 +30,13 @@ on it (another's run comes back busy, or finds nothing due once it is done). The
 is the fleet's: each replica's job first claims the turn in the journal's call ledger
 (:meth:`rotator.core.ports.CallLedger.claim`), and only the one that gets it sweeps, so the keys
 no configured target maps to are swept once per ``check_interval``, not once per replica. The
-``credentials`` refresh stays per replica: it feeds that replica's own ``/readyz`` and credential
-gauges, which say what that replica sees (its own clients, its own Infisical login). A credential
-an upstream refused (a GitLab 401, a refused Infisical login) is one ``daemon.credential_refused``
-line saying what to fix (:mod:`rotator.doors.preflight`'s words), logged when it is first seen
-refused, not again until it has worked in between.
+expiry watch (job ``watch``, when the caller turns it on) is the fleet's the same way
+(:mod:`rotator.doors.watch`). The ``credentials`` refresh stays per replica: it feeds that
+replica's own ``/readyz`` and credential gauges, which say what that replica sees (its own
+clients, its own Infisical login). A credential an upstream refused (a GitLab 401, a refused
+Infisical login) is one ``daemon.credential_refused`` line saying what to fix
+(:mod:`rotator.doors.preflight`'s words), logged when it is first seen refused, not again until it
+has worked in between.
 
 Trigger requests are kept in the journal (:class:`rotator.core.model.TriggerRequest`), so
 ``GET /v1/rotations/{id}`` answers on every replica sharing it, and a request outlives the replica
@@ -71,6 +73,7 @@ from rotator.adapters.metrics import Metrics, TargetGauges
 from rotator.core.coalescing import FORCED_TRIGGERS, coalesces, next_trigger
 from rotator.core.durations import stamp_or_none
 from rotator.core.errors import JournalDamagedError, JournalUnavailableError, RotatorError, UpstreamError
+from rotator.core.ledger import claim_window
 from rotator.core.model import (
     Outcome,
     RequestStatus,
@@ -85,6 +88,7 @@ from rotator.doors import report
 from rotator.doors.journal_health import JournalHealth, bounded_gauges
 from rotator.doors.preflight import Wording, refused_credential
 from rotator.doors.requests import TriggeredRun, described, made_up, reference
+from rotator.doors.watch import WATCH_JOB, ExpiryWatch, Watching
 from rotator.doors.wiring import Runtime
 from rotator.engine.context import Settings
 from rotator.engine.retire import unrevocable
@@ -99,8 +103,6 @@ CREDENTIAL_REFRESH = timedelta(hours=1)
 _WAKE_MARGIN = timedelta(seconds=1)  # wake just after an event, not a hair before it
 #: The fleet-wide job's name in the journal's claims.
 REMOVED_JOB = "removed"
-#: A claim is judged on the journal's clock, a job fires on this replica's: allow for the difference.
-_CLAIM_MARGIN = timedelta(seconds=1)
 #: Seconds before a request that found its target held by another worker is tried again.
 BUSY_RETRY = 2.0
 _TRIGGER_WAIT = 0.5  # seconds a trigger waits for a target's lock before answering 409
@@ -121,11 +123,19 @@ class Daemon:
     """The scheduler, the trigger's bookkeeping, and what the HTTP endpoints read."""
 
     def __init__(
-        self, rt: Runtime, metrics: Metrics, *, trigger_enabled: bool, wording: Wording | None = None
+        self,
+        rt: Runtime,
+        metrics: Metrics,
+        *,
+        trigger_enabled: bool,
+        wording: Wording | None = None,
+        watching: Watching | None = None,
     ) -> None:
         """Drive ``rt``'s engine; ``metrics`` hears every run; the trigger is off without a token.
 
         ``wording`` names the variables the credentials came from (default: this process's environment).
+        ``watching`` turns the expiry watch on (:mod:`rotator.doors.watch`): the caller builds its
+        inventory provider and timings from the config; without it the daemon watches nothing.
         """
         self.rt, self.metrics, self.trigger_enabled = rt, metrics, trigger_enabled
         self._wording = wording if wording is not None else Wording.of(os.environ)
@@ -145,6 +155,8 @@ class Daemon:
                 "default": ThreadPoolExecutor(rt.config.max_concurrent_rotations),
                 # The claims' renewal must not wait behind rotations for a worker.
                 "requests": ThreadPoolExecutor(1),
+                # An inventory of a large fleet takes minutes of rate-limited reads: not a rotation's worker.
+                "watch": ThreadPoolExecutor(1),
             },
             job_defaults={
                 "coalesce": True,
@@ -159,6 +171,17 @@ class Daemon:
         metrics.watch_journal(self.journal_health.reason)
         metrics.watch_targets(bounded_gauges(self.journal_health, self.gauges))
         metrics.watch_credentials(lambda: dict(self._credentials))
+        self.watch = (
+            ExpiryWatch(
+                watching,
+                ledger=rt.journal,
+                metrics=metrics,
+                observer=rt.engine.ctx.observer,
+                jitter=settings.jitter,
+            )
+            if watching is not None
+            else None
+        )
 
     @property
     def _settings(self) -> Settings:
@@ -168,8 +191,12 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         """Schedule every target's jobs and start the scheduler; the first checks run at once."""
+        self.add_jobs(datetime.now(UTC))
+        self.scheduler.start()
+
+    def add_jobs(self, now: datetime) -> None:
+        """Add every job to the scheduler (:meth:`start` starts it), the first runs at ``now``."""
         settings = self.config.daemon
-        now = datetime.now(UTC)
         every = IntervalTrigger(
             seconds=settings.check_interval.total_seconds(),
             jitter=int(settings.jitter.total_seconds()) or None,
@@ -197,6 +224,19 @@ class Daemon:
         self.scheduler.add_job(
             self.sweep_removed, every, id=REMOVED_JOB, name="removed targets", next_run_time=now
         )
+        if self.watch is not None:
+            self.scheduler.add_job(
+                self.run_watch,
+                IntervalTrigger(
+                    seconds=self.watch.watching.interval.total_seconds(),
+                    jitter=int(settings.jitter.total_seconds()) or None,
+                    timezone=UTC,
+                ),
+                id=WATCH_JOB,
+                name="expiry watch",
+                executor="watch",
+                next_run_time=now,
+            )
         self.scheduler.add_job(
             self.tend_requests,
             IntervalTrigger(seconds=self._settings.lease_renew.total_seconds(), timezone=UTC),
@@ -212,7 +252,6 @@ class Daemon:
             name="own credentials",
             next_run_time=now,
         )
-        self.scheduler.start()
 
     def stop(self, timeout: timedelta) -> bool:
         """Take no new work; wait up to ``timeout`` for runs in flight; True if none is left."""
@@ -605,6 +644,12 @@ class Daemon:
             self._execute(stand_in, RunOptions(trigger="schedule"), plan=False)
         return True
 
+    def run_watch(self) -> bool:
+        """The ``watch`` job: the expiry watch's turn (:mod:`rotator.doors.watch`); True if it ran here."""
+        if self.watch is None or self.draining.is_set():
+            return False  # a stopping replica leaves the turn to the others
+        return self.watch.run()
+
     def _execute(
         self, target: RotationSpec, options: RunOptions, *, plan: bool = True
     ) -> TargetReport | None:
@@ -733,16 +778,6 @@ def first_checks(
     shuffled = list(names)
     (rng or random.Random()).shuffle(shuffled)  # noqa: S311 - an order of work, not a secret
     return [(name, now + index * _FIRST_CHECK_STEP) for index, name in enumerate(shuffled)]
-
-
-def claim_window(interval: timedelta, jitter: timedelta) -> timedelta:
-    """How long a fleet-wide job's claim holds the other replicas off: about ``interval``.
-
-    Less the jitter and a margin: one replica's job fires every ``interval`` give or take
-    ``jitter``, so its next fire may come that much early, and a claim held longer would make a
-    lone replica skip every other turn. At least half the interval, whatever the jitter.
-    """
-    return max(interval - jitter - _CLAIM_MARGIN, interval / 2)
 
 
 def on_signal(stop: threading.Event) -> Callable[[int, object], None]:

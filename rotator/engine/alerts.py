@@ -12,7 +12,8 @@ from rotator.engine.timing import expiring_on
 
 
 log = structlog.get_logger("rotator")
-#: The fixed list of alert reasons (also metric label values).
+#: The fixed list of alert reasons (also metric label values). ``unmanaged_expiring`` is the daemon's
+#: expiry watch's digest: its ``target`` is a watched scope (``project:acme/app``), not a target.
 ALERT_REASONS = (
     "drift",
     "in_use",
@@ -22,6 +23,7 @@ ALERT_REASONS = (
     "lockout",
     "expiring",
     "no_access",
+    "unmanaged_expiring",
 )
 
 

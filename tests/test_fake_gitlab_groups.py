@@ -1,4 +1,4 @@
-"""The fake GitLab's group listings answer as GitLab does: a group's projects, its subgroups, its service accounts."""
+"""The fake GitLab's group listings answer as GitLab does: projects, subgroups, service accounts."""
 
 import httpx
 import pytest

@@ -81,7 +81,7 @@ class ScopeReport:
     scope: str
     tokens: tuple[Listed, ...] = ()
     #: Why listing failed (target-free, value-free: route and status), ``None`` when it did not.
-    #: A scope that fails part-way keeps what it listed before the failure.
+    #: A scope that fails part-way keeps what it listed: the owners it could read.
     error: str | None = None
 
 

@@ -287,3 +287,27 @@ def test_a_service_account_target_scope_lists_its_tokens(fakes: Fakes, gitlab: G
     assert [(t.scope, t.kind, t.info.name) for t in inventory.tokens()] == [
         (f"service_account:{robot.id}@group:acme", TokenKind.PERSONAL, "robot-key")
     ]
+
+
+def test_the_request_counter_names_each_listing_route(fakes: Fakes) -> None:
+    """The daemon's request counter sees the group listings under their route templates, never as other."""
+    _acme(fakes)
+    robot = fakes.gitlab.seed_service_account(fakes.gitlab.state.find_resource("group", "acme"), "robot")
+    fakes.gitlab.seed_personal_token(robot, ["api"], name="robot-key")
+    seen: set[str] = set()
+    api = GitLabAPI(
+        fakes.seed.gitlab_url,
+        _secret(fakes),
+        timeout=10,
+        user_agent="rotator/test",
+        session=session_for(fakes.gitlab),
+        on_response=lambda _upstream, route, _status: seen.add(route),
+    )
+    _take(fakes, api, [_group_scope("acme")])
+    assert {
+        "GET /groups/:id/projects",
+        "GET /groups/:id/descendant_groups",
+        "GET /groups/:id/service_accounts",
+        "GET /groups/:id/service_accounts/:user_id/personal_access_tokens",
+    } <= seen
+    assert "other" not in seen

@@ -52,7 +52,7 @@ import urllib3
 
 from rotator.adapters import reach, retrying
 from rotator.core.errors import GitLabError
-from rotator.core.model import Kind, NewToken, Owner, TokenInfo, TokenRequest, as_owner
+from rotator.core.model import Kind, NewToken, Owner, Place, TokenInfo, TokenRequest, as_owner
 from rotator.core.ports import CallLedger
 from rotator.core.redact import redact
 from rotator.core.secret import Secret
@@ -94,6 +94,9 @@ _GROUP = "GET /groups/:id"
 _MEMBER = "GET /groups/:id/members/all/:user_id"
 _USER = "GET /user"
 _ACCOUNTS = "GET /service_accounts"
+_GROUP_PROJECTS = "GET /groups/:id/projects"
+_SUBGROUPS = "GET /groups/:id/descendant_groups"
+_GROUP_ACCOUNTS = "GET /groups/:id/service_accounts"
 _SELF = "GET /personal_access_tokens/self"
 _ID = r"/[^/]+"
 _NUMBER = r"/\d+"
@@ -150,7 +153,17 @@ def _route_paths() -> dict[str, re.Pattern[str]]:
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.GROUP, 0),
         Owner(Kind.SERVICE_ACCOUNT, 0, Kind.PROJECT, 0),
     )
-    routes = [_PROJECT, _GROUP, _MEMBER, _USER, _ACCOUNTS, _SELF]
+    routes = [
+        _PROJECT,
+        _GROUP,
+        _MEMBER,
+        _USER,
+        _ACCOUNTS,
+        _SELF,
+        _GROUP_PROJECTS,
+        _SUBGROUPS,
+        _GROUP_ACCOUNTS,
+    ]
     for at in map(_where, owners):
         create = at.create_template or at.template
         routes += [
@@ -418,6 +431,38 @@ class GitLabAPI:
                 _token_info(item)
                 for item in self._gl.http_list(at.path, query_data=at.listed, get_all=True, per_page=100)
                 if not at.listed or item.get("user_id") == owner.id
+            ],
+            idempotent=True,
+        )
+
+    def group_projects(self, group: int, *, include_subgroups: bool) -> list[Place]:
+        """The group's projects, all pages: its own, and its subgroups' with ``include_subgroups``.
+
+        ``with_shared=false``: a project shared with the group lives elsewhere, and is listed
+        (if watched) where it lives. Archived projects are listed: their tokens still work.
+        """
+        query = {"include_subgroups": str(include_subgroups).lower(), "with_shared": "false"}
+        return self._places(_GROUP_PROJECTS, f"/groups/{group}/projects", query, "path_with_namespace")
+
+    def descendant_groups(self, group: int) -> list[Place]:
+        """The group's subgroups at every depth, all pages."""
+        return self._places(_SUBGROUPS, f"/groups/{group}/descendant_groups", {}, "full_path")
+
+    def group_service_accounts(self, group: int) -> list[int]:
+        """The user ids of the group's own service accounts, all pages (an Owner's read)."""
+        path = f"/groups/{group}/service_accounts"
+        return self._call(
+            _GROUP_ACCOUNTS,
+            lambda: [int(user["id"]) for user in self._gl.http_list(path, get_all=True, per_page=100)],
+            idempotent=True,
+        )
+
+    def _places(self, route: str, path: str, query: dict[str, str], path_key: str) -> list[Place]:
+        return self._call(
+            route,
+            lambda: [
+                Place(int(item["id"]), str(item[path_key]))
+                for item in self._gl.http_list(path, query_data=query, get_all=True, per_page=100)
             ],
             idempotent=True,
         )

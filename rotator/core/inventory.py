@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from rotator.core.model import OWNED_ROLES, Origin, Role, TokenInfo, TokenRecord
+from rotator.core.model import OWNED_ROLES, Kind, Origin, Role, TokenInfo, TokenRecord
 from rotator.core.schedule import expiry_instant
 
 
@@ -22,6 +22,32 @@ class TokenKind(StrEnum):
     PROJECT = "project_access_token"
     GROUP = "group_access_token"
     PERSONAL = "personal_access_token"  # a service account's
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One configured scope the inventory lists: a target's owner, or a ``watch:`` group or project.
+
+    ``label`` is how reports name it, the config's value as written (id or path):
+    ``project:acme/app``, ``group:acme``, ``service_account:9@group:acme``, ``service_account:9``
+    (an instance service account). ``kind`` and ``ref`` say whose tokens (a project's or group's
+    id or path, a service account's user id), ``via`` a service account's group or project.
+    """
+
+    label: str
+    kind: Kind
+    ref: int | str
+    via: tuple[Kind, int | str] | None = None
+    #: A watched group: besides its own group access tokens, its service accounts' tokens and its
+    #: projects' tokens; with ``include_subgroups`` its subgroups' (at any depth) too.
+    whole_group: bool = False
+    include_subgroups: bool = True
+
+
+def scope_label(kind: Kind, ref: int | str, via: tuple[Kind, int | str] | None = None) -> str:
+    """``project:acme/app``, ``group:7``, ``service_account:9@group:acme``: a scope's label."""
+    label = f"{kind.value}:{ref}"
+    return label if via is None else f"{label}@{via[0].value}:{via[1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +81,7 @@ class ScopeReport:
     scope: str
     tokens: tuple[Listed, ...] = ()
     #: Why listing failed (target-free, value-free: route and status), ``None`` when it did not.
-    #: A scope that fails part-way keeps what it listed before the failure.
+    #: A scope that fails part-way keeps what it listed: the owners it could read.
     error: str | None = None
 
 

@@ -82,6 +82,14 @@ class TokenInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """A project or a group as GitLab lists it: its id and full path (``acme/app``, ``acme/sub``)."""
+
+    id: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewToken:
     """A token just created: its description and, in memory only, its value."""
 

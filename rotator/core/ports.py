@@ -17,6 +17,7 @@ from rotator.core.model import (
     Lease,
     NewToken,
     Owner,
+    Place,
     RotationRecord,
     TargetKey,
     TargetRecords,
@@ -56,6 +57,15 @@ class GitLabPort(Protocol):
 
     def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
         """Every token of the owner, all pages, revoked ones included."""
+
+    def group_projects(self, group: int, *, include_subgroups: bool) -> list[Place]:
+        """The group's own projects (not those shared with it), all pages; its subgroups' too if asked."""
+
+    def descendant_groups(self, group: int) -> list[Place]:
+        """Every subgroup of the group, at any depth, that the manager can see; all pages."""
+
+    def group_service_accounts(self, group: int) -> list[int]:
+        """The user ids of the service accounts the group provisioned, all pages."""
 
     def get_token(self, owner: Owner | int, token_id: int) -> TokenInfo | None:
         """One token of that owner, or ``None`` when GitLab does not know it there (404)."""

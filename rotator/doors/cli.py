@@ -55,9 +55,11 @@ HISTORY_LIMIT = 10_000
 #: Where `rotator fakes` puts GitLab (Infisical on the next port): config/example.yaml names both.
 FAKES_PORT = 8929
 #: The commands that act on the configured targets: each reads ``--config`` (before or after it).
-TARGET_COMMANDS = ("run-once", "rotate", "plan", "status", "history", "check", "validate", "daemon", "forget")
+TARGET_COMMANDS = (
+    "run-once", "rotate", "plan", "status", "history", "inventory", "check", "validate", "daemon", "forget",
+)  # fmt: skip
 #: The commands that write log lines (on stderr): they take the log options after them too.
-LOGGING_COMMANDS = ("run-once", "rotate", "plan", "status", "check", "daemon", "forget")
+LOGGING_COMMANDS = ("run-once", "rotate", "plan", "status", "inventory", "check", "daemon", "forget")
 #: The shells ``rotator completion`` writes a script for (those shtab supports).
 SHELLS = ("bash", "zsh", "tcsh")
 
@@ -168,6 +170,13 @@ def _history(history: argparse.ArgumentParser) -> None:
     history.add_argument("--json", action="store_true", help="print a JSON array")
 
 
+def _inventory(inventory: argparse.ArgumentParser) -> None:
+    inventory.add_argument("--target", metavar="NAME", help="only this target's scope (no watch: scopes)")
+    inventory.add_argument(
+        "--json", action="store_true", help='print {"generated_at": ..., "scopes": [...], "tokens": [...]}'
+    )
+
+
 def _forget(forget: argparse.ArgumentParser) -> None:
     forget.add_argument(
         "key", metavar="KEY", help="the entry's key, url|project|connection, as status prints it"
@@ -214,6 +223,7 @@ _ARGUMENTS: Mapping[str, Callable[[argparse.ArgumentParser], None]] = MappingPro
         "plan": _plan,
         "status": _status,
         "history": _history,
+        "inventory": _inventory,
         "forget": _forget,
         "fakes": _fakes,
         "state": _state,
@@ -379,7 +389,7 @@ def _require_targets(args: argparse.Namespace, config: "Config") -> None:
 
 
 def _target_command(args: argparse.Namespace) -> Outcome:
-    from rotator.doors import commands, hooks, wiring  # noqa: PLC0415
+    from rotator.doors import commands, hooks, inventory, wiring  # noqa: PLC0415
 
     hooks.forget_proofs()  # a test hook's proof is good for one command, as it is for one process
     if args.command == "rotate":
@@ -390,6 +400,7 @@ def _target_command(args: argparse.Namespace) -> Outcome:
         "plan": commands.run_once,
         "status": commands.status,
         "history": commands.history,
+        "inventory": inventory.run,
         "check": commands.check,
         "validate": _validate,
         "daemon": commands.daemon,

@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -440,6 +441,33 @@ class NotifySettings(_Strict):
     webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
 
 
+class WatchSettings(_Strict):
+    """``watch:``: scopes whose tokens ``rotator inventory`` and the daemon's expiry watch list too.
+
+    A watched group lists its own group access tokens, its service accounts' and its projects'
+    tokens; ``include_subgroups`` (default on) its subgroups' at any depth too. ``warn_before``
+    is when an unmanaged token's coming expiry is worth a word; ``interval`` how often the
+    daemon lists them again.
+    """
+
+    groups: tuple[GroupRef, ...] = ()
+    projects: tuple[Ref, ...] = ()
+    include_subgroups: StrictBool = True
+    warn_before: Annotated[Duration, _within(timedelta(hours=1), timedelta(days=365))] = timedelta(days=14)
+    interval: Annotated[Duration, _within(timedelta(hours=1), timedelta(days=30))] = timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _once_each(self) -> "WatchSettings":
+        for name, refs in (("groups", self.groups), ("projects", self.projects)):
+            seen: dict[int | str, int] = {}
+            for index, ref in enumerate(refs):
+                if ref in seen:
+                    msg = f"{name}[{index}]: repeats watch.{name}[{seen[ref]}]"
+                    raise ValueError(msg)
+                seen[ref] = index
+        return self
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -448,6 +476,7 @@ class Config(_Strict):
     state: StateSettings = StateSettings()
     daemon: DaemonSettings = DaemonSettings()
     notify: NotifySettings = NotifySettings()
+    watch: WatchSettings = WatchSettings()
     max_concurrent_rotations: Count = Field(default=4, ge=1, le=64)
     targets: tuple[Target, ...] = Field(min_length=1)
     base_dir: Path = Path()
@@ -513,6 +542,7 @@ _SECTION_KEYS = {
         ("state", StateSettings),
         ("daemon", DaemonSettings),
         ("notify", NotifySettings),
+        ("watch", WatchSettings),
     )
 }
 _TARGET_KEYS = tuple(Target.model_fields)

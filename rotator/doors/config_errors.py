@@ -78,8 +78,14 @@ _FIXED: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+#: A list's example, where ``[api]`` (a token's scopes) would mislead.
+_LIST_EXAMPLES = {"groups": "[acme, acme/platform]", "projects": "[acme/app, 42]"}
+
+
 def _sentence(kind: str, field: str, ctx: dict[str, object]) -> str:
     fixed = next((text for prefixes, text in _FIXED if kind.startswith(prefixes)), None)
+    if fixed is not None and kind.startswith(_FIXED[1][0]) and field in _LIST_EXAMPLES:
+        fixed = f"must be a list, such as {_LIST_EXAMPLES[field]}"
     if fixed is not None:
         return fixed
     if kind in {"too_short", "too_long"}:

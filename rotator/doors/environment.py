@@ -98,13 +98,19 @@ def read_variable(environ: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def load_secrets(environ: Mapping[str, str]) -> Secrets:
-    """Read and check every secret variable; see the module docstring."""
+def gitlab_token(environ: Mapping[str, str]) -> Secret:
+    """The manager token (``ROTATOR_GITLAB_TOKEN`` or ``_FILE``), for a command needing no other secret."""
     gitlab = read_variable(environ, GITLAB_TOKEN)
     if gitlab is None:
         raise ConfigError(
             GITLAB_TOKEN, "is not set: the GitLab token rotator acts with (api scope, Maintainer+)"
         )
+    return Secret(gitlab)
+
+
+def load_secrets(environ: Mapping[str, str]) -> Secrets:
+    """Read and check every secret variable; see the module docstring."""
+    gitlab = gitlab_token(environ)
     token = read_variable(environ, INFISICAL_TOKEN)
     client_id = read_variable(environ, INFISICAL_CLIENT_ID)
     client_secret = read_variable(environ, INFISICAL_CLIENT_SECRET)
@@ -118,7 +124,7 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
     _one_mode(token=token, client_id=client_id, client_secret=client_secret, identity_id=identity_id)
     token_file = _kubernetes_token_file(environ, identity_id)
     return Secrets(
-        gitlab_token=Secret(gitlab),
+        gitlab_token=gitlab,
         infisical_token=Secret(token) if token is not None else None,
         infisical_client_id=client_id,
         infisical_client_secret=Secret(client_secret) if client_secret is not None else None,

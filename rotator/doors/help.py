@@ -39,6 +39,11 @@ INFISICAL = Variable(
     "required, exactly one: an access token, Universal Auth, or Kubernetes Auth (the pod's"
     f" service-account token, by default {env.KUBERNETES_TOKEN_DEFAULT})",
 )
+#: inventory reads GitLab alone, and only reads: a read_api token lists every token it may see.
+INVENTORY_GITLAB = Variable(
+    _secret(env.GITLAB_TOKEN),
+    "required: the manager token (read_api is enough; Maintainer+ on projects, Owner on groups)",
+)
 #: status reads the secrets only with --live.
 LIVE_GITLAB = Variable(_secret(env.GITLAB_TOKEN), "with --live only: the manager token")
 LIVE_INFISICAL = Variable(
@@ -96,6 +101,7 @@ those that call GitLab and Infisical (run-once, rotate, plan, check, daemon, for
 status --live) also need
   {_secret(env.GITLAB_TOKEN)}
   {INFISICAL.names}
+and inventory needs the GitLab one alone.
 `rotator COMMAND --help` lists what each command reads.
 
 exit codes: 0 fine; 1 a failure found at run time (or stdout's reader left early); {_USAGE}.
@@ -118,6 +124,19 @@ GitLab, and each pending revoke's last_used_at (a use after it was retired would
 It sends no create, PATCH or DELETE. One line per item under its target, as check words them: ok,
 info, warn, PROBLEM, DRIFT, or skip (not asked: an earlier line says why). `run-once --dry-run`
 is the same. The secrets must be set, as for run-once."""
+_INVENTORY = """\
+List every active token in the configured scopes, managed or not: each target's project, group or
+service account, then the groups and projects under watch: (a watched group: its group access
+tokens, its service accounts' tokens and its projects' tokens; with watch.include_subgroups, the
+default, its subgroups' too). One row per token: scope, holder, kind, id, name, scopes, role,
+created, expiry and days left, last use, and its owner: the target that owns it and in which role
+(current, pending revoke, possibly held, candidate; adopted when it came from adopt_token_id), or
+unmanaged. A token is listed once, under the first scope that lists it. --json prints one stable
+document (docs/operations.md, "Inventory").
+It needs only the GitLab manager token, reads the journal read-only (none yet: nothing is
+managed, and none is created), and sends GitLab reads only, within gitlab.requests_per_minute.
+A scope with many projects reports its progress on stderr; a scope that cannot be listed whole
+(a 403 on one watched group) is named on stderr, and the others are still listed."""
 _FORGET = """\
 A target removed from the config, re-pointed to another project, or left behind by a gitlab.url
 change keeps its journal entry: its pending revokes are still carried out, and its current token
@@ -260,6 +279,19 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             (CONFIG,),
             f"0 printed; 1 the reader of stdout left early; {_USAGE}, or no journal yet",
             ("rotator --config rotator.yaml history --target app-deploy --limit 5",),
+        ),
+        "inventory": Page(
+            "every active token in the targets' and watched scopes, and who owns it (reads only)",
+            _INVENTORY,
+            (CONFIG, INVENTORY_GITLAB, LOGS),
+            "0 every scope listed; 1 a scope could not be listed whole (stderr names it, its route"
+            f" and status); {_USAGE} (--target names no configured target: the names are listed)",
+            (
+                "rotator --config rotator.yaml inventory",
+                "rotator --config rotator.yaml inventory --target app-deploy",
+                "rotator --config rotator.yaml inventory --json \\",
+                "    | jq '.tokens[] | select(.owner == \"unmanaged\")'",
+            ),
         ),
         "check": Page(
             "preflight without side effects: config, credentials, roles, connections",

@@ -35,7 +35,7 @@ from rotator.core.errors import ConfigError
 from rotator.core.ports import Journal, Observer, Observers
 from rotator.doors import hooks, state
 from rotator.doors.config import Config, engine_spec, load_config
-from rotator.doors.environment import jwt_reader, load_secrets, webhook_url
+from rotator.doors.environment import gitlab_token, jwt_reader, load_secrets, webhook_url
 from rotator.doors.options import CONFIG_VARIABLE
 from rotator.engine.context import Context, Settings, lease_renew_for
 from rotator.engine.run import Engine
@@ -282,6 +282,24 @@ def engine_settings(config: Config, base: Settings | None = None) -> Settings:
         lease_renew=lease_renew_for(ttl),
         # Rule 6's "run interval": the daemon's check interval (a CronJob's is not known here).
         run_interval=config.daemon.check_interval,
+    )
+
+
+def build_gitlab(config: Config, environ: Mapping[str, str]) -> GitLabAPI:
+    """The GitLab adapter alone, for a command that reads GitLab and nothing else (``inventory``).
+
+    Only the manager token is read (no Infisical secret, no webhook). Its rate ceiling is counted
+    in process, as ``plan``'s is: the command's journal is read-only, so it cannot keep the ledger.
+    """
+    timing = pace(config, environ)
+    return GitLabAPI(
+        config.gitlab.url,
+        gitlab_token(environ),
+        timeout=config.gitlab.timeout.total_seconds(),
+        user_agent=user_agent(),
+        requests_per_minute=config.gitlab.requests_per_minute,
+        sleep=timing.sleep,
+        monotonic=timing.monotonic,
     )
 
 

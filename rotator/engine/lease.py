@@ -31,7 +31,7 @@ from typing import NoReturn, Self
 import structlog
 
 from rotator.core.errors import JournalUnavailableError, LeaseLostError
-from rotator.core.model import Change, Connection, Lease, NewToken, Owner, TokenInfo, TokenRequest
+from rotator.core.model import Change, Connection, Lease, NewToken, Owner, Place, TokenInfo, TokenRequest
 from rotator.core.ports import GitLabPort, InfisicalPort
 from rotator.core.secret import Secret
 from rotator.engine.context import Context
@@ -196,6 +196,18 @@ class _GuardedGitLab:
     def list_tokens(self, owner: Owner | int) -> list[TokenInfo]:
         self._check()
         return self._port.list_tokens(owner)
+
+    def group_projects(self, group: int, *, include_subgroups: bool) -> list[Place]:
+        self._check()
+        return self._port.group_projects(group, include_subgroups=include_subgroups)
+
+    def descendant_groups(self, group: int) -> list[Place]:
+        self._check()
+        return self._port.descendant_groups(group)
+
+    def group_service_accounts(self, group: int) -> list[int]:
+        self._check()
+        return self._port.group_service_accounts(group)
 
     def get_token(self, owner: Owner | int, token_id: int) -> TokenInfo | None:
         self._check()

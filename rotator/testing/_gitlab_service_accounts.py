@@ -112,7 +112,8 @@ class ServiceAccountRoutes:
         accounts = [
             u for u in self.state.users.values() if u.service_account and u.provisioned_by is resource
         ]
-        return Response(200, [_account(u) for u in sorted(accounts, key=lambda u: -u.id)])
+        # Paginated like every list (``present paginate(...)``), newest first.
+        return self._page(request, [_account(u) for u in sorted(accounts, key=lambda u: -u.id)])
 
     def _sa_create(self, request: Request) -> Response:
         _, resource = self._sa_owner(request)

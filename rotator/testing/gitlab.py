@@ -10,7 +10,9 @@ What it serves (under ``/api/v4``), for projects and groups alike (``:kind`` bel
 * ``GET /:kind/:id/members/all/:user_id``: one member, direct or inherited from an ancestor group
   (the highest role), ``404 Not found`` for anyone else;
 * service accounts (group, project and instance ones) and their personal access tokens: see
-  :mod:`rotator.testing._gitlab_service_accounts`.
+  :mod:`rotator.testing._gitlab_service_accounts`;
+* ``GET /groups/:id/projects`` and ``GET /groups/:id/descendant_groups``: see
+  :mod:`rotator.testing._gitlab_groups`.
 
 A token's ``description`` is stored and shown as GitLab 17.7+ does, or, as an older server would,
 ignored or refused (:meth:`FakeGitLab.set_descriptions`). The rules and error bodies follow
@@ -29,6 +31,7 @@ from typing import Any
 from rotator.testing import _gitlab_auth as auth
 from rotator.testing._clock import FakeClock
 from rotator.testing._gitlab_errors import canned_error, date_param, error, message
+from rotator.testing._gitlab_groups import GroupRoutes
 from rotator.testing._gitlab_service_accounts import ServiceAccountRoutes
 from rotator.testing._gitlab_state import (
     ACCESS_LEVELS,
@@ -54,7 +57,7 @@ _MEMBER_FIELDS = frozenset({"id", "username", "name", "state", "web_url"})
 _ADMIN_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
 
 
-class FakeGitLab(ServiceAccountRoutes, FakeServer):
+class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
     """A GitLab instance on loopback; see the module docstring."""
 
     upstream = "gitlab"
@@ -97,6 +100,7 @@ class FakeGitLab(ServiceAccountRoutes, FakeServer):
             self.route("POST", f"{base}/access_tokens/:token_id/rotate", self._rotate)
             self.route("DELETE", f"{base}/access_tokens/:token_id", self._revoke)
         self._install_service_accounts()
+        self._install_groups()
 
     # ---- server hooks -------------------------------------------------------------------------
 

@@ -29,9 +29,11 @@ PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
 class DaemonProcess:
     """``rotator daemon`` in a subprocess; its stderr is collected line by line."""
 
-    def __init__(self, harness: Harness, *, api_token: str | None = API_TOKEN) -> None:
-        """Start the daemon with the harness's config and environment, and ``ROTATOR_API_TOKEN``."""
-        extra = {"ROTATOR_API_TOKEN": api_token} if api_token is not None else {}
+    def __init__(
+        self, harness: Harness, *, api_token: str | None = API_TOKEN, env: dict[str, str] | None = None
+    ) -> None:
+        """Start the daemon with the harness's config and environment, ``ROTATOR_API_TOKEN`` and ``env``."""
+        extra = ({"ROTATOR_API_TOKEN": api_token} if api_token is not None else {}) | (env or {})
         self.process = subprocess.Popen(
             harness.command("daemon"),
             env=harness.environment(extra),

@@ -417,12 +417,28 @@ def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     from rotator.doors.config import split_listen  # noqa: PLC0415
     from rotator.doors.daemon import Daemon, on_signal  # noqa: PLC0415
     from rotator.doors.environment import api_token  # noqa: PLC0415
+    from rotator.doors.inventory import scopes_of  # noqa: PLC0415
+    from rotator.doors.watch import Watching  # noqa: PLC0415
+    from rotator.engine.inventory import take_inventory  # noqa: PLC0415
 
     configure(args.log)
     token = api_token(os.environ)
     metrics = Metrics()
     rt = wiring.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)
-    service = Daemon(rt, metrics, trigger_enabled=token is not None, wording=preflight.Wording.of(os.environ))
+    scopes = scopes_of(config)
+    watching = Watching(
+        # A lambda, so that each turn reads the clock afresh.
+        lambda: take_inventory(rt.gitlab, rt.journal, config.gitlab.url, scopes, rt.engine.ctx.clock()),
+        config.watch.interval,
+        config.watch.warn_before,
+    )
+    service = Daemon(
+        rt,
+        metrics,
+        trigger_enabled=token is not None,
+        wording=preflight.Wording.of(os.environ),
+        watching=watching,
+    )
     host, port = split_listen(config.daemon.listen)
     try:
         server = web.Server(web.create_app(service, metrics.registry, token), host, int(port))

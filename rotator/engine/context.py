@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from rotator.core.model import Connection, TokenInfo
 from rotator.core.ports import GitLabPort, InfisicalPort, Journal, NoObserver, Observer
+from rotator.engine.untracked import Untracked
 
 
 #: How often a run renews its lease, at most (``lease_renew_for``).
@@ -94,4 +95,6 @@ class Scratch:
     revoke_anyway: bool = False
     unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
     untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
+    #: A first rotation without adopt_token_id: the owner's tokens no target tracked before its create.
+    first_untracked: Untracked | None = None
     planned: list[str] = field(default_factory=list)  # ids of the rotations this run recorded PLANNED

@@ -147,7 +147,13 @@ def test_a_failing_listing_is_a_warning_and_the_rotation_goes_on(h: Harness) -> 
     # A first attempt whose push was refused leaves a revoked candidate: the next run has a
     # journal (no journal-lost listing), so the untracked listing is its only list call.
     h.fakes.infisical.faults.fail(PATCH, 400, times=1)
-    assert _run(h, "run-once").code == 1
+    refused = _run(h, "run-once")
+    assert refused.code == 1
+    # Not verified: adopt_token_id still applies, and the failed run's warning says to add it.
+    (line,) = _warnings(refused)
+    held = h.fakes.seed.adopt_token_ids[0]
+    assert line.startswith("app-deploy: warn: project acme/app (1) holds 1 active token")
+    assert f"add `adopt_token_id: {held}` under targets[0] (app-deploy)" in line
     h.fakes.gitlab.faults.fail(PROJECT_TOKENS, 500, times=None)
     failed = "could not list the tokens: GET /projects/:id/access_tokens 500"
     for args in (("plan",), ("check",)):

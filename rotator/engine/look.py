@@ -15,7 +15,9 @@ reads alone (``GET``s, and Infisical's login, which writes nothing a run depends
   was lost may explain it); before revokes alone, the last verified push and nothing else. A
   frozen target is drift until ``--take-over``, even once the connection holds our push again;
 * the current token is still active on GitLab, and so is each possibly-held or candidate token;
-* each pending revoke's ``last_used_at``, and whether rule 2 would hold its revoke.
+* each pending revoke's ``last_used_at``, and whether rule 2 would hold its revoke;
+* before a first rotation without ``adopt_token_id``, the owner's active tokens no target tracks
+  (one list call; :mod:`rotator.engine.untracked`), as a ``warn``.
 
 No create, no PATCH, no DELETE is ever sent from here, and the journal is only read. Each finding
 is a :class:`Finding` whose level is one of ``check``'s words (``ok``, ``info``, ``warn``,

@@ -30,9 +30,9 @@ import structlog
 from rotator.core import evidence, rules
 from rotator.core.description import token_description
 from rotator.core.errors import GitLabError, InfisicalError, ProtocolViolation, UpstreamError
+from rotator.core.inventory import Managed
 from rotator.core.machine import Action, advance
 from rotator.core.model import (
-    OWNED_ROLES,
     Change,
     NewToken,
     Origin,
@@ -44,7 +44,6 @@ from rotator.core.model import (
     TokenInfo,
     TokenRecord,
     TokenRequest,
-    same_instance,
     short_hash,
 )
 from rotator.core.protocol import RULES
@@ -215,13 +214,7 @@ class TargetRun(Retirer):
         # A token another journal key tracks (the same target before a re-point or a gitlab.url
         # change) is owned, not lost: that key's removed-target rules retire it.
         # Ids are per instance, and only a live role says someone owns it.
-        tracked = {
-            t.token_id
-            for s in self.ctx.journal.targets()
-            if same_instance(s.key.gitlab_url, self.rec.key.gitlab_url)
-            for t in self.ctx.journal.tokens(s.key)
-            if t.role in OWNED_ROLES
-        }
+        tracked = self._tracked()
         ours = [
             t
             for t in self.list_tokens()
@@ -236,6 +229,15 @@ class TargetRun(Retirer):
                 backoff=False,
             )
 
+    def _tracked(self) -> dict[int, Managed]:
+        """The tokens the journal tracks as some target's live token on this GitLab; read once per run.
+
+        The journal-lost check and the untracked-token warning share one reading of every key.
+        """
+        if self.scratch.tracked is None:
+            self.scratch.tracked = untracked.tracked(self.ctx.journal, self.rec.key.gitlab_url)
+        return self.scratch.tracked
+
     def _list_untracked(self) -> None:
         """No ``adopt_token_id``: the owner's active tokens no target tracks, as they were before the create.
 
@@ -247,7 +249,7 @@ class TargetRun(Retirer):
             return
         try:
             listed = self.list_tokens()
-            owners = untracked.tracked(self.ctx.journal, self.rec.key.gitlab_url)
+            owners = self._tracked()
             found = untracked.untracked(listed, owners, None)
             if found.tokens:  # the manager's own token is never one to adopt
                 found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)

@@ -35,6 +35,7 @@ from rotator.doors import preflight, report, upstream, wiring
 from rotator.doors.config import Config, engine_spec
 from rotator.doors.outcome import Outcome
 from rotator.doors.readmodel import as_json
+from rotator.engine import untracked
 from rotator.engine.checks import access_problem, check_connection, manager_problem, owned_elsewhere
 from rotator.engine.lease import LeaseKeeper
 from rotator.engine.owners import shown
@@ -52,6 +53,8 @@ def _print_reports(reports: list[TargetReport]) -> Outcome:
     for r in reports:
         # Details quote upstream messages (redacted), and name the target the line leads with.
         print(f"{r.name}: {r.status}: {redact(said_of(r.name, r.detail))}")
+        for warning in r.warnings:  # a warning leaves the exit code alone
+            print(f"{r.name}: warn: {redact(warning)}")
     return Outcome.FAILING if any(r.failed for r in reports) else Outcome.OK
 
 
@@ -325,11 +328,12 @@ def check(args: argparse.Namespace, config: Config) -> Outcome:
 
     try:
         print(f"ok      config: {len(config.targets)} target(s)")
-        item("gitlab: manager token", lambda: _manager(rt), "gitlab")
+        me: list[int] = []  # the manager token's id, once read: never a token to adopt
+        item("gitlab: manager token", lambda: _manager(rt, me), "gitlab")
         item("infisical: credentials", lambda: _infisical(rt), "infisical")
         notes = report.lifetime_notes(config, journal, wiring.clock(config, os.environ))
         for index, target in enumerate(rt.engine.spec.targets):
-            _check_target(rt, (index, target), item, journal)
+            _check_target(rt, (index, target), item, journal, manager=me[0] if me else None)
             if target.name in notes:
                 print(f"warn    {target.name}: {notes[target.name]}")
     finally:
@@ -339,7 +343,12 @@ def check(args: argparse.Namespace, config: Config) -> Outcome:
 
 
 def _check_target(
-    rt: wiring.Runtime, indexed: tuple[int, RotationSpec], item: Item, journal: Journal
+    rt: wiring.Runtime,
+    indexed: tuple[int, RotationSpec],
+    item: Item,
+    journal: Journal,
+    *,
+    manager: int | None,
 ) -> None:
     index, target = indexed
     keys: list[TargetKey] = []
@@ -365,6 +374,8 @@ def _check_target(
         print(f"warn    {target.name}: grace {grace} is shorter than the 15m still-in-use margin")
     adopt = target.adopt_token_id
     if adopt is None:
+        if keys and untracked.concerns(target, journal.target(keys[0])):
+            _untracked(rt, (index, target), keys[0], journal, manager)
         return
     label = f"{target.name}: adopt_token_id {adopt}"
     if not keys:  # the project line above says why; an item left out would read as passed
@@ -373,8 +384,30 @@ def _check_target(
     item(label, lambda: _adoptable(rt, journal, keys[0], adopt), "gitlab")
 
 
-def _manager(rt: wiring.Runtime) -> str | None:
+def _untracked(
+    rt: wiring.Runtime,
+    indexed: tuple[int, RotationSpec],
+    key: TargetKey,
+    journal: Journal,
+    manager: int | None,
+) -> None:
+    """A first rotation without adopt_token_id: warn of the owner's untracked tokens (never a problem)."""
+    index, target = indexed
+    try:
+        listed = rt.gitlab.list_tokens(key.owner)
+    except UpstreamError as error:
+        found = untracked.failed(error)
+    else:
+        owners = untracked.tracked(journal, rt.config.gitlab.url)
+        found = untracked.untracked(listed, owners, manager)
+    if found.worth_saying:
+        text = untracked.warning(target, index, shown(target, key.owner), found, rotated=False)
+        print(f"warn    {target.name}: {untracked.WHAT}: {redact(text)}")  # quotes GitLab's token names
+
+
+def _manager(rt: wiring.Runtime, seen: list[int]) -> str | None:
     me = rt.gitlab.manager_self()
+    seen.append(me.id)
     problem = manager_problem(me)
     if problem is not None:
         return problem

@@ -120,10 +120,12 @@ Say what run-once would do for each target, and why, from the journal (read with
 it); then look upstream, reading only: the manager token (active, api scope, expiry), its role on
 each project, each connection as Infisical holds it now (its credentialsHash against the
 journal's last verified push: another hash is shown as DRIFT), the current token still active on
-GitLab, and each pending revoke's last_used_at (a use after it was retired would hold its revoke).
-It sends no create, PATCH or DELETE. One line per item under its target, as check words them: ok,
-info, warn, PROBLEM, DRIFT, or skip (not asked: an earlier line says why). `run-once --dry-run`
-is the same. The secrets must be set, as for run-once."""
+GitLab, and each pending revoke's last_used_at (a use after it was retired would hold its revoke);
+before a first rotation without adopt_token_id, the owner's active tokens no target tracks, with
+the adopt_token_id line to add (a warn). It sends no create, PATCH or DELETE. One line per item
+under its target, as check words them: ok, info, warn, PROBLEM, DRIFT, or skip (not asked: an
+earlier line says why). `run-once --dry-run` is the same. The secrets must be set, as for
+run-once."""
 _INVENTORY = """\
 List every active token in the configured scopes, managed or not: each target's project, group or
 service account, then the groups and projects under watch: (a watched group: its group access
@@ -297,8 +299,10 @@ PAGES: Mapping[str, Page] = MappingProxyType(
             "preflight without side effects: config, credentials, roles, connections",
             "Preflight without side effects: the config, both credentials, the manager's role on each"
             "\nproject, each connection, and that adopt_token_id is the connection's token and nobody"
-            "\nelse's. One line per check: ok, info, warn, PROBLEM, or skip (not asked: an earlier"
-            "\nline says why). Each request is sent once, with a connect timeout of at most 5 s.",
+            "\nelse's; without adopt_token_id before a first rotation, a warn listing the owner's active"
+            "\ntokens no target tracks and the adopt_token_id line to add. One line per check: ok, info,"
+            "\nwarn, PROBLEM, or skip (not asked: an earlier line says why). Each request is sent once,"
+            "\nwith a connect timeout of at most 5 s.",
             _UPSTREAM,
             f"0 every check passed; 1 any PROBLEM line; {_USAGE}",
             ("rotator --config rotator.yaml check",),

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NoReturn
 
+from rotator.core.inventory import Managed
 from rotator.core.model import Connection, TokenInfo
 from rotator.core.ports import GitLabPort, InfisicalPort, Journal, NoObserver, Observer
+from rotator.engine.untracked import Untracked
 
 
 #: How often a run renews its lease, at most (``lease_renew_for``).
@@ -94,4 +96,8 @@ class Scratch:
     revoke_anyway: bool = False
     unknown_push: str | None = None  # the last push whose outcome was unknown, as a failure line
     untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
+    #: A first rotation without adopt_token_id: the owner's tokens no target tracked before its create.
+    first_untracked: Untracked | None = None
+    #: The tokens the journal tracks as live on this GitLab (a first rotation's checks read them once).
+    tracked: dict[int, Managed] | None = None
     planned: list[str] = field(default_factory=list)  # ids of the rotations this run recorded PLANNED

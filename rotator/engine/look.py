@@ -15,7 +15,9 @@ reads alone (``GET``s, and Infisical's login, which writes nothing a run depends
   was lost may explain it); before revokes alone, the last verified push and nothing else. A
   frozen target is drift until ``--take-over``, even once the connection holds our push again;
 * the current token is still active on GitLab, and so is each possibly-held or candidate token;
-* each pending revoke's ``last_used_at``, and whether rule 2 would hold its revoke.
+* each pending revoke's ``last_used_at``, and whether rule 2 would hold its revoke;
+* before a first rotation without ``adopt_token_id``, the owner's active tokens no target tracks
+  (one list call; :mod:`rotator.engine.untracked`), as a ``warn``.
 
 No create, no PATCH, no DELETE is ever sent from here, and the journal is only read. Each finding
 is a :class:`Finding` whose level is one of ``check``'s words (``ok``, ``info``, ``warn``,
@@ -33,6 +35,7 @@ from typing import TypeVar
 from rotator.core import rules
 from rotator.core.durations import in_days, stamp
 from rotator.core.errors import ConnectionNotFoundError, UpstreamError
+from rotator.core.inventory import Managed
 from rotator.core.model import (
     Connection,
     Kind,
@@ -47,6 +50,7 @@ from rotator.core.model import (
 )
 from rotator.core.schedule import Situation, expiry_instant
 from rotator.core.spec import RotationSpec
+from rotator.engine import untracked
 from rotator.engine.checks import access_problem, check_connection, manager_problem
 from rotator.engine.context import Context
 from rotator.engine.foresee import A_ROTATION, PUSHES, Check, Foreseen, next_check
@@ -109,6 +113,8 @@ class Look:
     #: Connections read so far, by id: the credentials item's read serves its target too.
     _connections: dict[str, Connection | UpstreamError] = field(default_factory=dict)
     _manager: TokenInfo | UpstreamError | None = None
+    #: The tokens the journal tracks as live, by id: read once, for every first rotation's warning.
+    _tracked: dict[int, Managed] | None = None
 
     # -- the credentials, once per look ------------------------------------------------------------
     def credentials(self, first_connection: str | None) -> tuple[Finding, ...]:
@@ -171,7 +177,31 @@ class Look:
         found += [self._current(target, owner, t) for t in tokens if t.role is Role.CURRENT]
         found += [self._held(target, owner, t) for t in tokens if t.role in _UNSETTLED]
         found += [self._pending(target, owner, t) for t in tokens if t.role is Role.PENDING_REVOKE]
+        if untracked.concerns(target, state):
+            found += self._untracked(target, owner, index)
         return TargetLook(target.name, tuple(found))
+
+    def _untracked(self, target: RotationSpec, owner: Owner | None, index: int) -> list[Finding]:
+        """Before a first rotation without ``adopt_token_id``: the owner's tokens no target tracks.
+
+        One list call (the look reads single tokens otherwise); a warning, even when the listing
+        fails: the rotation does not depend on it. Nothing is said when none is left behind.
+        """
+        if owner is None or "gitlab" in self.blocked:
+            return []  # the owner's line says why it was not read
+        if self._tracked is None:
+            self._tracked = untracked.tracked(self.ctx.journal, self.ctx.gitlab_url)
+        manager = self._manager.id if isinstance(self._manager, TokenInfo) else None
+        listed = self._ask(lambda: self.ctx.gitlab.list_tokens(owner))
+        found = (
+            untracked.failed(listed)
+            if isinstance(listed, UpstreamError)
+            else untracked.untracked(listed, self._tracked, manager)
+        )
+        if not found.worth_saying:
+            return []
+        text = untracked.warning(target, index, shown(target, owner), found, rotated=False)
+        return [Finding(WARN, untracked.WHAT, text)]
 
     def _owner(self, target: RotationSpec, key: TargetKey | None, found: list[Finding]) -> Owner | None:
         """Whose tokens the target rotates, and the manager's role where they live.

@@ -29,10 +29,10 @@ import structlog
 
 from rotator.core import evidence, rules
 from rotator.core.description import token_description
-from rotator.core.errors import GitLabError, InfisicalError, ProtocolViolation
+from rotator.core.errors import GitLabError, InfisicalError, ProtocolViolation, UpstreamError
+from rotator.core.inventory import Managed
 from rotator.core.machine import Action, advance
 from rotator.core.model import (
-    OWNED_ROLES,
     Change,
     NewToken,
     Origin,
@@ -44,7 +44,6 @@ from rotator.core.model import (
     TokenInfo,
     TokenRecord,
     TokenRequest,
-    same_instance,
     short_hash,
 )
 from rotator.core.protocol import RULES
@@ -56,6 +55,7 @@ from rotator.core.schedule import (
     token_name,
 )
 from rotator.core.spec import RotationSpec
+from rotator.engine import untracked
 from rotator.engine.alerts import tell
 from rotator.engine.checks import check_connection
 from rotator.engine.context import Context, Scratch
@@ -204,6 +204,7 @@ class TargetRun(Retirer):
         if adopt is None:
             if not known:
                 self._journal_lost_check()
+            self._list_untracked()
             return
         if any(t.token_id == adopt for t in known):
             return  # adopted (or created) under this key already
@@ -213,13 +214,7 @@ class TargetRun(Retirer):
         # A token another journal key tracks (the same target before a re-point or a gitlab.url
         # change) is owned, not lost: that key's removed-target rules retire it.
         # Ids are per instance, and only a live role says someone owns it.
-        tracked = {
-            t.token_id
-            for s in self.ctx.journal.targets()
-            if same_instance(s.key.gitlab_url, self.rec.key.gitlab_url)
-            for t in self.ctx.journal.tokens(s.key)
-            if t.role in OWNED_ROLES
-        }
+        tracked = self._tracked()
         ours = [
             t
             for t in self.list_tokens()
@@ -233,6 +228,34 @@ class TargetRun(Retirer):
                 " but the journal has no history; set adopt_token_id to the one the connection holds",
                 backoff=False,
             )
+
+    def _tracked(self) -> dict[int, Managed]:
+        """The tokens the journal tracks as some target's live token on this GitLab; read once per run.
+
+        The journal-lost check and the untracked-token warning share one reading of every key.
+        """
+        if self.scratch.tracked is None:
+            self.scratch.tracked = untracked.tracked(self.ctx.journal, self.rec.key.gitlab_url)
+        return self.scratch.tracked
+
+    def _list_untracked(self) -> None:
+        """No ``adopt_token_id``: the owner's active tokens no target tracks, as they were before the create.
+
+        Kept for the run's report and log line (:mod:`rotator.engine.untracked`); once per run (a
+        second rotation after an unknown push lists nothing more). The journal-lost check's listing
+        serves when it made one. A failed listing is reported, never raised: it is a warning.
+        """
+        if self.scratch.first_untracked is not None:
+            return
+        try:
+            listed = self.list_tokens()
+            owners = self._tracked()
+            found = untracked.untracked(listed, owners, None)
+            if found.tokens:  # the manager's own token is never one to adopt
+                found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)
+        except UpstreamError as error:
+            found = untracked.failed(error)
+        self.scratch.first_untracked = found
 
     def _adopt(self, adopt: int) -> None:
         self.rec.step = "adopt"

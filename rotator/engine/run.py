@@ -11,7 +11,7 @@ import difflib
 import threading
 import uuid
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -42,10 +42,11 @@ from rotator.core.model import (
 )
 from rotator.core.schedule import Due, Situation, Work, decide, expiry_instant, is_due
 from rotator.core.spec import EngineSpec, RotationSpec
+from rotator.engine import untracked
 from rotator.engine.alerts import alert
 from rotator.engine.context import Context
 from rotator.engine.lease import LeaseKeeper
-from rotator.engine.owners import PathCache, cache_ref, owner_of, path_ref
+from rotator.engine.owners import PathCache, cache_ref, owner_of, path_ref, shown
 from rotator.engine.readthrough import ReadThrough
 from rotator.engine.recorder import Recorder, upstream_message
 from rotator.engine.removed import Removed, RemovedRun, find_removed, plan_removed, stand_in
@@ -100,6 +101,9 @@ class TargetReport:
     #: them, read under its lease): the daemon plans the next wake-up from it instead of reading
     #: the journal again.
     reading: "tuple[Situation, TargetState | None] | None" = field(default=None, compare=False, repr=False)
+    #: What the run leaves an operator to do that is no failure (the exit code ignores it): a
+    #: first rotation's untracked tokens (:mod:`rotator.engine.untracked`). One line each.
+    warnings: tuple[str, ...] = ()
 
 
 class Engine:
@@ -543,13 +547,23 @@ class Engine:
                 run.recheck_tombstones()
         except TargetFailedError as error:
             return TargetReport(
-                target.name, "failed", failed=True, detail=error.message, actions=tuple(run.scratch.actions)
+                target.name,
+                "failed",
+                failed=True,
+                detail=error.message,
+                actions=tuple(run.scratch.actions),
+                warnings=self._untracked(target, run, lambda: journal.target(lease.key)),
             )
         except UpstreamError as error:
             message = upstream_message(replace(error, target=target.name), "run")
             rec.failed("failed", message)
             return TargetReport(
-                target.name, "failed", failed=True, detail=message, actions=tuple(run.scratch.actions)
+                target.name,
+                "failed",
+                failed=True,
+                detail=message,
+                actions=tuple(run.scratch.actions),
+                warnings=self._untracked(target, run, lambda: journal.target(lease.key)),
             )
         # Read under the lease, through its view: the records as this run left them.
         reading = self.situation(target, lease.key, rec.ctx)
@@ -557,7 +571,35 @@ class Engine:
         detail = "; ".join(run.scratch.actions) or "nothing to do"
         if failing:
             detail += f"; still failing: {failing}"
-        return TargetReport(target.name, "done", failed=failing is not None, detail=detail, reading=reading)
+        return TargetReport(
+            target.name,
+            "done",
+            failed=failing is not None,
+            detail=detail,
+            reading=reading,
+            warnings=self._untracked(target, run, lambda: reading[1]),
+        )
+
+    def _untracked(
+        self, target: RotationSpec, run: TargetRun, left: Callable[[], TargetState | None]
+    ) -> tuple[str, ...]:
+        """The first rotation's tokens no target tracks, worded and logged once; ``()`` if none.
+
+        ``left`` reads the target's state as the run left it: a verified push means
+        ``adopt_token_id`` no longer applies, and the words say so.
+        """
+        found = run.scratch.first_untracked
+        if found is None or not found.worth_saying:
+            return ()
+        try:
+            state = left()
+        except Exception:  # noqa: BLE001 - a warning must never change how the run ends
+            return ()
+        index = self.spec.targets.index(target) if target in self.spec.targets else None
+        rotated = state is not None and state.verified_hash is not None
+        text = untracked.warning(target, index, shown(target, run.owner), found, rotated=rotated)
+        untracked.logged(target, found, text)
+        return (text,)
 
 
 def nothing_minted(rotations: Iterable[RotationRecord]) -> bool:

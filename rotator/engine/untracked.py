@@ -1,0 +1,142 @@
+"""A first rotation without ``adopt_token_id``: the owner's active tokens no target tracks, and what to do.
+
+The connection's token before rotator (made by hand, or by another tool) is only revoked when the
+config names it in ``adopt_token_id``: the first verified push retires the adopted token, and its
+grace ends in a revoke. Left out, the first rotation pushes a new token and the previous one stays
+active until it expires, while every run exits 0. So until a target's first verified push, and
+only while it has no ``adopt_token_id``, ``plan``, ``check`` and the run that rotates list the
+owner's active tokens that no target tracks as a live token (:func:`rotator.core.inventory.owners_of`
+over the journal) and name the line to add. A warning, never a failure: it changes no exit code.
+
+``adopt_token_id`` is honoured until the first verified push (``TargetRun._first_rotation_checks``)
+and ignored after it, so the words differ once a rotation has verified: adding it then changes
+nothing, and the only way to end that token is to revoke it by hand in GitLab.
+
+Nothing here reads upstream: the callers list the tokens (the look, ``check``, the run, each with
+the listing it already has where it has one) and hand the listing, or the failed call, in.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from rotator.core.errors import UpstreamError
+from rotator.core.inventory import Managed, owners_of
+from rotator.core.model import TargetState, TokenInfo, same_instance
+from rotator.core.ports import Journal
+from rotator.core.spec import RotationSpec
+
+
+log = structlog.get_logger("rotator")
+#: The log event of the run that rotates a target for the first time and leaves tokens behind.
+EVENT = "target.untracked_tokens"
+#: The ``what`` of the look's and ``check``'s line.
+WHAT = "untracked tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Untracked:
+    """The owner's active tokens no target tracks, or why they could not be listed."""
+
+    tokens: tuple[TokenInfo, ...] = ()
+    #: ``could not list the tokens: ROUTE STATUS`` (value-free); ``None`` when the listing worked.
+    error: str | None = None
+
+    @property
+    def worth_saying(self) -> bool:
+        """Whether there is anything to warn about: a token left behind, or a listing that failed."""
+        return bool(self.tokens) or self.error is not None
+
+
+def concerns(target: RotationSpec, state: TargetState | None) -> bool:
+    """Whether ``target``'s next rotation is its first (no verified push) and names no token to adopt."""
+    return (
+        not target.removed
+        and target.adopt_token_id is None
+        and (state is None or state.verified_hash is None)
+    )
+
+
+def tracked(journal: Journal, gitlab_url: str) -> dict[int, Managed]:
+    """Every token the journal tracks as some target's live token on this GitLab, by id."""
+    return owners_of(
+        (state.name, record)
+        for state in journal.targets()
+        if same_instance(state.key.gitlab_url, gitlab_url)
+        for record in journal.tokens(state.key)
+    )
+
+
+def untracked(listed: Iterable[TokenInfo], owners: dict[int, Managed], manager_id: int | None) -> Untracked:
+    """The active tokens of ``listed`` that no target owns, oldest first.
+
+    The manager token is never among them, should it be one of the owner's tokens: adopting it
+    would have rotator revoke its own credential after grace.
+    """
+    found = sorted(
+        (t for t in listed if t.active and t.id not in owners and t.id != manager_id), key=lambda t: t.id
+    )
+    return Untracked(tuple(found))
+
+
+def failed(error: UpstreamError) -> Untracked:
+    """A listing that failed, in the words the warning uses: route and status, nothing quoted."""
+    status = error.status if error.status is not None else "no response"
+    return Untracked(error=f"could not list the tokens: {error.route} {status}")
+
+
+def warning(target: RotationSpec, index: int | None, holder: str, found: Untracked, *, rotated: bool) -> str:
+    """The warning's text: the tokens left behind, and what to do about them.
+
+    ``holder`` names the owner (``project acme/app``); ``index`` is the target's place in the
+    config (``None`` where it is not known); ``rotated``: the first push has verified, so
+    ``adopt_token_id`` no longer applies.
+    """
+    tokens = found.tokens
+    if found.error is not None:
+        said, left = found.error, f"the connection's previous token, if it is one of {holder}'s, stays"
+    else:
+        count = "1 active token" if len(tokens) == 1 else f"{len(tokens)} active tokens"
+        said = f"{holder} holds {count} no target tracks: {', '.join(_described(t) for t in tokens)}"
+        left = (
+            "if the connection held it before this first rotation, it stays"
+            if len(tokens) == 1
+            else "the connection held at most one of them before this first rotation, and that one stays"
+        )
+    if rotated:
+        return (
+            f"{said}; {left} active until it expires: adopt_token_id applies only until a target's first"
+            " verified rotation, so adding it now changes nothing; revoke that token by hand in GitLab"
+            " once nothing uses it"
+        )
+    where = f"under targets[{index}] ({target.name})" if index is not None else f"under target {target.name}"
+    if len(tokens) == 1:
+        return (
+            f"{said}; if the connection holds it, add `adopt_token_id: {tokens[0].id}` {where} to have it"
+            " revoked after grace; without it, the first rotation leaves it active until it expires"
+        )
+    held = "the connection holds at most one of them" if tokens else "without adopt_token_id"
+    return (
+        f"{said}; {held}: add `adopt_token_id: ID` {where} with the id of the token the connection"
+        " holds to have it revoked after grace; without it, the first rotation leaves that token active"
+        " until it expires"
+    )
+
+
+def logged(target: RotationSpec, found: Untracked, text: str) -> None:
+    """The run's one log line for it (ids and names only: GitLab never lists a token's value)."""
+    log.warning(
+        EVENT,
+        target=target.name,
+        token_ids=[t.id for t in found.tokens],
+        token_names=[t.name for t in found.tokens],
+        error=found.error,
+        hint=text,
+    )
+
+
+def _described(token: TokenInfo) -> str:
+    """``12 deploy (expires 2026-12-31)``: id, name and expiry, as ``status`` lists untracked tokens."""
+    expires = f"expires {token.expires_at}" if token.expires_at else "never expires"
+    return f"{token.id} {token.name} ({expires})"

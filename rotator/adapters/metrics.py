@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rotator.core.inventory import Inventory, Listed
+from rotator.core.inventory import UNMANAGED, Inventory, Listed
 from rotator.core.model import Change, Outcome
 from rotator.core.ports import Alert
 from rotator.core.schedule import expiry_instant
@@ -47,8 +47,6 @@ JOURNAL_REASONS = ("unreachable", "read_only", "damaged")
 #: At most this many ``rotator_watched_token_expiry_timestamp_seconds`` series, the soonest-expiring kept:
 #: a watched group may hold thousands of tokens, and each series costs Prometheus memory.
 WATCHED_SERIES_CAP = 1000
-#: The ``owner`` label of a token no target manages.
-UNMANAGED = "unmanaged"
 #: Alert reasons that are states the gauges show, not failures counted in ``rotator_rotation_failures``.
 _STATES = ("expiring", "unmanaged_expiring")
 

@@ -231,7 +231,20 @@ def test_a_scope_that_failed_is_logged_and_the_last_success_does_not_move(logs: 
     assert (line["scope"], line["error"]) == ("group:secret", "GET /groups/:id: 403")
     scraped = _scrape(metrics)
     assert scraped["rotator_inventory_last_success_timestamp_seconds"] == []
-    assert ({"scope": "group:secret"}, 0.0) in scraped["rotator_unmanaged_tokens"]
+    assert {labels["scope"] for labels, _ in scraped["rotator_unmanaged_tokens"]} == {APP, GROUP}
+
+
+def test_a_scope_not_listed_whole_exports_no_unmanaged_count() -> None:
+    """A failed scope's count is unknown, not 0 (nor the part it listed): no series until it lists whole."""
+    clock = Clock()
+    metrics = Metrics(clock=clock)
+    partial = ScopeReport(GROUP, _inventory(START).scopes[1].tokens, error="group:acme: GET /groups/:id: 403")
+    failing = Inventory(
+        START, (_inventory(START).scopes[0], partial, ScopeReport("group:secret", error="403"))
+    )
+    assert _watch(lambda: failing, clock, Heard(), metrics=metrics).run()
+    unmanaged = {labels["scope"]: value for labels, value in _scrape(metrics)["rotator_unmanaged_tokens"]}
+    assert unmanaged == {APP: 4.0}
 
 
 def test_one_digest_per_scope_per_day_through_the_webhook(receiver: Receiver, make_hook: MakeHook) -> None:

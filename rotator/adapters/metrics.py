@@ -313,8 +313,12 @@ class _Watched(Collector):
             for t in kept
             if t.info.expires_at is not None
         )
+        # A scope not listed whole has no count: what it did list is a lower bound, and a 0 would
+        # read as "none" while the scope fails (RotatorInventoryStale says that instead).
         unmanaged = tuple(
-            (report.scope, sum(1 for t in report.tokens if t.managed is None)) for report in inventory.scopes
+            (report.scope, sum(1 for t in report.tokens if t.managed is None))
+            for report in inventory.scopes
+            if report.error is None
         )
         snapshot = _Snapshot(series, omitted, unmanaged, self._clock() + keep)
         with self._lock:
@@ -354,7 +358,8 @@ class _Watched(Collector):
             ),
             GaugeMetricFamily(
                 "rotator_unmanaged_tokens",
-                "Active tokens in the scope that no target manages, at the last inventory.",
+                "Active tokens in the scope that no target manages, at the last inventory (none if the scope"
+                " was not listed whole).",
                 labels=["scope"],
             ),
             GaugeMetricFamily(

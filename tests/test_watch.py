@@ -5,6 +5,7 @@ claims go to a real journal on a clock the test moves, and digests to a loopback
 """
 
 import io
+import json
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -349,3 +350,24 @@ def test_the_digest_is_a_state_not_a_failure_counted_per_target() -> None:
     failures = _scrape(metrics)["rotator_rotation_failures"]
     assert failures == []
     assert payload(Alert(APP, "unmanaged_expiring", "x", START, "inventory"))["target"] == APP
+
+
+def test_a_digest_never_carries_a_token_shaped_name_or_a_forged_line(
+    receiver: Receiver, make_hook: MakeHook
+) -> None:
+    """A token named like a glpat value, or with a newline and an ANSI escape: redacted and escaped."""
+    clock = Clock()
+    value = "glpat-" + "A1b2C3d4E5f6G7h8I9j0"
+    named = (
+        _token(APP, 1, value, date(2026, 1, 4)),
+        _token(APP, 2, "ci\nrotator: fine\x1b[2J", date(2026, 1, 5)),
+    )
+    hook = make_hook(clock=clock)
+    assert _watch(lambda: Inventory(START, (ScopeReport(APP, named),)), clock, hook).run()
+    assert hook.flush(5)
+    [request] = receiver.requests
+    sent = json.dumps(request.body)
+    assert value not in sent
+    assert "[REDACTED]" in request.body["text"]
+    assert "\n" not in request.body["text"] + request.body["message"]
+    assert "\x1b" not in request.body["text"] + request.body["message"]

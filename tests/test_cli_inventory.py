@@ -2,6 +2,7 @@
 
 import re
 
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rotator.core.inventory import Inventory, Listed, ScopeReport, TokenKind
+from rotator.core.model import TokenInfo
 from rotator.doors.config import Config, parse_config
-from rotator.doors.inventory import scopes_of
+from rotator.doors.inventory import as_json, scopes_of, table
 from rotator.testing import Fakes, Fault
 from rotator.testing._gitlab_state import OWNER, Resource
 from tests.cli_harness import UA, Harness, Result, run_in_process
@@ -234,3 +237,24 @@ def test_scopes_come_once_each_targets_first(
     assert labels == list(dict.fromkeys(written))
     assert {s.label for s in scopes if s.whole_group} == {f"group:{g}" for g in watched}
     assert [s.label for s in scopes_of(config, "t0")] == [f"project:{projects[0]}"]
+
+
+def test_the_tables_dates_are_utc_whatever_offset_gitlab_answers_in() -> None:
+    """A GitLab set to a time zone answers +09:00: CREATED and LAST USED are the UTC dates, as the JSON's."""
+    tokyo = timezone(timedelta(hours=9))
+    info = TokenInfo(
+        7,
+        "ci",
+        active=True,
+        revoked=False,
+        expires_at=date(2026, 2, 1),
+        created_at=datetime(2026, 1, 2, 8, 0, tzinfo=tokyo),  # 2026-01-01T23:00:00Z
+        last_used_at=datetime(2026, 1, 3, 1, 30, tzinfo=tokyo),  # 2026-01-02T16:30:00Z
+    )
+    at = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    listed = Listed("project:acme/app", TokenKind.PROJECT, "project acme/app", info, None)
+    inventory = Inventory(at, (ScopeReport("project:acme/app", (listed,)),))
+    [row] = [line for line in table(inventory, timedelta(days=14), 1000).splitlines() if " ci " in line]
+    assert "  2026-01-01  2026-02-01  " in row
+    assert "  2026-01-02  unmanaged" in row
+    assert as_json(inventory)["tokens"][0]["created_at"] == "2026-01-01T23:00:00Z"

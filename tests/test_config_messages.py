@@ -554,3 +554,11 @@ def test_the_pure_python_parser_gives_the_same_why(text: str, message: str) -> N
         yaml.load(text, Loader=yaml.SafeLoader)  # the pure-Python parser, on purpose
     why = yaml_problem(raised.value, text).split(": ", 1)[1]
     assert why == message.split(": ", 1)[1]
+
+
+def test_a_target_named_unmanaged_is_refused() -> None:
+    """``unmanaged`` is the expiry watch's owner label for tokens no target owns: no target may take it."""
+    target = {"name": "unmanaged", "project": 42, "connection_id": CONN, "token": {"scopes": ["api"]}}
+    with pytest.raises(ConfigError) as raised:
+        parse_config(_data(targets=[target]))
+    assert str(raised.value).startswith("targets[0].name: unmanaged is reserved")

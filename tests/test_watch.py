@@ -5,6 +5,7 @@ claims go to a real journal on a clock the test moves, and digests to a loopback
 """
 
 import io
+import json
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -231,7 +232,20 @@ def test_a_scope_that_failed_is_logged_and_the_last_success_does_not_move(logs: 
     assert (line["scope"], line["error"]) == ("group:secret", "GET /groups/:id: 403")
     scraped = _scrape(metrics)
     assert scraped["rotator_inventory_last_success_timestamp_seconds"] == []
-    assert ({"scope": "group:secret"}, 0.0) in scraped["rotator_unmanaged_tokens"]
+    assert {labels["scope"] for labels, _ in scraped["rotator_unmanaged_tokens"]} == {APP, GROUP}
+
+
+def test_a_scope_not_listed_whole_exports_no_unmanaged_count() -> None:
+    """A failed scope's count is unknown, not 0 (nor the part it listed): no series until it lists whole."""
+    clock = Clock()
+    metrics = Metrics(clock=clock)
+    partial = ScopeReport(GROUP, _inventory(START).scopes[1].tokens, error="group:acme: GET /groups/:id: 403")
+    failing = Inventory(
+        START, (_inventory(START).scopes[0], partial, ScopeReport("group:secret", error="403"))
+    )
+    assert _watch(lambda: failing, clock, Heard(), metrics=metrics).run()
+    unmanaged = {labels["scope"]: value for labels, value in _scrape(metrics)["rotator_unmanaged_tokens"]}
+    assert unmanaged == {APP: 4.0}
 
 
 def test_one_digest_per_scope_per_day_through_the_webhook(receiver: Receiver, make_hook: MakeHook) -> None:
@@ -336,3 +350,24 @@ def test_the_digest_is_a_state_not_a_failure_counted_per_target() -> None:
     failures = _scrape(metrics)["rotator_rotation_failures"]
     assert failures == []
     assert payload(Alert(APP, "unmanaged_expiring", "x", START, "inventory"))["target"] == APP
+
+
+def test_a_digest_never_carries_a_token_shaped_name_or_a_forged_line(
+    receiver: Receiver, make_hook: MakeHook
+) -> None:
+    """A token named like a glpat value, or with a newline and an ANSI escape: redacted and escaped."""
+    clock = Clock()
+    value = "glpat-" + "A1b2C3d4E5f6G7h8I9j0"
+    named = (
+        _token(APP, 1, value, date(2026, 1, 4)),
+        _token(APP, 2, "ci\nrotator: fine\x1b[2J", date(2026, 1, 5)),
+    )
+    hook = make_hook(clock=clock)
+    assert _watch(lambda: Inventory(START, (ScopeReport(APP, named),)), clock, hook).run()
+    assert hook.flush(5)
+    [request] = receiver.requests
+    sent = json.dumps(request.body)
+    assert value not in sent
+    assert "[REDACTED]" in request.body["text"]
+    assert "\n" not in request.body["text"] + request.body["message"]
+    assert "\x1b" not in request.body["text"] + request.body["message"]

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rotator.core.inventory import Inventory, Listed
+from rotator.core.inventory import UNMANAGED, Inventory, Listed
 from rotator.core.model import Change, Outcome
 from rotator.core.ports import Alert
 from rotator.core.schedule import expiry_instant
@@ -47,8 +47,6 @@ JOURNAL_REASONS = ("unreachable", "read_only", "damaged")
 #: At most this many ``rotator_watched_token_expiry_timestamp_seconds`` series, the soonest-expiring kept:
 #: a watched group may hold thousands of tokens, and each series costs Prometheus memory.
 WATCHED_SERIES_CAP = 1000
-#: The ``owner`` label of a token no target manages.
-UNMANAGED = "unmanaged"
 #: Alert reasons that are states the gauges show, not failures counted in ``rotator_rotation_failures``.
 _STATES = ("expiring", "unmanaged_expiring")
 
@@ -315,8 +313,12 @@ class _Watched(Collector):
             for t in kept
             if t.info.expires_at is not None
         )
+        # A scope not listed whole has no count: what it did list is a lower bound, and a 0 would
+        # read as "none" while the scope fails (RotatorInventoryStale says that instead).
         unmanaged = tuple(
-            (report.scope, sum(1 for t in report.tokens if t.managed is None)) for report in inventory.scopes
+            (report.scope, sum(1 for t in report.tokens if t.managed is None))
+            for report in inventory.scopes
+            if report.error is None
         )
         snapshot = _Snapshot(series, omitted, unmanaged, self._clock() + keep)
         with self._lock:
@@ -356,7 +358,8 @@ class _Watched(Collector):
             ),
             GaugeMetricFamily(
                 "rotator_unmanaged_tokens",
-                "Active tokens in the scope that no target manages, at the last inventory.",
+                "Active tokens in the scope that no target manages, at the last inventory (none if the scope"
+                " was not listed whole).",
                 labels=["scope"],
             ),
             GaugeMetricFamily(

@@ -16,6 +16,11 @@ from rotator.core.model import OWNED_ROLES, Kind, Origin, Role, TokenInfo, Token
 from rotator.core.schedule import expiry_instant
 
 
+#: The owner a token no target manages is reported as (the metrics' ``owner`` label): no target may
+#: be named so, or its tokens would read as nobody's and raise the unmanaged-expiry alert.
+UNMANAGED = "unmanaged"
+
+
 class TokenKind(StrEnum):
     """Which GitLab API a token lives under."""
 

@@ -30,6 +30,7 @@ from pydantic import (
 
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
+from rotator.core.inventory import UNMANAGED
 from rotator.core.model import Kind
 from rotator.core.spec import EngineSpec, RotationSpec, TokenShape
 from rotator.doors.config_errors import UUID_HINT, describe, retell, unknown_key
@@ -297,6 +298,11 @@ class Target(_Strict):
     def _name(cls, value: str) -> str:
         if not _NAME.fullmatch(value):  # match: $ also matches before a final newline
             msg = "must be lowercase letters, digits and hyphens, like app-deploy"
+            raise ValueError(msg)
+        if value == UNMANAGED:
+            msg = (
+                f"{UNMANAGED} is reserved: the expiry watch names tokens no target manages so; choose another"
+            )
             raise ValueError(msg)
         return value
 

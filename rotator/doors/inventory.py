@@ -133,10 +133,10 @@ def table(inventory: Inventory, warn_before: timedelta, width: int = report.DEFA
                 redact(info.name),
                 ",".join(info.scopes) or "-",
                 _access(info.access_level),
-                info.created_at.date().isoformat() if info.created_at else "-",
+                _day(info.created_at) or "-",
                 info.expires_at.isoformat() if info.expires_at else "never",
                 days_column(token.days_left(now)),
-                info.last_used_at.date().isoformat() if info.last_used_at else "never",
+                _day(info.last_used_at) or "never",
                 _owner(token),
             )
         )
@@ -153,6 +153,11 @@ def table(inventory: Inventory, warn_before: timedelta, width: int = report.DEFA
         summary += f"; {len(inventory.failed)} scope(s) not listed whole (stderr says why)"
     lines += report.wrapped(summary, width)
     return "\n".join(lines)
+
+
+def _day(when: datetime | None) -> str | None:
+    """The UTC date of a GitLab time (an instance set to a time zone answers in it), as the JSON's."""
+    return stamp(when)[:10] if when is not None else None
 
 
 def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:

@@ -113,6 +113,7 @@ def test_managed_adopted_and_unmanaged_tokens_in_the_table_and_the_json(fakes: F
         "target": None,
         "role": None,
         "adopted": None,
+        "removed_target": None,
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", tokens["hand-made"]["created_at"])
     adopted = tokens["app-deploy"]
@@ -258,3 +259,34 @@ def test_the_tables_dates_are_utc_whatever_offset_gitlab_answers_in() -> None:
     assert "  2026-01-01  2026-02-01  " in row
     assert "  2026-01-02  unmanaged" in row
     assert as_json(inventory)["tokens"][0]["created_at"] == "2026-01-01T23:00:00Z"
+
+
+def test_a_removed_targets_current_token_is_unmanaged_and_its_pending_revoke_managed(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """A target taken out of the config: nothing rotates its current token, so it counts as unmanaged."""
+    h = _harness(fakes, tmp_path, projects=["acme/api"])
+    assert h.run("run-once").code == 0
+    path = tmp_path / "rotator.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["targets"] = [t for t in config["targets"] if t["name"] != "api-deploy"]
+    path.write_text(yaml.safe_dump(config))
+    result = _inventory(h, "--json")
+    assert result.code == 0, result.stderr
+    api = {t["id"]: t for t in result.json()["tokens"] if t["scope"] == "project:acme/api"}
+    adopted = fakes.seed.adopt_token_ids[1]
+    [current] = [t for i, t in api.items() if i != adopted]
+    assert (current["owner"], current["target"], current["role"], current["removed_target"]) == (
+        "unmanaged",
+        "api-deploy",
+        "current",
+        True,
+    )
+    assert (api[adopted]["owner"], api[adopted]["role"], api[adopted]["removed_target"]) == (
+        "managed",
+        "pending_revoke",
+        True,
+    )
+    rows = _rows(_inventory(h))
+    assert rows[current["name"]][-1] == "unmanaged (was api-deploy's current; target removed)"
+    assert rows["api-deploy"][-1] == "api-deploy (pending revoke, adopted, target removed)"

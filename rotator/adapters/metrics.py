@@ -307,7 +307,7 @@ class _Watched(Collector):
             (
                 t.scope,
                 str(t.info.id),
-                t.managed.target if t.managed is not None else UNMANAGED,
+                UNMANAGED if t.unmanaged or t.managed is None else t.managed.target,
                 expiry_instant(t.info.expires_at).timestamp(),
             )
             for t in kept
@@ -316,7 +316,7 @@ class _Watched(Collector):
         # A scope not listed whole has no count: what it did list is a lower bound, and a 0 would
         # read as "none" while the scope fails (RotatorInventoryStale says that instead).
         unmanaged = tuple(
-            (report.scope, sum(1 for t in report.tokens if t.managed is None))
+            (report.scope, sum(1 for t in report.tokens if t.unmanaged))
             for report in inventory.scopes
             if report.error is None
         )

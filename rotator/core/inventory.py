@@ -7,12 +7,12 @@ the same day. This module holds what the reading code (``rotator.engine.inventor
 the days left, and which tokens an ``unmanaged_expiring`` digest names. It reads nothing itself.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from rotator.core.model import OWNED_ROLES, Kind, Origin, Role, TokenInfo, TokenRecord
+from rotator.core.model import OWNED_ROLES, Kind, Origin, Role, TargetKey, TokenInfo, TokenRecord
 from rotator.core.schedule import expiry_instant
 
 
@@ -62,6 +62,18 @@ class Managed:
     target: str
     role: Role
     adopted: bool  # it came from the target's ``adopt_token_id``, not from a rotation
+    #: The target is no longer configured (a removed key, as ``rotator status`` lists it).
+    removed: bool = False
+
+    @property
+    def unattended(self) -> bool:
+        """Nobody will rotate or revoke it: a removed target's token the connection may hold.
+
+        The removed-target sweep revokes a removed key's pending revokes and unpushed candidates,
+        but leaves the token its connection may hold (current, possibly held) until a configured
+        target pushes over it: for the expiry watch, such a token is as unmanaged as a hand-made one.
+        """
+        return self.removed and self.role in {Role.CURRENT, Role.POSSIBLY_HELD}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,11 @@ class Listed:
     holder: str  # where GitLab keeps it, in words: ``project acme/app``, ``service account 9 (of group 7)``
     info: TokenInfo
     managed: Managed | None  # ``None``: no target owns it
+
+    @property
+    def unmanaged(self) -> bool:
+        """No configured target manages it: no owner, or a removed target's :attr:`Managed.unattended` one."""
+        return self.managed is None or self.managed.unattended
 
     def days_left(self, now: datetime) -> int | None:
         """Whole days until it dies, as ``rotator status`` counts them (:func:`days_left`)."""
@@ -112,14 +129,19 @@ def days_left(expires_at: date | None, now: datetime) -> int | None:
     return None if expires_at is None else (expiry_instant(expires_at) - now).days
 
 
-def owners_of(records: Iterable[tuple[str, TokenRecord]]) -> dict[int, Managed]:
+def owners_of(
+    records: Iterable[tuple[str, TokenRecord]], removed: Collection[TargetKey] = ()
+) -> dict[int, Managed]:
     """Token id to its owning target, from the journal's (target name, record) pairs.
 
     Only the roles in which a token is a target's live responsibility count: a token the
     journal recorded as revoked or abandoned but that GitLab still lists active is nobody's.
+    A record under one of the ``removed`` keys (no configured target maps to it) is marked so.
     """
     return {
-        record.token_id: Managed(name, record.role, adopted=record.origin is Origin.ADOPTED)
+        record.token_id: Managed(
+            name, record.role, adopted=record.origin is Origin.ADOPTED, removed=record.key in removed
+        )
         for name, record in records
         if record.role in OWNED_ROLES
     }
@@ -133,7 +155,7 @@ def expiring_unmanaged(report: ScopeReport, now: datetime, warn_before: timedelt
     soon = [
         t
         for t in report.tokens
-        if t.managed is None
+        if t.unmanaged
         and t.info.expires_at is not None
         and expiry_instant(t.info.expires_at) - now <= warn_before
     ]

@@ -450,9 +450,8 @@ def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     from rotator.doors.config import split_listen  # noqa: PLC0415
     from rotator.doors.daemon import Daemon, on_signal  # noqa: PLC0415
     from rotator.doors.environment import api_token  # noqa: PLC0415
-    from rotator.doors.inventory import scopes_of  # noqa: PLC0415
+    from rotator.doors.inventory import scopes_of, take  # noqa: PLC0415
     from rotator.doors.watch import Watching  # noqa: PLC0415
-    from rotator.engine.inventory import take_inventory  # noqa: PLC0415
 
     configure(args.log)
     token = api_token(os.environ)
@@ -461,7 +460,7 @@ def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     scopes = scopes_of(config)
     watching = Watching(
         # A lambda, so that each turn reads the clock afresh.
-        lambda: take_inventory(rt.gitlab, rt.journal, config.gitlab.url, scopes, rt.engine.ctx.clock()),
+        lambda: take(rt.gitlab, rt.journal, config, scopes, rt.engine.ctx.clock()),
         config.watch.interval,
         config.watch.warn_before,
     )

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,11 +21,13 @@ from rotator.adapters.logs import configure
 from rotator.core.durations import days_column, format_duration, stamp, stamp_or_none
 from rotator.core.inventory import Inventory, Listed, Scope, expiring_unmanaged, scope_label
 from rotator.core.model import Kind
+from rotator.core.ports import GitLabPort, Journal
 from rotator.core.redact import redact
 from rotator.doors import report, wiring
-from rotator.doors.config import ACCESS_LEVELS, Config, Target
+from rotator.doors.config import ACCESS_LEVELS, Config, Target, engine_spec
 from rotator.doors.outcome import Outcome
 from rotator.engine.inventory import take_inventory
+from rotator.engine.removed import classify
 from rotator.engine.run import require_known
 
 
@@ -76,6 +78,19 @@ def scopes_of(config: Config, target: str | None = None) -> tuple[Scope, ...]:
     return tuple(kept.values())
 
 
+def take(  # noqa: PLR0913, PLR0917 - take_inventory's arguments, the config in place of its URL
+    gitlab: GitLabPort,
+    journal: Journal,
+    config: Config,
+    scopes: Sequence[Scope],
+    now: datetime,
+    progress: Callable[[str], None] | None = None,
+) -> Inventory:
+    """:func:`take_inventory` for ``config``: its GitLab, and its removed keys (offline, from the journal)."""
+    removed = {r.key for r in classify(engine_spec(config), journal)[0]}
+    return take_inventory(gitlab, journal, config.gitlab.url, scopes, now, progress, removed)
+
+
 def run(args: argparse.Namespace, config: Config) -> Outcome:
     """``inventory [--json] [--target NAME]``: see the module docstring."""
     configure(args.log)
@@ -87,7 +102,7 @@ def run(args: argparse.Namespace, config: Config) -> Outcome:
         journal = wiring.read_journal(config, missing_ok=True)
         try:
             now = wiring.clock(config, os.environ)()
-            inventory = take_inventory(gitlab, journal, config.gitlab.url, scopes, now, progress=_progress)
+            inventory = take(gitlab, journal, config, scopes, now, progress=_progress)
         finally:
             journal.close()
     finally:
@@ -110,7 +125,10 @@ def _owner(token: Listed) -> str:
     if managed is None:
         return "unmanaged"
     role = managed.role.value.replace("_", " ")
-    return f"{managed.target} ({role}{', adopted' if managed.adopted else ''})"
+    if managed.unattended:
+        return f"unmanaged (was {managed.target}'s {role}; target removed)"
+    notes = (", adopted" if managed.adopted else "") + (", target removed" if managed.removed else "")
+    return f"{managed.target} ({role}{notes})"
 
 
 def _access(level: int | None) -> str:
@@ -142,7 +160,7 @@ def table(inventory: Inventory, warn_before: timedelta, width: int = report.DEFA
         )
     lines = [f"as of {stamp(now)}", *_columns(rows)]
     tokens = inventory.tokens()
-    managed = sum(1 for t in tokens if t.managed is not None)
+    managed = sum(1 for t in tokens if not t.unmanaged)
     soon = sum(len(expiring_unmanaged(s, now, warn_before)) for s in inventory.scopes)
     summary = (
         f"{len(tokens)} active token(s) in {len(inventory.scopes)} scope(s): {managed} managed,"
@@ -190,8 +208,9 @@ def _token(token: Listed, now: datetime) -> dict[str, Any]:
         "expires_at": info.expires_at.isoformat() if info.expires_at else None,
         "days_left": token.days_left(now),
         "last_used_at": stamp_or_none(info.last_used_at),
-        "owner": "managed" if managed is not None else "unmanaged",
+        "owner": "unmanaged" if token.unmanaged else "managed",
         "target": managed.target if managed else None,
         "role": managed.role.value if managed else None,
         "adopted": managed.adopted if managed else None,
+        "removed_target": managed.removed if managed else None,
     }

@@ -103,7 +103,7 @@ class ExpiryWatch:
             scopes=len(inventory.scopes),
             failed=len(inventory.failed),
             tokens=len(tokens),
-            unmanaged=sum(1 for t in tokens if t.managed is None),
+            unmanaged=sum(1 for t in tokens if t.unmanaged),
         )
         return True
 

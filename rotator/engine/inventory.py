@@ -28,14 +28,14 @@ No create, rotation or revoke is ever sent, and the journal is only read (paths 
 resolved are asked of GitLab, and not remembered).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
 
 from rotator.core.errors import UpstreamError
 from rotator.core.inventory import Inventory, Listed, Managed, Scope, ScopeReport, TokenKind, owners_of
-from rotator.core.model import Kind, Owner, same_instance
+from rotator.core.model import Kind, Owner, TargetKey, same_instance
 from rotator.core.ports import GitLabPort, Journal
 from rotator.engine.owners import cache_ref
 
@@ -72,16 +72,21 @@ def take_inventory(  # noqa: PLR0913, PLR0917 - the daemon and the command each 
     scopes: Sequence[Scope],
     now: datetime,
     progress: Callable[[str], None] | None = None,
+    removed: Collection[TargetKey] = (),
 ) -> Inventory:
     """Every scope's active tokens and their owners, as of ``now`` (see the module docstring).
 
     ``progress`` hears a line now and then while a scope with many projects is listed.
+    ``removed``: the journal keys no configured target maps to (their tokens are marked so).
     """
     owned = owners_of(
-        (state.name, record)
-        for state in journal.targets()
-        if same_instance(state.key.gitlab_url, gitlab_url)
-        for record in journal.tokens(state.key)
+        (
+            (state.name, record)
+            for state in journal.targets()
+            if same_instance(state.key.gitlab_url, gitlab_url)
+            for record in journal.tokens(state.key)
+        ),
+        removed,
     )
     try:
         gitlab.manager_self()

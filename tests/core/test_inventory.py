@@ -82,3 +82,18 @@ def test_the_digest_names_unmanaged_tokens_inside_warn_before_soonest_first() ->
     )
     named = expiring_unmanaged(report, T0, timedelta(days=14))
     assert [t.info.id for t in named] == [3, 1, 5]
+
+
+def test_a_removed_targets_held_token_is_unmanaged_but_its_pending_revoke_is_not() -> None:
+    """Nothing rotates a removed target's current or possibly-held token; its pending revokes are done."""
+    report = ScopeReport(
+        "project:acme/app",
+        tuple(
+            _listed(token_id, date(2026, 1, 5), Managed("old", role, adopted=False, removed=True))
+            for token_id, role in enumerate((Role.CURRENT, Role.POSSIBLY_HELD, Role.PENDING_REVOKE), 1)
+        ),
+    )
+    assert [t.unmanaged for t in report.tokens] == [True, True, False]
+    assert [t.info.id for t in expiring_unmanaged(report, T0, timedelta(days=14))] == [1, 2]
+    owners = owners_of([("old", _record(7, Role.CURRENT))], removed={KEY})
+    assert owners[7].removed

@@ -34,7 +34,7 @@ def _counting(case: EngineCase) -> Counter[str]:
         finally:
             running[0] = False
 
-    case._run_once = engine_run  # type: ignore[method-assign]  # noqa: SLF001
+    case._run_once = engine_run  # type: ignore[method-assign,assignment]  # noqa: SLF001
     return calls
 
 

@@ -11,6 +11,12 @@ must stop acting at once. :class:`LeaseKeeper` renews the lease every ``Settings
   counts each thread's shortened sleeps at full length), so a reading taken in the background
   thread cannot be compared with one taken in the run's.
 
+Before a mutation the run proves the target is still its own with a renewal
+(:meth:`LeaseKeeper.prove`), which a write right before the mutation may carry
+(:meth:`LeaseKeeper.write_renewing`). A renewal the run's thread made stands as that proof until
+the run's next upstream request (and while no renewal is due): between the two only the run's own
+CPU and journal calls pass, as between a write carrying the renewal and the mutation after it.
+
 The first renewal that fails (the journal raises: the lease was taken over, the database cannot be
 reached; or it answers for another holder or fence) marks the lease lost for good. From then on
 every upstream request of the run raises :class:`LeaseLostError` before it is sent (the ports of
@@ -49,6 +55,10 @@ class LeaseKeeper:
         self._lease = lease
         self._lock = threading.Lock()
         self._renewed = ctx.monotonic()  # when the last good renewal (or the acquisition) was sent
+        #: Upstream requests the run has sent (counted before each is sent); and whether the run's
+        #: thread has renewed since the last one (:meth:`prove`).
+        self._requests = 0
+        self._proven = False
         self._why = ""
         self._stop = threading.Event()
         self.lost = threading.Event()
@@ -60,8 +70,8 @@ class LeaseKeeper:
         #: its journal is :attr:`view`.
         self.ctx = replace(
             ctx,
-            gitlab=_GuardedGitLab(ctx.gitlab, self.check),
-            infisical=_GuardedInfisical(ctx.infisical, self.check),
+            gitlab=_GuardedGitLab(ctx.gitlab, self._before_request),
+            infisical=_GuardedInfisical(ctx.infisical, self._before_request),
             journal=self.view.as_journal(),
         )
 
@@ -88,6 +98,21 @@ class LeaseKeeper:
             if self._due():
                 self._renew()
 
+    def _before_request(self) -> None:
+        """:meth:`check`, then count the request: a renewal made before it proves nothing after it."""
+        with self._lock:
+            self._refuse_if_lost()
+            if self._due():
+                self._renew()
+            self._requests += 1
+            self._proven = False
+
+    @property
+    def requests(self) -> int:
+        """How many upstream requests the run has sent (or tried to) under this lease."""
+        with self._lock:
+            return self._requests
+
     def _due(self) -> bool:
         """Whether a renewal is due by the run's monotonic clock (the lock held)."""
         return self.ctx.monotonic() - self._renewed >= self.ctx.settings.lease_renew.total_seconds()
@@ -97,6 +122,19 @@ class LeaseKeeper:
         with self._lock:
             self._refuse_if_lost()
             self._renew()
+
+    def prove(self) -> None:
+        """Before a mutation: renew, unless the run's thread renewed since its last upstream request.
+
+        That renewal (most often the one the write just before carried) is the proof, as it is
+        for the create after PLANNED: since then only this run's CPU and journal calls have
+        passed, and a renewal due by the run's clock is still made first. LeaseLostError if the
+        lease is lost.
+        """
+        with self._lock:
+            self._refuse_if_lost()
+            if not self._proven or self._due():
+                self._renew()
 
     def write_renewing(self, change: Change) -> None:
         """Record ``change`` and renew in the same atomic journal call (before a mutation).
@@ -108,7 +146,8 @@ class LeaseKeeper:
         (a refusal; an answer lost, the journal unreachable, so whether it landed is unknown)
         marks the lease lost and raises LeaseLostError, as a failed renewal does: nothing more is
         sent. Safe only where the mutation follows the write with no upstream call in between
-        (the create after PLANNED, the push after PUSHING); elsewhere :meth:`renew` stays.
+        (the create after PLANNED, the push after PUSHING); elsewhere :meth:`prove` renews, unless
+        this renewal stands (no upstream request since: the revoke right after VERIFIED).
         """
         with self._lock:
             self._refuse_if_lost()
@@ -126,7 +165,7 @@ class LeaseKeeper:
                 self._lose(_why(error), type(error).__name__)
             if (renewed.key, renewed.holder, renewed.fence) != (lease.key, lease.holder, lease.fence):
                 self._lose(f"the journal renewed it as fence {renewed.fence}, not {lease.fence}", "fence")
-            self._lease, self._renewed = renewed, sent
+            self._lease, self._renewed, self._proven = renewed, sent, True
 
     def _renew_in_background(self) -> None:
         with self._lock:
@@ -153,6 +192,7 @@ class LeaseKeeper:
         if (renewed.key, renewed.holder, renewed.fence) != (lease.key, lease.holder, lease.fence):
             self._lose(f"the journal renewed it as fence {renewed.fence}, not {lease.fence}", "fence")
         self._lease, self._renewed = renewed, sent
+        self._proven = self._proven or run_thread
 
     def _lose(self, why: str, error: str) -> NoReturn:
         self._why = why

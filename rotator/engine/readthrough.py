@@ -14,8 +14,9 @@ answers it kept them (:meth:`rotator.core.ports.Journal.write`: redaction and al
 served is what a read would give), and :meth:`ReadThrough.drop` forgets everything (the keeper
 calls it when the lease is lost). Where the change's effect cannot be worked out from what is
 kept, what it touched is forgotten and read again on demand: the unfinished rotation once it
-ends (an older one may still be open), tombstones (the store's own collation orders them), a
-write that raised (it may or may not have landed). Every
+ends, unless the view saw it opened when none was open (else an older one may still be open),
+tombstones (the store's own collation orders them), a write that raised (it may or may not have
+landed). Every
 other read (other keys, ``owners`` across keys, rotations by id or trigger) and every lease call
 goes straight to the store.
 
@@ -124,7 +125,7 @@ class ReadThrough:
         if change.tokens:
             touched.append("tokens")
         if change.rotation is not None:
-            touched.append("unfinished")
+            touched += ["unfinished", _SOLE]
         if change.tombstones or change.drop_tombstones:
             touched.append("tombstones")
         return {name: self._kept.pop(name, _UNREAD) for name in touched}
@@ -193,6 +194,9 @@ class ReadThrough:
         values = dict(zip(_RECORDS, (getattr(fresh, name) for name in _RECORDS), strict=True))
         with self._lock:
             if generation == self._generation:
+                if fresh.unfinished is None or fresh.unfinished.id != self._kept.get(_SOLE):
+                    # The store names the newest open rotation only: whether it is alone, it cannot say.
+                    self._kept.pop(_SOLE, None)
                 self._kept.update(values)
         return values[what]
 
@@ -208,10 +212,12 @@ def _applied(before: dict[str, object], stored: Change) -> dict[str, object]:
       lease it does: the acquisition made it, and ``forget`` released the lease);
     - tokens: each replaces the key's token of its id (the last of a change wins); ordered by id;
     - the unfinished rotation (the key's newest in progress by planned time, then first record):
-      a rotation in progress written when none was open is the one; the open one rewritten in
-      progress with the same planned time stays it; another rotation ending leaves the open one
-      as it was; nothing open stays nothing open. Any other case (the open one ending: an older
-      one may still be open; a second one opened) is read again.
+      a rotation in progress written when none was open is the one, and the only one open (kept
+      as :data:`_SOLE`); the open one rewritten in progress with the same planned time stays it;
+      another rotation ending leaves the open one as it was; nothing open stays nothing open; the
+      only open one ending leaves none open (this run alone writes the key, so none opened since).
+      Any other case (the open one ending when an older one may still be open, as after a read
+      that found it; a second one opened) is read again.
     - tombstones: always read again (the store orders them by its own collation).
     """
     applied: dict[str, object] = {}
@@ -224,15 +230,32 @@ def _applied(before: dict[str, object], stored: Change) -> dict[str, object]:
         by_id.update((t.token_id, t) for t in stored.tokens)
         applied["tokens"] = tuple(by_id[i] for i in sorted(by_id))
     unfinished = before.get("unfinished", _UNREAD)
-    if unfinished is not _UNREAD and (rotation := stored.rotation) is not None:
+    if unfinished is not _UNREAD and stored.rotation is not None:
         open_ = cast("RotationRecord | None", unfinished)
-        if rotation.outcome is Outcome.IN_PROGRESS:
-            if open_ is None or (open_.id == rotation.id and open_.planned_at == rotation.planned_at):
-                applied["unfinished"] = rotation
-        elif open_ is None or open_.id != rotation.id:
-            applied["unfinished"] = open_
+        applied |= _unfinished_after(open_, before.get(_SOLE), stored.rotation)
     return applied
+
+
+def _unfinished_after(
+    open_: RotationRecord | None, sole: object, rotation: RotationRecord
+) -> dict[str, object]:
+    """The unfinished rotation (and :data:`_SOLE`) once ``rotation`` is written; nothing if a read must say.
+
+    ``open_``: the unfinished rotation kept before; ``sole``: what was kept as :data:`_SOLE`.
+    """
+    if rotation.outcome is Outcome.IN_PROGRESS:
+        if open_ is None:
+            return {"unfinished": rotation, _SOLE: rotation.id}
+        if open_.id == rotation.id and open_.planned_at == rotation.planned_at:
+            return {"unfinished": rotation, **({_SOLE: sole} if sole == rotation.id else {})}
+        return {}  # a second one opened
+    if open_ is None or open_.id != rotation.id:
+        return {"unfinished": open_, **({_SOLE: sole} if open_ is not None and sole == open_.id else {})}
+    return {"unfinished": None} if sole == rotation.id else {}
 
 
 #: The records kept, by their field name in :class:`TargetRecords` (and their read's method name).
 _RECORDS = ("target", "tokens", "unfinished", "tombstones")
+#: Kept beside them: the id of the open rotation when it is known to be the only one open (this
+#: view saw it opened when none was). Its close then leaves none open, without a read.
+_SOLE = "sole"

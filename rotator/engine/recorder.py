@@ -70,8 +70,16 @@ class Recorder:
             self.checkpoint(point)
 
     def ensure_lease(self) -> None:
-        """Before a mutation: prove (with a renewal) that this worker still holds the target."""
-        self.keeper.renew()
+        """Before a mutation: prove (with a renewal) that this worker still holds the target.
+
+        A renewal the run made since its last upstream request stands as the proof
+        (:meth:`LeaseKeeper.prove`): the one a write carried just before, with nothing sent since.
+        """
+        self.keeper.prove()
+
+    def upstream_requests(self) -> int:
+        """How many upstream requests this run has sent so far (a read's answer is as fresh as this)."""
+        return self.keeper.requests
 
     def checkpoint(self, point: str) -> None:
         """A crash point with nothing to record (between a check and the call it licenses)."""

@@ -149,10 +149,13 @@ class Retirer:
             backoff=False,
         )
 
-    def _revoke(self, token_id: int) -> str | GitLabError:
-        """Revoke idempotently; the evidence GitLab gave, or the answer showing the manager lost access."""
-        owned = self.owned_elsewhere(token_id)
-        if owned is not None:
+    def _revoke(self, token_id: int, *, checked: bool = False) -> str | GitLabError:
+        """Revoke idempotently; the evidence GitLab gave, or the answer showing the manager lost access.
+
+        ``checked``: the caller read the journal's owners of the token and found none elsewhere,
+        with no upstream request since, so the read is not made again.
+        """
+        if not checked and (owned := self.owned_elsewhere(token_id)) is not None:
             raise self._refuse_revoke(owned)
         self.rec.ensure_lease()
         try:
@@ -192,9 +195,12 @@ class Retirer:
         instance = self.owner.kind is Kind.SERVICE_ACCOUNT and self.owner.via is None
         return level is not None or not instance
 
-    def _retire(self, token_id: int, name: str, expires_at: date | None) -> None:
-        """Revoke a token and record the evidence; without access, keep it tracked as "no access"."""
-        evidence = self._revoke(token_id)
+    def _retire(self, token_id: int, name: str, expires_at: date | None, *, checked: bool = False) -> None:
+        """Revoke a token and record the evidence; without access, keep it tracked as "no access".
+
+        ``checked``: as for :meth:`_revoke`.
+        """
+        evidence = self._revoke(token_id, checked=checked)
         if isinstance(evidence, GitLabError):
             self._mark_no_access(token_id, name, expires_at, evidence)
         else:
@@ -322,14 +328,19 @@ class Retirer:
             self.freeze(observed)
         refused = []
         for token in pending:
+            # Before the in-use check: a token another target holds is in use by it, not held here.
             owned = self.owned_elsewhere(token.token_id)
             if owned is not None:
                 refused.append(owned)  # the others still go; this one fails the run below
                 continue
+            sent = self.rec.upstream_requests()
             if not self._clear_to_revoke(token, now):
                 continue
             self.rec.checkpoint("GRACE-CHECKED")
-            self._retire(token.token_id, token.name, token.expires_at)
+            # That read stands for the revoke's own when nothing was sent upstream since (the
+            # in-use check had nothing to read): only CPU and this run's journal calls came between.
+            checked = self.rec.upstream_requests() == sent
+            self._retire(token.token_id, token.name, token.expires_at, checked=checked)
         if state.hold_since is not None:
             self.rec.write(Change(target=replace(self.rec.state(), hold_since=None)))
         if refused:

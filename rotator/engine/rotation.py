@@ -529,7 +529,12 @@ class TargetRun(Retirer):
         )
         done, _ = advance(rotation, evidence.RereadSame(observed, now))
         current, _ = advance(new, evidence.PushVerified(rotation.patch_hash))
-        self.rec.write(Change(rotation=done, tokens=(current, *retiring), target=state), "VERIFIED")
+        # A revoke of the token this push retired may follow with no upstream call in between
+        # (grace 0): this write carries the renewal before it, which stands until a request is
+        # sent (Recorder.ensure_lease).
+        self.rec.write(
+            Change(rotation=done, tokens=(current, *retiring), target=state), "VERIFIED", renew=True
+        )
         self.scratch.actions.append(f"rotated: token {rotation.new_token_id} expires {rotation.expires_at}")
         self._finished_line(done)
 

@@ -199,3 +199,46 @@ def test_a_write_carrying_the_renewal_refused_marks_the_lease_lost() -> None:
     assert state.failures == 0
     with pytest.raises(LeaseLostError):
         keeper.check()
+
+
+class _Asking:
+    """A GitLab port answering one read, for the requests a run sends."""
+
+    def list_tokens(self, _owner: object) -> list[TokenInfo]:
+        return []
+
+
+def test_a_renewal_stands_as_the_proof_before_a_mutation_until_a_request_is_sent() -> None:
+    """After a write carrying the renewal, the mutation's proof needs no other; after a request, it does."""
+    journal = _Renewing(timedelta(0))
+    lease = journal.acquire(KEY, "app", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    clock = [0.0]
+    ctx = lease_context(journal, KEY, NOW, monotonic=lambda: clock[0], gitlab=_Asking())
+    keeper = LeaseKeeper(ctx, lease)
+    keeper.prove()  # the acquisition is no renewal by the run: one is made
+    keeper.write_renewing(Change(target=TargetState(KEY, "app")))
+    keeper.prove()  # the write's renewal stands: nothing sent since
+    assert journal.calls == ["renew", "write_renewing"]
+    keeper.ctx.gitlab.list_tokens(42)
+    assert keeper.requests == 1
+    keeper.prove()  # a request came between: renewed again
+    assert journal.calls == ["renew", "write_renewing", "renew"]
+    clock[0] = 31.0  # due by the run's clock: renewed although nothing was sent
+    keeper.prove()
+    assert journal.calls == ["renew", "write_renewing", "renew", "renew"]
+
+
+def test_a_lost_lease_is_refused_even_with_a_standing_renewal() -> None:
+    """The proof stands only while the lease is held: once lost, every mutation's proof is refused."""
+    journal = MemoryJournal()
+    lease = journal.acquire(KEY, "app", "w1", NOW, timedelta(minutes=10))
+    assert lease is not None
+    keeper = LeaseKeeper(lease_context(journal, KEY, NOW), lease)
+    keeper.write_renewing(Change(target=TargetState(KEY, "app")))
+    theirs = journal.acquire(KEY, "app", "w2", NOW + timedelta(minutes=11), timedelta(minutes=10))
+    assert theirs is not None
+    with pytest.raises(LeaseLostError):
+        keeper.renew()  # as the background thread would, finding it taken over
+    with pytest.raises(LeaseLostError):
+        keeper.prove()

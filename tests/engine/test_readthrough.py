@@ -99,31 +99,53 @@ def test_a_write_keeps_what_the_store_kept_not_what_was_sent() -> None:
     assert journal.reads == Counter(records=1, target=1, tokens=1)  # the view read once; the rest are checks
 
 
-def test_the_open_rotation_ending_is_read_again() -> None:
-    """The unfinished rotation is applied while it stays open; once it ends, the next read asks the store."""
-    journal = _Counting()
-    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
-    assert lease is not None
-    view = ReadThrough(journal, KEY).as_journal()
-    assert view.unfinished(KEY) is None
-    planned = RotationRecord(
-        id="r1",
+def _planned(rotation_id: str, at: datetime = NOW) -> RotationRecord:
+    return RotationRecord(
+        id=rotation_id,
         key=KEY,
         target="app",
         trigger="schedule",
         actor="test",
         step=Step.PLANNED,
         outcome=Outcome.IN_PROGRESS,
-        token_name="app-20260105-r1",
-        requested_expiry=NOW.date(),
-        planned_at=NOW,
+        token_name=f"app-20260105-{rotation_id}",
+        requested_expiry=at.date(),
+        planned_at=at,
     )
+
+
+def test_the_only_open_rotation_ending_leaves_none_open_without_a_read() -> None:
+    """A rotation the view saw opened when none was open is the only one: its close needs no read."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    view = ReadThrough(journal, KEY).as_journal()
+    assert view.unfinished(KEY) is None
+    planned = _planned("r1")
     view.write(lease, Change(rotation=planned))
     assert view.unfinished(KEY) == planned
-    assert journal.reads == Counter(records=1)
-    view.write(lease, Change(rotation=replace(planned, outcome=Outcome.SUCCEEDED)))
+    created = replace(planned, step=Step.CREATED)
+    view.write(lease, Change(rotation=created))
+    assert view.unfinished(KEY) == created
+    view.write(lease, Change(rotation=replace(created, outcome=Outcome.SUCCEEDED)))
     assert view.unfinished(KEY) is None
-    assert journal.reads == Counter(records=2)  # an older one might have been open: asked
+    assert journal.reads == Counter(records=1)
+    assert journal.unfinished(KEY) is None
+
+
+def test_an_open_rotation_found_by_a_read_ending_is_read_again() -> None:
+    """The store names only the newest open rotation: once the one a read found ends, the next read asks."""
+    journal = _Counting()
+    lease = journal.acquire(KEY, "app", "w1", NOW, TTL)
+    assert lease is not None
+    older, newer = _planned("r0", NOW - timedelta(hours=1)), _planned("r1")
+    journal.write(lease, Change(rotation=older))
+    journal.write(lease, Change(rotation=newer))
+    view = ReadThrough(journal, KEY).as_journal()
+    assert view.unfinished(KEY) == newer
+    view.write(lease, Change(rotation=replace(newer, outcome=Outcome.SUCCEEDED)))
+    assert view.unfinished(KEY) == older  # still open: the read found it
+    assert journal.reads == Counter(records=2)
 
 
 def test_reads_of_other_keys_always_go_to_the_store() -> None:

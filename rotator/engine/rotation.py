@@ -255,13 +255,17 @@ class TargetRun(Retirer):
             return
         try:
             listed = self.list_tokens()
-            owners = self._tracked()
-            unsettled = untracked.in_flight(self.ctx.journal, self.rec.key.gitlab_url)
-            found = untracked.untracked(listed, owners, None, unsettled)
-            if found.tokens:  # the manager's own token is never one to adopt
-                found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)
         except UpstreamError as error:
-            found = untracked.failed(error)
+            self.scratch.first_untracked = untracked.failed(error)
+            return
+        owners = self._tracked()
+        unsettled = untracked.in_flight(self.ctx.journal, self.rec.key.gitlab_url)
+        found = untracked.untracked(listed, owners, None, unsettled)
+        if found.tokens:  # the manager's own token is never one to adopt
+            try:
+                found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)
+            except UpstreamError as error:
+                found = untracked.failed(error, untracked.MANAGER_UNREAD)
         self.scratch.first_untracked = found
 
     def _adopt(self, adopt: int) -> None:

@@ -2,12 +2,15 @@
 
 import json
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from rotator.core.model import Outcome, RotationRecord
+from rotator.doors import wiring
 from rotator.testing import Fakes
 from rotator.testing._gitlab_state import OWNER
 from tests.cli_harness import Harness, Result, run_in_process
@@ -19,6 +22,9 @@ pytestmark = pytest.mark.slow
 
 PROJECT_TOKENS = "GET /api/v4/projects/:id/access_tokens"
 PATCH = "PATCH /api/v1/app-connections/gitlab/:connectionId"
+SELF = "GET /api/v4/personal_access_tokens/self"
+#: The exit code of a run the crash hook ended.
+CRASHED = 70
 
 
 def _config(h: Harness) -> dict[str, Any]:
@@ -229,3 +235,87 @@ def test_the_daemons_first_rotation_logs_one_line_naming_the_tokens(h: Harness) 
     assert (event["token_ids"], event["token_names"]) == ([held], ["app-deploy"])
     assert "revoke that token by hand in GitLab" in event["hint"]
     assert h.fakes.seed.manager_token not in d.output()
+
+
+def _crashed_first_rotation(h: Harness, step: str) -> RotationRecord:
+    """A first run-once that dies just after recording ``step``: its unfinished rotation, its lease lapsed."""
+    assert h.run("run-once", crash_after=step).code == CRASHED
+    journal = wiring.read_journal(wiring.load(str(h.folder / "rotator.yaml"), {}), missing_ok=False)
+    try:
+        (rotation,) = journal.rotations()
+    finally:
+        journal.close()
+    assert (rotation.outcome, rotation.step.value) == (Outcome.IN_PROGRESS, step)
+    h.fakes.clock.advance(timedelta(minutes=11))  # the dead run's lease lapses
+    return rotation
+
+
+def test_the_token_a_crashed_first_rotation_may_have_created_is_never_offered(h: Harness) -> None:
+    """Crash after PLANNED, the create applied: its token is recovery's to revoke, never one to adopt."""
+    rotation = _crashed_first_rotation(h, "PLANNED")
+    project = h.fakes.gitlab.state.resources[("project", h.fakes.seed.project_ids[0])]
+    # GitLab applied the create whose answer the dead process never read.
+    made = h.fakes.gitlab.seed_resource_token(project, rotation.token_name, ["api"], days=30)
+    held = h.fakes.seed.adopt_token_ids[0]
+    for args in (("plan",), ("check",)):
+        (line,) = _warnings(_run(h, *args))
+        assert f"holds 1 active token no target tracks: {held} app-deploy (expires" in line, args
+        assert str(made.id) not in line, line
+    done = _run(h, "run-once")
+    assert done.code == 0, done.stdout + done.stderr
+    assert made.id not in h.active_tokens()  # recovery found it by name and revoked it
+    (line,) = _warnings(done)
+    assert f"holds 1 active token no target tracks: {held} app-deploy (expires" in line
+    (event,) = _events(done)
+    assert event["token_ids"] == [held]
+
+
+def test_a_first_push_that_verifies_on_resume_says_adopt_token_id_comes_too_late(h: Harness) -> None:
+    """Crash after PUSHED: the next run verifies without rotating; no words ask for adopt_token_id."""
+    _crashed_first_rotation(h, "PUSHED")
+    held = h.fakes.seed.adopt_token_ids[0]
+    for args in (("plan",), ("check",)):
+        (line,) = _warnings(_run(h, *args))
+        assert f"holds 1 active token no target tracks: {held} app-deploy (expires" in line, args
+        assert "adopt_token_id: " not in line, line
+        assert "adding it now changes nothing; revoke that token by hand in GitLab" in line
+    done = _run(h, "run-once")
+    assert done.code == 0, done.stdout + done.stderr
+    assert "rotation.finished" in done.stderr  # the resume verified the first push
+    (line,) = _warnings(done)
+    assert line.startswith(
+        f"app-deploy: warn: project acme/app (1) holds 1 active token no target tracks: {held}"
+    )
+    assert "adding it now changes nothing; revoke that token by hand in GitLab" in line
+    (event,) = _events(done)
+    assert event["token_ids"] == [held]
+
+
+def test_a_manager_token_that_could_not_be_read_is_never_offered_either(fakes: Fakes, tmp_path: Path) -> None:
+    """The manager's own read fails (500): plan, check and the run name no token to adopt; they say why."""
+    seeded = seed_kinds(fakes)
+    group = fakes.gitlab.state.resources[("group", seeded.group_id)]
+    h = Harness(fakes, tmp_path)
+    config = _config(h)
+    target = seeded.target("group")
+    del target["adopt_token_id"]
+    config["targets"] = [target]
+    _write(h, config)
+    manager = fakes.gitlab.seed_resource_token(group, "manager", ["api"], days=365, access_level=OWNER)
+    env = {**h.environment(), "ROTATOR_GITLAB_TOKEN": manager.value, "COLUMNS": "1000"}
+    fakes.gitlab.faults.fail(SELF, 500, times=None)
+    unread = "could not read the manager token (never one to adopt): GET /personal_access_tokens/self 500"
+    for args in (("plan",), ("check",)):
+        result = run_in_process(h.arguments(*args), env)
+        (line,) = [w for w in result.stdout.splitlines() if "untracked tokens" in w]
+        assert unread in line
+        assert str(manager.id) not in line, line
+        assert "add `adopt_token_id: ID` under targets[0]" in line
+    # The run reads it before its create, every attempt refused. (GitLab lets no group token mint
+    # another group token: the create then fails, and the words are the failed first rotation's.)
+    fakes.gitlab.faults.clear()
+    fakes.gitlab.faults.fail(SELF, 500, times=5)
+    done = run_in_process(h.arguments("run-once"), env)
+    (line,) = [w for w in done.stdout.splitlines() if ": warn: " in w]
+    assert line.startswith(f"{target['name']}: warn: {unread}; without adopt_token_id: add"), line
+    assert manager.id in seeded.active("group")

@@ -328,7 +328,7 @@ def check(args: argparse.Namespace, config: Config) -> Outcome:
 
     try:
         print(f"ok      config: {len(config.targets)} target(s)")
-        me: list[int] = []  # the manager token's id, once read: never a token to adopt
+        me: list[int | UpstreamError] = []  # the manager token's id, or why not: never a token to adopt
         item("gitlab: manager token", lambda: _manager(rt, me), "gitlab")
         item("infisical: credentials", lambda: _infisical(rt), "infisical")
         notes = report.lifetime_notes(config, journal, wiring.clock(config, os.environ))
@@ -348,7 +348,7 @@ def _check_target(
     item: Item,
     journal: Journal,
     *,
-    manager: int | None,
+    manager: int | UpstreamError | None,
 ) -> None:
     index, target = indexed
     keys: list[TargetKey] = []
@@ -389,24 +389,35 @@ def _untracked(
     indexed: tuple[int, RotationSpec],
     key: TargetKey,
     journal: Journal,
-    manager: int | None,
+    manager: int | UpstreamError | None,
 ) -> None:
     """A first rotation without adopt_token_id: warn of the owner's untracked tokens (never a problem)."""
     index, target = indexed
-    try:
-        listed = rt.gitlab.list_tokens(key.owner)
-    except UpstreamError as error:
-        found = untracked.failed(error)
+    if isinstance(manager, UpstreamError):  # any listed token could be the manager's own
+        found = untracked.failed(manager, untracked.MANAGER_UNREAD)
     else:
-        owners = untracked.tracked(journal, rt.config.gitlab.url)
-        found = untracked.untracked(listed, owners, manager)
+        try:
+            listed = rt.gitlab.list_tokens(key.owner)
+        except UpstreamError as error:
+            found = untracked.failed(error)
+        else:
+            url = rt.config.gitlab.url
+            owners, unsettled = untracked.tracked(journal, url), untracked.in_flight(journal, url)
+            found = untracked.untracked(listed, owners, manager, unsettled)
     if found.worth_saying:
-        text = untracked.warning(target, index, shown(target, key.owner), found, rotated=False)
+        resumed = untracked.settles_on_resume(journal.unfinished(key))
+        text = untracked.warning(
+            target, index, shown(target, key.owner), found, rotated=False, resumed=resumed
+        )
         print(f"warn    {target.name}: {untracked.WHAT}: {redact(text)}")  # quotes GitLab's token names
 
 
-def _manager(rt: wiring.Runtime, seen: list[int]) -> str | None:
-    me = rt.gitlab.manager_self()
+def _manager(rt: wiring.Runtime, seen: list[int | UpstreamError]) -> str | None:
+    try:
+        me = rt.gitlab.manager_self()
+    except UpstreamError as error:
+        seen.append(error)
+        raise
     seen.append(me.id)
     problem = manager_problem(me)
     if problem is not None:

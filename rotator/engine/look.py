@@ -115,6 +115,8 @@ class Look:
     _manager: TokenInfo | UpstreamError | None = None
     #: The tokens the journal tracks as live, by id: read once, for every first rotation's warning.
     _tracked: dict[int, Managed] | None = None
+    #: The names a lost create may have used (read with ``_tracked``): never tokens to adopt.
+    _in_flight: frozenset[str] = frozenset()
 
     # -- the credentials, once per look ------------------------------------------------------------
     def credentials(self, first_connection: str | None) -> tuple[Finding, ...]:
@@ -178,29 +180,35 @@ class Look:
         found += [self._held(target, owner, t) for t in tokens if t.role in _UNSETTLED]
         found += [self._pending(target, owner, t) for t in tokens if t.role is Role.PENDING_REVOKE]
         if untracked.concerns(target, state):
-            found += self._untracked(target, owner, index)
+            found += self._untracked(target, owner, index, resumed=untracked.settles_on_resume(unfinished))
         return TargetLook(target.name, tuple(found))
 
-    def _untracked(self, target: RotationSpec, owner: Owner | None, index: int) -> list[Finding]:
+    def _untracked(
+        self, target: RotationSpec, owner: Owner | None, index: int, *, resumed: bool
+    ) -> list[Finding]:
         """Before a first rotation without ``adopt_token_id``: the owner's tokens no target tracks.
 
         One list call (the look reads single tokens otherwise); a warning, even when the listing
         fails: the rotation does not depend on it. Nothing is said when none is left behind.
+        ``resumed``: the next run verifies the first push on resume (adopt_token_id comes too late).
         """
         if owner is None or "gitlab" in self.blocked:
             return []  # the owner's line says why it was not read
         if self._tracked is None:
             self._tracked = untracked.tracked(self.ctx.journal, self.ctx.gitlab_url)
-        manager = self._manager.id if isinstance(self._manager, TokenInfo) else None
-        listed = self._ask(lambda: self.ctx.gitlab.list_tokens(owner))
-        found = (
-            untracked.failed(listed)
-            if isinstance(listed, UpstreamError)
-            else untracked.untracked(listed, self._tracked, manager)
-        )
+            self._in_flight = untracked.in_flight(self.ctx.journal, self.ctx.gitlab_url)
+        manager = self._manager
+        if isinstance(manager, UpstreamError):  # any listed token could be the manager's own
+            found = untracked.failed(manager, untracked.MANAGER_UNREAD)
+        elif isinstance(listed := self._ask(lambda: self.ctx.gitlab.list_tokens(owner)), UpstreamError):
+            found = untracked.failed(listed)
+        else:
+            found = untracked.untracked(
+                listed, self._tracked, manager.id if manager else None, self._in_flight
+            )
         if not found.worth_saying:
             return []
-        text = untracked.warning(target, index, shown(target, owner), found, rotated=False)
+        text = untracked.warning(target, index, shown(target, owner), found, rotated=False, resumed=resumed)
         return [Finding(WARN, untracked.WHAT, text)]
 
     def _owner(self, target: RotationSpec, key: TargetKey | None, found: list[Finding]) -> Owner | None:

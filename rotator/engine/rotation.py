@@ -109,7 +109,11 @@ class TargetRun(Retirer):
         elif action is Action.REVOKE_NEW and rotation.new_token_id is not None:
             self.revoke_now(rotation.new_token_id, "resumed at CREATED: never pushed")
         if action is Action.REREAD:
-            return self.verify(rotation)
+            first = untracked.concerns(self.target, self.rec.state())
+            again = self.verify(rotation)
+            if first:  # a first push verified here, and no rotation of this run lists the tokens it left
+                self.list_untracked()
+            return again
         self.close(rotation, replace(found, at=self.ctx.clock()))
         return action is Action.ROLL_FORWARD
 
@@ -204,7 +208,7 @@ class TargetRun(Retirer):
         if adopt is None:
             if not known:
                 self._journal_lost_check()
-            self._list_untracked()
+            self.list_untracked()
             return
         if any(t.token_id == adopt for t in known):
             return  # adopted (or created) under this key already
@@ -238,23 +242,30 @@ class TargetRun(Retirer):
             self.scratch.tracked = untracked.tracked(self.ctx.journal, self.rec.key.gitlab_url)
         return self.scratch.tracked
 
-    def _list_untracked(self) -> None:
+    def list_untracked(self) -> None:
         """No ``adopt_token_id``: the owner's active tokens no target tracks, as they were before the create.
 
         Kept for the run's report and log line (:mod:`rotator.engine.untracked`); once per run (a
         second rotation after an unknown push lists nothing more). The journal-lost check's listing
         serves when it made one. A failed listing is reported, never raised: it is a warning.
+        The listing may predate this run's recovery revokes (a lost create found by name): the
+        names a lost create may have used are left out, whatever the listing says of them.
         """
         if self.scratch.first_untracked is not None:
             return
         try:
             listed = self.list_tokens()
-            owners = self._tracked()
-            found = untracked.untracked(listed, owners, None)
-            if found.tokens:  # the manager's own token is never one to adopt
-                found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)
         except UpstreamError as error:
-            found = untracked.failed(error)
+            self.scratch.first_untracked = untracked.failed(error)
+            return
+        owners = self._tracked()
+        unsettled = untracked.in_flight(self.ctx.journal, self.rec.key.gitlab_url)
+        found = untracked.untracked(listed, owners, None, unsettled)
+        if found.tokens:  # the manager's own token is never one to adopt
+            try:
+                found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)
+            except UpstreamError as error:
+                found = untracked.failed(error, untracked.MANAGER_UNREAD)
         self.scratch.first_untracked = found
 
     def _adopt(self, adopt: int) -> None:

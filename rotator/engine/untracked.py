@@ -10,20 +10,26 @@ over the journal) and name the line to add. A warning, never a failure: it chang
 
 ``adopt_token_id`` is honoured until the first verified push (``TargetRun._first_rotation_checks``)
 and ignored after it, so the words differ once a rotation has verified: adding it then changes
-nothing, and the only way to end that token is to revoke it by hand in GitLab.
+nothing, and the only way to end that token is to revoke it by hand in GitLab. A first rotation
+left unfinished at PUSHED is as good as verified: the next run re-reads its push and verifies it
+without rotating again, so ``adopt_token_id`` is never read (:func:`settles_on_resume`).
+
+A token no target tracks yet named as an unfinished rotation's or a tombstone's is no one to adopt
+either: a create whose answer was lost may have made it, and recovery revokes it by that name
+(:func:`in_flight`).
 
 Nothing here reads upstream: the callers list the tokens (the look, ``check``, the run, each with
 the listing it already has where it has one) and hand the listing, or the failed call, in.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import structlog
 
 from rotator.core.errors import UpstreamError
 from rotator.core.inventory import Managed, owners_of
-from rotator.core.model import TargetState, TokenInfo, same_instance
+from rotator.core.model import RotationRecord, Step, TargetState, TokenInfo, same_instance
 from rotator.core.ports import Journal
 from rotator.core.spec import RotationSpec
 
@@ -68,30 +74,80 @@ def tracked(journal: Journal, gitlab_url: str) -> dict[int, Managed]:
     )
 
 
-def untracked(listed: Iterable[TokenInfo], owners: dict[int, Managed], manager_id: int | None) -> Untracked:
+def settles_on_resume(unfinished: RotationRecord | None) -> bool:
+    """Whether the next run verifies the first push by re-reading it, without a rotation to adopt in."""
+    return unfinished is not None and unfinished.step is Step.PUSHED
+
+
+def in_flight(journal: Journal, gitlab_url: str) -> frozenset[str]:
+    """The names a create may have used without its token's id reaching the journal, on this GitLab.
+
+    An unfinished rotation's (the create may have happened before the crash) and every tombstone's
+    (a create whose answer was lost): recovery and the tombstone re-checks revoke an active token so
+    named, so it is never one to adopt, even while GitLab still lists it active.
+    """
+    names: set[str] = set()
+    for state in journal.targets():
+        if not same_instance(state.key.gitlab_url, gitlab_url):
+            continue
+        unfinished = journal.unfinished(state.key)
+        names.update(t.name for t in journal.tombstones(state.key))
+        names.update([unfinished.token_name] if unfinished is not None else [])
+    return frozenset(names)
+
+
+def untracked(
+    listed: Iterable[TokenInfo],
+    owners: dict[int, Managed],
+    manager_id: int | None,
+    unsettled: Collection[str] = frozenset(),
+) -> Untracked:
     """The active tokens of ``listed`` that no target owns, oldest first.
 
     The manager token is never among them, should it be one of the owner's tokens: adopting it
-    would have rotator revoke its own credential after grace.
+    would have rotator revoke its own credential after grace. Nor is a token named as one of the
+    ``unsettled`` names (:func:`in_flight`): rotator made it, and revokes it.
     """
     found = sorted(
-        (t for t in listed if t.active and t.id not in owners and t.id != manager_id), key=lambda t: t.id
+        (
+            t
+            for t in listed
+            if t.active and t.id not in owners and t.id != manager_id and t.name not in unsettled
+        ),
+        key=lambda t: t.id,
     )
     return Untracked(tuple(found))
 
 
-def failed(error: UpstreamError) -> Untracked:
-    """A listing that failed, in the words the warning uses: route and status, nothing quoted."""
+def failed(error: UpstreamError, doing: str = "list the tokens") -> Untracked:
+    """A read that failed, in the words the warning uses: what, route and status, nothing quoted.
+
+    The listing's, or the manager token's own: without its id, any of the owner's tokens could
+    be rotator's own credential, which must never be offered for adoption.
+    """
     status = error.status if error.status is not None else "no response"
-    return Untracked(error=f"could not list the tokens: {error.route} {status}")
+    return Untracked(error=f"could not {doing}: {error.route} {status}")
 
 
-def warning(target: RotationSpec, index: int | None, holder: str, found: Untracked, *, rotated: bool) -> str:
+#: What :func:`failed` says when the manager token's own read failed.
+MANAGER_UNREAD = "read the manager token (never one to adopt)"
+
+
+def warning(  # noqa: PLR0913 - the target, where it is, whose tokens, what was found, and how far it got
+    target: RotationSpec,
+    index: int | None,
+    holder: str,
+    found: Untracked,
+    *,
+    rotated: bool,
+    resumed: bool = False,
+) -> str:
     """The warning's text: the tokens left behind, and what to do about them.
 
     ``holder`` names the owner (``project acme/app``); ``index`` is the target's place in the
     config (``None`` where it is not known); ``rotated``: the first push has verified, so
-    ``adopt_token_id`` no longer applies.
+    ``adopt_token_id`` no longer applies; ``resumed``: the next run verifies it on resume
+    (:func:`settles_on_resume`), so it no longer applies either.
     """
     tokens = found.tokens
     if found.error is not None:
@@ -104,11 +160,13 @@ def warning(target: RotationSpec, index: int | None, holder: str, found: Untrack
             if len(tokens) == 1
             else "the connection held at most one of them before this first rotation, and that one stays"
         )
-    if rotated:
+    if rotated or resumed:
+        # Unfinished at PUSHED: no rotation is left to adopt in, only the re-read.
+        why = "" if rotated else "the next run verifies this first rotation's push by re-reading it, and "
         return (
-            f"{said}; {left} active until it expires: adopt_token_id applies only until a target's first"
-            " verified rotation, so adding it now changes nothing; revoke that token by hand in GitLab"
-            " once nothing uses it"
+            f"{said}; {left} active until it expires: {why}adopt_token_id applies only until a target's"
+            " first verified rotation, so adding it now changes nothing; revoke that token by hand in"
+            " GitLab once nothing uses it"
         )
     where = f"under targets[{index}] ({target.name})" if index is not None else f"under target {target.name}"
     if len(tokens) == 1:

@@ -48,6 +48,27 @@ def test_exactly_the_active_tokens_nobody_owns_are_named_never_the_manager(
     assert found.worth_saying == bool(ids)
 
 
+@PURE
+@given(
+    st.dictionaries(st.integers(1, 40), st.sampled_from(["by-hand", "app-x", "app-y", "ci"]), max_size=15),
+    st.sets(st.sampled_from(["app-x", "app-y"])),
+)
+def test_a_token_named_as_a_lost_create_is_never_named(listed: dict[int, str], unsettled: set[str]) -> None:
+    """A token named as an unfinished rotation's or a tombstone's is recovery's to revoke: never named."""
+    found = untracked.untracked([_token(i, name=n) for i, n in listed.items()], {}, None, unsettled)
+    assert [t.id for t in found.tokens] == sorted(i for i, n in listed.items() if n not in unsettled)
+
+
+def test_a_first_push_awaiting_its_re_read_gets_the_by_hand_words() -> None:
+    """Unfinished at PUSHED: the next run verifies without rotating, so no adopt line; revoke by hand."""
+    text = untracked.warning(
+        TARGET, 0, HOLDER, untracked.Untracked((_token(12),)), rotated=False, resumed=True
+    )
+    assert "the next run verifies this first rotation's push by re-reading it, and adopt_token_id" in text
+    assert "adding it now changes nothing; revoke that token by hand in GitLab" in text
+    assert "`adopt_token_id:" not in text
+
+
 def test_only_a_target_with_no_verified_push_and_no_adopt_token_id_is_concerned() -> None:
     """Before the first verified push and without adopt_token_id: concerned; otherwise not."""
     verified = TargetState(KEY, "app-deploy", verified_hash="abc")

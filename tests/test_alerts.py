@@ -19,6 +19,7 @@ from rotator.engine.run import Engine, RunOptions
 from rotator.journal.sqlite import SQLiteJournal
 from rotator.testing import start_fakes
 from tests.cli_harness import CONNECTIONS, Harness
+from tests.observers import Heard as Listener
 
 
 CONFIG = {
@@ -139,24 +140,6 @@ def test_an_observer_that_raises_never_stops_a_rotation(tmp_path: Path) -> None:
         assert [(r.status, r.failed) for r in reports] == [("done", False), ("done", False)]
         for connection in CONNECTIONS:
             assert fakes.gitlab.test_only_accepts(fakes.infisical.test_only_held_token(connection))
-
-
-class Listener:
-    """An observer keeping the alerts it hears, and nothing else."""
-
-    def __init__(self) -> None:
-        """Nothing heard yet."""
-        self.alerts: list[Alert] = []
-
-    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
-        """Not an alert."""
-
-    def alert(self, alert: Alert) -> None:
-        """Remember an alert."""
-        self.alerts.append(alert)
-
-    def recorded(self, target: str, change: Change) -> None:
-        """Not an alert."""
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ from prometheus_client import generate_latest
 
 from rotator.adapters.metrics import Metrics
 from rotator.adapters.webhook import payload
-from rotator.core.ports import Alert
 from rotator.doors import report, wiring
 from rotator.doors.daemon import Daemon
 from rotator.engine.run import RunOptions, TargetReport
 from rotator.testing import Fakes
 from tests.cli_harness import CONNECTIONS, Harness
+from tests.observers import Heard
 from tests.test_daemon import metric
 from tests.test_web import running_daemon, samples
 
@@ -24,24 +24,6 @@ from tests.test_web import running_daemon, samples
 MANAGER = "rotator-manager"
 MAINTAINER = 40
 WRONG_TOKEN = "glpat-" + "x" * 20
-
-
-class Heard:
-    """An observer that keeps the alerts it is told of."""
-
-    def __init__(self) -> None:
-        """Nothing heard yet."""
-        self.alerts: list[Alert] = []
-
-    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
-        """Not needed here."""
-
-    def alert(self, alert: Alert) -> None:
-        """Keep the alert."""
-        self.alerts.append(alert)
-
-    def recorded(self, target: str, change: object) -> None:
-        """Not needed here."""
 
 
 @pytest.fixture

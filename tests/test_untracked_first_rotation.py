@@ -12,9 +12,9 @@ import yaml
 from rotator.core.model import Outcome, RotationRecord
 from rotator.doors import wiring
 from rotator.testing import Fakes
-from rotator.testing._gitlab_state import OWNER
+from rotator.testing._gitlab_state import OWNER, Token
 from tests.cli_harness import Harness, Result, run_in_process
-from tests.kinds import seed_kinds
+from tests.kinds import Seeded, seed_kinds
 from tests.test_daemon import DaemonProcess, daemon_config
 
 
@@ -203,8 +203,11 @@ def test_group_and_service_account_targets_warn_too(fakes: Fakes, tmp_path: Path
     assert event["token_ids"] == [held]
 
 
-def test_the_manager_token_is_never_offered_for_adoption(fakes: Fakes, tmp_path: Path) -> None:
-    """A group target whose only untracked active token is the manager's own: nothing is said."""
+def _managed_by_a_group_token(fakes: Fakes, tmp_path: Path) -> tuple[Seeded, Harness, dict[str, str], Token]:
+    """A group target without adopt_token_id whose manager token is one of that group's own tokens.
+
+    Answers the seeded kinds, the harness, rotator's environment and the manager's token.
+    """
     seeded = seed_kinds(fakes)
     group = fakes.gitlab.state.resources[("group", seeded.group_id)]
     h = Harness(fakes, tmp_path)
@@ -213,10 +216,16 @@ def test_the_manager_token_is_never_offered_for_adoption(fakes: Fakes, tmp_path:
     del target["adopt_token_id"]
     config["targets"] = [target]
     _write(h, config)
-    # The manager's credential becomes a token of the group itself; the connection's is tracked
-    # by no one, so it alone is named.
     manager = fakes.gitlab.seed_resource_token(group, "manager", ["api"], days=365, access_level=OWNER)
     env = {**h.environment(), "ROTATOR_GITLAB_TOKEN": manager.value, "COLUMNS": "1000"}
+    return seeded, h, env, manager
+
+
+def test_the_manager_token_is_never_offered_for_adoption(fakes: Fakes, tmp_path: Path) -> None:
+    """A group target whose only untracked active token is the manager's own: nothing is said."""
+    # The manager's credential is a token of the group itself; the connection's is tracked by no
+    # one, so it alone is named.
+    seeded, h, env, manager = _managed_by_a_group_token(fakes, tmp_path)
     result = run_in_process(h.arguments("plan"), env)
     (line,) = _warnings(result)
     assert str(seeded.held["group"]) in line
@@ -293,16 +302,8 @@ def test_a_first_push_that_verifies_on_resume_says_adopt_token_id_comes_too_late
 
 def test_a_manager_token_that_could_not_be_read_is_never_offered_either(fakes: Fakes, tmp_path: Path) -> None:
     """The manager's own read fails (500): plan, check and the run name no token to adopt; they say why."""
-    seeded = seed_kinds(fakes)
-    group = fakes.gitlab.state.resources[("group", seeded.group_id)]
-    h = Harness(fakes, tmp_path)
-    config = _config(h)
+    seeded, h, env, manager = _managed_by_a_group_token(fakes, tmp_path)
     target = seeded.target("group")
-    del target["adopt_token_id"]
-    config["targets"] = [target]
-    _write(h, config)
-    manager = fakes.gitlab.seed_resource_token(group, "manager", ["api"], days=365, access_level=OWNER)
-    env = {**h.environment(), "ROTATOR_GITLAB_TOKEN": manager.value, "COLUMNS": "1000"}
     fakes.gitlab.faults.fail(SELF, 500, times=None)
     unread = "could not read the manager token (never one to adopt): GET /personal_access_tokens/self 500"
     for args in (("plan",), ("check",)):

@@ -24,6 +24,7 @@ from rotator.core.schedule import expiry_instant
 from rotator.doors.watch import ExpiryWatch, Watching, digest
 from rotator.engine.alerts import ALERT_REASONS
 from rotator.journal.memory import MemoryJournal
+from tests.observers import Heard
 from tests.test_notify import MakeHook, Receiver, events, make_hook, receiver
 
 
@@ -105,24 +106,6 @@ def _watch(  # noqa: PLR0913 - the watch's parts, each with the test's default
         observer=observer,
         jitter=timedelta(0),
     )
-
-
-class Heard:
-    """An observer that keeps the alerts it hears."""
-
-    def __init__(self) -> None:
-        """Nothing heard yet."""
-        self.alerts: list[Alert] = []
-
-    def rotation_finished(self, target: str, outcome: str, seconds: float) -> None:
-        """Ignore it."""
-
-    def alert(self, alert: Alert) -> None:
-        """Keep it."""
-        self.alerts.append(alert)
-
-    def recorded(self, target: str, change: object) -> None:
-        """Ignore it."""
 
 
 def test_every_dated_token_gets_an_expiry_series_owned_by_its_target_or_unmanaged() -> None:

@@ -474,9 +474,18 @@ def figures(run: Run, rotations: list[dict[str, Any]], shift: float, n: int, wor
             # The journal calls' own CPU (client side: psycopg, the codec), which load does not inflate.
             "cpu_ms_per_rotation": round(sum(s.get("journal_cpu_s", 0.0) for s in run.stats) / n * 1000, 2),
             "statements_per_rotation": round(sum(s["statements"] for s in run.stats) / n, 2),
-            # Each transaction adds two round trips (BEGIN, COMMIT) to its statements.
+            # Each transaction adds two round trips (BEGIN, COMMIT) to its statements; a pipeline's
+            # statements share one.
             "round_trips_per_rotation": round(
-                sum(s["statements"] + 2 * s.get("transactions", 0) for s in run.stats) / n, 2
+                sum(
+                    s["statements"]
+                    + 2 * s.get("transactions", 0)
+                    - s.get("pipelined", 0)
+                    + s.get("pipelines", 0)
+                    for s in run.stats
+                )
+                / n,
+                2,
             ),
             "statement_kinds_per_rotation": _merge_kinds(run.stats, n),
             "calls": _merge_calls(run.stats, n),

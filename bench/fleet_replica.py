@@ -10,6 +10,8 @@ Run by ``fleet.py`` as ``python bench/fleet_replica.py CONFIG STATS [PROFILE]``:
   only, not nested ones), and on
   PostgreSQL each statement counted (``psycopg.Connection.execute``) by its first words, and each
   transaction (``psycopg.Connection.transaction``: a BEGIN and a COMMIT, two more round trips);
+  statements sent in a pipeline (``psycopg.Connection.pipeline``) are counted as such, since a
+  pipeline's statements share one round trip;
 * with PROFILE, a cProfile per worker thread on thread-CPU time, merged into PROFILE at exit.
 
 STATS (JSON) is written when the daemon returns (SIGTERM). The wrappers cost about a microsecond
@@ -41,7 +43,15 @@ _lock = threading.Lock()
 _local = threading.local()
 _statuses: Counter[str] = Counter()
 _journal: dict[str, list[float]] = {}  # method: [calls, seconds]
-_totals = {"worker_s": 0.0, "worker_cpu_s": 0.0, "journal_cpu_s": 0.0, "statements": 0.0, "transactions": 0.0}
+_totals = {
+    "worker_s": 0.0,
+    "worker_cpu_s": 0.0,
+    "journal_cpu_s": 0.0,
+    "statements": 0.0,
+    "transactions": 0.0,
+    "pipelines": 0.0,  # pipeline blocks: one round trip each
+    "pipelined": 0.0,  # statements sent in one (not a round trip each)
+}
 #: Each statement by its first words (its table): what a rotation sends.
 _kinds: Counter[str] = Counter()
 _profiles: list[cProfile.Profile] = []
@@ -77,17 +87,15 @@ def _kind(query: object) -> str:
     return " ".join(words[:4])[:80]
 
 
-def _instrument(*, profile: bool) -> None:
-    for store in (PostgresJournal, SQLiteJournal):
-        for name, method in list(vars(store).items()):
-            if not name.startswith("_") and callable(method) and not isinstance(method, staticmethod):
-                setattr(store, name, _timed_journal(name, method))
+def _count_statements() -> None:
+    """Count psycopg's statements, transactions and pipelines (the round trips a rotation makes)."""
     execute = psycopg.Connection.execute
 
     def counted(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
         kind = _kind(args[0]) if args else "?"
         with _lock:
             _totals["statements"] += 1
+            _totals["pipelined"] += self._pipeline is not None  # psycopg's own marker
             _kinds[kind] += 1
         return execute(self, *args, **kwargs)
 
@@ -100,6 +108,22 @@ def _instrument(*, profile: bool) -> None:
         return transaction(self, *args, **kwargs)
 
     psycopg.Connection.transaction = counted_transaction  # type: ignore[method-assign]
+    pipeline = psycopg.Connection.pipeline
+
+    def counted_pipeline(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        with _lock:
+            _totals["pipelines"] += 1  # its statements and its Sync: one round trip
+        return pipeline(self, *args, **kwargs)
+
+    psycopg.Connection.pipeline = counted_pipeline  # type: ignore[method-assign]
+
+
+def _instrument(*, profile: bool) -> None:
+    for store in (PostgresJournal, SQLiteJournal):
+        for name, method in list(vars(store).items()):
+            if not name.startswith("_") and callable(method) and not isinstance(method, staticmethod):
+                setattr(store, name, _timed_journal(name, method))
+    _count_statements()
     run = Daemon._execute  # noqa: SLF001 - the one place every job's run of a target goes through
 
     def timed(self: Daemon, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401

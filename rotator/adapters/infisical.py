@@ -46,7 +46,7 @@ from typing import Any, TypeGuard
 
 import httpx
 
-from rotator.adapters import reach, retrying
+from rotator.adapters import httpclient, reach, retrying
 from rotator.core.errors import OLDER_INFISICAL, ConnectionNotFoundError, InfisicalError, RotatorError
 from rotator.core.model import Connection
 from rotator.core.ports import CallLedger
@@ -237,7 +237,8 @@ class InfisicalAPI:
         self._connect_timeout = connect_timeout
         self._user_agent = user_agent
         # No base_url, no event hooks, httpx's own logging left alone: nothing here writes a header.
-        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        # No cookies either (httpclient): the bearer token is the only credential sent.
+        self._client = client if client is not None else httpclient.Client(timeout=timeout)
         self._max_attempts = max(1, max_attempts)
         self._sleep, self._clock = sleep, clock
         self._monotonic = monotonic
@@ -408,7 +409,7 @@ class InfisicalAPI:
         try:
             response = self._client.request(
                 call.method,
-                self._url + call.path,
+                httpclient.url(self._url + call.path),  # parsed once per URL
                 json=call.body,
                 headers=headers,
                 timeout=httpx.Timeout(call.timeout, connect=connect),

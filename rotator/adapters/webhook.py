@@ -36,7 +36,7 @@ from http import HTTPStatus
 import httpx
 import structlog
 
-from rotator.adapters import retrying
+from rotator.adapters import httpclient, retrying
 from rotator.core.durations import in_days, stamp
 from rotator.core.errors import said_of
 from rotator.core.model import Change
@@ -158,7 +158,7 @@ class Webhook:
         self._attempts = max(1, attempts)
         self._repeat_after = repeat_after
         # Redirects stay off: a 3xx is a misconfigured URL to report, not a reason to post elsewhere.
-        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        self._client = client if client is not None else httpclient.Client(timeout=timeout)  # no cookies
         self._sleep = sleep
         self._clock = clock
         self._changed = threading.Condition()

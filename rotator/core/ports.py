@@ -179,6 +179,16 @@ class Journal(CallLedger, Requests, Protocol):
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
         """Take the target's lease if it is free or expired; ``None`` if someone else holds it."""
 
+    def acquire_reading(
+        self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> tuple[Lease, TargetRecords] | None:
+        """:meth:`acquire`, and if taken, the target's :meth:`records` as they stand once it is.
+
+        The read sees every write committed before the lease was taken (a lapsed holder's last
+        one included): it is made after the acquisition, never from a snapshot taken before it.
+        One round trip on a database where the two would be two.
+        """
+
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
         """Extend a lease still held; raise :class:`rotator.core.errors.LeaseLostError` otherwise."""
 

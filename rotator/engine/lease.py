@@ -37,7 +37,17 @@ from typing import NoReturn, Self
 import structlog
 
 from rotator.core.errors import JournalUnavailableError, LeaseLostError
-from rotator.core.model import Change, Connection, Lease, NewToken, Owner, Place, TokenInfo, TokenRequest
+from rotator.core.model import (
+    Change,
+    Connection,
+    Lease,
+    NewToken,
+    Owner,
+    Place,
+    TargetRecords,
+    TokenInfo,
+    TokenRequest,
+)
 from rotator.core.ports import GitLabPort, InfisicalPort
 from rotator.core.secret import Secret
 from rotator.engine.context import Context
@@ -50,8 +60,12 @@ log = structlog.get_logger("rotator")
 class LeaseKeeper:
     """Keeps one lease for one run; :attr:`ctx` is the run's context with guarded ports."""
 
-    def __init__(self, ctx: Context, lease: Lease) -> None:
-        """Keep ``lease`` (just acquired) with ``ctx``'s journal, clocks and lease settings."""
+    def __init__(self, ctx: Context, lease: Lease, records: TargetRecords | None = None) -> None:
+        """Keep ``lease`` (just acquired) with ``ctx``'s journal, clocks and lease settings.
+
+        ``records``: the key's records as read once the lease was taken
+        (:meth:`rotator.core.ports.Journal.acquire_reading`), served by :attr:`view` without a read.
+        """
         self._lease = lease
         self._lock = threading.Lock()
         self._renewed = ctx.monotonic()  # when the last good renewal (or the acquisition) was sent
@@ -65,7 +79,7 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{lease.key.project_id}")
         #: The target's own records as this run last read them (:mod:`rotator.engine.readthrough`):
         #: only this run writes them while it holds the lease, and the view is dropped once it is lost.
-        self.view = ReadThrough(ctx.journal, lease.key)
+        self.view = ReadThrough(ctx.journal, lease.key, records)
         #: The run's context: every GitLab and Infisical request first passes :meth:`check`, and
         #: its journal is :attr:`view`.
         self.ctx = replace(

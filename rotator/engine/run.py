@@ -364,12 +364,16 @@ class Engine:
         """
         # One holder per acquisition, so two runs in one process never share a lease.
         holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
-        lease = self.ctx.journal.acquire(
+        # The records are read with the acquisition (one round trip on a database), once the lease
+        # is taken: they hold every write of a holder whose lease lapsed, and only this run writes
+        # them from now on, so the run's first reads need not ask the store again.
+        taken = self.ctx.journal.acquire_reading(
             key, target.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
         )
-        if lease is None:
+        if taken is None:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this target")
-        keeper = LeaseKeeper(self.ctx, lease)
+        lease, records = taken
+        keeper = LeaseKeeper(self.ctx, lease, records)
         try:
             # Exactly once, under the lease (so whoever planned for this request has recorded it or
             # never will): a request that planned a rotation, here or on a replica that died
@@ -477,12 +481,13 @@ class Engine:
             detail = f"left alone: {left}{still_failing}{hint}"
             return TargetReport(target.name, "idle", failed=failing is not None, detail=detail)
         holder = f"{self.ctx.actor}:{uuid.uuid4().hex[:8]}"
-        lease = self.ctx.journal.acquire(
+        taken = self.ctx.journal.acquire_reading(
             removed.key, removed.name, holder, self.ctx.clock(), self.ctx.settings.lease_ttl
         )
-        if lease is None:
+        if taken is None:
             return TargetReport(target.name, "busy", failed=False, detail="another worker holds this key")
-        keeper = LeaseKeeper(self.ctx, lease)
+        lease, records = taken
+        keeper = LeaseKeeper(self.ctx, lease, records)
         try:
             with keeper:
                 rec = Recorder(keeper, target)

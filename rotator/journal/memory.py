@@ -140,17 +140,29 @@ class MemoryJournal:
         leave the state (and its name) as it is.
         """
         with self._lock:
-            until = now + ttl
-            row = self._targets.get(str(key))
-            if row is None:
-                fence = self._fences.get(str(key), 0) + 1
-                self._targets[str(key)] = _Target(TargetState(key=key, name=name), fence, holder, until)
-                return Lease(key, holder, fence, until)
-            held = row.holder is not None and row.until is not None and row.until > now
-            if held and row.holder != holder:
-                return None
-            row.fence, row.holder, row.until = row.fence + 1, holder, until
-            return Lease(key, holder, row.fence, until)
+            return self._acquire(key, name, holder, now, ttl)
+
+    def acquire_reading(
+        self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> tuple[Lease, TargetRecords] | None:
+        """:meth:`acquire`, then :meth:`records`, under one hold of the lock."""
+        with self._lock:
+            lease = self._acquire(key, name, holder, now, ttl)
+            return (lease, self._records(str(key))) if lease is not None else None
+
+    def _acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """:meth:`acquire`, the lock held."""
+        until = now + ttl
+        row = self._targets.get(str(key))
+        if row is None:
+            fence = self._fences.get(str(key), 0) + 1
+            self._targets[str(key)] = _Target(TargetState(key=key, name=name), fence, holder, until)
+            return Lease(key, holder, fence, until)
+        held = row.holder is not None and row.until is not None and row.until > now
+        if held and row.holder != holder:
+            return None
+        row.fence, row.holder, row.until = row.fence + 1, holder, until
+        return Lease(key, holder, row.fence, until)
 
     def _current(self, lease: Lease) -> _Target:
         """The lease's target row, if ``lease`` is still its current one; else LeaseLostError."""
@@ -333,19 +345,22 @@ class MemoryJournal:
 
     def records(self, key: TargetKey) -> TargetRecords:
         """The target's four reads together, under one hold of the lock."""
-        k = str(key)
         with self._lock:
-            row = self._targets.get(k)
-            open_ = [
-                r for r in self._rotations.values() if r.key == k and r.record.outcome is Outcome.IN_PROGRESS
-            ]
-            newest = max(open_, key=lambda r: (r.record.planned_at, r.seq), default=None)
-            return TargetRecords(
-                row.state if row else None,
-                tuple(t for (kk, _), t in sorted(self._tokens.items()) if kk == k),
-                newest.record if newest else None,
-                tuple(s for (kk, _), s in sorted(self._tombstones.items()) if kk == k),
-            )
+            return self._records(str(key))
+
+    def _records(self, k: str) -> TargetRecords:
+        """:meth:`records` of the key ``k``, the lock held."""
+        row = self._targets.get(k)
+        open_ = [
+            r for r in self._rotations.values() if r.key == k and r.record.outcome is Outcome.IN_PROGRESS
+        ]
+        newest = max(open_, key=lambda r: (r.record.planned_at, r.seq), default=None)
+        return TargetRecords(
+            row.state if row else None,
+            tuple(t for (kk, _), t in sorted(self._tokens.items()) if kk == k),
+            newest.record if newest else None,
+            tuple(s for (kk, _), s in sorted(self._tombstones.items()) if kk == k),
+        )
 
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 

@@ -276,6 +276,29 @@ class PostgresJournal:
             taken = conn.execute(*writes.acquire(self._clock, key, name, holder, ttl)).fetchone()
         return Lease(key, holder, int(taken[0]), taken[1]) if taken is not None else None
 
+    def acquire_reading(
+        self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> tuple[Lease, TargetRecords] | None:
+        """:meth:`acquire` and :meth:`records` as two statements in one pipeline: one round trip.
+
+        Two statements, not one: a statement reads one snapshot, taken when it starts, so a read
+        inside the acquisition's statement would not see a write that committed while the
+        acquisition waited for the lease row's lock (the last write of a holder whose lease had
+        just lapsed). The read is the second statement, so its snapshot is taken once the
+        acquisition has the row. Both run in the pipeline's one implicit transaction: a read that
+        fails undoes the acquisition too, and the caller holds no lease.
+        """
+        del now
+        with self._connection() as conn:
+            with conn.pipeline():
+                acquiring = conn.execute(*writes.acquire(self._clock, key, name, holder, ttl))
+                reading = conn.execute(_RECORDS, {"key": str(key)})
+            taken, row = acquiring.fetchone(), reading.fetchone()
+        if taken is None:
+            return None
+        assert row is not None  # noqa: S101 - a SELECT of scalar subqueries has one row
+        return Lease(key, holder, int(taken[0]), taken[1]), _records(row)
+
     @staticmethod
     def _check(conn: Conn, lease: Lease) -> None:
         """Lock the key's lease row; LeaseLostError unless ``lease`` is still its current one."""
@@ -511,13 +534,7 @@ class PostgresJournal:
         with self._connection() as conn:
             row = conn.execute(_RECORDS, {"key": str(key)}).fetchone()
         assert row is not None  # noqa: S101 - a SELECT of scalar subqueries has one row
-        target, tokens, unfinished, stones = row
-        return TargetRecords(
-            from_json(TargetState, target) if target is not None else None,
-            tuple(from_json(TokenRecord, t) for t in tokens),
-            from_json(RotationRecord, unfinished) if unfinished is not None else None,
-            tuple(from_json(Tombstone, s) for s in stones),
-        )
+        return _records(row)
 
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 
@@ -888,6 +905,18 @@ _RECORDS = (
     b" ORDER BY planned_at DESC, seq DESC LIMIT 1),"
     b" (SELECT coalesce(jsonb_agg(data ORDER BY name), '[]') FROM tombstones WHERE key = %(key)s)"
 )
+
+
+def _records(row: tuple[Any, ...]) -> TargetRecords:
+    """The records a :data:`_RECORDS` row holds."""
+    target, tokens, unfinished, stones = row
+    return TargetRecords(
+        from_json(TargetState, target) if target is not None else None,
+        tuple(from_json(TokenRecord, t) for t in tokens),
+        from_json(RotationRecord, unfinished) if unfinished is not None else None,
+        tuple(from_json(Tombstone, s) for s in stones),
+    )
+
 
 #: A request row: its document and the claim columns, read by :func:`_request`.
 _REQUEST = "SELECT data, status, replica, claim, claim_until FROM requests"

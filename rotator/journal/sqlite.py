@@ -252,29 +252,45 @@ class SQLiteJournal:
 
     def acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
         """Take the lease if free, expired or already ours; every acquisition bumps the fence."""
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT holder, fence, lease_until FROM targets WHERE key = ?", (str(key),)
-            ).fetchone()
-            until = now + ttl
-            if row is None:
-                # A forgotten key continues from its last fence (see sqlite_schema, version 2).
-                last = db.execute("SELECT fence FROM fences WHERE key = ?", (str(key),)).fetchone()
-                fence = (last[0] if last else 0) + 1
-                state = to_json(TargetState(key=key, name=name))
-                db.execute(
-                    "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, ?, ?, ?)",
-                    (str(key), holder, fence, until.isoformat(), json.dumps(state)),
-                )
-                return Lease(key, holder, fence, until)
-            current, fence, lease_until = row
-            if current not in (None, holder) and lease_until and datetime.fromisoformat(lease_until) > now:
+        with self._transaction():
+            return self._acquire(key, name, holder, now, ttl)
+
+    def acquire_reading(
+        self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> tuple[Lease, TargetRecords] | None:
+        """:meth:`acquire`, then :meth:`records`, in the acquisition's own transaction."""
+        with self._transaction():
+            lease = self._acquire(key, name, holder, now, ttl)
+            if lease is None:
                 return None
-            db.execute(
-                "UPDATE targets SET holder = ?, fence = ?, lease_until = ? WHERE key = ?",
-                (holder, fence + 1, until.isoformat(), str(key)),
+            return lease, TargetRecords(
+                self.target(key), tuple(self.tokens(key)), self.unfinished(key), tuple(self.tombstones(key))
             )
-            return Lease(key, holder, fence + 1, until)
+
+    def _acquire(self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta) -> Lease | None:
+        """:meth:`acquire`, in the transaction the caller has begun."""
+        db, until = self._db, now + ttl
+        row = db.execute(
+            "SELECT holder, fence, lease_until FROM targets WHERE key = ?", (str(key),)
+        ).fetchone()
+        if row is None:
+            # A forgotten key continues from its last fence (see sqlite_schema, version 2).
+            last = db.execute("SELECT fence FROM fences WHERE key = ?", (str(key),)).fetchone()
+            fence = (last[0] if last else 0) + 1
+            state = to_json(TargetState(key=key, name=name))
+            db.execute(
+                "INSERT INTO targets (key, holder, fence, lease_until, data) VALUES (?, ?, ?, ?, ?)",
+                (str(key), holder, fence, until.isoformat(), json.dumps(state)),
+            )
+            return Lease(key, holder, fence, until)
+        current, fence, lease_until = row
+        if current not in (None, holder) and lease_until and datetime.fromisoformat(lease_until) > now:
+            return None
+        db.execute(
+            "UPDATE targets SET holder = ?, fence = ?, lease_until = ? WHERE key = ?",
+            (holder, fence + 1, until.isoformat(), str(key)),
+        )
+        return Lease(key, holder, fence + 1, until)
 
     def _check(self, db: sqlite3.Connection, lease: Lease) -> None:
         row = db.execute("SELECT holder, fence FROM targets WHERE key = ?", (str(lease.key),)).fetchone()

@@ -36,7 +36,7 @@ from rotator.adapters import cron
 from rotator.adapters.gitlab import GitLabAPI
 from rotator.adapters.infisical import InfisicalAPI, InfisicalAuth
 from rotator.adapters.logs import configure
-from rotator.core.model import Change, Lease, TargetKey
+from rotator.core.model import Change, Lease, TargetKey, TargetRecords
 from rotator.core.redact import redact
 from rotator.doors import report, wiring
 from rotator.doors.config import Config, engine_spec
@@ -107,6 +107,11 @@ class CrashingJournal(MemoryJournal):
         """Acquire, unless the run has crashed."""
         self._alive()
         return super().acquire(key, *args)
+
+    def acquire_reading(self, key: TargetKey, *args: Any) -> tuple[Lease, TargetRecords] | None:  # noqa: ANN401 - MemoryJournal's own arguments
+        """Acquire and read, unless the run has crashed."""
+        self._alive()
+        return super().acquire_reading(key, *args)
 
 
 class Pauses:

@@ -10,7 +10,7 @@ from tests.engine.harness import EngineCase
 
 
 #: The journal calls counted (the lease's, the writes, the reads a rotation makes).
-COUNTED = ("acquire", "renew", "write", "write_renewing", "records", "owners", "release")
+COUNTED = ("acquire", "acquire_reading", "renew", "write", "write_renewing", "records", "owners", "release")
 
 
 def _counting(case: EngineCase) -> Counter[str]:
@@ -41,7 +41,7 @@ def _counting(case: EngineCase) -> Counter[str]:
 def test_a_steady_rotation_with_grace_0_makes_no_journal_call_it_can_spare(
     fakes: Fakes, tmp_path: Path
 ) -> None:
-    """Rotate and revoke: one ownership read, no renewal beside the writes, no read after VERIFIED."""
+    """Rotate and revoke: the records read with the lease, one ownership read, no lone renewal."""
     case = EngineCase(fakes, tmp_path, grace="0s")
     name = case.names[0]
     assert case.run("rotate", name).code == 0  # adoption: the journal's first records
@@ -50,11 +50,11 @@ def test_a_steady_rotation_with_grace_0_makes_no_journal_call_it_can_spare(
     assert result.code == 0, result.stderr
     assert "revoked token" in result.stdout
     assert calls == Counter(
-        acquire=1,
+        acquire_reading=1,  # the lease, and the records as they stand once it is taken
         # PLANNED, PUSHING and VERIFIED carry the renewals before the create, the push and the revoke.
         write_renewing=3,
         write=3,  # CREATED, PUSHED, REVOKED
-        records=2,  # the decision's (no lease), and once under the lease
+        records=1,  # the decision's (no lease); under the lease, the acquisition's read serves
         owners=1,  # the revoke's: one token, one owner
         release=1,
     ), calls

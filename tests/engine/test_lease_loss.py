@@ -25,7 +25,7 @@ import pytest
 from rotator.adapters.gitlab import GitLabAPI
 from rotator.adapters.infisical import InfisicalAPI
 from rotator.core.errors import JournalUnavailableError
-from rotator.core.model import Change, Lease, TargetKey
+from rotator.core.model import Change, Lease, TargetKey, TargetRecords
 from rotator.core.ports import Journal
 from rotator.doors.config import Config
 from rotator.engine.run import RunOptions
@@ -92,6 +92,12 @@ class LosingJournal(CrashingJournal):
         lease = super().acquire(key, *args)
         self.leased = lease or self.leased
         return lease
+
+    def acquire_reading(self, key: TargetKey, *args: Any) -> tuple[Lease, TargetRecords] | None:  # noqa: ANN401 - MemoryJournal's own arguments
+        """Acquire and read, remembering the lease handed out."""
+        taken = super().acquire_reading(key, *args)
+        self.leased = taken[0] if taken else self.leased
+        return taken
 
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
         """Renew; once lost, as ``mode`` says."""

@@ -80,6 +80,26 @@ def test_own_records_are_read_once_and_a_write_applied_not_read_again() -> None:
     assert journal.reads == Counter(records=2, tokens=1)  # the two checks only
 
 
+def test_a_keeper_serves_the_records_read_with_its_lease_without_reading() -> None:
+    """The records ``acquire_reading`` answered are the view's: no read until a write makes one needed."""
+    journal = _Counting()
+    first = journal.acquire(KEY, "app", "w0", NOW, TTL)
+    assert first is not None
+    journal.write(first, Change(tokens=(_token(KEY, 7),), rotation=None))
+    journal.release(first)
+    taken = journal.acquire_reading(KEY, "app", "w1", NOW, TTL)
+    assert taken is not None
+    lease, records = taken
+    keeper = LeaseKeeper(lease_context(journal, KEY, NOW), lease, records)  # not entered: no thread
+    view = keeper.ctx.journal
+    assert view.records(KEY) == records == journal.records(KEY)
+    assert [t.token_id for t in view.tokens(KEY)] == [7]
+    assert journal.reads == Counter(records=1)  # the check above, not the view
+    keeper.view.drop()
+    view.target(KEY)
+    assert journal.reads == Counter(records=2)  # dropped: the store is asked again
+
+
 def test_a_write_keeps_what_the_store_kept_not_what_was_sent() -> None:
     """Free text the store redacts is kept redacted: the view serves the store's answer, not the engine's."""
     journal = _Counting()

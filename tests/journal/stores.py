@@ -21,7 +21,7 @@ from typing import Protocol
 import psycopg
 
 from rotator.core.ledger import Reservation
-from rotator.core.model import KEPT_REQUESTS, Change, Lease, TargetKey, TriggerRequest
+from rotator.core.model import KEPT_REQUESTS, Change, Lease, TargetKey, TargetRecords, TriggerRequest
 from rotator.core.ports import Journal
 from rotator.journal.memory import MemoryJournal
 from rotator.journal.postgres import Limits, PostgresJournal
@@ -110,6 +110,13 @@ class ClockedJournal(PostgresJournal):
         """Acquire with the test clock at ``now``."""
         self._set_clock(now)
         return super().acquire(key, name, holder, now, ttl)
+
+    def acquire_reading(
+        self, key: TargetKey, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> tuple[Lease, TargetRecords] | None:
+        """Acquire and read with the test clock at ``now``."""
+        self._set_clock(now)
+        return super().acquire_reading(key, name, holder, now, ttl)
 
     def renew(self, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
         """Renew with the test clock at ``now``."""

@@ -585,6 +585,42 @@ def test_write_renewing_a_lost_lease_neither_writes_nor_renews(journal: Journal)
     assert journal.acquire(KEY, "app-deploy", "w3", new.expires, TTL) is not None
 
 
+def test_acquire_reading_takes_the_lease_and_answers_the_records_as_they_stand(journal: Journal) -> None:
+    """``acquire_reading`` is ``acquire`` then ``records``: a new key's bare state; then what was written."""
+    taken = journal.acquire_reading(KEY, "app-deploy", "w1", NOW, TTL)
+    assert taken == (
+        Lease(KEY, "w1", 1, NOW + TTL),
+        TargetRecords(TargetState(KEY, "app-deploy"), (), None, ()),
+    )
+    lease = taken[0]
+    token = TokenRecord(KEY, 7, "t7", Origin.CREATED, Role.CURRENT, None)
+    journal.write(
+        lease, Change(rotation=rotation("r1"), tokens=(token,), tombstones=(Tombstone(KEY, "a", NOW),))
+    )
+    journal.release(lease)
+    again = journal.acquire_reading(KEY, "app-deploy", "w2", NOW + US, TTL)
+    assert again is not None
+    assert again[0] == Lease(KEY, "w2", 2, NOW + US + TTL)
+    assert again[1] == journal.records(KEY)
+    assert again[1].tokens == (token,)
+    assert again[1].unfinished == rotation("r1")
+
+
+def test_acquire_reading_a_held_lease_answers_none_and_changes_nothing(journal: Journal) -> None:
+    """Refused as ``acquire`` is while another holds the lease; taken, with the next fence, once it lapses."""
+    lease = _lease(journal)
+    journal.write(lease, Change(rotation=rotation("r1")))
+    before = _everything(journal)
+    assert journal.acquire_reading(KEY, "app-deploy", "w2", lease.expires - US, TTL) is None
+    assert _everything(journal) == before
+    taken = journal.acquire_reading(KEY, "app-deploy", "w2", lease.expires, TTL)
+    assert taken is not None
+    assert taken[0].fence == lease.fence + 1
+    assert taken[1].unfinished == rotation("r1")
+    with pytest.raises(LeaseLostError):
+        journal.write(lease, Change(rotation=rotation("late")))
+
+
 # Several workers at once -------------------------------------------------------------------------
 
 WORKERS = 8
@@ -666,6 +702,37 @@ def test_a_takeover_racing_the_old_holders_writes_leaves_no_write_after_it(opene
     with pytest.raises(LeaseLostError):
         journal.write(old, Change(rotation=rotation("after")))
     assert len(journal.rotations(KEY, 1000)) == len(landed)
+    journal.write(new, Change(rotation=rotation("new")))
+
+
+def test_a_takeover_read_sees_every_write_of_the_lapsed_holder(opener: Opener) -> None:
+    """``acquire_reading`` racing the old holder's writes: its records hold every write that landed."""
+    journal = opener()
+    old = _lease(journal)
+    landed: list[str] = []
+
+    def work(handle: Journal, n: int) -> object:
+        if n == 0:
+            return handle.acquire_reading(KEY, "app-deploy", "w2", old.expires, TTL)
+        for i in range(20):
+            rotation_id = f"w{n}-{i}"
+            try:
+                handle.write(old, Change(rotation=rotation(rotation_id, at=NOW + i * US)))
+            except LeaseLostError:
+                return i
+            landed.append(rotation_id)
+        return None
+
+    results = _race(opener, work)
+    taken = results[0]
+    assert isinstance(taken, tuple)
+    new, records = taken
+    # Every write of the old holder that landed did so before the takeover, and the read saw it:
+    # the records it answered are the store's now, and nothing was written since.
+    assert records == journal.records(KEY)
+    assert {r.id for r in journal.rotations(KEY, 1000)} == set(landed)
+    if landed:
+        assert records.unfinished is not None
     journal.write(new, Change(rotation=rotation("new")))
 
 

@@ -170,6 +170,13 @@ class SameAnswers(RuleBasedStateMachine):
         if isinstance(lease, Lease):
             self.leases.append(lease)
 
+    @rule(key=keys, name=st.sampled_from(NAMES), holder=st.sampled_from(HOLDERS))
+    def acquire_reading(self, key: TargetKey, name: str, holder: str) -> None:
+        """Both stores hand out (or refuse) the same lease, with the same records."""
+        taken = self._both("acquire_reading", key, name, holder, self.now, TTL)
+        if isinstance(taken, tuple):
+            self.leases.append(taken[0])
+
     @precondition(lambda self: self.leases)
     @rule(holder=st.sampled_from(HOLDERS), early=st.sampled_from((timedelta(0), timedelta(microseconds=1))))
     def acquire_at_expiry(self, holder: str, early: timedelta) -> None:

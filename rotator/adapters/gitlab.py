@@ -50,7 +50,7 @@ import requests
 import structlog
 import urllib3
 
-from rotator.adapters import quick_requests, reach, retrying
+from rotator.adapters import reach, retrying
 from rotator.core.errors import GitLabError
 from rotator.core.model import Kind, NewToken, Owner, Place, TokenInfo, TokenRequest, as_owner
 from rotator.core.ports import CallLedger
@@ -276,7 +276,6 @@ class GitLabAPI:
         when none came), for the daemon's request counter.
         """
         self._url, self._token = url, token
-        quick_requests.install()  # requests' per-request protocol checks, cheap (same answers)
         self._session = session or requests.Session()
         self._verify = _environment(self._session, url)
         self._limiter = retrying.Limiter(

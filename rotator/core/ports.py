@@ -263,6 +263,9 @@ class Journal(CallLedger, Requests, Protocol):
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path's numeric id as resolved before, so idle runs need no upstream call."""
 
+    def project_ids(self, gitlab_url: str) -> dict[str, int]:
+        """Every path of that GitLab resolved before, with its id: a process's cache filled in one read."""
+
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
         """Record a resolved project path, and drop the path's :meth:`unresolved` record (it resolves now)."""
 

@@ -44,12 +44,27 @@ class PathCache:
         self._journal = journal
         self._lock = threading.Lock()  # the engine's workers share it
         self._ids: dict[tuple[str, str], int] = {}
+        self._loaded: set[str] = set()  # the GitLab URLs whose every resolved path was read
 
     def project_id(self, gitlab_url: str, ref: str) -> int | None:
-        """The id ``ref`` (:func:`cache_ref`) resolved to, as the journal holds it; ``None``: not resolved."""
+        """The id ``ref`` (:func:`cache_ref`) resolved to, as the journal holds it; ``None``: not resolved.
+
+        The first ask for a GitLab reads all its resolved paths at once: a fresh process (each
+        CronJob run, a replica just started) would otherwise read a thousand targets' paths one
+        round trip each. A path missing from that read is asked alone, as another process may
+        have resolved it since.
+        """
         with self._lock:
             found = self._ids.get((gitlab_url, ref))
-        if found is None:
+            load = found is None and gitlab_url not in self._loaded
+        if load:
+            every = self._journal.project_ids(gitlab_url)
+            with self._lock:
+                self._loaded.add(gitlab_url)
+                for path, pid in every.items():
+                    self._ids.setdefault((gitlab_url, path), pid)
+                found = self._ids.get((gitlab_url, ref))
+        if found is None and not load:  # just read with every other path: not resolved yet
             found = self._journal.project_id(gitlab_url, ref)
             if found is not None:
                 with self._lock:

@@ -369,6 +369,11 @@ class MemoryJournal:
         with self._lock:
             return self._projects.get((gitlab_url, project))
 
+    def project_ids(self, gitlab_url: str) -> dict[str, int]:
+        """Every path of that GitLab resolved before."""
+        with self._lock:
+            return {ref: pid for (url, ref), pid in self._projects.items() if url == gitlab_url}
+
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
         """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
         with self._lock:

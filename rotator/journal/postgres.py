@@ -545,6 +545,14 @@ class PostgresJournal:
         )
         return int(rows[0]) if rows else None
 
+    def project_ids(self, gitlab_url: str) -> dict[str, int]:
+        """Every path of that GitLab resolved before."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                b"SELECT ref, project_id FROM projects WHERE gitlab_url = %s", (gitlab_url,)
+            ).fetchall()
+        return {str(ref): int(pid) for ref, pid in rows}
+
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
         """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
         with self._transaction() as conn:

@@ -560,6 +560,14 @@ class SQLiteJournal:
             ).fetchone()
         return int(row[0]) if row else None
 
+    def project_ids(self, gitlab_url: str) -> dict[str, int]:
+        """Every path of that GitLab resolved before."""
+        with self._using():
+            rows = self._db.execute(
+                "SELECT ref, project_id FROM projects WHERE gitlab_url = ?", (gitlab_url,)
+            ).fetchall()
+        return {str(ref): int(pid) for ref, pid in rows}
+
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
         """Record a resolved project path, and drop the failure to resolve it, if one was recorded."""
         with self._transaction() as db:

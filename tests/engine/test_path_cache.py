@@ -27,6 +27,10 @@ class _Counting(MemoryJournal):
         self.calls["project_id"] += 1
         return super().project_id(gitlab_url, project)
 
+    def project_ids(self, gitlab_url: str) -> dict[str, int]:
+        self.calls["project_ids"] += 1
+        return super().project_ids(gitlab_url)
+
     def remember_project(self, gitlab_url: str, project: str, project_id: int) -> None:
         self.calls["remember_project"] += 1
         super().remember_project(gitlab_url, project, project_id)
@@ -60,7 +64,7 @@ def test_a_resolved_path_is_read_from_the_journal_once_per_process() -> None:
     assert first == TargetKey(URL, 42, CONN)
     assert engine.removed_targets() == []  # the sweep looks every configured path up too
     assert engine.key(_target(), resolve=False) == first  # a second run
-    assert journal.calls == Counter(project_id=1)
+    assert journal.calls == Counter(project_ids=1)  # every resolved path of that GitLab, at once
 
 
 def test_an_unknown_path_is_asked_again_and_kept_once_another_process_resolves_it() -> None:
@@ -72,7 +76,7 @@ def test_an_unknown_path_is_asked_again_and_kept_once_another_process_resolves_i
     journal.remember_project(URL, "acme/app", 42)  # another process resolved it
     assert engine.key(_target(), resolve=False) == TargetKey(URL, 42, CONN)
     assert engine.key(_target(), resolve=False) == TargetKey(URL, 42, CONN)
-    assert journal.calls == Counter(project_id=3, remember_project=1)
+    assert journal.calls == Counter(project_ids=1, project_id=2, remember_project=1)
 
 
 def test_remember_writes_through_and_keeps_what_the_journal_holds() -> None:
@@ -85,7 +89,21 @@ def test_remember_writes_through_and_keeps_what_the_journal_holds() -> None:
     assert paths.project_id(URL, "acme/app") == 43
     assert paths.project_id(URL, "acme/app") == 43
     assert paths.project_id(URL, "group:acme") is None  # a group's ref is its own entry
-    assert journal.calls == Counter(remember_project=2, project_id=3)
+    assert journal.calls == Counter(remember_project=2, project_ids=1, project_id=2)
+
+
+def test_a_fresh_process_reads_every_resolved_path_in_one_read() -> None:
+    """A thousand targets' paths, resolved before: a new process's runs ask the journal once, not per path."""
+    journal = _Counting()
+    targets = [_target(f"acme/app-{i}") for i in range(1000)]
+    for i, target in enumerate(targets):
+        journal.remember_project(URL, str(target.project), i + 1)
+    journal.calls.clear()
+    engine = _engine(journal, *targets)
+    assert [engine.key(t, resolve=False) for t in targets] == [
+        TargetKey(URL, i + 1, CONN) for i in range(1000)
+    ]
+    assert journal.calls == Counter(project_ids=1)
 
 
 def test_ids_in_the_config_need_no_lookup() -> None:

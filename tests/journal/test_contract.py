@@ -184,6 +184,17 @@ def test_project_paths_are_remembered(journal: Journal) -> None:
     assert journal.project_id(KEY.gitlab_url, "acme/app") == 43
 
 
+def test_every_resolved_path_of_a_gitlab_is_read_at_once(journal: Journal) -> None:
+    """project_ids answers each path of that GitLab with its latest id, and none of another GitLab."""
+    assert journal.project_ids(KEY.gitlab_url) == {}
+    journal.remember_project(KEY.gitlab_url, "acme/app", 42)
+    journal.remember_project(KEY.gitlab_url, "group:acme", 7)
+    journal.remember_project("https://other.example.com", "acme/api", 9)
+    journal.remember_project(KEY.gitlab_url, "acme/app", 43)
+    assert journal.project_ids(KEY.gitlab_url) == {"acme/app": 43, "group:acme": 7}
+    assert journal.project_ids("https://other.example.com") == {"acme/api": 9}
+
+
 def test_a_failure_to_resolve_a_path_is_kept_until_the_path_resolves(journal: Journal) -> None:
     """A resolve failure is read back by URL and path (no lease needed) and dropped once the path resolves."""
     journal.record_unresolved(UNRESOLVED)

@@ -283,6 +283,7 @@ class SameAnswers(RuleBasedStateMachine):
             for triggers in ((), TRIGGERS[:1], TRIGGERS[1:], TRIGGERS):
                 both("last_rotation", key, set(triggers))
         for url in URLS:
+            both("project_ids", url)
             for token_id in (1, 2, 3):
                 both("owners", url, token_id)
             for path in PATHS:

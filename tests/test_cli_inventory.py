@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from rotator.core.inventory import Inventory, Listed, ScopeReport, TokenKind
 from rotator.core.model import TokenInfo
+from rotator.doors import wiring
 from rotator.doors.config import Config, parse_config
-from rotator.doors.inventory import as_json, scopes_of, table
+from rotator.doors.inventory import as_json, scopes_of, table, watching_of
 from rotator.testing import Fakes, Fault
 from rotator.testing._gitlab_state import OWNER, Resource
 from tests.cli_harness import UA, Harness, Result, run_in_process
@@ -290,3 +291,24 @@ def test_a_removed_targets_current_token_is_unmanaged_and_its_pending_revoke_man
     rows = _rows(_inventory(h))
     assert rows[current["name"]][-1] == "unmanaged (was api-deploy's current; target removed)"
     assert rows["api-deploy"][-1] == "api-deploy (pending revoke, adopted, target removed)"
+
+
+def test_the_daemons_watch_lists_the_configured_scopes_and_expiry_watch_false_turns_it_off(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """The daemon's watch takes this config's inventory each watch.interval; expiry_watch: false, none."""
+    h = _harness(fakes, tmp_path, interval="6h", warn_before="3d")
+    env = h.environment()
+    config = wiring.load(str(tmp_path / "rotator.yaml"), env)
+    rt = wiring.build(config, env)
+    try:
+        watching = watching_of(config, rt)
+        assert watching is not None
+        assert (watching.interval, watching.warn_before) == (timedelta(hours=6), timedelta(days=3))
+        taken = watching.take()
+        assert [s.scope for s in taken.scopes] == ["project:acme/app", "project:acme/api"]
+        assert {t.info.id for t in taken.tokens()} == set(fakes.seed.adopt_token_ids)
+        off = config.model_copy(update={"watch": config.watch.model_copy(update={"expiry_watch": False})})
+        assert watching_of(off, rt) is None
+    finally:
+        rt.close()

@@ -461,20 +461,13 @@ def daemon(args: argparse.Namespace, config: Config) -> Outcome:
     from rotator.doors.config import split_listen  # noqa: PLC0415
     from rotator.doors.daemon import Daemon, on_signal  # noqa: PLC0415
     from rotator.doors.environment import api_token  # noqa: PLC0415
-    from rotator.doors.inventory import scopes_of, take  # noqa: PLC0415
-    from rotator.doors.watch import Watching  # noqa: PLC0415
+    from rotator.doors.inventory import watching_of  # noqa: PLC0415
 
     configure(args.log)
     token = api_token(os.environ)
     metrics = Metrics()
     rt = wiring.build(config, os.environ, observers=(metrics,), on_response=metrics.on_response)
-    scopes = scopes_of(config)
-    watching = Watching(
-        # A lambda, so that each turn reads the clock afresh.
-        lambda: take(rt.gitlab, rt.journal, config, scopes, rt.engine.ctx.clock()),
-        config.watch.interval,
-        config.watch.warn_before,
-    )
+    watching = watching_of(config, rt)
     service = Daemon(
         rt,
         metrics,

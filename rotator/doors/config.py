@@ -453,7 +453,8 @@ class WatchSettings(_Strict):
     A watched group lists its own group access tokens, its service accounts' and its projects'
     tokens; ``include_subgroups`` (default on) its subgroups' at any depth too. ``warn_before``
     is when an unmanaged token's coming expiry is worth a word; ``interval`` how often the
-    daemon lists them again.
+    daemon lists them again; ``expiry_watch: false`` turns the daemon's watch off (its daily
+    listing of every scope, its gauges and digests), leaving ``rotator inventory`` as it is.
     """
 
     groups: tuple[GroupRef, ...] = ()
@@ -461,6 +462,7 @@ class WatchSettings(_Strict):
     include_subgroups: StrictBool = True
     warn_before: Annotated[Duration, _within(timedelta(hours=1), timedelta(days=365))] = timedelta(days=14)
     interval: Annotated[Duration, _within(timedelta(hours=1), timedelta(days=30))] = timedelta(days=1)
+    expiry_watch: StrictBool = True
 
     @model_validator(mode="after")
     def _once_each(self) -> "WatchSettings":

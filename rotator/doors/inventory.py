@@ -15,7 +15,7 @@ import sys
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotator.adapters.logs import configure
 from rotator.core.durations import days_column, format_duration, stamp, stamp_or_none
@@ -29,6 +29,10 @@ from rotator.doors.outcome import Outcome
 from rotator.engine.inventory import take_inventory
 from rotator.engine.removed import classify
 from rotator.engine.run import require_known
+
+
+if TYPE_CHECKING:
+    from rotator.doors.watch import Watching
 
 
 _ROLES = {level: name for name, level in ACCESS_LEVELS.items()}
@@ -89,6 +93,22 @@ def take(  # noqa: PLR0913, PLR0917 - take_inventory's arguments, the config in 
     """:func:`take_inventory` for ``config``: its GitLab, and its removed keys (offline, from the journal)."""
     removed = {r.key for r in classify(engine_spec(config), journal)[0]}
     return take_inventory(gitlab, journal, config.gitlab.url, scopes, now, progress, removed)
+
+
+def watching_of(config: Config, rt: wiring.Runtime) -> "Watching | None":
+    """What the daemon's watch takes its inventory with; ``None`` when ``watch.expiry_watch`` is off."""
+    # Imported here: the watch brings prometheus-client, which run-once does not pay for.
+    from rotator.doors.watch import Watching  # noqa: PLC0415
+
+    if not config.watch.expiry_watch:
+        return None
+    scopes = scopes_of(config)
+    return Watching(
+        # A lambda, so that each turn reads the clock afresh.
+        lambda: take(rt.gitlab, rt.journal, config, scopes, rt.engine.ctx.clock()),
+        config.watch.interval,
+        config.watch.warn_before,
+    )
 
 
 def run(args: argparse.Namespace, config: Config) -> Outcome:

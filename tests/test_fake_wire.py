@@ -86,3 +86,21 @@ def test_request_lines_and_directives_are_answered_as_http_server_does(
     token = fakes.seed.manager_token.encode()
     answer = _exchange(fakes.seed.gitlab_url, head + b"PRIVATE-TOKEN: " + token + b"\r\n\r\n")
     assert expected in answer, answer[:80]
+
+
+def test_100_continue_is_sent_before_the_body_is_read(fakes: Fakes) -> None:
+    """A client waiting for ``100 Continue`` gets it at once, sends its body, then gets the answer."""
+    host, port = fakes.seed.gitlab_url.removeprefix("http://").split(":")
+    token = fakes.seed.manager_token.encode()
+    head = b"GET /api/v4/version HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head + b"PRIVATE-TOKEN: " + token + b"\r\nConnection: close\r\n\r\n")
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):  # the body is not sent until the 100 has come
+            interim += conn.recv(1)
+        conn.sendall(b"{}")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert b"".join(chunks).startswith(b"HTTP/1.1 200 OK\r\n")

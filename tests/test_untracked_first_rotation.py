@@ -269,7 +269,9 @@ def test_the_token_a_crashed_first_rotation_may_have_created_is_never_offered(h:
     for args in (("plan",), ("check",)):
         (line,) = _warnings(_run(h, *args))
         assert f"holds 1 active token no target tracks: {held} app-deploy (expires" in line, args
-        assert str(made.id) not in line, line
+        # By id and name, as tokens are listed ("4 app-deploy-..."): a bare id could be a date's digit.
+        assert f"{made.id} {rotation.token_name}" not in line, line
+        assert rotation.token_name not in line, line
     done = _run(h, "run-once")
     assert done.code == 0, done.stdout + done.stderr
     assert made.id not in h.active_tokens()  # recovery found it by name and revoked it
@@ -310,7 +312,7 @@ def test_a_manager_token_that_could_not_be_read_is_never_offered_either(fakes: F
         result = run_in_process(h.arguments(*args), env)
         (line,) = [w for w in result.stdout.splitlines() if "untracked tokens" in w]
         assert unread in line
-        assert str(manager.id) not in line, line
+        assert f"{manager.id} manager (" not in line, line  # as tokens are listed: id, name, (expires
         assert "add `adopt_token_id: ID` under targets[0]" in line
     # The run reads it before its create, every attempt refused. (GitLab lets no group token mint
     # another group token: the create then fails, and the words are the failed first rotation's.)

@@ -112,7 +112,7 @@ RUN test "rotator ${VERSION}" = "$(rotator --version)" \
            "--build-arg VERSION=<pyproject.toml's project.version>" >&2; exit 1; }
 
 LABEL org.opencontainers.image.title="rotator" \
-      org.opencontainers.image.description="Keeps GitLab project access tokens fresh inside Infisical, safely." \
+      org.opencontainers.image.description="Keeps GitLab access tokens (project, group, service account) fresh inside Infisical, safely." \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \

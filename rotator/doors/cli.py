@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command's help text comes from :data:`rotator.doors.help.PAGES`."""
     parser = argparse.ArgumentParser(
         prog="rotator",
-        description="Keep GitLab project access tokens fresh inside Infisical, without lockouts or leaks.",
+        description=(
+            "Keep GitLab access tokens (project, group, service account) fresh inside Infisical,"
+            " without lockouts or leaks."
+        ),
         epilog=help_text.TOP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from rotator.testing import Fakes
 from rotator.testing._infisical_auth import Identity
 from rotator.testing.kubernetes import FakeKubernetes, ServiceAccount
+from tests.cli_harness import Harness
 
 
 NAMESPACE = "rotator"
@@ -22,6 +25,8 @@ NAME = "rotator-daemon"
 AUDIENCE = "infisical"
 IDENTITY_ID = "ROTATOR_INFISICAL_IDENTITY_ID"
 TOKEN_FILE = "ROTATOR_INFISICAL_KUBERNETES_TOKEN_FILE"
+#: The fake Infisical's route name for a Kubernetes Auth login.
+LOGIN = "POST /api/v1/auth/kubernetes-auth/login"
 
 
 @dataclass
@@ -63,3 +68,17 @@ def pod_login(fakes: Fakes, folder: Path) -> Iterator[PodLogin]:
         login = PodLogin(kubernetes, identity, pod, folder / "token")
         login.mount()
         yield login
+
+
+@pytest.fixture
+def pod(fakes: Fakes, tmp_path: Path) -> Iterator[PodLogin]:
+    """The fake cluster and an identity allowing rotator/rotator-daemon with audience infisical."""
+    with pod_login(fakes, tmp_path) as login:
+        yield login
+
+
+def pod_harness(fakes: Fakes, pod: PodLogin, folder: Path) -> Harness:
+    """The example's two targets, logging in to Infisical with the pod's Kubernetes Auth only."""
+    made = Harness(fakes, folder)
+    made.infisical_login = pod.environment()
+    return made

@@ -1,33 +1,23 @@
 """``rotator`` with Infisical Kubernetes Auth: runs log in with the pod's token; bad setups say why."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rotator.testing import Fakes
 from tests.cli_harness import Harness
-from tests.kubernetes_auth import IDENTITY_ID, TOKEN_FILE, PodLogin, pod_login
+from tests.kubernetes_auth import IDENTITY_ID, LOGIN, TOKEN_FILE, PodLogin, pod, pod_harness
 
 
-LOGIN = "POST /api/v1/auth/kubernetes-auth/login"
+__all__ = ["pod"]  # the fixture, imported for this module's tests
 UA_LOGIN = "POST /api/v1/auth/universal-auth/login"
 DEFAULT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 @pytest.fixture
-def pod(fakes: Fakes, tmp_path: Path) -> Iterator[PodLogin]:
-    """The fake cluster and an identity allowing the pod; the token in tmp_path/token."""
-    with pod_login(fakes, tmp_path) as login:
-        yield login
-
-
-@pytest.fixture
 def harness(fakes: Fakes, pod: PodLogin, tmp_path: Path) -> Harness:
     """The example's two targets, logging in to Infisical with Kubernetes Auth only."""
-    made = Harness(fakes, tmp_path)
-    made.infisical_login = pod.environment()
-    return made
+    return pod_harness(fakes, pod, tmp_path)
 
 
 def test_run_once_logs_in_with_the_pods_token(fakes: Fakes, harness: Harness) -> None:

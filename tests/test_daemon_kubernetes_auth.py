@@ -1,6 +1,6 @@
 """``rotator daemon`` with Infisical Kubernetes Auth: it rotates; a refused pod is one line and not ready."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -8,12 +8,12 @@ import pytest
 
 from rotator.testing import Fakes
 from tests.cli_harness import Harness
-from tests.kubernetes_auth import PodLogin, pod_login
+from tests.kubernetes_auth import LOGIN, PodLogin, pod, pod_harness
 from tests.test_daemon import DaemonProcess, daemon_config, finished_for
 
 
+__all__ = ["pod"]  # the fixture, imported for this module's tests
 pytestmark = pytest.mark.slow
-LOGIN = "POST /api/v1/auth/kubernetes-auth/login"
 
 
 def ran(name: str) -> Callable[[dict[str, Any]], bool]:
@@ -22,17 +22,9 @@ def ran(name: str) -> Callable[[dict[str, Any]], bool]:
 
 
 @pytest.fixture
-def pod(fakes: Fakes, tmp_path: Path) -> Iterator[PodLogin]:
-    """The fake cluster and an identity allowing rotator/rotator-daemon with audience infisical."""
-    with pod_login(fakes, tmp_path) as login:
-        yield login
-
-
-@pytest.fixture
 def harness(fakes: Fakes, pod: PodLogin, tmp_path: Path) -> Harness:
     """The example's targets, a daemon section, and Kubernetes Auth as the only Infisical login."""
-    made = Harness(fakes, tmp_path)
-    made.infisical_login = pod.environment()
+    made = pod_harness(fakes, pod, tmp_path)
     daemon_config(made, tmp_path)
     return made
 

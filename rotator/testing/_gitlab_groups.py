@@ -17,11 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from rotator.testing._gitlab_errors import error, message
-from rotator.testing._gitlab_state import GitLabState, Resource, Token, User
+from rotator.testing._gitlab_state import API, GitLabState, Resource, Token, User
 from rotator.testing._http import Handler, Request, Response
 
 
-API = "/api/v4"
 #: What Grape reads as a Boolean (``Grape::API::Boolean``).
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 

@@ -35,9 +35,10 @@ from typing import Any
 from rotator.testing._clock import FakeClock
 from rotator.testing._gitlab_errors import date_param, error, message
 from rotator.testing._gitlab_state import (
-    MAINTAINER,
-    OWNER,
+    API,
+    MANAGER_ROLE,
     PERSONAL_SCOPES,
+    RESOURCE_KINDS,
     GitLabState,
     Resource,
     ResourceKind,
@@ -45,12 +46,6 @@ from rotator.testing._gitlab_state import (
     User,
 )
 from rotator.testing._http import Handler, Request, Response
-
-
-API = "/api/v4"
-_KINDS: dict[str, ResourceKind] = {"projects": "project", "groups": "group"}
-#: The role that manages a resource's service accounts and their tokens (§1.2).
-_MANAGER_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
 
 
 class ServiceAccountRoutes:
@@ -68,7 +63,7 @@ class ServiceAccountRoutes:
 
     def _install_service_accounts(self) -> None:
         """Register the routes (after the access-token ones: ``/personal_access_tokens/self`` wins)."""
-        for plural in _KINDS:
+        for plural in RESOURCE_KINDS:
             base = f"{API}/{plural}/:id/service_accounts"
             self.route("GET", base, self._sa_list)
             self.route("POST", base, self._sa_create)
@@ -92,7 +87,7 @@ class ServiceAccountRoutes:
         user, _ = self._auth(request)
         kind, resource = self._resource(request)
         self._visible(user, resource)
-        if user.bot or self.state.access_level(user, resource) < _MANAGER_ROLE[kind]:
+        if user.bot or self.state.access_level(user, resource) < MANAGER_ROLE[kind]:
             error(403, "403 Forbidden")
         return user, resource
 

@@ -32,6 +32,14 @@ Descriptions = Literal["stored", "ignored", "refused"]
 GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 15, 20, 30, 40, 50
 ACCESS_LEVELS = (GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER)
 
+#: The REST API's prefix, which every route of the fake GitLab shares.
+API = "/api/v4"
+#: A route's plural (``/projects/:id/...``) and the kind of resource it names.
+RESOURCE_KINDS: dict[str, ResourceKind] = {"projects": "project", "groups": "group"}
+#: The role that reads, creates, rotates and revokes a resource's tokens, and manages its service
+#: accounts and theirs.
+MANAGER_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
+
 #: Scopes a project or group access token may have: GitLab's ``resource_bot_scopes``
 #: (every non-admin scope except ``read_user``; registry ones assume the registry is enabled).
 RESOURCE_BOT_SCOPES = frozenset(

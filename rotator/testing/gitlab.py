@@ -35,9 +35,11 @@ from rotator.testing._gitlab_groups import GroupRoutes
 from rotator.testing._gitlab_service_accounts import ServiceAccountRoutes
 from rotator.testing._gitlab_state import (
     ACCESS_LEVELS,
+    API,
     MAINTAINER,
-    OWNER,
+    MANAGER_ROLE,
     RESOURCE_BOT_SCOPES,
+    RESOURCE_KINDS,
     ROTATE_DEFAULT_DAYS,
     Descriptions,
     GitLabState,
@@ -49,12 +51,8 @@ from rotator.testing._gitlab_state import (
 from rotator.testing._http import FakeServer, FixedWindowLimiter, Request, Response
 
 
-API = "/api/v4"
-_KINDS: dict[str, ResourceKind] = {"projects": "project", "groups": "group"}
 #: The user fields a member entity repeats (``Entities::UserBasic``).
 _MEMBER_FIELDS = frozenset({"id", "username", "name", "state", "web_url"})
-#: The role needed to read, create, rotate and revoke a resource's tokens.
-_ADMIN_ROLE: dict[ResourceKind, int] = {"project": MAINTAINER, "group": OWNER}
 
 
 class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
@@ -89,7 +87,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
         self.route("GET", f"{API}/user", self._user)
         self.route("GET", f"{API}/users/:user_id", self._user_get)
         self.route("GET", f"{API}/personal_access_tokens/self", self._token_self)
-        for plural in _KINDS:
+        for plural in RESOURCE_KINDS:
             base = f"{API}/{plural}/:id"
             self.route("GET", base, self._resource_get)
             self.route("GET", f"{base}/members/all/:user_id", self._member_all)
@@ -261,7 +259,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
 
     def _resource(self, request: Request) -> tuple[ResourceKind, Resource]:
         plural = request.path.removeprefix(f"{API}/").split("/", 1)[0]
-        kind = _KINDS[plural]
+        kind = RESOURCE_KINDS[plural]
         resource = self.state.find_resource(kind, request.args["id"])
         return kind, resource if resource is not None else _missing(kind)
 
@@ -368,7 +366,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
         user, _ = self._auth(request)
         kind, resource = self._resource(request)
         self._visible(user, resource)
-        if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
+        if self.state.access_level(user, resource) < MANAGER_ROLE[kind]:
             error(401, "401 Unauthorized")
         now = self.clock.now()
         params = request.form()
@@ -381,7 +379,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
         user, _ = self._auth(request)
         kind, resource = self._resource(request)
         self._visible(user, resource)
-        if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
+        if self.state.access_level(user, resource) < MANAGER_ROLE[kind]:
             error(401, "401 Unauthorized")
         token = self._find_token(resource, request.args["token_id"])
         if token is None:
@@ -398,7 +396,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
         self._visible(user, resource)
         now = self.clock.now()
         caller_level = self.state.access_level(user, resource)
-        if user.bot or caller_level < _ADMIN_ROLE[kind]:
+        if user.bot or caller_level < MANAGER_ROLE[kind]:
             error(
                 400,
                 f"400 Bad request - User does not have permission to create {kind} access token",
@@ -435,7 +433,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
         self._visible(user, resource)
         caller_level = self.state.access_level(user, resource)
         # A project/group token may not manage other tokens (``project_bot_access``).
-        accessible = not user.bot and caller_level >= _ADMIN_ROLE[kind]
+        accessible = not user.bot and caller_level >= MANAGER_ROLE[kind]
         token = self._find_token(resource, request.args["token_id"]) if accessible else None
         if token is None:
             # "Only admins should be informed if the token doesn't exist"
@@ -490,7 +488,7 @@ class FakeGitLab(GroupRoutes, ServiceAccountRoutes, FakeServer):
         token = self._find_token(resource, request.args["token_id"])
         if token is None:
             error(404, f"404 {kind} Access Token Not Found")
-        if self.state.access_level(user, resource) < _ADMIN_ROLE[kind]:
+        if self.state.access_level(user, resource) < MANAGER_ROLE[kind]:
             bot = self.state.users[token.user_id]
             error(400, f"400 Bad request - {user.name} cannot delete {bot.name}")
         token.revoked = True  # revoking twice is a no-op that still answers 204

@@ -34,10 +34,11 @@ from datetime import datetime
 from http import HTTPStatus
 
 from rotator.core.errors import UpstreamError
-from rotator.core.inventory import Inventory, Listed, Managed, Scope, ScopeReport, TokenKind, owners_of
-from rotator.core.model import Kind, Owner, TargetKey, same_instance
+from rotator.core.inventory import Inventory, Listed, Managed, Scope, ScopeReport, TokenKind
+from rotator.core.model import Kind, Owner, TargetKey
 from rotator.core.ports import GitLabPort, Journal
 from rotator.engine.owners import cache_ref
+from rotator.engine.untracked import tracked
 
 
 #: A scope with more projects than this reports its progress (``progress``) as it lists them.
@@ -79,15 +80,7 @@ def take_inventory(  # noqa: PLR0913, PLR0917 - the daemon and the command each 
     ``progress`` hears a line now and then while a scope with many projects is listed.
     ``removed``: the journal keys no configured target maps to (their tokens are marked so).
     """
-    owned = owners_of(
-        (
-            (state.name, record)
-            for state in journal.targets()
-            if same_instance(state.key.gitlab_url, gitlab_url)
-            for record in journal.tokens(state.key)
-        ),
-        removed,
-    )
+    owned = tracked(journal, gitlab_url, removed)
     try:
         gitlab.manager_self()
     except UpstreamError as error:

@@ -29,7 +29,7 @@ import structlog
 
 from rotator.core.errors import UpstreamError
 from rotator.core.inventory import Managed, owners_of
-from rotator.core.model import RotationRecord, Step, TargetState, TokenInfo, same_instance
+from rotator.core.model import RotationRecord, Step, TargetKey, TargetState, TokenInfo, same_instance
 from rotator.core.ports import Journal
 from rotator.core.spec import RotationSpec
 
@@ -64,13 +64,19 @@ def concerns(target: RotationSpec, state: TargetState | None) -> bool:
     )
 
 
-def tracked(journal: Journal, gitlab_url: str) -> dict[int, Managed]:
-    """Every token the journal tracks as some target's live token on this GitLab, by id."""
+def tracked(journal: Journal, gitlab_url: str, removed: Collection[TargetKey] = ()) -> dict[int, Managed]:
+    """Every token the journal tracks as some target's live token on this GitLab, by id.
+
+    ``removed``: the journal keys no configured target maps to (their owners are marked so).
+    """
     return owners_of(
-        (state.name, record)
-        for state in journal.targets()
-        if same_instance(state.key.gitlab_url, gitlab_url)
-        for record in journal.tokens(state.key)
+        (
+            (state.name, record)
+            for state in journal.targets()
+            if same_instance(state.key.gitlab_url, gitlab_url)
+            for record in journal.tokens(state.key)
+        ),
+        removed,
     )
 
 

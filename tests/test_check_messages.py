@@ -66,6 +66,18 @@ def _lines(result: Result, *prefixes: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.startswith(prefixes)]
 
 
+def _refused_login(names: str, cause: str) -> list[str]:
+    """The lines of `check` for a refused Universal Auth login with ``names``, both connections skipped."""
+    return [
+        (
+            f"PROBLEM infisical: credentials: Infisical refused the Universal Auth login with {names}"
+            f" ({cause}): fix them; {LOCKOUT}"
+        ),
+        f"skip    app-deploy: connection {CONNECTIONS[0]}: not checked: Infisical refused {names} (above)",
+        f"skip    api-deploy: connection {CONNECTIONS[1]}: not checked: Infisical refused {names} (above)",
+    ]
+
+
 def _gitlab_calls(h: Harness) -> dict[str, int]:
     return h.fakes.gitlab.call_counts(user_agent=UA)
 
@@ -140,14 +152,9 @@ def test_a_refused_login_names_both_variables_and_is_sent_once(
     result = _run(h, env, "check")
     assert result.code == 1, result.stdout + result.stderr
     names = f"ROTATOR_INFISICAL_CLIENT_ID and {secret}"
-    assert _lines(result, "PROBLEM", "skip") == [
-        (
-            f"PROBLEM infisical: credentials: Infisical refused the Universal Auth login with {names}"
-            f" (401: UnauthorizedError: Invalid credentials): fix them; {LOCKOUT}"
-        ),
-        f"skip    app-deploy: connection {CONNECTIONS[0]}: not checked: Infisical refused {names} (above)",
-        f"skip    api-deploy: connection {CONNECTIONS[1]}: not checked: Infisical refused {names} (above)",
-    ]
+    assert _lines(result, "PROBLEM", "skip") == _refused_login(
+        names, "401: UnauthorizedError: Invalid credentials"
+    )
     assert _infisical_calls(h) == {LOGIN: 1}
     assert h.run("check").code == 0  # one failure locks nothing: the right secret still logs in
 
@@ -159,14 +166,8 @@ def test_an_unknown_client_id_is_a_refused_login_sent_once(h: Harness) -> None:
     result = _run(h, env, "check")
     assert result.code == 1, result.stdout + result.stderr
     names = "ROTATOR_INFISICAL_CLIENT_ID and ROTATOR_INFISICAL_CLIENT_SECRET"
-    assert _lines(result, "PROBLEM", "skip") == [
-        (
-            f"PROBLEM infisical: credentials: Infisical refused the Universal Auth login with {names}"
-            f" (404: NotFound: No identity with specified client ID was found): fix them; {LOCKOUT}"
-        ),
-        f"skip    app-deploy: connection {CONNECTIONS[0]}: not checked: Infisical refused {names} (above)",
-        f"skip    api-deploy: connection {CONNECTIONS[1]}: not checked: Infisical refused {names} (above)",
-    ]
+    cause = "404: NotFound: No identity with specified client ID was found"
+    assert _lines(result, "PROBLEM", "skip") == _refused_login(names, cause)
     assert _infisical_calls(h) == {LOGIN: 1}
 
 

@@ -153,15 +153,20 @@ def _instance_target(fakes: Fakes, tmp_path: Path) -> tuple[Harness, User, int]:
     return h, account, held.id
 
 
+def _demote_past_grace_with_404s(fakes: Fakes) -> None:
+    """The manager is no admin any more, the grace has passed, and DELETE and GET of a token say 404."""
+    fakes.gitlab.test_only_user("rotator-manager").admin = False
+    fakes.clock.advance(dt.timedelta(minutes=61))
+    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+
+
 def test_a_404_after_the_manager_lost_admin_is_no_revoke_evidence(fakes: Fakes, tmp_path: Path) -> None:
     """Demoted from admin, DELETE 404 then GET 404 (a proxy's, say) leave the token tracked as no access."""
     h, _, held = _instance_target(fakes, tmp_path)
     first = h.run("run-once")
     assert first.code == 0, first.stderr
-    fakes.gitlab.test_only_user("rotator-manager").admin = False
-    fakes.clock.advance(dt.timedelta(minutes=61))
-    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
-    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    _demote_past_grace_with_404s(fakes)
     second = h.run("run-once")
     assert second.code == 1
     assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())
@@ -193,10 +198,7 @@ def test_a_demotion_during_the_adapters_life_is_seen_by_the_revoke(fakes: Fakes,
     # The daemon's adapter has read /user as an admin by now (a group target's role, an earlier check).
     assert case.kept is not None
     assert case.kept.manager_access_level(Owner(Kind.SERVICE_ACCOUNT, account.id)) == 50
-    fakes.gitlab.test_only_user("rotator-manager").admin = False
-    fakes.clock.advance(dt.timedelta(minutes=61))
-    fakes.gitlab.faults.fail("DELETE /api/v4/personal_access_tokens/:token_id", 404, times=None)
-    fakes.gitlab.faults.fail("GET /api/v4/personal_access_tokens/:token_id", 404, times=None)
+    _demote_past_grace_with_404s(fakes)
     second = case.run("run-once")
     assert second.code == 1
     assert fakes.gitlab.test_only_token(held).active(fakes.clock.now())

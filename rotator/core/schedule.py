@@ -157,6 +157,11 @@ def is_our_name(base: str, name: str) -> bool:
     return re.fullmatch(re.escape(base) + _OUR_NAME, name) is not None
 
 
+def named_like_ours(name: str) -> bool:
+    """Whether ``name`` looks like one rotator made for any base name (:func:`token_name`'s shape)."""
+    return re.search(_OUR_NAME + r"\Z", name) is not None
+
+
 def backoff_until(now: datetime, failures: int, base: timedelta, cap: timedelta) -> datetime:
     """When a target that failed ``failures`` times in a row may be tried again: base * 2**(n-1), capped."""
     return now + min(cap, base * (1 << min(30, max(0, failures - 1))))

@@ -402,8 +402,10 @@ def _untracked(
             found = untracked.failed(error)
         else:
             url = rt.config.gitlab.url
-            owners, unsettled = untracked.tracked(journal, url), untracked.in_flight(journal, url)
-            found = untracked.untracked(listed, owners, manager, unsettled)
+            owners = untracked.owned(journal, url, listed)
+            found = untracked.untracked(
+                listed, owners, manager, untracked.unsettled(journal, url, listed, owners)
+            )
     if found.worth_saying:
         resumed = untracked.settles_on_resume(journal.unfinished(key))
         text = untracked.warning(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from rotator.core.inventory import Managed
 from rotator.core.model import Connection, TokenInfo
 from rotator.core.ports import GitLabPort, InfisicalPort, Journal, NoObserver, Observer
 from rotator.engine.untracked import Untracked
@@ -98,6 +97,4 @@ class Scratch:
     untracked_listed: bool = False  # the take-over's list of untracked tokens is recorded
     #: A first rotation without adopt_token_id: the owner's tokens no target tracked before its create.
     first_untracked: Untracked | None = None
-    #: The tokens the journal tracks as live on this GitLab (a first rotation's checks read them once).
-    tracked: dict[int, Managed] | None = None
     planned: list[str] = field(default_factory=list)  # ids of the rotations this run recorded PLANNED

@@ -30,7 +30,6 @@ import structlog
 from rotator.core import evidence, rules
 from rotator.core.description import token_description
 from rotator.core.errors import GitLabError, InfisicalError, ProtocolViolation, UpstreamError
-from rotator.core.inventory import Managed
 from rotator.core.machine import Action, advance
 from rotator.core.model import (
     Change,
@@ -218,12 +217,11 @@ class TargetRun(Retirer):
         # A token another journal key tracks (the same target before a re-point or a gitlab.url
         # change) is owned, not lost: that key's removed-target rules retire it.
         # Ids are per instance, and only a live role says someone owns it.
-        tracked = self._tracked()
-        ours = [
-            t
-            for t in self.list_tokens()
-            if t.active and is_our_name(self.target.token_base_name, t.name) and t.id not in tracked
+        named = [
+            t for t in self.list_tokens() if t.active and is_our_name(self.target.token_base_name, t.name)
         ]
+        tracked = untracked.owned(self.ctx.journal, self.rec.key.gitlab_url, named)
+        ours = [t for t in named if t.id not in tracked]
         if ours:
             ids = ", ".join(str(t.id) for t in ours)
             raise self.rec.failed(
@@ -232,15 +230,6 @@ class TargetRun(Retirer):
                 " but the journal has no history; set adopt_token_id to the one the connection holds",
                 backoff=False,
             )
-
-    def _tracked(self) -> dict[int, Managed]:
-        """The tokens the journal tracks as some target's live token on this GitLab; read once per run.
-
-        The journal-lost check and the untracked-token warning share one reading of every key.
-        """
-        if self.scratch.tracked is None:
-            self.scratch.tracked = untracked.tracked(self.ctx.journal, self.rec.key.gitlab_url)
-        return self.scratch.tracked
 
     def list_untracked(self) -> None:
         """No ``adopt_token_id``: the owner's active tokens no target tracks, as they were before the create.
@@ -258,9 +247,9 @@ class TargetRun(Retirer):
         except UpstreamError as error:
             self.scratch.first_untracked = untracked.failed(error)
             return
-        owners = self._tracked()
-        unsettled = untracked.in_flight(self.ctx.journal, self.rec.key.gitlab_url)
-        found = untracked.untracked(listed, owners, None, unsettled)
+        journal, url = self.ctx.journal, self.rec.key.gitlab_url
+        owners = untracked.owned(journal, url, listed)
+        found = untracked.untracked(listed, owners, None, untracked.unsettled(journal, url, listed, owners))
         if found.tokens:  # the manager's own token is never one to adopt
             try:
                 found = untracked.untracked(found.tokens, owners, self.ctx.gitlab.manager_self().id)

@@ -29,8 +29,17 @@ import structlog
 
 from rotator.core.errors import UpstreamError
 from rotator.core.inventory import Managed, owners_of
-from rotator.core.model import RotationRecord, Step, TargetKey, TargetState, TokenInfo, same_instance
+from rotator.core.model import (
+    OWNED_ROLES,
+    RotationRecord,
+    Step,
+    TargetKey,
+    TargetState,
+    TokenInfo,
+    same_instance,
+)
 from rotator.core.ports import Journal
+from rotator.core.schedule import named_like_ours
 from rotator.core.spec import RotationSpec
 
 
@@ -80,6 +89,33 @@ def tracked(journal: Journal, gitlab_url: str, removed: Collection[TargetKey] = 
     )
 
 
+def owned(journal: Journal, gitlab_url: str, listed: Iterable[TokenInfo]) -> frozenset[int]:
+    """The ids of ``listed``'s active tokens that some target on this GitLab tracks in a live role.
+
+    One indexed read per active token (:meth:`Journal.owners`), not a walk of every target's
+    tokens: a first run of a thousand new targets would read the whole journal once per target.
+    """
+    return frozenset(
+        t.id
+        for t in listed
+        if t.active and any(o.role in OWNED_ROLES for o in journal.owners(gitlab_url, t.id))
+    )
+
+
+def unsettled(
+    journal: Journal, gitlab_url: str, listed: Iterable[TokenInfo], owners: Collection[int]
+) -> frozenset[str]:
+    """:func:`in_flight`, read only when an active token no target owns is named as rotator names its own.
+
+    A lost create's name is always one rotator made (:func:`rotator.core.schedule.token_name`), so
+    without such a token there is nothing :func:`in_flight` could leave out, and the journal's
+    unfinished rotations and tombstones need not be read.
+    """
+    if any(t.active and t.id not in owners and named_like_ours(t.name) for t in listed):
+        return in_flight(journal, gitlab_url)
+    return frozenset()
+
+
 def settles_on_resume(unfinished: RotationRecord | None) -> bool:
     """Whether the next run verifies the first push by re-reading it, without a rotation to adopt in."""
     return unfinished is not None and unfinished.step is Step.PUSHED
@@ -104,7 +140,7 @@ def in_flight(journal: Journal, gitlab_url: str) -> frozenset[str]:
 
 def untracked(
     listed: Iterable[TokenInfo],
-    owners: dict[int, Managed],
+    owners: Collection[int],
     manager_id: int | None,
     unsettled: Collection[str] = frozenset(),
 ) -> Untracked:

@@ -5,6 +5,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rotator.testing import Fakes
 from tests.engine.harness import EngineCase
 
@@ -58,3 +60,46 @@ def test_a_steady_rotation_with_grace_0_makes_no_journal_call_it_can_spare(
         owners=1,  # the revoke's: one token, one owner
         release=1,
     ), calls
+
+
+def test_a_first_rotations_untracked_listing_reads_no_other_targets_records(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Without adopt_token_id: who owns each listed token is asked by id; no other target is walked.
+
+    A first run of many new targets would otherwise read every target's tokens, unfinished
+    rotation and tombstones once per target.
+    """
+    case = EngineCase(fakes, tmp_path, grace="0s", targets=2)
+    first, other = case.names[0], case.names[1]
+    assert case.run("rotate", other).code == 0  # another target, its tokens in the journal
+    [other_key] = [s.key for s in case.store.targets() if s.name == other]
+    path = tmp_path / "rotator.yaml"
+    config = yaml.safe_load(path.read_text())
+    del config["targets"][0]["adopt_token_id"]
+    path.write_text(yaml.safe_dump(config))
+    case.foreign.add(fakes.seed.adopt_token_ids[0])  # left active: nothing names it for adoption
+    walked: Counter[str] = Counter()
+    running = [False]
+    for name in ("tokens", "unfinished", "tombstones"):
+        method = getattr(case.store, name)
+
+        def seen(key: Any, _name: str = name, _method: Callable[..., Any] = method) -> Any:  # noqa: ANN401
+            walked[_name] += running[0] and key == other_key
+            return _method(key)
+
+        setattr(case.store, name, seen)
+    run_once = case._run_once  # noqa: SLF001 - the engine's run, without the invariant checks after it
+
+    def engine_run(*args: Any) -> Any:  # noqa: ANN401
+        running[0] = True
+        try:
+            return run_once(*args)
+        finally:
+            running[0] = False
+
+    case._run_once = engine_run  # type: ignore[method-assign,assignment]  # noqa: SLF001
+    result = case.run("rotate", first)
+    assert result.code == 0, result.stderr
+    assert "target.untracked_tokens" in result.stderr  # the connection's token, named with the hint
+    assert walked == Counter(tokens=0, unfinished=0, tombstones=0), walked

@@ -17,9 +17,11 @@ import secrets
 import socket
 import struct
 import threading
+import time
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -56,6 +58,22 @@ def fresh_database() -> Iterator[str]:
         yield url_of(name)
     finally:
         _drop(name)
+
+
+def end_sessions(admin: psycopg.Connection[Any], database: str) -> int:
+    """End every other session of ``database``, as a restart or a failover does; how many were ended.
+
+    ``pg_terminate_backend`` only signals: return once the server no longer lists them, so the
+    sockets of the pool's connections have their end to read (about 1 s at most).
+    """
+    others = b" FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+    ended = admin.execute(b"SELECT count(pg_terminate_backend(pid))" + others, (database,)).fetchone()
+    for _ in range(100):
+        left = admin.execute(b"SELECT count(*)" + others, (database,)).fetchone()
+        if left == (0,):
+            break
+        time.sleep(0.01)
+    return ended[0] if ended else 0
 
 
 def _shared_database() -> str:

@@ -20,7 +20,7 @@ from rotator.journal.memory import MemoryJournal
 from rotator.journal.sqlite import SQLiteJournal
 from rotator.testing import Fakes
 from tests.cli_harness import Harness
-from tests.postgres import fresh_database
+from tests.postgres import end_sessions, fresh_database
 
 
 def _scrape(metrics: Metrics) -> dict[str, float]:
@@ -50,12 +50,9 @@ def test_a_read_only_postgresql_journal_is_not_ready_and_a_run_says_so_sending_n
             name = url.rsplit("/", 1)[1]
             with psycopg.connect(url, autocommit=True) as admin:
                 admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on".encode())
-                # As after a failover: the pool replaces its dropped connections, which now start read-only.
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,),
-                )
+                # As after a failover: the pool replaces its dropped connections, which now start
+                # read-only (once they are gone: ending a session only signals it).
+                end_sessions(admin, name)
             daemon = Daemon(rt, metrics, trigger_enabled=False)
             ready, body = daemon.readiness()
             assert (ready, body["journal"]) == (False, "read-only")

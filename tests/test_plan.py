@@ -20,7 +20,6 @@ from rotator.core.schedule import (
     expiry_limit,
     is_due,
     is_our_name,
-    quiet_at,
     requested_expiry,
     token_name,
 )
@@ -329,43 +328,3 @@ def test_a_capped_token_is_rotated_before_it_dies_and_not_at_once(  # noqa: PLR0
     # Not due before the run after its grace, nor before two thirds of its real lifetime.
     if now < start + min(policy.grace + policy.run_interval, lifetime * 2 / 3):
         assert not is_due(policy, history, now).due
-
-
-@given(
-    due=st.booleans(),
-    next_due_minutes=st.integers(min_value=-120, max_value=120) | st.none(),
-    unfinished=st.booleans(),
-    frozen=st.booleans(),
-    backoff_minutes=st.integers(min_value=-60, max_value=60) | st.none(),
-    revoke_minutes=st.lists(st.integers(min_value=-120, max_value=120), max_size=3),
-    stones=st.booleans(),
-    later_minutes=st.integers(min_value=0, max_value=240),
-)
-def test_a_reading_says_quiet_only_while_a_check_would_be_idle(  # noqa: PLR0913, PLR0917 - one per drawn value
-    due: bool,
-    next_due_minutes: int | None,
-    unfinished: bool,
-    frozen: bool,
-    backoff_minutes: int | None,
-    revoke_minutes: list[int],
-    stones: bool,
-    later_minutes: int,
-) -> None:
-    """Quiet later iff nothing was due when read, no due time came since, and decide is idle then."""
-    at = NOW + timedelta(minutes=later_minutes)
-    next_due = None if next_due_minutes is None else NOW + timedelta(minutes=next_due_minutes)
-    situation = _situation(
-        due=Due(due=due, reason="drawn", next_due=next_due),
-        unfinished=unfinished,
-        frozen=frozen,
-        backoff_until=None if backoff_minutes is None else NOW + timedelta(minutes=backoff_minutes),
-        revoke_afters=tuple(NOW + timedelta(minutes=m) for m in revoke_minutes),
-        tombstones_until=(NOW,) if stones else (),
-    )
-    quiet = quiet_at(situation, at)
-    came = next_due is not None and next_due <= at
-    assert quiet == (not due and not came and decide(situation, at, force=False, take_over=False).idle)
-    if quiet:  # a quiet reading stands for no work at all: nothing to resume, revoke or re-check
-        assert not unfinished or frozen
-        assert not stones
-        assert all(after > at for after in situation.revoke_afters) or frozen

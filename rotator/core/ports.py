@@ -173,34 +173,6 @@ class Requests(Protocol):
         """The rotations recorded as planned by the request, oldest first."""
 
 
-@dataclass(frozen=True, slots=True)
-class Released:
-    """A lease given up (:meth:`Journal.release`): the key's string form and the holder who held it."""
-
-    key: str
-    holder: str
-
-
-class ReleaseFeed(Protocol):
-    """The leases that workers sharing a journal give up, as the store tells of them.
-
-    A run's release is the end of its writes: a replica told of it can read the target once and
-    plan its own next check from what it reads, instead of waking at the old due time only to
-    find the target rotated (an idle check, a read per replica per rotation). Best effort: a
-    release told of late or never (the feed reconnecting, a pooler that drops notifications)
-    only means such a check runs as before.
-    """
-
-    def wait(self, timeout: float) -> list[Released]:
-        """The releases told of since the last call, waiting up to ``timeout`` s for a first one.
-
-        Never raises for the store being away: it answers ``[]`` and tries again on the next call.
-        """
-
-    def close(self) -> None:
-        """Stop listening."""
-
-
 class Journal(CallLedger, Requests, Protocol):
     """The durable record of rotations, tokens and targets; every write is fenced by a lease."""
 
@@ -278,19 +250,6 @@ class Journal(CallLedger, Requests, Protocol):
 
         The same answers as :meth:`target`, :meth:`tokens`, :meth:`unfinished` and
         :meth:`tombstones` (one round trip on a database, one consistent view of the four).
-        """
-
-    def records_of(self, keys: Collection[TargetKey]) -> dict[TargetKey, TargetRecords]:
-        """:meth:`records` of each of ``keys`` (one round trip on a database for all of them).
-
-        Each key's four reads are one consistent view of that key, as :meth:`records` gives it.
-        """
-
-    def release_feed(self) -> ReleaseFeed | None:
-        """A feed of the releases of every worker on this journal, or ``None`` where none can be had.
-
-        Each call opens a feed of its own (close it). A release made through any handle on the
-        same store is told of, this handle's own included.
         """
 
     def forget(self, lease: Lease, note: str) -> None:

@@ -196,18 +196,6 @@ class Work:
         return not (self.resume or self.rotate or self.revoke or self.recheck)
 
 
-def quiet_at(situation: Situation, now: datetime) -> bool:
-    """Whether a scheduled run at ``now`` would be idle by ``situation``, read at or before ``now``.
-
-    ``situation.due`` was judged when it was read: a due time that has come since counts as due,
-    and so does everything :func:`decide` would act on at ``now``.
-    """
-    due = situation.due
-    if due.due or (due.next_due is not None and due.next_due <= now):
-        return False
-    return decide(situation, now, force=False, take_over=False).idle
-
-
 def decide(situation: Situation, now: datetime, *, force: bool, take_over: bool) -> Work:
     """The work of a run for one target (architecture §5 "Due" and "Idle runs").
 

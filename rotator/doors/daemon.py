@@ -38,11 +38,6 @@ Infisical login) is one ``daemon.credential_refused`` line saying what to fix
 (:mod:`rotator.doors.preflight`'s words), logged when it is first seen refused, not again until it
 has worked in between.
 
-A replica told of another worker's release (PostgreSQL's ``LISTEN``/``NOTIFY``,
-:mod:`rotator.doors.releases`) reads that target once, in a batch with the others told of, and
-plans its next wake-up from it; its own check of the target, if already queued, is skipped while
-that reading says it would be idle. Told nothing, the checks run as before.
-
 Trigger requests are kept in the journal (:class:`rotator.core.model.TriggerRequest`), so
 ``GET /v1/rotations/{id}`` answers on every replica sharing it, and a request outlives the replica
 that accepted it. The accepting replica claims the request and renews its claims (job
@@ -89,10 +84,9 @@ from rotator.core.model import (
 )
 from rotator.core.schedule import Situation, expiry_instant
 from rotator.core.spec import RotationSpec
-from rotator.doors import releases, report
+from rotator.doors import report
 from rotator.doors.journal_health import JournalHealth, bounded_gauges
 from rotator.doors.preflight import Wording, refused_credential
-from rotator.doors.releases import Releases
 from rotator.doors.requests import TriggeredRun, described, made_up, reference
 from rotator.doors.watch import WATCH_JOB, ExpiryWatch, Watching
 from rotator.doors.wiring import Runtime
@@ -154,11 +148,6 @@ class Daemon:
         self._inflight = 0
         self._idle = threading.Condition()
         self.draining = threading.Event()
-        #: Other workers' releases, heard so that this replica plans instead of checking (several replicas).
-        self.releases = Releases(
-            rt.engine, self.targets, busy=lambda name: self._locks[name].locked(), plan=self._plan_wake
-        )
-        self._listener: threading.Thread | None = None
         self._credentials: dict[str, datetime | None] = {}
         settings = rt.config.daemon
         self.scheduler = BackgroundScheduler(
@@ -204,7 +193,6 @@ class Daemon:
         """Schedule every target's jobs and start the scheduler; the first checks run at once."""
         self.add_jobs(datetime.now(UTC))
         self.scheduler.start()
-        self._listener = self.releases.listen(self.draining)
 
     def add_jobs(self, now: datetime) -> None:
         """Add every job to the scheduler (:meth:`start` starts it), the first runs at ``now``."""
@@ -275,8 +263,6 @@ class Daemon:
             drained = self._idle.wait_for(lambda: self._inflight == 0, timeout.total_seconds())
         self.scheduler.shutdown(wait=False)
         self._hand_over()
-        if self._listener is not None:
-            self._listener.join(timeout=2 * releases.WAIT_S)  # it sees draining within one wait
         return drained
 
     def _hand_over(self) -> None:
@@ -496,10 +482,6 @@ class Daemon:
         if not lock.acquire(blocking=False):
             return  # the trigger (or another job) is running this target; it re-plans the wake-up
         try:
-            if self.releases.quiet(name, self.rt.engine.ctx.clock()):
-                # Another worker released it a moment ago and this replica read it then: idle, planned.
-                log.debug("daemon.check_skipped", target=name, reason="released_elsewhere")
-                return
             self._execute(self.targets[name], RunOptions(names=(name,), trigger="schedule"))
         finally:
             lock.release()
@@ -678,7 +660,6 @@ class Daemon:
             outcome = self.rt.engine.run_target(target, options)
         finally:
             self._leave()
-        self.releases.forget(target.name)  # this run's reading stands now
         if outcome.status == "busy":
             # Another replica (or a run-once) holds the target: expected with several, not news.
             log.debug("daemon.run", target=target.name, trigger=options.trigger, status=outcome.status)

@@ -231,12 +231,6 @@ class Engine:
             state,
         )
 
-    def reading(
-        self, target: RotationSpec, key: TargetKey, records: TargetRecords
-    ) -> tuple[Situation, TargetState | None]:
-        """:meth:`situation` from ``records`` of ``key``, read a moment ago (no lease held)."""
-        return self.situation(target, key, self.decision_ctx(key, records))
-
     def decision_ctx(self, key: TargetKey | None, kept: TargetRecords | None = None) -> Context:
         """The context for one decision about ``key``: its own records read once (no lease held).
 

@@ -64,7 +64,6 @@ from rotator.core.model import (
     claim_lapsed,
     same_instance,
 )
-from rotator.core.ports import Released, ReleaseFeed
 from rotator.core.redact import redact
 from rotator.journal.codec import FREE_TEXT, from_json, to_json
 from rotator.journal.snapshot import FenceRow, KeyedRow, ProjectRow, Snapshot, TargetRow, accept, nonempty
@@ -124,7 +123,6 @@ class MemoryJournal:
         self._unresolved: dict[tuple[str, str], UnresolvedProject] = {}  # by (gitlab url, path)
         self._requests: dict[str, tuple[int, TriggerRequest]] = {}  # by id: (seq, request)
         self._seq = 0
-        self._feeds: list[_Feed] = []  # open release feeds: each is told of every release
 
     def close(self) -> None:
         """Nothing to release; the records stay readable (a test may look after the engine closed it)."""
@@ -187,16 +185,6 @@ class MemoryJournal:
             row = self._targets.get(str(lease.key))
             if row is not None and (row.holder, row.fence) == (lease.holder, lease.fence):
                 row.holder, row.until = None, None
-                self._feeds = [
-                    feed for feed in self._feeds if feed.tell(Released(str(lease.key), lease.holder))
-                ]
-
-    def release_feed(self) -> ReleaseFeed:
-        """A feed told of every release on this journal from now on (any handle, any thread)."""
-        feed = _Feed()
-        with self._lock:
-            self._feeds.append(feed)
-        return feed
 
     # Fenced writes ----------------------------------------------------------------------------
 
@@ -359,11 +347,6 @@ class MemoryJournal:
         """The target's four reads together, under one hold of the lock."""
         with self._lock:
             return self._records(str(key))
-
-    def records_of(self, keys: Collection[TargetKey]) -> dict[TargetKey, TargetRecords]:
-        """:meth:`records` of each key, under one hold of the lock."""
-        with self._lock:
-            return {key: self._records(str(key)) for key in keys}
 
     def _records(self, k: str) -> TargetRecords:
         """:meth:`records` of the key ``k``, the lock held."""
@@ -592,34 +575,3 @@ class MemoryJournal:
             "fences": self._fences,
             "requests": self._requests,
         }
-
-
-class _Feed:
-    """A :class:`rotator.core.ports.ReleaseFeed` of a :class:`MemoryJournal`: releases queued in memory."""
-
-    def __init__(self) -> None:
-        self._told = threading.Condition()
-        self._queued: list[Released] = []
-        self._closed = False
-
-    def tell(self, released: Released) -> bool:
-        """Queue ``released``; False once the feed is closed (the journal then drops it)."""
-        with self._told:
-            if self._closed:
-                return False
-            self._queued.append(released)
-            self._told.notify_all()
-            return True
-
-    def wait(self, timeout: float) -> list[Released]:
-        """Every release queued since the last call, waiting up to ``timeout`` s for one."""
-        with self._told:
-            self._told.wait_for(lambda: self._queued or self._closed, timeout)
-            taken, self._queued = self._queued, []
-            return taken
-
-    def close(self) -> None:
-        """Stop queueing, and wake a waiting caller."""
-        with self._told:
-            self._closed = True
-            self._told.notify_all()

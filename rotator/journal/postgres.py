@@ -77,10 +77,8 @@ from rotator.core.model import (
     UnresolvedProject,
     same_instance,
 )
-from rotator.core.ports import ReleaseFeed
 from rotator.core.redact import watch
 from rotator.core.secret import Secret
-from rotator.journal import postgres_feed as feed
 from rotator.journal import postgres_writes as writes
 from rotator.journal.codec import as_stored, from_json, to_json
 from rotator.journal.postgres_schema import found_version, migrate, refuse_newer
@@ -196,8 +194,6 @@ class PostgresJournal:
 
         def configure(conn: Conn) -> None:
             _configure(conn, limits, read_only=read_only)
-
-        self._kwargs, self._configure = kwargs, configure
 
         try:
             with psycopg.connect(url, **kwargs) as conn:
@@ -325,28 +321,13 @@ class PostgresJournal:
         return dataclasses.replace(lease, expires=row[0])
 
     def release(self, lease: Lease) -> None:
-        """Free the lease if it is still the current one (the fence stays): one conditional UPDATE.
-
-        The same statement tells the :meth:`release_feed` listeners, once it commits, and only if
-        it freed the lease.
-        """
+        """Free the lease if it is still the current one (the fence stays): one conditional UPDATE."""
         with self._connection() as conn:
             conn.execute(
-                "WITH freed AS (UPDATE leases SET holder = NULL, lease_until = NULL"
-                " WHERE key = %s AND holder = %s AND fence = %s RETURNING key)"
-                " SELECT pg_notify(%s, %s) FROM freed",
-                (
-                    str(lease.key),
-                    lease.holder,
-                    lease.fence,
-                    feed.CHANNEL,
-                    feed.payload(str(lease.key), lease.holder),
-                ),
+                "UPDATE leases SET holder = NULL, lease_until = NULL"
+                " WHERE key = %s AND holder = %s AND fence = %s",
+                (str(lease.key), lease.holder, lease.fence),
             )
-
-    def release_feed(self) -> ReleaseFeed:
-        """A feed of every release on this database, on a session of its own (see :mod:`.postgres_feed`)."""
-        return feed.PostgresReleaseFeed(self._url, self._kwargs, self._configure)
 
     # Fenced writes ----------------------------------------------------------------------------
 
@@ -554,15 +535,6 @@ class PostgresJournal:
             row = conn.execute(_RECORDS, {"key": str(key)}).fetchone()
         assert row is not None  # noqa: S101 - a SELECT of scalar subqueries has one row
         return _records(row)
-
-    def records_of(self, keys: Collection[TargetKey]) -> dict[TargetKey, TargetRecords]:
-        """:meth:`records` of every key as one statement (one round trip, one snapshot)."""
-        if not keys:
-            return {}
-        by_text = {str(key): key for key in keys}
-        with self._connection() as conn:
-            rows = conn.execute(_RECORDS_OF, {"keys": list(by_text)}).fetchall()
-        return {by_text[row[0]]: _records(row[1:]) for row in rows}
 
     # Project paths (not fenced: a target whose path does not resolve has no key, so no lease) ------
 
@@ -940,14 +912,6 @@ _RECORDS = (
     b" (SELECT data FROM rotations WHERE key = %(key)s AND outcome = 'in_progress'"
     b" ORDER BY planned_at DESC, seq DESC LIMIT 1),"
     b" (SELECT coalesce(jsonb_agg(data ORDER BY name), '[]') FROM tombstones WHERE key = %(key)s)"
-)
-
-
-#: :meth:`PostgresJournal.records_of`: :data:`_RECORDS` for each key given, beside the key.
-_RECORDS_OF = (
-    b"SELECT given.key, "
-    + _RECORDS.removeprefix(b"SELECT ").replace(b"%(key)s", b"given.key")
-    + b" FROM unnest(%(keys)s::text[]) AS given(key)"
 )
 
 

@@ -552,13 +552,6 @@ class SQLiteJournal:
                 if db.in_transaction:  # SQLite may have ended it already (on damage, among others)
                     db.execute("COMMIT")
 
-    def records_of(self, keys: Collection[TargetKey]) -> dict[TargetKey, TargetRecords]:
-        """:meth:`records` of each key (one read transaction each: a file has no round trips to save)."""
-        return {key: self.records(key) for key in keys}
-
-    def release_feed(self) -> None:
-        """None: a file is one machine's, whose one daemon hears of its own releases without a feed."""
-
     def project_id(self, gitlab_url: str, project: str) -> int | None:
         """A project path resolved before."""
         with self._using():

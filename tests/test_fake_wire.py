@@ -3,13 +3,15 @@
 import http.client
 import io
 import socket
+import struct
+import time
 
 import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.testing import Fakes
+from rotator.testing import FakeGitLab, Fakes
 from rotator.testing._wire import MAX_HEADERS, MAX_LINE, parse_headers, read_header_lines
 
 
@@ -104,3 +106,24 @@ def test_100_continue_is_sent_before_the_body_is_read(fakes: Fakes) -> None:
             chunks.append(chunk)
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert b"".join(chunks).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_client_resetting_its_connection_leaves_nothing_on_standard_error(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A client killed mid-connection resets it: the fake, as a real server, prints no traceback for that."""
+    with FakeGitLab().running() as fake:
+        server = fake._httpd  # noqa: SLF001 - its open connections say when the reset was handled
+        assert server is not None
+        host, port = server.server_address[:2]
+        conn = socket.create_connection((str(host), int(port)), timeout=10)
+        conn.sendall(b"GET /api/v4/version HTTP/1.1\r\n")  # a request begun, never finished
+        deadline = time.monotonic() + 5
+        while not server._open and time.monotonic() < deadline:  # noqa: SLF001 - its handler has it
+            time.sleep(0.01)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # with no linger: a reset, as from a process that died
+        while server._open and time.monotonic() < deadline:  # noqa: SLF001 - handled and closed
+            time.sleep(0.01)
+        assert not server._open  # noqa: SLF001
+    assert capfd.readouterr().err == ""

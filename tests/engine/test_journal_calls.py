@@ -15,15 +15,22 @@ from tests.engine.harness import EngineCase
 COUNTED = ("acquire", "acquire_reading", "renew", "write", "write_renewing", "records", "owners", "release")
 
 
-def _counting(case: EngineCase) -> Counter[str]:
-    """Count the calls of :data:`COUNTED` the engine's runs make from now on (not the case's checks)."""
+def _counting(
+    case: EngineCase,
+    names: tuple[str, ...] = COUNTED,
+    which: Callable[[tuple[Any, ...]], bool] = lambda _args: True,
+) -> Counter[str]:
+    """Count the calls of ``names`` whose arguments ``which`` accepts, made by the engine's runs from now on.
+
+    Not the case's checks after each run: only the engine's run itself is counted.
+    """
     calls: Counter[str] = Counter()
     running = [False]
-    for name in COUNTED:
+    for name in names:
         method = getattr(case.store, name)
 
         def counted(*args: Any, _name: str = name, _method: Callable[..., Any] = method) -> Any:  # noqa: ANN401
-            calls[_name] += running[0]
+            calls[_name] += running[0] and which(args)
             return _method(*args)
 
         setattr(case.store, name, counted)
@@ -79,26 +86,7 @@ def test_a_first_rotations_untracked_listing_reads_no_other_targets_records(
     del config["targets"][0]["adopt_token_id"]
     path.write_text(yaml.safe_dump(config))
     case.foreign.add(fakes.seed.adopt_token_ids[0])  # left active: nothing names it for adoption
-    walked: Counter[str] = Counter()
-    running = [False]
-    for name in ("tokens", "unfinished", "tombstones"):
-        method = getattr(case.store, name)
-
-        def seen(key: Any, _name: str = name, _method: Callable[..., Any] = method) -> Any:  # noqa: ANN401
-            walked[_name] += running[0] and key == other_key
-            return _method(key)
-
-        setattr(case.store, name, seen)
-    run_once = case._run_once  # noqa: SLF001 - the engine's run, without the invariant checks after it
-
-    def engine_run(*args: Any) -> Any:  # noqa: ANN401
-        running[0] = True
-        try:
-            return run_once(*args)
-        finally:
-            running[0] = False
-
-    case._run_once = engine_run  # type: ignore[method-assign,assignment]  # noqa: SLF001
+    walked = _counting(case, ("tokens", "unfinished", "tombstones"), lambda args: args[0] == other_key)
     result = case.run("rotate", first)
     assert result.code == 0, result.stderr
     assert "target.untracked_tokens" in result.stderr  # the connection's token, named with the hint

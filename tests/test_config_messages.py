@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rotator.core.errors import ConfigError
@@ -363,13 +363,16 @@ def _put(path: tuple[str, ...], value: object) -> dict[str, Any]:
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.sampled_from(KEYS), value=WRONG)
+@example(path=("gitlab", "timeout"), value="bytes")  # quoted back as the user wrote it: not an internal
 def test_no_message_shows_pydantic_internals(path: tuple[str, ...], value: object) -> None:
     """Any value of any YAML type for every key: accepted, or refused naming a key in plain words."""
     error = _refusal(_put(path, value))
     if error is None:  # some values fit (a duration where one is taken, an int where a count is)
         return
     shown = str(error)
-    assert not [word for word in INTERNALS if word in shown], shown
+    # The message may quote what the user wrote ("'bytes' is not a duration"): those words are theirs.
+    ours = shown.replace(value, "") if isinstance(value, str) and value else shown
+    assert not [word for word in INTERNALS if word in ours], shown
     assert error.key not in {"", "(file)"}, shown
     assert "\n" not in shown, shown
 
